@@ -1,0 +1,115 @@
+//! One error type for the whole engine. Every variant names what was wrong
+//! (the tensor, key, offset or value), so a user can act on the message.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Engine result.
+pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+/// Everything that can go wrong while loading or running a model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// The input ended before `need` bytes could be read at `offset`.
+    Truncated { what: String, offset: u64, need: u64, have: u64 },
+    /// A file does not start with the expected magic number.
+    BadMagic { format: &'static str, found: u32 },
+    /// A format version we do not read.
+    UnsupportedVersion { format: &'static str, version: u32 },
+    /// A metadata key that must be present is missing.
+    MissingKey(String),
+    /// A metadata key has the wrong type.
+    WrongKeyType { key: String, expected: &'static str, found: String },
+    /// A tensor the model needs is not in the file.
+    MissingTensor(String),
+    /// A tensor has an unexpected shape.
+    TensorShape { name: String, expected: Vec<u64>, found: Vec<u64> },
+    /// A tensor's data lies (partly) outside the file.
+    TensorOutOfBounds { name: String, offset: u64, size: u64, file_len: u64 },
+    /// A tensor type we cannot run (yet).
+    UnsupportedTensorType { name: String, ty: String },
+    /// A size computation overflowed (absurd dimensions).
+    Overflow { what: String },
+    /// A value is outside what the format or model allows.
+    Invalid { what: String, detail: String },
+    /// The model architecture is not supported.
+    UnsupportedArchitecture(String),
+    /// The tokenizer's vocabulary does not match the model's.
+    VocabMismatch { model: usize, tokenizer: usize },
+    /// A token id is not in the vocabulary.
+    TokenOutOfRange { id: u32, vocab: usize },
+    /// The context window is full.
+    ContextFull { n_ctx: usize },
+    /// An allocation would be larger than the memory available.
+    OutOfMemory { what: String, bytes: u64 },
+    /// An I/O error from the host or the firmware.
+    Io(String),
+    /// A bad argument from the user (command line, chat command, settings file).
+    Usage(String),
+}
+
+impl Error {
+    /// Shorthand for [`Error::Invalid`].
+    pub fn invalid(what: impl Into<String>, detail: impl Into<String>) -> Self {
+        Error::Invalid { what: what.into(), detail: detail.into() }
+    }
+    /// Shorthand for [`Error::Overflow`].
+    pub fn overflow(what: impl Into<String>) -> Self {
+        Error::Overflow { what: what.into() }
+    }
+    /// Shorthand for [`Error::Truncated`].
+    pub fn truncated(what: impl Into<String>, offset: u64, need: u64, have: u64) -> Self {
+        Error::Truncated { what: what.into(), offset, need, have }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Truncated { what, offset, need, have } => write!(
+                f,
+                "truncated input: {what} needs {need} bytes at offset {offset}, but only {have} remain"
+            ),
+            Error::BadMagic { format, found } => {
+                write!(f, "not a {format} file (magic 0x{found:08x})")
+            }
+            Error::UnsupportedVersion { format, version } => {
+                write!(f, "unsupported {format} version {version}")
+            }
+            Error::MissingKey(k) => write!(f, "missing metadata key '{k}'"),
+            Error::WrongKeyType { key, expected, found } => {
+                write!(f, "metadata key '{key}' should be {expected}, found {found}")
+            }
+            Error::MissingTensor(n) => write!(f, "missing tensor '{n}'"),
+            Error::TensorShape { name, expected, found } => {
+                write!(f, "tensor '{name}' has shape {found:?}, expected {expected:?}")
+            }
+            Error::TensorOutOfBounds { name, offset, size, file_len } => write!(
+                f,
+                "tensor '{name}' data at offset {offset} (+{size} bytes) lies past the end of the file ({file_len} bytes)"
+            ),
+            Error::UnsupportedTensorType { name, ty } => {
+                write!(f, "tensor '{name}' has unsupported type {ty}")
+            }
+            Error::Overflow { what } => write!(f, "size overflow: {what}"),
+            Error::Invalid { what, detail } => write!(f, "invalid {what}: {detail}"),
+            Error::UnsupportedArchitecture(a) => write!(f, "unsupported architecture '{a}'"),
+            Error::VocabMismatch { model, tokenizer } => write!(
+                f,
+                "tokenizer has {tokenizer} tokens but the model's vocabulary has {model}"
+            ),
+            Error::TokenOutOfRange { id, vocab } => {
+                write!(f, "token id {id} is outside the vocabulary (size {vocab})")
+            }
+            Error::ContextFull { n_ctx } => write!(f, "context full ({n_ctx} tokens)"),
+            Error::OutOfMemory { what, bytes } => {
+                write!(f, "out of memory: {what} needs {bytes} bytes")
+            }
+            Error::Io(s) => write!(f, "I/O error: {s}"),
+            Error::Usage(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+impl core::error::Error for Error {}

@@ -1,0 +1,22 @@
+//! The llm-baremetal inference engine: `no_std` + `alloc`, safe Rust.
+//!
+//! Layers: [`gguf`] and [`llama2c`] read model files (hostile input, every
+//! size and offset checked); [`tokenizer`] turns text into ids and back;
+//! [`model`] holds weights and runs the forward pass; [`sampler`] picks
+//! tokens; [`chat`] is the REPL shared by the UEFI app and `lbm chat`.
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+pub mod chat;
+pub mod console;
+pub mod error;
+pub mod gguf;
+pub mod load;
+pub mod model;
+pub mod tokenizer;
+
+pub use error::{Error, Result};

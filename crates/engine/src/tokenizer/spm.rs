@@ -1,0 +1,3 @@
+//! SentencePiece-style BPE.
+/// Placeholder until the tokenizer lands.
+pub struct SpmTokenizer;
