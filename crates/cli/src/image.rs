@@ -1,0 +1,1 @@
+//! Building the bootable GPT + FAT32 disk image.

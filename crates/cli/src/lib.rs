@@ -1,0 +1,5 @@
+//! The `lbm` command's library half: everything the binary does, reachable
+//! from integration tests.
+
+pub mod image;
+pub mod qemu;

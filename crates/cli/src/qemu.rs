@@ -1,0 +1,1 @@
+//! Booting an image in QEMU with OVMF.
