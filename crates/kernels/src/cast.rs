@@ -5,7 +5,7 @@ use crate::quant::BlockQ8_0;
 /// Views `b` as `T`s if it is aligned and its length is a whole number of `T`.
 fn view<T: Pod>(b: &[u8]) -> Option<&[T]> {
     let size = core::mem::size_of::<T>();
-    if b.len() % size != 0 || b.as_ptr() as usize % core::mem::align_of::<T>() != 0 {
+    if !b.len().is_multiple_of(size) || !(b.as_ptr() as usize).is_multiple_of(core::mem::align_of::<T>()) {
         return None;
     }
     // SAFETY: alignment and length checked above; `T: Pod` means every bit

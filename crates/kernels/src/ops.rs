@@ -341,7 +341,7 @@ pub fn sin_cos(x: f32) -> (f32, f32) {
 pub fn sin_cos_f64(x: f64) -> (f64, f64) {
     use core::f64::consts::FRAC_PI_2;
     // Reduce by pi/2 using a two-part constant (Cody-Waite).
-    const P1: f64 = 1.570_796_326_794_896_558; // high part of pi/2
+    const P1: f64 = FRAC_PI_2; // pi/2 rounded to f64: the high part
     const P2: f64 = 6.123_233_995_736_766e-17; // pi/2 - P1
     let k = (x / FRAC_PI_2 + if x >= 0.0 { 0.5 } else { -0.5 }) as i64;
     let r = (x - k as f64 * P1) - k as f64 * P2;
