@@ -24,7 +24,8 @@ pub struct Gguf {
     /// Data alignment (`general.alignment`, default 32).
     pub alignment: u64,
     /// Absolute offset of the data section: the end of the tensor infos
-    /// rounded up to `alignment`.
+    /// rounded up to `alignment`. In a file without tensors this may lie
+    /// past the end (gguf-py does not pad such files).
     pub data_offset: u64,
     kv_index: BTreeMap<String, usize>,
     tensor_index: BTreeMap<String, usize>,

@@ -11,37 +11,69 @@ use alloc::vec::Vec;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum GgmlType {
+    /// 32-bit float.
     F32 = 0,
+    /// IEEE half float.
     F16 = 1,
+    /// 4-bit, blocks of 32 with an f16 scale.
     Q4_0 = 2,
+    /// 4-bit, blocks of 32 with f16 scale and min.
     Q4_1 = 3,
+    /// 5-bit, blocks of 32 with an f16 scale.
     Q5_0 = 6,
+    /// 5-bit, blocks of 32 with f16 scale and min.
     Q5_1 = 7,
+    /// 8-bit, blocks of 32 with an f16 scale.
     Q8_0 = 8,
+    /// 8-bit, blocks of 32 with f16 scale and sum.
     Q8_1 = 9,
+    /// 2-bit K-quant (super-blocks of 256).
     Q2_K = 10,
+    /// 3-bit K-quant.
     Q3_K = 11,
+    /// 4-bit K-quant.
     Q4_K = 12,
+    /// 5-bit K-quant.
     Q5_K = 13,
+    /// 6-bit K-quant.
     Q6_K = 14,
+    /// 8-bit K-quant (f32 scale and block sums).
     Q8_K = 15,
+    /// 2.06 bpw importance quant.
     IQ2_XXS = 16,
+    /// 2.31 bpw importance quant.
     IQ2_XS = 17,
+    /// 3.06 bpw importance quant.
     IQ3_XXS = 18,
+    /// 1.56 bpw importance quant.
     IQ1_S = 19,
+    /// 4-bit non-linear, blocks of 32.
     IQ4_NL = 20,
+    /// 3.44 bpw importance quant.
     IQ3_S = 21,
+    /// 2.56 bpw importance quant.
     IQ2_S = 22,
+    /// 4.25 bpw non-linear, super-blocks of 256.
     IQ4_XS = 23,
+    /// 8-bit integer.
     I8 = 24,
+    /// 16-bit integer.
     I16 = 25,
+    /// 32-bit integer.
     I32 = 26,
+    /// 64-bit integer.
     I64 = 27,
+    /// 64-bit float.
     F64 = 28,
+    /// 1.75 bpw importance quant.
     IQ1_M = 29,
+    /// bfloat16.
     BF16 = 30,
+    /// 1.69 bpw ternary.
     TQ1_0 = 34,
+    /// 2.06 bpw ternary.
     TQ2_0 = 35,
+    /// 4-bit microscaling float, blocks of 32.
     MXFP4 = 39,
 }
 
@@ -182,18 +214,31 @@ pub(crate) mod vt {
 /// A metadata value. Arrays hold elements of one type (they may nest).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
+    /// u8 (type 0).
     U8(u8),
+    /// i8 (type 1).
     I8(i8),
+    /// u16 (type 2).
     U16(u16),
+    /// i16 (type 3).
     I16(i16),
+    /// u32 (type 4).
     U32(u32),
+    /// i32 (type 5).
     I32(i32),
+    /// f32 (type 6).
     F32(f32),
+    /// bool, one byte 0 or 1 (type 7).
     Bool(bool),
+    /// UTF-8 string (type 8).
     String(String),
+    /// Array of one element type (type 9); may nest.
     Array(Vec<Value>),
+    /// u64 (type 10).
     U64(u64),
+    /// i64 (type 11).
     I64(i64),
+    /// f64 (type 12).
     F64(f64),
 }
 
