@@ -15,6 +15,8 @@ pub mod chat;
 pub mod console;
 pub mod error;
 pub mod gguf;
+pub mod gguf_model;
+pub mod llama2c;
 pub mod load;
 pub mod model;
 pub mod tokenizer;
