@@ -16,6 +16,7 @@ mod pretokenize;
 pub use unicode_tables::UNICODE_VERSION;
 
 use crate::{Error, Result};
+use alloc::boxed::Box;
 use alloc::collections::BinaryHeap;
 use alloc::format;
 use alloc::string::String;
@@ -87,6 +88,7 @@ impl<'a> Iterator for Split<'a> {
             PreTokenizer::Gpt2 => pretokenize::match_gpt2(self.text, self.pos),
             PreTokenizer::Qwen2 => pretokenize::match_qwen2(self.text, self.pos),
         };
+        debug_assert!(end > self.pos, "the pre-tokenizer must make progress");
         let word = &self.text[self.pos..end];
         self.pos = end;
         Some(word)
@@ -139,13 +141,13 @@ pub struct BpeTokenizer {
     /// Ids sorted by piece, one id (the lowest) per distinct piece.
     by_piece: Vec<u32>,
     /// Byte -> id of its one-character token, or `NONE`.
-    byte_ids: [u32; 256],
+    byte_ids: Box<[u32; 256]>,
     /// Sorted by `pair`, one rule (the first listed) per pair.
     merges: Vec<Merge>,
     /// Control and user-defined tokens, longest first.
     specials: Vec<u32>,
-    /// Which bytes start one of `specials`.
-    special_first: [bool; 256],
+    /// Bit set of the bytes that start one of `specials`.
+    special_first: [u64; 4],
     bos: u32,
     eos: u32,
     pre: PreTokenizer,
@@ -240,7 +242,7 @@ impl BpeTokenizer {
         let lines = text
             .lines()
             .enumerate()
-            .filter(|&(i, l)| !(i == 0 && l.starts_with("#version")) && !l.trim().is_empty())
+            .filter(|&(i, l)| !(l.trim().is_empty() || i == 0 && l.starts_with("#version")))
             .map(|(_, l)| l);
 
         let eot = tokens
@@ -332,10 +334,10 @@ impl BpeTokenizer {
             pieces,
             types,
             by_piece,
-            byte_ids: [NONE; 256],
+            byte_ids: Box::new([NONE; 256]),
             merges: Vec::new(),
             specials: Vec::new(),
-            special_first: [false; 256],
+            special_first: [0; 4],
             bos,
             eos,
             pre,
@@ -384,7 +386,8 @@ impl BpeTokenizer {
         self.specials
             .sort_by_key(|&id| Reverse(pieces[id as usize].len()));
         for &id in &self.specials {
-            self.special_first[pieces[id as usize].as_bytes()[0] as usize] = true;
+            let b = pieces[id as usize].as_bytes()[0];
+            self.special_first[usize::from(b / 64)] |= 1 << (b % 64);
         }
     }
 
@@ -452,7 +455,8 @@ impl BpeTokenizer {
         let bytes = text.as_bytes();
         let (mut start, mut i) = (0, 0);
         while i < bytes.len() {
-            let found = if self.special_first[bytes[i] as usize] {
+            let b = bytes[i];
+            let found = if self.special_first[usize::from(b / 64)] & (1 << (b % 64)) != 0 {
                 self.specials
                     .iter()
                     .find(|&&id| bytes[i..].starts_with(self.pieces[id as usize].as_bytes()))
@@ -508,14 +512,27 @@ impl BpeTokenizer {
             let r = syms[l].next;
             if let Some(&Sym { id: b, .. }) = syms.get(r) {
                 if let Some((rank, id)) = self.merge(syms[l].id, b) {
-                    heap.push(Reverse((rank, l, syms[l].id, b, id)));
+                    heap.push(Reverse(Candidate {
+                        rank,
+                        pos: l,
+                        left: syms[l].id,
+                        right: b,
+                        id,
+                    }));
                 }
             }
         };
         for l in 0..s.syms.len() {
             push(&mut s.heap, &s.syms, l);
         }
-        while let Some(Reverse((_, l, a, b, id))) = s.heap.pop() {
+        while let Some(Reverse(Candidate {
+            pos: l,
+            left: a,
+            right: b,
+            id,
+            ..
+        })) = s.heap.pop()
+        {
             // Skip stale entries: a merged symbol always gets a new (longer) token.
             let r = s.syms[l].next;
             if s.syms[l].id != a || s.syms.get(r).is_none_or(|sym| sym.id != b) {
@@ -590,6 +607,17 @@ struct Sym {
 #[derive(Default)]
 struct Scratch {
     syms: Vec<Sym>,
-    /// `(rank, left position, left id, right id, merged id)`, smallest first.
-    heap: BinaryHeap<Reverse<(u32, usize, u32, u32, u32)>>,
+    /// Possible merges, lowest rank then leftmost first.
+    heap: BinaryHeap<Reverse<Candidate>>,
+}
+
+/// A possible merge of the symbol at `pos` (token `left`) with the next one
+/// (token `right`) into token `id`. Ordered by rank, then position.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Candidate {
+    rank: u32,
+    pos: usize,
+    left: u32,
+    right: u32,
+    id: u32,
 }

@@ -119,10 +119,11 @@ pub(super) fn match_qwen2(s: &str, i: usize) -> usize {
     let cls0 = class(c0);
     let newline = |c: char| c == '\r' || c == '\n';
     // `[^\r\n\p{L}\p{N}]?\p{L}+`
-    if !matches!(cls0, Class::Letter | Class::Number) && !newline(c0) {
-        if char_at(s, n0).is_some_and(|c| class(c) == Class::Letter) {
-            return run(s, n0, Class::Letter);
-        }
+    if !matches!(cls0, Class::Letter | Class::Number)
+        && !newline(c0)
+        && char_at(s, n0).is_some_and(|c| class(c) == Class::Letter)
+    {
+        return run(s, n0, Class::Letter);
     }
     match cls0 {
         Class::Letter => run(s, i, Class::Letter),
