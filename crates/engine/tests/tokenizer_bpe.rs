@@ -83,6 +83,7 @@ fn gpt2_through_new() {
     let bpe = String::from_utf8(bpe).unwrap();
     let merges: Vec<&str> = bpe.lines().skip(1).filter(|l| !l.is_empty()).collect();
     assert_eq!(merges.len(), 50000);
+    // As in ggml-vocab-gpt-2.gguf's tokenizer.ggml.token_type: all normal but 50256 (control).
     let mut types = vec![1; tokens.len()];
     types[50256] = 3;
     let tok = BpeTokenizer::new(tokens, &merges, &types, 50256, 50256, PreTokenizer::Gpt2).unwrap();
