@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use crate::gguf::{GgmlType, Gguf, TensorInfo};
 use crate::load::{Blob, ModelSummary};
 use crate::model::{Arch, Config, DType, FfnKind, Layer, Model, Norm, NormKind, Tensor, Weights};
-use crate::tokenizer::{spm, Tokenizer};
+use crate::tokenizer::{bpe, spm, Tokenizer};
 use crate::{Error, Result};
 
 fn arch_of(g: &Gguf) -> Result<Arch> {
@@ -289,6 +289,19 @@ pub fn tokenizer_from(g: &Gguf) -> Result<Tokenizer> {
                 t.set_add_space_prefix(g.get_bool("tokenizer.ggml.add_space_prefix")?);
             }
             Ok(Tokenizer::Spm(t))
+        }
+        "gpt2" => {
+            let tokens: Vec<String> = g.get_str_array("tokenizer.ggml.tokens")?.into_iter().map(String::from).collect();
+            let merges = g.get_str_array("tokenizer.ggml.merges")?;
+            let types = if g.get("tokenizer.ggml.token_type").is_some() { g.get_i32_array("tokenizer.ggml.token_type")? } else { Vec::new() };
+            let pre = match g.get("tokenizer.ggml.pre").and_then(|v| v.as_str()) {
+                Some(p) => bpe::PreTokenizer::from_gguf_pre(p)?,
+                None => bpe::PreTokenizer::Gpt2,
+            };
+            let last = tokens.len().saturating_sub(1) as u32;
+            let id = |k: &str, d: u32| -> Result<u32> { if g.get(k).is_some() { g.get_u32(k) } else { Ok(d) } };
+            let t = bpe::BpeTokenizer::new(tokens, &merges, &types, id("tokenizer.ggml.bos_token_id", last)?, id("tokenizer.ggml.eos_token_id", last)?, pre)?;
+            Ok(Tokenizer::Bpe(t))
         }
         other => Err(Error::invalid("tokenizer.ggml.model", format!("'{other}' is not supported"))),
     }

@@ -14,6 +14,7 @@ use crate::Result;
 #[derive(Debug, Clone)]
 pub enum Tokenizer {
     Spm(spm::SpmTokenizer),
+    Bpe(bpe::BpeTokenizer),
 }
 
 impl Tokenizer {
@@ -25,66 +26,77 @@ impl Tokenizer {
     pub fn vocab_size(&self) -> usize {
         match self {
             Tokenizer::Spm(t) => t.vocab_size(),
+            Tokenizer::Bpe(t) => t.vocab_size(),
         }
     }
     /// Beginning-of-sequence id.
     pub fn bos(&self) -> u32 {
         match self {
             Tokenizer::Spm(t) => t.bos(),
+            Tokenizer::Bpe(t) => t.bos(),
         }
     }
     /// End-of-sequence id.
     pub fn eos(&self) -> u32 {
         match self {
             Tokenizer::Spm(t) => t.eos(),
+            Tokenizer::Bpe(t) => t.eos(),
         }
     }
     /// Whether prompts start with BOS.
     pub fn add_bos(&self) -> bool {
         match self {
             Tokenizer::Spm(t) => t.add_bos(),
+            Tokenizer::Bpe(_) => false,
         }
     }
     /// Plain text to ids (special-token text is ordinary text).
     pub fn encode(&self, text: &str, add_bos: bool) -> Vec<u32> {
         match self {
             Tokenizer::Spm(t) => t.encode(text, add_bos),
+            Tokenizer::Bpe(t) => t.encode(text, add_bos),
         }
     }
     /// Text with special tokens (for chat templates) to ids.
     pub fn encode_with_special(&self, text: &str, add_bos: bool) -> Vec<u32> {
         match self {
             Tokenizer::Spm(t) => t.encode_with_special(text, add_bos),
+            Tokenizer::Bpe(t) => t.encode_with_special(text, add_bos),
         }
     }
     /// Appends the bytes token `id` contributes after `prev` to `out`.
     pub fn decode_token_into(&self, prev: Option<u32>, id: u32, out: &mut Vec<u8>) {
         match self {
             Tokenizer::Spm(t) => t.decode_token_into(prev, id, out),
+            Tokenizer::Bpe(t) => out.extend_from_slice(&t.decode_token(id)),
         }
     }
     /// Decodes a whole sequence.
     pub fn decode(&self, ids: &[u32]) -> String {
         match self {
             Tokenizer::Spm(t) => t.decode(ids),
+            Tokenizer::Bpe(t) => t.decode(ids),
         }
     }
     /// The vocabulary piece of `id`, for display.
     pub fn piece(&self, id: u32) -> Option<&str> {
         match self {
             Tokenizer::Spm(t) => t.piece(id),
+            Tokenizer::Bpe(t) => t.piece(id),
         }
     }
     /// The id of a vocabulary piece.
     pub fn token_id(&self, piece: &str) -> Option<u32> {
         match self {
             Tokenizer::Spm(t) => t.token_id(piece),
+            Tokenizer::Bpe(t) => t.token_id(piece),
         }
     }
     /// Whether `id` is a control token (never shown to the user).
     pub fn is_control(&self, id: u32) -> bool {
         match self {
             Tokenizer::Spm(t) => matches!(t.token_type(id), Some(spm::TokenType::Control)),
+            Tokenizer::Bpe(t) => t.token_type(id) == Some(bpe::TOKEN_CONTROL),
         }
     }
 }
