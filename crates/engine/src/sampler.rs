@@ -104,7 +104,7 @@ impl Sampler {
                 }
             }
         }
-        if !(c.temperature > 0.0) || logits.is_empty() {
+        if c.temperature.is_nan() || c.temperature <= 0.0 || logits.is_empty() {
             return argmax(logits);
         }
         // Candidates sorted by logit, best first (ties: lower id first).
