@@ -3,3 +3,5 @@
 
 pub mod image;
 pub mod qemu;
+pub mod convert;
+pub mod spm_model;
