@@ -1,7 +1,7 @@
 //! The `lbm` command's library half: everything the binary does, reachable
 //! from integration tests.
 
+pub mod convert;
 pub mod image;
 pub mod qemu;
-pub mod convert;
 pub mod spm_model;

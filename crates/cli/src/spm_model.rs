@@ -144,7 +144,11 @@ pub struct SpmError {
 
 impl fmt::Display for SpmError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "bad SentencePiece model at byte {}: {}", self.offset, self.detail)
+        write!(
+            f,
+            "bad SentencePiece model at byte {}: {}",
+            self.offset, self.detail
+        )
     }
 }
 
@@ -172,7 +176,10 @@ impl<'a> Reader<'a> {
     }
 
     fn err(&self, detail: impl Into<String>) -> SpmError {
-        SpmError { offset: self.base + self.pos, detail: detail.into() }
+        SpmError {
+            offset: self.base + self.pos,
+            detail: detail.into(),
+        }
     }
 
     fn done(&self) -> bool {
@@ -254,7 +261,9 @@ impl<'a> Reader<'a> {
         if wire == want {
             Ok(())
         } else {
-            Err(self.err(format!("{msg} field {field} has wire type {wire}, expected {want}")))
+            Err(self.err(format!(
+                "{msg} field {field} has wire type {wire}, expected {want}"
+            )))
         }
     }
 }
@@ -398,7 +407,10 @@ impl SpmModel {
             }
         }
         if m.pieces.is_empty() {
-            return Err(SpmError { offset: 0, detail: "the model has no pieces".into() });
+            return Err(SpmError {
+                offset: 0,
+                detail: "the model has no pieces".into(),
+            });
         }
         Ok(m)
     }
@@ -406,7 +418,9 @@ impl SpmModel {
     /// The id of a special token from the trainer spec, if it names a piece.
     /// SentencePiece uses -1 for "none".
     pub fn special_id(&self, id: i32) -> Option<u32> {
-        u32::try_from(id).ok().filter(|&i| (i as usize) < self.pieces.len())
+        u32::try_from(id)
+            .ok()
+            .filter(|&i| (i as usize) < self.pieces.len())
     }
 }
 
@@ -473,7 +487,14 @@ mod tests {
         let got = SpmModel::parse(&m).unwrap();
         assert_eq!(got.pieces.len(), 3);
         assert_eq!(got.pieces[0].kind, PieceType::Unknown);
-        assert_eq!(got.pieces[1], Piece { piece: "\u{2581}a".into(), score: -1.5, kind: PieceType::Normal });
+        assert_eq!(
+            got.pieces[1],
+            Piece {
+                piece: "\u{2581}a".into(),
+                score: -1.5,
+                kind: PieceType::Normal
+            }
+        );
         assert_eq!(got.pieces[2].kind, PieceType::Byte);
         assert_eq!(got.trainer.model_type, ModelType::Bpe);
         assert!(got.trainer.byte_fallback);
@@ -503,12 +524,21 @@ mod tests {
 
         let mut badty = Vec::new();
         len_field(1, &piece("x", 0.0, Some(9)), &mut badty);
-        assert!(SpmModel::parse(&badty).unwrap_err().detail.contains("unknown type 9"));
+        assert!(SpmModel::parse(&badty)
+            .unwrap_err()
+            .detail
+            .contains("unknown type 9"));
 
         // field 1 declared as varint instead of length-delimited
-        assert!(SpmModel::parse(&[1 << 3, 5]).unwrap_err().detail.contains("wire type"));
+        assert!(SpmModel::parse(&[1 << 3, 5])
+            .unwrap_err()
+            .detail
+            .contains("wire type"));
         // an endless varint
-        assert!(SpmModel::parse(&[0x50, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).is_err());
+        assert!(SpmModel::parse(&[
+            0x50, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01
+        ])
+        .is_err());
         assert!(SpmModel::parse(&[]).is_err());
     }
 }

@@ -22,8 +22,10 @@ impl JsonFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string());
-        let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let v: Value = serde_json::from_slice(&text).with_context(|| format!("{name} is not valid JSON"))?;
+        let text =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let v: Value =
+            serde_json::from_slice(&text).with_context(|| format!("{name} is not valid JSON"))?;
         match v {
             Value::Object(map) => Ok(JsonFile { name, map }),
             _ => bail!("{name} must hold a JSON object"),
@@ -56,10 +58,14 @@ impl JsonFile {
 
     /// A positive integer no larger than `max`, from the first present key.
     pub fn uint(&self, keys: &[&str], max: u64) -> Result<Option<u64>> {
-        let Some((k, v)) = self.first(keys) else { return Ok(None) };
+        let Some((k, v)) = self.first(keys) else {
+            return Ok(None);
+        };
         match v.as_u64() {
             Some(n) if n >= 1 && n <= max => Ok(Some(n)),
-            Some(n) if n >= 1 => bail!("{}: '{k}' = {n} is absurdly large (limit {max})", self.name),
+            Some(n) if n >= 1 => {
+                bail!("{}: '{k}' = {n} is absurdly large (limit {max})", self.name)
+            }
             _ => bail!("{}: '{k}' must be a positive integer, found {v}", self.name),
         }
     }
@@ -71,7 +77,9 @@ impl JsonFile {
 
     /// A finite number from the first present key.
     pub fn float(&self, keys: &[&str]) -> Result<Option<f64>> {
-        let Some((k, v)) = self.first(keys) else { return Ok(None) };
+        let Some((k, v)) = self.first(keys) else {
+            return Ok(None);
+        };
         match v.as_f64() {
             Some(x) if x.is_finite() => Ok(Some(x)),
             _ => bail!("{}: '{k}' must be a number, found {v}", self.name),
@@ -80,7 +88,9 @@ impl JsonFile {
 
     /// A string from the first present key.
     pub fn str(&self, keys: &[&str]) -> Result<Option<&str>> {
-        let Some((k, v)) = self.first(keys) else { return Ok(None) };
+        let Some((k, v)) = self.first(keys) else {
+            return Ok(None);
+        };
         match v.as_str() {
             Some(s) => Ok(Some(s)),
             None => bail!("{}: '{k}' must be a string, found {v}", self.name),
@@ -89,7 +99,9 @@ impl JsonFile {
 
     /// A boolean from the first present key.
     pub fn bool(&self, keys: &[&str]) -> Result<Option<bool>> {
-        let Some((k, v)) = self.first(keys) else { return Ok(None) };
+        let Some((k, v)) = self.first(keys) else {
+            return Ok(None);
+        };
         match v.as_bool() {
             Some(b) => Ok(Some(b)),
             None => bail!("{}: '{k}' must be true or false, found {v}", self.name),
@@ -99,7 +111,9 @@ impl JsonFile {
     /// A token id: a non-negative integer, or a list of them (the first one
     /// is taken, as several chat models list more than one end token).
     pub fn token_id(&self, key: &str) -> Result<Option<u64>> {
-        let Some(v) = self.get(key) else { return Ok(None) };
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
         let first = match v {
             Value::Array(a) => match a.first() {
                 Some(x) => x,
@@ -117,7 +131,12 @@ impl JsonFile {
         if keys.len() == 1 {
             anyhow::anyhow!("{}: missing '{}'", self.name, keys[0])
         } else {
-            anyhow::anyhow!("{}: missing '{}' (also looked for {})", self.name, keys[0], keys[1..].join(", "))
+            anyhow::anyhow!(
+                "{}: missing '{}' (also looked for {})",
+                self.name,
+                keys[0],
+                keys[1..].join(", ")
+            )
         }
     }
 }
@@ -127,16 +146,27 @@ mod tests {
     use super::*;
 
     fn cfg(text: &str) -> JsonFile {
-        let Value::Object(map) = serde_json::from_str(text).unwrap() else { panic!() };
-        JsonFile { name: "config.json".into(), map }
+        let Value::Object(map) = serde_json::from_str(text).unwrap() else {
+            panic!()
+        };
+        JsonFile {
+            name: "config.json".into(),
+            map,
+        }
     }
 
     #[test]
     fn getters_validate_and_name_keys() {
-        let c = cfg(r#"{"a": 5, "b": -1, "c": 1e30, "d": "x", "e": null, "n": {"t": 2.5},
-                         "big": 99999999999, "ids": [7, 8], "f": 1.5}"#);
+        let c = cfg(
+            r#"{"a": 5, "b": -1, "c": 1e30, "d": "x", "e": null, "n": {"t": 2.5},
+                         "big": 99999999999, "ids": [7, 8], "f": 1.5}"#,
+        );
         assert_eq!(c.req_uint(&["a"], 10).unwrap(), 5);
-        assert_eq!(c.uint(&["e", "a"], 10).unwrap(), Some(5), "null counts as absent");
+        assert_eq!(
+            c.uint(&["e", "a"], 10).unwrap(),
+            Some(5),
+            "null counts as absent"
+        );
         let e = c.req_uint(&["b"], 10).unwrap_err().to_string();
         assert!(e.contains("'b'") && e.contains("positive integer"), "{e}");
         let e = c.req_uint(&["big"], 1 << 20).unwrap_err().to_string();
