@@ -985,7 +985,7 @@ fn tiny_llama(dir: &Path, vocab: usize) {
     let cfg = serde_json::json!({
         "architectures": ["LlamaForCausalLM"], "hidden_size": 8, "intermediate_size": 16,
         "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
-        "max_position_embeddings": 64, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+        "max_position_embeddings": 64, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
         "vocab_size": vocab, "bos_token_id": 1, "eos_token_id": 2, "tie_word_embeddings": true
     });
     std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
@@ -1088,6 +1088,59 @@ fn sentencepiece_tokenizer_is_converted() {
     // A corrupt tokenizer.model is refused with its name.
     std::fs::write(dir3.join("tokenizer.model"), [0x0a, 0x80]).unwrap();
     assert_mentions(&convert_err(&dir3), &["tokenizer.model"]);
+}
+
+/// Older configs: a top-level rope_theta and rope_scaling; Llama with
+/// attention biases (whose q/k biases are permuted like the weight rows).
+#[test]
+fn llama_biases_rope_theta_and_linear_scaling() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    tiny_llama(&dir, 64);
+    edit_config(&dir, |c| {
+        c["attention_bias"] = Json::Bool(true);
+        c["rope_scaling"] = serde_json::json!({"type": "linear", "factor": 2.0});
+    });
+    edit_tensors(&dir, |st| {
+        for (n, len, seed) in [("q", 8, 7), ("k", 4, 8), ("v", 4, 9), ("o", 8, 10)] {
+            st.insert(
+                format!("model.layers.0.self_attn.{n}_proj.bias"),
+                f32_tensor(&[len], &noise(len, seed)),
+            );
+        }
+    });
+    let out = tmp.path().join("o.gguf");
+    run(&dir, &out, OutType::F16).unwrap();
+    let c = Converted::load(&out);
+    assert_eq!(c.f32("llama.rope.freq_base"), 500000.0);
+    assert_eq!(c.str("llama.rope.scaling.type"), "linear");
+    assert_eq!(c.f32("llama.rope.scaling.factor"), 2.0);
+    let st = read_st(&dir.join("model.safetensors"));
+    for (n, len) in [("q", 8usize), ("k", 4), ("v", 4), ("o", 8)] {
+        let (dims, ty, b) = c.tensor(&format!(
+            "blk.0.attn_{}.bias",
+            if n == "o" { "output" } else { n }
+        ));
+        assert_eq!((dims, ty), (vec![len as u64], GgmlType::F32), "{n} bias");
+        let got = gguf_f32s(ty, b);
+        let src = st[&format!("model.layers.0.self_attn.{n}_proj.bias")].f32s();
+        for r in 0..len {
+            let from = if n == "q" || n == "k" {
+                unpermuted_row(r, 4)
+            } else {
+                r
+            };
+            assert_eq!(got[r].to_bits(), src[from].to_bits(), "{n} bias [{r}]");
+        }
+    }
+    // A bias where the architecture has none is refused.
+    edit_tensors(&dir, |st| {
+        st.insert(
+            "model.layers.0.input_layernorm.bias".into(),
+            f32_tensor(&[8], &[0.0; 8]),
+        );
+    });
+    assert_mentions(&convert_err(&dir), &["model.layers.0.input_layernorm.bias"]);
 }
 
 /// A tiny random GPT-2 with the real GPT-2 BPE files.
