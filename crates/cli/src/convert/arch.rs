@@ -415,6 +415,8 @@ impl HParams {
         let n_embd = c.req_uint(&["hidden_size", "n_embd"], MAX_DIM)?;
         let n_layer = c.req_uint(&["num_hidden_layers", "n_layer"], MAX_LAYERS)?;
         let n_head = c.req_uint(&["num_attention_heads", "n_head"], MAX_HEADS)?;
+        // llama.cpp's phi2 converter writes n_head here; HF Phi honours
+        // num_key_value_heads, so we do too (the shapes are checked against it).
         let n_head_kv = c
             .uint(&["num_key_value_heads"], MAX_HEADS)?
             .unwrap_or(n_head);
@@ -441,6 +443,9 @@ impl HParams {
             c.name
         );
 
+        // Deviation from llama.cpp's converter, which writes 4 x n_embd for
+        // phi2 and gpt2 whatever the config says: its loader sizes ffn_up by
+        // this key, so it must be the real width (phi golden: 192 = 3 x 64).
         let n_ff = match (
             arch.name,
             c.uint(&["intermediate_size", "n_inner"], MAX_DIM * 4)?,
@@ -450,6 +455,7 @@ impl HParams {
             ("gpt2", None) => 4 * n_embd,
             (_, None) => return Err(c.missing(&["intermediate_size"])),
         };
+        // GPT-2 configs from recent transformers have n_positions only.
         let n_ctx = c.req_uint(
             &["max_position_embeddings", "n_positions", "n_ctx"],
             MAX_CTX,
