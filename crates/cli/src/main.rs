@@ -34,6 +34,26 @@ enum Cmd {
     Detokenize(DetokenizeArgs),
     /// Describe a model file.
     Info(InfoArgs),
+    /// Convert a Hugging Face model folder (config.json + safetensors) to GGUF.
+    Convert(ConvertArgs),
+}
+
+#[derive(Args)]
+struct ConvertArgs {
+    /// The Hugging Face model folder.
+    input: PathBuf,
+    /// The GGUF file to write.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Storage type for the matrices.
+    #[arg(long, value_enum, default_value = "f32")]
+    r#type: ConvertType,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ConvertType {
+    F32,
+    F16,
 }
 
 #[derive(Args)]
@@ -419,6 +439,14 @@ fn run() -> Result<()> {
         Cmd::Tokenize(a) => cmd_tokenize(a),
         Cmd::Detokenize(a) => cmd_detokenize(a),
         Cmd::Info(a) => cmd_info(a),
+        Cmd::Convert(a) => {
+            let ty = match a.r#type {
+                ConvertType::F32 => lbm::convert::OutType::F32,
+                ConvertType::F16 => lbm::convert::OutType::F16,
+            };
+            let opts = lbm::convert::ConvertOptions { input: a.input, output: a.output, ty };
+            lbm::convert::convert(&opts, &mut |m| eprintln!("{m}"))
+        }
     }
 }
 
