@@ -6,6 +6,7 @@
 //! points the engine calls).
 #![cfg_attr(not(feature = "std"), no_std)]
 
+extern crate alloc;
 #[cfg(all(test, not(feature = "std")))]
 extern crate std;
 
@@ -23,3 +24,5 @@ pub mod scalar;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_quant;

@@ -186,7 +186,7 @@ mod tests {
         let (rows, cols) = (517, 64);
         let w: Vec<f32> = (0..rows * cols).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
         let x: Vec<f32> = (0..cols).map(|i| i as f32 / cols as f32).collect();
-        let mut xq = vec![crate::quant::BlockQ8_0::default(); 2];
+        let mut xq = crate::ops::ActScratch::new(cols, 1);
         let mut a = vec![0.0; rows];
         let mut b = vec![0.0; rows];
         crate::ops::matvec(&crate::exec::Serial, crate::ops::Weights::F32(&w), cols, &x, &mut xq, &mut a);

@@ -13,8 +13,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use kernels::exec::Executor;
-use kernels::ops::{self, matvec};
-use kernels::quant::{BlockQ8_0, QK8_0};
+use kernels::ops::{self, matvec, ActScratch};
 
 use crate::{Error, Result};
 pub use tensor::{DType, Tensor};
@@ -216,7 +215,7 @@ struct State {
     logits: Vec<f32>, // [vocab_size]
     key_cache: Vec<f32>,   // [n_layers, n_ctx, kv_dim]
     value_cache: Vec<f32>, // [n_layers, n_ctx, kv_dim]
-    xq: Vec<BlockQ8_0>,    // quantized activations, [max(dim, hidden, q_dim) / 32]
+    xq: ActScratch,        // quantized activations (Q8_0 and Q8_K) of one row of max(dim, hidden, q_dim)
     inv_freq: Vec<f32>,    // [n_rot / 2]
 }
 
@@ -322,7 +321,7 @@ impl Model {
             logits: alloc_f32(c.vocab_size, "logits")?,
             key_cache: alloc_f32(kv_len, "KV cache")?,
             value_cache: alloc_f32(kv_len, "KV cache")?,
-            xq: vec![BlockQ8_0::default(); max_cols.div_ceil(QK8_0)],
+            xq: ActScratch::new(max_cols, 1),
             inv_freq,
         };
         Ok(Model { config, weights, n_ctx, name: String::new(), format, blob, s })
@@ -487,7 +486,7 @@ fn ffn(
     xin: &[f32],
     hb: &mut [f32],
     hb2: &mut [f32],
-    xq: &mut [BlockQ8_0],
+    xq: &mut ActScratch,
 ) -> Result<()> {
     let dim = c.dim;
     matvec(exec, l.w_up.weights(file)?, dim, xin, xq, hb2);
