@@ -5,4 +5,5 @@ pub mod convert;
 pub mod host;
 pub mod image;
 pub mod qemu;
+pub mod quantize;
 pub mod spm_model;

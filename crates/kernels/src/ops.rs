@@ -339,6 +339,45 @@ pub fn par_rows(exec: &dyn Executor, out: &mut [f32], f: &(dyn Fn(usize) -> f32 
     });
 }
 
+/// A pointer to the start of a slice whose disjoint pieces tasks may take.
+struct SharedSlice<T>(*mut T);
+impl<T> Clone for SharedSlice<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SharedSlice<T> {}
+// SAFETY: used only by `par_chunks_mut`, whose tasks take disjoint pieces of a
+// slice of `T: Send`, so sending the pieces to other threads is sound.
+unsafe impl<T: Send> Sync for SharedSlice<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Send for SharedSlice<T> {}
+
+/// Calls `f(i, piece)` for the `i`-th piece of `chunk_len` elements of `data`
+/// (the last piece may be shorter), spreading the pieces over the executor.
+pub fn par_chunks_mut<T: Send>(exec: &dyn Executor, data: &mut [T], chunk_len: usize, f: &(dyn Fn(usize, &mut [T]) + Sync)) {
+    let chunk_len = chunk_len.max(1);
+    let n = data.len();
+    let tasks = n.div_ceil(chunk_len);
+    if exec.n_threads() <= 1 || tasks <= 1 {
+        for (i, piece) in data.chunks_mut(chunk_len).enumerate() {
+            f(i, piece);
+        }
+        return;
+    }
+    let ptr = SharedSlice(data.as_mut_ptr());
+    exec.run(tasks, &|t| {
+        let p = ptr;
+        let start = t * chunk_len;
+        let len = chunk_len.min(n - start);
+        // SAFETY: start + len <= n = data.len(); pieces of different tasks are
+        // disjoint; `data` is borrowed mutably for the whole call and exec.run
+        // returns only after every task has finished.
+        let piece = unsafe { core::slice::from_raw_parts_mut(p.0.add(start), len) };
+        f(t, piece);
+    });
+}
+
 /// Checks that `w` holds `rows` whole rows of `cols`.
 fn check_shape(w: &Weights<'_>, cols: usize, rows: usize) {
     let bs = w.block_size();
