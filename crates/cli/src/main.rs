@@ -36,6 +36,23 @@ enum Cmd {
     Info(InfoArgs),
     /// Convert a Hugging Face model folder (config.json + safetensors) to GGUF.
     Convert(ConvertArgs),
+    /// Quantize a GGUF file (llama.cpp's types per tensor).
+    Quantize(QuantizeArgs),
+}
+
+#[derive(Args)]
+struct QuantizeArgs {
+    /// The GGUF file to read (F32, F16 or BF16 matrices).
+    input: PathBuf,
+    /// The GGUF file to write.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Target: q8_0, q4_0, q4_k_m, q6_k, f16 or f32.
+    #[arg(long, value_parser = |s: &str| engine::quantize::QuantType::parse(s).ok_or_else(|| format!("unknown type '{s}'")))]
+    r#type: engine::quantize::QuantType,
+    /// Threads (default: all cores).
+    #[arg(short, long)]
+    threads: Option<usize>,
 }
 
 #[derive(Args)]
@@ -447,6 +464,10 @@ fn run() -> Result<()> {
             };
             let opts = lbm::convert::ConvertOptions { input: a.input, output: a.output, ty };
             lbm::convert::convert(&opts, &mut |m| eprintln!("{m}"))
+        }
+        Cmd::Quantize(a) => {
+            let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            lbm::quantize::quantize_with(&a.input, &a.output, a.r#type, threads, &mut |m| eprintln!("{m}"))
         }
     }
 }
