@@ -21,6 +21,7 @@ pub mod llama2c;
 pub mod load;
 pub mod model;
 pub mod sampler;
+pub mod template;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
