@@ -36,6 +36,8 @@ enum Cmd {
     Info(InfoArgs),
     /// Convert a Hugging Face model folder (config.json + safetensors) to GGUF.
     Convert(ConvertArgs),
+    /// Render a conversation with a chat template and show the token ids the model is fed.
+    Template(lbm::template_cmd::TemplateArgs),
 }
 
 #[derive(Args)]
@@ -439,6 +441,7 @@ fn run() -> Result<()> {
         Cmd::Tokenize(a) => cmd_tokenize(a),
         Cmd::Detokenize(a) => cmd_detokenize(a),
         Cmd::Info(a) => cmd_info(a),
+        Cmd::Template(a) => lbm::template_cmd::run(&a),
         Cmd::Convert(a) => {
             let ty = match a.r#type {
                 ConvertType::F32 => lbm::convert::OutType::F32,
