@@ -129,7 +129,11 @@ impl Tree {
         let parts: Vec<&str> = dest.split('/').collect();
         let mut parent = String::new();
         for (i, name) in parts.iter().enumerate() {
-            let path = if parent.is_empty() { name.to_string() } else { format!("{parent}/{name}") };
+            let path = if parent.is_empty() {
+                name.to_string()
+            } else {
+                format!("{parent}/{name}")
+            };
             let upper_path = path.to_uppercase();
             let is_last = i + 1 == parts.len();
             if !is_last && self.files.contains_key(&upper_path) {
@@ -160,9 +164,17 @@ impl Tree {
     fn walk(&self, upper: &str, path: &str, out: &mut Vec<String>) {
         if let Some(children) = self.dirs.get(upper) {
             for (child_upper, child) in children {
-                let cu = if upper.is_empty() { child_upper.clone() } else { format!("{upper}/{child_upper}") };
+                let cu = if upper.is_empty() {
+                    child_upper.clone()
+                } else {
+                    format!("{upper}/{child_upper}")
+                };
                 if self.dirs.contains_key(&cu) {
-                    let cp = if path.is_empty() { child.clone() } else { format!("{path}/{child}") };
+                    let cp = if path.is_empty() {
+                        child.clone()
+                    } else {
+                        format!("{path}/{child}")
+                    };
                     out.push(cp.clone());
                     self.walk(&cu, &cp, out);
                 }
@@ -217,7 +229,10 @@ fn normalize_dest(dest: &str) -> Result<String> {
         if *p == "." || *p == ".." {
             bail!("destination path {dest:?} may not contain '.' or '..'");
         }
-        if let Some(c) = p.chars().find(|c| (*c as u32) < 0x20 || "\"*:<>?|".contains(*c)) {
+        if let Some(c) = p
+            .chars()
+            .find(|c| (*c as u32) < 0x20 || "\"*:<>?|".contains(*c))
+        {
             bail!("destination path {dest:?} has a character FAT does not allow: {c:?}");
         }
         if p.ends_with('.') || p.ends_with(' ') {
@@ -269,7 +284,11 @@ fn collect_entries(opts: &ImageOptions) -> Result<(Vec<Entry>, Tree)> {
     let mut push = |src: &Path, dest: String, what: &str| -> Result<()> {
         let len = file_len(src, what)?;
         tree.add_file(&dest)?;
-        entries.push(Entry { src: src.to_path_buf(), dest, len });
+        entries.push(Entry {
+            src: src.to_path_buf(),
+            dest,
+            len,
+        });
         Ok(())
     };
 
@@ -278,10 +297,18 @@ fn collect_entries(opts: &ImageOptions) -> Result<(Vec<Entry>, Tree)> {
         push(src, normalize_dest(dest)?, "file")?;
     }
     for t in &opts.tokenizers {
-        push(t, normalize_dest(&format!("{MODELS_DIR}/{}", file_name_of(t, "tokenizer")?))?, "tokenizer")?;
+        push(
+            t,
+            normalize_dest(&format!("{MODELS_DIR}/{}", file_name_of(t, "tokenizer")?))?,
+            "tokenizer",
+        )?;
     }
     for m in &opts.models {
-        push(m, normalize_dest(&format!("{MODELS_DIR}/{}", file_name_of(m, "model")?))?, "model")?;
+        push(
+            m,
+            normalize_dest(&format!("{MODELS_DIR}/{}", file_name_of(m, "model")?))?,
+            "model",
+        )?;
     }
     pe::check_efi_app(&opts.efi)?;
     Ok((entries, tree))
@@ -305,7 +332,11 @@ fn fat32_cluster_for(partition_size: u64) -> Option<u32> {
 }
 
 fn layout_for_partition(partition_size: u64, disk_size: u64) -> Layout {
-    Layout { disk_size, partition_size, fat32_cluster: fat32_cluster_for(partition_size) }
+    Layout {
+        disk_size,
+        partition_size,
+        fat32_cluster: fat32_cluster_for(partition_size),
+    }
 }
 
 fn clusters_of(entries: &[Entry], cluster: u64) -> u64 {
@@ -317,7 +348,8 @@ fn auto_layout(entries: &[Entry], tree: &Tree) -> Result<Layout> {
     let mut part = FAT32_MIN_PARTITION;
     for _ in 0..32 {
         let cluster = u64::from(fat32_cluster_for(part).expect("at least FAT32's minimum"));
-        let data = (clusters_of(entries, cluster) + tree.dir_clusters(cluster, RootDir::Planned)) * cluster;
+        let data = (clusters_of(entries, cluster) + tree.dir_clusters(cluster, RootDir::Planned))
+            * cluster;
         let headroom = (data / 100).max(8 << 20);
         let fats = 2 * (4 * (part / cluster + 2)).next_multiple_of(SECTOR_SIZE);
         let reserved = 64 << 10;
@@ -329,7 +361,10 @@ fn auto_layout(entries: &[Entry], tree: &Tree) -> Result<Layout> {
         }
         part = need;
     }
-    Err(anyhow!("could not settle on an image size for {} of contents", format_size(entries.iter().map(|e| e.len).sum())))
+    Err(anyhow!(
+        "could not settle on an image size for {} of contents",
+        format_size(entries.iter().map(|e| e.len).sum())
+    ))
 }
 
 fn check_fat32_limit(partition_size: u64) -> Result<()> {
@@ -377,7 +412,10 @@ pub fn build_image(opts: &ImageOptions, progress: &mut dyn FnMut(&str, u64, u64)
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let base = output.file_name().and_then(|n| n.to_str()).unwrap_or("image");
+    let base = output
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("image");
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{base}."))
         .suffix(".partial")
@@ -396,8 +434,13 @@ pub fn build_image(opts: &ImageOptions, progress: &mut dyn FnMut(&str, u64, u64)
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644))
             .with_context(|| format!("cannot set the permissions of {}", tmp.path().display()))?;
     }
-    tmp.persist(output)
-        .map_err(|e| anyhow!("cannot move the finished image to {}: {}", output.display(), e.error))?;
+    tmp.persist(output).map_err(|e| {
+        anyhow!(
+            "cannot move the finished image to {}: {}",
+            output.display(),
+            e.error
+        )
+    })?;
     Ok(())
 }
 
@@ -425,7 +468,10 @@ fn check_output(output: &Path, entries: &[Entry]) -> Result<()> {
     }
     if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
         if !parent.is_dir() {
-            bail!("the directory of the output, {}, does not exist", parent.display());
+            bail!(
+                "the directory of the output, {}, does not exist",
+                parent.display()
+            );
         }
     }
     Ok(())
@@ -438,7 +484,8 @@ fn write_image(
     tree: &Tree,
     progress: &mut dyn FnMut(&str, u64, u64),
 ) -> Result<()> {
-    file.set_len(layout.disk_size).context("cannot size the image file")?;
+    file.set_len(layout.disk_size)
+        .context("cannot size the image file")?;
     write_gpt(file, layout)?;
 
     let part = Window::new(file, PARTITION_START, layout.partition_size);
@@ -446,23 +493,35 @@ fn write_image(
         .volume_label(VOLUME_LABEL)
         .volume_id(volume_id());
     if let Some(cluster) = layout.fat32_cluster {
-        fmt = fmt.fat_type(fatfs::FatType::Fat32).bytes_per_cluster(cluster);
+        fmt = fmt
+            .fat_type(fatfs::FatType::Fat32)
+            .bytes_per_cluster(cluster);
     }
     fatfs::format_volume(part, fmt).with_context(|| {
-        format!("cannot format a FAT file system on a {} partition", format_size(layout.partition_size))
+        format!(
+            "cannot format a FAT file system on a {} partition",
+            format_size(layout.partition_size)
+        )
     })?;
 
-    let fs = fatfs::FileSystem::new(Window::new(file, PARTITION_START, layout.partition_size), fatfs::FsOptions::new())
-        .context("cannot open the freshly formatted FAT file system")?;
+    let fs = fatfs::FileSystem::new(
+        Window::new(file, PARTITION_START, layout.partition_size),
+        fatfs::FsOptions::new(),
+    )
+    .context("cannot open the freshly formatted FAT file system")?;
     let fat32 = fs.fat_type() == fatfs::FatType::Fat32;
     if layout.fat32_cluster.is_some() && !fat32 {
-        bail!("internal error: expected FAT32, the formatter made {:?}", fs.fat_type());
+        bail!(
+            "internal error: expected FAT32, the formatter made {:?}",
+            fs.fat_type()
+        );
     }
     check_fits(&fs, layout, entries, tree)?;
 
     let root = fs.root_dir();
     for d in tree.subdirs() {
-        root.create_dir(&d).with_context(|| format!("cannot create directory {d} on the partition"))?;
+        root.create_dir(&d)
+            .with_context(|| format!("cannot create directory {d} on the partition"))?;
     }
     let mut buf = vec![0u8; COPY_CHUNK];
     for e in entries {
@@ -470,7 +529,8 @@ fn write_image(
             .create_file(&e.dest)
             .with_context(|| format!("cannot create {} on the partition", e.dest))?;
         copy_file(e, &mut out, &mut buf, progress)?;
-        out.flush().with_context(|| format!("cannot finish writing {}", e.dest))?;
+        out.flush()
+            .with_context(|| format!("cannot finish writing {}", e.dest))?;
     }
     drop(root);
     fs.unmount().context("cannot finish the FAT file system")?;
@@ -488,10 +548,21 @@ fn write_gpt(file: &File, layout: &Layout) -> Result<()> {
         .context("cannot set up the GPT")?;
     let first_lba = PARTITION_START / SECTOR_SIZE;
     let lbas = layout.partition_size / SECTOR_SIZE;
-    disk.add_partition_at("EFI System Partition", 1, first_lba, lbas, gpt::partition_types::EFI, 0)
-        .with_context(|| {
-            format!("cannot place a {} partition at 1 MiB on a {} disk", format_size(layout.partition_size), format_size(layout.disk_size))
-        })?;
+    disk.add_partition_at(
+        "EFI System Partition",
+        1,
+        first_lba,
+        lbas,
+        gpt::partition_types::EFI,
+        0,
+    )
+    .with_context(|| {
+        format!(
+            "cannot place a {} partition at 1 MiB on a {} disk",
+            format_size(layout.partition_size),
+            format_size(layout.disk_size)
+        )
+    })?;
     let mut device = disk.write().context("cannot write the GPT")?;
     let total_lbas = layout.disk_size / SECTOR_SIZE;
     let mbr_size = u32::try_from(total_lbas - 1).unwrap_or(u32::MAX);
@@ -519,7 +590,9 @@ fn check_fits<T: fatfs::ReadWriteSeek>(
     entries: &[Entry],
     tree: &Tree,
 ) -> Result<()> {
-    let stats = fs.stats().context("cannot read the free space of the new file system")?;
+    let stats = fs
+        .stats()
+        .context("cannot read the free space of the new file system")?;
     let cluster = u64::from(stats.cluster_size());
     let free = u64::from(stats.free_clusters());
     let fat = fat_name(fs.fat_type());
@@ -530,7 +603,11 @@ fn check_fits<T: fatfs::ReadWriteSeek>(
             bail!("too many files in the root directory for a {fat} file system ({root_entries} entries of 512)");
         }
     }
-    let root = if fs.fat_type() == fatfs::FatType::Fat32 { RootDir::Allocated } else { RootDir::Fixed };
+    let root = if fs.fat_type() == fatfs::FatType::Fat32 {
+        RootDir::Allocated
+    } else {
+        RootDir::Fixed
+    };
     let dirs = tree.dir_clusters(cluster, root);
     let total = clusters_of(entries, cluster) + dirs;
     if total <= free {
@@ -543,11 +620,23 @@ fn check_fits<T: fatfs::ReadWriteSeek>(
             used += e.len.div_ceil(cluster);
             used > free
         })
-        .map(|e| format!("{} ({}, from {})", e.dest, format_size(e.len), e.src.display()))
+        .map(|e| {
+            format!(
+                "{} ({}, from {})",
+                e.dest,
+                format_size(e.len),
+                e.src.display()
+            )
+        })
         .unwrap_or_else(|| "the directories".to_string());
     let suggestion = auto_layout(entries, tree)
         .ok()
-        .map(|l| format!("; leave the size out to fit the contents (that makes {}), or give at least that", format_size(l.disk_size)))
+        .map(|l| {
+            format!(
+                "; leave the size out to fit the contents (that makes {}), or give at least that",
+                format_size(l.disk_size)
+            )
+        })
         .unwrap_or_default();
     bail!(
         "the image is too small for its contents: {culprit} does not fit. The files need {} \
@@ -584,14 +673,20 @@ fn copy_file<W: Write>(
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(err).with_context(|| format!("cannot read {}", e.src.display())),
+                Err(err) => {
+                    return Err(err).with_context(|| format!("cannot read {}", e.src.display()))
+                }
             }
         }
         if filled == 0 {
             break;
         }
         if done + filled as u64 > e.len {
-            bail!("{} grew while it was being copied (expected {} bytes)", e.src.display(), e.len);
+            bail!(
+                "{} grew while it was being copied (expected {} bytes)",
+                e.src.display(),
+                e.len
+            );
         }
         out.write_all(&buf[..filled])
             .with_context(|| format!("cannot write {} into the image", e.dest))?;
@@ -599,7 +694,11 @@ fn copy_file<W: Write>(
         progress(&e.dest, done, e.len);
     }
     if done != e.len {
-        bail!("{} shrank while it was being copied ({done} of {} bytes)", e.src.display(), e.len);
+        bail!(
+            "{} shrank while it was being copied ({done} of {} bytes)",
+            e.src.display(),
+            e.len
+        );
     }
     Ok(())
 }
@@ -616,7 +715,8 @@ fn set_hidden_sectors(file: &File, fat32: bool) -> Result<()> {
     for s in sectors {
         let mut w = Window::new(file, PARTITION_START + s * SECTOR_SIZE, SECTOR_SIZE);
         io::Seek::seek(&mut w, io::SeekFrom::Start(0x1c))?;
-        w.write_all(&value).context("cannot update the FAT boot sector")?;
+        w.write_all(&value)
+            .context("cannot update the FAT boot sector")?;
     }
     Ok(())
 }

@@ -31,11 +31,23 @@ pub const DEBUG_EXIT_PORT: u16 = 0xf4;
 /// one file).
 pub const OVMF_CANDIDATES: &[(&str, &str)] = &[
     // Debian, Ubuntu (package `ovmf`)
-    ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
-    ("/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"),
+    (
+        "/usr/share/OVMF/OVMF_CODE_4M.fd",
+        "/usr/share/OVMF/OVMF_VARS_4M.fd",
+    ),
+    (
+        "/usr/share/OVMF/OVMF_CODE.fd",
+        "/usr/share/OVMF/OVMF_VARS.fd",
+    ),
     // Fedora (edk2-ovmf), Arch (edk2-ovmf)
-    ("/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd"),
-    ("/usr/share/edk2/x64/OVMF_CODE.4m.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd"),
+    (
+        "/usr/share/edk2/ovmf/OVMF_CODE.fd",
+        "/usr/share/edk2/ovmf/OVMF_VARS.fd",
+    ),
+    (
+        "/usr/share/edk2/x64/OVMF_CODE.4m.fd",
+        "/usr/share/edk2/x64/OVMF_VARS.4m.fd",
+    ),
     // Older Debian/Ubuntu unified image
     ("/usr/share/ovmf/OVMF.fd", "/usr/share/ovmf/OVMF.fd"),
     ("/usr/share/qemu/OVMF.fd", "/usr/share/qemu/OVMF.fd"),
@@ -91,8 +103,11 @@ pub fn find_qemu() -> Result<PathBuf> {
         }
         bail!("LBM_QEMU is set to {}, which is not a file", p.display());
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
+    find_qemu_in(&std::env::var_os("PATH").unwrap_or_default())
+}
+
+fn find_qemu_in(path: &std::ffi::OsStr) -> Result<PathBuf> {
+    for dir in std::env::split_paths(path) {
         let candidate = dir.join(QEMU_BINARY);
         if is_executable(&candidate) {
             return Ok(candidate);
@@ -107,7 +122,9 @@ pub fn find_qemu() -> Result<PathBuf> {
 #[cfg(unix)]
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 #[cfg(not(unix))]
@@ -118,12 +135,18 @@ fn is_executable(p: &Path) -> bool {
 /// The OVMF firmware: (code, variable-store template). From `LBM_OVMF_CODE`
 /// and `LBM_OVMF_VARS`, else the first of [`OVMF_CANDIDATES`] present.
 pub fn find_ovmf() -> Result<(PathBuf, PathBuf)> {
-    match (std::env::var_os("LBM_OVMF_CODE"), std::env::var_os("LBM_OVMF_VARS")) {
+    match (
+        std::env::var_os("LBM_OVMF_CODE"),
+        std::env::var_os("LBM_OVMF_VARS"),
+    ) {
         (Some(code), Some(vars)) => {
             let (code, vars) = (PathBuf::from(code), PathBuf::from(vars));
             for p in [&code, &vars] {
                 if !p.is_file() {
-                    bail!("OVMF file {} (from LBM_OVMF_CODE/LBM_OVMF_VARS) does not exist", p.display());
+                    bail!(
+                        "OVMF file {} (from LBM_OVMF_CODE/LBM_OVMF_VARS) does not exist",
+                        p.display()
+                    );
                 }
             }
             return Ok((code, vars));
@@ -131,12 +154,16 @@ pub fn find_ovmf() -> Result<(PathBuf, PathBuf)> {
         (None, None) => {}
         _ => bail!("set both LBM_OVMF_CODE and LBM_OVMF_VARS, or neither"),
     }
-    for (code, vars) in OVMF_CANDIDATES {
+    find_ovmf_in(OVMF_CANDIDATES)
+}
+
+fn find_ovmf_in(candidates: &[(&str, &str)]) -> Result<(PathBuf, PathBuf)> {
+    for (code, vars) in candidates {
         if Path::new(code).is_file() && Path::new(vars).is_file() {
             return Ok((PathBuf::from(code), PathBuf::from(vars)));
         }
     }
-    let looked: Vec<&str> = OVMF_CANDIDATES.iter().map(|(c, _)| *c).collect();
+    let looked: Vec<&str> = candidates.iter().map(|(c, _)| *c).collect();
     bail!(
         "no OVMF UEFI firmware found (looked for {}); install it with `sudo apt-get install ovmf` \
          (or run `cargo xtask setup`)",
@@ -175,12 +202,19 @@ pub fn kvm_usable() -> bool {
 }
 
 fn probe_kvm() -> bool {
-    if fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
+    if fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
         return false;
     }
     let Ok(qemu) = find_qemu() else { return false };
     let child = Command::new(qemu)
-        .args(["-accel", "kvm", "-machine", "q35", "-cpu", "max", "-m", "64M"])
+        .args([
+            "-accel", "kvm", "-machine", "q35", "-cpu", "max", "-m", "64M",
+        ])
         .args(["-nodefaults", "-display", "none", "-S", "-monitor", "stdio"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -210,7 +244,10 @@ pub fn command(opts: &QemuOptions, vars_copy: &Path) -> Result<Command> {
     let qemu = find_qemu()?;
     let (code, vars_template) = find_ovmf()?;
     if !opts.image.is_file() {
-        bail!("disk image {} does not exist; build one with `lbm image`", opts.image.display());
+        bail!(
+            "disk image {} does not exist; build one with `lbm image`",
+            opts.image.display()
+        );
     }
     if !vars_copy.is_file() {
         bail!("OVMF variable store {} does not exist", vars_copy.display());
@@ -230,24 +267,55 @@ pub fn command(opts: &QemuOptions, vars_copy: &Path) -> Result<Command> {
     cmd.arg("-nodefaults");
     if code == vars_template {
         // Unified image: the whole (fresh) copy is the flash.
-        cmd.arg("-drive").arg(drive_arg("if=pflash,format=raw,unit=0,file=", vars_copy, ""));
+        cmd.arg("-drive").arg(drive_arg(
+            "if=pflash,format=raw,unit=0,file=",
+            vars_copy,
+            "",
+        ));
     } else {
-        cmd.arg("-drive").arg(drive_arg("if=pflash,format=raw,unit=0,file=", &code, ",readonly=on"));
-        cmd.arg("-drive").arg(drive_arg("if=pflash,format=raw,unit=1,file=", vars_copy, ""));
+        cmd.arg("-drive").arg(drive_arg(
+            "if=pflash,format=raw,unit=0,file=",
+            &code,
+            ",readonly=on",
+        ));
+        cmd.arg("-drive").arg(drive_arg(
+            "if=pflash,format=raw,unit=1,file=",
+            vars_copy,
+            "",
+        ));
     }
     let ro = if opts.readonly { ",readonly=on" } else { "" };
-    cmd.arg("-drive").arg(drive_arg("if=none,id=disk0,format=raw,file=", &opts.image, ro));
+    cmd.arg("-drive").arg(drive_arg(
+        "if=none,id=disk0,format=raw,file=",
+        &opts.image,
+        ro,
+    ));
     cmd.args(["-device", "virtio-blk-pci,drive=disk0,bootindex=0"]);
     cmd.args(["-vga", "none", "-display", "none", "-no-reboot"]);
-    cmd.args(["-device", &format!("isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04")]);
+    cmd.args([
+        "-device",
+        &format!("isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04"),
+    ]);
     match opts.serial {
         Serial::Stdio => {
             cmd.args(["-chardev", "stdio,id=con0,mux=on,signal=off"]);
-            cmd.args(["-serial", "chardev:con0", "-mon", "chardev=con0,mode=readline"]);
+            cmd.args([
+                "-serial",
+                "chardev:con0",
+                "-mon",
+                "chardev=con0,mode=readline",
+            ]);
         }
         Serial::Pipe => {
-            cmd.args(["-chardev", "stdio,id=con0,signal=off", "-serial", "chardev:con0"]);
-            cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            cmd.args([
+                "-chardev",
+                "stdio,id=con0,signal=off",
+                "-serial",
+                "chardev:con0",
+            ]);
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
         }
     }
     cmd.args(&opts.extra_args);
@@ -278,7 +346,9 @@ pub fn run(opts: &QemuOptions) -> Result<i32> {
     let vars = fresh_vars(dir.path())?;
     let mut cmd = command(opts, &vars)?;
     if opts.serial == Serial::Pipe {
-        cmd.stdin(Stdio::null()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit());
     } else {
         eprintln!("[lbm qemu] serial console on this terminal; Ctrl-A X quits QEMU");
     }
@@ -289,5 +359,33 @@ pub fn run(opts: &QemuOptions) -> Result<i32> {
     match status.code() {
         Some(code) => Ok(code),
         None => bail!("QEMU was ended by a signal ({status})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_tools_say_how_to_install_them() {
+        let err = find_qemu_in(std::ffi::OsStr::new("/nonexistent-dir"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sudo apt-get install qemu-system-x86"),
+            "{err}"
+        );
+        assert!(err.contains("cargo xtask setup"), "{err}");
+        let err = find_ovmf_in(&[("/nonexistent/OVMF_CODE.fd", "/nonexistent/OVMF_VARS.fd")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sudo apt-get install ovmf"), "{err}");
+        assert!(err.contains("/nonexistent/OVMF_CODE.fd"), "{err}");
+    }
+
+    #[test]
+    fn drive_paths_escape_commas() {
+        let arg = drive_arg("file=", Path::new("/tmp/a,b.img"), ",readonly=on");
+        assert_eq!(arg, "file=/tmp/a,,b.img,readonly=on");
     }
 }

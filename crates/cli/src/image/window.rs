@@ -16,7 +16,12 @@ pub struct Window<'f> {
 
 impl<'f> Window<'f> {
     pub fn new(file: &'f File, start: u64, len: u64) -> Self {
-        Window { file, start, len, pos: 0 }
+        Window {
+            file,
+            start,
+            len,
+            pos: 0,
+        }
     }
 
     fn room(&self, want: usize) -> usize {

@@ -44,11 +44,16 @@ pub struct VmConfig {
     /// The VM is killed this long after it started, whatever happens.
     pub deadline: Duration,
     pub extra_args: Vec<String>,
+    /// Wait until no other exclusive VM of this test process runs (tests in
+    /// a file run in parallel; TCG VMs on a small shared machine then get so
+    /// slow that console timing suffers). Released when the `Vm` is dropped:
+    /// a test that needs two VMs at once must clear it on the second.
+    pub exclusive: bool,
 }
 
 impl Default for VmConfig {
-    /// 1 GiB, 1 core, read-only image, deadline from `LBM_VM_DEADLINE_SECS`
-    /// or 300 s.
+    /// 1 GiB, 1 core, read-only image, exclusive, deadline from
+    /// `LBM_VM_DEADLINE_SECS` or 300 s.
     fn default() -> Self {
         let secs = std::env::var("LBM_VM_DEADLINE_SECS")
             .ok()
@@ -60,14 +65,40 @@ impl Default for VmConfig {
             readonly: true,
             deadline: Duration::from_secs(secs),
             extra_args: Vec::new(),
+            exclusive: true,
         }
+    }
+}
+
+/// One exclusive VM at a time in this process (see [`VmConfig::exclusive`]).
+struct Turn;
+
+static TURN_TAKEN: Mutex<bool> = Mutex::new(false);
+static TURN_FREED: Condvar = Condvar::new();
+
+impl Turn {
+    fn take() -> Turn {
+        let mut taken = TURN_TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+        while *taken {
+            taken = TURN_FREED.wait(taken).unwrap_or_else(|e| e.into_inner());
+        }
+        *taken = true;
+        Turn
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        *TURN_TAKEN.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        TURN_FREED.notify_one();
     }
 }
 
 #[derive(Default)]
 struct State {
-    /// Guest output, cleaned.
-    text: Vec<u8>,
+    /// Guest output, cleaned and decoded (invalid UTF-8, such as the CP437
+    /// box drawing of OVMF's menus, becomes U+FFFD).
+    text: String,
     /// QEMU's own stderr.
     stderr: Vec<u8>,
     stdout_closed: bool,
@@ -98,17 +129,18 @@ pub struct Vm {
     deadline: Instant,
     threads: Vec<JoinHandle<()>>,
     exit: Option<ExitStatus>,
+    turn: Option<Turn>,
     _dir: tempfile::TempDir,
 }
 
 /// Removes ANSI escape sequences, `\r` and NUL bytes from a byte stream.
 #[derive(Debug, Default)]
 pub struct AnsiStripper {
-    state: Esc,
+    state: Seq,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Esc {
+enum Seq {
     #[default]
     Text,
     Esc,
@@ -122,24 +154,24 @@ impl AnsiStripper {
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
         for &b in input {
             self.state = match (self.state, b) {
-                (Esc::Text, 0x1b) => Esc::Esc,
-                (Esc::Text, b'\r' | 0) => Esc::Text,
-                (Esc::Text, _) => {
+                (Seq::Text, 0x1b) => Seq::Esc,
+                (Seq::Text, b'\r' | 0) => Seq::Text,
+                (Seq::Text, _) => {
                     out.push(b);
-                    Esc::Text
+                    Seq::Text
                 }
-                (Esc::Esc, b'[') => Esc::Csi,
-                (Esc::Esc, b']') => Esc::Osc,
-                (Esc::Esc, b'(' | b')' | b'*' | b'+' | b'#' | b'%') => Esc::OneMore,
-                (Esc::Esc, _) => Esc::Text,
-                (Esc::Csi, 0x40..=0x7e) => Esc::Text,
-                (Esc::Csi, _) => Esc::Csi,
-                (Esc::Osc, 0x07) => Esc::Text,
-                (Esc::Osc, 0x1b) => Esc::OscEsc,
-                (Esc::Osc, _) => Esc::Osc,
-                (Esc::OscEsc, b'\\') => Esc::Text,
-                (Esc::OscEsc, _) => Esc::Osc,
-                (Esc::OneMore, _) => Esc::Text,
+                (Seq::Esc, b'[') => Seq::Csi,
+                (Seq::Esc, b']') => Seq::Osc,
+                (Seq::Esc, b'(' | b')' | b'*' | b'+' | b'#' | b'%') => Seq::OneMore,
+                (Seq::Esc, _) => Seq::Text,
+                (Seq::Csi, 0x40..=0x7e) => Seq::Text,
+                (Seq::Csi, _) => Seq::Csi,
+                (Seq::Osc, 0x07) => Seq::Text,
+                (Seq::Osc, 0x1b) => Seq::OscEsc,
+                (Seq::Osc, _) => Seq::Osc,
+                (Seq::OscEsc, b'\\') => Seq::Text,
+                (Seq::OscEsc, _) => Seq::Osc,
+                (Seq::OneMore, _) => Seq::Text,
             };
         }
     }
@@ -157,13 +189,6 @@ fn tail_of(bytes: &[u8], max: usize) -> String {
     String::from_utf8_lossy(&bytes[start..]).into_owned()
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() {
-        return Some(0);
-    }
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 impl Vm {
     /// Boots `image` with the default [`VmConfig`].
     pub fn boot(image: &Path) -> Result<Vm, String> {
@@ -172,6 +197,7 @@ impl Vm {
 
     /// Boots `image` with `config`.
     pub fn boot_with(image: &Path, config: VmConfig) -> Result<Vm, String> {
+        let turn = config.exclusive.then(Turn::take);
         let dir = tempfile::Builder::new()
             .prefix("lbm-vm-")
             .tempdir()
@@ -193,7 +219,10 @@ impl Vm {
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().ok_or("QEMU's stdout is not a pipe")?;
         let stderr = child.stderr.take().ok_or("QEMU's stderr is not a pipe")?;
-        let shared = Arc::new(Shared { state: Mutex::new(State::default()), changed: Condvar::new() });
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+        });
         let child = Arc::new(Mutex::new(child));
         let deadline = started + config.deadline;
 
@@ -209,9 +238,23 @@ impl Vm {
         {
             let shared = shared.clone();
             let child = child.clone();
-            threads.push(std::thread::spawn(move || watchdog(&shared, &child, deadline)));
+            threads.push(std::thread::spawn(move || {
+                watchdog(&shared, &child, deadline)
+            }));
         }
-        Ok(Vm { child, pid, stdin, shared, seen: 0, started, deadline, threads, exit: None, _dir: dir })
+        Ok(Vm {
+            child,
+            pid,
+            stdin,
+            shared,
+            seen: 0,
+            started,
+            deadline,
+            threads,
+            exit: None,
+            turn,
+            _dir: dir,
+        })
     }
 
     /// QEMU's process id.
@@ -226,7 +269,7 @@ impl Vm {
 
     /// Everything the guest printed so far (cleaned).
     pub fn output(&self) -> String {
-        String::from_utf8_lossy(&self.shared.lock().text).into_owned()
+        self.shared.lock().text.clone()
     }
 
     /// What QEMU itself wrote to stderr.
@@ -238,10 +281,13 @@ impl Vm {
         let mut msg = format!(
             "{what} (after {:.1} s)\n--- last guest output ---\n{}\n---",
             self.started.elapsed().as_secs_f64(),
-            tail_of(&st.text, 3000)
+            tail_of(st.text.as_bytes(), 3000)
         );
         if !st.stderr.is_empty() {
-            msg.push_str(&format!("\n--- QEMU stderr ---\n{}\n---", tail_of(&st.stderr, 2000)));
+            msg.push_str(&format!(
+                "\n--- QEMU stderr ---\n{}\n---",
+                tail_of(&st.stderr, 2000)
+            ));
         }
         msg
     }
@@ -254,20 +300,48 @@ impl Vm {
 
     /// Like [`Vm::expect`] for several needles: returns the index of the one
     /// that appears first and the output up to and including it.
-    pub fn expect_any(&mut self, needles: &[&str], timeout: Duration) -> Result<(usize, String), String> {
+    pub fn expect_any(
+        &mut self,
+        needles: &[&str],
+        timeout: Duration,
+    ) -> Result<(usize, String), String> {
+        let mut which = 0;
+        let text = self.wait_for(&format!("{needles:?}"), timeout, |hay| {
+            let best = needles
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| hay.find(n).map(|at| (at + n.len(), i)))
+                .min();
+            best.map(|(end, i)| {
+                which = i;
+                end
+            })
+        })?;
+        Ok((which, text))
+    }
+
+    /// The general form of `expect`: `matcher` sees the (cleaned) output
+    /// since the last match each time more arrives, and returns where the
+    /// match ends (a byte offset in what it saw) once there is one. Returns
+    /// the output up to there. `what` names the awaited thing in errors.
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut matcher: impl FnMut(&str) -> Option<usize>,
+    ) -> Result<String, String> {
         let until = Instant::now() + timeout;
         let mut st = self.shared.lock();
         loop {
             let hay = &st.text[self.seen..];
-            let best = needles
-                .iter()
-                .enumerate()
-                .filter_map(|(i, n)| find(hay, n.as_bytes()).map(|at| (at + n.len(), i)))
-                .min();
-            if let Some((end, i)) = best {
-                let text = String::from_utf8_lossy(&hay[..end]).into_owned();
+            if let Some(end) = matcher(hay) {
+                let mut end = end.min(hay.len());
+                while !hay.is_char_boundary(end) {
+                    end += 1;
+                }
+                let text = hay[..end].to_string();
                 self.seen += end;
-                return Ok((i, text));
+                return Ok(text);
             }
             let now = Instant::now();
             if st.killed_at_deadline || now >= self.deadline {
@@ -276,7 +350,7 @@ impl Vm {
                 let st = self.shared.lock();
                 return Err(self.failure(
                     &st,
-                    format!("global VM deadline passed while waiting for {needles:?}; QEMU was killed"),
+                    format!("global VM deadline passed while waiting for {what}; QEMU was killed"),
                 ));
             }
             if st.stdout_closed {
@@ -285,13 +359,16 @@ impl Vm {
                 let st = self.shared.lock();
                 return Err(self.failure(
                     &st,
-                    format!("QEMU exited (status {status:?}) before {needles:?} appeared"),
+                    format!("QEMU exited (status {status:?}) before {what} appeared"),
                 ));
             }
             if now >= until {
                 return Err(self.failure(
                     &st,
-                    format!("timed out after {:.1} s waiting for {needles:?}", timeout.as_secs_f64()),
+                    format!(
+                        "timed out after {:.1} s waiting for {what}",
+                        timeout.as_secs_f64()
+                    ),
                 ));
             }
             let wait = until.min(self.deadline) - now;
@@ -385,33 +462,69 @@ impl Drop for Vm {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        self.turn = None;
+    }
+}
+
+/// Appends the UTF-8 in `pending` to `out`, keeping an incomplete sequence
+/// at its end for the next call and replacing invalid bytes with U+FFFD.
+fn decode_utf8(pending: &mut Vec<u8>, out: &mut String) {
+    loop {
+        match std::str::from_utf8(pending) {
+            Ok(s) => {
+                out.push_str(s);
+                pending.clear();
+                return;
+            }
+            Err(e) => {
+                let valid = e.valid_up_to();
+                out.push_str(std::str::from_utf8(&pending[..valid]).expect("valid prefix"));
+                match e.error_len() {
+                    None => {
+                        pending.drain(..valid);
+                        return;
+                    }
+                    Some(n) => {
+                        out.push(char::REPLACEMENT_CHARACTER);
+                        pending.drain(..valid + n);
+                    }
+                }
+            }
+        }
     }
 }
 
 fn read_console(mut out: impl Read, shared: &Shared) {
     let mut buf = [0u8; 4096];
     let mut stripper = AnsiStripper::default();
-    let mut line = Vec::new();
+    let mut pending = Vec::new();
+    let mut line = String::new();
     loop {
         let n = match out.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let mut clean = Vec::new();
-        stripper.feed(&buf[..n], &mut clean);
-        for &b in &clean {
-            if b == b'\n' {
-                eprintln!("[vm] {}", String::from_utf8_lossy(&line));
+        stripper.feed(&buf[..n], &mut pending);
+        let mut text = String::new();
+        decode_utf8(&mut pending, &mut text);
+        for c in text.chars() {
+            if c == '\n' {
+                eprintln!("[vm] {line}");
                 line.clear();
             } else {
-                line.push(b);
+                line.push(c);
             }
         }
-        shared.lock().text.extend_from_slice(&clean);
+        shared.lock().text.push_str(&text);
         shared.changed.notify_all();
     }
+    if !pending.is_empty() {
+        let text = String::from_utf8_lossy(&pending).into_owned();
+        line.push_str(&text);
+        shared.lock().text.push_str(&text);
+    }
     if !line.is_empty() {
-        eprintln!("[vm] {}", String::from_utf8_lossy(&line));
+        eprintln!("[vm] {line}");
     }
     shared.lock().stdout_closed = true;
     shared.changed.notify_all();
@@ -440,13 +553,20 @@ fn watchdog(shared: &Shared, child: &Mutex<Child>, deadline: Instant) {
         if now >= deadline {
             break;
         }
-        st = shared.changed.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        st = shared
+            .changed
+            .wait_timeout(st, deadline - now)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
     }
     st.killed_at_deadline = true;
     drop(st);
     let mut child = child.lock().unwrap_or_else(|e| e.into_inner());
     if let Ok(None) = child.try_wait() {
-        eprintln!("[vm] global deadline passed: killing QEMU (pid {})", child.id());
+        eprintln!(
+            "[vm] global deadline passed: killing QEMU (pid {})",
+            child.id()
+        );
         let _ = child.kill();
     }
     drop(child);
@@ -483,7 +603,13 @@ pub fn real_app() -> Option<PathBuf> {
 /// Builds an image in `dir` named `name` holding the EFI application `efi`
 /// (bytes) and `files` (destination on the partition, contents), of `size`
 /// bytes or fitted.
-pub fn make_image(dir: &Path, name: &str, efi: &[u8], files: &[(&str, &[u8])], size: Option<u64>) -> PathBuf {
+pub fn make_image(
+    dir: &Path,
+    name: &str,
+    efi: &[u8],
+    files: &[(&str, &[u8])],
+    size: Option<u64>,
+) -> PathBuf {
     let src = dir.join(format!("{name}.src"));
     std::fs::create_dir_all(&src).expect("create source dir");
     let efi_path = src.join("app.efi");

@@ -67,7 +67,10 @@ pub fn tiny_efi_app(message: &str, finish: Finish) -> Vec<u8> {
     // DOS header: signature and the offset of the PE header.
     f[0..2].copy_from_slice(b"MZ");
     f[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
-    let mut w = Writer { buf: &mut f, at: 0x40 };
+    let mut w = Writer {
+        buf: &mut f,
+        at: 0x40,
+    };
     w.bytes(b"PE\0\0");
     // COFF file header.
     w.u16(0x8664); // machine: x86-64
@@ -77,7 +80,7 @@ pub fn tiny_efi_app(message: &str, finish: Finish) -> Vec<u8> {
     w.u32(0); // symbols
     w.u16(240); // size of the PE32+ optional header with 16 data directories
     w.u16(0x0022); // executable image, large address aware (relocations not stripped)
-    // Optional header (PE32+).
+                   // Optional header (PE32+).
     w.u16(0x20b);
     w.u16(0); // linker version
     w.u32(raw_size as u32); // size of code
