@@ -15,31 +15,30 @@
 //! last 33 sectors  backup partition entry array and backup GPT header
 //! ```
 //!
-//! The file system is FAT32 (what the UEFI specification asks of a system
-//! partition) whenever the partition can hold it: 33 MiB and up, so every
-//! image of at least 35 MiB. Only an explicitly smaller `size` gets FAT16 or
-//! FAT12, which OVMF also boots. Clusters are the largest (up to 32 KiB) that
-//! still leave FAT32 its minimum cluster count, so big models are written and
-//! read in long contiguous runs.
+//! The file system is FAT32, what the UEFI specification asks of a system
+//! partition on a disk; that needs a partition of 33 MiB, so images are at
+//! least 35 MiB. Clusters are the largest (up to 32 KiB) that still leave
+//! FAT32 its minimum cluster count, and every file is one contiguous run of
+//! clusters, so big models are written and read in long sequential runs. The
+//! FAT32 volume is written by [`fat`] (see there why not by the `fatfs`
+//! crate, which the tests use to read images back).
 //!
 //! The image is written to a temporary file beside the output and renamed into
 //! place at the end, so a failure never leaves a half-built image behind.
 
+mod fat;
 mod pe;
+mod pio;
 mod size;
-mod window;
 
-use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
 pub use pe::efi_app_problem;
 pub use size::{format_size, parse_size};
-
-use window::Window;
 
 /// Logical sector size of the image.
 pub const SECTOR_SIZE: u64 = 512;
@@ -96,127 +95,6 @@ struct Entry {
     /// Destination, `/` separated, no leading slash.
     dest: String,
     len: u64,
-}
-
-/// Directories of the partition, keyed by their upper-cased path ("" is the
-/// root): FAT names compare without regard to case.
-#[derive(Debug, Default)]
-struct Tree {
-    /// Upper-cased directory path -> (upper-cased child name -> child name).
-    dirs: BTreeMap<String, BTreeMap<String, String>>,
-    /// Upper-cased file paths -> the destination as given.
-    files: BTreeMap<String, String>,
-}
-
-impl Tree {
-    fn new() -> Self {
-        let mut t = Tree::default();
-        t.dirs.insert(String::new(), BTreeMap::new());
-        t
-    }
-
-    fn add_file(&mut self, dest: &str) -> Result<()> {
-        let upper = dest.to_uppercase();
-        if let Some(prev) = self.files.get(&upper) {
-            bail!(
-                "two files would be written to the same place on the partition: {prev:?} and \
-                 {dest:?} (FAT names ignore case)"
-            );
-        }
-        if self.dirs.contains_key(&upper) {
-            bail!("{dest:?} is needed as a directory on the partition and cannot also be a file");
-        }
-        let parts: Vec<&str> = dest.split('/').collect();
-        let mut parent = String::new();
-        for (i, name) in parts.iter().enumerate() {
-            let path = if parent.is_empty() {
-                name.to_string()
-            } else {
-                format!("{parent}/{name}")
-            };
-            let upper_path = path.to_uppercase();
-            let is_last = i + 1 == parts.len();
-            if !is_last && self.files.contains_key(&upper_path) {
-                bail!("{path:?} is a file on the partition and cannot also be a directory for {dest:?}");
-            }
-            self.dirs
-                .get_mut(&parent.to_uppercase())
-                .expect("parent directory recorded first")
-                .entry(name.to_uppercase())
-                .or_insert_with(|| name.to_string());
-            if !is_last {
-                self.dirs.entry(upper_path).or_default();
-            }
-            parent = path;
-        }
-        self.files.insert(upper, dest.to_string());
-        Ok(())
-    }
-
-    /// Directories other than the root, parents before children, in the
-    /// spelling of their first use.
-    fn subdirs(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        self.walk("", "", &mut out);
-        out
-    }
-
-    fn walk(&self, upper: &str, path: &str, out: &mut Vec<String>) {
-        if let Some(children) = self.dirs.get(upper) {
-            for (child_upper, child) in children {
-                let cu = if upper.is_empty() {
-                    child_upper.clone()
-                } else {
-                    format!("{upper}/{child_upper}")
-                };
-                if self.dirs.contains_key(&cu) {
-                    let cp = if path.is_empty() {
-                        child.clone()
-                    } else {
-                        format!("{path}/{child}")
-                    };
-                    out.push(cp.clone());
-                    self.walk(&cu, &cp, out);
-                }
-            }
-        }
-    }
-
-    /// 32-byte directory entries a directory needs: a short entry plus
-    /// long-name entries (13 UTF-16 units each) per child, plus "." and "..".
-    fn dir_entries(&self, upper: &str) -> u64 {
-        let children = &self.dirs[upper];
-        let own = if upper.is_empty() { 0 } else { 2 };
-        own + children
-            .values()
-            .map(|name| 1 + (name.encode_utf16().count() as u64).div_ceil(13))
-            .sum::<u64>()
-    }
-
-    /// Clusters all the directories take. `root` says how to count the root
-    /// directory's: all of them (planning a FAT32 volume), all but the first
-    /// (a formatted FAT32 volume has it), or none (FAT12/16 keep the root in a
-    /// fixed region).
-    fn dir_clusters(&self, cluster: u64, root: RootDir) -> u64 {
-        self.dirs
-            .keys()
-            .map(|d| {
-                let n = (self.dir_entries(d) * 32).div_ceil(cluster).max(1);
-                match (d.is_empty(), root) {
-                    (false, _) | (true, RootDir::Planned) => n,
-                    (true, RootDir::Allocated) => n - 1,
-                    (true, RootDir::Fixed) => 0,
-                }
-            })
-            .sum()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RootDir {
-    Planned,
-    Allocated,
-    Fixed,
 }
 
 /// Checks and normalizes a destination path on the partition.
@@ -277,13 +155,11 @@ fn file_name_of(path: &Path, what: &str) -> Result<String> {
 }
 
 /// Everything to copy, checked, in copy order: the application, extra files,
-/// tokenizers, then models (largest last, so small files sit together).
-fn collect_entries(opts: &ImageOptions) -> Result<(Vec<Entry>, Tree)> {
+/// tokenizers, then models (the big files last, small ones together).
+fn collect_entries(opts: &ImageOptions) -> Result<Vec<Entry>> {
     let mut entries = Vec::new();
-    let mut tree = Tree::new();
     let mut push = |src: &Path, dest: String, what: &str| -> Result<()> {
         let len = file_len(src, what)?;
-        tree.add_file(&dest)?;
         entries.push(Entry {
             src: src.to_path_buf(),
             dest,
@@ -291,7 +167,6 @@ fn collect_entries(opts: &ImageOptions) -> Result<(Vec<Entry>, Tree)> {
         });
         Ok(())
     };
-
     push(&opts.efi, BOOT_FILE.to_string(), "EFI application")?;
     for (src, dest) in &opts.extra_files {
         push(src, normalize_dest(dest)?, "file")?;
@@ -310,8 +185,20 @@ fn collect_entries(opts: &ImageOptions) -> Result<(Vec<Entry>, Tree)> {
             "model",
         )?;
     }
+    // Checks the destinations against each other (FAT names ignore case).
+    fat::clusters_needed(&specs(&entries), 512)?;
     pe::check_efi_app(&opts.efi)?;
-    Ok((entries, tree))
+    Ok(entries)
+}
+
+fn specs(entries: &[Entry]) -> Vec<fat::FileSpec> {
+    entries
+        .iter()
+        .map(|e| fat::FileSpec {
+            dest: e.dest.clone(),
+            len: e.len,
+        })
+        .collect()
 }
 
 /// The geometry of an image.
@@ -319,9 +206,7 @@ fn collect_entries(opts: &ImageOptions) -> Result<(Vec<Entry>, Tree)> {
 struct Layout {
     disk_size: u64,
     partition_size: u64,
-    /// FAT32 with this cluster size, or `None` to let the formatter pick
-    /// FAT16/FAT12 for a partition too small for FAT32.
-    fat32_cluster: Option<u32>,
+    cluster: u32,
 }
 
 /// The largest cluster (512 B ..= 32 KiB) that leaves FAT32 enough clusters.
@@ -331,33 +216,37 @@ fn fat32_cluster_for(partition_size: u64) -> Option<u32> {
         .find(|&c| partition_size / u64::from(c) >= FAT32_SAFE_CLUSTERS)
 }
 
-fn layout_for_partition(partition_size: u64, disk_size: u64) -> Layout {
-    Layout {
+fn layout_for_partition(partition_size: u64, disk_size: u64) -> Result<Layout> {
+    let cluster = fat32_cluster_for(partition_size).ok_or_else(|| {
+        anyhow!(
+            "an image of {} is too small for FAT32, which needs at least {}",
+            format_size(disk_size),
+            format_size(FAT32_MIN_IMAGE)
+        )
+    })?;
+    fat::Geometry::new(partition_size, cluster)?;
+    Ok(Layout {
         disk_size,
         partition_size,
-        fat32_cluster: fat32_cluster_for(partition_size),
-    }
+        cluster,
+    })
 }
 
-fn clusters_of(entries: &[Entry], cluster: u64) -> u64 {
-    entries.iter().map(|e| e.len.div_ceil(cluster)).sum()
-}
-
-/// The smallest FAT32 image that holds everything, with headroom.
-fn auto_layout(entries: &[Entry], tree: &Tree) -> Result<Layout> {
+/// The smallest image that holds everything, with headroom: 1% of the
+/// contents, at least 8 MiB.
+fn auto_layout(entries: &[Entry]) -> Result<Layout> {
+    let files = specs(entries);
     let mut part = FAT32_MIN_PARTITION;
     for _ in 0..32 {
-        let cluster = u64::from(fat32_cluster_for(part).expect("at least FAT32's minimum"));
-        let data = (clusters_of(entries, cluster) + tree.dir_clusters(cluster, RootDir::Planned))
-            * cluster;
+        let cluster = fat32_cluster_for(part).expect("at least FAT32's minimum");
+        let (dirs, each) = fat::clusters_needed(&files, cluster)?;
+        let data = (dirs + each.iter().sum::<u64>()) * u64::from(cluster);
         let headroom = (data / 100).max(8 << 20);
-        let fats = 2 * (4 * (part / cluster + 2)).next_multiple_of(SECTOR_SIZE);
+        let fats = 2 * (4 * (part / u64::from(cluster) + 2)).next_multiple_of(SECTOR_SIZE);
         let reserved = 64 << 10;
         let need = (data + headroom + fats + reserved).next_multiple_of(ALIGNMENT);
         if need <= part {
-            let disk = PARTITION_START + part + ALIGNMENT;
-            check_fat32_limit(part)?;
-            return Ok(layout_for_partition(part, disk));
+            return layout_for_partition(part, PARTITION_START + part + ALIGNMENT);
         }
         part = need;
     }
@@ -367,45 +256,39 @@ fn auto_layout(entries: &[Entry], tree: &Tree) -> Result<Layout> {
     ))
 }
 
-fn check_fat32_limit(partition_size: u64) -> Result<()> {
-    if partition_size / SECTOR_SIZE > u64::from(u32::MAX) {
-        bail!(
-            "a {} partition is larger than FAT32 allows (2 TiB)",
-            format_size(partition_size)
-        );
-    }
-    Ok(())
-}
-
 /// The geometry of an image of `size` bytes (rounded up to whole sectors).
 fn sized_layout(size: u64) -> Result<Layout> {
     let disk = size.div_ceil(SECTOR_SIZE) * SECTOR_SIZE;
-    let min = PARTITION_START + ALIGNMENT + GPT_BACKUP_BYTES;
-    if disk < min {
+    if disk < FAT32_MIN_IMAGE {
         bail!(
-            "an image of {} ({size} bytes) is too small: the GPT structures and a 1 MiB-aligned \
-             partition need at least {} ({min} bytes); FAT32 needs {}",
+            "an image of {} ({size} bytes) is too small: the GPT and a FAT32 EFI system partition \
+             need at least {} ({} bytes)",
             format_size(size),
-            format_size(min),
-            format_size(FAT32_MIN_IMAGE)
+            format_size(FAT32_MIN_IMAGE),
+            FAT32_MIN_IMAGE
         );
     }
     let part = (disk - PARTITION_START - GPT_BACKUP_BYTES) / ALIGNMENT * ALIGNMENT;
-    check_fat32_limit(part)?;
-    Ok(layout_for_partition(part, disk))
+    if part / SECTOR_SIZE > u64::from(u32::MAX) {
+        bail!(
+            "an image of {} is larger than FAT32 allows (2 TiB)",
+            format_size(size)
+        );
+    }
+    layout_for_partition(part, disk)
 }
 
 /// Builds the image described by `opts`. `progress(file, done, total)` is
 /// called as each file is copied: `file` is its path on the partition,
 /// `done` and `total` are bytes of that file.
 pub fn build_image(opts: &ImageOptions, progress: &mut dyn FnMut(&str, u64, u64)) -> Result<()> {
-    let (entries, tree) = collect_entries(opts)?;
+    let entries = collect_entries(opts)?;
     let output = &opts.output;
     check_output(output, &entries)?;
 
     let layout = match opts.size {
         Some(size) => sized_layout(size)?,
-        None => auto_layout(&entries, &tree)?,
+        None => auto_layout(&entries)?,
     };
 
     let dir = match output.parent() {
@@ -422,7 +305,7 @@ pub fn build_image(opts: &ImageOptions, progress: &mut dyn FnMut(&str, u64, u64)
         .tempfile_in(&dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
 
-    write_image(tmp.as_file(), &layout, &entries, &tree, progress)
+    write_image(tmp.as_file(), &layout, &entries, progress)
         .with_context(|| format!("building {}", output.display()))?;
 
     tmp.as_file()
@@ -481,61 +364,67 @@ fn write_image(
     file: &File,
     layout: &Layout,
     entries: &[Entry],
-    tree: &Tree,
     progress: &mut dyn FnMut(&str, u64, u64),
 ) -> Result<()> {
+    let geometry = fat::Geometry::new(layout.partition_size, layout.cluster)?;
+    let plan = match fat::plan(geometry, &specs(entries)) {
+        Ok(plan) => plan,
+        Err(e) => match e.downcast_ref::<fat::NoRoom>() {
+            Some(no_room) => return Err(too_small(layout, entries, no_room)),
+            None => return Err(e),
+        },
+    };
     file.set_len(layout.disk_size)
         .context("cannot size the image file")?;
     write_gpt(file, layout)?;
-
-    let part = Window::new(file, PARTITION_START, layout.partition_size);
-    let mut fmt = fatfs::FormatVolumeOptions::new()
-        .volume_label(VOLUME_LABEL)
-        .volume_id(volume_id());
-    if let Some(cluster) = layout.fat32_cluster {
-        fmt = fmt
-            .fat_type(fatfs::FatType::Fat32)
-            .bytes_per_cluster(cluster);
-    }
-    fatfs::format_volume(part, fmt).with_context(|| {
-        format!(
-            "cannot format a FAT file system on a {} partition",
-            format_size(layout.partition_size)
-        )
-    })?;
-
-    let fs = fatfs::FileSystem::new(
-        Window::new(file, PARTITION_START, layout.partition_size),
-        fatfs::FsOptions::new(),
+    let mut open = |i: usize| -> Result<Box<dyn Read>> {
+        let src = &entries[i].src;
+        Ok(Box::new(File::open(src).with_context(|| {
+            format!("cannot open {}", src.display())
+        })?))
+    };
+    plan.write(
+        file,
+        PARTITION_START,
+        volume_id(),
+        &VOLUME_LABEL,
+        &mut open,
+        progress,
     )
-    .context("cannot open the freshly formatted FAT file system")?;
-    let fat32 = fs.fat_type() == fatfs::FatType::Fat32;
-    if layout.fat32_cluster.is_some() && !fat32 {
-        bail!(
-            "internal error: expected FAT32, the formatter made {:?}",
-            fs.fat_type()
-        );
-    }
-    check_fits(&fs, layout, entries, tree)?;
+}
 
-    let root = fs.root_dir();
-    for d in tree.subdirs() {
-        root.create_dir(&d)
-            .with_context(|| format!("cannot create directory {d} on the partition"))?;
-    }
-    let mut buf = vec![0u8; COPY_CHUNK];
-    for e in entries {
-        let mut out = root
-            .create_file(&e.dest)
-            .with_context(|| format!("cannot create {} on the partition", e.dest))?;
-        copy_file(e, &mut out, &mut buf, progress)?;
-        out.flush()
-            .with_context(|| format!("cannot finish writing {}", e.dest))?;
-    }
-    drop(root);
-    fs.unmount().context("cannot finish the FAT file system")?;
-    set_hidden_sectors(file, fat32)?;
-    Ok(())
+/// The error for contents that do not fit, naming the first file that does not.
+fn too_small(layout: &Layout, entries: &[Entry], no_room: &fat::NoRoom) -> anyhow::Error {
+    let cluster = u64::from(layout.cluster);
+    let culprit = match no_room.file {
+        Some(i) => {
+            let e = &entries[i];
+            format!(
+                "{} ({}, from {})",
+                e.dest,
+                format_size(e.len),
+                e.src.display()
+            )
+        }
+        None => "the directories".to_string(),
+    };
+    let suggestion = auto_layout(entries)
+        .map(|l| {
+            format!(
+                "; leave the size out to fit the contents (that makes {}), or give at least that",
+                format_size(l.disk_size)
+            )
+        })
+        .unwrap_or_default();
+    anyhow!(
+        "the image is too small for its contents: {culprit} does not fit. The files need {} \
+         ({} clusters of {} bytes) but the {} image's FAT32 partition has {}{suggestion}",
+        format_size(no_room.needed * cluster),
+        no_room.needed,
+        cluster,
+        format_size(layout.disk_size),
+        format_size(no_room.available * cluster)
+    )
 }
 
 /// Protective MBR, primary and backup GPT with the one ESP.
@@ -583,144 +472,6 @@ fn volume_id() -> u32 {
     (v ^ (v >> 32)) as u32
 }
 
-/// Checks the files fit in the free clusters, naming the first one that does not.
-fn check_fits<T: fatfs::ReadWriteSeek>(
-    fs: &fatfs::FileSystem<T>,
-    layout: &Layout,
-    entries: &[Entry],
-    tree: &Tree,
-) -> Result<()> {
-    let stats = fs
-        .stats()
-        .context("cannot read the free space of the new file system")?;
-    let cluster = u64::from(stats.cluster_size());
-    let free = u64::from(stats.free_clusters());
-    let fat = fat_name(fs.fat_type());
-    if fs.fat_type() != fatfs::FatType::Fat32 {
-        // FAT12/16 keep the root directory in a fixed region of 512 entries.
-        let root_entries = tree.dir_entries("");
-        if root_entries > 512 {
-            bail!("too many files in the root directory for a {fat} file system ({root_entries} entries of 512)");
-        }
-    }
-    let root = if fs.fat_type() == fatfs::FatType::Fat32 {
-        RootDir::Allocated
-    } else {
-        RootDir::Fixed
-    };
-    let dirs = tree.dir_clusters(cluster, root);
-    let total = clusters_of(entries, cluster) + dirs;
-    if total <= free {
-        return Ok(());
-    }
-    let mut used = dirs;
-    let culprit = entries
-        .iter()
-        .find(|e| {
-            used += e.len.div_ceil(cluster);
-            used > free
-        })
-        .map(|e| {
-            format!(
-                "{} ({}, from {})",
-                e.dest,
-                format_size(e.len),
-                e.src.display()
-            )
-        })
-        .unwrap_or_else(|| "the directories".to_string());
-    let suggestion = auto_layout(entries, tree)
-        .ok()
-        .map(|l| {
-            format!(
-                "; leave the size out to fit the contents (that makes {}), or give at least that",
-                format_size(l.disk_size)
-            )
-        })
-        .unwrap_or_default();
-    bail!(
-        "the image is too small for its contents: {culprit} does not fit. The files need {} \
-         ({} clusters of {} bytes) but the {} image's {fat} partition has {} free{suggestion}",
-        format_size(total * cluster),
-        total,
-        cluster,
-        format_size(layout.disk_size),
-        format_size(free * cluster)
-    )
-}
-
-fn fat_name(t: fatfs::FatType) -> &'static str {
-    match t {
-        fatfs::FatType::Fat12 => "FAT12",
-        fatfs::FatType::Fat16 => "FAT16",
-        fatfs::FatType::Fat32 => "FAT32",
-    }
-}
-
-fn copy_file<W: Write>(
-    e: &Entry,
-    out: &mut W,
-    buf: &mut [u8],
-    progress: &mut dyn FnMut(&str, u64, u64),
-) -> Result<()> {
-    let mut src = File::open(&e.src).with_context(|| format!("cannot open {}", e.src.display()))?;
-    let mut done = 0u64;
-    progress(&e.dest, 0, e.len);
-    loop {
-        let mut filled = 0;
-        while filled < buf.len() {
-            match src.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => {
-                    return Err(err).with_context(|| format!("cannot read {}", e.src.display()))
-                }
-            }
-        }
-        if filled == 0 {
-            break;
-        }
-        if done + filled as u64 > e.len {
-            bail!(
-                "{} grew while it was being copied (expected {} bytes)",
-                e.src.display(),
-                e.len
-            );
-        }
-        out.write_all(&buf[..filled])
-            .with_context(|| format!("cannot write {} into the image", e.dest))?;
-        done += filled as u64;
-        progress(&e.dest, done, e.len);
-    }
-    if done != e.len {
-        bail!(
-            "{} shrank while it was being copied ({done} of {} bytes)",
-            e.src.display(),
-            e.len
-        );
-    }
-    Ok(())
-}
-
-/// Records the partition's start LBA in the FAT boot sector (and its FAT32
-/// backup), as `mkfs.fat` does: firmware ignores the field, some systems
-/// check it.
-fn set_hidden_sectors(file: &File, fat32: bool) -> Result<()> {
-    let value = ((PARTITION_START / SECTOR_SIZE) as u32).to_le_bytes();
-    let mut sectors = vec![0u64];
-    if fat32 {
-        sectors.push(6);
-    }
-    for s in sectors {
-        let mut w = Window::new(file, PARTITION_START + s * SECTOR_SIZE, SECTOR_SIZE);
-        io::Seek::seek(&mut w, io::SeekFrom::Start(0x1c))?;
-        w.write_all(&value)
-            .context("cannot update the FAT boot sector")?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -733,18 +484,6 @@ mod tests {
         assert!(normalize_dest("a/b?").is_err());
         assert!(normalize_dest("a.").is_err());
         assert!(normalize_dest("//").is_err());
-    }
-
-    #[test]
-    fn tree_conflicts() {
-        let mut t = Tree::new();
-        t.add_file("EFI/BOOT/BOOTX64.EFI").unwrap();
-        t.add_file("models/a.gguf").unwrap();
-        assert!(t.add_file("Models/A.GGUF").is_err());
-        assert!(t.add_file("models").is_err());
-        assert!(t.add_file("models/a.gguf/x").is_err());
-        t.add_file("Models/b.bin").unwrap();
-        assert_eq!(t.subdirs(), vec!["EFI", "EFI/BOOT", "models"]);
     }
 
     #[test]
@@ -761,10 +500,10 @@ mod tests {
         let l = sized_layout(64 << 20).unwrap();
         assert_eq!(l.disk_size, 64 << 20);
         assert_eq!(l.partition_size, 62 << 20);
-        assert_eq!(l.fat32_cluster, Some(512));
-        let l = sized_layout(8 << 20).unwrap();
-        assert_eq!(l.partition_size, 6 << 20);
-        assert_eq!(l.fat32_cluster, None);
-        assert!(sized_layout(1 << 20).is_err());
+        assert_eq!(l.cluster, 512);
+        let l = sized_layout(FAT32_MIN_IMAGE).unwrap();
+        assert_eq!(l.partition_size, FAT32_MIN_PARTITION);
+        assert!(sized_layout(FAT32_MIN_IMAGE - 512).is_err());
+        assert!(sized_layout(8 << 20).is_err());
     }
 }

@@ -231,6 +231,55 @@ fn image_layout_and_contents() {
         "file system cleanly unmounted"
     );
 
+    // Every subdirectory starts with "." and ".." (no long-name entries in
+    // front of them, which fsck.fat and strict FAT drivers reject).
+    let bpb = &raw[(part.first_lba * 512) as usize..][..512];
+    let spc = u64::from(bpb[13]);
+    let reserved = u64::from(u16::from_le_bytes([bpb[14], bpb[15]]));
+    let fat_sectors = u64::from(u32::from_le_bytes(bpb[36..40].try_into().unwrap()));
+    assert_eq!(reserved, 32);
+    let data = (part.first_lba + reserved + 2 * fat_sectors) * 512;
+    let dir_entry = |dir: &[u8], name: &[u8; 11]| -> Option<u32> {
+        dir.chunks(32)
+            .take_while(|e| e[0] != 0)
+            .find(|e| &e[..11] == name && e[11] != 0x0f)
+            .map(|e| {
+                u32::from(u16::from_le_bytes([e[26], e[27]]))
+                    | u32::from(u16::from_le_bytes([e[20], e[21]])) << 16
+            })
+    };
+    let cluster_bytes =
+        |c: u32| &raw[(data + (u64::from(c) - 2) * spc * 512) as usize..][..(spc * 512) as usize];
+    let root = cluster_bytes(2);
+    let efi = dir_entry(root, b"EFI        ").expect("EFI has a plain 8.3 entry");
+    let boot = dir_entry(cluster_bytes(efi), b"BOOT       ").expect("BOOT has a plain 8.3 entry");
+    for (dir, parent) in [(efi, 0), (boot, efi)] {
+        let d = cluster_bytes(dir);
+        assert_eq!(&d[..11], b".          ");
+        assert_eq!(&d[32..43], b"..         ");
+        assert_eq!(dir_entry(d, b".          "), Some(dir));
+        assert_eq!(dir_entry(d, b"..         "), Some(parent));
+    }
+    let bootx64 = cluster_bytes(boot);
+    assert_eq!(
+        &bootx64[64..75],
+        b"BOOTX64 EFI",
+        "the app's entry right after . and .."
+    );
+    // FSInfo: signatures and the free cluster count fatfs agrees with.
+    let info = &raw[(part.first_lba * 512 + 512) as usize..][..512];
+    assert_eq!(&info[..4], b"RRaA");
+    assert_eq!(&info[484..488], b"rrAa");
+    let free = u32::from_le_bytes(info[488..492].try_into().unwrap());
+    let total_sectors = u64::from(u32::from_le_bytes(bpb[32..36].try_into().unwrap()));
+    let clusters = (total_sectors - reserved - 2 * fat_sectors) / spc;
+    let fat = &raw[((part.first_lba + reserved) * 512) as usize..][..((clusters + 2) * 4) as usize];
+    let zero_entries = fat.chunks(4).skip(2).filter(|e| e == &[0, 0, 0, 0]).count();
+    assert_eq!(free as usize, zero_entries);
+    let second_fat =
+        &raw[((part.first_lba + reserved + fat_sectors) * 512) as usize..][..fat.len()];
+    assert_eq!(fat, second_fat, "the two FATs match");
+
     // The boot sector records the partition offset (hidden sectors).
     let bs = (part.first_lba * 512) as usize;
     assert_eq!(
@@ -238,6 +287,52 @@ fn image_layout_and_contents() {
         2048
     );
     assert_eq!(&raw[bs + 510..bs + 512], &[0x55, 0xaa]);
+}
+
+/// `fsck.fat` (dosfstools), when installed, finds nothing to fix.
+#[test]
+fn fsck_fat_finds_no_errors() {
+    let Some(fsck) = ["/usr/sbin/fsck.fat", "/sbin/fsck.fat", "/usr/bin/fsck.fat"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        eprintln!("SKIPPING fsck_fat_finds_no_errors: fsck.fat not installed (apt-get install dosfstools)");
+        return;
+    };
+    let inp = Inputs::new();
+    let mut opts = inp.options("fsck.img");
+    opts.models = vec![inp.file("a-rather-long-model-name.Q4_K_M.gguf", &noise(300_000, 7))];
+    opts.tokenizers = vec![
+        inp.file("tokenizer.json", b"{}"),
+        inp.file("tokenizer.jsonl", b"[]"),
+    ];
+    opts.extra_files = vec![
+        (inp.file("cfg", b"x=1"), "lbm.cfg".into()),
+        (inp.file("e", b""), "empty".into()),
+    ];
+    build(&opts).unwrap();
+    let disk = gpt::GptConfig::new().open(&opts.output).unwrap();
+    let part = &disk.partitions()[&1];
+    let raw = fs::read(&opts.output).unwrap();
+    let volume = inp.path("volume.bin");
+    fs::write(
+        &volume,
+        &raw[(part.first_lba * 512) as usize..((part.last_lba + 1) * 512) as usize],
+    )
+    .unwrap();
+    let out = std::process::Command::new(fsck)
+        .arg("-n")
+        .arg("-v")
+        .arg(&volume)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "fsck.fat -n failed:\n{text}");
+    assert!(
+        text.contains("FAT32") || text.contains("32 bit entries"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -255,13 +350,19 @@ fn explicit_sizes() {
     assert_eq!(read_fat_file(&fs, "models/m.gguf"), model);
     drop(fs);
 
-    // Below FAT32's minimum: FAT16, still a valid GPT image with the file.
-    opts.size = Some(16 * MIB);
+    // The smallest FAT32 image; anything smaller is refused.
+    opts.size = Some(lbm::image::FAT32_MIN_IMAGE);
     build(&opts).unwrap();
-    assert_eq!(fs::metadata(&opts.output).unwrap().len(), 16 * MIB);
     let fs = open_fat(&opts.output);
-    assert_eq!(fs.fat_type(), fatfs::FatType::Fat16);
+    assert_eq!(fs.fat_type(), fatfs::FatType::Fat32);
     assert_eq!(read_fat_file(&fs, "models/m.gguf"), model);
+    drop(fs);
+    opts.size = Some(16 * MIB);
+    let err = format!("{:#}", build(&opts).unwrap_err());
+    assert!(
+        err.contains("too small") && err.contains("35.0 MiB"),
+        "{err}"
+    );
 
     // Big images get 32 KiB clusters (checked in the boot sector: reading
     // the whole 3 GiB partition here would be slow; the file is sparse).
