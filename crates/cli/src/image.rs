@@ -20,8 +20,8 @@
 //! least 35 MiB. Clusters are the largest (up to 32 KiB) that still leave
 //! FAT32 its minimum cluster count, and every file is one contiguous run of
 //! clusters, so big models are written and read in long sequential runs. The
-//! FAT32 volume is written by [`fat`] (see there why not by the `fatfs`
-//! crate, which the tests use to read images back).
+//! FAT32 volume is written by the `fat` submodule (see there why not by the
+//! `fatfs` crate, which the tests use to read images back).
 //!
 //! The image is written to a temporary file beside the output and renamed into
 //! place at the end, so a failure never leaves a half-built image behind.
@@ -56,9 +56,9 @@ pub const MODELS_DIR: &str = "models";
 pub const COPY_CHUNK: usize = 4 << 20;
 /// The largest file FAT can hold: 4 GiB - 1 byte.
 pub const MAX_FAT_FILE_SIZE: u64 = u32::MAX as u64;
-/// The smallest partition that gets FAT32 (65525 clusters of 512 bytes need 33 MiB).
+/// The smallest partition: FAT32 needs 65525 clusters, of 512 bytes that is 33 MiB.
 pub const FAT32_MIN_PARTITION: u64 = 33 << 20;
-/// The smallest image that gets FAT32.
+/// The smallest image (35 MiB).
 pub const FAT32_MIN_IMAGE: u64 = PARTITION_START + FAT32_MIN_PARTITION + ALIGNMENT;
 
 /// Sectors the backup GPT needs at the end of the disk: 32 of entries, 1 header.
