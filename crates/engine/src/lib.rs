@@ -23,6 +23,7 @@ pub mod load;
 pub mod model;
 pub mod quantize;
 pub mod sampler;
+pub mod template;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
