@@ -355,7 +355,12 @@ unsafe impl<T: Send> Send for SharedSlice<T> {}
 
 /// Calls `f(i, piece)` for the `i`-th piece of `chunk_len` elements of `data`
 /// (the last piece may be shorter), spreading the pieces over the executor.
-pub fn par_chunks_mut<T: Send>(exec: &dyn Executor, data: &mut [T], chunk_len: usize, f: &(dyn Fn(usize, &mut [T]) + Sync)) {
+pub fn par_chunks_mut<T: Send>(
+    exec: &dyn Executor,
+    data: &mut [T],
+    chunk_len: usize,
+    f: &(dyn Fn(usize, &mut [T]) + Sync),
+) {
     let chunk_len = chunk_len.max(1);
     let n = data.len();
     let tasks = n.div_ceil(chunk_len);

@@ -186,3 +186,146 @@ fn softmax_and_norms() {
     let var = v.iter().map(|a| (a - mean) * (a - mean)).sum::<f32>() / 3.0;
     assert!((o[1] - ((-2.0 - mean) / (var + 1e-5).sqrt() + 0.5)).abs() < 1e-5);
 }
+
+/// Owned weights of every storage type, quantized from the same f32 matrix.
+pub(crate) struct AllTypes {
+    pub f32: Vec<f32>,
+    pub f16: Vec<u16>,
+    pub bf16: Vec<u16>,
+    pub q8_0: Vec<crate::quant::BlockQ8_0>,
+    pub q4_0: Vec<crate::quant::BlockQ4_0>,
+    pub q5_0: Vec<crate::quant::BlockQ5_0>,
+    pub q4_k: Vec<crate::quant::BlockQ4K>,
+    pub q5_k: Vec<crate::quant::BlockQ5K>,
+    pub q6_k: Vec<crate::quant::BlockQ6K>,
+}
+
+impl AllTypes {
+    /// A random `[rows, cols]` matrix (cols a multiple of 256) in every type.
+    pub fn new(seed: u64, rows: usize, cols: usize) -> Self {
+        use crate::quant::*;
+        let mut r = Rng(seed);
+        let w = r.vec(rows * cols);
+        let mut a = AllTypes {
+            f16: w.iter().map(|&v| f32_to_f16(v)).collect(),
+            bf16: w.iter().map(|&v| f32_to_bf16(v)).collect(),
+            q8_0: std::vec![BlockQ8_0::default(); rows * cols / 32],
+            q4_0: std::vec![BlockQ4_0::default(); rows * cols / 32],
+            q5_0: std::vec![BlockQ5_0::default(); rows * cols / 32],
+            q4_k: std::vec![BlockQ4K::default(); rows * cols / 256],
+            q5_k: std::vec![BlockQ5K::default(); rows * cols / 256],
+            q6_k: std::vec![BlockQ6K::default(); rows * cols / 256],
+            f32: w,
+        };
+        quantize_row_q8_0(&a.f32, &mut a.q8_0);
+        quantize_row_q4_0(&a.f32, &mut a.q4_0);
+        quantize_row_q5_0(&a.f32, &mut a.q5_0);
+        quantize_row_q4_k(&a.f32, &mut a.q4_k);
+        quantize_row_q5_k(&a.f32, &mut a.q5_k);
+        quantize_row_q6_k(&a.f32, &mut a.q6_k);
+        a
+    }
+
+    pub fn views(&self) -> [ops::Weights<'_>; 9] {
+        use ops::Weights as W;
+        [
+            W::F32(&self.f32),
+            W::F16(&self.f16),
+            W::BF16(&self.bf16),
+            W::Q8_0(&self.q8_0),
+            W::Q4_0(&self.q4_0),
+            W::Q5_0(&self.q5_0),
+            W::Q4_K(&self.q4_k),
+            W::Q5_K(&self.q5_k),
+            W::Q6_K(&self.q6_k),
+        ]
+    }
+}
+
+/// An executor that runs tasks in reverse order, claiming `n` threads.
+pub(crate) struct Reversed(pub usize);
+impl crate::exec::Executor for Reversed {
+    fn n_threads(&self) -> usize {
+        self.0
+    }
+    fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+        for i in (0..n).rev() {
+            f(i);
+        }
+    }
+}
+
+#[test]
+fn matmul_is_bit_identical_to_matvec_for_every_type() {
+    let (rows, cols) = (37, 512);
+    let all = AllTypes::new(21, rows, cols);
+    let mut r = Rng(22);
+    let xs = r.vec(9 * cols);
+    let mut scratch = ops::ActScratch::new(cols, 9);
+    for w in all.views() {
+        let want: Vec<f32> = (0..rows)
+            .map(|i| all.f32[i * cols..(i + 1) * cols].iter().zip(&xs[..cols]).map(|(a, b)| a * b).sum())
+            .collect();
+        for n in [1usize, 2, 3, 4, 5, 7, 9] {
+            let mut mm = std::vec![0.0f32; n * rows];
+            ops::matmul(&crate::exec::Serial, w, cols, &xs, n, &mut scratch, &mut mm);
+            let mut mm4 = std::vec![0.0f32; n * rows];
+            ops::matmul(&Reversed(4), w, cols, &xs, n, &mut scratch, &mut mm4);
+            assert!(mm.iter().zip(&mm4).all(|(a, b)| a.to_bits() == b.to_bits()), "{} n={n}: threads", w.type_name());
+            for j in 0..n {
+                let mut mv = std::vec![0.0f32; rows];
+                ops::matvec(&crate::exec::Serial, w, cols, &xs[j * cols..(j + 1) * cols], &mut scratch, &mut mv);
+                for (i, (&a, &b)) in mv.iter().zip(&mm[j * rows..(j + 1) * rows]).enumerate() {
+                    assert_eq!(a.to_bits(), b.to_bits(), "{} n={n} row {j} col {i}: {a} vs {b}", w.type_name());
+                }
+            }
+        }
+        // And the first activation row's results are near the exact f32 products.
+        let mut mv = std::vec![0.0f32; rows];
+        ops::matvec(&crate::exec::Serial, w, cols, &xs[..cols], &mut scratch, &mut mv);
+        let err = mv.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        // Rows of 512 uniform values: quantization noise grows with the step
+        // size (about 2 / 2^bits) times sqrt(512) times the activations' rms.
+        let budget = match w.type_name() {
+            "F32" => 1e-4,
+            "F16" | "BF16" => 0.05,
+            "Q8_0" | "Q6_K" => 0.3,
+            "Q5_0" | "Q5_K" => 1.0,
+            _ => 2.5,
+        };
+        assert!(err < budget, "{}: max error {err} against f32", w.type_name());
+    }
+}
+
+#[test]
+#[should_panic(expected = "too small")]
+fn matmul_rejects_a_small_scratch() {
+    let all = AllTypes::new(23, 4, 256);
+    let xs = std::vec![0.5f32; 3 * 256];
+    let mut out = std::vec![0.0f32; 3 * 4];
+    ops::matmul(
+        &crate::exec::Serial,
+        ops::Weights::Q4_0(&all.q4_0),
+        256,
+        &xs,
+        3,
+        &mut ops::ActScratch::new(256, 2),
+        &mut out,
+    );
+}
+
+#[test]
+fn dequantize_row_matches_whole_matrix_dequantization() {
+    let (rows, cols) = (3, 512);
+    let all = AllTypes::new(24, rows, cols);
+    let mut whole = std::vec![0.0f32; rows * cols];
+    crate::quant::dequantize_row_q4_k(&all.q4_k, &mut whole);
+    let mut row = std::vec![0.0f32; cols];
+    ops::dequantize_row(ops::Weights::Q4_K(&all.q4_k), 2, cols, &mut row);
+    assert_eq!(row, whole[2 * cols..]);
+    for w in all.views() {
+        ops::dequantize_row(w, 1, cols, &mut row);
+        let err = row.iter().zip(&all.f32[cols..2 * cols]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(err < 0.2, "{}: {err}", w.type_name());
+    }
+}
