@@ -12,6 +12,8 @@ extern crate std;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub mod cast;
 pub mod cpu;
 pub mod exec;

@@ -231,73 +231,66 @@ pub fn axpy(out: &mut [f32], a: f32, x: &[f32]) {
     scalar::axpy(out, a, x)
 }
 
-/// Runs a scalar dot kernel on `C` activation rows.
-#[inline]
-fn each<const C: usize, T, A>(f: fn(&[T], &[A]) -> f32, w: &[T], xs: [&[A]; C]) -> [f32; C] {
-    core::array::from_fn(|c| f(w, xs[c]))
+/// The instruction set the matrix kernels use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Vnni,
 }
 
-/// Dots of row `r` of `w` with activation rows `j..j + C`. Every pair goes
-/// through the same operations whatever `C` is (see `avx2`).
 #[inline]
-fn row_dots<const C: usize>(w: Weights<'_>, r: usize, cols: usize, acts: Acts<'_>, j: usize) -> [f32; C] {
-    let fast = simd();
-    macro_rules! quant {
-        ($m:expr, $q:expr, $nb:expr, $scalar:path, $simd:ident) => {{
-            let nb = $nb;
-            let row = &$m[r * nb..(r + 1) * nb];
-            let xs: [&[_]; C] = core::array::from_fn(|c| &$q[(j + c) * nb..(j + c + 1) * nb]);
-            #[cfg(target_arch = "x86_64")]
-            if fast {
-                // SAFETY: simd() checked AVX2 + FMA + F16C.
-                return unsafe { crate::avx2::$simd::<C>(row, xs) };
+fn isa() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    match level() {
+        SimdLevel::Avx512Vnni => return Isa::Vnni,
+        SimdLevel::Avx2 | SimdLevel::Avx512 => return Isa::Avx2,
+        SimdLevel::Scalar => {}
+    }
+    Isa::Scalar
+}
+
+/// Dots of weight rows `r0..r0 + R` with activation rows `j0..j0 + C`:
+/// `out[r][c]`. Every pair goes through the same operations whatever the
+/// tile size (see `avx2`), so results do not depend on how rows are tiled.
+#[inline]
+fn tile<const R: usize, const C: usize>(
+    w: Weights<'_>,
+    r0: usize,
+    cols: usize,
+    acts: Acts<'_>,
+    j0: usize,
+) -> [[f32; C]; R] {
+    let level = isa();
+    macro_rules! go {
+        ($m:expr, $x:expr, $len:expr, $scalar:path, $name:ident) => {{
+            let len = $len;
+            let ws: [&[_]; R] = core::array::from_fn(|r| &$m[(r0 + r) * len..(r0 + r + 1) * len]);
+            let xs: [&[_]; C] = core::array::from_fn(|c| &$x[(j0 + c) * len..(j0 + c + 1) * len]);
+            match level {
+                // SAFETY: isa() is Vnni only when level() >= Avx512Vnni: AVX-512 F/BW/VL/VNNI, AVX2, FMA and
+                // F16C are present and enabled.
+                #[cfg(target_arch = "x86_64")]
+                Isa::Vnni => unsafe { crate::avx512::tiles::$name::<R, C>(ws, xs) },
+                // SAFETY: isa() is Avx2 only when level() >= Avx2: AVX2, FMA and F16C are present and enabled.
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => unsafe { crate::avx2::tiles::$name::<R, C>(ws, xs) },
+                Isa::Scalar => core::array::from_fn(|r| core::array::from_fn(|c| $scalar(ws[r], xs[c]))),
             }
-            each($scalar, row, xs)
         }};
     }
     match (w, acts) {
-        (Weights::F32(m), Acts::F32(x)) => {
-            let row = &m[r * cols..(r + 1) * cols];
-            core::array::from_fn(|c| {
-                let x = &x[(j + c) * cols..(j + c + 1) * cols];
-                #[cfg(target_arch = "x86_64")]
-                if fast {
-                    // SAFETY: AVX2 + FMA checked by simd().
-                    return unsafe { crate::avx2::dot_f32(row, x) };
-                }
-                scalar::dot_f32(row, x)
-            })
-        }
-        (Weights::F16(m), Acts::F32(x)) => {
-            let row = &m[r * cols..(r + 1) * cols];
-            core::array::from_fn(|c| {
-                let x = &x[(j + c) * cols..(j + c + 1) * cols];
-                #[cfg(target_arch = "x86_64")]
-                if fast {
-                    // SAFETY: AVX2 + FMA + F16C checked by simd().
-                    return unsafe { crate::avx2::dot_f16(row, x) };
-                }
-                scalar::dot_f16(row, x)
-            })
-        }
-        (Weights::BF16(m), Acts::F32(x)) => {
-            let row = &m[r * cols..(r + 1) * cols];
-            core::array::from_fn(|c| {
-                let x = &x[(j + c) * cols..(j + c + 1) * cols];
-                #[cfg(target_arch = "x86_64")]
-                if fast {
-                    // SAFETY: AVX2 + FMA checked by simd().
-                    return unsafe { crate::avx2::dot_bf16(row, x) };
-                }
-                scalar::dot_bf16(row, x)
-            })
-        }
-        (Weights::Q8_0(m), Acts::Q8_0(q, nb)) => quant!(m, q, nb, scalar::dot_q8_0, dot_q8_0),
-        (Weights::Q4_0(m), Acts::Q8_0(q, nb)) => quant!(m, q, nb, scalar::dot_q4_0, dot_q4_0),
-        (Weights::Q5_0(m), Acts::Q8_0(q, nb)) => quant!(m, q, nb, scalar::dot_q5_0, dot_q5_0),
-        (Weights::Q4_K(m), Acts::Q8K(q, nb)) => quant!(m, q, nb, scalar::dot_q4_k, dot_q4_k),
-        (Weights::Q5_K(m), Acts::Q8K(q, nb)) => quant!(m, q, nb, scalar::dot_q5_k, dot_q5_k),
-        (Weights::Q6_K(m), Acts::Q8K(q, nb)) => quant!(m, q, nb, scalar::dot_q6_k, dot_q6_k),
+        (Weights::F32(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_f32, tile_f32),
+        (Weights::F16(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_f16, tile_f16),
+        (Weights::BF16(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_bf16, tile_bf16),
+        (Weights::Q8_0(m), Acts::Q8_0(q, nb)) => go!(m, q, nb, scalar::dot_q8_0, tile_q8_0),
+        (Weights::Q4_0(m), Acts::Q8_0(q, nb)) => go!(m, q, nb, scalar::dot_q4_0, tile_q4_0),
+        (Weights::Q5_0(m), Acts::Q8_0(q, nb)) => go!(m, q, nb, scalar::dot_q5_0, tile_q5_0),
+        (Weights::Q4_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q4_k, tile_q4_k),
+        (Weights::Q5_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q5_k, tile_q5_k),
+        (Weights::Q6_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q6_k, tile_q6_k),
         _ => unreachable!("activations are quantized for the weight type"),
     }
 }
@@ -394,26 +387,102 @@ fn check_shape(w: &Weights<'_>, cols: usize, rows: usize) {
     );
 }
 
+/// Weight rows per tile of the drivers: their blocks stay in L1/L2 while
+/// every activation row streams past.
+const ROW_TILE: usize = 16;
+
+/// `out[j * rows + r]` = row r of `w` . activation j, for `n` activation rows,
+/// in `R` x `C` register tiles; tasks take whole row tiles.
+fn drive<const R: usize, const C: usize>(
+    exec: &dyn Executor,
+    w: Weights<'_>,
+    cols: usize,
+    acts: Acts<'_>,
+    n: usize,
+    out: &mut [f32],
+) {
+    let rows = out.len() / n;
+    let tiles = rows.div_ceil(ROW_TILE);
+    let threads = exec.n_threads().max(1);
+    // A few tasks per thread balance uneven cores.
+    let per_task = tiles.div_ceil(threads * 4).max(1);
+    let tasks = tiles.div_ceil(per_task);
+    let ptr = SharedOut(out.as_mut_ptr());
+    let task = |t: usize| {
+        let p = ptr;
+        let store = |r: usize, j: usize, v: f32| {
+            // SAFETY: r < rows and j < n, so j * rows + r < out.len(); only this
+            // task writes rows r0..r1 (of every activation); `out` outlives
+            // exec.run, which returns only after every task has finished.
+            unsafe { *p.0.add(j * rows + r) = v };
+        };
+        let r0 = t * per_task * ROW_TILE;
+        let r1 = (r0 + per_task * ROW_TILE).min(rows);
+        for rt in (r0..r1).step_by(ROW_TILE) {
+            let rt1 = (rt + ROW_TILE).min(r1);
+            let mut j = 0;
+            while j < n {
+                let cw = C.min(n - j);
+                let mut r = rt;
+                while r < rt1 {
+                    let rw = R.min(rt1 - r);
+                    if rw == R && cw == C {
+                        let d = tile::<R, C>(w, r, cols, acts, j);
+                        for (rr, row) in d.iter().enumerate() {
+                            for (cc, &v) in row.iter().enumerate() {
+                                store(r + rr, j + cc, v);
+                            }
+                        }
+                    } else if rw == R {
+                        // Fewer activations left than a tile: R x 1 tiles.
+                        for cc in 0..cw {
+                            let d = tile::<R, 1>(w, r, cols, acts, j + cc);
+                            for (rr, row) in d.iter().enumerate() {
+                                store(r + rr, j + cc, row[0]);
+                            }
+                        }
+                    } else {
+                        for rr in 0..rw {
+                            for cc in 0..cw {
+                                store(r + rr, j + cc, tile::<1, 1>(w, r + rr, cols, acts, j + cc)[0][0]);
+                            }
+                        }
+                    }
+                    r += rw;
+                }
+                j += cw;
+            }
+        }
+    };
+    if tasks > 1 && threads > 1 {
+        exec.run(tasks, &task);
+    } else {
+        (0..tasks).for_each(task);
+    }
+}
+
 /// `out = W x` for W row-major `[rows, cols]` with `rows = out.len()`.
 /// `xq` is scratch for the quantized activations. The result for each row
 /// does not depend on the thread count, and equals row 0 of [`matmul`].
 pub fn matvec(exec: &dyn Executor, w: Weights<'_>, cols: usize, x: &[f32], xq: &mut ActScratch, out: &mut [f32]) {
     check_shape(&w, cols, out.len());
     let acts = quantize_acts(w.act_kind(), &x[..cols], cols, 1, xq);
-    par_rows(exec, out, &|r| row_dots::<1>(w, r, cols, acts, 0)[0]);
+    matvec_drive(exec, w, cols, acts, out)
 }
 
-/// Weight rows per tile in [`matmul`]: their blocks stay in L1/L2 while every
-/// activation row streams past.
-const MM_ROW_TILE: usize = 16;
-/// Activation rows per micro-kernel call in [`matmul`].
-const MM_COLS: usize = 4;
+/// The tiles for one activation row: one weight row at a time (streaming
+/// rows one after the other lets the hardware prefetcher keep up; tiles of
+/// several rows interleave the streams and read at a fraction of the speed).
+fn matvec_drive(exec: &dyn Executor, w: Weights<'_>, cols: usize, acts: Acts<'_>, out: &mut [f32]) {
+    drive::<1, 1>(exec, w, cols, acts, 1, out)
+}
 
 /// `out[j] = W xs[j]` for the `n` activation rows of `xs` (`[n, cols]`), with
 /// `out` `[n, rows]`: the batched form of [`matvec`] for prompt processing.
-/// Weight rows are read once per tile of [`MM_ROW_TILE`] rows for all `n`
-/// activations, and each weight block is unpacked once for 4 activations.
-/// Results are bit-identical to `n` calls of [`matvec`].
+/// Weight rows are read once per tile of 16 rows for all `n` activations; in
+/// registers, each weight block is unpacked once for several activations and
+/// each activation block loaded once for several rows. Results are
+/// bit-identical to `n` calls of [`matvec`].
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
     exec: &dyn Executor,
@@ -432,45 +501,23 @@ pub fn matmul(
     check_shape(&w, cols, rows);
     assert!(xs.len() >= n * cols, "{n} activation rows of {cols} need {} values, got {}", n * cols, xs.len());
     let acts = quantize_acts(w.act_kind(), xs, cols, n, xq);
-    let tiles = rows.div_ceil(MM_ROW_TILE);
-    let threads = exec.n_threads().max(1);
-    // A few tasks per thread balance uneven cores; each task is whole tiles.
-    let tiles_per_task = tiles.div_ceil(threads * 4).max(1);
-    let tasks = tiles.div_ceil(tiles_per_task);
-    let ptr = SharedOut(out.as_mut_ptr());
-    let task = |t: usize| {
-        let p = ptr;
-        let r0 = t * tiles_per_task * MM_ROW_TILE;
-        let r1 = (r0 + tiles_per_task * MM_ROW_TILE).min(rows);
-        let store = |r: usize, j: usize, v: f32| {
-            // SAFETY: r < rows and j < n, so j * rows + r < out.len(); this task
-            // alone writes rows r0..r1 of every output row; `out` outlives
-            // exec.run, which returns only after every task has finished.
-            unsafe { *p.0.add(j * rows + r) = v };
-        };
-        for rt in (r0..r1).step_by(MM_ROW_TILE) {
-            let rt_end = (rt + MM_ROW_TILE).min(r1);
-            let mut j = 0;
-            while j + MM_COLS <= n {
-                for r in rt..rt_end {
-                    let d = row_dots::<MM_COLS>(w, r, cols, acts, j);
-                    for (c, v) in d.into_iter().enumerate() {
-                        store(r, j + c, v);
-                    }
-                }
-                j += MM_COLS;
-            }
-            for r in rt..rt_end {
-                for jj in j..n {
-                    store(r, jj, row_dots::<1>(w, r, cols, acts, jj)[0]);
-                }
-            }
-        }
-    };
-    if tasks > 1 && threads > 1 {
-        exec.run(tasks, &task);
-    } else {
-        (0..tasks).for_each(task);
+    if n == 1 {
+        return matvec_drive(exec, w, cols, acts, out);
+    }
+    // One weight row against several activations: each block is unpacked
+    // once for all of them, and rows still stream one after the other.
+    match (isa(), w.act_kind()) {
+        (Isa::Scalar, _) => drive::<1, 1>(exec, w, cols, acts, n, out),
+        // 32 vector registers (two accumulators per pair for the 32-blocks).
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Vnni, ActKind::Q8_K) => drive::<1, 4>(exec, w, cols, acts, n, out),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Vnni, _) => drive::<1, 8>(exec, w, cols, acts, n, out),
+        // 16 registers.
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, ActKind::Q8_K) => drive::<1, 2>(exec, w, cols, acts, n, out),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, _) => drive::<1, 4>(exec, w, cols, acts, n, out),
     }
 }
 

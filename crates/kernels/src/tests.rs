@@ -53,34 +53,58 @@ fn avx2_dot_f32_matches_scalar() {
     }
 }
 
+/// Runs `$body` with `$m` bound to the tile-kernel module of every SIMD
+/// level this CPU has (and `$name` to the level's name).
+#[cfg(target_arch = "x86_64")]
+macro_rules! for_each_level {
+    (|$m:ident, $name:ident| $body:block) => {{
+        if have_avx2() {
+            #[allow(unused_imports)]
+            use crate::avx2::tiles as $m;
+            let $name = "avx2";
+            $body
+        }
+        if detect().best_level() >= SimdLevel::Avx512Vnni {
+            #[allow(unused_imports)]
+            use crate::avx512::tiles as $m;
+            let $name = "avx512vnni";
+            $body
+        } else {
+            std::eprintln!("AVX-512 VNNI not available on this CPU: not tested");
+        }
+    }};
+}
+#[cfg(target_arch = "x86_64")]
+pub(crate) use for_each_level;
+
 #[cfg(target_arch = "x86_64")]
 #[test]
-fn avx2_dot_f16_bf16_match_scalar() {
-    if !have_avx2() {
-        return;
-    }
+fn simd_float_tiles_match_scalar() {
     let mut r = Rng(2);
     for n in LENGTHS {
         let (w, x) = (r.vec(n), r.vec(n));
         let h: Vec<u16> = w.iter().map(|&v| f32_to_f16(v)).collect();
         let b: Vec<u16> = w.iter().map(|&v| f32_to_bf16(v)).collect();
-        let s = scalar::dot_f16(&h, &x);
-        // SAFETY: AVX2 + F16C checked above.
-        let v = unsafe { crate::avx2::dot_f16(&h, &x) };
-        assert!(close(s, v, n), "f16 n={n}: {s} vs {v}");
-        let s = scalar::dot_bf16(&b, &x);
-        // SAFETY: AVX2 checked above.
-        let v = unsafe { crate::avx2::dot_bf16(&b, &x) };
-        assert!(close(s, v, n), "bf16 n={n}: {s} vs {v}");
+        for_each_level!(|t, name| {
+            let s = scalar::dot_f32(&w, &x);
+            // SAFETY: for_each_level only runs levels the CPU has.
+            let v = unsafe { t::tile_f32::<1, 1>([&w], [&x]) }[0][0];
+            assert!(close(s, v, n), "{name} f32 n={n}: {s} vs {v}");
+            let s = scalar::dot_f16(&h, &x);
+            // SAFETY: as above.
+            let v = unsafe { t::tile_f16::<1, 1>([&h], [&x]) }[0][0];
+            assert!(close(s, v, n), "{name} f16 n={n}: {s} vs {v}");
+            let s = scalar::dot_bf16(&b, &x);
+            // SAFETY: as above.
+            let v = unsafe { t::tile_bf16::<1, 1>([&b], [&x]) }[0][0];
+            assert!(close(s, v, n), "{name} bf16 n={n}: {s} vs {v}");
+        });
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[test]
-fn avx2_dot_q8_0_matches_scalar() {
-    if !have_avx2() {
-        return;
-    }
+fn simd_q8_0_tiles_match_scalar() {
     let mut r = Rng(3);
     for nb in [1usize, 2, 3, 7, 33] {
         let (w, x) = (r.vec(nb * 32), r.vec(nb * 32));
@@ -92,9 +116,11 @@ fn avx2_dot_q8_0_matches_scalar() {
         // our quantizer, which never produces -128.
         wq[0].qs[5] = -128;
         let s = scalar::dot_q8_0(&wq, &xq);
-        // SAFETY: AVX2 checked above.
-        let v = unsafe { crate::avx2::dot_q8_0::<1>(&wq, [&xq]) }[0];
-        assert!(close(s, v, nb * 32), "nb={nb}: {s} vs {v}");
+        for_each_level!(|t, name| {
+            // SAFETY: for_each_level only runs levels the CPU has.
+            let v = unsafe { t::tile_q8_0::<1, 1>([&wq], [&xq]) }[0][0];
+            assert!(close(s, v, nb * 32), "{name} nb={nb}: {s} vs {v}");
+        });
     }
 }
 

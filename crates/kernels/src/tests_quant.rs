@@ -543,11 +543,10 @@ fn close32(a: f32, b: f32, scale: f32) -> bool {
     (a - b).abs() <= 1e-5 * scale.max(a.abs()).max(1e-3)
 }
 
+#[cfg(target_arch = "x86_64")]
 #[test]
-fn avx2_quant_dots_match_scalar() {
-    if !have_avx2() {
-        return;
-    }
+#[allow(unused_assignments)]
+fn simd_quant_tiles_match_scalar_at_every_level() {
     let mut r = Rng(16);
     for nb in [1usize, 2, 3, 7] {
         let n = 256 * nb;
@@ -556,65 +555,92 @@ fn avx2_quant_dots_match_scalar() {
         c.w8[0].qs[5] = -128;
         let sc = |w: &[f32], x: &[f32]| (dot64(w, w).sqrt() * dot64(x, x).sqrt()) as f32;
         let s = sc(&c.w, &c.x) * 4.0;
-        let xs0 = [c.q8_0.as_slice()];
-        let xsk = [c.q8_k.as_slice()];
-        // SAFETY: AVX2 + FMA + F16C checked above.
-        let (a, b) = (scalar::dot_q8_0(&c.w8, &c.q8_0), unsafe { crate::avx2::dot_q8_0::<1>(&c.w8, xs0) }[0]);
-        assert!(close32(a, b, s), "q8_0 nb={nb}: {a} vs {b}");
-        // SAFETY: AVX2 + FMA + F16C checked above.
-        let (a, b) = (scalar::dot_q4_0(&c.w4, &c.q8_0), unsafe { crate::avx2::dot_q4_0::<1>(&c.w4, xs0) }[0]);
-        assert!(close32(a, b, s), "q4_0 nb={nb}: {a} vs {b}");
-        // SAFETY: AVX2 + FMA + F16C checked above.
-        let (a, b) = (scalar::dot_q5_0(&c.w5, &c.q8_0), unsafe { crate::avx2::dot_q5_0::<1>(&c.w5, xs0) }[0]);
-        assert!(close32(a, b, s), "q5_0 nb={nb}: {a} vs {b}");
-        // K-quants reduce each super-block to one integer: bit-identical.
-        // SAFETY: AVX2 + FMA + F16C checked above.
-        let (a, b) = (scalar::dot_q4_k(&c.w4k, &c.q8_k), unsafe { crate::avx2::dot_q4_k::<1>(&c.w4k, xsk) }[0]);
-        assert_eq!(a.to_bits(), b.to_bits(), "q4_k nb={nb}: {a} vs {b}");
-        // SAFETY: AVX2 + FMA + F16C checked above.
-        let (a, b) = (scalar::dot_q5_k(&c.w5k, &c.q8_k), unsafe { crate::avx2::dot_q5_k::<1>(&c.w5k, xsk) }[0]);
-        assert_eq!(a.to_bits(), b.to_bits(), "q5_k nb={nb}: {a} vs {b}");
-        // SAFETY: AVX2 + FMA + F16C checked above.
-        let (a, b) = (scalar::dot_q6_k(&c.w6k, &c.q8_k), unsafe { crate::avx2::dot_q6_k::<1>(&c.w6k, xsk) }[0]);
-        assert_eq!(a.to_bits(), b.to_bits(), "q6_k nb={nb}: {a} vs {b}");
+        let (x0, xk) = ([c.q8_0.as_slice()], [c.q8_k.as_slice()]);
+        let mut first: Option<[u32; 3]> = None;
+        crate::tests::for_each_level!(|t, name| {
+            // SAFETY: for_each_level only runs levels the CPU has.
+            let got = unsafe {
+                [
+                    t::tile_q8_0::<1, 1>([&c.w8], x0)[0][0],
+                    t::tile_q4_0::<1, 1>([&c.w4], x0)[0][0],
+                    t::tile_q5_0::<1, 1>([&c.w5], x0)[0][0],
+                ]
+            };
+            let want =
+                [scalar::dot_q8_0(&c.w8, &c.q8_0), scalar::dot_q4_0(&c.w4, &c.q8_0), scalar::dot_q5_0(&c.w5, &c.q8_0)];
+            for k in 0..3 {
+                assert!(close32(want[k], got[k], s), "{name} 32-block type {k} nb={nb}: {} vs {}", want[k], got[k]);
+            }
+            // Every x86 level computes the same integer lanes in the same order.
+            let bits = got.map(f32::to_bits);
+            match first {
+                None => first = Some(bits),
+                Some(f) => assert_eq!(f, bits, "{name}: 32-block results differ from AVX2"),
+            }
+            // K-quants reduce each super-block to one integer: bit-identical to scalar.
+            // SAFETY: as above.
+            let got = unsafe {
+                [
+                    t::tile_q4_k::<1, 1>([&c.w4k], xk)[0][0],
+                    t::tile_q5_k::<1, 1>([&c.w5k], xk)[0][0],
+                    t::tile_q6_k::<1, 1>([&c.w6k], xk)[0][0],
+                ]
+            };
+            let want = [
+                scalar::dot_q4_k(&c.w4k, &c.q8_k),
+                scalar::dot_q5_k(&c.w5k, &c.q8_k),
+                scalar::dot_q6_k(&c.w6k, &c.q8_k),
+            ];
+            for k in 0..3 {
+                assert_eq!(want[k].to_bits(), got[k].to_bits(), "{name} K type {k} nb={nb}: {} vs {}", want[k], got[k]);
+            }
+        });
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 #[test]
-fn avx2_multi_activation_kernels_equal_single() {
-    if !have_avx2() {
-        return;
-    }
+fn tiles_of_every_size_give_the_same_bits() {
     let mut r = Rng(17);
     let n = 512;
     let cs: Vec<Case> = (0..4).map(|_| case(&mut r, n)).collect();
-    let w = &cs[0];
-    let x0: [&[BlockQ8_0]; 4] = core::array::from_fn(|k| cs[k].q8_0.as_slice());
-    let xk: [&[BlockQ8K]; 4] = core::array::from_fn(|k| cs[k].q8_k.as_slice());
     macro_rules! check {
-        ($f:ident, $w:expr, $xs:expr) => {{
-            // SAFETY: AVX2 + FMA + F16C checked above.
-            let four = unsafe { crate::avx2::$f::<4>($w, $xs) };
+        ($t:ident, $name:expr, $f:ident, $field:ident, $act:ident) => {{
+            let ws: [&[_]; 4] = core::array::from_fn(|k| cs[k].$field.as_slice());
+            let xs: [&[_]; 4] = core::array::from_fn(|k| cs[k].$act.as_slice());
+            // SAFETY: for_each_level only runs levels the CPU has.
+            let t44 = unsafe { $t::$f::<4, 4>(ws, xs) };
             // SAFETY: as above.
-            let three = unsafe { crate::avx2::$f::<3>($w, [$xs[1], $xs[2], $xs[3]]) };
-            for k in 0..4 {
-                // SAFETY: as above.
-                let one = unsafe { crate::avx2::$f::<1>($w, [$xs[k]]) }[0];
-                assert_eq!(four[k].to_bits(), one.to_bits(), "{} k={k}", stringify!($f));
-                if k > 0 {
-                    assert_eq!(three[k - 1].to_bits(), one.to_bits(), "{} k={k}", stringify!($f));
+            let t24 = unsafe { $t::$f::<2, 4>([ws[2], ws[3]], xs) };
+            // SAFETY: as above.
+            let t31 = unsafe { $t::$f::<3, 1>([ws[1], ws[2], ws[3]], [xs[2]]) };
+            for a in 0..4 {
+                for b in 0..4 {
+                    // SAFETY: as above.
+                    let one = unsafe { $t::$f::<1, 1>([ws[a]], [xs[b]]) }[0][0].to_bits();
+                    assert_eq!(t44[a][b].to_bits(), one, "{} {} 4x4 [{a}][{b}]", $name, stringify!($f));
+                    if a >= 2 {
+                        assert_eq!(t24[a - 2][b].to_bits(), one, "{} {} 2x4", $name, stringify!($f));
+                    }
+                    if a >= 1 && b == 2 {
+                        assert_eq!(t31[a - 1][0].to_bits(), one, "{} {} 3x1", $name, stringify!($f));
+                    }
                 }
             }
         }};
     }
-    check!(dot_q8_0, &w.w8, x0);
-    check!(dot_q4_0, &w.w4, x0);
-    check!(dot_q5_0, &w.w5, x0);
-    check!(dot_q4_k, &w.w4k, xk);
-    check!(dot_q5_k, &w.w5k, xk);
-    check!(dot_q6_k, &w.w6k, xk);
+    crate::tests::for_each_level!(|t, name| {
+        check!(t, name, tile_q8_0, w8, q8_0);
+        check!(t, name, tile_q4_0, w4, q8_0);
+        check!(t, name, tile_q5_0, w5, q8_0);
+        check!(t, name, tile_q4_k, w4k, q8_k);
+        check!(t, name, tile_q5_k, w5k, q8_k);
+        check!(t, name, tile_q6_k, w6k, q8_k);
+        check!(t, name, tile_f32, w, x);
+    });
 }
 
+#[cfg(target_arch = "x86_64")]
 #[test]
 fn avx2_activation_quantizers_are_bit_identical() {
     if !have_avx2() {
