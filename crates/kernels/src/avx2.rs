@@ -410,9 +410,10 @@ macro_rules! tile_kernels {
             let mut s = [[0.0f32; C]; R];
             for i in 0..nb {
                 let mut sumi = [[_mm256_setzero_si256(); C]; R];
-                // SAFETY: scales is 16 readable bytes.
-                let scales: [__m128i; R] =
-                    core::array::from_fn(|r| unsafe { _mm_loadu_si128(ws[r][i].scales.as_ptr().cast()) });
+                let scales: [__m128i; R] = core::array::from_fn(|r| {
+                    // SAFETY: scales is 16 readable bytes.
+                    unsafe { _mm_loadu_si128(ws[r][i].scales.as_ptr().cast()) }
+                });
                 for h in 0..2 {
                     for g in 0..4 {
                         let mut q = [_mm256_setzero_si256(); R];
