@@ -30,6 +30,9 @@ fn main() {
     let max_threads: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2);
     let n = mib << 20;
     let buf: Vec<u64> = (0..n / 8).map(|i| i as u64).collect();
+    if std::env::var("LBM_LEVEL").as_deref() == Ok("avx2") {
+        kernels::cpu::force_level(kernels::cpu::SimdLevel::Avx2);
+    }
     println!("simd level: {}", kernels::cpu::level().name());
     for t in 1..=max_threads {
         let pool = ThreadPool::new(t);
@@ -106,5 +109,32 @@ fn main() {
         run!("Q4_0", BlockQ4_0, cols / 32 * 18, 32, Q4_0);
         run!("Q4_K", BlockQ4K, cols / 256 * 144, 256, Q4_K);
         run!("F32", f32, cols * 4, 1, F32);
+        // Prompt processing: 64 activation rows against a 2048 x 2048 matrix.
+        let (rows, n) = (2048usize, 64usize);
+        let f: Vec<f32> = (0..rows * cols).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+        let xs: Vec<f32> = (0..n * cols).map(|i| ((i * 31) % 200) as f32 / 100.0 - 1.0).collect();
+        let mut sc = ActScratch::new(cols, n);
+        let mut out = vec![0.0f32; n * rows];
+        let mut q8 = vec![BlockQ8_0::default(); rows * cols / 32];
+        quantize_row_q8_0(&f, &mut q8);
+        let mut q4 = vec![BlockQ4_0::default(); rows * cols / 32];
+        quantize_row_q4_0(&f, &mut q4);
+        let mut q4k = vec![BlockQ4K::default(); rows * cols / 256];
+        quantize_row_q4_k(&f, &mut q4k);
+        let mut q6k = vec![BlockQ6K::default(); rows * cols / 256];
+        quantize_row_q6_k(&f, &mut q6k);
+        for (name, w) in [
+            ("F32", Weights::F32(&f)),
+            ("Q8_0", Weights::Q8_0(&q8)),
+            ("Q4_0", Weights::Q4_0(&q4)),
+            ("Q4_K", Weights::Q4_K(&q4k)),
+            ("Q6_K", Weights::Q6_K(&q6k)),
+        ] {
+            let s = best(|| ops::matmul(exec, w, cols, &xs, n, &mut sc, &mut out));
+            println!(
+                "matmul {name:>5}, {t} thread(s): {:.1} G multiply-adds/s ({n} x {rows} x {cols})",
+                (n * rows * cols) as f64 / s / 1e9
+            );
+        }
     }
 }

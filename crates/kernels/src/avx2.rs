@@ -675,6 +675,126 @@ pub(crate) unsafe fn quantize_row_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
 
 // ---------------------------------------------------------------- element-wise
 
+/// e^x for eight lanes: the operations of `ops::exp`, lane by lane (no fused
+/// multiply-adds), so the bits are the same.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn exp8(x: __m256) -> __m256 {
+    use crate::ops::{EXP_P, LN2_HI, LN2_LO};
+    let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x);
+    let xc = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-104.0)), _mm256_set1_ps(89.0));
+    let t = _mm256_add_ps(_mm256_mul_ps(xc, _mm256_set1_ps(core::f32::consts::LOG2_E)), _mm256_set1_ps(0.5));
+    let n = _mm256_floor_ps(t);
+    let r = _mm256_sub_ps(
+        _mm256_sub_ps(xc, _mm256_mul_ps(n, _mm256_set1_ps(LN2_HI))),
+        _mm256_mul_ps(n, _mm256_set1_ps(LN2_LO)),
+    );
+    let r2 = _mm256_mul_ps(r, r);
+    let mut p = _mm256_set1_ps(EXP_P[0]);
+    for &c in &EXP_P[1..] {
+        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(c));
+    }
+    let y = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(p, r2), r), _mm256_set1_ps(1.0));
+    let ni = _mm256_cvtps_epi32(n);
+    let n1 = _mm256_srai_epi32::<1>(ni);
+    let n2 = _mm256_sub_epi32(ni, n1);
+    let bias = _mm256_set1_epi32(127);
+    let p1 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(n1, bias)));
+    let p2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(n2, bias)));
+    let e = _mm256_mul_ps(_mm256_mul_ps(y, p1), p2);
+    _mm256_blendv_ps(e, x, nan)
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn softmax_impl(x: &mut [f32]) {
+    let n = x.len();
+    let n8 = n / 8 * 8;
+    let p = x.as_mut_ptr();
+    let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
+    let mut i = 0;
+    while i < n8 {
+        // SAFETY: i + 8 <= n8 <= x.len().
+        m = _mm256_max_ps(m, unsafe { _mm256_loadu_ps(p.add(i)) });
+        i += 8;
+    }
+    let mut lanes = [0.0f32; 8];
+    // SAFETY: lanes is 8 writable floats.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), m) };
+    // The max is exact whatever the order; NaNs are not expected here.
+    let mut max = lanes.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    for &v in &x[n8..] {
+        max = max.max(v);
+    }
+    let mv = _mm256_set1_ps(max);
+    let mut sum = _mm256_setzero_ps();
+    i = 0;
+    while i < n8 {
+        // SAFETY: i + 8 <= n8 <= x.len().
+        unsafe {
+            let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), mv));
+            _mm256_storeu_ps(p.add(i), e);
+            sum = _mm256_add_ps(sum, e);
+        }
+        i += 8;
+    }
+    let mut s = hsum(sum);
+    for v in &mut x[n8..] {
+        *v = crate::ops::exp(*v - max);
+        s += *v;
+    }
+    let inv = 1.0 / s;
+    let iv = _mm256_set1_ps(inv);
+    i = 0;
+    while i < n8 {
+        // SAFETY: i + 8 <= n8 <= x.len().
+        unsafe { _mm256_storeu_ps(p.add(i), _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), iv)) };
+        i += 8;
+    }
+    for v in &mut x[n8..] {
+        *v *= inv;
+    }
+}
+
+/// AVX2 twin of [`crate::scalar::softmax`] (bit-identical).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA with AVX state enabled.
+pub(crate) unsafe fn softmax(x: &mut [f32]) {
+    // SAFETY: the caller guarantees AVX2 + FMA.
+    unsafe { softmax_impl(x) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn swiglu_impl(h: &mut [f32], u: &[f32]) {
+    let n = h.len().min(u.len());
+    let n8 = n / 8 * 8;
+    let (ph, pu) = (h.as_mut_ptr(), u.as_ptr());
+    let one = _mm256_set1_ps(1.0);
+    let neg = _mm256_set1_ps(-0.0);
+    let mut i = 0;
+    while i < n8 {
+        // SAFETY: i + 8 <= n8 <= len of both slices.
+        unsafe {
+            let x = _mm256_loadu_ps(ph.add(i));
+            let s = _mm256_div_ps(x, _mm256_add_ps(one, exp8(_mm256_xor_ps(x, neg))));
+            _mm256_storeu_ps(ph.add(i), _mm256_mul_ps(s, _mm256_loadu_ps(pu.add(i))));
+        }
+        i += 8;
+    }
+    for j in n8..n {
+        h[j] = crate::ops::silu(h[j]) * u[j];
+    }
+}
+
+/// AVX2 twin of [`crate::scalar::swiglu`] (bit-identical).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA with AVX state enabled.
+pub(crate) unsafe fn swiglu(h: &mut [f32], u: &[f32]) {
+    // SAFETY: the caller guarantees AVX2 + FMA.
+    unsafe { swiglu_impl(h, u) }
+}
+
 #[target_feature(enable = "avx2,fma")]
 fn axpy_impl(out: &mut [f32], a: f32, x: &[f32]) {
     let n = out.len().min(x.len());

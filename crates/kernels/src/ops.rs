@@ -504,20 +504,20 @@ pub fn matmul(
     if n == 1 {
         return matvec_drive(exec, w, cols, acts, out);
     }
-    // One weight row against several activations: each block is unpacked
-    // once for all of them, and rows still stream one after the other.
+    // Tile shapes measured best on an AMD Zen 4 (examples/bandwidth):
+    // K-quants reduce each super-block to an integer per pair, so one row
+    // against 8 activations; 32-blocks and floats share activation loads over
+    // rows as well.
     match (isa(), w.act_kind()) {
         (Isa::Scalar, _) => drive::<1, 1>(exec, w, cols, acts, n, out),
-        // 32 vector registers (two accumulators per pair for the 32-blocks).
         #[cfg(target_arch = "x86_64")]
-        (Isa::Vnni, ActKind::Q8_K) => drive::<1, 4>(exec, w, cols, acts, n, out),
+        (_, ActKind::Q8_K) => drive::<1, 8>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]
-        (Isa::Vnni, _) => drive::<1, 8>(exec, w, cols, acts, n, out),
-        // 16 registers.
+        (Isa::Vnni, _) => drive::<2, 4>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx2, ActKind::Q8_K) => drive::<1, 2>(exec, w, cols, acts, n, out),
+        (Isa::Avx2, ActKind::Q8_0) => drive::<1, 8>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx2, _) => drive::<1, 4>(exec, w, cols, acts, n, out),
+        (Isa::Avx2, ActKind::F32) => drive::<4, 2>(exec, w, cols, acts, n, out),
     }
 }
 
@@ -541,24 +541,32 @@ pub fn layernorm(out: &mut [f32], x: &[f32], w: &[f32], b: Option<&[f32]>, eps: 
     }
 }
 
-/// In-place softmax.
+/// In-place softmax. The sum runs in eight lanes combined as the SIMD
+/// twin does, so both give the same bits.
 pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0.0;
-    for v in x.iter_mut() {
-        *v = exp(*v - max);
-        sum += *v;
+    #[cfg(target_arch = "x86_64")]
+    if simd() {
+        // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
+        return unsafe { crate::avx2::softmax(x) };
     }
-    let inv = 1.0 / sum;
-    for v in x.iter_mut() {
-        *v *= inv;
-    }
+    scalar::softmax(x)
 }
 
 /// SiLU: x * sigmoid(x).
 #[inline]
 pub fn silu(x: f32) -> f32 {
     x / (1.0 + exp(-x))
+}
+
+/// `h[i] = silu(h[i]) * u[i]` (SwiGLU), vectorised; the same bits as the
+/// scalar [`silu`] per element.
+pub fn swiglu(h: &mut [f32], u: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd() {
+        // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
+        return unsafe { crate::avx2::swiglu(h, u) };
+    }
+    scalar::swiglu(h, u)
 }
 
 /// GELU, tanh approximation (`gelu_new`, `gelu_pytorch_tanh`).
@@ -581,6 +589,30 @@ pub fn rope(v: &mut [f32], pos: usize, n_rot: usize, inv_freq: &[f32], neox: boo
         let (x0, x1) = (v[a], v[b]);
         v[a] = x0 * c - x1 * s;
         v[b] = x0 * s + x1 * c;
+    }
+}
+
+/// [`rope`] on every head of `v` (`v.len() / head_dim` heads) at the same
+/// position: the sines and cosines are computed once for all heads.
+pub fn rope_heads(v: &mut [f32], head_dim: usize, pos: usize, n_rot: usize, inv_freq: &[f32], neox: bool) {
+    let half = (n_rot / 2).min(inv_freq.len());
+    // Angles in chunks of 64 pairs, on the stack.
+    let mut start = 0;
+    while start < half {
+        let end = (start + 64).min(half);
+        let mut sc = [(0.0f32, 0.0f32); 64];
+        for (i, e) in (start..end).zip(sc.iter_mut()) {
+            *e = sin_cos(pos as f32 * inv_freq[i]);
+        }
+        for h in v.chunks_exact_mut(head_dim) {
+            for (i, &(s, c)) in (start..end).zip(sc.iter()) {
+                let (a, b) = if neox { (i, i + n_rot / 2) } else { (2 * i, 2 * i + 1) };
+                let (x0, x1) = (h[a], h[b]);
+                h[a] = x0 * c - x1 * s;
+                h[b] = x0 * s + x1 * c;
+            }
+        }
+        start = end;
     }
 }
 
@@ -610,10 +642,38 @@ pub fn libm_sqrt(x: f32) -> f32 {
     }
 }
 
-/// e^x, accurate to about 1 ulp over the range that matters (computed in f64).
+/// Cody-Waite split of ln 2: the high part has few bits, so n * LN2_HI is exact.
+pub(crate) const LN2_HI: f32 = 0.693_359_4;
+pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
+/// Minimax coefficients of (e^r - 1 - r) / r^2 on |r| <= ln2 / 2 (Cephes expf).
+pub(crate) const EXP_P: [f32; 6] = [1.987_569_2e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5];
+
+/// e^x in f32, within 2 ulp: x = n ln2 + r, a degree-7 polynomial in r, then
+/// 2^n in two steps (so subnormal results round once). The SIMD twins
+/// (`avx2::exp8`) use the same operations (no fused multiply-adds), so
+/// vectorised softmax and SwiGLU give the same bits as this.
 #[inline]
 pub fn exp(x: f32) -> f32 {
-    exp_f64(f64::from(x)) as f32
+    if x.is_nan() {
+        return x;
+    }
+    // Outside these bounds the result is infinite or rounds to zero.
+    let x = x.clamp(-104.0, 89.0);
+    let t = x * core::f32::consts::LOG2_E + 0.5;
+    // floor without libm: truncate, then step down for negative non-integers.
+    let ti = t as i32;
+    let n = (ti - i32::from((ti as f32) > t)) as f32;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let r2 = r * r;
+    let mut p = EXP_P[0];
+    for &c in &EXP_P[1..] {
+        p = p * r + c;
+    }
+    let y = (p * r2 + r) + 1.0;
+    let n = n as i32;
+    let n1 = n >> 1;
+    let n2 = n - n1;
+    y * f32::from_bits(((n1 + 127) as u32) << 23) * f32::from_bits(((n2 + 127) as u32) << 23)
 }
 
 /// e^x in f64: range reduction by ln2 and a degree-13 Taylor polynomial.
@@ -725,7 +785,8 @@ pub fn sin_cos_f64(x: f64) -> (f64, f64) {
     let mut c = 1.0;
     let mut ts = r;
     let mut tc = 1.0;
-    for i in 1..12 {
+    // |r| <= pi/4: the terms after the eighth are below 1e-19.
+    for i in 1..9 {
         let i = i as f64;
         ts *= -r2 / ((2.0 * i) * (2.0 * i + 1.0));
         tc *= -r2 / ((2.0 * i - 1.0) * (2.0 * i));

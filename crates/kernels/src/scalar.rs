@@ -146,3 +146,40 @@ pub fn axpy(out: &mut [f32], a: f32, x: &[f32]) {
         *o += a * v;
     }
 }
+
+/// Softmax in place; the sum runs in eight lanes combined as `avx2::hsum`.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut lanes = [0.0f32; 8];
+    let n8 = x.len() / 8 * 8;
+    for c in x[..n8].chunks_exact_mut(8) {
+        for (l, v) in lanes.iter_mut().zip(c.iter_mut()) {
+            *v = crate::ops::exp(*v - max);
+            *l += *v;
+        }
+    }
+    let mut sum = hsum8(&lanes);
+    for v in &mut x[n8..] {
+        *v = crate::ops::exp(*v - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// Eight lanes summed in the order of `avx2::hsum`: (0+4, 1+5, 2+6, 3+7), then
+/// (a0+a2, a1+a3), then b0+b1.
+pub fn hsum8(l: &[f32; 8]) -> f32 {
+    let a = [l[0] + l[4], l[1] + l[5], l[2] + l[6], l[3] + l[7]];
+    let b = [a[0] + a[2], a[1] + a[3]];
+    b[0] + b[1]
+}
+
+/// `h[i] = silu(h[i]) * u[i]`.
+pub fn swiglu(h: &mut [f32], u: &[f32]) {
+    for (a, &b) in h.iter_mut().zip(u) {
+        *a = crate::ops::silu(*a) * b;
+    }
+}

@@ -355,3 +355,84 @@ fn dequantize_row_matches_whole_matrix_dequantization() {
         assert!(err < 0.2, "{}: {err}", w.type_name());
     }
 }
+
+#[test]
+fn fast_exp_is_within_two_ulp_of_std() {
+    let mut worst = 0.0f64;
+    let mut x = -103.0f32;
+    while x < 88.7 {
+        let want = f64::from(x).exp();
+        let got = f64::from(ops::exp(x));
+        if want > f64::from(f32::MIN_POSITIVE) {
+            // Relative error in units of f32 ulps at the result.
+            let ulp = f64::from(f32::EPSILON) * want;
+            worst = worst.max((got - want).abs() / ulp);
+        } else {
+            // Subnormal results: within one subnormal step.
+            assert!((got - want).abs() <= 1.5e-45, "exp({x}) = {got} vs {want}");
+        }
+        x += 0.0137;
+    }
+    assert!(worst <= 2.0, "worst error {worst} ulp");
+    assert_eq!(ops::exp(0.0), 1.0);
+    assert_eq!(ops::exp(-200.0), 0.0);
+    assert_eq!(ops::exp(100.0), f32::INFINITY);
+    assert!(ops::exp(f32::NAN).is_nan());
+    assert_eq!(ops::exp(f32::NEG_INFINITY), 0.0);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_softmax_and_swiglu_are_bit_identical_to_scalar() {
+    if !have_avx2() {
+        return;
+    }
+    let mut r = Rng(41);
+    for n in LENGTHS {
+        let x: Vec<f32> = r.vec(n).iter().map(|v| v * 30.0).collect();
+        let mut a = x.clone();
+        let mut b = x.clone();
+        scalar::softmax(&mut a);
+        // SAFETY: AVX2 checked above.
+        unsafe { crate::avx2::softmax(&mut b) };
+        assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "softmax n={n}");
+        if n > 0 {
+            let s: f32 = a.iter().sum();
+            assert!((s - 1.0).abs() < 1e-5, "softmax sums to {s}");
+        }
+        let u = r.vec(n);
+        let mut a = x.clone();
+        let mut b = x;
+        scalar::swiglu(&mut a, &u);
+        // SAFETY: AVX2 checked above.
+        unsafe { crate::avx2::swiglu(&mut b, &u) };
+        assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "swiglu n={n}");
+    }
+    // Large negative inputs (exp underflows) and huge ones.
+    let mut a = [-200.0f32, -90.0, 0.0, 85.0, 88.0, -103.5, 1e-30, -1e-30, 3.0];
+    let mut b = a;
+    let u = [1.0f32; 9];
+    scalar::swiglu(&mut a, &u);
+    // SAFETY: AVX2 checked above.
+    unsafe { crate::avx2::swiglu(&mut b, &u) };
+    assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits));
+}
+
+#[test]
+fn rope_heads_equals_rope_per_head() {
+    let mut r = Rng(42);
+    for (head_dim, n_rot, neox) in [(64usize, 64usize, false), (64, 64, true), (80, 32, true), (256, 256, false)] {
+        let inv: Vec<f32> =
+            (0..n_rot / 2).map(|i| ops::powf_f64(10000.0, -(2.0 * i as f64) / n_rot as f64) as f32).collect();
+        let v = r.vec(head_dim * 5);
+        for pos in [0usize, 1, 17, 4095] {
+            let mut a = v.clone();
+            let mut b = v.clone();
+            for h in a.chunks_exact_mut(head_dim) {
+                ops::rope(h, pos, n_rot, &inv, neox);
+            }
+            ops::rope_heads(&mut b, head_dim, pos, n_rot, &inv, neox);
+            assert_eq!(a, b, "head_dim {head_dim} n_rot {n_rot} pos {pos}");
+        }
+    }
+}
