@@ -3,12 +3,22 @@
 //! The caller takes part in every job. Tasks are claimed from one atomic
 //! word holding (job generation << 32 | next index), so a worker that wakes
 //! late can never claim a task of a newer job with an older closure.
+//!
+//! A forward pass runs a hundred or so short jobs per token, so waking
+//! sleeping threads for each would cost more than the work: workers spin on
+//! the published generation for a while (`SPIN`) before they sleep, the
+//! caller spins for the last tasks before it sleeps, and the condition
+//! variables are only signalled when someone actually sleeps on them.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::exec::Executor;
+
+/// How long an idle thread polls before it sleeps.
+const SPIN: Duration = Duration::from_micros(200);
 
 /// The closure of the running job, with its lifetime erased.
 #[derive(Clone, Copy)]
@@ -27,11 +37,18 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     wake: Condvar,
+    /// `state.gen`, readable without the lock (for spinning workers).
+    gen: AtomicU32,
+    shutdown: AtomicBool,
+    /// Workers waiting on `wake`.
+    sleepers: AtomicUsize,
     /// (generation << 32) | next task index
     claim: AtomicU64,
     done: AtomicUsize,
     done_lock: Mutex<()>,
     all_done: Condvar,
+    /// The caller is (about to be) waiting on `all_done`.
+    caller_waiting: AtomicBool,
 }
 
 /// A fixed set of worker threads.
@@ -50,10 +67,14 @@ impl ThreadPool {
         let shared = Arc::new(Shared {
             state: Mutex::new(State { gen: 0, job: None, n_tasks: 0, shutdown: false }),
             wake: Condvar::new(),
+            gen: AtomicU32::new(0),
+            shutdown: AtomicBool::new(false),
+            sleepers: AtomicUsize::new(0),
             claim: AtomicU64::new(0),
             done: AtomicUsize::new(0),
             done_lock: Mutex::new(()),
             all_done: Condvar::new(),
+            caller_waiting: AtomicBool::new(false),
         });
         let workers = (1..n_threads)
             .map(|i| {
@@ -65,6 +86,22 @@ impl ThreadPool {
             })
             .collect();
         ThreadPool { shared, workers, n_threads, busy: Mutex::new(()) }
+    }
+}
+
+/// Polls `done` for `SPIN`; true when it returned true.
+fn spin_until(done: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    let mut k = 0u32;
+    loop {
+        if done() {
+            return true;
+        }
+        std::hint::spin_loop();
+        k = k.wrapping_add(1);
+        if k % 256 == 0 && start.elapsed() > SPIN {
+            return false;
+        }
     }
 }
 
@@ -84,7 +121,10 @@ fn work(s: &Shared, gen: u32, job: JobPtr, n_tasks: usize) {
         // reaches n_tasks, which needs this task), and the closure is alive.
         let f = unsafe { &*job.0 };
         f(i);
-        if s.done.fetch_add(1, Ordering::AcqRel) + 1 == n_tasks {
+        if s.done.fetch_add(1, Ordering::SeqCst) + 1 == n_tasks && s.caller_waiting.load(Ordering::SeqCst) {
+            // The caller set `caller_waiting` before its last look at `done`
+            // (both under `done_lock`), so it is waiting or about to: taking
+            // the lock makes sure it is waiting before we signal.
             let _g = s.done_lock.lock().unwrap_or_else(|e| e.into_inner());
             s.all_done.notify_all();
         }
@@ -94,10 +134,14 @@ fn work(s: &Shared, gen: u32, job: JobPtr, n_tasks: usize) {
 fn worker(s: &Shared) {
     let mut seen = 0u32;
     loop {
+        spin_until(|| s.gen.load(Ordering::Acquire) != seen || s.shutdown.load(Ordering::Relaxed));
         let (gen, job, n) = {
             let mut st = s.state.lock().unwrap_or_else(|e| e.into_inner());
             while st.gen == seen && !st.shutdown {
+                // Counted under the lock: `run` reads it under the same lock.
+                s.sleepers.fetch_add(1, Ordering::SeqCst);
                 st = s.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+                s.sleepers.fetch_sub(1, Ordering::SeqCst);
             }
             if st.shutdown {
                 return;
@@ -126,6 +170,7 @@ impl Executor for ThreadPool {
             return;
         }
         let _one_at_a_time = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let s = &*self.shared;
         // SAFETY: only the lifetime is erased; the pointer is used by workers
         // only for tasks of this generation, all of which finish before this
         // function returns (we wait for done == n_tasks below).
@@ -133,28 +178,38 @@ impl Executor for ThreadPool {
             std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), *const (dyn Fn(usize) + Sync + 'static)>(f)
         });
         let gen = {
-            let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut st = s.state.lock().unwrap_or_else(|e| e.into_inner());
             st.gen = st.gen.wrapping_add(1);
             st.job = Some(job);
             st.n_tasks = n_tasks;
-            self.shared.done.store(0, Ordering::Release);
-            self.shared.claim.store(u64::from(st.gen) << 32, Ordering::Release);
-            self.shared.wake.notify_all();
+            s.done.store(0, Ordering::SeqCst);
+            s.claim.store(u64::from(st.gen) << 32, Ordering::Release);
+            s.gen.store(st.gen, Ordering::Release);
+            // A worker increments `sleepers` under this lock before it waits,
+            // so a sleeping worker is always seen here.
+            if s.sleepers.load(Ordering::SeqCst) > 0 {
+                s.wake.notify_all();
+            }
             st.gen
         };
-        work(&self.shared, gen, job, n_tasks);
-        let mut g = self.shared.done_lock.lock().unwrap_or_else(|e| e.into_inner());
-        while self.shared.done.load(Ordering::Acquire) < n_tasks {
-            g = self.shared.all_done.wait(g).unwrap_or_else(|e| e.into_inner());
+        work(s, gen, job, n_tasks);
+        if !spin_until(|| s.done.load(Ordering::Acquire) >= n_tasks) {
+            let mut g = s.done_lock.lock().unwrap_or_else(|e| e.into_inner());
+            s.caller_waiting.store(true, Ordering::SeqCst);
+            while s.done.load(Ordering::SeqCst) < n_tasks {
+                g = s.all_done.wait(g).unwrap_or_else(|e| e.into_inner());
+            }
+            s.caller_waiting.store(false, Ordering::SeqCst);
+            drop(g);
         }
-        drop(g);
-        self.shared.state.lock().unwrap_or_else(|e| e.into_inner()).job = None;
+        s.state.lock().unwrap_or_else(|e| e.into_inner()).job = None;
     }
 }
 
 impl Drop for ThreadPool {
     fn drop(&mut self) {
         self.shared.state.lock().unwrap_or_else(|e| e.into_inner()).shutdown = true;
+        self.shared.shutdown.store(true, Ordering::SeqCst);
         self.shared.wake.notify_all();
         for w in self.workers.drain(..) {
             let _ = w.join();
@@ -177,6 +232,26 @@ mod tests {
                     hits[i].fetch_add(1, Ordering::Relaxed);
                 });
                 assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "n={n}");
+            }
+        }
+    }
+
+    #[test]
+    fn jobs_complete_when_threads_have_gone_to_sleep() {
+        // Idle gaps longer than the spin make workers sleep; slow tasks make
+        // the caller sleep waiting for them. Every job must still finish.
+        let pool = ThreadPool::new(3);
+        for round in 0..20 {
+            let hits: Vec<AtomicU32> = (0..8).map(|_| AtomicU32::new(0)).collect();
+            pool.run(8, &|i| {
+                if round % 2 == 0 && i == 7 {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                hits[i].fetch_add(1, Ordering::Relaxed);
+            });
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1), "round {round}");
+            if round % 3 == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
         }
     }
