@@ -1,6 +1,7 @@
 //! The `lbm` command's library half: everything the binary does, reachable
 //! from integration tests.
 
+pub mod bench;
 pub mod convert;
 pub mod host;
 pub mod image;

@@ -129,11 +129,21 @@ fn layer_of(name: &str) -> i64 {
     digits.parse().unwrap_or(-1)
 }
 
+/// A tensor as the planner sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct TensorSpec<'a> {
+    pub name: &'a str,
+    /// GGUF `ne` order.
+    pub dims: &'a [u64],
+    /// The type it has now.
+    pub ty: GgmlType,
+}
+
 /// Whether llama.cpp would quantize this tensor at all.
-fn is_quantizable(t: &TensorInfo) -> bool {
-    let n = &t.name;
+fn is_quantizable(t: &TensorSpec<'_>) -> bool {
+    let n = t.name;
     n.ends_with("weight")
-        && n_dims(t) >= 2
+        && n_dims(t.dims) >= 2
         && !n.contains("_norm.weight")
         && !n.contains("ffn_gate_inp.weight")
         && n != "position_embd.weight"
@@ -143,9 +153,9 @@ fn is_quantizable(t: &TensorInfo) -> bool {
 }
 
 /// ggml's `ggml_n_dims`: trailing dimensions of 1 do not count.
-fn n_dims(t: &TensorInfo) -> usize {
-    let mut n = t.dims.len();
-    while n > 1 && t.dims[n - 1] == 1 {
+fn n_dims(dims: &[u64]) -> usize {
+    let mut n = dims.len();
+    while n > 1 && dims[n - 1] == 1 {
         n -= 1;
     }
     n
@@ -212,14 +222,6 @@ impl Chooser {
     }
 }
 
-/// The tensors of `g` in llama.cpp's processing order: non-layer tensors
-/// first, then layer by layer, by name within each group.
-fn ordered(g: &Gguf) -> Vec<&TensorInfo> {
-    let mut v: Vec<&TensorInfo> = g.tensors.iter().collect();
-    v.sort_by(|a, b| (layer_of(&a.name), a.name.as_str()).cmp(&(layer_of(&b.name), b.name.as_str())));
-    v
-}
-
 /// The type every tensor of `g` gets for `ty`, in the order they are written.
 pub fn plan(g: &Gguf, ty: QuantType) -> Result<Vec<TensorPlan>> {
     let arch = g.architecture()?;
@@ -227,24 +229,34 @@ pub fn plan(g: &Gguf, ty: QuantType) -> Result<Vec<TensorPlan>> {
         Some(n) => n as i64,
         None => g.tensors.iter().map(|t| layer_of(&t.name) + 1).max().unwrap_or(0),
     };
+    let specs: Vec<TensorSpec<'_>> =
+        g.tensors.iter().map(|t: &TensorInfo| TensorSpec { name: &t.name, dims: &t.dims, ty: t.ty }).collect();
+    plan_tensors(&specs, n_layer, ty)
+}
+
+/// [`plan`] for a model of `n_layer` layers described by its tensors (in any
+/// order): the plans come in llama.cpp's order (non-layer tensors first, then
+/// layer by layer, by name within each group).
+pub fn plan_tensors(tensors: &[TensorSpec<'_>], n_layer: i64, ty: QuantType) -> Result<Vec<TensorPlan>> {
     let is_wv =
         |n: &str| n.contains("attn_v.weight") || n.contains("attn_qkv.weight") || n.contains("attn_kv_b.weight");
     let mut c = Chooser {
         ty,
-        has_output: g.tensors.iter().any(|t| t.name == "output.weight"),
-        n_attention_wv: g.tensors.iter().filter(|t| is_wv(&t.name)).count() as i64,
+        has_output: tensors.iter().any(|t| t.name == "output.weight"),
+        n_attention_wv: tensors.iter().filter(|t| is_wv(t.name)).count() as i64,
         i_attention_wv: 0,
         n_layer,
         i_ffn_down: 0,
     };
-    let mut out = Vec::with_capacity(g.tensors.len());
-    for t in ordered(g) {
+    let mut ordered: Vec<&TensorSpec<'_>> = tensors.iter().collect();
+    ordered.sort_by(|a, b| (layer_of(a.name), a.name).cmp(&(layer_of(b.name), b.name)));
+    let mut out = Vec::with_capacity(tensors.len());
+    for t in ordered {
         let mut to = t.ty;
         if is_quantizable(t) {
-            let want = if ty.is_quantized() { c.choose(&t.name, t.dims[0])? } else { ty.default_type() };
-            to = want;
+            to = if ty.is_quantized() { c.choose(t.name, t.dims[0])? } else { ty.default_type() };
         }
-        out.push(TensorPlan { name: t.name.clone(), dims: t.dims.clone(), from: t.ty, to });
+        out.push(TensorPlan { name: t.name.to_string(), dims: t.dims.to_vec(), from: t.ty, to });
     }
     Ok(out)
 }

@@ -99,7 +99,7 @@ fn spin_until(done: impl Fn() -> bool) -> bool {
         }
         std::hint::spin_loop();
         k = k.wrapping_add(1);
-        if k % 256 == 0 && start.elapsed() > SPIN {
+        if k.is_multiple_of(256) && start.elapsed() > SPIN {
             return false;
         }
     }
