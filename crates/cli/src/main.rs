@@ -44,6 +44,8 @@ enum Cmd {
     Qemu(QemuArgs),
     /// Quantize a GGUF file (llama.cpp's types per tensor).
     Quantize(QuantizeArgs),
+    /// Measure prompt and decode speed (like llama-bench), or write a random-weight model to measure.
+    Bench(lbm::bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -569,6 +571,7 @@ fn run() -> Result<()> {
             let opts = lbm::convert::ConvertOptions { input: a.input, output: a.output, ty };
             lbm::convert::convert(&opts, &mut |m| eprintln!("{m}"))
         }
+        Cmd::Bench(a) => lbm::bench::run(&a),
         Cmd::Quantize(a) => {
             let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             lbm::quantize::quantize_with(&a.input, &a.output, a.r#type, threads, &mut |m| eprintln!("{m}"))
