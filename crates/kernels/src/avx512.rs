@@ -17,6 +17,143 @@ pub(crate) fn mul_sum_vnni(a: __m256i, b: __m256i) -> __m256i {
     _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b)
 }
 
+/// Eight weight rows against `C` activation rows with the rows in the lanes:
+/// the 32 unsigned weights of each row's block are transposed so that
+/// vector g holds the 4-byte group g of all eight rows, and `vpdpbusd` with
+/// the activation's group g broadcast adds that group's products to each
+/// row's lane. A whole block's integer dot lands in one lane, with no
+/// horizontal sums, and one vector of eight row scales serves all eight rows.
+/// Weights are made unsigned (`unpack` adds `OFF`), so the sum is corrected
+/// by `OFF * sum(x)`, with the activation sums from `sums`.
+///
+/// For prompt processing only: decoding streams one row at a time (see
+/// `ops::matvec`), so this agrees with matvec to rounding, not bit for bit.
+mod oct {
+    use core::arch::x86_64::*;
+
+    use crate::avx2::{load32, unpack_nibbles};
+    use crate::quant::{BlockQ4_0, BlockQ5_0, BlockQ8_0};
+
+    /// 8 x 8 transpose of 32-bit lanes: out[g] lane r = rows[r] lane g.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn transpose8(r: [__m256i; 8]) -> [__m256i; 8] {
+        let t0 = _mm256_unpacklo_epi32(r[0], r[1]);
+        let t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+        let t2 = _mm256_unpacklo_epi32(r[2], r[3]);
+        let t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+        let t4 = _mm256_unpacklo_epi32(r[4], r[5]);
+        let t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+        let t6 = _mm256_unpacklo_epi32(r[6], r[7]);
+        let t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+        let u0 = _mm256_unpacklo_epi64(t0, t2);
+        let u1 = _mm256_unpackhi_epi64(t0, t2);
+        let u2 = _mm256_unpacklo_epi64(t1, t3);
+        let u3 = _mm256_unpackhi_epi64(t1, t3);
+        let u4 = _mm256_unpacklo_epi64(t4, t6);
+        let u5 = _mm256_unpackhi_epi64(t4, t6);
+        let u6 = _mm256_unpacklo_epi64(t5, t7);
+        let u7 = _mm256_unpackhi_epi64(t5, t7);
+        [
+            _mm256_permute2x128_si256::<0x20>(u0, u4),
+            _mm256_permute2x128_si256::<0x20>(u1, u5),
+            _mm256_permute2x128_si256::<0x20>(u2, u6),
+            _mm256_permute2x128_si256::<0x20>(u3, u7),
+            _mm256_permute2x128_si256::<0x31>(u0, u4),
+            _mm256_permute2x128_si256::<0x31>(u1, u5),
+            _mm256_permute2x128_si256::<0x31>(u2, u6),
+            _mm256_permute2x128_si256::<0x31>(u3, u7),
+        ]
+    }
+
+    macro_rules! oct_kernel {
+        ($name:ident, $blk:ty, $off_shift:expr, |$b:ident| $unpack:expr) => {
+            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+            fn $name<const C: usize>(ws: [&[$blk]; 8], xs: [&[BlockQ8_0]; C], sums: [&[i32]; C]) -> [[f32; 8]; C] {
+                let nb = ws[0].len();
+                for w in ws.iter() {
+                    assert_eq!(w.len(), nb);
+                }
+                for (x, s) in xs.iter().zip(sums.iter()) {
+                    assert!(x.len() >= nb && s.len() >= nb);
+                }
+                let mut acc = [_mm256_setzero_ps(); C];
+                for i in 0..nb {
+                    let rows: [__m256i; 8] = core::array::from_fn(|r| {
+                        let $b = &ws[r][i];
+                        $unpack
+                    });
+                    let g = transpose8(rows);
+                    let dw = _mm256_cvtph_ps(_mm_setr_epi16(
+                        ws[0][i].d as i16,
+                        ws[1][i].d as i16,
+                        ws[2][i].d as i16,
+                        ws[3][i].d as i16,
+                        ws[4][i].d as i16,
+                        ws[5][i].d as i16,
+                        ws[6][i].d as i16,
+                        ws[7][i].d as i16,
+                    ));
+                    for c in 0..C {
+                        let x = &xs[c][i];
+                        let mut isum = _mm256_setzero_si256();
+                        for (k, gk) in g.iter().enumerate() {
+                            let xb = _mm256_set1_epi32(i32::from_le_bytes([
+                                x.qs[4 * k] as u8,
+                                x.qs[4 * k + 1] as u8,
+                                x.qs[4 * k + 2] as u8,
+                                x.qs[4 * k + 3] as u8,
+                            ]));
+                            isum = _mm256_dpbusd_epi32(isum, *gk, xb);
+                        }
+                        let isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(sums[c][i] << $off_shift));
+                        let dx = _mm256_cvtph_ps(_mm_set1_epi16(x.d as i16));
+                        acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum), acc[c]);
+                    }
+                }
+                let mut out = [[0.0f32; 8]; C];
+                for c in 0..C {
+                    // SAFETY: out[c] is 8 writable floats.
+                    unsafe { _mm256_storeu_ps(out[c].as_mut_ptr(), acc[c]) };
+                }
+                out
+            }
+        };
+    }
+
+    // Q8_0: w + 128 (flip the sign bit), offset 128 = 1 << 7.
+    oct_kernel!(q8_0_impl, BlockQ8_0, 7, |b| _mm256_xor_si256(load32(&b.qs), _mm256_set1_epi8(-128)));
+    // Q4_0: the nibbles, offset 8.
+    oct_kernel!(q4_0_impl, BlockQ4_0, 3, |b| unpack_nibbles(&b.qs));
+    // Q5_0: nibbles plus the fifth bit, offset 16.
+    oct_kernel!(q5_0_impl, BlockQ5_0, 4, |b| {
+        let hi = crate::avx2::bytes_from_bits(u32::from_le_bytes(b.qh));
+        _mm256_or_si256(unpack_nibbles(&b.qs), _mm256_and_si256(hi, _mm256_set1_epi8(0x10)))
+    });
+
+    macro_rules! wrap {
+        ($name:ident, $impl:ident, $blk:ty) => {
+            /// The row-octet kernel: `out[c][r]` = row r . activation c.
+            ///
+            /// # Safety
+            /// The CPU must support AVX-512 F/BW/VL and VNNI (and AVX2, FMA,
+            /// F16C) with AVX-512 state enabled.
+            pub(crate) unsafe fn $name<const C: usize>(
+                ws: [&[$blk]; 8],
+                xs: [&[BlockQ8_0]; C],
+                sums: [&[i32]; C],
+            ) -> [[f32; 8]; C] {
+                // SAFETY: the caller guarantees the target features.
+                unsafe { $impl::<C>(ws, xs, sums) }
+            }
+        };
+    }
+    wrap!(oct_q8_0, q8_0_impl, BlockQ8_0);
+    wrap!(oct_q4_0, q4_0_impl, BlockQ4_0);
+    wrap!(oct_q5_0, q5_0_impl, BlockQ5_0);
+}
+pub(crate) use oct::{oct_q4_0, oct_q5_0, oct_q8_0};
+
 /// The tile kernels compiled for AVX-512 F/BW/VL + VNNI (plus AVX2, FMA, F16C).
 pub(crate) mod tiles {
     crate::avx2::tile_kernels!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", crate::avx512::mul_sum_vnni);

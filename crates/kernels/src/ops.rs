@@ -115,6 +115,8 @@ pub fn dequantize_row(w: Weights<'_>, r: usize, cols: usize, out: &mut [f32]) {
 #[derive(Debug, Clone, Default)]
 pub struct ActScratch {
     q8_0: Vec<BlockQ8_0>,
+    /// Sum of each Q8_0 block's values (for the row-octet kernels).
+    q8_0_sums: Vec<i32>,
     q8_k: Vec<BlockQ8K>,
     max_cols: usize,
     max_rows: usize,
@@ -126,6 +128,7 @@ impl ActScratch {
         let rows = max_rows.max(1);
         ActScratch {
             q8_0: alloc::vec![BlockQ8_0::default(); rows * max_cols.div_ceil(QK8_0)],
+            q8_0_sums: alloc::vec![0; rows * max_cols.div_ceil(QK8_0)],
             q8_k: alloc::vec![BlockQ8K::default(); rows * max_cols.div_ceil(QK_K)],
             max_cols,
             max_rows: rows,
@@ -134,7 +137,9 @@ impl ActScratch {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        core::mem::size_of_val(self.q8_0.as_slice()) + core::mem::size_of_val(self.q8_k.as_slice())
+        core::mem::size_of_val(self.q8_0.as_slice())
+            + core::mem::size_of_val(self.q8_0_sums.as_slice())
+            + core::mem::size_of_val(self.q8_k.as_slice())
     }
 
     fn check(&self, cols: usize, n: usize) {
@@ -160,7 +165,11 @@ fn quantize_acts<'s>(kind: ActKind, xs: &'s [f32], cols: usize, n: usize, s: &'s
             for (x, o) in xs[..n * cols].chunks_exact(cols).zip(q.chunks_exact_mut(nb)) {
                 quantize_row_q8_0(x, o);
             }
-            Acts::Q8_0(q, nb)
+            let sums = &mut s.q8_0_sums[..n * nb];
+            for (sum, b) in sums.iter_mut().zip(q.iter()) {
+                *sum = b.qs.iter().map(|&v| i32::from(v)).sum();
+            }
+            Acts::Q8_0(q, sums, nb)
         }
         ActKind::Q8_K => {
             let nb = cols / QK_K;
@@ -179,7 +188,7 @@ fn quantize_acts<'s>(kind: ActKind, xs: &'s [f32], cols: usize, n: usize, s: &'s
 #[derive(Clone, Copy)]
 enum Acts<'a> {
     F32(&'a [f32]),
-    Q8_0(&'a [BlockQ8_0], usize),
+    Q8_0(&'a [BlockQ8_0], &'a [i32], usize),
     Q8K(&'a [BlockQ8K], usize),
 }
 
@@ -285,9 +294,9 @@ fn tile<const R: usize, const C: usize>(
         (Weights::F32(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_f32, tile_f32),
         (Weights::F16(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_f16, tile_f16),
         (Weights::BF16(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_bf16, tile_bf16),
-        (Weights::Q8_0(m), Acts::Q8_0(q, nb)) => go!(m, q, nb, scalar::dot_q8_0, tile_q8_0),
-        (Weights::Q4_0(m), Acts::Q8_0(q, nb)) => go!(m, q, nb, scalar::dot_q4_0, tile_q4_0),
-        (Weights::Q5_0(m), Acts::Q8_0(q, nb)) => go!(m, q, nb, scalar::dot_q5_0, tile_q5_0),
+        (Weights::Q8_0(m), Acts::Q8_0(q, _, nb)) => go!(m, q, nb, scalar::dot_q8_0, tile_q8_0),
+        (Weights::Q4_0(m), Acts::Q8_0(q, _, nb)) => go!(m, q, nb, scalar::dot_q4_0, tile_q4_0),
+        (Weights::Q5_0(m), Acts::Q8_0(q, _, nb)) => go!(m, q, nb, scalar::dot_q5_0, tile_q5_0),
         (Weights::Q4_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q4_k, tile_q4_k),
         (Weights::Q5_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q5_k, tile_q5_k),
         (Weights::Q6_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q6_k, tile_q6_k),
@@ -461,6 +470,83 @@ fn drive<const R: usize, const C: usize>(
     }
 }
 
+/// Row-octet kernels (AVX-512 VNNI) for the Q8_0-activation types: eight
+/// weight rows (in the lanes) against 8 activations. For the leftover rows
+/// and activations, smaller calls of the same kernel or 1 x 1 tiles.
+#[cfg(target_arch = "x86_64")]
+fn drive_oct(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: &mut [f32]) {
+    const C: usize = 8;
+    let Acts::Q8_0(q, sums, nb) = acts else { unreachable!("row octets take Q8_0 activations") };
+    let rows = out.len() / n;
+    let octs = rows / 8;
+    let threads = exec.n_threads().max(1);
+    // Whole octets per task; a few tasks per thread.
+    let per_task = octs.div_ceil(threads * 4).max(1);
+    let tasks = octs.div_ceil(per_task);
+    let ptr = SharedOut(out.as_mut_ptr());
+    let kernel = |r0: usize, j: usize, cw: usize| -> [[f32; 8]; C] {
+        macro_rules! call {
+            ($m:expr, $f:ident) => {{
+                let ws: [&[_]; 8] = core::array::from_fn(|r| &$m[(r0 + r) * nb..(r0 + r + 1) * nb]);
+                let x = |c: usize| &q[(j + c) * nb..(j + c + 1) * nb];
+                let s = |c: usize| &sums[(j + c) * nb..(j + c + 1) * nb];
+                let mut o = [[0.0f32; 8]; C];
+                if cw == C {
+                    // SAFETY: drive_oct runs only when isa() is Vnni: AVX-512 F/BW/VL/VNNI present and enabled.
+                    o = unsafe { crate::avx512::$f::<C>(ws, core::array::from_fn(x), core::array::from_fn(s)) };
+                } else {
+                    for c in 0..cw {
+                        // SAFETY: as above.
+                        o[c] = unsafe { crate::avx512::$f::<1>(ws, [x(c)], [s(c)]) }[0];
+                    }
+                }
+                o
+            }};
+        }
+        match w {
+            Weights::Q8_0(m) => call!(m, oct_q8_0),
+            Weights::Q4_0(m) => call!(m, oct_q4_0),
+            Weights::Q5_0(m) => call!(m, oct_q5_0),
+            _ => unreachable!("row octets are for the Q8_0-activation types"),
+        }
+    };
+    let task = |t: usize| {
+        let p = ptr;
+        let o0 = t * per_task;
+        let o1 = (o0 + per_task).min(octs);
+        // Two octets (16 rows) stay in L1 while all activations stream past.
+        for pair in (o0..o1).step_by(2) {
+            let mut j = 0;
+            while j < n {
+                let cw = C.min(n - j);
+                for o in pair..(pair + 2).min(o1) {
+                    let r0 = o * 8;
+                    let d = kernel(r0, j, cw);
+                    for (c, lanes) in d.iter().enumerate().take(cw) {
+                        for (r, &v) in lanes.iter().enumerate() {
+                            // SAFETY: r0 + r < rows and j + c < n, so the index is inside `out`;
+                            // only this task writes these rows; `out` outlives exec.run.
+                            unsafe { *p.0.add((j + c) * rows + r0 + r) = v };
+                        }
+                    }
+                }
+                j += cw;
+            }
+        }
+    };
+    if tasks > 1 && threads > 1 {
+        exec.run(tasks, &task);
+    } else {
+        (0..tasks).for_each(task);
+    }
+    // Rows past the last whole octet.
+    for r in octs * 8..rows {
+        for jj in 0..n {
+            out[jj * rows + r] = tile::<1, 1>(w, r, nb * QK8_0, acts, jj)[0][0];
+        }
+    }
+}
+
 /// `out = W x` for W row-major `[rows, cols]` with `rows = out.len()`.
 /// `xq` is scratch for the quantized activations. The result for each row
 /// does not depend on the thread count, and equals row 0 of [`matmul`].
@@ -512,6 +598,8 @@ pub fn matmul(
         (Isa::Scalar, _) => drive::<1, 1>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]
         (_, ActKind::Q8_K) => drive::<1, 8>(exec, w, cols, acts, n, out),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Vnni, ActKind::Q8_0) => drive_oct(exec, w, acts, n, out),
         #[cfg(target_arch = "x86_64")]
         (Isa::Vnni, _) => drive::<2, 4>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]

@@ -290,7 +290,15 @@ mod tests {
             }
             let mut mv = vec![0.0f32; rows];
             crate::ops::matvec(&pools[2], w, cols, &xs[..cols], &mut scratch, &mut mv);
-            assert!(mv.iter().zip(&outs[0]).all(|(a, b)| a.to_bits() == b.to_bits()), "{} matvec", w.type_name());
+            if crate::tests::matmul_uses_row_octets(&w) {
+                assert!(
+                    mv.iter().zip(&outs[0]).all(|(a, b)| (a - b).abs() <= 1e-4 * (1.0 + a.abs())),
+                    "{}",
+                    w.type_name()
+                );
+            } else {
+                assert!(mv.iter().zip(&outs[0]).all(|(a, b)| a.to_bits() == b.to_bits()), "{} matvec", w.type_name());
+            }
         }
     }
 }

@@ -538,6 +538,63 @@ fn scalar_quant_dots_equal_dequantized_dots() {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn vnni_row_octets_match_scalar() {
+    if detect().best_level() < SimdLevel::Avx512Vnni {
+        std::eprintln!("AVX-512 VNNI not available on this CPU: not tested");
+        return;
+    }
+    let mut r = Rng(19);
+    for nb in [1usize, 3, 16] {
+        let n = 32 * nb;
+        let rows: Vec<Case> = (0..8).map(|_| case32(&mut r, n)).collect();
+        let acts: Vec<Case> = (0..8).map(|_| case32(&mut r, n)).collect();
+        let sums: Vec<Vec<i32>> =
+            acts.iter().map(|a| a.q8_0.iter().map(|b| b.qs.iter().map(|&q| i32::from(q)).sum()).collect()).collect();
+        let xs: [&[BlockQ8_0]; 8] = core::array::from_fn(|c| acts[c].q8_0.as_slice());
+        let ss: [&[i32]; 8] = core::array::from_fn(|c| sums[c].as_slice());
+        macro_rules! check {
+            ($f:ident, $field:ident, $scalar:path) => {{
+                let ws: [&[_]; 8] = core::array::from_fn(|k| rows[k].$field.as_slice());
+                // SAFETY: VNNI checked above.
+                let eight = unsafe { crate::avx512::$f::<8>(ws, xs, ss) };
+                for c in 0..8 {
+                    // SAFETY: as above.
+                    let one = unsafe { crate::avx512::$f::<1>(ws, [xs[c]], [ss[c]]) }[0];
+                    for k in 0..8 {
+                        let want = $scalar(ws[k], xs[c]);
+                        let scale =
+                            (dot64(&rows[k].w, &rows[k].w).sqrt() * dot64(&acts[c].x, &acts[c].x).sqrt()) as f32;
+                        assert!(
+                            close32(want, eight[c][k], scale * 4.0),
+                            "{} nb={nb} row {k} act {c}: {want} vs {}",
+                            stringify!($f),
+                            eight[c][k]
+                        );
+                        assert_eq!(one[k].to_bits(), eight[c][k].to_bits(), "{} 1 vs 8 activations", stringify!($f));
+                    }
+                }
+            }};
+        }
+        check!(oct_q8_0, w8, scalar::dot_q8_0);
+        check!(oct_q4_0, w4, scalar::dot_q4_0);
+        check!(oct_q5_0, w5, scalar::dot_q5_0);
+    }
+}
+
+/// A [`Case`] of `n` values (a multiple of 32) with the 32-block types only.
+fn case32(r: &mut Rng, n: usize) -> Case {
+    let mut c = case(r, n.next_multiple_of(256));
+    c.w.truncate(n);
+    c.x.truncate(n);
+    c.q8_0.truncate(n / 32);
+    c.w8.truncate(n / 32);
+    c.w4.truncate(n / 32);
+    c.w5.truncate(n / 32);
+    c
+}
+
 /// Relative closeness for 32-block kernels (the float sums run in another order).
 fn close32(a: f32, b: f32, scale: f32) -> bool {
     (a - b).abs() <= 1e-5 * scale.max(a.abs()).max(1e-3)
