@@ -4,5 +4,6 @@
 pub mod convert;
 pub mod host;
 pub mod image;
+pub mod pull;
 pub mod qemu;
 pub mod spm_model;
