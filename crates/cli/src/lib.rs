@@ -7,3 +7,4 @@ pub mod image;
 pub mod pull;
 pub mod qemu;
 pub mod spm_model;
+pub mod template_cmd;
