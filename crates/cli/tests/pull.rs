@@ -907,6 +907,42 @@ fn a_full_disk_is_reported_and_the_download_resumes_afterwards() {
 }
 
 #[test]
+fn a_download_in_progress_elsewhere_is_not_joined() {
+    let hub = gguf_hub();
+    let tmp = tempfile::tempdir().unwrap();
+    let o = opts(&hub, tmp.path());
+    let blobs = tmp
+        .path()
+        .join("hub")
+        .join(format!("models--{}", REPO.replace('/', "--")))
+        .join("blobs");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let lock = blobs.join(format!("{}.lock", sha256_hex(&gguf_bytes())));
+
+    // Held by a live process (this one): refused, after a short wait.
+    std::fs::write(&lock, std::process::id().to_string()).unwrap();
+    let err = pull_err(&format!("{REPO}:{GGUF}"), &o);
+    assert_mentions(
+        &err,
+        &[
+            "being downloaded by another lbm",
+            &format!("process {}", std::process::id()),
+        ],
+    );
+    assert!(hub.downloads().is_empty());
+    assert!(lock.exists());
+
+    // Left by a process that has exited: taken over, and released.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    std::fs::write(&lock, dead.to_string()).unwrap();
+    let p = pull(&spec(&format!("{REPO}:{GGUF}")), &o, &mut |_| {}).unwrap();
+    assert_eq!(std::fs::read(p).unwrap(), gguf_bytes());
+    assert!(!lock.exists());
+}
+
+#[test]
 fn the_cache_answers_when_the_hub_is_gone() {
     let hub = gguf_hub();
     let tmp = tempfile::tempdir().unwrap();

@@ -16,6 +16,7 @@
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 pub(crate) struct RepoCache {
     dir: PathBuf,
@@ -159,57 +160,92 @@ pub(crate) struct Lock {
     path: PathBuf,
 }
 
+/// Whether process `pid` runs (a zombie does not).
 fn process_alive(pid: u32) -> bool {
-    Path::new("/proc").join(pid.to_string()).exists()
+    let proc = Path::new("/proc").join(pid.to_string());
+    match std::fs::read_to_string(proc.join("stat")) {
+        // "PID (COMM) STATE ...": COMM may hold spaces and parentheses.
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| !matches!(state, "Z" | "X" | "x")),
+        Err(_) => proc.exists(),
+    }
+}
+
+/// What one try at the lock found.
+enum Try {
+    Got(Lock),
+    /// Held by a live process: why, in words.
+    Busy(String),
 }
 
 impl Lock {
     pub fn acquire(path: &Path, what: &str) -> Result<Lock> {
         create_parent(path)?;
-        for _ in 0..3 {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(path)
-            {
-                Ok(mut f) => {
-                    use std::io::Write;
-                    f.write_all(std::process::id().to_string().as_bytes())
-                        .with_context(|| format!("cannot write {}", path.display()))?;
-                    return Ok(Lock {
-                        path: path.to_path_buf(),
-                    });
+        // A process that was just stopped may not be gone yet: wait a little.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            match Self::try_acquire(path, what)? {
+                Try::Got(l) => return Ok(l),
+                Try::Busy(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200))
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let owner = std::fs::read_to_string(path)
-                        .ok()
-                        .and_then(|s| s.trim().parse().ok());
-                    // An empty lock may be one being written right now.
-                    let fresh = std::fs::metadata(path)
-                        .and_then(|m| m.modified())
-                        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() < 10));
-                    match owner {
-                        None if fresh => bail!(
-                            "{what} is being downloaded by another lbm; \
-                             wait for it, or delete {} if there is none",
-                            path.display()
-                        ),
-                        Some(pid) if process_alive(pid) => bail!(
-                            "{what} is being downloaded by another lbm (process {pid}); \
-                             wait for it, or delete {} if there is none",
-                            path.display()
-                        ),
-                        _ => {
-                            let _ = std::fs::remove_file(path);
-                        }
-                    }
-                }
-                Err(e) => {
-                    return Err(e).with_context(|| format!("cannot create {}", path.display()))
-                }
+                Try::Busy(why) => bail!("{why}"),
             }
         }
-        bail!("cannot take the lock {}", path.display())
+    }
+
+    /// Creates the lock file, or finds it there (`None`).
+    fn create(path: &Path) -> Result<Option<Lock>> {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+        {
+            Ok(mut f) => {
+                use std::io::Write;
+                f.write_all(std::process::id().to_string().as_bytes())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                Ok(Some(Lock {
+                    path: path.to_path_buf(),
+                }))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+        }
+    }
+
+    fn try_acquire(path: &Path, what: &str) -> Result<Try> {
+        let busy = |who: String| {
+            Try::Busy(format!(
+                "{what} is being downloaded by another lbm{who}; wait for it, or delete {} if \
+                 there is none",
+                path.display()
+            ))
+        };
+        if let Some(l) = Self::create(path)? {
+            return Ok(Try::Got(l));
+        }
+        let owner: Option<u32> = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        // An empty lock may be one being written right now.
+        let fresh = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() < 10));
+        match owner {
+            None if fresh => return Ok(busy(String::new())),
+            Some(pid) if process_alive(pid) => return Ok(busy(format!(" (process {pid})"))),
+            _ => {}
+        }
+        // Left by a process that is gone: take it over (unless another
+        // process just did).
+        let _ = std::fs::remove_file(path);
+        Ok(match Self::create(path)? {
+            Some(l) => Try::Got(l),
+            None => busy(String::new()),
+        })
     }
 }
 

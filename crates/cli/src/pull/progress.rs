@@ -27,7 +27,8 @@ impl Default for StderrProgress {
 }
 
 fn rate(bytes: u64, secs: f64) -> String {
-    if secs <= 0.0 {
+    // The first moments give no speed worth showing.
+    if secs < 0.25 {
         return "-- MB/s".into();
     }
     format!("{:.1} MB/s", bytes as f64 / secs / 1e6)
