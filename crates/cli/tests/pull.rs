@@ -57,6 +57,8 @@ struct State {
     cut: BTreeMap<String, (u64, usize)>,
     /// Files served with one byte changed.
     corrupt: Vec<String>,
+    /// File → how many more of its downloads get "503 Service Unavailable".
+    unavailable: BTreeMap<String, usize>,
 }
 
 struct FakeHub {
@@ -352,6 +354,12 @@ fn route(st: &mut State, req: &Req, base: &str) -> Answer {
 /// A file's bytes, whole or from the `Range` asked for, with the faults
 /// the test asked for.
 fn bytes_answer(st: &mut State, name: &str, bytes: &[u8], req: &Req) -> Answer {
+    if req.method == "GET" {
+        if let Some(n) = st.unavailable.get_mut(name).filter(|n| **n > 0) {
+            *n -= 1;
+            return answer("503 Service Unavailable");
+        }
+    }
     let mut data = bytes.to_vec();
     if st.corrupt.iter().any(|c| c == name) {
         let mid = data.len() / 2;
@@ -694,6 +702,35 @@ fn retries_resume_within_one_call() {
     let err = pull_err(&format!("{REPO}:tiny.Q8_0.gguf"), &o);
     assert_mentions(&err, &["interrupted", "tiny.Q8_0.gguf"]);
     assert_eq!(parts(tmp.path()).len(), 1);
+}
+
+#[test]
+fn a_busy_server_is_tried_again() {
+    let hub = gguf_hub();
+    hub.state.lock().unwrap().unavailable.insert(GGUF.into(), 2);
+    let tmp = tempfile::tempdir().unwrap();
+    // No retry: the 503 is reported, as something to try again.
+    let err = pull_err(&format!("{REPO}:{GGUF}"), &opts(&hub, tmp.path()));
+    assert_mentions(
+        &err,
+        &[
+            "interrupted before its first byte",
+            "HTTP 503",
+            "Run the same command again to retry",
+        ],
+    );
+    // One retry gets past the second 503.
+    let o = PullOptions {
+        retries: 1,
+        ..opts(&hub, tmp.path())
+    };
+    let p = pull(&spec(&format!("{REPO}:{GGUF}")), &o, &mut |_| {}).unwrap();
+    assert_eq!(std::fs::read(p).unwrap(), gguf_bytes());
+    // A 404 is not retried.
+    hub.clear_log();
+    let err = pull_err(&format!("{REPO}:nothing.gguf"), &o);
+    assert_mentions(&err, &["not found"]);
+    assert_eq!(hub.log().iter().filter(|r| r.method == "HEAD").count(), 1);
 }
 
 #[test]

@@ -97,7 +97,8 @@ pub(crate) struct Job<'a> {
 
 /// Why one attempt stopped.
 enum Stop {
-    /// The connection dropped (or never came): worth resuming.
+    /// The connection dropped (or never came, or the server was busy):
+    /// worth resuming.
     Cut(String),
     /// Anything else: report as it is.
     Fatal(anyhow::Error),
@@ -137,7 +138,7 @@ fn attempt(job: &Job, on: &mut dyn FnMut(&Event)) -> Result<(), Stop> {
     let mut resp = match job.hub.get_file(&job.target, start) {
         Ok(r) => r,
         Err(HubError {
-            kind: Kind::Unreachable,
+            kind: Kind::Unreachable | Kind::Busy,
             message,
         }) => return Err(Stop::Cut(message)),
         Err(e) => return Err(Stop::Fatal(e.into())),
@@ -299,6 +300,13 @@ pub(crate) fn download(job: &Job, on: &mut dyn FnMut(&Event)) -> Result<()> {
                     let wait = if have > before { 1 } else { tries as u64 };
                     std::thread::sleep(Duration::from_millis(500 * wait));
                     continue;
+                }
+                if have == 0 {
+                    bail!(
+                        "download of '{file}' ({}) interrupted before its first byte: {why}. \
+                         Run the same command again to retry",
+                        human(size)
+                    );
                 }
                 bail!(
                     "download of '{file}' interrupted at {} of {}: {why}. The partial download is \

@@ -41,6 +41,8 @@ pub(crate) enum Kind {
     EntryNotFound,
     /// 401/403: private, gated, or a refused token.
     Denied,
+    /// 5xx, 429: worth trying again.
+    Busy,
     Other,
 }
 
@@ -349,6 +351,7 @@ impl Hub {
             ("GatedRepo", _) | (_, 401 | 403) => Kind::Denied,
             (_, 404) if t.file.is_some() => Kind::EntryNotFound,
             (_, 404) => Kind::RepoNotFound,
+            (_, 429 | 500..) => Kind::Busy,
             _ => Kind::Other,
         };
         let message = match kind {
@@ -370,7 +373,9 @@ impl Hub {
             Kind::Denied => {
                 format!("access to '{repo}' refused {private_hint} (HTTP {status}{said})")
             }
-            Kind::Unreachable | Kind::Other => format!("HTTP {status} from {url}{said}"),
+            Kind::Unreachable | Kind::Busy | Kind::Other => {
+                format!("HTTP {status} from {url}{said}")
+            }
         };
         HubError { kind, message }
     }
