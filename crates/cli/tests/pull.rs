@@ -1269,6 +1269,12 @@ fn a_sharded_checkpoint_follows_its_index() {
 // ------------------------------------------------------------- the binary
 
 fn lbm_pull(args: &[&str], endpoint: &str) -> (i32, String, String) {
+    lbm_pull_env(args, endpoint, &[])
+}
+
+/// `lbm pull ARGS` with HF_ENDPOINT, no token and online, unless `env` says
+/// otherwise.
+fn lbm_pull_env(args: &[&str], endpoint: &str, env: &[(&str, &str)]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbm"))
         .arg("pull")
         .args(args)
@@ -1276,7 +1282,9 @@ fn lbm_pull(args: &[&str], endpoint: &str) -> (i32, String, String) {
         .env_remove("HF_TOKEN")
         .env_remove("HUGGING_FACE_HUB_TOKEN")
         .env_remove("HF_HUB_OFFLINE")
+        .env_remove("LBM_CACHE")
         .env("HF_TOKEN_PATH", "/nonexistent/token")
+        .envs(env.iter().copied())
         .output()
         .expect("run lbm");
     (
@@ -1354,4 +1362,59 @@ fn lbm_pull_converts_a_checkpoint() {
     assert_eq!(stdout.trim(), out.to_str().unwrap());
     assert!(max_logit_error(&out) <= 1e-4);
     assert_mentions(&err, &["converting golden/llama-gqa", "model.safetensors"]);
+}
+
+#[test]
+fn lbm_pull_reads_hf_token_lbm_cache_and_hf_hub_offline() {
+    let hub = gguf_hub();
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("env-cache");
+    let c = cache.to_str().unwrap();
+    let file = format!("{REPO}:README.md");
+
+    let (code, out, err) = lbm_pull_env(
+        &[&file],
+        &hub.url,
+        &[("HF_TOKEN", "hf_from_env"), ("LBM_CACHE", c)],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(Path::new(out.trim()).starts_with(&cache), "{out}");
+    assert!(
+        hub.log()
+            .iter()
+            .all(|r| r.auth.as_deref() == Some("Bearer hf_from_env")),
+        "{:?}",
+        hub.log()
+    );
+
+    // The token file `huggingface-cli login` writes.
+    hub.clear_log();
+    let token = tmp.path().join("token");
+    std::fs::write(&token, "hf_from_file\n").unwrap();
+    let other = tmp.path().join("other-cache");
+    let (code, _, err) = lbm_pull_env(
+        &[&file, "--cache", other.to_str().unwrap()],
+        &hub.url,
+        &[("HF_TOKEN_PATH", token.to_str().unwrap())],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(hub.log()[0].auth.as_deref(), Some("Bearer hf_from_file"));
+
+    // Offline: the cached file is there without a request; another is not.
+    hub.clear_log();
+    let (code, out2, err) = lbm_pull_env(
+        &[&file],
+        &hub.url,
+        &[("LBM_CACHE", c), ("HF_HUB_OFFLINE", "1")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out2, out);
+    let (code, _, err) = lbm_pull_env(
+        &[&format!("{REPO}:{GGUF}")],
+        &hub.url,
+        &[("LBM_CACHE", c), ("HF_HUB_OFFLINE", "1")],
+    );
+    assert_eq!(code, 1);
+    assert_mentions(&err, &["not in the cache", "HF_HUB_OFFLINE"]);
+    assert!(hub.log().is_empty(), "{:?}", hub.log());
 }
