@@ -9,9 +9,10 @@
 //! Downloads go through `.part` files that a later call resumes (HTTP
 //! `Range`), are checked against the hub's checksum (the sha256 of LFS
 //! files, the git blob id of small ones) and are kept in a cache laid out
-//! like the hub's own (see [`cache`]): a second pull of the same file costs
-//! one `HEAD` request, or none for a commit id or offline. A file reaches
-//! its final path only complete and verified.
+//! like the hub's own (`hub/models--OWNER--NAME/{blobs,snapshots,refs}`):
+//! a second pull of the same file costs one `HEAD` request, or none for a
+//! commit id or offline. A file reaches its final path only complete and
+//! verified.
 //!
 //! `HF_ENDPOINT` (another hub or a mirror), `HF_TOKEN` (private and gated
 //! repositories; also the token file `huggingface-cli login` writes) and
@@ -155,7 +156,8 @@ pub type WriterFactory = Arc<dyn Fn(&Path) -> std::io::Result<Box<dyn Write>> + 
 pub struct PullOptions {
     /// Branch, tag or commit id (`main`).
     pub revision: String,
-    /// The cache folder (its layout: [`cache`]).
+    /// The cache folder: `hub/` laid out like the hub's cache, `converted/`
+    /// for converted checkpoints.
     pub cache: PathBuf,
     /// Where to put the result as well (a file, or an existing folder to put
     /// it in). A checkpoint is converted straight to it.
