@@ -52,9 +52,9 @@ struct ImageArgs {
     /// The image file to write.
     #[arg(short, long)]
     output: PathBuf,
-    /// Model files to put in \models\ (repeatable).
+    /// Model files to put in \models\ (repeatable); REPO:FILE pulls from the Hugging Face hub.
     #[arg(long = "model")]
-    models: Vec<PathBuf>,
+    models: Vec<String>,
     /// Tokenizer files to put beside them (repeatable).
     #[arg(long = "tokenizer")]
     tokenizers: Vec<PathBuf>,
@@ -522,10 +522,20 @@ fn cmd_image(a: ImageArgs) -> Result<()> {
     if let Some(c) = a.config {
         extra.push((c, "lbm.cfg".to_string()));
     }
+    let mut models = Vec::new();
+    if a.models.iter().any(|m| !std::path::Path::new(m).exists() && m.contains(':')) {
+        let popts = lbm::pull::PullOptions::from_env();
+        let mut bar = lbm::pull::StderrProgress::new();
+        for m in &a.models {
+            models.push(lbm::pull::resolve_model_arg(m, &popts, &mut |e| bar.event(e))?);
+        }
+    } else {
+        models = a.models.iter().map(PathBuf::from).collect();
+    }
     let opts = lbm::image::ImageOptions {
         output: a.output.clone(),
         efi,
-        models: a.models,
+        models,
         tokenizers: a.tokenizers,
         extra_files: extra,
         size,
