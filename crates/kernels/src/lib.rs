@@ -1,5 +1,23 @@
 //! Kernels: CPU feature detection, scalar reference kernels, SIMD kernels
 //! picked once at run time, and GGUF-compatible quant blocks.
+//!
+//! Layers, as in ggml: [`quant`] (block layouts), [`scalar`] (portable
+//! references), private per-ISA modules, and [`ops`] (the dispatching entry
+//! points the engine calls).
 #![no_std]
 
+#[cfg(test)]
+extern crate std;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+pub mod cast;
+pub mod cpu;
 pub mod exec;
+pub mod half;
+pub mod ops;
+pub mod quant;
+pub mod scalar;
+
+#[cfg(test)]
+mod tests;
