@@ -1,6 +1,6 @@
 //! Developer tasks: `cargo xtask <command>`.
 //!
-//! - `build-efi [--debug]`: builds the UEFI app for the hard-float target spec
+//! - `build-efi [--debug] [--features F]`: builds the UEFI app for the hard-float target spec
 //!   and copies it to `target/efi/BOOTX64.EFI`.
 //! - `setup`: installs the nightly toolchain, rust-src, QEMU, OVMF and binutils
 //!   when they are missing.
@@ -20,7 +20,9 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  build-efi [--debug]        build the UEFI app, copy it to target/efi/BOOTX64.EFI
+  build-efi [--debug] [--features F]
+                             build the UEFI app, copy it to target/efi/BOOTX64.EFI
+                             (feature hwtest: a diagnostic build echoing keys)
   setup                      install nightly + rust-src, qemu, ovmf, binutils if missing
   census [PATH] [--json]     count vfmadd / scalar SSE instructions in the .efi
                              (default PATH: target/efi/BOOTX64.EFI)
@@ -105,9 +107,14 @@ fn run_status(cmd: &mut Command, what: &str) -> Result<(), String> {
 /// `cargo xtask build-efi [--debug]`: returns the path of `BOOTX64.EFI`.
 pub fn build_efi(args: &[String]) -> Result<PathBuf, String> {
     let mut debug = false;
-    for a in args {
+    let mut features: Option<String> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
         match a.as_str() {
             "--debug" => debug = true,
+            "--features" => {
+                features = Some(it.next().ok_or("build-efi: --features needs a value")?.clone());
+            }
             other => return Err(format!("build-efi: unknown argument '{other}'")),
         }
     }
@@ -127,6 +134,9 @@ pub fn build_efi(args: &[String]) -> Result<PathBuf, String> {
     ]);
     if !debug {
         cmd.arg("--release");
+    }
+    if let Some(f) = &features {
+        cmd.args(["--features", f]);
     }
     run_status(&mut cmd, "cargo +nightly build (efi)")?;
     let profile = if debug { "debug" } else { "release" };
