@@ -102,10 +102,14 @@ pub fn run() -> Status {
     };
 
     #[cfg(feature = "hwtest")]
-    hwtest(&mut esp, &mut con, &exec);
-
-    let settings = load_settings(&mut esp).unwrap_or_else(|e| fatal(&mut con, &e));
-    menu_loop(&mut esp, &mut con, &exec, &settings)
+    {
+        hwtest(&mut esp, &mut con, &exec)
+    }
+    #[cfg(not(feature = "hwtest"))]
+    {
+        let settings = load_settings(&mut esp).unwrap_or_else(|e| fatal(&mut con, &e));
+        menu_loop(&mut esp, &mut con, &exec, &settings)
+    }
 }
 
 /// Reads `\lbm.cfg` if present; a bad file is reported and the defaults used.
