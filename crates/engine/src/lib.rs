@@ -13,10 +13,14 @@ extern crate std;
 
 pub mod chat;
 pub mod console;
+pub mod generate;
 pub mod error;
 pub mod gguf;
+pub mod gguf_model;
+pub mod llama2c;
 pub mod load;
 pub mod model;
+pub mod sampler;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

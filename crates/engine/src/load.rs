@@ -38,18 +38,120 @@ pub struct ModelSummary {
     pub n_ctx: usize,
 }
 
+/// Options for loading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Context to allocate (clamped to the model's trained context).
+    pub n_ctx: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { n_ctx: 4096 }
+    }
+}
+
+/// The kind of file, from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Gguf,
+    Llama2c,
+}
+
+/// Guesses the format from the first bytes: GGUF has a magic; anything else
+/// is tried as a llama2.c checkpoint.
+pub fn detect(prefix: &[u8]) -> FileKind {
+    if prefix.starts_with(b"GGUF") {
+        FileKind::Gguf
+    } else {
+        FileKind::Llama2c
+    }
+}
+
 /// Reads only the header of a model file. `prefix` is the start of the file
 /// and `file_len` its full size. If `prefix` is too short to hold the header,
 /// this returns [`crate::Error::Truncated`] with `offset + need` telling how
 /// many bytes to read; the caller reads that many and calls again.
 pub fn probe(prefix: &[u8], file_len: u64) -> Result<ModelSummary> {
-    let _ = (prefix, file_len);
-    todo!("lands with the loaders")
+    match detect(prefix) {
+        FileKind::Llama2c => {
+            if file_len == 0 {
+                return Err(crate::Error::truncated("model file", 0, 28, 0));
+            }
+            let h = crate::llama2c::Header::parse(prefix)?;
+            let cfg = h.config();
+            cfg.validate()?;
+            let expected = h.expected_len()?;
+            if file_len < expected {
+                return Err(crate::Error::truncated(
+                    alloc::format!("{} weights", h.format_name()),
+                    h.header_len as u64,
+                    expected - h.header_len as u64,
+                    file_len.saturating_sub(h.header_len as u64),
+                ));
+            }
+            let n_params = count_params(&cfg, !h.shared_classifier);
+            let n_ctx = cfg.max_ctx.min(LoadOptions::default().n_ctx);
+            let weights_in_memory = if h.version == 2 { n_params * 4 } else { file_len };
+            Ok(ModelSummary {
+                format: h.format_name(),
+                arch: String::from("llama"),
+                n_params,
+                tensor_type: String::from(if h.version == 2 { "Q8_0" } else { "F32" }),
+                file_size: file_len,
+                mem_needed: weights_in_memory + cfg.state_bytes(n_ctx),
+                needs_tokenizer: true,
+                dim: cfg.dim,
+                n_layers: cfg.n_layers,
+                n_heads: cfg.n_heads,
+                n_kv_heads: cfg.n_kv_heads,
+                vocab_size: cfg.vocab_size,
+                n_ctx: cfg.max_ctx,
+            })
+        }
+        FileKind::Gguf => crate::gguf_model::probe(prefix, file_len),
+    }
+}
+
+/// Parameter count of a Llama-shaped model.
+fn count_params(c: &crate::model::Config, untied: bool) -> u64 {
+    let (d, h, q, kv) = (c.dim as u64, c.hidden_dim as u64, c.q_dim() as u64, c.kv_dim() as u64);
+    let per_layer = 2 * d + d * q + 2 * d * kv + q * d + 3 * d * h;
+    let v = c.vocab_size as u64 * d;
+    v * if untied { 2 } else { 1 } + d + c.n_layers as u64 * per_layer
+}
+
+/// Loads just the model (no tokenizer).
+pub fn load_model(file: Blob, opts: &LoadOptions) -> Result<Model> {
+    let kind = detect((*file).as_ref());
+    match kind {
+        FileKind::Llama2c => crate::llama2c::load(file, opts.n_ctx),
+        FileKind::Gguf => crate::gguf_model::load(file, opts.n_ctx),
+    }
 }
 
 /// Loads a model for running. `tokenizer` is the content of a llama2.c
 /// `tokenizer.bin` (needed for llama2.c checkpoints; GGUF carries its own).
 pub fn load(file: Blob, tokenizer: Option<&[u8]>) -> Result<(Model, Tokenizer)> {
-    let _ = (file, tokenizer);
-    todo!("lands with the loaders")
+    load_with(file, tokenizer, &LoadOptions::default())
+}
+
+/// [`load`] with options.
+pub fn load_with(file: Blob, tokenizer: Option<&[u8]>, opts: &LoadOptions) -> Result<(Model, Tokenizer)> {
+    let kind = detect((*file).as_ref());
+    let tok = match (kind, tokenizer) {
+        (FileKind::Llama2c, Some(t)) => {
+            let h = crate::llama2c::Header::parse((*file).as_ref())?;
+            Tokenizer::from_llama2c(t, h.vocab_size)?
+        }
+        (FileKind::Llama2c, None) => {
+            return Err(crate::Error::Usage("a llama2.c checkpoint needs a tokenizer file (tokenizer.bin)".into()))
+        }
+        (FileKind::Gguf, _) => crate::gguf_model::tokenizer((*file).as_ref())?,
+    };
+    let model = load_model(file, opts)?;
+    if tok.vocab_size() != model.config.vocab_size {
+        return Err(crate::Error::VocabMismatch { model: model.config.vocab_size, tokenizer: tok.vocab_size() });
+    }
+    Ok((model, tok))
 }

@@ -4,9 +4,9 @@
 //! Layers, as in ggml: [`quant`] (block layouts), [`scalar`] (portable
 //! references), private per-ISA modules, and [`ops`] (the dispatching entry
 //! points the engine calls).
-#![no_std]
+#![cfg_attr(not(feature = "std"), no_std)]
 
-#[cfg(test)]
+#[cfg(all(test, not(feature = "std")))]
 extern crate std;
 
 #[cfg(target_arch = "x86_64")]
@@ -16,6 +16,8 @@ pub mod cpu;
 pub mod exec;
 pub mod half;
 pub mod ops;
+#[cfg(feature = "std")]
+pub mod pool;
 pub mod quant;
 pub mod scalar;
 

@@ -156,14 +156,14 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     }
 }
 
-/// LayerNorm: out = (x - mean) / sqrt(var + eps) * w + b
-pub fn layernorm(out: &mut [f32], x: &[f32], w: &[f32], b: &[f32], eps: f32) {
+/// LayerNorm: out = (x - mean) / sqrt(var + eps) * w (+ b)
+pub fn layernorm(out: &mut [f32], x: &[f32], w: &[f32], b: Option<&[f32]>, eps: f32) {
     let n = x.len() as f32;
     let mean = x.iter().sum::<f32>() / n;
     let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
     let s = 1.0 / libm_sqrt(var + eps);
-    for (((o, &v), &g), &bb) in out.iter_mut().zip(x).zip(w).zip(b) {
-        *o = (v - mean) * s * g + bb;
+    for (i, ((o, &v), &g)) in out.iter_mut().zip(x).zip(w).enumerate() {
+        *o = (v - mean) * s * g + b.map_or(0.0, |b| b[i]);
     }
 }
 

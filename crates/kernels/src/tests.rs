@@ -181,7 +181,7 @@ fn softmax_and_norms() {
     ops::rmsnorm(&mut o, &v, &[1.0, 2.0, 0.5], 1e-5);
     let r = 1.0 / ((1.0 + 4.0 + 9.0) / 3.0 + 1e-5f32).sqrt();
     assert!((o[1] - (-2.0 * r * 2.0)).abs() < 1e-6);
-    ops::layernorm(&mut o, &v, &[1.0, 1.0, 1.0], &[0.0, 0.5, 0.0], 1e-5);
+    ops::layernorm(&mut o, &v, &[1.0, 1.0, 1.0], Some(&[0.0, 0.5, 0.0]), 1e-5);
     let mean = 2.0 / 3.0f32;
     let var = v.iter().map(|a| (a - mean) * (a - mean)).sum::<f32>() / 3.0;
     assert!((o[1] - ((-2.0 - mean) / (var + 1e-5).sqrt() + 0.5)).abs() < 1e-5);

@@ -1,0 +1,520 @@
+//! The chat REPL shared by the UEFI app and `lbm chat`: prompt and line
+//! editing, slash commands, streaming replies, and a conversation whose
+//! history lives in the KV cache.
+
+mod line;
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use kernels::exec::Executor;
+
+use crate::console::{Console, Key};
+use crate::generate::{generate, Generation, Hooks, StopReason};
+use crate::model::Model;
+use crate::sampler::{Sampler, SamplerConfig};
+use crate::tokenizer::Tokenizer;
+use crate::{Error, Result};
+pub use line::{read_line, InputHistory, LineEvent};
+
+/// Turns kept in a conversation; the prompt shows `[Turn k/10]`.
+pub const MAX_TURNS: usize = 10;
+
+/// Settings a user can change with slash commands or the settings file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatSettings {
+    pub temperature: f32,
+    pub top_p: f32,
+    pub top_k: usize,
+    pub min_p: f32,
+    pub repeat_penalty: f32,
+    pub max_tokens: usize,
+    pub seed: u64,
+    pub system_prompt: Option<String>,
+    /// File name of the model to pick without asking (settings file only).
+    pub default_model: Option<String>,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        ChatSettings {
+            temperature: 0.8,
+            top_p: 0.95,
+            top_k: 40,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            max_tokens: 256,
+            seed: 42,
+            system_prompt: None,
+            default_model: None,
+        }
+    }
+}
+
+fn parse_num<T: core::str::FromStr>(what: &str, v: &str) -> Result<T> {
+    v.trim().parse().map_err(|_| Error::Usage(format!("{what}: '{}' is not a valid number", v.trim())))
+}
+
+/// Checks and parses the value of a numeric setting.
+fn setting(key: &str, v: &str, s: &mut ChatSettings) -> Result<()> {
+    match key {
+        "temperature" | "temp" => {
+            let t: f32 = parse_num("temperature", v)?;
+            if !(0.0..=2.0).contains(&t) {
+                return Err(Error::Usage(format!("temperature must be between 0.0 and 2.0 (got {t})")));
+            }
+            s.temperature = t;
+        }
+        "max_tokens" | "tokens" => {
+            let n: usize = parse_num("max tokens", v)?;
+            if !(1..=4096).contains(&n) {
+                return Err(Error::Usage(format!("max tokens must be between 1 and 4096 (got {n})")));
+            }
+            s.max_tokens = n;
+        }
+        "top_p" => {
+            let p: f32 = parse_num("top_p", v)?;
+            if !(p > 0.0 && p <= 1.0) {
+                return Err(Error::Usage(format!("top_p must be in (0, 1] (got {p})")));
+            }
+            s.top_p = p;
+        }
+        "top_k" => {
+            let k: usize = parse_num("top_k", v)?;
+            if k > 1_000_000 {
+                return Err(Error::Usage(format!("top_k must be between 0 (off) and 1000000 (got {k})")));
+            }
+            s.top_k = k;
+        }
+        "min_p" => {
+            let p: f32 = parse_num("min_p", v)?;
+            if !(0.0..=1.0).contains(&p) {
+                return Err(Error::Usage(format!("min_p must be between 0 and 1 (got {p})")));
+            }
+            s.min_p = p;
+        }
+        "repeat_penalty" => {
+            let r: f32 = parse_num("repeat_penalty", v)?;
+            if !(r > 0.0 && r <= 10.0) {
+                return Err(Error::Usage(format!("repeat_penalty must be in (0, 10] (got {r})")));
+            }
+            s.repeat_penalty = r;
+        }
+        "seed" => s.seed = parse_num("seed", v)?,
+        _ => return Err(Error::Usage(format!("unknown setting '{key}'"))),
+    }
+    Ok(())
+}
+
+impl ChatSettings {
+    /// Parses a settings file (`key = value` lines, `#` comments) on top of
+    /// the defaults. Keys: model, temperature, max_tokens, top_p, top_k,
+    /// min_p, repeat_penalty, seed, system.
+    pub fn parse_cfg(text: &str) -> Result<Self> {
+        let mut s = ChatSettings::default();
+        for (n, raw) in text.lines().enumerate() {
+            let line = raw.trim().trim_start_matches('\u{feff}');
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((k, v)) = line.split_once('=') else {
+                return Err(Error::Usage(format!("settings line {}: expected 'key = value', got '{line}'", n + 1)));
+            };
+            let (k, v) = (k.trim(), v.trim());
+            let r = match k {
+                "model" => {
+                    s.default_model = (!v.is_empty()).then(|| v.to_string());
+                    Ok(())
+                }
+                "system" | "system_prompt" => {
+                    s.system_prompt = (!v.is_empty()).then(|| v.to_string());
+                    Ok(())
+                }
+                _ => setting(k, v, &mut s),
+            };
+            r.map_err(|e| Error::Usage(format!("settings line {}: {e}", n + 1)))?;
+        }
+        Ok(s)
+    }
+
+    fn sampler_config(&self) -> SamplerConfig {
+        SamplerConfig {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: 64,
+            seed: self.seed,
+        }
+    }
+}
+
+/// How the REPL ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplExit {
+    /// `/exit` or end of input.
+    Exit,
+    /// `/model`: go back to the model menu.
+    ChangeModel,
+}
+
+/// One exchange.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Turn {
+    pub user: String,
+    pub reply: String,
+    /// The tokens this turn added to the context (prompt and reply).
+    pub ids: Vec<u32>,
+}
+
+/// Counters for `/stats`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    pub tokens_generated: u64,
+    pub last_prompt_tok_s: f64,
+    pub last_decode_tok_s: f64,
+}
+
+/// The commands, for `/help` and Tab completion.
+const COMMANDS: &[(&str, &str)] = &[
+    ("/help", "show this help"),
+    ("/clear", "forget the conversation (history and KV cache)"),
+    ("/history", "show the last turns"),
+    ("/stats", "show context, speed, settings and memory"),
+    ("/temp", "<0.0-2.0> set the temperature (0 = greedy)"),
+    ("/tokens", "<1-4096> set the maximum reply length"),
+    ("/top_p", "<p> set nucleus sampling (1 = off)"),
+    ("/top_k", "<k> set top-k sampling (0 = off)"),
+    ("/seed", "<n> restart the random generator with a seed"),
+    ("/system", "<text> set the system prompt (no text: show it)"),
+    ("/model", "go back to the model menu"),
+    ("/exit", "leave (shuts the machine down on bare metal)"),
+];
+
+/// A chat session over one loaded model.
+pub struct Chat {
+    pub model: Model,
+    pub tokenizer: Tokenizer,
+    pub settings: ChatSettings,
+    pub name: String,
+    pub turns: Vec<Turn>,
+    pub stats: Stats,
+    sampler: Sampler,
+    /// Tokens currently in the KV cache, in order.
+    evaluated: Vec<u32>,
+    /// A reply's last token that still has to be fed (see `Generation::pending`).
+    pending: Option<u32>,
+    /// Every token seen, for the repetition penalty.
+    recent: Vec<u32>,
+    inputs: InputHistory,
+}
+
+struct ConsoleHooks<'a> {
+    con: &'a mut dyn Console,
+    eos: u32,
+    interrupted: bool,
+}
+
+impl Hooks for ConsoleHooks<'_> {
+    fn now_us(&mut self) -> u64 {
+        self.con.now_us()
+    }
+    fn on_text(&mut self, text: &str) -> bool {
+        self.con.write_str(text);
+        if let Some(Key::Esc | Key::CtrlC) = self.con.poll_key() {
+            self.interrupted = true;
+            return false;
+        }
+        true
+    }
+    fn is_stop(&self, id: u32) -> bool {
+        id == self.eos
+    }
+}
+
+impl Chat {
+    /// A new session. `name` is shown in the greeting and `/stats`.
+    pub fn new(model: Model, tokenizer: Tokenizer, settings: ChatSettings, name: String) -> Self {
+        let sampler = Sampler::new(settings.sampler_config(), model.config.vocab_size);
+        Chat {
+            model,
+            tokenizer,
+            settings,
+            name,
+            turns: Vec::new(),
+            stats: Stats::default(),
+            sampler,
+            evaluated: Vec::new(),
+            pending: None,
+            recent: Vec::new(),
+            inputs: InputHistory::default(),
+        }
+    }
+
+    /// Tokens in the KV cache.
+    pub fn context_len(&self) -> usize {
+        self.evaluated.len()
+    }
+
+    /// The tokens that open every conversation: BOS and the system prompt.
+    fn prefix(&self) -> Vec<u32> {
+        let mut ids = Vec::new();
+        if self.tokenizer.add_bos() {
+            ids.push(self.tokenizer.bos());
+        }
+        if let Some(sys) = &self.settings.system_prompt {
+            ids.extend(self.tokenizer.encode(&format!("{sys}\n"), false));
+        }
+        ids
+    }
+
+    /// Forgets the conversation.
+    pub fn clear(&mut self) {
+        self.turns.clear();
+        self.evaluated.clear();
+        self.pending = None;
+        self.recent.clear();
+    }
+
+    /// Runs one turn: `user` is what the user typed. The reply streams to
+    /// `con`. Returns the generation's figures.
+    pub fn turn(&mut self, con: &mut dyn Console, exec: &dyn Executor, user: &str) -> Result<Generation> {
+        let n_ctx = self.model.n_ctx;
+        // A model without a chat template continues the text.
+        let user_ids = self.tokenizer.encode(user, false);
+        if user_ids.is_empty() {
+            return Err(Error::Usage("nothing to say".into()));
+        }
+        let prefix = self.prefix();
+        let mut new_ids: Vec<u32> = self.pending.into_iter().collect();
+        new_ids.extend_from_slice(&user_ids);
+        if prefix.len() + user_ids.len() + 1 > n_ctx {
+            return Err(Error::Usage(format!(
+                "that message is {} tokens; the context holds {} (with {} for the system prompt)",
+                user_ids.len(),
+                n_ctx,
+                prefix.len()
+            )));
+        }
+        // Room for the reply: what the user asked for, within the context.
+        let reserve = self.settings.max_tokens.min(n_ctx - prefix.len() - user_ids.len());
+        let mut dropped = 0;
+        let mut rebuild = self.evaluated.is_empty();
+        let used = |turns: &[Turn]| prefix.len() + turns.iter().map(|t| t.ids.len()).sum::<usize>();
+        while !self.turns.is_empty()
+            && (self.turns.len() >= MAX_TURNS || used(&self.turns) + new_ids.len() + reserve > n_ctx)
+        {
+            self.turns.remove(0);
+            dropped += 1;
+            rebuild = true;
+        }
+        if dropped > 0 {
+            con.write_str(&format!(
+                "(dropped the {} oldest turn{} to make room; the system prompt is kept)\n",
+                dropped,
+                if dropped == 1 { "" } else { "s" }
+            ));
+        }
+        let (prompt, n_past) = if rebuild {
+            // Re-evaluate what is kept: prefix, remaining turns, then the new text.
+            let mut p = prefix.clone();
+            for t in &self.turns {
+                p.extend_from_slice(&t.ids);
+            }
+            p.extend_from_slice(&user_ids);
+            self.evaluated.clear();
+            self.recent.clear();
+            (p, 0)
+        } else {
+            (new_ids, self.evaluated.len())
+        };
+        let max_new = self.settings.max_tokens.min(n_ctx - (n_past + prompt.len()));
+        let mut hooks = ConsoleHooks { con, eos: self.tokenizer.eos(), interrupted: false };
+        let gen = generate(
+            &mut self.model,
+            &self.tokenizer,
+            &mut self.sampler,
+            exec,
+            &prompt,
+            n_past,
+            max_new.max(1),
+            &mut self.recent,
+            &mut hooks,
+        )?;
+        self.evaluated.extend_from_slice(&prompt);
+        let fed = gen.n_past - self.evaluated.len();
+        self.evaluated.extend_from_slice(&gen.ids[..fed]);
+        self.pending = gen.pending;
+        let mut ids = user_ids;
+        ids.extend_from_slice(&gen.ids);
+        self.turns.push(Turn { user: user.into(), reply: gen.text.clone(), ids });
+        self.stats.tokens_generated += gen.ids.len() as u64;
+        self.stats.last_prompt_tok_s = gen.prompt_tok_s();
+        self.stats.last_decode_tok_s = gen.decode_tok_s();
+        Ok(gen)
+    }
+
+    /// Runs the REPL until `/exit`, `/model` or end of input.
+    pub fn run(&mut self, con: &mut dyn Console, exec: &dyn Executor) -> ReplExit {
+        let c = &self.model.config;
+        con.write_str(&format!(
+            "\nChatting with {} ({}, {} layers, dim {}, {}). Type /help for commands.\n",
+            self.name,
+            c.arch.name(),
+            c.n_layers,
+            c.dim,
+            self.model.tensor_type()
+        ));
+        let complete = |text: &str| -> Vec<&'static str> {
+            if !text.starts_with('/') || text.contains(' ') {
+                return Vec::new();
+            }
+            COMMANDS.iter().map(|(c, _)| *c).filter(|c| c.starts_with(text)).collect()
+        };
+        loop {
+            let prompt = format!("\n[Turn {}/{}] You: ", (self.turns.len() + 1).min(MAX_TURNS), MAX_TURNS);
+            let line = match read_line(con, &prompt, &self.inputs, &complete) {
+                LineEvent::Line(l) => l,
+                LineEvent::Cancelled => continue,
+                LineEvent::Eof => return ReplExit::Exit,
+            };
+            self.inputs.push(&line);
+            let text = line.trim();
+            if text.is_empty() {
+                continue;
+            }
+            if text.starts_with('/') {
+                match self.command(con, exec, text) {
+                    Some(exit) => return exit,
+                    None => continue,
+                }
+            }
+            con.write_str("AI: ");
+            match self.turn(con, exec, text) {
+                Ok(g) => {
+                    let why = match g.stop {
+                        StopReason::Eos => "",
+                        StopReason::Limit => ", token limit",
+                        StopReason::Context => ", context full",
+                        StopReason::Interrupted => ", stopped",
+                    };
+                    con.write_str(&format!(
+                        "\n[{} tokens{}; prompt {:.1} tok/s, decode {:.1} tok/s]\n",
+                        g.ids.len(),
+                        why,
+                        g.prompt_tok_s(),
+                        g.decode_tok_s()
+                    ));
+                }
+                Err(e) => con.write_str(&format!("\nerror: {e}\n")),
+            }
+        }
+    }
+
+    /// Handles a slash command; `Some` ends the REPL.
+    fn command(&mut self, con: &mut dyn Console, exec: &dyn Executor, text: &str) -> Option<ReplExit> {
+        let (cmd, arg) = match text.split_once(char::is_whitespace) {
+            Some((c, a)) => (c, a.trim()),
+            None => (text, ""),
+        };
+        let set = |key: &str, this: &mut Chat| -> Result<()> {
+            if arg.is_empty() {
+                return Err(Error::Usage(format!("{cmd} needs a value; see /help")));
+            }
+            let mut s = this.settings.clone();
+            setting(key, arg, &mut s)?;
+            this.settings = s;
+            let seed_changed = key == "seed";
+            this.sampler.config = this.settings.sampler_config();
+            if seed_changed {
+                this.sampler.reseed(this.settings.seed);
+            }
+            Ok(())
+        };
+        let r: Result<()> = match cmd {
+            "/help" => {
+                con.write_str("Commands:\n");
+                for (c, h) in COMMANDS {
+                    con.write_str(&format!("  {c:<9} {h}\n"));
+                }
+                con.write_str("Esc or Ctrl-C stops a reply. Up/Down recall earlier inputs; Tab completes commands.\n");
+                Ok(())
+            }
+            "/clear" => {
+                self.clear();
+                con.write_str("Conversation cleared.\n");
+                Ok(())
+            }
+            "/history" => {
+                if self.turns.is_empty() {
+                    con.write_str("No turns yet.\n");
+                }
+                for (i, t) in self.turns.iter().enumerate() {
+                    con.write_str(&format!("{}. You: {}\n   AI: {}\n", i + 1, t.user, t.reply.trim()));
+                }
+                Ok(())
+            }
+            "/stats" => {
+                self.print_stats(con, exec);
+                Ok(())
+            }
+            "/temp" => set("temperature", self).map(|_| con.write_str(&format!("temperature = {:.2}\n", self.settings.temperature))),
+            "/tokens" => set("max_tokens", self).map(|_| con.write_str(&format!("max tokens = {}\n", self.settings.max_tokens))),
+            "/top_p" => set("top_p", self).map(|_| con.write_str(&format!("top_p = {:.2}\n", self.settings.top_p))),
+            "/top_k" => set("top_k", self).map(|_| con.write_str(&format!("top_k = {}\n", self.settings.top_k))),
+            "/seed" => set("seed", self).map(|_| con.write_str(&format!("seed = {}\n", self.settings.seed))),
+            "/system" => {
+                if arg.is_empty() {
+                    match &self.settings.system_prompt {
+                        Some(s) => con.write_str(&format!("System prompt: {s}\n")),
+                        None => con.write_str("No system prompt. Set one with /system <text>.\n"),
+                    }
+                } else {
+                    self.settings.system_prompt = Some(arg.to_string());
+                    // The prefix changed: the next turn re-evaluates the context.
+                    self.evaluated.clear();
+                    self.pending = None;
+                    con.write_str("System prompt set.\n");
+                }
+                Ok(())
+            }
+            "/model" => return Some(ReplExit::ChangeModel),
+            "/exit" | "/quit" => return Some(ReplExit::Exit),
+            _ => Err(Error::Usage(format!("unknown command {cmd}; type /help"))),
+        };
+        if let Err(e) = r {
+            con.write_str(&format!("error: {e}\n"));
+        }
+        None
+    }
+
+    fn print_stats(&self, con: &mut dyn Console, exec: &dyn Executor) {
+        let p = con.platform();
+        let s = &self.settings;
+        let mem = if p.mem_used > 0 { p.mem_used } else { self.model.memory_bytes() };
+        con.write_str(&format!(
+            "model:       {} ({})\nturns:       {}/{}\ncontext:     {}/{} tokens\ngenerated:   {} tokens\nspeed:       prompt {:.1} tok/s, decode {:.1} tok/s (last reply)\nsampling:    temperature {:.2}, top_p {:.2}, top_k {}, max tokens {}, seed {}\nsystem:      {}\ncpu:         {} SIMD, {} core{}\nmemory:      {:.1} MiB in use\n",
+            self.name,
+            self.model.tensor_type(),
+            self.turns.len(),
+            MAX_TURNS,
+            self.context_len(),
+            self.model.n_ctx,
+            self.stats.tokens_generated,
+            self.stats.last_prompt_tok_s,
+            self.stats.last_decode_tok_s,
+            s.temperature,
+            s.top_p,
+            s.top_k,
+            s.max_tokens,
+            s.seed,
+            s.system_prompt.as_deref().unwrap_or("(none)"),
+            if p.simd.is_empty() { kernels::cpu::level().name() } else { &p.simd },
+            exec.n_threads(),
+            if exec.n_threads() == 1 { "" } else { "s" },
+            mem as f64 / (1024.0 * 1024.0),
+        ));
+    }
+}

@@ -1,0 +1,308 @@
+//! Models and tokenizers from GGUF files, with llama.cpp's tensor names and
+//! metadata keys.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use crate::gguf::{GgmlType, Gguf, TensorInfo};
+use crate::load::{Blob, ModelSummary};
+use crate::model::{Arch, Config, DType, FfnKind, Layer, Model, Norm, NormKind, Tensor, Weights};
+use crate::tokenizer::{bpe, spm, Tokenizer};
+use crate::{Error, Result};
+
+fn arch_of(g: &Gguf) -> Result<Arch> {
+    match g.architecture()? {
+        "llama" | "mistral" => Ok(Arch::Llama),
+        "gpt2" => Ok(Arch::Gpt2),
+        "qwen2" => Ok(Arch::Qwen2),
+        "gemma" => Ok(Arch::Gemma),
+        "phi2" => Ok(Arch::Phi2),
+        other => Err(Error::UnsupportedArchitecture(other.to_string())),
+    }
+}
+
+fn usize_key(g: &Gguf, key: &str) -> Result<usize> {
+    usize::try_from(g.get_u64(key)?).map_err(|_| Error::overflow(key.to_string()))
+}
+
+fn opt_usize(g: &Gguf, key: &str) -> Result<Option<usize>> {
+    if g.get(key).is_none() {
+        return Ok(None);
+    }
+    usize_key(g, key).map(Some)
+}
+
+fn opt_f32(g: &Gguf, key: &str) -> Result<Option<f32>> {
+    if g.get(key).is_none() {
+        return Ok(None);
+    }
+    g.get_f32(key).map(Some)
+}
+
+/// The model configuration from GGUF metadata.
+pub fn config(g: &Gguf) -> Result<Config> {
+    let arch = arch_of(g)?;
+    let a = g.architecture()?;
+    let k = |s: &str| format!("{a}.{s}");
+    let dim = usize_key(g, &k("embedding_length"))?;
+    let n_heads = usize_key(g, &k("attention.head_count"))?;
+    if n_heads == 0 {
+        return Err(Error::invalid(k("attention.head_count"), "0"));
+    }
+    let n_kv_heads = opt_usize(g, &k("attention.head_count_kv"))?.unwrap_or(n_heads);
+    let head_dim = opt_usize(g, &k("attention.key_length"))?.unwrap_or(dim / n_heads);
+    let vocab_size = match g.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()) {
+        Some(t) => t.len(),
+        None => g.tensor("token_embd.weight")?.dims.get(1).copied().unwrap_or(0) as usize,
+    };
+    let layer_norm = matches!(arch, Arch::Gpt2 | Arch::Phi2);
+    let eps = if layer_norm {
+        g.get_f32(&k("attention.layer_norm_epsilon"))?
+    } else {
+        opt_f32(g, &k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5)
+    };
+    let n_rot = match arch {
+        Arch::Gpt2 => 0,
+        _ => opt_usize(g, &k("rope.dimension_count"))?.unwrap_or(head_dim),
+    };
+    let cfg = Config {
+        arch,
+        dim,
+        hidden_dim: usize_key(g, &k("feed_forward_length"))?,
+        n_layers: usize_key(g, &k("block_count"))?,
+        n_heads,
+        n_kv_heads,
+        head_dim,
+        vocab_size,
+        max_ctx: usize_key(g, &k("context_length"))?,
+        norm: if layer_norm { NormKind::Layer } else { NormKind::Rms },
+        norm_eps: eps,
+        ffn: match arch {
+            Arch::Gpt2 | Arch::Phi2 => FfnKind::Gelu,
+            Arch::Gemma => FfnKind::GeGlu,
+            _ => FfnKind::SwiGlu,
+        },
+        n_rot,
+        rope_base: opt_f32(g, &k("rope.freq_base"))?.unwrap_or(10000.0),
+        rope_neox: matches!(arch, Arch::Qwen2 | Arch::Gemma | Arch::Phi2),
+        sliding_window: opt_usize(g, &k("attention.sliding_window"))?.filter(|&w| w > 0),
+        parallel_residual: arch == Arch::Phi2,
+        embed_scale: (arch == Arch::Gemma).then(|| kernels::ops::libm_sqrt(dim as f32)),
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn dtype(t: &TensorInfo) -> Result<DType> {
+    match t.ty {
+        GgmlType::F32 => Ok(DType::F32),
+        GgmlType::F16 => Ok(DType::F16),
+        GgmlType::BF16 => Ok(DType::BF16),
+        GgmlType::Q8_0 => Ok(DType::Q8_0),
+        other => Err(Error::UnsupportedTensorType { name: t.name.clone(), ty: other.name().to_string() }),
+    }
+}
+
+/// Header-only summary for menus.
+pub fn probe(prefix: &[u8], file_len: u64) -> Result<ModelSummary> {
+    let g = Gguf::parse(prefix, file_len)?;
+    let cfg = config(&g)?;
+    let n_params = g.tensors.iter().map(TensorInfo::n_elements).sum();
+    let main = g.tensor("blk.0.attn_q.weight").or_else(|_| g.tensor("blk.0.attn_qkv.weight"))?;
+    let n_ctx = cfg.max_ctx.min(crate::load::LoadOptions::default().n_ctx);
+    Ok(ModelSummary {
+        format: "gguf",
+        arch: g.architecture()?.to_string(),
+        n_params,
+        tensor_type: main.ty.name().to_string(),
+        file_size: file_len,
+        mem_needed: file_len + cfg.state_bytes(n_ctx),
+        needs_tokenizer: g.get("tokenizer.ggml.tokens").is_none(),
+        dim: cfg.dim,
+        n_layers: cfg.n_layers,
+        n_heads: cfg.n_heads,
+        n_kv_heads: cfg.n_kv_heads,
+        vocab_size: cfg.vocab_size,
+        n_ctx: cfg.max_ctx,
+    })
+}
+
+struct Ctx<'a> {
+    g: &'a Gguf,
+    file: &'a [u8],
+}
+
+impl Ctx<'_> {
+    /// A `[rows, cols]` matrix; the GGUF dims are `[cols, rows]`.
+    fn mat(&self, name: &str, rows: usize, cols: usize) -> Result<Tensor> {
+        let t = self.g.tensor(name)?;
+        let want = [cols as u64, rows as u64];
+        if t.dims.as_slice() != want {
+            return Err(Error::TensorShape { name: name.into(), expected: want.to_vec(), found: t.dims.clone() });
+        }
+        Tensor::in_file(name, dtype(t)?, rows, cols, t.offset, self.file)
+    }
+    fn opt_mat(&self, name: &str, rows: usize, cols: usize) -> Result<Option<Tensor>> {
+        if self.g.tensor(name).is_err() {
+            return Ok(None);
+        }
+        self.mat(name, rows, cols).map(Some)
+    }
+    /// A 1-D tensor as f32.
+    fn vec(&self, name: &str, len: usize) -> Result<Vec<f32>> {
+        let t = self.g.tensor(name)?;
+        if t.dims.as_slice() != [len as u64] {
+            return Err(Error::TensorShape { name: name.into(), expected: alloc::vec![len as u64], found: t.dims.clone() });
+        }
+        Tensor::in_file(name, dtype(t)?, 1, len, t.offset, self.file)?.to_f32(self.file)
+    }
+    fn opt_vec(&self, name: &str, len: usize) -> Result<Option<Vec<f32>>> {
+        if self.g.tensor(name).is_err() {
+            return Ok(None);
+        }
+        self.vec(name, len).map(Some)
+    }
+    fn norm(&self, prefix: &str, len: usize) -> Result<Norm> {
+        Ok(Norm { w: self.vec(&format!("{prefix}.weight"), len)?, b: self.opt_vec(&format!("{prefix}.bias"), len)? })
+    }
+}
+
+/// Splits a fused `[q_dim + 2 kv_dim, dim]` QKV matrix into three row ranges.
+fn split_rows(t: &Tensor, parts: [usize; 3]) -> Result<[Tensor; 3]> {
+    let crate::model::Tensor { name, dtype, cols, .. } = t;
+    let row_bytes = dtype.bytes(*cols).ok_or_else(|| Error::invalid(format!("tensor '{name}'"), "row length"))?;
+    let base = match t.data {
+        crate::model::tensor_data::File { offset, .. } => offset,
+        _ => return Err(Error::invalid(format!("tensor '{name}'"), "fused QKV must come from the file")),
+    };
+    let mut start = 0;
+    let mk = |rows: usize, start: usize, suffix: &str| Tensor {
+        name: format!("{name}[{suffix}]"),
+        dtype: *dtype,
+        rows,
+        cols: *cols,
+        data: crate::model::tensor_data::File { offset: base + start * row_bytes, len: rows * row_bytes },
+    };
+    let q = mk(parts[0], start, "q");
+    start += parts[0];
+    let k = mk(parts[1], start, "k");
+    start += parts[1];
+    let v = mk(parts[2], start, "v");
+    Ok([q, k, v])
+}
+
+/// Loads a runnable model from a GGUF file.
+pub fn load(blob: Blob, n_ctx: usize) -> Result<Model> {
+    let file: &[u8] = (*blob).as_ref();
+    let g = Gguf::parse(file, file.len() as u64)?;
+    let c = config(&g)?;
+    let x = Ctx { g: &g, file };
+    let (d, h, q, kv) = (c.dim, c.hidden_dim, c.q_dim(), c.kv_dim());
+    let token_embd = x.mat("token_embd.weight", c.vocab_size, d)?;
+    let pos_embd = if c.arch == Arch::Gpt2 { Some(x.mat("position_embd.weight", c.max_ctx, d)?) } else { None };
+    let mut layers = Vec::with_capacity(c.n_layers);
+    for i in 0..c.n_layers {
+        let p = |s: &str| format!("blk.{i}.{s}");
+        let (wq, wk, wv, bq, bk, bv) = match x.opt_mat(&p("attn_qkv.weight"), q + 2 * kv, d)? {
+            Some(fused) => {
+                let [wq, wk, wv] = split_rows(&fused, [q, kv, kv])?;
+                let (bq, bk, bv) = match x.opt_vec(&p("attn_qkv.bias"), q + 2 * kv)? {
+                    Some(b) => (Some(b[..q].to_vec()), Some(b[q..q + kv].to_vec()), Some(b[q + kv..].to_vec())),
+                    None => (None, None, None),
+                };
+                (wq, wk, wv, bq, bk, bv)
+            }
+            None => (
+                x.mat(&p("attn_q.weight"), q, d)?,
+                x.mat(&p("attn_k.weight"), kv, d)?,
+                x.mat(&p("attn_v.weight"), kv, d)?,
+                x.opt_vec(&p("attn_q.bias"), q)?,
+                x.opt_vec(&p("attn_k.bias"), kv)?,
+                x.opt_vec(&p("attn_v.bias"), kv)?,
+            ),
+        };
+        layers.push(Layer {
+            attn_norm: x.norm(&p("attn_norm"), d)?,
+            wq,
+            wk,
+            wv,
+            bq,
+            bk,
+            bv,
+            wo: x.mat(&p("attn_output.weight"), d, q)?,
+            bo: x.opt_vec(&p("attn_output.bias"), d)?,
+            ffn_norm: if c.parallel_residual { None } else { Some(x.norm(&p("ffn_norm"), d)?) },
+            w_gate: if c.ffn == FfnKind::Gelu { None } else { Some(x.mat(&p("ffn_gate.weight"), h, d)?) },
+            w_up: x.mat(&p("ffn_up.weight"), h, d)?,
+            b_up: x.opt_vec(&p("ffn_up.bias"), h)?,
+            w_down: x.mat(&p("ffn_down.weight"), d, h)?,
+            b_down: x.opt_vec(&p("ffn_down.bias"), d)?,
+        });
+    }
+    let weights = Weights {
+        token_embd,
+        pos_embd,
+        layers,
+        output_norm: x.norm("output_norm", d)?,
+        output: x.opt_mat("output.weight", c.vocab_size, d)?,
+        output_bias: x.opt_vec("output.bias", c.vocab_size)?,
+    };
+    let name = g.get("general.name").and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let mut m = Model::new(c, weights, blob, n_ctx, "gguf")?;
+    m.name = name;
+    Ok(m)
+}
+
+/// The tokenizer stored in a GGUF file's metadata.
+pub fn tokenizer(file: &[u8]) -> Result<Tokenizer> {
+    let g = Gguf::parse(file, file.len() as u64)?;
+    tokenizer_from(&g)
+}
+
+/// The tokenizer from parsed GGUF metadata.
+pub fn tokenizer_from(g: &Gguf) -> Result<Tokenizer> {
+    let model = g.get_str("tokenizer.ggml.model").map_err(|_| Error::MissingKey("tokenizer.ggml.model (the file has no tokenizer)".into()))?;
+    match model {
+        "llama" => {
+            let pieces: Vec<String> = g.get_str_array("tokenizer.ggml.tokens")?.into_iter().map(String::from).collect();
+            let n = pieces.len();
+            let scores = if g.get("tokenizer.ggml.scores").is_some() { g.get_f32_array("tokenizer.ggml.scores")? } else { alloc::vec![0.0; n] };
+            let types = if g.get("tokenizer.ggml.token_type").is_some() {
+                g.get_i32_array("tokenizer.ggml.token_type")?.into_iter().map(spm::TokenType::from_gguf).collect()
+            } else {
+                alloc::vec![spm::TokenType::Normal; n]
+            };
+            let id = |k: &str, d: u32| -> Result<u32> { if g.get(k).is_some() { g.get_u32(k) } else { Ok(d) } };
+            let mut t = spm::SpmTokenizer::new(
+                pieces,
+                scores,
+                types,
+                id("tokenizer.ggml.bos_token_id", 1)?,
+                id("tokenizer.ggml.eos_token_id", 2)?,
+                id("tokenizer.ggml.unknown_token_id", 0)?,
+            )?;
+            if g.get("tokenizer.ggml.add_bos_token").is_some() {
+                t.set_add_bos(g.get_bool("tokenizer.ggml.add_bos_token")?);
+            }
+            if g.get("tokenizer.ggml.add_space_prefix").is_some() {
+                t.set_add_space_prefix(g.get_bool("tokenizer.ggml.add_space_prefix")?);
+            }
+            Ok(Tokenizer::Spm(t))
+        }
+        "gpt2" => {
+            let tokens: Vec<String> = g.get_str_array("tokenizer.ggml.tokens")?.into_iter().map(String::from).collect();
+            let merges = g.get_str_array("tokenizer.ggml.merges")?;
+            let types = if g.get("tokenizer.ggml.token_type").is_some() { g.get_i32_array("tokenizer.ggml.token_type")? } else { Vec::new() };
+            let pre = match g.get("tokenizer.ggml.pre").and_then(|v| v.as_str()) {
+                Some(p) => bpe::PreTokenizer::from_gguf_pre(p)?,
+                None => bpe::PreTokenizer::Gpt2,
+            };
+            let last = tokens.len().saturating_sub(1) as u32;
+            let id = |k: &str, d: u32| -> Result<u32> { if g.get(k).is_some() { g.get_u32(k) } else { Ok(d) } };
+            let t = bpe::BpeTokenizer::new(tokens, &merges, &types, id("tokenizer.ggml.bos_token_id", last)?, id("tokenizer.ggml.eos_token_id", last)?, pre)?;
+            Ok(Tokenizer::Bpe(t))
+        }
+        other => Err(Error::invalid("tokenizer.ggml.model", format!("'{other}' is not supported"))),
+    }
+}

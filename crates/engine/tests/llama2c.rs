@@ -1,0 +1,86 @@
+//! stories260K in every form (llama2.c v0, v2 Q8_0, GGUF F32 and F16) against
+//! the independent numpy reference in ../shared/testdata/expected.
+
+mod common;
+use common::*;
+
+use engine::load::{load_with, LoadOptions};
+use engine::tokenizer::StreamDecoder;
+use kernels::exec::Serial;
+
+/// run.c's loop: prompt tokens forced, then argmax; stop if BOS is produced.
+fn run_c_greedy(model: &mut engine::model::Model, prompt: &[u32], steps: usize) -> (Vec<u32>, Vec<Vec<f32>>) {
+    let mut out = Vec::new();
+    let mut logits_seen = Vec::new();
+    let mut token = prompt[0];
+    for pos in 0..steps {
+        let logits = model.forward(token, pos, &Serial).expect("forward");
+        if pos < 3 {
+            logits_seen.push(logits.to_vec());
+        }
+        let next = if pos + 1 < prompt.len() { prompt[pos + 1] } else { argmax(logits) };
+        if next == 1 {
+            break;
+        }
+        out.push(next);
+        token = next;
+    }
+    (out, logits_seen)
+}
+
+fn check_runs(model_file: &str, tokenizer: Option<&str>, key: &str) {
+    let expected = json("testdata/expected/llama2c-generation.json");
+    let tok_bytes = tokenizer.map(read);
+    let (mut model, tok) =
+        load_with(blob(read(model_file)), tok_bytes.as_deref(), &LoadOptions::default()).expect("load");
+    for run in expected[key]["runs"].as_array().unwrap() {
+        let prompt_ids = ids(&run["prompt_ids"]);
+        let prompt = run["prompt"].as_str().unwrap();
+        // The tokenizer reproduces the recorded prompt ids.
+        assert_eq!(tok.encode(prompt, true), prompt_ids, "{key}: prompt '{prompt}'");
+        let steps = run["steps"].as_u64().unwrap() as usize;
+        let (out, logits) = run_c_greedy(&mut model, &prompt_ids, steps);
+        assert_eq!(out, ids(&run["output_ids_after_bos"]), "{key}: ids for '{prompt}'");
+        // Text as run.c prints it.
+        let mut dec = StreamDecoder::new(Some(1));
+        let mut text = String::new();
+        for &id in &out {
+            dec.push(&tok, id, &mut text);
+        }
+        dec.finish(&mut text);
+        assert_eq!(text, run["text"].as_str().unwrap(), "{key}: text for '{prompt}'");
+        // Full logits where recorded.
+        if let Some(full) = run.get("full_logits_at_pos") {
+            let recorded = full.as_object().unwrap();
+            assert!(!recorded.is_empty());
+            for (p, want) in recorded {
+                let got = &logits[p.parse::<usize>().unwrap()];
+                let want: Vec<f64> = serde_json::from_value(want.clone()).unwrap();
+                assert_eq!(want.len(), got.len());
+                let max = got.iter().zip(&want).map(|(a, b)| (f64::from(*a) - b).abs()).fold(0.0, f64::max);
+                assert!(max < 1e-4, "{key}: logits at pos {p} differ by {max}");
+            }
+        }
+    }
+}
+
+#[test]
+fn v0_f32_matches_reference() {
+    check_runs("testdata/stories260K/stories260K.bin", Some("testdata/stories260K/tok512.bin"), "stories260K");
+}
+
+#[test]
+fn v2_q8_0_matches_dequantized_reference() {
+    check_runs("testdata/llama2c-q80/stories260K_q80.bin", Some("testdata/stories260K/tok512.bin"), "stories260K_q80_dequantized");
+}
+
+#[test]
+fn gguf_f32_matches_reference() {
+    check_runs("testdata/stories260K-gguf/stories260K.gguf", None, "stories260K");
+}
+
+#[test]
+fn gguf_f16_matches_reference() {
+    check_runs("testdata/stories260K-gguf/stories260K-F16.gguf", None, "stories260K_gguf_f16");
+}
+
