@@ -107,18 +107,15 @@ pub fn run() -> Status {
     }
     #[cfg(not(feature = "hwtest"))]
     {
-        let settings = load_settings(&mut esp).unwrap_or_else(|e| fatal(&mut con, &e));
+        let settings = load_settings(&mut esp);
         menu_loop(&mut esp, &mut con, &exec, &settings)
     }
 }
 
 /// Reads `\lbm.cfg` if present; a bad file is reported and the defaults used.
-fn load_settings(esp: &mut Esp) -> Result<ChatSettings, String> {
-    let defaults = || {
-        ChatSettings::parse_cfg("").map_err(|e| format!("internal error: the default settings do not parse: {e}"))
-    };
+fn load_settings(esp: &mut Esp) -> ChatSettings {
     if !esp.exists(CFG_PATH) {
-        return defaults();
+        return ChatSettings::default();
     }
     let parsed = esp.read_small(CFG_PATH, CFG_MAX).and_then(|bytes| {
         let text = core::str::from_utf8(&bytes).map_err(|e| format!("not UTF-8 text ({e})"))?;
@@ -127,12 +124,12 @@ fn load_settings(esp: &mut Esp) -> Result<ChatSettings, String> {
     match parsed {
         Ok(s) => {
             sayln(&format!("Settings: {CFG_PATH}"));
-            Ok(s)
+            s
         }
         Err(e) => {
             sayln(&format!("{CFG_PATH}: error: {e}"));
             sayln("Using the default settings.");
-            defaults()
+            ChatSettings::default()
         }
     }
 }

@@ -155,6 +155,27 @@ pub fn join(dir: &str, name: &str) -> String {
     }
 }
 
+/// What to do after a probe that said the prefix was too short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Read this many bytes and probe again.
+    Read(usize),
+    /// Reading more cannot help: the file itself is too short, or the
+    /// header is larger than we are willing to read.
+    GiveUp,
+}
+
+/// Decides how much to re-read after `Truncated { offset, need }` for a
+/// prefix of `have` bytes of a `size`-byte file.
+pub fn retry_after_truncated(offset: u64, need: u64, have: usize, size: u64) -> Retry {
+    let more = offset.saturating_add(need);
+    if more <= have as u64 || more > size || more > PROBE_MAX {
+        Retry::GiveUp
+    } else {
+        Retry::Read(more as usize)
+    }
+}
+
 /// Reads a header and probes it, re-reading more when the engine asks.
 fn probe_file(esp: &mut Esp, path: &str) -> Result<ModelSummary, String> {
     let mut want = PROBE_FIRST;
@@ -162,21 +183,15 @@ fn probe_file(esp: &mut Esp, path: &str) -> Result<ModelSummary, String> {
         let (prefix, size) = esp.read_prefix(path, want)?;
         match engine::load::probe(&prefix, size) {
             Ok(s) => return Ok(s),
-            Err(engine::Error::Truncated { offset, need, .. }) => {
-                let more = offset.saturating_add(need);
-                let can_grow = (prefix.len() as u64) < size.min(PROBE_MAX);
-                if more <= prefix.len() as u64 || !can_grow {
-                    return Err(engine::Error::Truncated {
-                        what: String::from("header"),
-                        offset,
-                        need,
-                        have: size.saturating_sub(offset),
+            Err(e) => {
+                if let engine::Error::Truncated { offset, need, .. } = e {
+                    if let Retry::Read(n) = retry_after_truncated(offset, need, prefix.len(), size) {
+                        want = n;
+                        continue;
                     }
-                    .to_string());
                 }
-                want = more.min(PROBE_MAX).min(size) as usize;
+                return Err(e.to_string());
             }
-            Err(e) => return Err(e.to_string()),
         }
     }
 }
@@ -316,6 +331,18 @@ mod tests {
         assert_eq!(format_size(60_816_028), "58 MiB");
         assert_eq!(format_size(1_170_000_000), "1.1 GiB");
         assert_eq!(format_size(4 << 30), "4.0 GiB");
+    }
+
+    #[test]
+    fn truncated_retry() {
+        // Header larger than the first read: read exactly what is asked.
+        assert_eq!(retry_after_truncated(24, 100_000, 65_536, 1 << 30), Retry::Read(100_024));
+        // The file is shorter than what the header describes.
+        assert_eq!(retry_after_truncated(28, 2_000_000, 65_536, 1_000_000), Retry::GiveUp);
+        // Already had that much: the engine's error stands.
+        assert_eq!(retry_after_truncated(0, 100, 65_536, 1 << 30), Retry::GiveUp);
+        // Absurd header sizes are not read.
+        assert_eq!(retry_after_truncated(0, 1 << 40, 65_536, 1 << 41), Retry::GiveUp);
     }
 
     #[test]
