@@ -282,12 +282,11 @@ fn boot_and_play(o: &Opts, esp: &Path, vars: &Path) -> Result<(), String> {
             break;
         }
         if start.elapsed() > o.timeout {
-            err = Some(format!(
-                "timeout after {} s at step {} of {}",
-                o.timeout.as_secs(),
-                step + 1,
-                o.steps.len()
-            ));
+            err = Some(if script_done {
+                format!("timeout after {} s waiting for QEMU to exit", o.timeout.as_secs())
+            } else {
+                format!("timeout after {} s at step {} of {}", o.timeout.as_secs(), step + 1, o.steps.len())
+            });
             break;
         }
     }
