@@ -7,6 +7,8 @@
 //! - `census [PATH] [--json]`: counts FMA and scalar SSE instructions in the
 //!   built `.efi` to prove it is hard-float with AVX2/FMA kernels.
 //! - `test-efi`: runs the UEFI app's pure-logic unit tests on the host.
+//! - `clippy-efi`: clippy (with the workspace's unsafe lints) on the UEFI app,
+//!   for its own target, warnings as errors.
 //! - `efi-smoke [--timeout S] [--model FILE]...`: boots the app under QEMU
 //!   with a throwaway FAT directory as ESP and checks the boot output.
 
@@ -22,11 +24,12 @@ usage: cargo xtask <command>
 commands:
   build-efi [--debug] [--features F]
                              build the UEFI app, copy it to target/efi/BOOTX64.EFI
-                             (feature hwtest: a diagnostic build echoing keys)
+                             (feature hwtest: diagnostics and a key echo before the menu)
   setup                      install nightly + rust-src, qemu, ovmf, binutils if missing
   census [PATH] [--json]     count vfmadd / scalar SSE instructions in the .efi
                              (default PATH: target/efi/BOOTX64.EFI)
   test-efi                   run the UEFI app's unit tests on the host
+  clippy-efi                 clippy on the UEFI app for its target (needs clippy on nightly)
   efi-smoke [OPTIONS]        boot the built app under QEMU (see --help)
 ";
 
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         "setup" => setup(rest),
         "census" => census::run(&root(), rest),
         "test-efi" => test_efi(rest),
+        "clippy-efi" => clippy_efi(rest),
         "efi-smoke" => smoke::run(&root(), rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
@@ -165,6 +169,32 @@ fn test_efi(args: &[String]) -> Result<(), String> {
     ]);
     cmd.args(args);
     run_status(&mut cmd, "cargo +nightly test (efi, host)")
+}
+
+/// `cargo xtask clippy-efi`: clippy for the UEFI target, warnings denied.
+fn clippy_efi(args: &[String]) -> Result<(), String> {
+    if let Some(a) = args.first() {
+        return Err(format!("clippy-efi: unknown argument '{a}'"));
+    }
+    let root = root();
+    let mut cmd = nightly_cargo(&root);
+    cmd.args([
+        "clippy",
+        "--manifest-path",
+        "crates/efi/Cargo.toml",
+        "-Zbuild-std=core,alloc,compiler_builtins",
+        "-Zbuild-std-features=compiler-builtins-mem",
+        "-Zjson-target-spec",
+        "--target",
+        TARGET_SPEC,
+        "--target-dir",
+        EFI_TARGET_DIR,
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run_status(&mut cmd, "cargo +nightly clippy (efi; `rustup component add clippy --toolchain nightly` if missing)")
 }
 
 /// Whether `prog` runs (is on PATH).

@@ -102,14 +102,10 @@ pub fn run() -> Status {
     };
 
     #[cfg(feature = "hwtest")]
-    {
-        hwtest(&mut esp, &mut con, &exec)
-    }
-    #[cfg(not(feature = "hwtest"))]
-    {
-        let settings = load_settings(&mut esp);
-        menu_loop(&mut esp, &mut con, &exec, &settings)
-    }
+    hwtest(&mut esp, &mut con, &exec);
+
+    let settings = load_settings(&mut esp);
+    menu_loop(&mut esp, &mut con, &exec, &settings)
 }
 
 /// Reads `\lbm.cfg` if present; a bad file is reported and the defaults used.
@@ -221,7 +217,7 @@ fn choose(con: &mut UefiConsole, entries: &[Entry], usable: &[usize], settings: 
 /// The progress line: bar, MB done / total, MB/s.
 fn progress_line(done: u64, total: u64, elapsed_us: u64) -> String {
     const WIDTH: u64 = 30;
-    let filled = if total == 0 { WIDTH } else { (done.min(total) * WIDTH) / total };
+    let filled = (done.min(total) * WIDTH).checked_div(total).unwrap_or(WIDTH);
     let mut bar = String::new();
     for i in 0..WIDTH {
         bar.push(if i < filled { '#' } else { '.' });
@@ -290,9 +286,10 @@ fn load_and_chat(
 
 /// Hardware test build (`--features hwtest`): lists the ESP, checks the
 /// worker cores leave when idle and come back, then echoes decoded keys until
-/// `q` (`p` panics on this core, `w` on a worker core), then powers off.
+/// `q` (`p` panics on this core, `w` on a worker core); the normal flow
+/// follows.
 #[cfg(feature = "hwtest")]
-fn hwtest(esp: &mut Esp, con: &mut UefiConsole, exec: &Exec) -> ! {
+fn hwtest(esp: &mut Esp, con: &mut UefiConsole, exec: &Exec) {
     for dir in menu::MODEL_DIRS {
         match esp.list(dir) {
             Ok(list) => {
@@ -341,7 +338,6 @@ fn hwtest(esp: &mut Esp, con: &mut UefiConsole, exec: &Exec) -> ! {
         }
     }
     sayln("HWTEST-DONE");
-    shutdown(Status::SUCCESS)
 }
 
 #[cfg(test)]

@@ -125,7 +125,7 @@ impl KeyDecoder {
             0x04 => Key::CtrlD,
             0x1B => Key::Esc,
             0x00..=0x1F => return,
-            0xC2..=0xDF | 0xE0..=0xEF | 0xF0..=0xF4 => {
+            0xC2..=0xF4 => {
                 self.partial[0] = c as u8;
                 self.have = 1;
                 self.need = match c {
@@ -266,7 +266,7 @@ impl UefiConsole {
     fn wait_key_event(&self) {
         let waited = system::with_stdin(|input| input.wait_for_key_event())
             .ok()
-            .map(|ev| boot::wait_for_event(&mut [ev]).is_ok());
+            .map(|ev| boot::wait_for_event(&[ev]).is_ok());
         if waited != Some(true) {
             boot::stall(Duration::from_millis(10));
         }

@@ -113,7 +113,7 @@ extern "efiapi" fn ap_entry(_arg: *mut c_void) {
         }
         core::hint::spin_loop();
         spins = spins.wrapping_add(1);
-        if spins % 1024 == 0 && cpu::rdtsc().wrapping_sub(idle_since) > idle_limit {
+        if spins.is_multiple_of(1024) && cpu::rdtsc().wrapping_sub(idle_since) > idle_limit {
             // Leave, unless a job was published meanwhile (then the CAS fails
             // and we take part in it).
             let leave = word(seen, members_of(w).saturating_sub(1));

@@ -24,7 +24,7 @@ fn panic(info: &PanicInfo) -> ! {
         app::shutdown(Status::ABORTED);
     }
     let _ = write!(ConOut, "\n\n*** llm-baremetal stopped: {info}\n");
-    let _ = write!(ConOut, "The machine will power off in 10 seconds (or press a key).\n");
+    let _ = writeln!(ConOut, "The machine will power off in 10 seconds (or press a key).");
     for _ in 0..1000 {
         if let Ok(Some(_)) = system::with_stdin(|input| input.read_key()) {
             break;
