@@ -1,5 +1,8 @@
 //! The `lbm` command's library half: everything the binary does, reachable
 //! from integration tests.
 
+pub mod convert;
+pub mod host;
 pub mod image;
 pub mod qemu;
+pub mod spm_model;

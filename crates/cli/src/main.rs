@@ -1,1 +1,459 @@
-fn main() {}
+//! `lbm`: chat, generate, inspect, convert and boot models from a terminal.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use engine::chat::{Chat, ChatSettings};
+use engine::console::PlatformInfo;
+use engine::generate::{generate, Hooks};
+use engine::sampler::{Sampler, SamplerConfig};
+use kernels::exec::Executor;
+use kernels::pool::ThreadPool;
+use lbm::host;
+
+#[derive(Parser)]
+#[command(name = "lbm", version, about = "llm-baremetal: run language models in a terminal or on bare metal")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Generate text from a prompt.
+    Generate(GenerateArgs),
+    /// Chat with a model in the terminal (the same REPL as the UEFI app).
+    Chat(ChatArgs),
+    /// Write the logits of a token sequence (fed one at a time) to a file.
+    Logits(LogitsArgs),
+    /// Turn text into token ids.
+    Tokenize(TokenizeArgs),
+    /// Turn token ids into text.
+    Detokenize(DetokenizeArgs),
+    /// Describe a model file.
+    Info(InfoArgs),
+    /// Convert a Hugging Face model folder (config.json + safetensors) to GGUF.
+    Convert(ConvertArgs),
+}
+
+#[derive(Args)]
+struct ConvertArgs {
+    /// The Hugging Face model folder.
+    input: PathBuf,
+    /// The GGUF file to write.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Storage type for the matrices.
+    #[arg(long, value_enum, default_value = "f32")]
+    r#type: ConvertType,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ConvertType {
+    F32,
+    F16,
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// Model file (.gguf, or a llama2.c .bin).
+    #[arg(short, long)]
+    model: PathBuf,
+    /// Tokenizer for llama2.c checkpoints (default: found next to the model).
+    #[arg(short = 'z', long)]
+    tokenizer: Option<PathBuf>,
+    /// Threads (default: all cores).
+    #[arg(short, long)]
+    threads: Option<usize>,
+    /// Context length to allocate (default: the model's, at most 4096).
+    #[arg(short = 'c', long, default_value_t = 4096)]
+    ctx: usize,
+}
+
+#[derive(Args)]
+struct SamplingArgs {
+    /// Temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.8)]
+    temp: f32,
+    /// Top-k (0 = off).
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    /// Top-p (1 = off).
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Min-p (0 = off).
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    /// Repetition penalty (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    /// RNG seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+impl SamplingArgs {
+    fn config(&self) -> Result<SamplerConfig> {
+        if !(0.0..=100.0).contains(&self.temp) {
+            bail!("--temp must be between 0 and 100");
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) || !(0.0..=1.0).contains(&self.min_p) {
+            bail!("--top-p must be in (0, 1] and --min-p in [0, 1]");
+        }
+        if !(self.repeat_penalty > 0.0) {
+            bail!("--repeat-penalty must be positive");
+        }
+        Ok(SamplerConfig {
+            temperature: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: 64,
+            seed: self.seed,
+        })
+    }
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// The prompt.
+    #[arg(short, long, conflicts_with = "ids", required_unless_present = "ids")]
+    prompt: Option<String>,
+    /// The prompt as token ids, e.g. 1,403,407.
+    #[arg(long, value_delimiter = ',')]
+    ids: Option<Vec<u32>>,
+    /// Tokens to generate at most.
+    #[arg(short = 'n', long, default_value_t = 256)]
+    n: usize,
+    /// Print one JSON object instead of streaming text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ChatArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Temperature (0 = greedy).
+    #[arg(long)]
+    temp: Option<f32>,
+    /// Maximum reply length.
+    #[arg(long)]
+    max_tokens: Option<usize>,
+    /// Top-p.
+    #[arg(long)]
+    top_p: Option<f32>,
+    /// Top-k.
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// RNG seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// System prompt.
+    #[arg(long)]
+    system: Option<String>,
+    /// Settings file (same format as lbm.cfg on the boot disk).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct LogitsArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Token ids, e.g. 1,403,407.
+    #[arg(long, value_delimiter = ',', required = true)]
+    ids: Vec<u32>,
+    /// Output file: little-endian f32, row-major [n_ids, vocab].
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+#[derive(Args)]
+struct TokenizeArgs {
+    /// A model file, a llama2.c tokenizer.bin, or a folder with encoder.json + vocab.bpe.
+    #[arg(short, long)]
+    model: PathBuf,
+    /// Tokenizer for llama2.c checkpoints.
+    #[arg(short = 'z', long)]
+    tokenizer: Option<PathBuf>,
+    /// Do not add BOS even if the tokenizer asks for it.
+    #[arg(long)]
+    no_bos: bool,
+    /// Parse special tokens (like </s>) in the text.
+    #[arg(long)]
+    special: bool,
+    /// Print {"ids": [...], "pieces": [...]}.
+    #[arg(long)]
+    json: bool,
+    /// The text.
+    text: String,
+}
+
+#[derive(Args)]
+struct DetokenizeArgs {
+    /// A model file, a llama2.c tokenizer.bin, or a folder with encoder.json + vocab.bpe.
+    #[arg(short, long)]
+    model: PathBuf,
+    /// Tokenizer for llama2.c checkpoints.
+    #[arg(short = 'z', long)]
+    tokenizer: Option<PathBuf>,
+    /// Token ids (space- or comma-separated).
+    #[arg(required = true, value_delimiter = ',')]
+    ids: Vec<String>,
+}
+
+#[derive(Args)]
+struct InfoArgs {
+    /// Model file.
+    model: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn pool(threads: Option<usize>) -> ThreadPool {
+    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    ThreadPool::new(n.max(1))
+}
+
+fn platform(exec: &dyn Executor) -> PlatformInfo {
+    PlatformInfo { simd: kernels::cpu::level().name().into(), cores: exec.n_threads(), mem_used: 0, mem_free: 0 }
+}
+
+struct StdoutHooks {
+    start: std::time::Instant,
+    stream: bool,
+    stops: Vec<u32>,
+}
+
+impl Hooks for StdoutHooks {
+    fn now_us(&mut self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+    fn on_text(&mut self, text: &str) -> bool {
+        if self.stream {
+            let mut o = std::io::stdout().lock();
+            let _ = o.write_all(text.as_bytes());
+            let _ = o.flush();
+        }
+        true
+    }
+    fn is_stop(&self, id: u32) -> bool {
+        self.stops.contains(&id)
+    }
+}
+
+fn cmd_generate(a: GenerateArgs) -> Result<()> {
+    let exec = pool(a.model.threads);
+    let (mut model, tok) = host::load(&a.model.model, a.model.tokenizer.as_deref(), a.model.ctx)?;
+    let prompt_ids = match (&a.prompt, &a.ids) {
+        (Some(p), _) => tok.encode(p, tok.add_bos()),
+        (None, Some(ids)) => ids.clone(),
+        (None, None) => bail!("give -p PROMPT or --ids"),
+    };
+    if prompt_ids.is_empty() {
+        bail!("the prompt is empty (and the tokenizer adds no BOS): give some text or --ids");
+    }
+    let mut sampler = Sampler::new(a.sampling.config()?, model.config.vocab_size);
+    let mut hooks = StdoutHooks { start: std::time::Instant::now(), stream: !a.json, stops: vec![tok.eos()] };
+    if !a.json {
+        if let Some(p) = &a.prompt {
+            print!("{p}");
+        }
+    }
+    let mut history = Vec::new();
+    let g = generate(&mut model, &tok, &mut sampler, &exec, &prompt_ids, 0, a.n, &mut history, &mut hooks)?;
+    if a.json {
+        let v = serde_json::json!({"prompt_ids": prompt_ids, "ids": g.ids, "text": g.text, "stop": g.stop.name()});
+        println!("{v}");
+    } else {
+        println!();
+    }
+    eprintln!(
+        "[{} prompt tokens, {:.1} tok/s | {} generated, {:.1} tok/s | stop: {} | {} threads, {}]",
+        g.prompt_tokens,
+        g.prompt_tok_s(),
+        g.ids.len(),
+        g.decode_tok_s(),
+        g.stop.name(),
+        exec.n_threads(),
+        kernels::cpu::level().name()
+    );
+    Ok(())
+}
+
+fn cmd_chat(a: ChatArgs) -> Result<()> {
+    let exec = pool(a.model.threads);
+    let mut settings = match &a.config {
+        Some(p) => ChatSettings::parse_cfg(&String::from_utf8_lossy(&host::read_file(p)?))?,
+        None => ChatSettings::default(),
+    };
+    if let Some(t) = a.temp {
+        settings.temperature = t;
+    }
+    if let Some(n) = a.max_tokens {
+        settings.max_tokens = n;
+    }
+    if let Some(p) = a.top_p {
+        settings.top_p = p;
+    }
+    if let Some(k) = a.top_k {
+        settings.top_k = k;
+    }
+    if let Some(s) = a.seed {
+        settings.seed = s;
+    }
+    if a.system.is_some() {
+        settings.system_prompt = a.system.clone();
+    }
+    let interrupt = host::install_interrupt_flag();
+    let mut con = host::StdConsole::new(interrupt, platform(&exec));
+    loop {
+        let (model, tok) = host::load(&a.model.model, a.model.tokenizer.as_deref(), a.model.ctx)?;
+        let name = model.name.clone();
+        let mut chat = Chat::new(model, tok, settings.clone(), name);
+        match chat.run(&mut con, &exec) {
+            engine::chat::ReplExit::Exit => {
+                println!("Bye.");
+                return Ok(());
+            }
+            // There is no menu on the host: reload the same model.
+            engine::chat::ReplExit::ChangeModel => {
+                settings = chat.settings.clone();
+                println!("(lbm chat has one model; reloading {})", a.model.model.display());
+            }
+        }
+    }
+}
+
+fn cmd_logits(a: LogitsArgs) -> Result<()> {
+    let exec = pool(a.model.threads);
+    let (mut model, _tok) = host::load(&a.model.model, a.model.tokenizer.as_deref(), a.model.ctx)?;
+    let mut out = Vec::with_capacity(a.ids.len() * model.config.vocab_size * 4);
+    for (pos, &id) in a.ids.iter().enumerate() {
+        let l = model.forward(id, pos, &exec)?;
+        for v in l {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    std::fs::write(&a.output, out).with_context(|| format!("writing {}", a.output.display()))?;
+    eprintln!("wrote {} x {} logits to {}", a.ids.len(), model.config.vocab_size, a.output.display());
+    Ok(())
+}
+
+fn cmd_tokenize(a: TokenizeArgs) -> Result<()> {
+    let tok = host::load_tokenizer(&a.model, a.tokenizer.as_deref())?;
+    let bos = tok.add_bos() && !a.no_bos;
+    let ids = if a.special { tok.encode_with_special(&a.text, bos) } else { tok.encode(&a.text, bos) };
+    if a.json {
+        let pieces: Vec<&str> = ids.iter().map(|&i| tok.piece(i).unwrap_or("")).collect();
+        println!("{}", serde_json::json!({"ids": ids, "pieces": pieces}));
+    } else {
+        println!("{}", ids.iter().map(u32::to_string).collect::<Vec<_>>().join(" "));
+    }
+    Ok(())
+}
+
+fn cmd_detokenize(a: DetokenizeArgs) -> Result<()> {
+    let tok = host::load_tokenizer(&a.model, a.tokenizer.as_deref())?;
+    let mut ids = Vec::new();
+    for s in a.ids.iter().flat_map(|s| s.split_whitespace()) {
+        let id: u32 = s.parse().with_context(|| format!("'{s}' is not a token id"))?;
+        if id as usize >= tok.vocab_size() {
+            bail!("token id {id} is outside the vocabulary (size {})", tok.vocab_size());
+        }
+        ids.push(id);
+    }
+    println!("{}", tok.decode(&ids));
+    Ok(())
+}
+
+fn human(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.2} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+fn cmd_info(a: InfoArgs) -> Result<()> {
+    let bytes = host::read_file(&a.model)?;
+    let s = engine::load::probe(&bytes, bytes.len() as u64).with_context(|| format!("reading {}", a.model.display()))?;
+    let mut types: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut tokenizer = String::from("none (needs tokenizer.bin)");
+    if bytes.starts_with(b"GGUF") {
+        let g = engine::gguf::Gguf::parse(&bytes, bytes.len() as u64)?;
+        for t in &g.tensors {
+            *types.entry(t.ty.name().to_string()).or_default() += 1;
+        }
+        if let Ok(m) = g.get_str("tokenizer.ggml.model") {
+            tokenizer = format!("{m}, {} tokens", g.get_array("tokenizer.ggml.tokens").map_or(0, |a| a.len()));
+        }
+    } else {
+        types.insert(s.tensor_type.clone(), 0);
+        if let Some(t) = host::find_tokenizer(&a.model) {
+            tokenizer = format!("llama2.c {}", t.display());
+        }
+    }
+    if a.json {
+        let v = serde_json::json!({
+            "format": s.format, "arch": s.arch, "n_params": s.n_params, "tensor_type": s.tensor_type,
+            "tensor_types": types, "file_size": s.file_size, "mem_needed": s.mem_needed,
+            "dim": s.dim, "n_layers": s.n_layers, "n_heads": s.n_heads, "n_kv_heads": s.n_kv_heads,
+            "vocab_size": s.vocab_size, "n_ctx": s.n_ctx, "tokenizer": tokenizer,
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    println!("file:         {} ({})", a.model.display(), human(s.file_size));
+    println!("format:       {}", s.format);
+    println!("architecture: {}", s.arch);
+    println!("parameters:   {} ({:.1}M)", s.n_params, s.n_params as f64 / 1e6);
+    println!(
+        "dimensions:   dim {}, {} layers, {} heads, {} kv heads, vocab {}, context {}",
+        s.dim, s.n_layers, s.n_heads, s.n_kv_heads, s.vocab_size, s.n_ctx
+    );
+    let tt: Vec<String> =
+        types.iter().map(|(k, v)| if *v > 0 { format!("{k} x{v}") } else { k.clone() }).collect();
+    println!("tensor types: {} (main {})", tt.join(", "), s.tensor_type);
+    println!("tokenizer:    {tokenizer}");
+    println!("memory:       {} to run with a {}-token context", human(s.mem_needed), s.n_ctx.min(4096));
+    Ok(())
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Generate(a) => cmd_generate(a),
+        Cmd::Chat(a) => cmd_chat(a),
+        Cmd::Logits(a) => cmd_logits(a),
+        Cmd::Tokenize(a) => cmd_tokenize(a),
+        Cmd::Detokenize(a) => cmd_detokenize(a),
+        Cmd::Info(a) => cmd_info(a),
+        Cmd::Convert(a) => {
+            let ty = match a.r#type {
+                ConvertType::F32 => lbm::convert::OutType::F32,
+                ConvertType::F16 => lbm::convert::OutType::F16,
+            };
+            let opts = lbm::convert::ConvertOptions { input: a.input, output: a.output, ty };
+            lbm::convert::convert(&opts, &mut |m| eprintln!("{m}"))
+        }
+    }
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+

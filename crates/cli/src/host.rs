@@ -1,0 +1,235 @@
+//! Host glue: reading model files, the terminal console, the clock.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use engine::console::{Console, Key, PlatformInfo};
+use engine::load::{Blob, LoadOptions};
+use engine::model::Model;
+use engine::tokenizer::Tokenizer;
+
+/// Reads a whole file.
+pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Finds the tokenizer for a llama2.c checkpoint: NAME.tok.bin, tokenizer.bin
+/// or tok*.bin next to it.
+pub fn find_tokenizer(model: &Path) -> Option<PathBuf> {
+    let dir = model.parent().unwrap_or(Path::new("."));
+    let stem = model.file_stem()?.to_string_lossy().to_string();
+    let named = dir.join(format!("{stem}.tok.bin"));
+    if named.is_file() {
+        return Some(named);
+    }
+    let tb = dir.join("tokenizer.bin");
+    if tb.is_file() {
+        return Some(tb);
+    }
+    let mut toks: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let n = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            n.starts_with("tok") && n.ends_with(".bin") && p.is_file()
+        })
+        .collect();
+    toks.sort();
+    toks.into_iter().next()
+}
+
+/// Loads a model and its tokenizer. `tokenizer` is needed for llama2.c files
+/// (found next to the model when not given).
+pub fn load(model: &Path, tokenizer: Option<&Path>, n_ctx: usize) -> Result<(Model, Tokenizer)> {
+    let bytes = read_file(model)?;
+    let is_gguf = bytes.starts_with(b"GGUF");
+    let tok_path = match tokenizer {
+        Some(t) => Some(t.to_path_buf()),
+        None if !is_gguf => Some(find_tokenizer(model).with_context(|| {
+            format!("{} is a llama2.c checkpoint and no tokenizer was found next to it; pass -z tokenizer.bin", model.display())
+        })?),
+        None => None,
+    };
+    let tok_bytes = tok_path.as_deref().map(read_file).transpose()?;
+    let blob: Blob = Box::new(bytes);
+    let (mut m, t) = engine::load::load_with(blob, tok_bytes.as_deref(), &LoadOptions { n_ctx })
+        .with_context(|| format!("loading {}", model.display()))?;
+    if m.name.is_empty() {
+        m.name = model.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    }
+    Ok((m, t))
+}
+
+/// Loads only a tokenizer: from a model file (GGUF or llama2.c with its
+/// tokenizer), a llama2.c tokenizer.bin, or a folder with encoder.json +
+/// vocab.bpe (or vocab.json + merges.txt).
+pub fn load_tokenizer(path: &Path, tokenizer: Option<&Path>) -> Result<Tokenizer> {
+    if path.is_dir() {
+        for (enc, merges) in [("encoder.json", "vocab.bpe"), ("vocab.json", "merges.txt")] {
+            if path.join(enc).is_file() && path.join(merges).is_file() {
+                let t = engine::tokenizer::bpe::BpeTokenizer::from_encoder_json(
+                    &read_file(&path.join(enc))?,
+                    &read_file(&path.join(merges))?,
+                )?;
+                return Ok(Tokenizer::Bpe(t));
+            }
+        }
+        bail!("{} has neither encoder.json + vocab.bpe nor vocab.json + merges.txt", path.display());
+    }
+    let bytes = read_file(path)?;
+    if bytes.starts_with(b"GGUF") {
+        return Ok(engine::gguf_model::tokenizer(&bytes)?);
+    }
+    // A llama2.c checkpoint (its header parses and the size matches) or a tokenizer.bin.
+    if let Ok(h) = engine::llama2c::Header::parse(&bytes) {
+        if h.expected_len().ok() == Some(bytes.len() as u64) {
+            let tp = match tokenizer {
+                Some(t) => t.to_path_buf(),
+                None => find_tokenizer(path).context("no tokenizer found next to the checkpoint; pass -z")?,
+            };
+            return Ok(Tokenizer::from_llama2c(&read_file(&tp)?, h.vocab_size)?);
+        }
+    }
+    let n = llama2c_token_count(&bytes).with_context(|| format!("{} is not a tokenizer or model file", path.display()))?;
+    Ok(Tokenizer::from_llama2c(&bytes, n)?)
+}
+
+/// Counts the entries of a llama2.c tokenizer.bin (the format has no count).
+fn llama2c_token_count(b: &[u8]) -> Option<usize> {
+    let mut off = 4usize;
+    let mut n = 0;
+    while off < b.len() {
+        let len = i32::from_le_bytes(b.get(off + 4..off + 8)?.try_into().ok()?);
+        let len = usize::try_from(len).ok()?;
+        off = off.checked_add(8 + len)?;
+        if off > b.len() {
+            return None;
+        }
+        n += 1;
+    }
+    (n > 0).then_some(n)
+}
+
+/// Ctrl-C during a reply stops it instead of killing the process.
+pub fn install_interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = Arc::clone(&flag);
+    // If a handler is already installed (tests), keep going without one.
+    let _ = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst));
+    flag
+}
+
+/// The terminal. On a tty the line discipline echoes and edits lines; from a
+/// pipe the REPL echoes what it reads, like the UEFI console.
+pub struct StdConsole {
+    start: Instant,
+    tty: bool,
+    interrupt: Arc<AtomicBool>,
+    pending: Vec<u8>,
+    last_cr: bool,
+    pub platform: PlatformInfo,
+    stdin: std::io::Stdin,
+}
+
+impl StdConsole {
+    pub fn new(interrupt: Arc<AtomicBool>, platform: PlatformInfo) -> Self {
+        StdConsole {
+            start: Instant::now(),
+            tty: std::io::stdin().is_terminal(),
+            interrupt,
+            pending: Vec::new(),
+            last_cr: false,
+            platform,
+            stdin: std::io::stdin(),
+        }
+    }
+
+    fn byte(&mut self) -> Option<u8> {
+        if self.pending.is_empty() {
+            let mut buf = [0u8; 4096];
+            let n = self.stdin.lock().read(&mut buf).ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.pending.extend_from_slice(&buf[..n]);
+            self.pending.reverse();
+        }
+        self.pending.pop()
+    }
+}
+
+impl Console for StdConsole {
+    fn write_str(&mut self, s: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(s.as_bytes());
+        let _ = out.flush();
+    }
+
+    fn read_key(&mut self) -> Option<Key> {
+        loop {
+            let b = self.byte()?;
+            let was_cr = std::mem::replace(&mut self.last_cr, b == b'\r');
+            return Some(match b {
+                b'\n' if was_cr => continue,
+                b'\r' | b'\n' => Key::Enter,
+                0x7f | 0x08 => Key::Backspace,
+                0x03 => Key::CtrlC,
+                0x04 => Key::CtrlD,
+                b'\t' => Key::Tab,
+                0x1b => match self.byte() {
+                    Some(b'[') => match self.byte()? {
+                        b'A' => Key::Up,
+                        b'B' => Key::Down,
+                        b'C' => Key::Right,
+                        b'D' => Key::Left,
+                        b'H' => Key::Home,
+                        b'F' => Key::End,
+                        b'3' => {
+                            self.byte();
+                            Key::Delete
+                        }
+                        _ => continue,
+                    },
+                    Some(other) => {
+                        self.pending.push(other);
+                        Key::Esc
+                    }
+                    None => Key::Esc,
+                },
+                b if b < 0x80 => Key::Char(b as char),
+                b => {
+                    // Re-assemble a UTF-8 character.
+                    let len = if b >= 0xf0 { 4 } else if b >= 0xe0 { 3 } else { 2 };
+                    let mut buf = vec![b];
+                    for _ in 1..len {
+                        buf.push(self.byte()?);
+                    }
+                    match std::str::from_utf8(&buf).ok().and_then(|s| s.chars().next()) {
+                        Some(c) => Key::Char(c),
+                        None => continue,
+                    }
+                }
+            });
+        }
+    }
+
+    fn poll_key(&mut self) -> Option<Key> {
+        self.interrupt.swap(false, Ordering::SeqCst).then_some(Key::CtrlC)
+    }
+
+    fn now_us(&mut self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    fn is_interactive(&self) -> bool {
+        self.tty
+    }
+
+    fn platform(&self) -> PlatformInfo {
+        self.platform.clone()
+    }
+}

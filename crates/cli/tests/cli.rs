@@ -1,0 +1,141 @@
+//! The `lbm` binary end to end on the shared stories260K files.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+fn shared(rel: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")).join(rel)
+}
+
+fn lbm(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lbm")).args(args).output().expect("run lbm");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn expected_run(prompt: &str) -> serde_json::Value {
+    let e: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(shared("testdata/expected/llama2c-generation.json")).unwrap()).unwrap();
+    e["stories260K"]["runs"].as_array().unwrap().iter().find(|r| r["prompt"] == prompt).unwrap().clone()
+}
+
+#[test]
+fn generate_json_matches_the_reference() {
+    let model = shared("testdata/stories260K/stories260K.bin");
+    let run = expected_run("Tom and Sue");
+    let (code, out, err) = lbm(&["generate", "-m", model.to_str().unwrap(), "-p", "Tom and Sue", "--temp", "0", "-n", "20", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["prompt_ids"], run["prompt_ids"]);
+    let sampled: Vec<u64> = run["sampled_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+    let got: Vec<u64> = v["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+    assert_eq!(got, sampled[..20]);
+    assert_eq!(v["stop"], "limit");
+    let text = run["text"].as_str().unwrap();
+    assert!(text.starts_with(&format!("Tom and Sue{}", v["text"].as_str().unwrap())), "{v}");
+    assert!(err.contains("tok/s"), "{err}");
+}
+
+#[test]
+fn generate_streams_text_and_stops_at_the_context_end() {
+    let model = shared("testdata/stories260K-gguf/stories260K.gguf");
+    let (code, out, err) = lbm(&["generate", "-m", model.to_str().unwrap(), "--ids", "1,403", "--temp", "0", "-n", "100", "-c", "16", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["stop"], "context");
+    assert_eq!(v["ids"].as_array().unwrap().len(), 15);
+    let (code, out, _) = lbm(&["generate", "-m", model.to_str().unwrap(), "-p", "Lily", "--temp", "0", "-n", "12"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("Lily and Tom were playing"), "{out}");
+}
+
+#[test]
+fn logits_file_has_the_reference_values() {
+    let model = shared("testdata/stories260K/stories260K.bin");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("l.f32");
+    let (code, _, err) = lbm(&["logits", "-m", model.to_str().unwrap(), "--ids", "1,403,407", "-o", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let raw = std::fs::read(&out).unwrap();
+    assert_eq!(raw.len(), 3 * 512 * 4);
+    let l: Vec<f32> = raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    let run = expected_run("");
+    for p in 0..3 {
+        let want = &run["full_logits_at_pos"][p.to_string()];
+        for (i, w) in want.as_array().unwrap().iter().enumerate() {
+            assert!((l[p * 512 + i] as f64 - w.as_f64().unwrap()).abs() < 1e-4);
+        }
+    }
+}
+
+#[test]
+fn tokenize_detokenize_and_info() {
+    let tokbin = shared("testdata/llama2c-tokenizer/tokenizer.bin");
+    let (code, out, _) = lbm(&["tokenize", "-m", tokbin.to_str().unwrap(), "--json", "Hello world"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["ids"], serde_json::json!([1, 15043, 3186]));
+    let gpt2 = shared("testdata/gpt2-bpe");
+    let (_, out, _) = lbm(&["tokenize", "-m", gpt2.to_str().unwrap(), "Hello world"]);
+    assert_eq!(out.trim(), "15496 995");
+    let (_, out, _) = lbm(&["detokenize", "-m", gpt2.to_str().unwrap(), "15496", "995"]);
+    assert_eq!(out.trim_end_matches('\n'), "Hello world");
+    let (code, _, err) = lbm(&["detokenize", "-m", gpt2.to_str().unwrap(), "99999"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("outside the vocabulary"), "{err}");
+    let f16 = shared("testdata/stories260K-gguf/stories260K-F16.gguf");
+    let (code, out, _) = lbm(&["info", "--json", f16.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((v["arch"].as_str(), v["dim"].as_u64(), v["n_layers"].as_u64(), v["tensor_type"].as_str()), (Some("llama"), Some(64), Some(5), Some("F16")));
+    assert_eq!(v["tensor_types"]["F16"], 37);
+}
+
+#[test]
+fn bad_files_fail_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.gguf");
+    std::fs::write(&bad, b"GGUF\x03\x00\x00\x00garbage").unwrap();
+    let (code, _, err) = lbm(&["generate", "-m", bad.to_str().unwrap(), "-p", "x"]);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("error: "), "{err}");
+    let (code, _, err) = lbm(&["info", dir.path().join("missing.bin").to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("missing.bin"), "{err}");
+}
+
+#[test]
+fn chat_repl_over_a_pipe() {
+    let model = shared("testdata/stories260K/stories260K.bin");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lbm"))
+        .args(["chat", "-m", model.to_str().unwrap(), "-t", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"/temp 0\r\n/tokens 12\nOnce upon a time\n/stats\n/history\n/temp 0.5\n/temp 3\n/clear\n/exit\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let o = String::from_utf8_lossy(&out.stdout);
+    let text = expected_run("Once upon a time")["text"].as_str().unwrap().to_string();
+    let reply = &o[o.find("AI: ").unwrap() + 4..];
+    let reply = &reply[..reply.find("\n[").unwrap()];
+    assert!(text.starts_with(&format!("Once upon a time{reply}")) && reply.len() > 10, "{reply:?}");
+    for needle in [
+        "[12 tokens, token limit;",
+        "turns:       1/10",
+        "1. You: Once upon a time",
+        "temperature = 0.50",
+        "error: temperature must be between 0.0 and 2.0 (got 3)",
+        "Conversation cleared.",
+        "Bye.",
+    ] {
+        assert!(o.contains(needle), "missing {needle:?} in\n{o}");
+    }
+}
