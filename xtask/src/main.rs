@@ -11,8 +11,11 @@
 //!   for its own target, warnings as errors.
 //! - `efi-smoke [--timeout S] [--model FILE]...`: boots the app under QEMU
 //!   with a throwaway FAT directory as ESP and checks the boot output.
+//! - `efi-e2e`: the whole app under QEMU with the bundled stories260K model;
+//!   its reply must match `lbm chat` on the host.
 
 mod census;
+mod e2e;
 mod smoke;
 
 use std::path::{Path, PathBuf};
@@ -31,6 +34,8 @@ commands:
   test-efi                   run the UEFI app's unit tests on the host
   clippy-efi                 clippy on the UEFI app for its target (needs clippy on nightly)
   efi-smoke [OPTIONS]        boot the built app under QEMU (see --help)
+  efi-e2e [OPTIONS]          build, boot with assets/stories260K, chat, compare the
+                             reply with `lbm chat` on the host (see --help)
 ";
 
 fn main() -> ExitCode {
@@ -47,6 +52,7 @@ fn main() -> ExitCode {
         "test-efi" => test_efi(rest),
         "clippy-efi" => clippy_efi(rest),
         "efi-smoke" => smoke::run(&root(), rest),
+        "efi-e2e" => e2e::run(&root(), rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())

@@ -33,21 +33,46 @@ options:
   --log PATH           also write the console output to PATH
 ";
 
-enum Step {
+/// One step of a console script.
+pub enum Step {
+    /// Wait for this text (after the previous expectation).
     Expect(String),
+    /// Send these bytes.
     Send(Vec<u8>),
 }
 
-struct Opts {
-    efi: PathBuf,
-    files: Vec<(PathBuf, String)>,
-    steps: Vec<Step>,
-    rejects: Vec<String>,
-    until_exit: bool,
-    timeout: Duration,
-    smp: u32,
-    mem: String,
-    log: Option<PathBuf>,
+/// What to boot and what to play.
+pub struct Opts {
+    pub efi: PathBuf,
+    /// (source on the host, destination path inside the ESP with `/`).
+    pub files: Vec<(PathBuf, String)>,
+    /// (text, destination path inside the ESP).
+    pub texts: Vec<(String, String)>,
+    pub steps: Vec<Step>,
+    pub rejects: Vec<String>,
+    pub until_exit: bool,
+    pub timeout: Duration,
+    pub smp: u32,
+    pub mem: String,
+    pub log: Option<PathBuf>,
+}
+
+impl Opts {
+    /// Defaults: the built app, 2 vCPUs, 2 GiB, 120 s.
+    pub fn new(root: &Path) -> Self {
+        Opts {
+            efi: root.join("target/efi/BOOTX64.EFI"),
+            files: Vec::new(),
+            texts: Vec::new(),
+            steps: Vec::new(),
+            rejects: Vec::new(),
+            until_exit: false,
+            timeout: Duration::from_secs(120),
+            smp: 2,
+            mem: "2G".into(),
+            log: None,
+        }
+    }
 }
 
 /// Decodes the escapes of `--send`.
@@ -87,17 +112,7 @@ pub fn unescape(s: &str) -> Result<Vec<u8>, String> {
 }
 
 fn parse(root: &Path, args: &[String]) -> Result<Opts, String> {
-    let mut o = Opts {
-        efi: root.join("target/efi/BOOTX64.EFI"),
-        files: Vec::new(),
-        steps: Vec::new(),
-        rejects: Vec::new(),
-        until_exit: false,
-        timeout: Duration::from_secs(120),
-        smp: 2,
-        mem: "2G".into(),
-        log: None,
-    };
+    let mut o = Opts::new(root);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = |name: &str| {
@@ -154,6 +169,12 @@ pub fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// `cargo xtask efi-smoke ...`.
 pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
     let o = parse(root, args)?;
+    boot(root, &o).map(|_| ())
+}
+
+/// Boots the app with the files and script of `o`; returns the console
+/// output once the script has passed.
+pub fn boot(root: &Path, o: &Opts) -> Result<Vec<u8>, String> {
     if !o.efi.exists() {
         return Err(format!("{} does not exist (run `cargo xtask build-efi`)", o.efi.display()));
     }
@@ -171,16 +192,23 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
         }
         std::fs::copy(src, &to).map_err(|e| format!("cannot copy {} to {}: {e}", src.display(), to.display()))?;
     }
+    for (text, dest) in &o.texts {
+        let to = esp.join(dest);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        std::fs::write(&to, text).map_err(|e| format!("cannot write {}: {e}", to.display()))?;
+    }
     let vars = work.join("OVMF_VARS_4M.fd");
     std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars)
         .map_err(|e| format!("cannot copy OVMF_VARS_4M.fd: {e} (run `cargo xtask setup`)"))?;
 
-    let result = boot_and_play(&o, &esp, &vars);
+    let result = boot_and_play(o, &esp, &vars);
     let _ = std::fs::remove_dir_all(&work);
     result
 }
 
-fn boot_and_play(o: &Opts, esp: &Path, vars: &Path) -> Result<(), String> {
+fn boot_and_play(o: &Opts, esp: &Path, vars: &Path) -> Result<Vec<u8>, String> {
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args(["-machine", "q35", "-cpu", "max", "-m", &o.mem, "-smp", &o.smp.to_string()]);
     cmd.args(["-display", "none", "-vga", "none", "-monitor", "none", "-serial", "stdio"]);
@@ -303,7 +331,7 @@ fn boot_and_play(o: &Opts, esp: &Path, vars: &Path) -> Result<(), String> {
         Some(e) => Err(format!("efi-smoke: {e}")),
         None => {
             eprintln!("efi-smoke: ok ({} s)", start.elapsed().as_secs());
-            Ok(())
+            Ok(output)
         }
     }
 }
