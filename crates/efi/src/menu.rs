@@ -166,13 +166,16 @@ pub enum Retry {
 }
 
 /// Decides how much to re-read after `Truncated { offset, need }` for a
-/// prefix of `have` bytes of a `size`-byte file.
+/// prefix of `have` bytes of a `size`-byte file. Reads at least twice as
+/// much as before, so a parser that asks for a few bytes more each time
+/// still needs only a few reads.
 pub fn retry_after_truncated(offset: u64, need: u64, have: usize, size: u64) -> Retry {
     let more = offset.saturating_add(need);
     if more <= have as u64 || more > size || more > PROBE_MAX {
         Retry::GiveUp
     } else {
-        Retry::Read(more as usize)
+        let doubled = (have as u64).saturating_mul(2).min(size).min(PROBE_MAX);
+        Retry::Read(more.max(doubled) as usize)
     }
 }
 
@@ -336,7 +339,10 @@ mod tests {
     #[test]
     fn truncated_retry() {
         // Header larger than the first read: read exactly what is asked.
-        assert_eq!(retry_after_truncated(24, 100_000, 65_536, 1 << 30), Retry::Read(100_024));
+        assert_eq!(retry_after_truncated(24, 100_000, 65_536, 1 << 30), Retry::Read(131_072));
+        assert_eq!(retry_after_truncated(24, 300_000, 65_536, 1 << 30), Retry::Read(300_024));
+        // Small steps still double, capped by the file size.
+        assert_eq!(retry_after_truncated(65_530, 8, 65_536, 100_000), Retry::Read(100_000));
         // The file is shorter than what the header describes.
         assert_eq!(retry_after_truncated(28, 2_000_000, 65_536, 1_000_000), Retry::GiveUp);
         // Already had that much: the engine's error stands.
