@@ -45,19 +45,37 @@ pub fn find_tokenizer(model: &Path) -> Option<PathBuf> {
 /// Loads a model and its tokenizer. `tokenizer` is needed for llama2.c files
 /// (found next to the model when not given).
 pub fn load(model: &Path, tokenizer: Option<&Path>, n_ctx: usize) -> Result<(Model, Tokenizer)> {
+    use engine::load::FileKind;
     let bytes = read_file(model)?;
-    let is_gguf = bytes.starts_with(b"GGUF");
-    let tok_path = match tokenizer {
-        Some(t) => Some(t.to_path_buf()),
-        None if !is_gguf => Some(find_tokenizer(model).with_context(|| {
-            format!("{} is a llama2.c checkpoint and no tokenizer was found next to it; pass -z tokenizer.bin", model.display())
-        })?),
-        None => None,
+    let kind = engine::load::detect(&bytes);
+    let opts = LoadOptions { n_ctx };
+    let loading = || format!("loading {}", model.display());
+    let (mut m, t) = match kind {
+        FileKind::Gguf => engine::load::load_with(Box::new(bytes), None, &opts).with_context(loading)?,
+        FileKind::Llama2c => {
+            let tok_path = match tokenizer {
+                Some(t) => t.to_path_buf(),
+                None => find_tokenizer(model).with_context(|| {
+                    format!("{} is a llama2.c checkpoint and no tokenizer was found next to it; pass -z tokenizer.bin", model.display())
+                })?,
+            };
+            let tok_bytes = read_file(&tok_path)?;
+            let blob: Blob = Box::new(bytes);
+            engine::load::load_with(blob, Some(&tok_bytes), &opts).with_context(loading)?
+        }
+        FileKind::LlmC => {
+            // GPT-2's tokenizer: encoder.json + vocab.bpe (or vocab.json + merges.txt).
+            let dir = tokenizer.map(Path::to_path_buf).unwrap_or_else(|| model.parent().unwrap_or(Path::new(".")).to_path_buf());
+            let t = load_tokenizer(&dir, None).with_context(|| {
+                format!("{} is an llm.c checkpoint: pass -z with a folder holding encoder.json + vocab.bpe", model.display())
+            })?;
+            let m = engine::load::load_model(Box::new(bytes), &opts).with_context(loading)?;
+            if t.vocab_size() != m.config.vocab_size {
+                bail!(engine::Error::VocabMismatch { model: m.config.vocab_size, tokenizer: t.vocab_size() });
+            }
+            (m, t)
+        }
     };
-    let tok_bytes = tok_path.as_deref().map(read_file).transpose()?;
-    let blob: Blob = Box::new(bytes);
-    let (mut m, t) = engine::load::load_with(blob, tok_bytes.as_deref(), &LoadOptions { n_ctx })
-        .with_context(|| format!("loading {}", model.display()))?;
     if m.name.is_empty() {
         m.name = model.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     }

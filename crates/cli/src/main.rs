@@ -99,10 +99,11 @@ impl SamplingArgs {
         if !(0.0..=100.0).contains(&self.temp) {
             bail!("--temp must be between 0 and 100");
         }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) || !(0.0..=1.0).contains(&self.min_p) {
+        let top_p_ok = self.top_p > 0.0 && self.top_p <= 1.0;
+        if !top_p_ok || !(0.0..=1.0).contains(&self.min_p) {
             bail!("--top-p must be in (0, 1] and --min-p in [0, 1]");
         }
-        if !(self.repeat_penalty > 0.0) {
+        if self.repeat_penalty.is_nan() || self.repeat_penalty <= 0.0 {
             bail!("--repeat-penalty must be positive");
         }
         Ok(SamplerConfig {

@@ -1124,13 +1124,14 @@ fn llama_biases_rope_theta_and_linear_scaling() {
         assert_eq!((dims, ty), (vec![len as u64], GgmlType::F32), "{n} bias");
         let got = gguf_f32s(ty, b);
         let src = st[&format!("model.layers.0.self_attn.{n}_proj.bias")].f32s();
-        for r in 0..len {
+        assert_eq!(got.len(), len);
+        for (r, g) in got.iter().enumerate() {
             let from = if n == "q" || n == "k" {
                 unpermuted_row(r, 4)
             } else {
                 r
             };
-            assert_eq!(got[r].to_bits(), src[from].to_bits(), "{n} bias [{r}]");
+            assert_eq!(g.to_bits(), src[from].to_bits(), "{n} bias [{r}]");
         }
     }
     // A bias where the architecture has none is refused.

@@ -125,13 +125,11 @@ pub fn generate(
     }
     let vocab = model.config.vocab_size;
     let mut logits = Vec::with_capacity(vocab);
-    for &t in prompt {
-        let l = model.forward(t, pos, exec)?;
-        pos += 1;
-        history.push(t);
-        logits.clear();
-        logits.extend_from_slice(l);
-    }
+    // Prefill: the prompt goes through the layers in batches.
+    let l = model.forward_batch(prompt, pos, exec)?;
+    logits.extend_from_slice(l);
+    pos += prompt.len();
+    history.extend_from_slice(prompt);
     let t1 = hooks.now_us();
     gen.prompt_tokens = prompt.len();
     gen.prompt_us = t1.saturating_sub(t0);

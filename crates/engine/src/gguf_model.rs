@@ -169,7 +169,7 @@ impl Ctx<'_> {
 }
 
 /// Splits a fused `[q_dim + 2 kv_dim, dim]` QKV matrix into three row ranges.
-fn split_rows(t: &Tensor, parts: [usize; 3]) -> Result<[Tensor; 3]> {
+pub(crate) fn split_rows(t: &Tensor, parts: [usize; 3]) -> Result<[Tensor; 3]> {
     let crate::model::Tensor { name, dtype, cols, .. } = t;
     let row_bytes = dtype.bytes(*cols).ok_or_else(|| Error::invalid(format!("tensor '{name}'"), "row length"))?;
     let base = match t.data {

@@ -18,6 +18,7 @@ pub mod error;
 pub mod gguf;
 pub mod gguf_model;
 pub mod llama2c;
+pub mod llmc;
 pub mod load;
 pub mod model;
 pub mod sampler;

@@ -56,6 +56,8 @@ impl Default for LoadOptions {
 pub enum FileKind {
     Gguf,
     Llama2c,
+    /// llm.c GPT-2 checkpoint.
+    LlmC,
 }
 
 /// Guesses the format from the first bytes: GGUF has a magic; anything else
@@ -63,6 +65,8 @@ pub enum FileKind {
 pub fn detect(prefix: &[u8]) -> FileKind {
     if prefix.starts_with(b"GGUF") {
         FileKind::Gguf
+    } else if prefix.starts_with(&crate::llmc::MAGIC.to_le_bytes()) {
+        FileKind::LlmC
     } else {
         FileKind::Llama2c
     }
@@ -110,6 +114,31 @@ pub fn probe(prefix: &[u8], file_len: u64) -> Result<ModelSummary> {
             })
         }
         FileKind::Gguf => crate::gguf_model::probe(prefix, file_len),
+        FileKind::LlmC => {
+            let h = crate::llmc::Header::parse(prefix)?;
+            let cfg = h.config();
+            cfg.validate()?;
+            let expected = h.expected_len()?;
+            if file_len < expected {
+                return Err(crate::Error::truncated("llm.c parameters", 1024, expected - 1024, file_len.saturating_sub(1024)));
+            }
+            let n_ctx = cfg.max_ctx.min(LoadOptions::default().n_ctx);
+            Ok(ModelSummary {
+                format: "llm.c",
+                arch: String::from("gpt2"),
+                n_params: h.n_params(),
+                tensor_type: String::from(h.dtype.name()),
+                file_size: file_len,
+                mem_needed: file_len + cfg.state_bytes(n_ctx),
+                needs_tokenizer: true,
+                dim: cfg.dim,
+                n_layers: cfg.n_layers,
+                n_heads: cfg.n_heads,
+                n_kv_heads: cfg.n_kv_heads,
+                vocab_size: cfg.vocab_size,
+                n_ctx: cfg.max_ctx,
+            })
+        }
     }
 }
 
@@ -127,6 +156,7 @@ pub fn load_model(file: Blob, opts: &LoadOptions) -> Result<Model> {
     match kind {
         FileKind::Llama2c => crate::llama2c::load(file, opts.n_ctx),
         FileKind::Gguf => crate::gguf_model::load(file, opts.n_ctx),
+        FileKind::LlmC => crate::llmc::load(file, opts.n_ctx),
     }
 }
 
@@ -148,6 +178,11 @@ pub fn load_with(file: Blob, tokenizer: Option<&[u8]>, opts: &LoadOptions) -> Re
             return Err(crate::Error::Usage("a llama2.c checkpoint needs a tokenizer file (tokenizer.bin)".into()))
         }
         (FileKind::Gguf, _) => crate::gguf_model::tokenizer((*file).as_ref())?,
+        (FileKind::LlmC, _) => {
+            return Err(crate::Error::Usage(
+                "an llm.c checkpoint has no tokenizer: use load_model and a GPT-2 tokenizer (encoder.json + vocab.bpe)".into(),
+            ))
+        }
     };
     let model = load_model(file, opts)?;
     if tok.vocab_size() != model.config.vocab_size {

@@ -84,3 +84,33 @@ fn gguf_f16_matches_reference() {
     check_runs("testdata/stories260K-gguf/stories260K-F16.gguf", None, "stories260K_gguf_f16");
 }
 
+
+#[test]
+fn batched_prefill_matches_token_by_token() {
+    let tok = read("testdata/stories260K/tok512.bin");
+    let (mut a, t) = load_with(blob(read("testdata/stories260K/stories260K.bin")), Some(&tok), &LoadOptions::default()).unwrap();
+    let (mut b, _) = load_with(blob(read("testdata/stories260K/stories260K.bin")), Some(&tok), &LoadOptions::default()).unwrap();
+    let ids = t.encode(&"Once upon a time, there was a little girl named Lily. ".repeat(6), true);
+    assert!(ids.len() > 70, "{}", ids.len());
+    // Two prompt chunks, as a chat would feed them, then one more token.
+    let split = 45;
+    let batched1 = a.forward_batch(&ids[..split], 0, &Serial).unwrap().to_vec();
+    let batched2 = a.forward_batch(&ids[split..], split, &Serial).unwrap().to_vec();
+    let mut seq1 = Vec::new();
+    let mut seq2 = Vec::new();
+    for (p, &id) in ids.iter().enumerate() {
+        let l = b.forward(id, p, &Serial).unwrap().to_vec();
+        if p == split - 1 {
+            seq1 = l;
+        } else if p == ids.len() - 1 {
+            seq2 = l;
+        }
+    }
+    for (x, y) in [(&batched1, &seq1), (&batched2, &seq2)] {
+        let max = x.iter().zip(y.iter()).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
+        assert!(max < 1e-4, "{max}");
+    }
+    let next_a = a.forward(ids[0], ids.len(), &Serial).unwrap().to_vec();
+    let next_b = b.forward(ids[0], ids.len(), &Serial).unwrap().to_vec();
+    assert_eq!(next_a, next_b, "the KV caches agree");
+}

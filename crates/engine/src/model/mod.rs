@@ -201,19 +201,23 @@ pub struct Weights {
     pub output_bias: Option<Vec<f32>>,
 }
 
-/// Buffers for one forward pass, allocated once at load.
+/// Tokens evaluated together in one batched forward pass (prompt prefill).
+pub const BATCH: usize = 32;
+
+/// Buffers for one forward pass over up to [`BATCH`] tokens, allocated once
+/// at load. Row-major with one row per token of the batch.
 struct State {
-    x: Vec<f32>,       // [dim] residual stream
-    xn: Vec<f32>,      // [dim] normed input of attention / MLP
-    att_out: Vec<f32>, // [q_dim] attention output
-    xb2: Vec<f32>,     // [dim] projection outputs
-    q: Vec<f32>,     // [q_dim]
-    k: Vec<f32>,     // [kv_dim]
-    v: Vec<f32>,     // [kv_dim]
-    hb: Vec<f32>,    // [hidden_dim]
-    hb2: Vec<f32>,   // [hidden_dim]
-    att: Vec<f32>,   // [n_heads, n_ctx]
-    logits: Vec<f32>, // [vocab_size]
+    x: Vec<f32>,       // [BATCH, dim] residual stream
+    xn: Vec<f32>,      // [BATCH, dim] normed input of attention / MLP
+    att_out: Vec<f32>, // [BATCH, q_dim] attention output
+    xb2: Vec<f32>,     // [BATCH, dim] projection outputs
+    q: Vec<f32>,       // [BATCH, q_dim]
+    k: Vec<f32>,       // [BATCH, kv_dim]
+    v: Vec<f32>,       // [BATCH, kv_dim]
+    hb: Vec<f32>,      // [BATCH, hidden_dim]
+    hb2: Vec<f32>,     // [BATCH, hidden_dim]
+    att: Vec<f32>,     // [n_heads, n_ctx] scores of one query
+    logits: Vec<f32>,  // [vocab_size] of the batch's last token
     key_cache: Vec<f32>,   // [n_layers, n_ctx, kv_dim]
     value_cache: Vec<f32>, // [n_layers, n_ctx, kv_dim]
     xq: Vec<BlockQ8_0>,    // quantized activations, [max(dim, hidden, q_dim) / 32]
@@ -309,15 +313,15 @@ impl Model {
             .map(|i| ops::powf_f64(f64::from(c.rope_base), -(2.0 * i as f64) / c.n_rot as f64) as f32)
             .collect();
         let s = State {
-            x: alloc_f32(c.dim, "activations")?,
-            xn: alloc_f32(c.dim, "activations")?,
-            att_out: alloc_f32(c.q_dim(), "activations")?,
-            xb2: alloc_f32(c.dim, "activations")?,
-            q: alloc_f32(c.q_dim(), "activations")?,
-            k: alloc_f32(c.kv_dim(), "activations")?,
-            v: alloc_f32(c.kv_dim(), "activations")?,
-            hb: alloc_f32(c.hidden_dim, "activations")?,
-            hb2: alloc_f32(c.hidden_dim, "activations")?,
+            x: alloc_f32(BATCH * c.dim, "activations")?,
+            xn: alloc_f32(BATCH * c.dim, "activations")?,
+            att_out: alloc_f32(BATCH * c.q_dim(), "activations")?,
+            xb2: alloc_f32(BATCH * c.dim, "activations")?,
+            q: alloc_f32(BATCH * c.q_dim(), "activations")?,
+            k: alloc_f32(BATCH * c.kv_dim(), "activations")?,
+            v: alloc_f32(BATCH * c.kv_dim(), "activations")?,
+            hb: alloc_f32(BATCH * c.hidden_dim, "activations")?,
+            hb2: alloc_f32(BATCH * c.hidden_dim, "activations")?,
             att: alloc_f32(c.n_heads * n_ctx, "attention scores")?,
             logits: alloc_f32(c.vocab_size, "logits")?,
             key_cache: alloc_f32(kv_len, "KV cache")?,
@@ -358,83 +362,136 @@ impl Model {
     /// Runs one token at position `pos` (positions `0..pos` must already be in
     /// the KV cache) and returns the logits. Never allocates.
     pub fn forward(&mut self, token: u32, pos: usize, exec: &dyn Executor) -> Result<&[f32]> {
-        let c = &self.config;
-        if token as usize >= c.vocab_size {
-            return Err(Error::TokenOutOfRange { id: token, vocab: c.vocab_size });
+        self.forward_batch(&[token], pos, exec)
+    }
+
+    /// Evaluates `tokens` at positions `pos..pos + tokens.len()` (prompt
+    /// prefill) and returns the logits of the last one. Tokens go through the
+    /// layers in batches of [`BATCH`]: each weight matrix is read once per
+    /// batch. Never allocates.
+    pub fn forward_batch(&mut self, tokens: &[u32], pos: usize, exec: &dyn Executor) -> Result<&[f32]> {
+        let vocab = self.config.vocab_size;
+        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::TokenOutOfRange { id: t, vocab });
         }
-        if pos >= self.n_ctx {
+        if tokens.is_empty() {
+            return Err(Error::Usage("no tokens to evaluate".into()));
+        }
+        if pos + tokens.len() > self.n_ctx {
             return Err(Error::ContextFull { n_ctx: self.n_ctx });
         }
+        for (i, chunk) in tokens.chunks(BATCH).enumerate() {
+            let last = (i + 1) * BATCH >= tokens.len();
+            self.batch(chunk, pos + i * BATCH, last, exec)?;
+        }
+        Ok(&self.s.logits)
+    }
+
+    /// One batch of at most BATCH tokens; computes logits when `logits`.
+    fn batch(&mut self, tokens: &[u32], pos0: usize, logits: bool, exec: &dyn Executor) -> Result<()> {
+        let c = &self.config;
+        let n = tokens.len();
         let file: &[u8] = self.blob.as_ref().as_ref();
         let w = &self.weights;
         let s = &mut self.s;
-        let (dim, kv_dim, q_dim, hd) = (c.dim, c.kv_dim(), c.q_dim(), c.head_dim);
+        let (dim, kv_dim, q_dim, hd, hid) = (c.dim, c.kv_dim(), c.q_dim(), c.head_dim, c.hidden_dim);
 
-        w.token_embd.row_f32(file, token as usize, &mut s.x)?;
-        if let Some(scale) = c.embed_scale {
-            s.x.iter_mut().for_each(|v| *v *= scale);
-        }
-        if let Some(p) = &w.pos_embd {
-            p.row_f32(file, pos, &mut s.xb2)?;
-            for (x, p) in s.x.iter_mut().zip(&s.xb2) {
-                *x += p;
+        for (b, &token) in tokens.iter().enumerate() {
+            let x = &mut s.x[b * dim..(b + 1) * dim];
+            w.token_embd.row_f32(file, token as usize, x)?;
+            if let Some(scale) = c.embed_scale {
+                x.iter_mut().for_each(|v| *v *= scale);
+            }
+            if let Some(p) = &w.pos_embd {
+                let pe = &mut s.xb2[..dim];
+                p.row_f32(file, pos0 + b, pe)?;
+                add_into(x, pe);
             }
         }
 
-        let start = c.sliding_window.map_or(0, |win| (pos + 1).saturating_sub(win));
         let scale = 1.0 / ops::libm_sqrt(hd as f32);
         let layer_len = self.n_ctx * kv_dim;
         for (li, l) in w.layers.iter().enumerate() {
-            norm(c, &mut s.xn, &s.x, &l.attn_norm);
-            matvec(exec, l.wq.weights(file)?, dim, &s.xn, &mut s.xq, &mut s.q);
-            matvec(exec, l.wk.weights(file)?, dim, &s.xn, &mut s.xq, &mut s.k);
-            matvec(exec, l.wv.weights(file)?, dim, &s.xn, &mut s.xq, &mut s.v);
-            add_bias(&mut s.q, &l.bq);
-            add_bias(&mut s.k, &l.bk);
-            add_bias(&mut s.v, &l.bv);
-            if c.n_rot > 0 {
-                for h in s.q.chunks_exact_mut(hd).chain(s.k.chunks_exact_mut(hd)) {
-                    ops::rope(h, pos, c.n_rot, &s.inv_freq, c.rope_neox);
-                }
+            for b in 0..n {
+                norm(c, &mut s.xn[b * dim..(b + 1) * dim], &s.x[b * dim..(b + 1) * dim], &l.attn_norm);
             }
-            let kc = &mut s.key_cache[li * layer_len..(li + 1) * layer_len];
-            kc[pos * kv_dim..(pos + 1) * kv_dim].copy_from_slice(&s.k);
-            let vc = &mut s.value_cache[li * layer_len..(li + 1) * layer_len];
-            vc[pos * kv_dim..(pos + 1) * kv_dim].copy_from_slice(&s.v);
-            ops::attention(
-                exec,
-                &s.q,
-                &s.key_cache[li * layer_len..(li + 1) * layer_len],
-                &s.value_cache[li * layer_len..(li + 1) * layer_len],
-                &mut s.att,
-                &mut s.att_out,
-                c.n_heads,
-                c.n_kv_heads,
-                hd,
-                self.n_ctx,
-                start,
-                pos,
-                scale,
-            );
-            matvec(exec, l.wo.weights(file)?, q_dim, &s.att_out, &mut s.xq, &mut s.xb2);
-            add_bias(&mut s.xb2, &l.bo);
-            add_into(&mut s.x, &s.xb2);
+            let xn = &s.xn[..n * dim];
+            matmul(exec, l.wq.weights(file)?, dim, xn, n, &mut s.xq, &mut s.q[..n * q_dim]);
+            matmul(exec, l.wk.weights(file)?, dim, xn, n, &mut s.xq, &mut s.k[..n * kv_dim]);
+            matmul(exec, l.wv.weights(file)?, dim, xn, n, &mut s.xq, &mut s.v[..n * kv_dim]);
+            for b in 0..n {
+                let pos = pos0 + b;
+                let q = &mut s.q[b * q_dim..(b + 1) * q_dim];
+                let k = &mut s.k[b * kv_dim..(b + 1) * kv_dim];
+                let v = &mut s.v[b * kv_dim..(b + 1) * kv_dim];
+                add_bias(q, &l.bq);
+                add_bias(k, &l.bk);
+                add_bias(v, &l.bv);
+                if c.n_rot > 0 {
+                    for h in q.chunks_exact_mut(hd).chain(k.chunks_exact_mut(hd)) {
+                        ops::rope(h, pos, c.n_rot, &s.inv_freq, c.rope_neox);
+                    }
+                }
+                let at = li * layer_len + pos * kv_dim;
+                s.key_cache[at..at + kv_dim].copy_from_slice(k);
+                s.value_cache[at..at + kv_dim].copy_from_slice(v);
+            }
+            // Causal attention: token b sees positions up to pos0 + b.
+            for b in 0..n {
+                let pos = pos0 + b;
+                let start = c.sliding_window.map_or(0, |win| (pos + 1).saturating_sub(win));
+                ops::attention(
+                    exec,
+                    &s.q[b * q_dim..(b + 1) * q_dim],
+                    &s.key_cache[li * layer_len..(li + 1) * layer_len],
+                    &s.value_cache[li * layer_len..(li + 1) * layer_len],
+                    &mut s.att,
+                    &mut s.att_out[b * q_dim..(b + 1) * q_dim],
+                    c.n_heads,
+                    c.n_kv_heads,
+                    hd,
+                    self.n_ctx,
+                    start,
+                    pos,
+                    scale,
+                );
+            }
+            matmul(exec, l.wo.weights(file)?, q_dim, &s.att_out[..n * q_dim], n, &mut s.xq, &mut s.xb2[..n * dim]);
+            for b in 0..n {
+                add_bias(&mut s.xb2[b * dim..(b + 1) * dim], &l.bo);
+            }
+            add_into(&mut s.x[..n * dim], &s.xb2[..n * dim]);
             if !c.parallel_residual {
                 let fnorm = l.ffn_norm.as_ref().ok_or_else(|| Error::MissingTensor("ffn_norm".into()))?;
-                norm(c, &mut s.xn, &s.x, fnorm);
+                for b in 0..n {
+                    norm(c, &mut s.xn[b * dim..(b + 1) * dim], &s.x[b * dim..(b + 1) * dim], fnorm);
+                }
             }
             // With a parallel residual (Phi-2) the MLP reads the attention's
             // normed input, which is still in xn.
-            ffn(c, l, file, exec, &s.xn, &mut s.hb, &mut s.hb2, &mut s.xq)?;
-            matvec(exec, l.w_down.weights(file)?, c.hidden_dim, &s.hb, &mut s.xq, &mut s.xb2);
-            add_bias(&mut s.xb2, &l.b_down);
-            add_into(&mut s.x, &s.xb2);
+            ffn(c, l, file, exec, &s.xn[..n * dim], n, &mut s.hb[..n * hid], &mut s.hb2[..n * hid], &mut s.xq)?;
+            matmul(exec, l.w_down.weights(file)?, hid, &s.hb[..n * hid], n, &mut s.xq, &mut s.xb2[..n * dim]);
+            for b in 0..n {
+                add_bias(&mut s.xb2[b * dim..(b + 1) * dim], &l.b_down);
+            }
+            add_into(&mut s.x[..n * dim], &s.xb2[..n * dim]);
         }
-        norm(c, &mut s.xn, &s.x, &w.output_norm);
-        let out = w.output.as_ref().unwrap_or(&w.token_embd);
-        matvec(exec, out.weights(file)?, dim, &s.xn, &mut s.xq, &mut s.logits);
-        add_bias(&mut s.logits, &w.output_bias);
-        Ok(&s.logits)
+        if logits {
+            let last = n - 1;
+            norm(c, &mut s.xn[..dim], &s.x[last * dim..(last + 1) * dim], &w.output_norm);
+            let out = w.output.as_ref().unwrap_or(&w.token_embd);
+            matvec(exec, out.weights(file)?, dim, &s.xn[..dim], &mut s.xq, &mut s.logits);
+            add_bias(&mut s.logits, &w.output_bias);
+        }
+        Ok(())
+    }
+}
+
+/// `out[b] = W xs[b]` for the `n` rows of `xs`.
+fn matmul(exec: &dyn Executor, w: kernels::ops::Weights<'_>, cols: usize, xs: &[f32], n: usize, xq: &mut [BlockQ8_0], out: &mut [f32]) {
+    let rows = out.len() / n;
+    for b in 0..n {
+        matvec(exec, w, cols, &xs[b * cols..(b + 1) * cols], xq, &mut out[b * rows..(b + 1) * rows]);
     }
 }
 
@@ -476,8 +533,8 @@ fn add_into(v: &mut [f32], d: &[f32]) {
     }
 }
 
-/// The MLP up to (not including) the down projection: leaves the hidden
-/// activations in `hb`.
+/// The MLP up to (not including) the down projection, for `n` rows: leaves
+/// the hidden activations in `hb`.
 #[allow(clippy::too_many_arguments)]
 fn ffn(
     c: &Config,
@@ -485,13 +542,16 @@ fn ffn(
     file: &[u8],
     exec: &dyn Executor,
     xin: &[f32],
+    n: usize,
     hb: &mut [f32],
     hb2: &mut [f32],
     xq: &mut [BlockQ8_0],
 ) -> Result<()> {
-    let dim = c.dim;
-    matvec(exec, l.w_up.weights(file)?, dim, xin, xq, hb2);
-    add_bias(hb2, &l.b_up);
+    let (dim, hid) = (c.dim, c.hidden_dim);
+    matmul(exec, l.w_up.weights(file)?, dim, xin, n, xq, hb2);
+    for b in 0..n {
+        add_bias(&mut hb2[b * hid..(b + 1) * hid], &l.b_up);
+    }
     match (c.ffn, &l.w_gate) {
         (FfnKind::Gelu, _) => {
             for (h, &u) in hb.iter_mut().zip(hb2.iter()) {
@@ -499,7 +559,7 @@ fn ffn(
             }
         }
         (kind, Some(g)) => {
-            matvec(exec, g.weights(file)?, dim, xin, xq, hb);
+            matmul(exec, g.weights(file)?, dim, xin, n, xq, hb);
             for (h, &u) in hb.iter_mut().zip(hb2.iter()) {
                 let a = if kind == FfnKind::SwiGlu { ops::silu(*h) } else { ops::gelu_tanh(*h) };
                 *h = a * u;

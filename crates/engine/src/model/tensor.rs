@@ -89,6 +89,17 @@ impl Tensor {
         Tensor { name: name.into(), dtype: DType::F32, rows, cols, data: Data::OwnedF32(data) }
     }
 
+    /// Keeps only the first `rows` rows (a prefix of the data).
+    pub(crate) fn truncate_rows(&mut self, rows: usize) {
+        let rows = rows.min(self.rows);
+        let keep = self.dtype.bytes(rows * self.cols).unwrap_or(0);
+        match &mut self.data {
+            Data::File { len, .. } => *len = keep.min(*len),
+            Data::OwnedF32(v) => v.truncate(rows * self.cols),
+        }
+        self.rows = rows;
+    }
+
     /// Number of elements.
     pub fn len(&self) -> usize {
         self.rows * self.cols
