@@ -312,12 +312,12 @@ fn hwtest(esp: &mut Esp, con: &mut UefiConsole, exec: &Exec) {
     if let Exec::Mp(_) = exec {
         boot::stall(core::time::Duration::from_secs(mp::IDLE_EXIT_SECS + 1));
         sayln(&format!("after idle: {}", exec.describe()));
-        for round in 0..4 {
+        for round in 0..8 {
             match mp::selftest(exec, 4096) {
-                Ok(w) => sayln(&format!("parallel-for round {round}: ok, {w} on workers")),
+                Ok(w) => sayln(&format!("parallel-for round {round}: ok, {w} on workers; {}", exec.describe())),
                 Err(e) => sayln(&format!("parallel-for round {round}: {e}")),
             }
-            boot::stall(core::time::Duration::from_millis(300));
+            boot::stall(core::time::Duration::from_millis(200));
         }
     }
     sayln("HWTEST-KEYS (type keys, q ends)");
