@@ -2,9 +2,10 @@
 //!
 //! The application processors (APs) are started with one non-blocking
 //! `StartupAllAPs` call on a worker loop: each enables its own AVX state, then
-//! spins on a job slot (job pointer, generation, done counter, all atomics).
-//! A parallel-for then costs no firmware call: the bootstrap processor (BSP)
-//! publishes the job, works on it too, and waits for the workers.
+//! spins on a job slot (job pointer, generation, count of workers inside the
+//! job, all atomics). A parallel-for then costs no firmware call: the
+//! bootstrap processor (BSP) publishes the job, works on it too, and waits
+//! for the workers still inside it.
 //!
 //! A worker idle for [`IDLE_EXIT_SECS`] leaves (so an idle VM does not burn a
 //! host core while the user types); the next parallel-for after all have left
@@ -47,7 +48,33 @@ unsafe impl Sync for Job {}
 /// one word, so joining/leaving and publishing a job cannot race.
 static SLOT: AtomicU64 = AtomicU64::new(0);
 static JOB: AtomicPtr<Job> = AtomicPtr::new(core::ptr::null_mut());
-static DONE: AtomicUsize = AtomicUsize::new(0);
+/// Who is working on the current job: generation (high 32 bits), a
+/// "closed" bit (bit 31) and the number of workers inside the job (low 31
+/// bits). A worker enters only while the job is open and of the generation it
+/// saw; the BSP closes the job when it runs out of tasks and waits only for
+/// the workers inside. A worker that was late (descheduled by a host, busy in
+/// SMM) skips the job instead of holding everyone up.
+static ACTIVE: AtomicU64 = AtomicU64::new(0);
+const CLOSED: u64 = 1 << 31;
+const COUNT_MASK: u64 = CLOSED - 1;
+
+fn active_gen(a: u64) -> u32 {
+    (a >> 32) as u32
+}
+
+/// Tries to enter job `gen`; false if it is closed or already replaced.
+fn enter(gen: u32) -> bool {
+    ACTIVE
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| {
+            (active_gen(a) == gen && a & CLOSED == 0).then_some(a + 1)
+        })
+        .is_ok()
+}
+
+/// Leaves the job entered with [`enter`].
+fn exit_job() {
+    ACTIVE.fetch_sub(1, Ordering::AcqRel);
+}
 static TSC_HZ: AtomicU64 = AtomicU64::new(1_000_000_000);
 
 fn gen_of(w: u64) -> u32 {
@@ -101,12 +128,14 @@ extern "efiapi" fn ap_entry(_arg: *mut c_void) {
         let w = SLOT.load(Ordering::Acquire);
         if gen_of(w) != seen {
             seen = gen_of(w);
-            let job = JOB.load(Ordering::Acquire);
-            // SAFETY: the BSP stored the job before publishing the generation
-            // (release/acquire on SLOT) and keeps it alive until DONE counts
-            // every member of this generation, which includes us.
-            work(unsafe { &*job });
-            DONE.fetch_add(1, Ordering::AcqRel);
+            if enter(seen) {
+                let job = JOB.load(Ordering::Acquire);
+                // SAFETY: the BSP stored the job before opening it (release
+                // on ACTIVE, acquire in `enter`) and keeps it alive until no
+                // worker is inside; we are inside until `exit_job`.
+                work(unsafe { &*job });
+                exit_job();
+            }
             idle_since = cpu::rdtsc();
             spins = 0;
             continue;
@@ -290,27 +319,28 @@ impl MpExecutor {
         if n_tasks == 1 || !cpu::on_bsp() || self.busy.swap(true, Ordering::Acquire) {
             return Serial.run(n_tasks, f);
         }
-        // Publish, counting the members of this generation.
+        // Store and open the job, then publish its generation.
         let threads = self.aps + 1;
         let job = Job {
-            // The closure outlives every use: this function waits for all
-            // members before returning.
+            // The closure outlives every use: this function waits until no
+            // worker is inside the job before returning.
             f: erase(f),
             n: n_tasks,
             batch: (n_tasks / (threads * 4)).max(1),
             next: AtomicUsize::new(0),
         };
-        DONE.store(0, Ordering::Relaxed);
+        let gen = gen_of(SLOT.load(Ordering::Acquire)).wrapping_add(1);
         JOB.store(&job as *const Job as *mut Job, Ordering::Release);
+        ACTIVE.store(u64::from(gen) << 32, Ordering::Release);
         let published = SLOT.fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
             if members_of(w) == 0 {
                 None
             } else {
-                Some(word(gen_of(w).wrapping_add(1), members_of(w)))
+                Some(word(gen, members_of(w)))
             }
         });
-        let members = match published {
-            Ok(w) => members_of(w) as usize,
+        match published {
+            Ok(_) => {}
             Err(_) => {
                 // Nobody is there: run here, and bring the workers back.
                 Serial.run(n_tasks, f);
@@ -320,7 +350,9 @@ impl MpExecutor {
             }
         };
         work(&job);
-        while DONE.load(Ordering::Acquire) < members {
+        // No tasks left to hand out: close the job, wait for those inside.
+        ACTIVE.fetch_or(CLOSED, Ordering::AcqRel);
+        while ACTIVE.load(Ordering::Acquire) & COUNT_MASK != 0 {
             if AP_PANICKED.load(Ordering::Acquire) {
                 panic!("a worker core panicked: {}", ap_panic_message());
             }
@@ -384,6 +416,20 @@ mod tests {
             work(&job);
         });
         assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+    }
+
+    #[test]
+    fn job_entry_and_closing() {
+        ACTIVE.store(5u64 << 32, Ordering::SeqCst);
+        assert!(enter(5));
+        assert!(!enter(4), "a stale generation must not enter");
+        assert!(enter(5));
+        ACTIVE.fetch_or(CLOSED, Ordering::SeqCst);
+        assert!(!enter(5), "a closed job must not be entered");
+        assert_eq!(ACTIVE.load(Ordering::SeqCst) & COUNT_MASK, 2);
+        exit_job();
+        exit_job();
+        assert_eq!(ACTIVE.load(Ordering::SeqCst) & COUNT_MASK, 0);
     }
 
     #[test]
