@@ -112,8 +112,22 @@ pub fn mnemonic(line: &str) -> Option<&str> {
 fn is_prefix(word: &str) -> bool {
     matches!(
         word,
-        "lock" | "rep" | "repz" | "repe" | "repnz" | "repne" | "data16" | "addr32" | "notrack" | "bnd" | "cs" | "ds"
-            | "es" | "fs" | "gs" | "ss"
+        "lock"
+            | "rep"
+            | "repz"
+            | "repe"
+            | "repnz"
+            | "repne"
+            | "data16"
+            | "addr32"
+            | "notrack"
+            | "bnd"
+            | "cs"
+            | "ds"
+            | "es"
+            | "fs"
+            | "gs"
+            | "ss"
     ) || word.starts_with("rex")
 }
 
@@ -155,10 +169,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
     }
     let path = path.unwrap_or_else(|| root.join("target/efi/BOOTX64.EFI"));
     if !path.exists() {
-        return Err(format!(
-            "census: {} does not exist (run `cargo xtask build-efi` first)",
-            path.display()
-        ));
+        return Err(format!("census: {} does not exist (run `cargo xtask build-efi` first)", path.display()));
     }
     let out = Command::new("objdump")
         .arg("-d")
@@ -223,10 +234,7 @@ Disassembly of section .text:
     #[test]
     fn mnemonic_parses_lines() {
         assert_eq!(mnemonic("   140001000:\t55                   \tpush   %rbp"), Some("push"));
-        assert_eq!(
-            mnemonic("   140001020:\tf0 48 0f b1 0a       \tlock cmpxchg %rcx,(%rdx)"),
-            Some("cmpxchg")
-        );
+        assert_eq!(mnemonic("   140001020:\tf0 48 0f b1 0a       \tlock cmpxchg %rcx,(%rdx)"), Some("cmpxchg"));
         assert_eq!(mnemonic("   14000102c:\t00 "), None);
         assert_eq!(mnemonic("0000000140001000 <.text>:"), None);
         assert_eq!(mnemonic("Disassembly of section .text:"), None);

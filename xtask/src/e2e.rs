@@ -71,7 +71,10 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
     let mut o = Opts::new(root);
     o.files.push((model.clone(), "models/stories260K.bin".into()));
     o.files.push((tok.clone(), "models/tok512.bin".into()));
-    o.texts.push((format!("# written by cargo xtask efi-e2e\ntemperature = 0\nmax_tokens = {MAX_TOKENS}\n"), "lbm.cfg".into()));
+    o.texts.push((
+        format!("# written by cargo xtask efi-e2e\ntemperature = 0\nmax_tokens = {MAX_TOKENS}\n"),
+        "lbm.cfg".into(),
+    ));
     let expect = |t: &str| Step::Expect(t.to_string());
     let send = |t: &str| Step::Send(t.as_bytes().to_vec());
     o.steps = vec![

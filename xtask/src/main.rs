@@ -104,9 +104,7 @@ fn nightly_cargo(root: &Path) -> Command {
 
 /// Runs a command and turns a failure into an error message.
 fn run_status(cmd: &mut Command, what: &str) -> Result<(), String> {
-    let status = cmd
-        .status()
-        .map_err(|e| format!("cannot run {what}: {e}"))?;
+    let status = cmd.status().map_err(|e| format!("cannot run {what}: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -150,14 +148,9 @@ pub fn build_efi(args: &[String]) -> Result<PathBuf, String> {
     }
     run_status(&mut cmd, "cargo +nightly build (efi)")?;
     let profile = if debug { "debug" } else { "release" };
-    let built = root
-        .join(EFI_TARGET_DIR)
-        .join("x86_64-lbm-uefi")
-        .join(profile)
-        .join("lbm-efi.efi");
+    let built = root.join(EFI_TARGET_DIR).join("x86_64-lbm-uefi").join(profile).join("lbm-efi.efi");
     let out = root.join(EFI_TARGET_DIR).join("BOOTX64.EFI");
-    std::fs::copy(&built, &out)
-        .map_err(|e| format!("cannot copy {} to {}: {e}", built.display(), out.display()))?;
+    std::fs::copy(&built, &out).map_err(|e| format!("cannot copy {} to {}: {e}", built.display(), out.display()))?;
     Ok(out)
 }
 
@@ -166,13 +159,7 @@ pub fn build_efi(args: &[String]) -> Result<PathBuf, String> {
 fn test_efi(args: &[String]) -> Result<(), String> {
     let root = root();
     let mut cmd = nightly_cargo(&root);
-    cmd.args([
-        "test",
-        "--manifest-path",
-        "crates/efi/Cargo.toml",
-        "--target-dir",
-        "target/efi-host",
-    ]);
+    cmd.args(["test", "--manifest-path", "crates/efi/Cargo.toml", "--target-dir", "target/efi-host"]);
     cmd.args(args);
     run_status(&mut cmd, "cargo +nightly test (efi, host)")
 }
@@ -205,12 +192,7 @@ fn clippy_efi(args: &[String]) -> Result<(), String> {
 
 /// Whether `prog` runs (is on PATH).
 fn have_program(prog: &str, arg: &str) -> bool {
-    Command::new(prog)
-        .arg(arg)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok()
+    Command::new(prog).arg(arg).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status().is_ok()
 }
 
 /// Output of a command, or `None` if it cannot run or fails.
@@ -241,11 +223,8 @@ fn setup(args: &[String]) -> Result<(), String> {
             "rustup toolchain install nightly",
         )?;
     }
-    let components = output_of(
-        "rustup",
-        &["component", "list", "--installed", "--toolchain", "nightly"],
-    )
-    .unwrap_or_default();
+    let components =
+        output_of("rustup", &["component", "list", "--installed", "--toolchain", "nightly"]).unwrap_or_default();
     if components.lines().any(|l| l.trim() == "rust-src") {
         println!("setup: rust-src present");
     } else {
@@ -261,8 +240,7 @@ fn setup(args: &[String]) -> Result<(), String> {
     if !have_program("qemu-system-x86_64", "--version") {
         missing.push("qemu-system-x86");
     }
-    if !Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd").exists()
-        || !Path::new("/usr/share/OVMF/OVMF_VARS_4M.fd").exists()
+    if !Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd").exists() || !Path::new("/usr/share/OVMF/OVMF_VARS_4M.fd").exists()
     {
         missing.push("ovmf");
     }

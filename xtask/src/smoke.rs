@@ -115,9 +115,7 @@ fn parse(root: &Path, args: &[String]) -> Result<Opts, String> {
     let mut o = Opts::new(root);
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut val = |name: &str| {
-            it.next().cloned().ok_or_else(|| format!("efi-smoke: {name} needs a value"))
-        };
+        let mut val = |name: &str| it.next().cloned().ok_or_else(|| format!("efi-smoke: {name} needs a value"));
         match a.as_str() {
             "-h" | "--help" => return Err(HELP.to_string()),
             "--efi" => o.efi = PathBuf::from(val("--efi")?),
@@ -183,8 +181,7 @@ pub fn boot(root: &Path, o: &Opts) -> Result<Vec<u8>, String> {
     let esp = work.join("esp");
     let boot = esp.join("EFI").join("BOOT");
     std::fs::create_dir_all(&boot).map_err(|e| format!("cannot create {}: {e}", boot.display()))?;
-    std::fs::copy(&o.efi, boot.join("BOOTX64.EFI"))
-        .map_err(|e| format!("cannot copy {}: {e}", o.efi.display()))?;
+    std::fs::copy(&o.efi, boot.join("BOOTX64.EFI")).map_err(|e| format!("cannot copy {}: {e}", o.efi.display()))?;
     for (src, dest) in &o.files {
         let to = esp.join(dest);
         if let Some(parent) = to.parent() {
@@ -213,11 +210,9 @@ fn boot_and_play(o: &Opts, esp: &Path, vars: &Path) -> Result<Vec<u8>, String> {
     cmd.args(["-machine", "q35", "-cpu", "max", "-m", &o.mem, "-smp", &o.smp.to_string()]);
     cmd.args(["-display", "none", "-vga", "none", "-monitor", "none", "-serial", "stdio"]);
     cmd.args(["-no-reboot", "-net", "none"]);
-    cmd.arg("-drive")
-        .arg("if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd");
+    cmd.arg("-drive").arg("if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd");
     cmd.arg("-drive").arg(format!("if=pflash,format=raw,file={}", vars.display()));
-    cmd.arg("-drive")
-        .arg(format!("if=none,id=esp,format=raw,file=fat:rw:{}", esp.display()));
+    cmd.arg("-drive").arg(format!("if=none,id=esp,format=raw,file=fat:rw:{}", esp.display()));
     cmd.args(["-device", "virtio-blk-pci,drive=esp,bootindex=0"]);
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = cmd.spawn().map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
@@ -272,15 +267,13 @@ fn boot_and_play(o: &Opts, esp: &Path, vars: &Path) -> Result<Vec<u8>, String> {
         // Advance the script as far as possible.
         while step < o.steps.len() {
             match &o.steps[step] {
-                Step::Expect(t) => {
-                    match find_bytes(&output[searched_from..], t.as_bytes()) {
-                        Some(pos) => {
-                            searched_from += pos + t.len();
-                            step += 1;
-                        }
-                        None => break,
+                Step::Expect(t) => match find_bytes(&output[searched_from..], t.as_bytes()) {
+                    Some(pos) => {
+                        searched_from += pos + t.len();
+                        step += 1;
                     }
-                }
+                    None => break,
+                },
                 Step::Send(bytes) => {
                     for b in bytes {
                         if stdin.write_all(&[*b]).and_then(|_| stdin.flush()).is_err() {

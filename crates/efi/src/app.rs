@@ -70,11 +70,9 @@ pub fn run() -> Status {
     }
     sayln(&simd_line);
     match mem::mem_summary() {
-        Ok(m) => sayln(&format!(
-            "Memory: {} free, largest free block {}",
-            format_size(m.free),
-            format_size(m.largest_free)
-        )),
+        Ok(m) => {
+            sayln(&format!("Memory: {} free, largest free block {}", format_size(m.free), format_size(m.largest_free)))
+        }
         Err(e) => sayln(&format!("Memory: unknown ({e})")),
     }
 
@@ -89,7 +87,9 @@ pub fn run() -> Status {
     if let Exec::Mp(_) = &exec {
         let mut line = format!("Cores:  {}", exec.describe());
         match mp::selftest(&exec, 4096) {
-            Ok(on_workers) => line.push_str(&format!("; parallel-for check: 4096 tasks ran once each, {on_workers} on workers")),
+            Ok(on_workers) => {
+                line.push_str(&format!("; parallel-for check: 4096 tasks ran once each, {on_workers} on workers"))
+            }
             Err(e) => line.push_str(&format!("; {e}")),
         }
         sayln(&line);
@@ -262,10 +262,8 @@ fn load_and_chat(
     let pages = pages?;
 
     let tokenizer = if summary.needs_tokenizer {
-        let path = entry
-            .tokenizer
-            .as_deref()
-            .ok_or_else(|| format!("{} needs a tokenizer file next to it", entry.name))?;
+        let path =
+            entry.tokenizer.as_deref().ok_or_else(|| format!("{} needs a tokenizer file next to it", entry.name))?;
         sayln(&format!("Tokenizer: {}", path.trim_start_matches('\\')));
         Some(esp.read_small(path, TOKENIZER_MAX)?)
     } else {
@@ -346,10 +344,7 @@ mod tests {
 
     #[test]
     fn progress_line_format() {
-        assert_eq!(
-            progress_line(0, 58_000_000, 0),
-            "\r  [..............................] 0.0 / 58.0 MB  0.0 MB/s "
-        );
+        assert_eq!(progress_line(0, 58_000_000, 0), "\r  [..............................] 0.0 / 58.0 MB  0.0 MB/s ");
         assert_eq!(
             progress_line(29_000_000, 58_000_000, 1_000_000),
             "\r  [###############...............] 29.0 / 58.0 MB  29.0 MB/s "

@@ -262,11 +262,14 @@ impl UefiConsole {
         }
     }
 
+    fn has_pending(&self) -> bool {
+        !self.dec.out.is_empty()
+    }
+
     /// Waits until ConIn signals a key (the CPU idles meanwhile).
     fn wait_key_event(&self) {
-        let waited = system::with_stdin(|input| input.wait_for_key_event())
-            .ok()
-            .map(|ev| boot::wait_for_event(&[ev]).is_ok());
+        let waited =
+            system::with_stdin(|input| input.wait_for_key_event()).ok().map(|ev| boot::wait_for_event(&[ev]).is_ok());
         if waited != Some(true) {
             boot::stall(Duration::from_millis(10));
         }
@@ -314,12 +317,6 @@ impl Console for UefiConsole {
     }
 }
 
-impl UefiConsole {
-    fn has_pending(&self) -> bool {
-        !self.dec.out.is_empty()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,19 +351,13 @@ mod tests {
             RawKey::Scan(0x17),
             RawKey::Scan(0x0B), // F1: ignored
         ]);
-        assert_eq!(
-            keys,
-            [Key::Up, Key::Down, Key::Right, Key::Left, Key::Home, Key::End, Key::Backspace, Key::Esc]
-        );
+        assert_eq!(keys, [Key::Up, Key::Down, Key::Right, Key::Left, Key::Home, Key::End, Key::Backspace, Key::Esc]);
     }
 
     #[test]
     fn control_chars() {
         let keys = decode(&chars(&[0x08, 0x7F, 0x09, 0x03, 0x04, 0x1B, 0x01, 0x00, b'a' as u16]));
-        assert_eq!(
-            keys,
-            [Key::Backspace, Key::Backspace, Key::Tab, Key::CtrlC, Key::CtrlD, Key::Esc, Key::Char('a')]
-        );
+        assert_eq!(keys, [Key::Backspace, Key::Backspace, Key::Tab, Key::CtrlC, Key::CtrlD, Key::Esc, Key::Char('a')]);
     }
 
     #[test]
@@ -376,10 +367,7 @@ mod tests {
         assert_eq!(decode(&chars(&[0x0D, 0x0A])), [Key::Enter]);
         assert_eq!(decode(&chars(&[0x0D, 0x0D, 0x0A])), [Key::Enter, Key::Enter]);
         assert_eq!(decode(&chars(&[0x0A, 0x0A])), [Key::Enter, Key::Enter]);
-        assert_eq!(
-            decode(&chars(&[0x0D, b'x' as u16, 0x0A])),
-            [Key::Enter, Key::Char('x'), Key::Enter]
-        );
+        assert_eq!(decode(&chars(&[0x0D, b'x' as u16, 0x0A])), [Key::Enter, Key::Char('x'), Key::Enter]);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! too: no allocation, no firmware calls, tiny stack.
 
 use core::arch::asm;
-use core::arch::x86_64::{CpuidResult, __cpuid_count, _rdtsc};
+use core::arch::x86_64::{__cpuid_count, _rdtsc, CpuidResult};
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// CPUID for `leaf`/`sub`.
@@ -160,10 +160,8 @@ pub fn brand_string() -> alloc::string::String {
 /// Turns the 48 raw brand bytes into a trimmed string.
 pub fn brand_from_bytes(bytes: &[u8]) -> alloc::string::String {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    let text: alloc::string::String = bytes[..end]
-        .iter()
-        .map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '?' })
-        .collect();
+    let text: alloc::string::String =
+        bytes[..end].iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '?' }).collect();
     // Collapse the runs of spaces some vendors pad with.
     let mut out = alloc::string::String::new();
     for word in text.split_whitespace() {

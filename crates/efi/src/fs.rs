@@ -71,7 +71,8 @@ impl Esp {
     /// A missing directory is an empty listing.
     pub fn list(&mut self, dir: &str) -> Result<Vec<DirEntry>, String> {
         let mut d: Directory = if dir == "\\" || dir.is_empty() {
-            self.root.open(&cpath("\\")?, FileMode::Read, FileAttribute::empty())
+            self.root
+                .open(&cpath("\\")?, FileMode::Read, FileAttribute::empty())
                 .map_err(|e| format!("cannot open {dir}: {}", status_text(&e)))?
                 .into_directory()
                 .ok_or_else(|| format!("{dir} is not a directory"))?
@@ -116,10 +117,7 @@ impl Esp {
         let mut f = self.open_file(path)?;
         let size = size_of_open(&mut f, path)?;
         if size > max {
-            return Err(format!(
-                "{path} is {} bytes, more than the {} expected",
-                size, max
-            ));
+            return Err(format!("{path} is {} bytes, more than the {} expected", size, max));
         }
         let mut buf = vec![0u8; size as usize];
         read_exact(&mut f, &mut buf, path)?;
@@ -128,11 +126,7 @@ impl Esp {
 
     /// Reads a whole file into fresh pages, [`CHUNK`] bytes per call, calling
     /// `progress(done, total)` before the first and after each chunk.
-    pub fn read_to_pages(
-        &mut self,
-        path: &str,
-        progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<Pages, String> {
+    pub fn read_to_pages(&mut self, path: &str, progress: &mut dyn FnMut(u64, u64)) -> Result<Pages, String> {
         let mut f = self.open_file(path)?;
         let size = size_of_open(&mut f, path)?;
         let len = usize::try_from(size).map_err(|_| format!("{path} is too large"))?;
@@ -152,8 +146,7 @@ impl Esp {
 }
 
 fn size_of_open(f: &mut RegularFile, path: &str) -> Result<u64, String> {
-    let info: Box<FileInfo> =
-        f.get_boxed_info().map_err(|e| format!("cannot stat {path}: {}", status_text(&e)))?;
+    let info: Box<FileInfo> = f.get_boxed_info().map_err(|e| format!("cannot stat {path}: {}", status_text(&e)))?;
     Ok(info.file_size())
 }
 
@@ -161,9 +154,7 @@ fn size_of_open(f: &mut RegularFile, path: &str) -> Result<u64, String> {
 fn read_exact(f: &mut RegularFile, buf: &mut [u8], path: &str) -> Result<(), String> {
     let mut at = 0;
     while at < buf.len() {
-        let n = f
-            .read(&mut buf[at..])
-            .map_err(|e| format!("cannot read {path} at byte {at}: {}", status_text(&e)))?;
+        let n = f.read(&mut buf[at..]).map_err(|e| format!("cannot read {path} at byte {at}: {}", status_text(&e)))?;
         if n == 0 {
             return Err(format!("{path} ended after {at} of {} bytes", buf.len()));
         }

@@ -83,12 +83,10 @@ fn fw_alloc(layout: Layout) -> *mut u8 {
             Ok(b) => place_aligned(b.as_ptr(), align),
             Err(_) => ptr::null_mut(),
         },
-        Plan::Pages { pages } => {
-            match boot::allocate_pages(AllocateType::AnyPages, MemoryType::LOADER_DATA, pages) {
-                Ok(b) => b.as_ptr(),
-                Err(_) => ptr::null_mut(),
-            }
-        }
+        Plan::Pages { pages } => match boot::allocate_pages(AllocateType::AnyPages, MemoryType::LOADER_DATA, pages) {
+            Ok(b) => b.as_ptr(),
+            Err(_) => ptr::null_mut(),
+        },
         Plan::PagesAligned { pages } => {
             match boot::allocate_pages(AllocateType::AnyPages, MemoryType::LOADER_DATA, pages) {
                 Ok(b) => place_aligned(b.as_ptr(), align),
@@ -343,14 +341,9 @@ impl Pages {
             return Ok(Pages { ptr: NonNull::dangling(), pages: 0, len: 0, init: 0 });
         }
         let pages = len.div_ceil(PAGE);
-        let ptr = boot::allocate_pages(AllocateType::AnyPages, MemoryType::LOADER_DATA, pages)
-            .map_err(|e| {
-                alloc::format!(
-                    "cannot allocate {} of memory: {:?}",
-                    crate::menu::format_size(len as u64),
-                    e.status()
-                )
-            })?;
+        let ptr = boot::allocate_pages(AllocateType::AnyPages, MemoryType::LOADER_DATA, pages).map_err(|e| {
+            alloc::format!("cannot allocate {} of memory: {:?}", crate::menu::format_size(len as u64), e.status())
+        })?;
         LIVE_BYTES.fetch_add((pages * PAGE) as u64, Ordering::Relaxed);
         Ok(Pages { ptr, pages, len, init: 0 })
     }
@@ -437,11 +430,8 @@ pub fn summarize(mut runs: alloc::vec::Vec<(u64, u64)>) -> MemSummary {
 pub fn mem_summary() -> Result<MemSummary, String> {
     let map = boot::memory_map(MemoryType::LOADER_DATA)
         .map_err(|e| alloc::format!("cannot read the memory map: {:?}", e.status()))?;
-    let runs = map
-        .entries()
-        .filter(|d| d.ty == MemoryType::CONVENTIONAL)
-        .map(|d| (d.phys_start, d.page_count))
-        .collect();
+    let runs =
+        map.entries().filter(|d| d.ty == MemoryType::CONVENTIONAL).map(|d| (d.phys_start, d.page_count)).collect();
     Ok(summarize(runs))
 }
 

@@ -221,18 +221,12 @@ pub fn scan(esp: &mut Esp, note: &mut dyn FnMut(&str)) -> Vec<Entry> {
             }
             let path = join(dir, &f.name);
             let name = path.trim_start_matches('\\').to_string();
-            let tokenizer = if kind == Kind::Llama2c {
-                find_tokenizer(&f.name, &names).map(|t| join(dir, t))
-            } else {
-                None
-            };
+            let tokenizer =
+                if kind == Kind::Llama2c { find_tokenizer(&f.name, &names).map(|t| join(dir, t)) } else { None };
             let mut summary = probe_file(esp, &path);
             if let Ok(s) = &summary {
                 if s.needs_tokenizer && tokenizer.is_none() {
-                    summary = Err(format!(
-                        "no tokenizer: put {}.tok.bin or tokenizer.bin next to it",
-                        stem(&f.name)
-                    ));
+                    summary = Err(format!("no tokenizer: put {}.tok.bin or tokenizer.bin next to it", stem(&f.name)));
                 }
             }
             out.push(Entry { path, name, tokenizer, summary });

@@ -115,12 +115,11 @@ fn work(job: &Job) {
 extern "efiapi" fn ap_entry(_arg: *mut c_void) {
     cpu::enable_simd();
     // Join: become a member as of the current generation.
-    let mut seen = match SLOT.fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
-        Some(word(gen_of(w), members_of(w) + 1))
-    }) {
-        Ok(w) => gen_of(w),
-        Err(_) => return,
-    };
+    let mut seen =
+        match SLOT.fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| Some(word(gen_of(w), members_of(w) + 1))) {
+            Ok(w) => gen_of(w),
+            Err(_) => return,
+        };
     let idle_limit = TSC_HZ.load(Ordering::Relaxed).saturating_mul(IDLE_EXIT_SECS);
     let mut idle_since = cpu::rdtsc();
     let mut spins = 0u32;
@@ -255,13 +254,12 @@ impl Executor for Exec {
 
 /// Starts the worker cores. `Err` says why the app runs on one core.
 pub fn start(tsc_hz: u64) -> Result<MpExecutor, String> {
-    let handle = boot::get_handle_for_protocol::<MpServices>()
-        .map_err(|_| String::from("no MP services in this firmware"))?;
+    let handle =
+        boot::get_handle_for_protocol::<MpServices>().map_err(|_| String::from("no MP services in this firmware"))?;
     let mp = boot::open_protocol_exclusive::<MpServices>(handle)
         .map_err(|e| format!("cannot open MP services: {:?}", e.status()))?;
-    let count = mp
-        .get_number_of_processors()
-        .map_err(|e| format!("MP services: cannot count processors: {:?}", e.status()))?;
+    let count =
+        mp.get_number_of_processors().map_err(|e| format!("MP services: cannot count processors: {:?}", e.status()))?;
     if count.enabled <= 1 {
         return Err(String::from("one processor"));
     }
