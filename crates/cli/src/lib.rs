@@ -6,3 +6,4 @@ pub mod host;
 pub mod image;
 pub mod qemu;
 pub mod spm_model;
+pub mod template_cmd;

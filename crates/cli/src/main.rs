@@ -36,6 +36,46 @@ enum Cmd {
     Info(InfoArgs),
     /// Convert a Hugging Face model folder (config.json + safetensors) to GGUF.
     Convert(ConvertArgs),
+    /// Render a conversation with a chat template and show the token ids the model is fed.
+    Template(lbm::template_cmd::TemplateArgs),
+    /// Build a bootable disk image (GPT + FAT32 EFI system partition) with models.
+    Image(ImageArgs),
+    /// Boot a disk image in QEMU with OVMF, the serial console on this terminal.
+    Qemu(QemuArgs),
+}
+
+#[derive(Args)]
+struct ImageArgs {
+    /// The image file to write.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Model files to put in \models\ (repeatable).
+    #[arg(long = "model")]
+    models: Vec<PathBuf>,
+    /// Tokenizer files to put beside them (repeatable).
+    #[arg(long = "tokenizer")]
+    tokenizers: Vec<PathBuf>,
+    /// A settings file to install as \lbm.cfg.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Image size, e.g. 64M or 2G (default: fit the contents).
+    #[arg(long)]
+    size: Option<String>,
+    /// The UEFI application (default: $LBM_EFI, or target/efi/BOOTX64.EFI from `cargo xtask build-efi`).
+    #[arg(long)]
+    efi: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct QemuArgs {
+    /// The disk image.
+    image: PathBuf,
+    /// Guest memory.
+    #[arg(long, default_value = "4G")]
+    memory: String,
+    /// Virtual CPUs.
+    #[arg(long, default_value_t = 2)]
+    cores: usize,
 }
 
 #[derive(Args)]
@@ -431,6 +471,61 @@ fn cmd_info(a: InfoArgs) -> Result<()> {
     Ok(())
 }
 
+/// The UEFI app to install: --efi, $LBM_EFI, target/efi/BOOTX64.EFI under the
+/// current directory, or beside this executable's target directory.
+fn find_efi(arg: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(p) = arg {
+        return Ok(p);
+    }
+    let mut cands = Vec::new();
+    if let Some(p) = std::env::var_os("LBM_EFI") {
+        cands.push(PathBuf::from(p));
+    }
+    cands.push(PathBuf::from("target/efi/BOOTX64.EFI"));
+    if let Ok(exe) = std::env::current_exe() {
+        // target/{release,debug}/lbm -> target/efi/BOOTX64.EFI
+        if let Some(t) = exe.parent().and_then(|p| p.parent()) {
+            cands.push(t.join("efi/BOOTX64.EFI"));
+        }
+    }
+    cands.into_iter().find(|p| p.is_file()).context(
+        "no UEFI application found: build it with `cargo xtask build-efi` (writes target/efi/BOOTX64.EFI) or pass --efi",
+    )
+}
+
+fn cmd_image(a: ImageArgs) -> Result<()> {
+    let efi = find_efi(a.efi)?;
+    let size = a.size.as_deref().map(lbm::image::parse_size).transpose()?;
+    let mut extra = Vec::new();
+    if let Some(c) = a.config {
+        extra.push((c, "lbm.cfg".to_string()));
+    }
+    let opts = lbm::image::ImageOptions {
+        output: a.output.clone(),
+        efi,
+        models: a.models,
+        tokenizers: a.tokenizers,
+        extra_files: extra,
+        size,
+    };
+    let start = std::time::Instant::now();
+    let mut last = String::new();
+    lbm::image::build_image(&opts, &mut |file, done, total| {
+        let secs = start.elapsed().as_secs_f64().max(1e-3);
+        let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let line = format!("\r{file}: {:.1}/{:.1} MB ({:.0} MB/s)", mb(done), mb(total), mb(done) / secs);
+        if line != last {
+            eprint!("{line}");
+            last = line;
+        }
+        if done == total {
+            eprintln!();
+        }
+    })?;
+    println!("wrote {}", a.output.display());
+    Ok(())
+}
+
 fn run() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
@@ -440,6 +535,15 @@ fn run() -> Result<()> {
         Cmd::Tokenize(a) => cmd_tokenize(a),
         Cmd::Detokenize(a) => cmd_detokenize(a),
         Cmd::Info(a) => cmd_info(a),
+        Cmd::Template(a) => lbm::template_cmd::run(&a),
+        Cmd::Image(a) => cmd_image(a),
+        Cmd::Qemu(a) => {
+            let mut o = lbm::qemu::QemuOptions::new(a.image);
+            o.memory = a.memory;
+            o.cores = a.cores;
+            let code = lbm::qemu::run(&o)?;
+            std::process::exit(code);
+        }
         Cmd::Convert(a) => {
             let ty = match a.r#type {
                 ConvertType::F32 => lbm::convert::OutType::F32,

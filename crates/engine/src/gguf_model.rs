@@ -249,8 +249,10 @@ pub fn load(blob: Blob, n_ctx: usize) -> Result<Model> {
         output_bias: x.opt_vec("output.bias", c.vocab_size)?,
     };
     let name = g.get("general.name").and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let chat_template = g.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string);
     let mut m = Model::new(c, weights, blob, n_ctx, "gguf")?;
     m.name = name;
+    m.chat_template = chat_template;
     Ok(m)
 }
 

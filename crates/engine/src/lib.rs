@@ -22,6 +22,7 @@ pub mod llmc;
 pub mod load;
 pub mod model;
 pub mod sampler;
+pub mod template;
 pub mod tokenizer;
 
 pub use error::{Error, Result};

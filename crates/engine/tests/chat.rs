@@ -136,10 +136,8 @@ fn kv_cache_after_three_turns_equals_a_fresh_evaluation() {
         let _ = t;
     }
     // Every token of the conversation, as the chat fed them.
-    let mut all = vec![1u32];
-    for t in &c.turns {
-        all.extend_from_slice(&t.ids);
-    }
+    let all = c.history_ids();
+    assert_eq!(all[0], 1, "starts with BOS");
     let n = c.context_len();
     // Feed the chat one more token through its own cache and compare with a
     // fresh model given the whole sequence.
@@ -196,7 +194,7 @@ fn line_editing_keys() {
     let mut con = Script::new(&[]);
     // "Lx" <Left> <Backspace>... build "Lily" with edits, then recall with Up.
     let keys = [
-        Key::Char('/'), Key::Char('t'), Key::Char('e'), Key::Tab, Key::Char('0'), Key::Enter, // "/temp 0" via Tab
+        Key::Char('/'), Key::Char('t'), Key::Char('e'), Key::Tab, Key::Tab, Key::Char('0'), Key::Enter, // "/te" -> "/temp" -> "/temp "
         Key::Char('/'), Key::Char('t'), Key::Char('o'), Key::Char('k'), Key::Tab, Key::Char('3'), Key::Enter,
         Key::Char('i'), Key::Char('l'), Key::Char('y'), Key::Home, Key::Char('L'), Key::End, Key::Char('x'), Key::Backspace,
         Key::Left, Key::Delete, Key::Char('y'), Key::Enter, // "Lily"

@@ -151,27 +151,31 @@ pub fn read_line(
             Key::Tab => {
                 let text: String = ed.buf.iter().collect();
                 let cands = complete(&text);
-                match cands.as_slice() {
-                    [] => {}
-                    [one] => {
-                        let mut s = String::from(*one);
-                        s.push(' ');
-                        // Move to the end first so replace() erases everything.
-                        let tail: String = ed.buf[ed.cur..].iter().collect();
-                        ed.put(&tail);
-                        ed.cur = ed.buf.len();
-                        ed.replace(&s);
-                    }
-                    many => {
-                        // List the candidates, then draw the prompt and line again.
-                        let list = many.join("  ");
-                        ed.put("\n");
-                        ed.put(&list);
-                        ed.put("\n");
-                        ed.con.write_str(prompt);
-                        ed.put(&text);
-                        ed.cur = ed.buf.len();
-                    }
+                // One candidate, or an exact match: complete it and add a space.
+                // Several: extend to their common prefix, or list them.
+                let exact = cands.iter().find(|c| **c == text).copied();
+                let common = common_prefix(&cands);
+                let target = match (cands.as_slice(), exact) {
+                    ([one], _) => Some(alloc::format!("{one} ")),
+                    (_, Some(e)) => Some(alloc::format!("{e} ")),
+                    _ if common.len() > text.len() => Some(String::from(common)),
+                    _ => None,
+                };
+                if let Some(t) = target {
+                    // Move to the end first so replace() erases everything.
+                    let tail: String = ed.buf[ed.cur..].iter().collect();
+                    ed.put(&tail);
+                    ed.cur = ed.buf.len();
+                    ed.replace(&t);
+                } else if cands.len() > 1 {
+                    // List the candidates, then draw the prompt and line again.
+                    let list = cands.join("  ");
+                    ed.put("\n");
+                    ed.put(&list);
+                    ed.put("\n");
+                    ed.con.write_str(prompt);
+                    ed.put(&text);
+                    ed.cur = ed.buf.len();
                 }
             }
             Key::CtrlC => {
@@ -187,3 +191,16 @@ pub fn read_line(
     }
 }
 
+
+/// The longest prefix all of `words` share.
+fn common_prefix<'a>(words: &[&'a str]) -> &'a str {
+    let Some(first) = words.first() else { return "" };
+    let mut len = first.len();
+    for w in &words[1..] {
+        len = first.bytes().zip(w.bytes()).take(len).take_while(|(a, b)| a == b).count();
+    }
+    while !first.is_char_boundary(len) {
+        len -= 1;
+    }
+    &first[..len]
+}

@@ -14,6 +14,7 @@ use crate::console::{Console, Key};
 use crate::generate::{generate, Generation, Hooks, StopReason};
 use crate::model::Model;
 use crate::sampler::{Sampler, SamplerConfig};
+use crate::template::{ChatEncoder, Stops, Template};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 pub use line::{read_line, InputHistory, LineEvent};
@@ -164,9 +165,10 @@ pub enum ReplExit {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Turn {
     pub user: String,
+    /// The reply as shown (stop tokens and strings removed).
     pub reply: String,
-    /// The tokens this turn added to the context (prompt and reply).
-    pub ids: Vec<u32>,
+    /// The reply's token ids as generated (the stop token excluded).
+    pub reply_ids: Vec<u32>,
 }
 
 /// Counters for `/stats`.
@@ -189,6 +191,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ("/top_k", "<k> set top-k sampling (0 = off)"),
     ("/seed", "<n> restart the random generator with a seed"),
     ("/system", "<text> set the system prompt (no text: show it)"),
+    ("/template", "[name] show or set the chat template"),
     ("/model", "go back to the model menu"),
     ("/exit", "leave (shuts the machine down on bare metal)"),
 ];
@@ -201,6 +204,12 @@ pub struct Chat {
     pub name: String,
     pub turns: Vec<Turn>,
     pub stats: Stats,
+    /// How turns are rendered for the model.
+    pub template: Template,
+    /// Said once when the chat starts (e.g. an unknown template).
+    pub template_note: Option<String>,
+    enc: ChatEncoder,
+    stops: Stops,
     sampler: Sampler,
     /// Tokens currently in the KV cache, in order.
     evaluated: Vec<u32>,
@@ -213,8 +222,23 @@ pub struct Chat {
 
 struct ConsoleHooks<'a> {
     con: &'a mut dyn Console,
-    eos: u32,
-    interrupted: bool,
+    stops: &'a Stops,
+    /// The reply so far, and how much of it has been shown.
+    text: String,
+    shown: usize,
+    /// Where a stop string began, if one was generated.
+    stop_at: Option<usize>,
+}
+
+impl ConsoleHooks<'_> {
+    /// Shows the rest of the reply (after generation ended).
+    fn flush(&mut self) {
+        let end = self.stop_at.unwrap_or(self.text.len());
+        if end > self.shown {
+            self.con.write_str(&self.text[self.shown..end]);
+            self.shown = end;
+        }
+    }
 }
 
 impl Hooks for ConsoleHooks<'_> {
@@ -222,15 +246,21 @@ impl Hooks for ConsoleHooks<'_> {
         self.con.now_us()
     }
     fn on_text(&mut self, text: &str) -> bool {
-        self.con.write_str(text);
-        if let Some(Key::Esc | Key::CtrlC) = self.con.poll_key() {
-            self.interrupted = true;
+        self.text.push_str(text);
+        if let Some(at) = self.stops.find(&self.text) {
+            self.stop_at = Some(at);
+            self.flush();
             return false;
         }
-        true
+        let safe = self.stops.safe_len(&self.text);
+        if safe > self.shown {
+            self.con.write_str(&self.text[self.shown..safe]);
+            self.shown = safe;
+        }
+        !matches!(self.con.poll_key(), Some(Key::Esc | Key::CtrlC))
     }
     fn is_stop(&self, id: u32) -> bool {
-        id == self.eos
+        self.stops.is_stop_id(id)
     }
 }
 
@@ -238,6 +268,13 @@ impl Chat {
     /// A new session. `name` is shown in the greeting and `/stats`.
     pub fn new(model: Model, tokenizer: Tokenizer, settings: ChatSettings, name: String) -> Self {
         let sampler = Sampler::new(settings.sampler_config(), model.config.vocab_size);
+        let (template, template_note) =
+            match crate::template::choose(model.chat_template.as_deref(), model.config.arch.name(), None) {
+                Ok(t) => t,
+                Err(e) => (Template::None, Some(e.to_string())),
+            };
+        let enc = ChatEncoder::new(&tokenizer, template);
+        let stops = enc.stops(&tokenizer);
         Chat {
             model,
             tokenizer,
@@ -245,6 +282,10 @@ impl Chat {
             name,
             turns: Vec::new(),
             stats: Stats::default(),
+            template,
+            template_note,
+            enc,
+            stops,
             sampler,
             evaluated: Vec::new(),
             pending: None,
@@ -258,14 +299,55 @@ impl Chat {
         self.evaluated.len()
     }
 
-    /// The tokens that open every conversation: BOS and the system prompt.
-    fn prefix(&self) -> Vec<u32> {
-        let mut ids = Vec::new();
-        if self.tokenizer.add_bos() {
-            ids.push(self.tokenizer.bos());
+    /// Switches the chat template; the conversation is evaluated again with it.
+    pub fn set_template(&mut self, t: Template) {
+        self.template = t;
+        self.enc = ChatEncoder::new(&self.tokenizer, t);
+        self.stops = self.enc.stops(&self.tokenizer);
+        self.evaluated.clear();
+        self.pending = None;
+    }
+
+    /// The prompt tokens of a user turn. The first turn of a conversation
+    /// carries BOS and the system prompt.
+    fn turn_prompt(&self, first: bool, user: &str) -> Vec<u32> {
+        let system = self.settings.system_prompt.as_deref().filter(|_| first);
+        match self.template {
+            Template::None => {
+                // Plain continuation: BOS and the system prompt as text, then the user's text.
+                let mut ids = Vec::new();
+                if first {
+                    if self.tokenizer.add_bos() {
+                        ids.push(self.tokenizer.bos());
+                    }
+                    if let Some(sys) = system {
+                        ids.extend(self.tokenizer.encode(&format!("{sys}\n"), false));
+                    }
+                }
+                ids.extend(self.tokenizer.encode(user, false));
+                ids
+            }
+            _ => self.enc.turn(&self.tokenizer, system, first, user),
         }
-        if let Some(sys) = &self.settings.system_prompt {
-            ids.extend(self.tokenizer.encode(&format!("{sys}\n"), false));
+    }
+
+    /// Tokens that close a reply before the next turn (e.g. `</s>` and a newline).
+    fn closing(&self) -> Vec<u32> {
+        match self.template {
+            Template::None => Vec::new(),
+            _ => self.enc.after_reply(&self.tokenizer),
+        }
+    }
+
+    /// Every token of the kept turns, as a fresh evaluation would see them.
+    pub fn history_ids(&self) -> Vec<u32> {
+        let mut ids = Vec::new();
+        for (i, t) in self.turns.iter().enumerate() {
+            if i > 0 {
+                ids.extend(self.closing());
+            }
+            ids.extend(self.turn_prompt(i == 0, &t.user));
+            ids.extend_from_slice(&t.reply_ids);
         }
         ids
     }
@@ -282,30 +364,27 @@ impl Chat {
     /// `con`. Returns the generation's figures.
     pub fn turn(&mut self, con: &mut dyn Console, exec: &dyn Executor, user: &str) -> Result<Generation> {
         let n_ctx = self.model.n_ctx;
-        // A model without a chat template continues the text.
-        let user_ids = self.tokenizer.encode(user, false);
-        if user_ids.is_empty() {
+        if user.is_empty() {
             return Err(Error::Usage("nothing to say".into()));
         }
-        let prefix = self.prefix();
-        let mut new_ids: Vec<u32> = self.pending.into_iter().collect();
-        new_ids.extend_from_slice(&user_ids);
-        if prefix.len() + user_ids.len() + 1 > n_ctx {
+        // The new turn alone, as the first of a conversation, must fit.
+        let alone = self.turn_prompt(true, user).len();
+        if alone + 1 > n_ctx {
             return Err(Error::Usage(format!(
-                "that message is {} tokens; the context holds {} (with {} for the system prompt)",
-                user_ids.len(),
-                n_ctx,
-                prefix.len()
+                "that message takes {alone} tokens with the template and system prompt; the context holds {n_ctx}"
             )));
         }
-        // Room for the reply: what the user asked for, within the context.
-        let reserve = self.settings.max_tokens.min(n_ctx - prefix.len() - user_ids.len());
+        let reserve = self.settings.max_tokens.min(n_ctx - alone);
+        let needed = |chat: &Chat| {
+            if chat.turns.is_empty() {
+                alone
+            } else {
+                chat.history_ids().len() + chat.closing().len() + chat.turn_prompt(false, user).len() + 1
+            }
+        };
         let mut dropped = 0;
-        let mut rebuild = self.evaluated.is_empty();
-        let used = |turns: &[Turn]| prefix.len() + turns.iter().map(|t| t.ids.len()).sum::<usize>();
-        while !self.turns.is_empty()
-            && (self.turns.len() >= MAX_TURNS || used(&self.turns) + new_ids.len() + reserve > n_ctx)
-        {
+        let mut rebuild = self.evaluated.is_empty() && !self.turns.is_empty();
+        while !self.turns.is_empty() && (self.turns.len() >= MAX_TURNS || needed(self) + reserve > n_ctx) {
             self.turns.remove(0);
             dropped += 1;
             rebuild = true;
@@ -317,22 +396,27 @@ impl Chat {
                 if dropped == 1 { "" } else { "s" }
             ));
         }
-        let (prompt, n_past) = if rebuild {
-            // Re-evaluate what is kept: prefix, remaining turns, then the new text.
-            let mut p = prefix.clone();
-            for t in &self.turns {
-                p.extend_from_slice(&t.ids);
+        let first = self.turns.is_empty();
+        let (prompt, n_past) = if rebuild || first {
+            // Evaluate what is kept from scratch, then the new turn.
+            let mut p = self.history_ids();
+            if !first {
+                p.extend(self.closing());
             }
-            p.extend_from_slice(&user_ids);
+            p.extend(self.turn_prompt(first, user));
             self.evaluated.clear();
             self.recent.clear();
             (p, 0)
         } else {
-            (new_ids, self.evaluated.len())
+            let mut p: Vec<u32> = self.pending.into_iter().collect();
+            p.extend(self.closing());
+            p.extend(self.turn_prompt(false, user));
+            (p, self.evaluated.len())
         };
-        let max_new = self.settings.max_tokens.min(n_ctx - (n_past + prompt.len()));
-        let mut hooks = ConsoleHooks { con, eos: self.tokenizer.eos(), interrupted: false };
-        let gen = generate(
+        self.pending = None;
+        let max_new = self.settings.max_tokens.min(n_ctx.saturating_sub(n_past + prompt.len()));
+        let mut hooks = ConsoleHooks { con, stops: &self.stops, text: String::new(), shown: 0, stop_at: None };
+        let mut gen = generate(
             &mut self.model,
             &self.tokenizer,
             &mut self.sampler,
@@ -343,13 +427,20 @@ impl Chat {
             &mut self.recent,
             &mut hooks,
         )?;
+        hooks.flush();
+        let stop_string = hooks.stop_at.is_some();
+        let reply = match hooks.stop_at {
+            Some(at) => hooks.text[..at].to_string(),
+            None => hooks.text.clone(),
+        };
+        if stop_string {
+            gen.stop = StopReason::Eos;
+        }
         self.evaluated.extend_from_slice(&prompt);
         let fed = gen.n_past - self.evaluated.len();
         self.evaluated.extend_from_slice(&gen.ids[..fed]);
         self.pending = gen.pending;
-        let mut ids = user_ids;
-        ids.extend_from_slice(&gen.ids);
-        self.turns.push(Turn { user: user.into(), reply: gen.text.clone(), ids });
+        self.turns.push(Turn { user: user.into(), reply, reply_ids: gen.ids.clone() });
         self.stats.tokens_generated += gen.ids.len() as u64;
         self.stats.last_prompt_tok_s = gen.prompt_tok_s();
         self.stats.last_decode_tok_s = gen.decode_tok_s();
@@ -367,6 +458,10 @@ impl Chat {
             c.dim,
             self.model.tensor_type()
         ));
+        con.write_str(&format!("Template: {}.\n", self.template.name()));
+        if let Some(note) = self.template_note.take() {
+            con.write_str(&format!("warning: {note}\n"));
+        }
         let complete = |text: &str| -> Vec<&'static str> {
             if !text.starts_with('/') || text.contains(' ') {
                 return Vec::new();
@@ -479,6 +574,22 @@ impl Chat {
                     con.write_str("System prompt set.\n");
                 }
                 Ok(())
+            }
+            "/template" => {
+                if arg.is_empty() {
+                    let names: Vec<&str> = Template::ALL.iter().map(|t| t.name()).collect();
+                    con.write_str(&format!("Template: {} (available: {})\n", self.template.name(), names.join(", ")));
+                    Ok(())
+                } else {
+                    match Template::from_name(arg) {
+                        Some(t) => {
+                            self.set_template(t);
+                            con.write_str(&format!("Template: {}.\n", t.name()));
+                            Ok(())
+                        }
+                        None => Err(Error::Usage(format!("unknown template '{arg}'; /template lists them"))),
+                    }
+                }
             }
             "/model" => return Some(ReplExit::ChangeModel),
             "/exit" | "/quit" => return Some(ReplExit::Exit),

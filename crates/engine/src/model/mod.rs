@@ -237,6 +237,8 @@ pub struct Model {
     pub name: String,
     /// The file format it came from.
     pub format: &'static str,
+    /// The GGUF `tokenizer.chat_template`, if the file has one.
+    pub chat_template: Option<String>,
     blob: Blob,
     s: State,
 }
@@ -329,7 +331,7 @@ impl Model {
             xq: vec![BlockQ8_0::default(); max_cols.div_ceil(QK8_0)],
             inv_freq,
         };
-        Ok(Model { config, weights, n_ctx, name: String::new(), format, blob, s })
+        Ok(Model { config, weights, n_ctx, name: String::new(), format, chat_template: None, blob, s })
     }
 
     /// Number of weights.
