@@ -31,6 +31,8 @@ options:
   --smp N              virtual CPUs (default 2)
   --mem SIZE           guest memory (default 2G)
   --log PATH           also write the console output to PATH
+  --image PATH         boot this disk image (e.g. from `lbm image`, opened
+                       read-only) instead of an ESP made from --efi/--file
 ";
 
 /// One step of a console script.
@@ -55,6 +57,8 @@ pub struct Opts {
     pub smp: u32,
     pub mem: String,
     pub log: Option<PathBuf>,
+    /// Boot this disk image (read-only) instead of an ESP made from files.
+    pub image: Option<PathBuf>,
 }
 
 impl Opts {
@@ -71,6 +75,7 @@ impl Opts {
             smp: 2,
             mem: "2G".into(),
             log: None,
+            image: None,
         }
     }
 }
@@ -150,6 +155,7 @@ fn parse(root: &Path, args: &[String]) -> Result<Opts, String> {
             }
             "--mem" => o.mem = val("--mem")?,
             "--log" => o.log = Some(PathBuf::from(val("--log")?)),
+            "--image" => o.image = Some(PathBuf::from(val("--image")?)),
             other => return Err(format!("efi-smoke: unknown argument '{other}'\n{HELP}")),
         }
     }
@@ -173,7 +179,10 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
 /// Boots the app with the files and script of `o`; returns the console
 /// output once the script has passed.
 pub fn boot(root: &Path, o: &Opts) -> Result<Vec<u8>, String> {
-    if !o.efi.exists() {
+    if o.image.is_some() && (!o.files.is_empty() || !o.texts.is_empty()) {
+        return Err("efi-smoke: --image cannot be combined with --file".into());
+    }
+    if o.image.is_none() && !o.efi.exists() {
         return Err(format!("{} does not exist (run `cargo xtask build-efi`)", o.efi.display()));
     }
     // A fresh scratch directory per run (by process id).
@@ -212,7 +221,10 @@ fn boot_and_play(o: &Opts, esp: &Path, vars: &Path) -> Result<Vec<u8>, String> {
     cmd.args(["-no-reboot", "-net", "none"]);
     cmd.arg("-drive").arg("if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd");
     cmd.arg("-drive").arg(format!("if=pflash,format=raw,file={}", vars.display()));
-    cmd.arg("-drive").arg(format!("if=none,id=esp,format=raw,file=fat:rw:{}", esp.display()));
+    match &o.image {
+        Some(img) => cmd.arg("-drive").arg(format!("if=none,id=esp,format=raw,readonly=on,file={}", img.display())),
+        None => cmd.arg("-drive").arg(format!("if=none,id=esp,format=raw,file=fat:rw:{}", esp.display())),
+    };
     cmd.args(["-device", "virtio-blk-pci,drive=esp,bootindex=0"]);
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = cmd.spawn().map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
