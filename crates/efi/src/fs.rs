@@ -135,8 +135,8 @@ impl Esp {
         let mut done = 0usize;
         while done < len {
             let end = (done + CHUNK).min(len);
-            // Touch (zero) the chunk first: reads into untouched pages are slow.
-            pages.zero_to(end);
+            // Touch the chunk first: reads into untouched pages are slow.
+            pages.touch(done, end);
             read_exact(&mut f, &mut pages.as_mut_slice()[done..end], path)?;
             done = end;
             progress(done as u64, size);

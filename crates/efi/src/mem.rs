@@ -318,58 +318,65 @@ unsafe impl GlobalAlloc for AppAllocator {
 
 // ---------------------------------------------------------------------------
 
-/// Memory from `allocate_pages(LOADER_DATA)`, freed on drop. Only the
-/// initialized bytes are readable: [`Pages::zero_to`] makes more
-/// of it so (which also touches the pages before a file read lands there).
+/// Memory from `allocate_pages(LOADER_DATA)`, freed on drop.
+///
+/// Its bytes start out as whatever the RAM held: the firmware hands out
+/// physical memory that never went through a Rust allocator, so it holds
+/// arbitrary but definite values, and is used as plain bytes (a file read
+/// then overwrites them all). Not zeroing saves a full pass over the memory,
+/// which under emulation costs more than the read itself.
 pub struct Pages {
     ptr: NonNull<u8>,
     pages: usize,
     len: usize,
-    init: usize,
 }
 
-// SAFETY: `Pages` owns its memory exclusively; shared access only reads the
-// initialized prefix, mutation needs `&mut`.
+// SAFETY: `Pages` owns its memory exclusively; `&Pages` only gives out
+// `&[u8]`, mutation needs `&mut Pages`.
 unsafe impl Send for Pages {}
-// SAFETY: as above, `&Pages` only gives out `&[u8]`.
+// SAFETY: as above.
 unsafe impl Sync for Pages {}
 
 impl Pages {
-    /// Allocates `len` bytes of pages (not yet initialized).
+    /// Allocates `len` bytes of pages.
     pub fn alloc(len: usize) -> Result<Self, String> {
         if len == 0 {
-            return Ok(Pages { ptr: NonNull::dangling(), pages: 0, len: 0, init: 0 });
+            return Ok(Pages { ptr: NonNull::dangling(), pages: 0, len: 0 });
         }
         let pages = len.div_ceil(PAGE);
         let ptr = boot::allocate_pages(AllocateType::AnyPages, MemoryType::LOADER_DATA, pages).map_err(|e| {
             alloc::format!("cannot allocate {} of memory: {:?}", crate::menu::format_size(len as u64), e.status())
         })?;
         LIVE_BYTES.fetch_add((pages * PAGE) as u64, Ordering::Relaxed);
-        Ok(Pages { ptr, pages, len, init: 0 })
+        Ok(Pages { ptr, pages, len })
     }
 
-    /// Zeroes the bytes up to `end` (capped at the length) that are not
-    /// initialized yet.
-    pub fn zero_to(&mut self, end: usize) {
+    /// Writes one byte in every page of `start..end` (capped at the length):
+    /// reads into pages nobody has touched yet are much slower (the host
+    /// maps guest memory lazily).
+    pub fn touch(&mut self, start: usize, end: usize) {
         let end = end.min(self.len);
-        if end > self.init {
-            // SAFETY: `init..end` lies inside the allocation of `len` bytes.
-            unsafe { self.ptr.as_ptr().add(self.init).write_bytes(0, end - self.init) };
-            self.init = end;
+        let mut at = start - start % PAGE;
+        while at < end {
+            // SAFETY: `at < end <= len`, inside our allocation.
+            unsafe { self.ptr.as_ptr().add(at).write_volatile(0) };
+            at += PAGE;
         }
     }
 
-    /// The initialized bytes, writable.
+    /// All `len` bytes, writable.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: the first `init` bytes are initialized and owned by us.
-        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.init) }
+        // SAFETY: `len` bytes of firmware pages that we own exclusively
+        // (`&mut self`); see the type's documentation on their contents.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
 
 impl AsRef<[u8]> for Pages {
     fn as_ref(&self) -> &[u8] {
-        // SAFETY: the first `init` bytes are initialized and owned by us.
-        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.init) }
+        // SAFETY: `len` bytes of firmware pages that we own; shared access
+        // only reads.
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
 
