@@ -2,7 +2,7 @@
 //!
 //! - `build-efi [--debug] [--features F]`: builds the UEFI app for the hard-float target spec
 //!   and copies it to `target/efi/BOOTX64.EFI`.
-//! - `setup`: installs the nightly toolchain, rust-src, QEMU, OVMF and binutils
+//! - `setup`: installs the nightly toolchain, rust-src and clippy, QEMU, OVMF and binutils
 //!   when they are missing.
 //! - `census [PATH] [--json]`: counts FMA and scalar SSE instructions in the
 //!   built `.efi` to prove it is hard-float with AVX2/FMA kernels.
@@ -28,7 +28,7 @@ commands:
   build-efi [--debug] [--features F]
                              build the UEFI app, copy it to target/efi/BOOTX64.EFI
                              (feature hwtest: diagnostics and a key echo before the menu)
-  setup                      install nightly + rust-src, qemu, ovmf, binutils if missing
+  setup                      install nightly + rust-src + clippy, qemu, ovmf, binutils if missing
   census [PATH] [--json]     count vfmadd / scalar SSE instructions in the .efi
                              (default PATH: target/efi/BOOTX64.EFI)
   test-efi                   run the UEFI app's unit tests on the host
@@ -225,13 +225,21 @@ fn setup(args: &[String]) -> Result<(), String> {
     }
     let components =
         output_of("rustup", &["component", "list", "--installed", "--toolchain", "nightly"]).unwrap_or_default();
-    if components.lines().any(|l| l.trim() == "rust-src") {
-        println!("setup: rust-src present");
+    // rust-src for -Zbuild-std; clippy for `cargo xtask clippy-efi`.
+    let missing_components: Vec<&str> = ["rust-src", "clippy"]
+        .into_iter()
+        .filter(|c| !components.lines().map(str::trim).any(|l| l == *c || l.starts_with(&format!("{c}-"))))
+        .collect();
+    if missing_components.is_empty() {
+        println!("setup: rust-src and clippy present on nightly");
     } else {
-        println!("setup: adding rust-src to nightly");
+        println!("setup: adding {} to nightly", missing_components.join(" "));
         run_status(
-            Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]),
-            "rustup component add rust-src",
+            Command::new("rustup")
+                .args(["component", "add"])
+                .args(&missing_components)
+                .args(["--toolchain", "nightly"]),
+            "rustup component add",
         )?;
     }
 
