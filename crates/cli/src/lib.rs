@@ -4,6 +4,7 @@
 pub mod convert;
 pub mod host;
 pub mod image;
+pub mod pull;
 pub mod qemu;
 pub mod spm_model;
 pub mod template_cmd;
