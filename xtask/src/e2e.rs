@@ -124,7 +124,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
 fn host_reply(root: &Path, model: &Path, tok: &Path) -> Result<String, String> {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root);
-    cmd.args(["run", "--quiet", "--release", "-p", "lbm", "--", "chat", "--temp", "0"]);
+    cmd.args(["run", "--quiet", "-p", "lbm", "--", "chat", "--temp", "0"]);
     cmd.arg("--max-tokens").arg(MAX_TOKENS.to_string());
     cmd.arg("-m").arg(model).arg("-z").arg(tok);
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());

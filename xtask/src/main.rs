@@ -13,6 +13,10 @@
 //!   with a throwaway FAT directory as ESP and checks the boot output.
 //! - `efi-e2e`: the whole app under QEMU with the bundled stories260K model;
 //!   its reply must match `lbm chat` on the host.
+//! - `demo`: setup, build everything, make a disk image with the bundled
+//!   model and boot it in QEMU into a chat.
+//! - `test`: setup, then every test: the host workspace, the UEFI app's unit
+//!   tests, its build and instruction census, and the QEMU end-to-end tests.
 
 mod census;
 mod e2e;
@@ -36,6 +40,11 @@ commands:
   efi-smoke [OPTIONS]        boot the built app under QEMU (see --help)
   efi-e2e [OPTIONS]          build, boot with assets/stories260K, chat, compare the
                              reply with `lbm chat` on the host (see --help)
+  demo [--memory M] [--cores N]
+                             setup, build, make target/demo.img with the bundled model,
+                             boot it in QEMU (serial console here; /exit to leave)
+  test                       setup, then every test (host, efi unit tests, efi build +
+                             census, QEMU end-to-end)
 ";
 
 fn main() -> ExitCode {
@@ -53,6 +62,8 @@ fn main() -> ExitCode {
         "clippy-efi" => clippy_efi(rest),
         "efi-smoke" => smoke::run(&root(), rest),
         "efi-e2e" => e2e::run(&root(), rest),
+        "demo" => demo(rest),
+        "test" => test(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())
@@ -255,6 +266,10 @@ fn setup(args: &[String]) -> Result<(), String> {
     if !have_program("objdump", "--version") {
         missing.push("binutils");
     }
+    // fsck.fat: the image tests check the filesystem with it.
+    if !have_program("fsck.fat", "--help") && !Path::new("/usr/sbin/fsck.fat").exists() && !Path::new("/sbin/fsck.fat").exists() {
+        missing.push("dosfstools");
+    }
     if missing.is_empty() {
         println!("setup: qemu, ovmf and binutils present");
         return Ok(());
@@ -266,7 +281,7 @@ fn setup(args: &[String]) -> Result<(), String> {
             Command::new("apt-get")
         } else {
             let mut c = Command::new("sudo");
-            c.args(["-n", "apt-get"]);
+            c.arg("apt-get");
             c
         };
         c.args(apt_args).env("DEBIAN_FRONTEND", "noninteractive");
@@ -277,5 +292,77 @@ fn setup(args: &[String]) -> Result<(), String> {
     install.args(&missing);
     run_status(&mut install, "apt-get install")?;
     println!("setup: done");
+    Ok(())
+}
+
+/// A stable `cargo` in the workspace root (the toolchain of rust-toolchain.toml).
+fn cargo(root: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root);
+    cmd
+}
+
+/// `cargo xtask demo`.
+fn demo(args: &[String]) -> Result<(), String> {
+    let mut memory = "2G".to_string();
+    let mut cores = "2".to_string();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--memory" => memory = it.next().ok_or("demo: --memory needs a value")?.clone(),
+            "--cores" => cores = it.next().ok_or("demo: --cores needs a value")?.clone(),
+            other => return Err(format!("demo: unknown argument '{other}'")),
+        }
+    }
+    setup(&[])?;
+    let root = root();
+    let efi = build_efi(&[])?;
+    run_status(cargo(&root).args(["build", "--release", "-p", "lbm"]), "cargo build -p lbm")?;
+    let lbm = root.join("target/release/lbm");
+    let img = root.join("target/demo.img");
+    run_status(
+        Command::new(&lbm)
+            .arg("image")
+            .arg("-o")
+            .arg(&img)
+            .arg("--efi")
+            .arg(&efi)
+            .arg("--model")
+            .arg(root.join("assets/stories260K/stories260K.bin"))
+            .arg("--tokenizer")
+            .arg(root.join("assets/stories260K/tok512.bin")),
+        "lbm image",
+    )?;
+    println!("demo: booting {} (QEMU, software emulation: allow a few seconds; type /exit to power off)", img.display());
+    let status = Command::new(&lbm)
+        .arg("qemu")
+        .arg(&img)
+        .args(["--memory", &memory, "--cores", &cores])
+        .status()
+        .map_err(|e| format!("cannot run lbm qemu: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("lbm qemu ended with {status}"))
+    }
+}
+
+/// `cargo xtask test`: every test. The QEMU tests need the UEFI app, so it is
+/// built first; `CI` makes them fail (not skip) when anything is missing.
+fn test(args: &[String]) -> Result<(), String> {
+    if let Some(a) = args.first() {
+        return Err(format!("test: unknown argument '{a}'"));
+    }
+    setup(&[])?;
+    let root = root();
+    let efi = build_efi(&[])?;
+    census::run(&root, &[efi.display().to_string()])?;
+    test_efi(&[])?;
+    run_status(
+        cargo(&root).args(["test", "--workspace"]).env("CI", "true").env("LBM_EFI_APP", &efi),
+        "cargo test --workspace",
+    )?;
+    e2e::run(&root, &["--no-build".to_string()])?;
+    println!("xtask test: all passed");
     Ok(())
 }
