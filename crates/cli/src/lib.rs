@@ -6,5 +6,6 @@ pub mod host;
 pub mod image;
 pub mod pull;
 pub mod qemu;
+pub mod quantize;
 pub mod spm_model;
 pub mod template_cmd;

@@ -45,6 +45,8 @@ enum Cmd {
     Image(ImageArgs),
     /// Boot a disk image in QEMU with OVMF, the serial console on this terminal.
     Qemu(QemuArgs),
+    /// Quantize a GGUF file (llama.cpp's types per tensor).
+    Quantize(QuantizeArgs),
 }
 
 #[derive(Args)]
@@ -98,6 +100,21 @@ struct PullArgs {
     /// Storage type for the matrices when a checkpoint is converted.
     #[arg(long, value_enum, default_value = "f16")]
     r#type: ConvertType,
+}
+
+#[derive(Args)]
+struct QuantizeArgs {
+    /// The GGUF file to read (F32, F16 or BF16 matrices).
+    input: PathBuf,
+    /// The GGUF file to write.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Target: q8_0, q4_0, q4_k_m, q6_k, f16 or f32.
+    #[arg(long, value_parser = |s: &str| engine::quantize::QuantType::parse(s).ok_or_else(|| format!("unknown type '{s}'")))]
+    r#type: engine::quantize::QuantType,
+    /// Threads (default: all cores).
+    #[arg(short, long)]
+    threads: Option<usize>,
 }
 
 #[derive(Args)]
@@ -600,6 +617,10 @@ fn run() -> Result<()> {
             let path = lbm::pull::pull(&spec, &opts, &mut |e| bar.event(e))?;
             println!("{}", path.display());
             Ok(())
+        }
+        Cmd::Quantize(a) => {
+            let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            lbm::quantize::quantize_with(&a.input, &a.output, a.r#type, threads, &mut |m| eprintln!("{m}"))
         }
     }
 }

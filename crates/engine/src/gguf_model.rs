@@ -100,6 +100,11 @@ fn dtype(t: &TensorInfo) -> Result<DType> {
         GgmlType::F16 => Ok(DType::F16),
         GgmlType::BF16 => Ok(DType::BF16),
         GgmlType::Q8_0 => Ok(DType::Q8_0),
+        GgmlType::Q4_0 => Ok(DType::Q4_0),
+        GgmlType::Q5_0 => Ok(DType::Q5_0),
+        GgmlType::Q4_K => Ok(DType::Q4_K),
+        GgmlType::Q5_K => Ok(DType::Q5_K),
+        GgmlType::Q6_K => Ok(DType::Q6_K),
         other => Err(Error::UnsupportedTensorType { name: t.name.clone(), ty: other.name().to_string() }),
     }
 }

@@ -1,21 +1,43 @@
 //! AVX2 + FMA + F16C kernels. Every function here is private to the crate and
 //! `unsafe`: callers (the dispatchers in `ops`) must have checked that
 //! `cpu::level() >= SimdLevel::Avx2`. Each has a scalar twin in `scalar`.
+//!
+//! The matrix kernels are register tiles (see [`tile_kernels`]): `R` weight
+//! rows against `C` activation rows, each weight block unpacked once for all
+//! `C` activations and each activation block loaded once for all `R` rows.
+//! Every (row, activation) pair goes through the same operations whatever
+//! the tile, so matmul and matvec give bit-identical results. The same macro
+//! builds the AVX-512 VNNI tiles in `avx512`, with identical integer lanes.
+//!
+//! Integer sums are exact, so results differ from the scalar twins only in
+//! the float accumulation: K-quant kernels reduce each super-block to one
+//! integer first and are bit-identical to the scalar twins; the 32-blocks
+//! keep eight lanes of float partial sums.
 
 use core::arch::x86_64::*;
 
-use crate::half::f16_to_f32;
-use crate::quant::BlockQ8_0;
+use crate::half::f32_to_f16;
+use crate::quant::{scale_min_k4, BlockQ4_0, BlockQ5_0, BlockQ8K, BlockQ8_0, QK8_0, QK_K};
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn hsum(v: __m256) -> f32 {
+pub(crate) fn hsum(v: __m256) -> f32 {
     let lo = _mm256_castps256_ps128(v);
     let hi = _mm256_extractf128_ps::<1>(v);
     let s = _mm_add_ps(lo, hi);
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_movehdup_ps(s));
     _mm_cvtss_f32(s)
+}
+
+/// Sum of eight i32 lanes (wrapping, as exact as the lanes).
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn hsum_i32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
 }
 
 #[target_feature(enable = "avx2,fma")]
@@ -57,106 +79,601 @@ pub(crate) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     unsafe { dot_f32_impl(a, b) }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_f16_impl(w: &[u16], x: &[f32]) -> f32 {
-    let n = w.len().min(x.len());
-    let n8 = n / 8 * 8;
-    let (pw, px) = (w.as_ptr(), x.as_ptr());
-    let mut acc0 = _mm256_setzero_ps();
-    let mut acc1 = _mm256_setzero_ps();
-    let mut i = 0;
-    while i + 16 <= n8 {
-        // SAFETY: i + 16 <= n8 <= len of both slices; loadu has no alignment needs.
-        let (h0, h1, x0, x1) = unsafe {
-            (
-                _mm_loadu_si128(pw.add(i).cast()),
-                _mm_loadu_si128(pw.add(i + 8).cast()),
-                _mm256_loadu_ps(px.add(i)),
-                _mm256_loadu_ps(px.add(i + 8)),
-            )
-        };
-        acc0 = _mm256_fmadd_ps(_mm256_cvtph_ps(h0), x0, acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_cvtph_ps(h1), x1, acc1);
-        i += 16;
-    }
-    while i < n8 {
-        // SAFETY: i + 8 <= n8.
-        let (h0, x0) = unsafe { (_mm_loadu_si128(pw.add(i).cast()), _mm256_loadu_ps(px.add(i))) };
-        acc0 = _mm256_fmadd_ps(_mm256_cvtph_ps(h0), x0, acc0);
-        i += 8;
-    }
-    let mut s = hsum(_mm256_add_ps(acc0, acc1));
-    for j in n8..n {
-        s += f16_to_f32(w[j]) * x[j];
-    }
-    s
+// ---------------------------------------------------------------- helpers for the tiles
+
+/// Loads 32 bytes (no alignment needed).
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn load32(p: &[i8; 32]) -> __m256i {
+    // SAFETY: p is 32 readable bytes; loadu has no alignment requirement.
+    unsafe { _mm256_loadu_si256(p.as_ptr().cast()) }
 }
 
-/// AVX2 twin of [`crate::scalar::dot_f16`].
+/// Unsigned bytes `a` times signed bytes `b`, summed in groups of four into
+/// eight i32 lanes (lane k: bytes 4k..4k+4). With the sign trick (|w| and x
+/// with w's sign) the i16 pair sums stay below 2 * 128 * 127 < 32768, so
+/// this equals the VNNI `vpdpbusd` exactly.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn mul_sum_u8i8(a: __m256i, b: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1))
+}
+
+/// The 32 nibbles of a Q4_0-layout `qs` as bytes 0..16 in element order.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn unpack_nibbles(qs: &[u8; 16]) -> __m256i {
+    // SAFETY: qs is 16 readable bytes; loadu has no alignment requirement.
+    let q = unsafe { _mm_loadu_si128(qs.as_ptr().cast()) };
+    let m = _mm_set1_epi8(0x0F);
+    let lo = _mm_and_si128(q, m);
+    let hi = _mm_and_si128(_mm_srli_epi16::<4>(q), m);
+    _mm256_set_m128i(hi, lo)
+}
+
+/// 0xFF in byte j where bit j of `bits` is set, else 0.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn bytes_from_bits(bits: u32) -> __m256i {
+    let v = _mm256_set1_epi32(bits as i32);
+    // Byte j takes byte j / 8 of the word...
+    let shuf = _mm256_setr_epi64x(0, 0x0101_0101_0101_0101, 0x0202_0202_0202_0202, 0x0303_0303_0303_0303);
+    let v = _mm256_shuffle_epi8(v, shuf);
+    // ...and keeps only bit j % 8: OR in every other bit, then test for all ones.
+    let others = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe_u64 as i64);
+    _mm256_cmpeq_epi8(_mm256_or_si256(v, others), _mm256_set1_epi8(-1))
+}
+
+/// The signed weights of a Q4_0 block.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn unpack_q4_0(b: &BlockQ4_0) -> __m256i {
+    _mm256_sub_epi8(unpack_nibbles(&b.qs), _mm256_set1_epi8(8))
+}
+
+/// The signed weights of a Q5_0 block (q - 16).
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn unpack_q5_0(b: &BlockQ5_0) -> __m256i {
+    // With the fifth bit set the nibble already is q - 16; without it, the
+    // nibble with the top four bits set is (q - 16) as a signed byte.
+    let hi = bytes_from_bits(u32::from_le_bytes(b.qh));
+    _mm256_or_si256(unpack_nibbles(&b.qs), _mm256_andnot_si256(hi, _mm256_set1_epi8(0xF0u8 as i8)))
+}
+
+/// Sum over the eight sub-blocks of m_j * (bsums[2j] + bsums[2j + 1]).
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn mins_dot_bsums(mins: &[u8; 8], b: &BlockQ8K) -> i32 {
+    // SAFETY: bsums is 32 readable bytes, mins 8; loadu has no alignment requirement.
+    let (s, m) = unsafe { (_mm256_loadu_si256(b.bsums.as_ptr().cast()), _mm_loadl_epi64(mins.as_ptr().cast())) };
+    // Pairwise sums fit i16 (|bsum| <= 16 * 128).
+    let pairs = _mm_hadd_epi16(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+    let p = _mm_madd_epi16(_mm_cvtepu8_epi16(m), pairs);
+    let p = _mm_add_epi32(p, _mm_shuffle_epi32::<0b01_00_11_10>(p));
+    let p = _mm_add_epi32(p, _mm_shuffle_epi32::<0b10_11_00_01>(p));
+    _mm_cvtsi128_si32(p)
+}
+
+/// The eight scales and eight mins of a Q4_K/Q5_K block.
+#[inline]
+pub(crate) fn scales_mins(q: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
+    let mut sc = [0u8; 8];
+    let mut m = [0u8; 8];
+    for j in 0..8 {
+        (sc[j], m[j]) = scale_min_k4(j, q);
+    }
+    (sc, m)
+}
+
+/// Scales (2p, 2p + 1) of a Q6_K block spread over 8 i16 lanes each.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn q6_scale_pair(scales: __m128i, p: usize) -> __m256i {
+    let a = (2 * p) as i8;
+    let b = a + 1;
+    let mask = _mm_setr_epi8(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b);
+    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, mask))
+}
+
+/// Loads 32 bytes at `p + off`.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn load_at<T>(p: &[T], off: usize) -> __m256i {
+    assert!(off + 32 <= core::mem::size_of_val(p));
+    // SAFETY: off + 32 <= the slice's size in bytes (checked); loadu has no alignment requirement.
+    unsafe { _mm256_loadu_si256(p.as_ptr().cast::<u8>().add(off).cast()) }
+}
+
+/// Register-tile kernels: `R` weight rows against `C` activation rows, one
+/// accumulator per (row, activation) pair. Each pair goes through the same
+/// operations whatever `R` and `C` are, so any tiling gives the same bits;
+/// and `$mulsum` (maddubs + madd, or VNNI) gives the same integer lanes, so
+/// every x86 level gives the same bits too.
 ///
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C with AVX state enabled.
-pub(crate) unsafe fn dot_f16(w: &[u16], x: &[f32]) -> f32 {
-    // SAFETY: the caller guarantees AVX2 + FMA + F16C.
-    unsafe { dot_f16_impl(w, x) }
+/// - 32-blocks: per block, lane k of the pair's vector gets the integer sum of
+///   products 4k..4k+4, then `acc = fma(dw * dx, lanes, acc)`; a horizontal
+///   sum at the end.
+/// - K-quants: each super-block is reduced to one exact integer (as the
+///   scalar twin), so they are bit-identical to `scalar`.
+/// - Floats: eight lanes of fma over the row, a horizontal sum, then the tail
+///   in order.
+macro_rules! tile_kernels {
+    ($feat:literal, $mulsum:path) => {
+        use core::arch::x86_64::*;
+
+        use crate::avx2::{
+            hsum, hsum_i32, load32, load_at, mins_dot_bsums, q6_scale_pair, scales_mins, unpack_q4_0, unpack_q5_0,
+        };
+        use crate::half::{bf16_to_f32, f16_to_f32};
+        use crate::quant::{BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0};
+
+        /// F16 bits to f32 with F16C (exact). The half is broadcast first:
+        /// inserting it into some register would make the conversion wait for
+        /// whatever last wrote that register (often an accumulator).
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn f16(h: u16) -> f32 {
+            _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(h as i16)))
+        }
+
+        /// F16 bits to f32, broadcast to eight lanes.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn f16x8(h: u16) -> __m256 {
+            _mm256_cvtph_ps(_mm_set1_epi16(h as i16))
+        }
+
+        macro_rules! tile32 {
+            ($ws:expr, $xs:expr, $unpack:expr) => {{
+                let (ws, xs) = ($ws, $xs);
+                let nb = if R > 0 { ws[0].len() } else { 0 };
+                for w in ws.iter() {
+                    assert_eq!(w.len(), nb);
+                }
+                for x in xs.iter() {
+                    assert!(x.len() >= nb);
+                }
+                // Two accumulators per pair, for even and odd blocks, so that a
+                // single row is not bound by the latency of one fma chain.
+                let mut acc = [[[_mm256_setzero_ps(); 2]; C]; R];
+                let mut i = 0;
+                while i < nb {
+                    let half = (nb - i).min(2);
+                    for k in 0..2 {
+                        if k >= half {
+                            break;
+                        }
+                        let mut wv = [_mm256_setzero_si256(); R];
+                        let mut aw = [_mm256_setzero_si256(); R];
+                        let mut dw = [_mm256_setzero_ps(); R];
+                        for r in 0..R {
+                            let b = &ws[r][i + k];
+                            let v: __m256i = $unpack(b);
+                            wv[r] = v;
+                            aw[r] = _mm256_sign_epi8(v, v);
+                            dw[r] = f16x8(b.d);
+                        }
+                        for c in 0..C {
+                            let b: &BlockQ8_0 = &xs[c][i + k];
+                            let xv = load32(&b.qs);
+                            let dx = f16x8(b.d);
+                            for r in 0..R {
+                                let p = $mulsum(aw[r], _mm256_sign_epi8(xv, wv[r]));
+                                acc[r][c][k] =
+                                    _mm256_fmadd_ps(_mm256_mul_ps(dw[r], dx), _mm256_cvtepi32_ps(p), acc[r][c][k]);
+                            }
+                        }
+                    }
+                    i += 2;
+                }
+                let mut out = [[0.0f32; C]; R];
+                for r in 0..R {
+                    for c in 0..C {
+                        out[r][c] = hsum(_mm256_add_ps(acc[r][c][0], acc[r][c][1]));
+                    }
+                }
+                out
+            }};
+        }
+
+        #[target_feature(enable = $feat)]
+        fn q8_0_impl<const R: usize, const C: usize>(ws: [&[BlockQ8_0]; R], xs: [&[BlockQ8_0]; C]) -> [[f32; C]; R] {
+            tile32!(ws, xs, |b: &BlockQ8_0| load32(&b.qs))
+        }
+
+        #[target_feature(enable = $feat)]
+        fn q4_0_impl<const R: usize, const C: usize>(ws: [&[BlockQ4_0]; R], xs: [&[BlockQ8_0]; C]) -> [[f32; C]; R] {
+            tile32!(ws, xs, |b: &BlockQ4_0| unpack_q4_0(b))
+        }
+
+        #[target_feature(enable = $feat)]
+        fn q5_0_impl<const R: usize, const C: usize>(ws: [&[BlockQ5_0]; R], xs: [&[BlockQ8_0]; C]) -> [[f32; C]; R] {
+            tile32!(ws, xs, |b: &BlockQ5_0| unpack_q5_0(b))
+        }
+
+        /// Q4_K (`five` = false) or Q5_K super-block sums for a tile.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn kq45_tile<const R: usize, const C: usize>(
+            qs: [&[u8; 128]; R],
+            qh: [Option<&[u8; 32]>; R],
+            sc: &[[u8; 8]; R],
+            ys: [&BlockQ8K; C],
+        ) -> [[i32; C]; R] {
+            let m4 = _mm256_set1_epi8(0x0F);
+            let one = _mm256_set1_epi8(1);
+            let mut sumi = [[_mm256_setzero_si256(); C]; R];
+            for ch in 0..4 {
+                let mut lo = [_mm256_setzero_si256(); R];
+                let mut hi = [_mm256_setzero_si256(); R];
+                let mut s0 = [_mm256_setzero_si256(); R];
+                let mut s1 = [_mm256_setzero_si256(); R];
+                for r in 0..R {
+                    let q = load_at(qs[r], 32 * ch);
+                    lo[r] = _mm256_and_si256(q, m4);
+                    hi[r] = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
+                    if let Some(h) = qh[r] {
+                        let h = load_at(h, 0);
+                        let h0 = _mm256_and_si256(_mm256_srl_epi16(h, _mm_cvtsi32_si128(2 * ch as i32)), one);
+                        let h1 = _mm256_and_si256(_mm256_srl_epi16(h, _mm_cvtsi32_si128(2 * ch as i32 + 1)), one);
+                        lo[r] = _mm256_or_si256(lo[r], _mm256_slli_epi16::<4>(h0));
+                        hi[r] = _mm256_or_si256(hi[r], _mm256_slli_epi16::<4>(h1));
+                    }
+                    s0[r] = _mm256_set1_epi16(i16::from(sc[r][2 * ch]));
+                    s1[r] = _mm256_set1_epi16(i16::from(sc[r][2 * ch + 1]));
+                }
+                for c in 0..C {
+                    let y0 = load_at(&ys[c].qs, 64 * ch);
+                    let y1 = load_at(&ys[c].qs, 64 * ch + 32);
+                    for r in 0..R {
+                        let p0 = _mm256_madd_epi16(s0[r], _mm256_maddubs_epi16(lo[r], y0));
+                        let p1 = _mm256_madd_epi16(s1[r], _mm256_maddubs_epi16(hi[r], y1));
+                        sumi[r][c] = _mm256_add_epi32(sumi[r][c], _mm256_add_epi32(p0, p1));
+                    }
+                }
+            }
+            let mut out = [[0i32; C]; R];
+            for r in 0..R {
+                for c in 0..C {
+                    out[r][c] = hsum_i32(sumi[r][c]);
+                }
+            }
+            out
+        }
+
+        macro_rules! tile_k45 {
+            ($ws:expr, $xs:expr, |$b:ident| $qh:expr) => {{
+                let (ws, xs) = ($ws, $xs);
+                let nb = if R > 0 { ws[0].len() } else { 0 };
+                for w in ws.iter() {
+                    assert_eq!(w.len(), nb);
+                }
+                for x in xs.iter() {
+                    assert!(x.len() >= nb);
+                }
+                let mut s = [[0.0f32; C]; R];
+                for i in 0..nb {
+                    let mut sc = [[0u8; 8]; R];
+                    let mut m = [[0u8; 8]; R];
+                    for r in 0..R {
+                        (sc[r], m[r]) = scales_mins(&ws[r][i].scales);
+                    }
+                    let ys: [&BlockQ8K; C] = core::array::from_fn(|c| &xs[c][i]);
+                    let sumi = kq45_tile::<R, C>(
+                        core::array::from_fn(|r| &ws[r][i].qs),
+                        core::array::from_fn(|r| {
+                            let $b = &ws[r][i];
+                            $qh
+                        }),
+                        &sc,
+                        ys,
+                    );
+                    for r in 0..R {
+                        let a = &ws[r][i];
+                        for c in 0..C {
+                            let d = f16(a.d) * ys[c].d;
+                            let dmin = f16(a.dmin) * ys[c].d;
+                            s[r][c] += d * sumi[r][c] as f32 - dmin * mins_dot_bsums(&m[r], ys[c]) as f32;
+                        }
+                    }
+                }
+                s
+            }};
+        }
+
+        #[target_feature(enable = $feat)]
+        fn q4_k_impl<const R: usize, const C: usize>(ws: [&[BlockQ4K]; R], xs: [&[BlockQ8K]; C]) -> [[f32; C]; R] {
+            tile_k45!(ws, xs, |b| {
+                let _ = b;
+                None
+            })
+        }
+
+        #[target_feature(enable = $feat)]
+        fn q5_k_impl<const R: usize, const C: usize>(ws: [&[BlockQ5K]; R], xs: [&[BlockQ8K]; C]) -> [[f32; C]; R] {
+            tile_k45!(ws, xs, |b| Some(&b.qh))
+        }
+
+        #[target_feature(enable = $feat)]
+        fn q6_k_impl<const R: usize, const C: usize>(ws: [&[BlockQ6K]; R], xs: [&[BlockQ8K]; C]) -> [[f32; C]; R] {
+            let nb = if R > 0 { ws[0].len() } else { 0 };
+            for w in ws.iter() {
+                assert_eq!(w.len(), nb);
+            }
+            for x in xs.iter() {
+                assert!(x.len() >= nb);
+            }
+            let m4 = _mm256_set1_epi8(0x0F);
+            let m2 = _mm256_set1_epi8(0x03);
+            let m32 = _mm256_set1_epi8(32);
+            let mut s = [[0.0f32; C]; R];
+            for i in 0..nb {
+                let mut sumi = [[_mm256_setzero_si256(); C]; R];
+                let scales: [__m128i; R] = core::array::from_fn(|r| {
+                    // SAFETY: scales is 16 readable bytes.
+                    unsafe { _mm_loadu_si128(ws[r][i].scales.as_ptr().cast()) }
+                });
+                for h in 0..2 {
+                    for g in 0..4 {
+                        let mut q = [_mm256_setzero_si256(); R];
+                        let mut sc = [_mm256_setzero_si256(); R];
+                        for r in 0..R {
+                            let a = &ws[r][i];
+                            // Group g of half h: low nibbles of ql[64h + 32(g & 1)..] (high nibbles
+                            // for g >= 2), high bits 2g..2g+2 of qh[32h..].
+                            let l = load_at(&a.ql, 64 * h + 32 * (g & 1));
+                            let l = if g < 2 { l } else { _mm256_srli_epi16::<4>(l) };
+                            let hb = load_at(&a.qh, 32 * h);
+                            let hb = _mm256_srl_epi16(hb, _mm_cvtsi32_si128(2 * g as i32));
+                            q[r] = _mm256_or_si256(
+                                _mm256_and_si256(l, m4),
+                                _mm256_slli_epi16::<4>(_mm256_and_si256(hb, m2)),
+                            );
+                            sc[r] = q6_scale_pair(scales[r], 4 * h + g);
+                        }
+                        for c in 0..C {
+                            let y = load_at(&xs[c][i].qs, 128 * h + 32 * g);
+                            let ys = _mm256_maddubs_epi16(m32, y);
+                            for r in 0..R {
+                                // (q - 32) . y = q . y - 32 * sum(y), both exact in i16 per pair.
+                                let p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[r], y), ys);
+                                sumi[r][c] = _mm256_add_epi32(sumi[r][c], _mm256_madd_epi16(sc[r], p));
+                            }
+                        }
+                    }
+                }
+                for r in 0..R {
+                    for c in 0..C {
+                        s[r][c] += f16(ws[r][i].d) * xs[c][i].d * hsum_i32(sumi[r][c]) as f32;
+                    }
+                }
+            }
+            s
+        }
+
+        macro_rules! tile_float {
+            ($ws:expr, $xs:expr, $load:expr, $scalar:expr) => {{
+                let (ws, xs) = ($ws, $xs);
+                let n = if R > 0 { ws[0].len() } else { 0 };
+                for w in ws.iter() {
+                    assert_eq!(w.len(), n);
+                }
+                for x in xs.iter() {
+                    assert!(x.len() >= n);
+                }
+                let n8 = n / 8 * 8;
+                // Two accumulators per pair, for even and odd chunks of eight.
+                let mut acc = [[[_mm256_setzero_ps(); 2]; C]; R];
+                let mut k0 = 0;
+                while k0 < n8 {
+                    for h in 0..2 {
+                        let k = k0 + 8 * h;
+                        if k >= n8 {
+                            break;
+                        }
+                        let wv: [__m256; R] = core::array::from_fn(|r| $load(ws[r], k));
+                        for c in 0..C {
+                            // SAFETY: k + 8 <= n8 <= xs[c].len().
+                            let xv = unsafe { _mm256_loadu_ps(xs[c].as_ptr().add(k)) };
+                            for r in 0..R {
+                                acc[r][c][h] = _mm256_fmadd_ps(wv[r], xv, acc[r][c][h]);
+                            }
+                        }
+                    }
+                    k0 += 16;
+                }
+                let mut out = [[0.0f32; C]; R];
+                for r in 0..R {
+                    for c in 0..C {
+                        let mut s = hsum(_mm256_add_ps(acc[r][c][0], acc[r][c][1]));
+                        for j in n8..n {
+                            s += $scalar(ws[r][j]) * xs[c][j];
+                        }
+                        out[r][c] = s;
+                    }
+                }
+                out
+            }};
+        }
+
+        #[target_feature(enable = $feat)]
+        fn f32_impl<const R: usize, const C: usize>(ws: [&[f32]; R], xs: [&[f32]; C]) -> [[f32; C]; R] {
+            tile_float!(
+                ws,
+                xs,
+                |w: &[f32], k: usize| {
+                    // SAFETY: k + 8 <= n8 <= the row's length.
+                    unsafe { _mm256_loadu_ps(w.as_ptr().add(k)) }
+                },
+                |v: f32| v
+            )
+        }
+
+        #[target_feature(enable = $feat)]
+        fn f16_impl<const R: usize, const C: usize>(ws: [&[u16]; R], xs: [&[f32]; C]) -> [[f32; C]; R] {
+            tile_float!(
+                ws,
+                xs,
+                |w: &[u16], k: usize| {
+                    // SAFETY: k + 8 <= n8 <= the row's length.
+                    _mm256_cvtph_ps(unsafe { _mm_loadu_si128(w.as_ptr().add(k).cast()) })
+                },
+                f16_to_f32
+            )
+        }
+
+        #[target_feature(enable = $feat)]
+        fn bf16_impl<const R: usize, const C: usize>(ws: [&[u16]; R], xs: [&[f32]; C]) -> [[f32; C]; R] {
+            tile_float!(
+                ws,
+                xs,
+                |w: &[u16], k: usize| {
+                    // SAFETY: k + 8 <= n8 <= the row's length.
+                    let h = unsafe { _mm_loadu_si128(w.as_ptr().add(k).cast()) };
+                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
+                },
+                bf16_to_f32
+            )
+        }
+
+        macro_rules! wrap {
+            ($name:ident, $impl:ident, $w:ty, $x:ty) => {
+                /// The tile kernel: `R` weight rows (whole blocks, equal lengths)
+                /// against `C` activation rows; `out[r][c]` = row r . activation c.
+                ///
+                /// # Safety
+                /// The CPU must support the target features this module is
+                /// compiled for, with AVX state enabled.
+                pub(crate) unsafe fn $name<const R: usize, const C: usize>(
+                    ws: [&[$w]; R],
+                    xs: [&[$x]; C],
+                ) -> [[f32; C]; R] {
+                    // SAFETY: the caller guarantees the target features.
+                    unsafe { $impl::<R, C>(ws, xs) }
+                }
+            };
+        }
+        wrap!(tile_q8_0, q8_0_impl, BlockQ8_0, BlockQ8_0);
+        wrap!(tile_q4_0, q4_0_impl, BlockQ4_0, BlockQ8_0);
+        wrap!(tile_q5_0, q5_0_impl, BlockQ5_0, BlockQ8_0);
+        wrap!(tile_q4_k, q4_k_impl, BlockQ4K, BlockQ8K);
+        wrap!(tile_q5_k, q5_k_impl, BlockQ5K, BlockQ8K);
+        wrap!(tile_q6_k, q6_k_impl, BlockQ6K, BlockQ8K);
+        wrap!(tile_f32, f32_impl, f32, f32);
+        wrap!(tile_f16, f16_impl, u16, f32);
+        wrap!(tile_bf16, bf16_impl, u16, f32);
+    };
+}
+pub(crate) use tile_kernels;
+
+/// The tile kernels compiled for AVX2 + FMA + F16C.
+pub(crate) mod tiles {
+    super::tile_kernels!("avx2,fma,f16c", crate::avx2::mul_sum_u8i8);
+}
+
+// ---------------------------------------------------------------- activation quantizers
+
+/// Packs 32 i32 lanes (each in -128..=127) into 32 bytes in order.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn pack_i32x32(v: [__m256i; 4], out: &mut [i8; 32]) {
+    // packs works within 128-bit halves: fix the order with a lane permute.
+    let a = _mm256_packs_epi32(v[0], v[1]);
+    let b = _mm256_packs_epi32(v[2], v[3]);
+    let p = _mm256_packs_epi16(a, b);
+    let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    // SAFETY: out is 32 writable bytes; storeu has no alignment requirement.
+    unsafe { _mm256_storeu_si256(out.as_mut_ptr().cast(), p) }
 }
 
 #[target_feature(enable = "avx2,fma")]
-fn dot_bf16_impl(w: &[u16], x: &[f32]) -> f32 {
-    let n = w.len().min(x.len());
-    let n8 = n / 8 * 8;
-    let (pw, px) = (w.as_ptr(), x.as_ptr());
-    let mut acc = _mm256_setzero_ps();
-    let mut i = 0;
-    while i < n8 {
-        // SAFETY: i + 8 <= n8 <= len of both slices.
-        let (h, xv) = unsafe { (_mm_loadu_si128(pw.add(i).cast()), _mm256_loadu_ps(px.add(i))) };
-        let wf = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)));
-        acc = _mm256_fmadd_ps(wf, xv, acc);
-        i += 8;
+fn quantize_row_q8_0_impl(x: &[f32], out: &mut [BlockQ8_0]) {
+    let sign = _mm256_set1_ps(-0.0);
+    let half = _mm256_set1_ps(0.5);
+    let one = _mm256_set1_ps(1.0);
+    for (blk, xs) in out.iter_mut().zip(x.chunks_exact(QK8_0)) {
+        // SAFETY: xs has 32 floats.
+        let v: [__m256; 4] = core::array::from_fn(|k| unsafe { _mm256_loadu_ps(xs.as_ptr().add(8 * k)) });
+        let mut m = _mm256_andnot_ps(sign, v[0]);
+        for vk in &v[1..] {
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, *vk));
+        }
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        blk.d = f32_to_f16(d);
+        let idv = _mm256_set1_ps(id);
+        let q: [__m256i; 4] = core::array::from_fn(|k| {
+            // round half away from zero, as quant::round_away.
+            let s = _mm256_mul_ps(v[k], idv);
+            let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(s);
+            let frac = _mm256_andnot_ps(sign, _mm256_sub_ps(s, t));
+            let bump =
+                _mm256_and_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(frac, half), _mm256_or_ps(_mm256_and_ps(s, sign), one));
+            _mm256_cvtps_epi32(_mm256_add_ps(t, bump))
+        });
+        pack_i32x32(q, &mut blk.qs);
     }
-    let mut s = hsum(acc);
-    for j in n8..n {
-        s += crate::half::bf16_to_f32(w[j]) * x[j];
-    }
-    s
 }
 
-/// AVX2 twin of [`crate::scalar::dot_bf16`].
+/// AVX2 twin of [`crate::quant::quantize_row_q8_0`] (bit-identical for finite input).
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA with AVX state enabled.
-pub(crate) unsafe fn dot_bf16(w: &[u16], x: &[f32]) -> f32 {
+pub(crate) unsafe fn quantize_row_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
     // SAFETY: the caller guarantees AVX2 + FMA.
-    unsafe { dot_bf16_impl(w, x) }
+    unsafe { quantize_row_q8_0_impl(x, out) }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q8_0_impl(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let ones = _mm256_set1_epi16(1);
-    for (a, b) in w.iter().zip(x) {
-        // SAFETY: qs is 32 bytes; loadu has no alignment requirement.
-        let (qa, qb) = unsafe { (_mm256_loadu_si256(a.qs.as_ptr().cast()), _mm256_loadu_si256(b.qs.as_ptr().cast())) };
-        // maddubs needs an unsigned operand: |a| and b with a's sign.
-        let ua = _mm256_sign_epi8(qa, qa);
-        let sb = _mm256_sign_epi8(qb, qa);
-        let p16 = _mm256_maddubs_epi16(ua, sb);
-        let p32 = _mm256_madd_epi16(p16, ones);
-        let d = _mm256_set1_ps(f16_to_f32(a.d) * f16_to_f32(b.d));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p32), acc);
+#[target_feature(enable = "avx2,fma")]
+fn quantize_row_q8_k_impl(x: &[f32], out: &mut [BlockQ8K]) {
+    let sign = _mm256_set1_ps(-0.0);
+    for (blk, xs) in out.iter_mut().zip(x.chunks_exact(QK_K)) {
+        let mut m = _mm256_setzero_ps();
+        for k in 0..32 {
+            // SAFETY: 8k + 8 <= 256 floats of xs.
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, unsafe { _mm256_loadu_ps(xs.as_ptr().add(8 * k)) }));
+        }
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+        if amax == 0.0 {
+            *blk = BlockQ8K::default();
+            continue;
+        }
+        // The signed value: the first one of largest magnitude, as the reference.
+        let max = xs.iter().copied().find(|v| v.abs() == amax).unwrap_or(amax);
+        let iscale = -127.0 / max;
+        let iv = _mm256_set1_ps(iscale);
+        let lim = _mm256_set1_epi32(127);
+        for (g, out) in blk.qs.chunks_exact_mut(32).enumerate() {
+            let q: [__m256i; 4] = core::array::from_fn(|k| {
+                // SAFETY: 32g + 8k + 8 <= 256 floats of xs.
+                let v = unsafe { _mm256_loadu_ps(xs.as_ptr().add(32 * g + 8 * k)) };
+                // cvtps rounds to nearest even (the default MXCSR mode), as nearest_int.
+                _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(iv, v)), lim)
+            });
+            let out: &mut [i8; 32] = out.try_into().expect("32-byte chunk");
+            pack_i32x32(q, out);
+        }
+        crate::quant::fill_bsums(blk);
+        blk.d = 1.0 / iscale;
     }
-    hsum(acc)
 }
 
-/// AVX2 twin of [`crate::scalar::dot_q8_0`].
+/// AVX2 twin of [`crate::quant::quantize_row_q8_k`] (bit-identical for finite input).
 ///
 /// # Safety
-/// The CPU must support AVX2, FMA and F16C with AVX state enabled.
-pub(crate) unsafe fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
-    // SAFETY: the caller guarantees AVX2 + FMA + F16C.
-    unsafe { dot_q8_0_impl(w, x) }
+/// The CPU must support AVX2 and FMA with AVX state enabled.
+pub(crate) unsafe fn quantize_row_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
+    // SAFETY: the caller guarantees AVX2 + FMA.
+    unsafe { quantize_row_q8_k_impl(x, out) }
 }
+
+// ---------------------------------------------------------------- element-wise
 
 #[target_feature(enable = "avx2,fma")]
 fn axpy_impl(out: &mut [f32], a: f32, x: &[f32]) {

@@ -1,9 +1,9 @@
 //! Viewing raw file bytes as typed slices, with alignment and length checks.
 
-use crate::quant::BlockQ8_0;
+use crate::quant::{BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0};
 
 /// Views `b` as `T`s if it is aligned and its length is a whole number of `T`.
-fn view<T: Pod>(b: &[u8]) -> Option<&[T]> {
+pub fn view<T: Pod>(b: &[u8]) -> Option<&[T]> {
     let size = core::mem::size_of::<T>();
     if !b.len().is_multiple_of(size) || !(b.as_ptr() as usize).is_multiple_of(core::mem::align_of::<T>()) {
         return None;
@@ -12,6 +12,13 @@ fn view<T: Pod>(b: &[u8]) -> Option<&[T]> {
     // pattern is a valid T and T has no padding, so reading initialised bytes
     // as T is sound; the lifetime is tied to `b`.
     Some(unsafe { core::slice::from_raw_parts(b.as_ptr().cast::<T>(), b.len() / size) })
+}
+
+/// The bytes of a slice of `T`s (for writing files).
+pub fn bytes_of<T: Pod>(v: &[T]) -> &[u8] {
+    // SAFETY: `T: Pod` has no padding, so every byte is initialised; u8 has
+    // align 1 and the length is the slice's size in bytes.
+    unsafe { core::slice::from_raw_parts(v.as_ptr().cast::<u8>(), core::mem::size_of_val(v)) }
 }
 
 /// Plain-old-data types that any initialised bytes form validly.
@@ -27,8 +34,23 @@ unsafe impl Pod for u16 {}
 unsafe impl Pod for u32 {}
 // SAFETY: as above.
 unsafe impl Pod for i8 {}
+// SAFETY: as above.
+unsafe impl Pod for u8 {}
 // SAFETY: repr(C) u16 + [i8; 32] = 34 bytes, align 2, no padding (size checked at compile time).
 unsafe impl Pod for BlockQ8_0 {}
+// SAFETY: repr(C) u16 + [u8; 16] = 18 bytes, align 2, no padding (size checked at compile time).
+unsafe impl Pod for BlockQ4_0 {}
+// SAFETY: repr(C) u16 + [u8; 4] + [u8; 16] = 22 bytes, align 2, no padding (size checked at compile time).
+unsafe impl Pod for BlockQ5_0 {}
+// SAFETY: repr(C) 2 x u16 + [u8; 12] + [u8; 128] = 144 bytes, align 2, no padding (size checked at compile time).
+unsafe impl Pod for BlockQ4K {}
+// SAFETY: repr(C) 2 x u16 + [u8; 12] + [u8; 32] + [u8; 128] = 176 bytes, align 2, no padding (size checked).
+unsafe impl Pod for BlockQ5K {}
+// SAFETY: repr(C) [u8; 128] + [u8; 64] + [i8; 16] + u16 = 210 bytes, align 2, no padding (size checked).
+unsafe impl Pod for BlockQ6K {}
+// SAFETY: repr(C) f32 + [i8; 256] + [i16; 16] = 292 bytes, align 4, no padding (size checked); every
+// bit pattern is a valid f32/i8/i16.
+unsafe impl Pod for BlockQ8K {}
 
 /// `&[u8]` as `&[f32]` (little-endian host), if aligned to 4.
 pub fn as_f32(b: &[u8]) -> Option<&[f32]> {
@@ -45,12 +67,10 @@ pub fn as_q8_0(b: &[u8]) -> Option<&[BlockQ8_0]> {
 
 /// A byte view of f32s (for writing files).
 pub fn f32_bytes(v: &[f32]) -> &[u8] {
-    // SAFETY: f32 has no padding; any f32 bytes are valid u8s; u8 has align 1.
-    unsafe { core::slice::from_raw_parts(v.as_ptr().cast::<u8>(), core::mem::size_of_val(v)) }
+    bytes_of(v)
 }
 
 /// A byte view of Q8_0 blocks (for writing files).
 pub fn q8_0_bytes(v: &[BlockQ8_0]) -> &[u8] {
-    // SAFETY: BlockQ8_0 is Pod (no padding); u8 has align 1.
-    unsafe { core::slice::from_raw_parts(v.as_ptr().cast::<u8>(), core::mem::size_of_val(v)) }
+    bytes_of(v)
 }

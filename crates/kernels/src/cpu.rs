@@ -15,6 +15,8 @@ pub enum SimdLevel {
     Avx2 = 2,
     /// AVX-512 F/BW/VL (plus AVX2 for the parts that have no 512-bit kernel).
     Avx512 = 3,
+    /// AVX-512 F/BW/VL with VNNI (`vpdpbusd`), for the quantized dot products.
+    Avx512Vnni = 4,
 }
 
 impl SimdLevel {
@@ -24,6 +26,7 @@ impl SimdLevel {
             SimdLevel::Scalar => "scalar",
             SimdLevel::Avx2 => "avx2",
             SimdLevel::Avx512 => "avx512",
+            SimdLevel::Avx512Vnni => "avx512vnni",
         }
     }
 }
@@ -54,7 +57,11 @@ impl CpuFeatures {
         let ymm = self.osxsave && self.xcr0 & 0x6 == 0x6;
         let zmm = ymm && self.xcr0 & 0xE0 == 0xE0;
         if zmm && self.avx512f && self.avx512bw && self.avx512vl && self.avx2 && self.fma && self.f16c {
-            SimdLevel::Avx512
+            if self.avx512vnni {
+                SimdLevel::Avx512Vnni
+            } else {
+                SimdLevel::Avx512
+            }
         } else if ymm && self.avx && self.avx2 && self.fma && self.f16c {
             SimdLevel::Avx2
         } else {
@@ -144,6 +151,7 @@ pub fn level() -> SimdLevel {
         1 => SimdLevel::Scalar,
         2 => SimdLevel::Avx2,
         3 => SimdLevel::Avx512,
+        4 => SimdLevel::Avx512Vnni,
         _ => {
             let l = detect().best_level();
             LEVEL.store(l as u8, Ordering::Relaxed);

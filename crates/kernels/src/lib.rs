@@ -6,11 +6,14 @@
 //! points the engine calls).
 #![cfg_attr(not(feature = "std"), no_std)]
 
+extern crate alloc;
 #[cfg(all(test, not(feature = "std")))]
 extern crate std;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub mod cast;
 pub mod cpu;
 pub mod exec;
@@ -23,3 +26,5 @@ pub mod scalar;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_quant;

@@ -1,31 +1,212 @@
 //! The kernels the engine calls: each picks its implementation from the
 //! cached SIMD level, so callers never see `#[target_feature]` functions.
 
+use alloc::vec::Vec;
+
 use crate::cpu::{level, SimdLevel};
 use crate::exec::Executor;
-use crate::quant::{quantize_row_q8_0, BlockQ8_0, QK8_0};
+use crate::half::{bf16_to_f32, f16_to_f32};
+use crate::quant::{self, BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK8_0, QK_K};
 use crate::scalar;
 
 /// A weight matrix, row-major `[rows, cols]`, in one of the storage types.
+/// Quantized rows are whole blocks: `cols` is a multiple of the block size.
+#[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy)]
 pub enum Weights<'a> {
     F32(&'a [f32]),
     F16(&'a [u16]),
     BF16(&'a [u16]),
     Q8_0(&'a [BlockQ8_0]),
+    Q4_0(&'a [BlockQ4_0]),
+    Q5_0(&'a [BlockQ5_0]),
+    Q4_K(&'a [BlockQ4K]),
+    Q5_K(&'a [BlockQ5K]),
+    Q6_K(&'a [BlockQ6K]),
+}
+
+/// How matvec and matmul feed activations to a weight type.
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActKind {
+    /// f32 as they are.
+    F32,
+    /// Quantized to Q8_0 blocks of 32 (for Q8_0, Q4_0 and Q5_0 weights).
+    Q8_0,
+    /// Quantized to Q8_K super-blocks of 256 (for the K-quants).
+    Q8_K,
 }
 
 impl Weights<'_> {
+    /// The activation format the dot products of this type take.
+    pub fn act_kind(&self) -> ActKind {
+        match self {
+            Weights::F32(_) | Weights::F16(_) | Weights::BF16(_) => ActKind::F32,
+            Weights::Q8_0(_) | Weights::Q4_0(_) | Weights::Q5_0(_) => ActKind::Q8_0,
+            Weights::Q4_K(_) | Weights::Q5_K(_) | Weights::Q6_K(_) => ActKind::Q8_K,
+        }
+    }
+
     /// Whether matvec needs the activations quantized to Q8_0 first.
     pub fn needs_q8_0_activations(&self) -> bool {
-        matches!(self, Weights::Q8_0(_))
+        self.act_kind() == ActKind::Q8_0
     }
+
+    /// Elements per block of the storage type (1 for plain floats).
+    pub fn block_size(&self) -> usize {
+        match self.act_kind() {
+            ActKind::F32 => 1,
+            ActKind::Q8_0 => QK8_0,
+            ActKind::Q8_K => QK_K,
+        }
+    }
+
+    /// Number of elements the view holds.
+    pub fn n_elements(&self) -> usize {
+        match self {
+            Weights::F32(m) => m.len(),
+            Weights::F16(m) | Weights::BF16(m) => m.len(),
+            Weights::Q8_0(m) => m.len() * QK8_0,
+            Weights::Q4_0(m) => m.len() * QK8_0,
+            Weights::Q5_0(m) => m.len() * QK8_0,
+            Weights::Q4_K(m) => m.len() * QK_K,
+            Weights::Q5_K(m) => m.len() * QK_K,
+            Weights::Q6_K(m) => m.len() * QK_K,
+        }
+    }
+
+    /// The GGUF name of the storage type.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Weights::F32(_) => "F32",
+            Weights::F16(_) => "F16",
+            Weights::BF16(_) => "BF16",
+            Weights::Q8_0(_) => "Q8_0",
+            Weights::Q4_0(_) => "Q4_0",
+            Weights::Q5_0(_) => "Q5_0",
+            Weights::Q4_K(_) => "Q4_K",
+            Weights::Q5_K(_) => "Q5_K",
+            Weights::Q6_K(_) => "Q6_K",
+        }
+    }
+}
+
+/// Row `r` of `w` (with `cols` columns) converted to f32 into `out[..cols]`.
+/// Panics if the row is outside the matrix or `cols` is not whole blocks.
+pub fn dequantize_row(w: Weights<'_>, r: usize, cols: usize, out: &mut [f32]) {
+    let out = &mut out[..cols];
+    let (a, b) = (r * cols, (r + 1) * cols);
+    match w {
+        Weights::F32(m) => out.copy_from_slice(&m[a..b]),
+        Weights::F16(m) => out.iter_mut().zip(&m[a..b]).for_each(|(o, &h)| *o = f16_to_f32(h)),
+        Weights::BF16(m) => out.iter_mut().zip(&m[a..b]).for_each(|(o, &h)| *o = bf16_to_f32(h)),
+        Weights::Q8_0(m) => quant::dequantize_row_q8_0(&m[a / QK8_0..b / QK8_0], out),
+        Weights::Q4_0(m) => quant::dequantize_row_q4_0(&m[a / QK8_0..b / QK8_0], out),
+        Weights::Q5_0(m) => quant::dequantize_row_q5_0(&m[a / QK8_0..b / QK8_0], out),
+        Weights::Q4_K(m) => quant::dequantize_row_q4_k(&m[a / QK_K..b / QK_K], out),
+        Weights::Q5_K(m) => quant::dequantize_row_q5_k(&m[a / QK_K..b / QK_K], out),
+        Weights::Q6_K(m) => quant::dequantize_row_q6_k(&m[a / QK_K..b / QK_K], out),
+    }
+}
+
+/// Scratch for quantized activations: room for `max_rows` rows of at most
+/// `max_cols` values in both Q8_0 and Q8_K form. Allocated once, so matvec
+/// and matmul never allocate.
+#[derive(Debug, Clone, Default)]
+pub struct ActScratch {
+    q8_0: Vec<BlockQ8_0>,
+    q8_k: Vec<BlockQ8K>,
+    max_cols: usize,
+    max_rows: usize,
+}
+
+impl ActScratch {
+    /// Scratch for `max_rows` activation rows of up to `max_cols` values.
+    pub fn new(max_cols: usize, max_rows: usize) -> Self {
+        let rows = max_rows.max(1);
+        ActScratch {
+            q8_0: alloc::vec![BlockQ8_0::default(); rows * max_cols.div_ceil(QK8_0)],
+            q8_k: alloc::vec![BlockQ8K::default(); rows * max_cols.div_ceil(QK_K)],
+            max_cols,
+            max_rows: rows,
+        }
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        core::mem::size_of_val(self.q8_0.as_slice()) + core::mem::size_of_val(self.q8_k.as_slice())
+    }
+
+    fn check(&self, cols: usize, n: usize) {
+        assert!(
+            cols <= self.max_cols && n <= self.max_rows,
+            "activation scratch for {} x {} is too small for {n} x {cols}",
+            self.max_rows,
+            self.max_cols
+        );
+    }
+}
+
+/// Quantizes `n` rows of `cols` activations (`xs` is `[n, cols]`) into the
+/// scratch in the format `kind` needs, and returns the view the dot kernels take.
+fn quantize_acts<'s>(kind: ActKind, xs: &'s [f32], cols: usize, n: usize, s: &'s mut ActScratch) -> Acts<'s> {
+    s.check(cols, n);
+    match kind {
+        ActKind::F32 => Acts::F32(&xs[..n * cols]),
+        ActKind::Q8_0 => {
+            let nb = cols / QK8_0;
+            assert_eq!(nb * QK8_0, cols, "{cols} columns are not whole Q8_0 blocks");
+            let q = &mut s.q8_0[..n * nb];
+            for (x, o) in xs[..n * cols].chunks_exact(cols).zip(q.chunks_exact_mut(nb)) {
+                quantize_row_q8_0(x, o);
+            }
+            Acts::Q8_0(q, nb)
+        }
+        ActKind::Q8_K => {
+            let nb = cols / QK_K;
+            assert_eq!(nb * QK_K, cols, "{cols} columns are not whole Q8_K blocks");
+            let q = &mut s.q8_k[..n * nb];
+            for (x, o) in xs[..n * cols].chunks_exact(cols).zip(q.chunks_exact_mut(nb)) {
+                quantize_row_q8_k(x, o);
+            }
+            Acts::Q8K(q, nb)
+        }
+    }
+}
+
+/// Activations ready for the dot kernels: rows of `cols` f32, or rows of
+/// `nb` blocks.
+#[derive(Clone, Copy)]
+enum Acts<'a> {
+    F32(&'a [f32]),
+    Q8_0(&'a [BlockQ8_0], usize),
+    Q8K(&'a [BlockQ8K], usize),
 }
 
 /// Whether the AVX2 kernels may run.
 #[inline]
 fn simd() -> bool {
     cfg!(target_arch = "x86_64") && level() >= SimdLevel::Avx2
+}
+
+/// Quantizes activations to Q8_0 (bit-identical at every SIMD level).
+pub fn quantize_row_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd() {
+        // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
+        return unsafe { crate::avx2::quantize_row_q8_0(x, out) };
+    }
+    quant::quantize_row_q8_0(x, out)
+}
+
+/// Quantizes activations to Q8_K (bit-identical at every SIMD level).
+pub fn quantize_row_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd() {
+        // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
+        return unsafe { crate::avx2::quantize_row_q8_k(x, out) };
+    }
+    quant::quantize_row_q8_k(x, out)
 }
 
 /// Dot product of two f32 rows.
@@ -50,48 +231,67 @@ pub fn axpy(out: &mut [f32], a: f32, x: &[f32]) {
     scalar::axpy(out, a, x)
 }
 
-/// Dot product of row `r` of `w` (with `cols` columns) and the activations.
+/// The instruction set the matrix kernels use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Vnni,
+}
+
 #[inline]
-fn row_dot(w: Weights<'_>, r: usize, cols: usize, x: &[f32], xq: &[BlockQ8_0]) -> f32 {
-    let fast = simd();
-    match w {
-        Weights::F32(m) => {
-            let row = &m[r * cols..(r + 1) * cols];
-            #[cfg(target_arch = "x86_64")]
-            if fast {
-                // SAFETY: AVX2 + FMA checked by simd().
-                return unsafe { crate::avx2::dot_f32(row, x) };
+fn isa() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    match level() {
+        SimdLevel::Avx512Vnni => return Isa::Vnni,
+        SimdLevel::Avx2 | SimdLevel::Avx512 => return Isa::Avx2,
+        SimdLevel::Scalar => {}
+    }
+    Isa::Scalar
+}
+
+/// Dots of weight rows `r0..r0 + R` with activation rows `j0..j0 + C`:
+/// `out[r][c]`. Every pair goes through the same operations whatever the
+/// tile size (see `avx2`), so results do not depend on how rows are tiled.
+#[inline]
+fn tile<const R: usize, const C: usize>(
+    w: Weights<'_>,
+    r0: usize,
+    cols: usize,
+    acts: Acts<'_>,
+    j0: usize,
+) -> [[f32; C]; R] {
+    let level = isa();
+    macro_rules! go {
+        ($m:expr, $x:expr, $len:expr, $scalar:path, $name:ident) => {{
+            let len = $len;
+            let ws: [&[_]; R] = core::array::from_fn(|r| &$m[(r0 + r) * len..(r0 + r + 1) * len]);
+            let xs: [&[_]; C] = core::array::from_fn(|c| &$x[(j0 + c) * len..(j0 + c + 1) * len]);
+            match level {
+                // SAFETY: isa() is Vnni only when level() >= Avx512Vnni: AVX-512 F/BW/VL/VNNI, AVX2, FMA and
+                // F16C are present and enabled.
+                #[cfg(target_arch = "x86_64")]
+                Isa::Vnni => unsafe { crate::avx512::tiles::$name::<R, C>(ws, xs) },
+                // SAFETY: isa() is Avx2 only when level() >= Avx2: AVX2, FMA and F16C are present and enabled.
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => unsafe { crate::avx2::tiles::$name::<R, C>(ws, xs) },
+                Isa::Scalar => core::array::from_fn(|r| core::array::from_fn(|c| $scalar(ws[r], xs[c]))),
             }
-            scalar::dot_f32(row, x)
-        }
-        Weights::F16(m) => {
-            let row = &m[r * cols..(r + 1) * cols];
-            #[cfg(target_arch = "x86_64")]
-            if fast {
-                // SAFETY: AVX2 + FMA + F16C checked by simd().
-                return unsafe { crate::avx2::dot_f16(row, x) };
-            }
-            scalar::dot_f16(row, x)
-        }
-        Weights::BF16(m) => {
-            let row = &m[r * cols..(r + 1) * cols];
-            #[cfg(target_arch = "x86_64")]
-            if fast {
-                // SAFETY: AVX2 + FMA checked by simd().
-                return unsafe { crate::avx2::dot_bf16(row, x) };
-            }
-            scalar::dot_bf16(row, x)
-        }
-        Weights::Q8_0(m) => {
-            let nb = cols / QK8_0;
-            let row = &m[r * nb..(r + 1) * nb];
-            #[cfg(target_arch = "x86_64")]
-            if fast {
-                // SAFETY: AVX2 + FMA + F16C checked by simd().
-                return unsafe { crate::avx2::dot_q8_0(row, xq) };
-            }
-            scalar::dot_q8_0(row, xq)
-        }
+        }};
+    }
+    match (w, acts) {
+        (Weights::F32(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_f32, tile_f32),
+        (Weights::F16(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_f16, tile_f16),
+        (Weights::BF16(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_bf16, tile_bf16),
+        (Weights::Q8_0(m), Acts::Q8_0(q, nb)) => go!(m, q, nb, scalar::dot_q8_0, tile_q8_0),
+        (Weights::Q4_0(m), Acts::Q8_0(q, nb)) => go!(m, q, nb, scalar::dot_q4_0, tile_q4_0),
+        (Weights::Q5_0(m), Acts::Q8_0(q, nb)) => go!(m, q, nb, scalar::dot_q5_0, tile_q5_0),
+        (Weights::Q4_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q4_k, tile_q4_k),
+        (Weights::Q5_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q5_k, tile_q5_k),
+        (Weights::Q6_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q6_k, tile_q6_k),
+        _ => unreachable!("activations are quantized for the weight type"),
     }
 }
 
@@ -99,7 +299,7 @@ fn row_dot(w: Weights<'_>, r: usize, cols: usize, x: &[f32], xq: &[BlockQ8_0]) -
 /// disjoint range.
 #[derive(Clone, Copy)]
 struct SharedOut(*mut f32);
-// SAFETY: used only by `par_rows`, whose tasks write disjoint index ranges.
+// SAFETY: used only by `par_rows`, `matmul` and `attention`, whose tasks write disjoint index ranges.
 unsafe impl Sync for SharedOut {}
 // SAFETY: as above.
 unsafe impl Send for SharedOut {}
@@ -132,19 +332,193 @@ pub fn par_rows(exec: &dyn Executor, out: &mut [f32], f: &(dyn Fn(usize) -> f32 
     });
 }
 
-/// `out = W x` for W row-major `[rows, cols]`. `xq` is scratch for the
-/// quantized activations (at least `cols / 32` blocks when W is quantized).
-/// The result for each row does not depend on the thread count.
-pub fn matvec(exec: &dyn Executor, w: Weights<'_>, cols: usize, x: &[f32], xq: &mut [BlockQ8_0], out: &mut [f32]) {
-    let x = &x[..cols];
-    let xq: &[BlockQ8_0] = if w.needs_q8_0_activations() {
-        let nb = cols / QK8_0;
-        quantize_row_q8_0(x, &mut xq[..nb]);
-        &xq[..nb]
-    } else {
-        &[]
+/// A pointer to the start of a slice whose disjoint pieces tasks may take.
+struct SharedSlice<T>(*mut T);
+impl<T> Clone for SharedSlice<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SharedSlice<T> {}
+// SAFETY: used only by `par_chunks_mut`, whose tasks take disjoint pieces of a
+// slice of `T: Send`, so sending the pieces to other threads is sound.
+unsafe impl<T: Send> Sync for SharedSlice<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Send for SharedSlice<T> {}
+
+/// Calls `f(i, piece)` for the `i`-th piece of `chunk_len` elements of `data`
+/// (the last piece may be shorter), spreading the pieces over the executor.
+pub fn par_chunks_mut<T: Send>(
+    exec: &dyn Executor,
+    data: &mut [T],
+    chunk_len: usize,
+    f: &(dyn Fn(usize, &mut [T]) + Sync),
+) {
+    let chunk_len = chunk_len.max(1);
+    let n = data.len();
+    let tasks = n.div_ceil(chunk_len);
+    if exec.n_threads() <= 1 || tasks <= 1 {
+        for (i, piece) in data.chunks_mut(chunk_len).enumerate() {
+            f(i, piece);
+        }
+        return;
+    }
+    let ptr = SharedSlice(data.as_mut_ptr());
+    exec.run(tasks, &|t| {
+        let p = ptr;
+        let start = t * chunk_len;
+        let len = chunk_len.min(n - start);
+        // SAFETY: start + len <= n = data.len(); pieces of different tasks are
+        // disjoint; `data` is borrowed mutably for the whole call and exec.run
+        // returns only after every task has finished.
+        let piece = unsafe { core::slice::from_raw_parts_mut(p.0.add(start), len) };
+        f(t, piece);
+    });
+}
+
+/// Checks that `w` holds `rows` whole rows of `cols`.
+fn check_shape(w: &Weights<'_>, cols: usize, rows: usize) {
+    let bs = w.block_size();
+    assert!(cols.is_multiple_of(bs), "{cols} columns are not whole {} blocks", w.type_name());
+    assert!(
+        rows.checked_mul(cols).is_some_and(|n| n <= w.n_elements()),
+        "{rows} x {cols} is larger than the {} matrix",
+        w.type_name()
+    );
+}
+
+/// Weight rows per tile of the drivers: their blocks stay in L1/L2 while
+/// every activation row streams past.
+const ROW_TILE: usize = 16;
+
+/// `out[j * rows + r]` = row r of `w` . activation j, for `n` activation rows,
+/// in `R` x `C` register tiles; tasks take whole row tiles.
+fn drive<const R: usize, const C: usize>(
+    exec: &dyn Executor,
+    w: Weights<'_>,
+    cols: usize,
+    acts: Acts<'_>,
+    n: usize,
+    out: &mut [f32],
+) {
+    let rows = out.len() / n;
+    let tiles = rows.div_ceil(ROW_TILE);
+    let threads = exec.n_threads().max(1);
+    // A few tasks per thread balance uneven cores.
+    let per_task = tiles.div_ceil(threads * 4).max(1);
+    let tasks = tiles.div_ceil(per_task);
+    let ptr = SharedOut(out.as_mut_ptr());
+    let task = |t: usize| {
+        let p = ptr;
+        let store = |r: usize, j: usize, v: f32| {
+            // SAFETY: r < rows and j < n, so j * rows + r < out.len(); only this
+            // task writes rows r0..r1 (of every activation); `out` outlives
+            // exec.run, which returns only after every task has finished.
+            unsafe { *p.0.add(j * rows + r) = v };
+        };
+        let r0 = t * per_task * ROW_TILE;
+        let r1 = (r0 + per_task * ROW_TILE).min(rows);
+        for rt in (r0..r1).step_by(ROW_TILE) {
+            let rt1 = (rt + ROW_TILE).min(r1);
+            let mut j = 0;
+            while j < n {
+                let cw = C.min(n - j);
+                let mut r = rt;
+                while r < rt1 {
+                    let rw = R.min(rt1 - r);
+                    if rw == R && cw == C {
+                        let d = tile::<R, C>(w, r, cols, acts, j);
+                        for (rr, row) in d.iter().enumerate() {
+                            for (cc, &v) in row.iter().enumerate() {
+                                store(r + rr, j + cc, v);
+                            }
+                        }
+                    } else if rw == R {
+                        // Fewer activations left than a tile: R x 1 tiles.
+                        for cc in 0..cw {
+                            let d = tile::<R, 1>(w, r, cols, acts, j + cc);
+                            for (rr, row) in d.iter().enumerate() {
+                                store(r + rr, j + cc, row[0]);
+                            }
+                        }
+                    } else {
+                        for rr in 0..rw {
+                            for cc in 0..cw {
+                                store(r + rr, j + cc, tile::<1, 1>(w, r + rr, cols, acts, j + cc)[0][0]);
+                            }
+                        }
+                    }
+                    r += rw;
+                }
+                j += cw;
+            }
+        }
     };
-    par_rows(exec, out, &|r| row_dot(w, r, cols, x, xq));
+    if tasks > 1 && threads > 1 {
+        exec.run(tasks, &task);
+    } else {
+        (0..tasks).for_each(task);
+    }
+}
+
+/// `out = W x` for W row-major `[rows, cols]` with `rows = out.len()`.
+/// `xq` is scratch for the quantized activations. The result for each row
+/// does not depend on the thread count, and equals row 0 of [`matmul`].
+pub fn matvec(exec: &dyn Executor, w: Weights<'_>, cols: usize, x: &[f32], xq: &mut ActScratch, out: &mut [f32]) {
+    check_shape(&w, cols, out.len());
+    let acts = quantize_acts(w.act_kind(), &x[..cols], cols, 1, xq);
+    matvec_drive(exec, w, cols, acts, out)
+}
+
+/// The tiles for one activation row: one weight row at a time (streaming
+/// rows one after the other lets the hardware prefetcher keep up; tiles of
+/// several rows interleave the streams and read at a fraction of the speed).
+fn matvec_drive(exec: &dyn Executor, w: Weights<'_>, cols: usize, acts: Acts<'_>, out: &mut [f32]) {
+    drive::<1, 1>(exec, w, cols, acts, 1, out)
+}
+
+/// `out[j] = W xs[j]` for the `n` activation rows of `xs` (`[n, cols]`), with
+/// `out` `[n, rows]`: the batched form of [`matvec`] for prompt processing.
+/// Weight rows are read once per tile of 16 rows for all `n` activations; in
+/// registers, each weight block is unpacked once for several activations and
+/// each activation block loaded once for several rows. Results are
+/// bit-identical to `n` calls of [`matvec`].
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    exec: &dyn Executor,
+    w: Weights<'_>,
+    cols: usize,
+    xs: &[f32],
+    n: usize,
+    xq: &mut ActScratch,
+    out: &mut [f32],
+) {
+    if n == 0 {
+        return;
+    }
+    assert!(out.len().is_multiple_of(n), "output length {} is not a multiple of {n} rows", out.len());
+    let rows = out.len() / n;
+    check_shape(&w, cols, rows);
+    assert!(xs.len() >= n * cols, "{n} activation rows of {cols} need {} values, got {}", n * cols, xs.len());
+    let acts = quantize_acts(w.act_kind(), xs, cols, n, xq);
+    if n == 1 {
+        return matvec_drive(exec, w, cols, acts, out);
+    }
+    // One weight row against several activations: each block is unpacked
+    // once for all of them, and rows still stream one after the other.
+    match (isa(), w.act_kind()) {
+        (Isa::Scalar, _) => drive::<1, 1>(exec, w, cols, acts, n, out),
+        // 32 vector registers (two accumulators per pair for the 32-blocks).
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Vnni, ActKind::Q8_K) => drive::<1, 4>(exec, w, cols, acts, n, out),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Vnni, _) => drive::<1, 8>(exec, w, cols, acts, n, out),
+        // 16 registers.
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, ActKind::Q8_K) => drive::<1, 2>(exec, w, cols, acts, n, out),
+        #[cfg(target_arch = "x86_64")]
+        (Isa::Avx2, _) => drive::<1, 4>(exec, w, cols, acts, n, out),
+    }
 }
 
 /// RMSNorm: out = x / sqrt(mean(x^2) + eps) * w

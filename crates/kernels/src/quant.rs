@@ -1,10 +1,38 @@
 //! Quant blocks, bit-compatible with GGUF/ggml, and their reference
 //! (de)quantizers.
+//!
+//! The quantizers follow ggml's reference algorithms (`quantize_row_*_ref`)
+//! operation for operation, in f32 and without fused multiply-adds, so that
+//! files are byte-identical to what `llama-quantize` writes without an
+//! importance matrix (up to the floating-point contraction a C compiler may
+//! apply). Layouts:
+//!
+//! - Q8_0: 32 int8 values and an f16 scale (34 bytes).
+//! - Q4_0: 32 4-bit values (value = d * (q - 8)); byte j holds element j in
+//!   its low nibble and element j + 16 in its high nibble (18 bytes).
+//! - Q5_0: as Q4_0 plus a fifth bit per element in a little-endian u32
+//!   (bit j = element j), value = d * (q - 16) (22 bytes).
+//! - Q4_K: super-blocks of 256 = 8 sub-blocks of 32, each with a 6-bit scale
+//!   and a 6-bit min packed in 12 bytes, value = d * sc * q - dmin * m; the
+//!   4-bit values come in 4 chunks of 64: 32 bytes whose low nibbles are
+//!   sub-block 2c and high nibbles sub-block 2c + 1 (144 bytes).
+//! - Q5_K: Q4_K plus a fifth bit: `qh[l]` bit 2c is element 64c + l's, bit
+//!   2c + 1 element 64c + 32 + l's (176 bytes).
+//! - Q6_K: 16 sub-blocks of 16 with int8 scales, value = d * sc * (q - 32);
+//!   low 4 bits in `ql`, high 2 bits in `qh` (210 bytes).
+//! - Q8_K: activations for K-quant dot products: f32 scale, 256 int8 values
+//!   and the sums of each group of 16 (292 bytes).
 
 use crate::half::{f16_to_f32, f32_to_f16};
 
 /// Elements per Q8_0 block.
 pub const QK8_0: usize = 32;
+/// Elements per Q4_0 block.
+pub const QK4_0: usize = 32;
+/// Elements per Q5_0 block.
+pub const QK5_0: usize = 32;
+/// Elements per K-quant super-block.
+pub const QK_K: usize = 256;
 
 /// ggml `block_q8_0`: 32 int8 values sharing one f16 scale.
 #[repr(C)]
@@ -17,6 +45,204 @@ pub struct BlockQ8_0 {
 }
 const _: () = assert!(core::mem::size_of::<BlockQ8_0>() == 34);
 const _: () = assert!(core::mem::align_of::<BlockQ8_0>() == 2);
+
+/// ggml `block_q4_0`: 32 4-bit values, x = d * (q - 8).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlockQ4_0 {
+    /// Scale, f16 bits.
+    pub d: u16,
+    /// Byte j: element j (low nibble) and element j + 16 (high nibble).
+    pub qs: [u8; QK4_0 / 2],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ4_0>() == 18);
+const _: () = assert!(core::mem::align_of::<BlockQ4_0>() == 2);
+
+/// ggml `block_q5_0`: 32 5-bit values, x = d * (q - 16).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlockQ5_0 {
+    /// Scale, f16 bits.
+    pub d: u16,
+    /// Fifth bits, a little-endian u32: bit j belongs to element j.
+    pub qh: [u8; 4],
+    /// Low 4 bits, laid out as in Q4_0.
+    pub qs: [u8; QK5_0 / 2],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ5_0>() == 22);
+const _: () = assert!(core::mem::align_of::<BlockQ5_0>() == 2);
+
+/// ggml `block_q4_K`: a super-block of 256 4-bit values in 8 sub-blocks.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockQ4K {
+    /// Super-block scale of the sub-block scales, f16 bits.
+    pub d: u16,
+    /// Super-block scale of the sub-block mins, f16 bits.
+    pub dmin: u16,
+    /// Eight 6-bit scales and eight 6-bit mins (see [`scale_min_k4`]).
+    pub scales: [u8; 12],
+    /// Four chunks of 32 bytes: low nibbles sub-block 2c, high nibbles 2c + 1.
+    pub qs: [u8; QK_K / 2],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ4K>() == 144);
+const _: () = assert!(core::mem::align_of::<BlockQ4K>() == 2);
+
+/// ggml `block_q5_K`: a super-block of 256 5-bit values in 8 sub-blocks.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockQ5K {
+    /// Super-block scale of the sub-block scales, f16 bits.
+    pub d: u16,
+    /// Super-block scale of the sub-block mins, f16 bits.
+    pub dmin: u16,
+    /// Eight 6-bit scales and eight 6-bit mins, as in Q4_K.
+    pub scales: [u8; 12],
+    /// Fifth bits: `qh[l]` bit 2c is element 64c + l's, bit 2c + 1 element 64c + 32 + l's.
+    pub qh: [u8; QK_K / 8],
+    /// Low 4 bits, laid out as in Q4_K.
+    pub qs: [u8; QK_K / 2],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ5K>() == 176);
+const _: () = assert!(core::mem::align_of::<BlockQ5K>() == 2);
+
+/// ggml `block_q6_K`: a super-block of 256 6-bit values in 16 sub-blocks of 16.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockQ6K {
+    /// Low 4 bits.
+    pub ql: [u8; QK_K / 2],
+    /// High 2 bits.
+    pub qh: [u8; QK_K / 4],
+    /// Sub-block scales.
+    pub scales: [i8; QK_K / 16],
+    /// Super-block scale, f16 bits.
+    pub d: u16,
+}
+const _: () = assert!(core::mem::size_of::<BlockQ6K>() == 210);
+const _: () = assert!(core::mem::align_of::<BlockQ6K>() == 2);
+
+/// ggml `block_q8_K`: quantized activations for K-quant dot products.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BlockQ8K {
+    /// Scale (f32).
+    pub d: f32,
+    /// Values: x[i] = d * qs[i].
+    pub qs: [i8; QK_K],
+    /// Sum of each group of 16 values.
+    pub bsums: [i16; QK_K / 16],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ8K>() == 292);
+const _: () = assert!(core::mem::align_of::<BlockQ8K>() == 4);
+
+macro_rules! zeroed_default {
+    ($($t:ty),*) => {$(
+        impl Default for $t {
+            fn default() -> Self {
+                // Every field is a number or an array of numbers.
+                Self::zeroed()
+            }
+        }
+    )*};
+}
+impl BlockQ4K {
+    const fn zeroed() -> Self {
+        BlockQ4K { d: 0, dmin: 0, scales: [0; 12], qs: [0; QK_K / 2] }
+    }
+}
+impl BlockQ5K {
+    const fn zeroed() -> Self {
+        BlockQ5K { d: 0, dmin: 0, scales: [0; 12], qh: [0; QK_K / 8], qs: [0; QK_K / 2] }
+    }
+}
+impl BlockQ6K {
+    const fn zeroed() -> Self {
+        BlockQ6K { ql: [0; QK_K / 2], qh: [0; QK_K / 4], scales: [0; QK_K / 16], d: 0 }
+    }
+}
+impl BlockQ8K {
+    const fn zeroed() -> Self {
+        BlockQ8K { d: 0.0, qs: [0; QK_K], bsums: [0; QK_K / 16] }
+    }
+}
+zeroed_default!(BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K);
+
+// ---------------------------------------------------------------- helpers
+
+/// C's `roundf`: rounds half away from zero (no libm in `core`).
+#[inline]
+pub fn round_away(v: f32) -> f32 {
+    if v.is_nan() || v.abs() >= 8_388_608.0 {
+        return v; // already an integer (or NaN)
+    }
+    let t = v as i32 as f32; // truncates toward zero
+    if (v - t).abs() >= 0.5 {
+        t + v.signum()
+    } else {
+        t
+    }
+}
+
+/// ggml's `nearest_int`: rounds to the nearest integer, ties to even, by
+/// adding 1.5 * 2^23 and reading the mantissa. Valid for |v| <= 4194303.
+#[inline]
+pub fn nearest_int(v: f32) -> i32 {
+    debug_assert!(v.abs() <= 4_194_303.0 || v.is_nan());
+    let bits = (v + 12_582_912.0).to_bits() as i32;
+    (bits & 0x007f_ffff) - 0x0040_0000
+}
+
+/// The scale and min of sub-block `j` (0..8) of a Q4_K/Q5_K block, as ggml's
+/// `get_scale_min_k4`: sub-blocks 0..4 keep 6 bits in bytes j and j + 4;
+/// sub-blocks 4..8 keep their low 4 bits in byte j + 4 and their top 2 bits
+/// in the top bits of bytes j - 4 (scale) and j (min).
+#[inline]
+pub fn scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+    }
+}
+
+/// Packs eight 6-bit scales and mins the way [`scale_min_k4`] reads them.
+pub fn pack_scale_min_k4(scales: &[u8; 8], mins: &[u8; 8]) -> [u8; 12] {
+    let mut q = [0u8; 12];
+    for j in 0..8 {
+        let (ls, lm) = (scales[j].min(63), mins[j].min(63));
+        if j < 4 {
+            q[j] = ls;
+            q[j + 4] = lm;
+        } else {
+            q[j + 4] = (ls & 0xF) | ((lm & 0xF) << 4);
+            q[j - 4] |= (ls >> 4) << 6;
+            q[j] |= (lm >> 4) << 6;
+        }
+    }
+    q
+}
+
+#[inline]
+fn sqrt(x: f32) -> f32 {
+    crate::ops::libm_sqrt(x)
+}
+
+/// The value with the largest magnitude (the first one on ties) and that
+/// magnitude, as ggml's quantizers find it.
+#[inline]
+fn signed_absmax(x: &[f32]) -> (f32, f32) {
+    let (mut amax, mut max) = (0.0f32, 0.0f32);
+    for &v in x {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    (amax, max)
+}
+
+// ---------------------------------------------------------------- Q8_0
 
 /// Quantizes `x` (length a multiple of 32) into `out` exactly as ggml's
 /// reference `quantize_row_q8_0_ref` does, so files are byte-identical.
@@ -44,17 +270,485 @@ pub fn dequantize_row_q8_0(blocks: &[BlockQ8_0], out: &mut [f32]) {
     }
 }
 
-/// C's `roundf`: rounds half away from zero (no libm in `core`).
-#[inline]
-pub fn round_away(v: f32) -> f32 {
-    if v.is_nan() || v.abs() >= 8_388_608.0 {
-        return v; // already an integer (or NaN)
+// ---------------------------------------------------------------- Q4_0
+
+/// Quantizes `x` (length a multiple of 32) as ggml's `quantize_row_q4_0_ref`:
+/// d = (signed value of largest magnitude) / -8, q = min(15, trunc(x/d + 8.5)).
+pub fn quantize_row_q4_0(x: &[f32], out: &mut [BlockQ4_0]) {
+    debug_assert_eq!(x.len(), out.len() * QK4_0);
+    for (blk, xs) in out.iter_mut().zip(x.chunks_exact(QK4_0)) {
+        let (_, max) = signed_absmax(xs);
+        let d = max / -8.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        blk.d = f32_to_f16(d);
+        for j in 0..QK4_0 / 2 {
+            // C converts to int8_t (truncation toward zero), then takes MIN(15, .).
+            let q0 = ((xs[j] * id + 8.5) as i32 as i8).min(15) as u8;
+            let q1 = ((xs[j + 16] * id + 8.5) as i32 as i8).min(15) as u8;
+            blk.qs[j] = q0 | (q1 << 4);
+        }
     }
-    let t = v as i32 as f32; // truncates toward zero
-    if (v - t).abs() >= 0.5 {
-        t + v.signum()
-    } else {
-        t
+}
+
+/// Dequantizes Q4_0 blocks into `out`.
+pub fn dequantize_row_q4_0(blocks: &[BlockQ4_0], out: &mut [f32]) {
+    for (blk, o) in blocks.iter().zip(out.chunks_exact_mut(QK4_0)) {
+        let d = f16_to_f32(blk.d);
+        for j in 0..16 {
+            o[j] = (i32::from(blk.qs[j] & 0xF) - 8) as f32 * d;
+            o[j + 16] = (i32::from(blk.qs[j] >> 4) - 8) as f32 * d;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- Q5_0
+
+/// Quantizes `x` (length a multiple of 32) as ggml's `quantize_row_q5_0_ref`:
+/// d = (signed value of largest magnitude) / -16, q = min(31, trunc(x/d + 16.5)).
+pub fn quantize_row_q5_0(x: &[f32], out: &mut [BlockQ5_0]) {
+    debug_assert_eq!(x.len(), out.len() * QK5_0);
+    for (blk, xs) in out.iter_mut().zip(x.chunks_exact(QK5_0)) {
+        let (_, max) = signed_absmax(xs);
+        let d = max / -16.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        blk.d = f32_to_f16(d);
+        let mut qh = 0u32;
+        for j in 0..QK5_0 / 2 {
+            let q0 = ((xs[j] * id + 16.5) as i32 as i8).min(31) as u8;
+            let q1 = ((xs[j + 16] * id + 16.5) as i32 as i8).min(31) as u8;
+            blk.qs[j] = (q0 & 0xF) | ((q1 & 0xF) << 4);
+            qh |= u32::from((q0 & 0x10) >> 4) << j;
+            qh |= u32::from((q1 & 0x10) >> 4) << (j + 16);
+        }
+        blk.qh = qh.to_le_bytes();
+    }
+}
+
+/// Dequantizes Q5_0 blocks into `out`.
+pub fn dequantize_row_q5_0(blocks: &[BlockQ5_0], out: &mut [f32]) {
+    for (blk, o) in blocks.iter().zip(out.chunks_exact_mut(QK5_0)) {
+        let d = f16_to_f32(blk.d);
+        let qh = u32::from_le_bytes(blk.qh);
+        for j in 0..16 {
+            let h0 = ((qh >> j) & 1) << 4;
+            let h1 = ((qh >> (j + 16)) & 1) << 4;
+            o[j] = ((u32::from(blk.qs[j] & 0xF) | h0) as i32 - 16) as f32 * d;
+            o[j + 16] = ((u32::from(blk.qs[j] >> 4) | h1) as i32 - 16) as f32 * d;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- K-quant helpers
+
+/// ggml's `make_qkx2_quants`: fits x ~ scale * L - min with L in 0..=nmax by
+/// weighted least squares over a few candidate scales. Returns the scale and
+/// writes `L` and `the_min` (the value subtracted, >= 0).
+#[allow(clippy::too_many_arguments)]
+fn make_qkx2_quants(
+    nmax: i32,
+    x: &[f32],
+    weights: &[f32],
+    l_out: &mut [u8],
+    the_min: &mut f32,
+    laux: &mut [u8],
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+) -> f32 {
+    let n = x.len();
+    let mut min = x[0];
+    let mut max = x[0];
+    let mut sum_w = weights[0];
+    let mut sum_x = sum_w * x[0];
+    for i in 1..n {
+        if x[i] < min {
+            min = x[i];
+        }
+        if x[i] > max {
+            max = x[i];
+        }
+        let w = weights[i];
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if min > 0.0 {
+        min = 0.0;
+    }
+    if max == min {
+        l_out[..n].fill(0);
+        *the_min = -min;
+        return 0.0;
+    }
+    let mut iscale = nmax as f32 / (max - min);
+    let mut scale = 1.0 / iscale;
+    let mut best = 0.0f32;
+    for i in 0..n {
+        let l = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
+        l_out[i] = l as u8;
+        let diff = scale * l as f32 + min - x[i];
+        best += weights[i] * (diff * diff);
+    }
+    if nstep < 1 {
+        *the_min = -min;
+        return scale;
+    }
+    for is in 0..=nstep {
+        iscale = (rmin + rdelta * is as f32 + nmax as f32) / (max - min);
+        let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
+        for i in 0..n {
+            let l = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
+            laux[i] = l as u8;
+            let w = weights[i];
+            let lf = l as f32;
+            sum_l += w * lf;
+            sum_l2 += w * lf * lf;
+            sum_xl += w * lf * x[i];
+        }
+        let det = sum_w * sum_l2 - sum_l * sum_l;
+        if det > 0.0 {
+            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+            if this_min > 0.0 {
+                this_min = 0.0;
+                this_scale = sum_xl / sum_l2;
+            }
+            let mut cur = 0.0f32;
+            for i in 0..n {
+                let diff = this_scale * f32::from(laux[i]) + this_min - x[i];
+                cur += weights[i] * (diff * diff);
+            }
+            if cur < best {
+                l_out[..n].copy_from_slice(&laux[..n]);
+                best = cur;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *the_min = -min;
+    scale
+}
+
+/// ggml's `make_qx_quants` with `rmse_type` 1 (weights x^2) and no
+/// importance weights: symmetric quantization to -nmax..nmax-1, trying 18
+/// scales around nmax / max. Writes L + nmax and returns the scale.
+fn make_qx_quants_rmse1(nmax: i32, x: &[f32], l_out: &mut [i8]) -> f32 {
+    const GROUP_MAX_EPS: f32 = 1e-15;
+    let n = x.len();
+    let (amax, max) = {
+        let (mut amax, mut max) = (0.0f32, 0.0f32);
+        for &v in x {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        (amax, max)
+    };
+    if amax < GROUP_MAX_EPS {
+        l_out[..n].fill(0);
+        return 0.0;
+    }
+    let mut iscale = -(nmax as f32) / max;
+    let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+    for i in 0..n {
+        let l = nearest_int(iscale * x[i]).clamp(-nmax, nmax - 1);
+        l_out[i] = (l + nmax) as i8;
+        let w = x[i] * x[i];
+        let lf = l as f32;
+        sumlx += w * x[i] * lf;
+        suml2 += w * lf * lf;
+    }
+    let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
+    let mut best = scale * sumlx;
+    for is in -9i32..=9 {
+        if is == 0 {
+            continue;
+        }
+        iscale = -(nmax as f32 + 0.1 * is as f32) / max;
+        sumlx = 0.0;
+        suml2 = 0.0;
+        for &v in &x[..n] {
+            let l = nearest_int(iscale * v).clamp(-nmax, nmax - 1) as f32;
+            let w = v * v;
+            sumlx += w * v * l;
+            suml2 += w * l * l;
+        }
+        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
+            for i in 0..n {
+                let l = nearest_int(iscale * x[i]).clamp(-nmax, nmax - 1);
+                l_out[i] = (nmax + l) as i8;
+            }
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    scale
+}
+
+/// Shared first half of the Q4_K and Q5_K quantizers: per-sub-block scales and
+/// mins by [`make_qkx2_quants`], quantized to 6 bits, then the values
+/// re-quantized against the stored scales. Returns (d, dmin, packed scales).
+fn quantize_k_super_block(xs: &[f32], nmax: i32, rmin: f32, nstep: i32, l: &mut [u8; QK_K]) -> (u16, u16, [u8; 12]) {
+    let mut laux = [0u8; 32];
+    let mut weights = [0f32; 32];
+    let mut mins = [0f32; 8];
+    let mut scales = [0f32; 8];
+    let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+    for j in 0..8 {
+        let x = &xs[32 * j..32 * j + 32];
+        let mut sum_x2 = 0.0f32;
+        for &v in x {
+            sum_x2 += v * v;
+        }
+        let av_x = sqrt(sum_x2 / 32.0);
+        for (w, &v) in weights.iter_mut().zip(x) {
+            *w = av_x + v.abs();
+        }
+        scales[j] =
+            make_qkx2_quants(nmax, x, &weights, &mut l[32 * j..32 * j + 32], &mut mins[j], &mut laux, rmin, 0.1, nstep);
+        if scales[j] > max_scale {
+            max_scale = scales[j];
+        }
+        if mins[j] > max_min {
+            max_min = mins[j];
+        }
+    }
+    let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
+    let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+    let mut ls = [0u8; 8];
+    let mut lm = [0u8; 8];
+    for j in 0..8 {
+        // C stores the int in a uint8_t (wrapping), then takes MIN(63, .).
+        ls[j] = (nearest_int(inv_scale * scales[j]) as u8).min(63);
+        lm[j] = (nearest_int(inv_min * mins[j]) as u8).min(63);
+    }
+    let packed = pack_scale_min_k4(&ls, &lm);
+    let d = f32_to_f16(max_scale / 63.0);
+    let dmin = f32_to_f16(max_min / 63.0);
+    for j in 0..8 {
+        let (sc, m) = scale_min_k4(j, &packed);
+        let dd = f16_to_f32(d) * f32::from(sc);
+        if dd == 0.0 {
+            continue;
+        }
+        let dm = f16_to_f32(dmin) * f32::from(m);
+        for ii in 0..32 {
+            let q = nearest_int((xs[32 * j + ii] + dm) / dd).clamp(0, nmax);
+            l[32 * j + ii] = q as u8;
+        }
+    }
+    (d, dmin, packed)
+}
+
+// ---------------------------------------------------------------- Q4_K
+
+/// Quantizes `x` (length a multiple of 256) as ggml's `quantize_row_q4_K_ref`.
+pub fn quantize_row_q4_k(x: &[f32], out: &mut [BlockQ4K]) {
+    debug_assert_eq!(x.len(), out.len() * QK_K);
+    let mut l = [0u8; QK_K];
+    for (blk, xs) in out.iter_mut().zip(x.chunks_exact(QK_K)) {
+        let (d, dmin, scales) = quantize_k_super_block(xs, 15, -1.0, 20, &mut l);
+        blk.d = d;
+        blk.dmin = dmin;
+        blk.scales = scales;
+        for c in 0..4 {
+            for i in 0..32 {
+                blk.qs[32 * c + i] = l[64 * c + i] | (l[64 * c + 32 + i] << 4);
+            }
+        }
+    }
+}
+
+/// Dequantizes Q4_K blocks into `out`.
+pub fn dequantize_row_q4_k(blocks: &[BlockQ4K], out: &mut [f32]) {
+    for (blk, o) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
+        let d = f16_to_f32(blk.d);
+        let min = f16_to_f32(blk.dmin);
+        for c in 0..4 {
+            let (sc0, m0) = scale_min_k4(2 * c, &blk.scales);
+            let (sc1, m1) = scale_min_k4(2 * c + 1, &blk.scales);
+            let (d0, mm0) = (d * f32::from(sc0), min * f32::from(m0));
+            let (d1, mm1) = (d * f32::from(sc1), min * f32::from(m1));
+            let q = &blk.qs[32 * c..32 * c + 32];
+            for i in 0..32 {
+                o[64 * c + i] = d0 * f32::from(q[i] & 0xF) - mm0;
+                o[64 * c + 32 + i] = d1 * f32::from(q[i] >> 4) - mm1;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- Q5_K
+
+/// Quantizes `x` (length a multiple of 256) as ggml's `quantize_row_q5_K_ref`.
+pub fn quantize_row_q5_k(x: &[f32], out: &mut [BlockQ5K]) {
+    debug_assert_eq!(x.len(), out.len() * QK_K);
+    let mut l = [0u8; QK_K];
+    for (blk, xs) in out.iter_mut().zip(x.chunks_exact(QK_K)) {
+        let (d, dmin, scales) = quantize_k_super_block(xs, 31, -0.5, 15, &mut l);
+        blk.d = d;
+        blk.dmin = dmin;
+        blk.scales = scales;
+        blk.qh = [0; QK_K / 8];
+        for c in 0..4 {
+            let (m1, m2) = (1u8 << (2 * c), 2u8 << (2 * c));
+            for i in 0..32 {
+                let mut l1 = l[64 * c + i];
+                if l1 > 15 {
+                    l1 -= 16;
+                    blk.qh[i] |= m1;
+                }
+                let mut l2 = l[64 * c + 32 + i];
+                if l2 > 15 {
+                    l2 -= 16;
+                    blk.qh[i] |= m2;
+                }
+                blk.qs[32 * c + i] = l1 | (l2 << 4);
+            }
+        }
+    }
+}
+
+/// Dequantizes Q5_K blocks into `out`.
+pub fn dequantize_row_q5_k(blocks: &[BlockQ5K], out: &mut [f32]) {
+    for (blk, o) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
+        let d = f16_to_f32(blk.d);
+        let min = f16_to_f32(blk.dmin);
+        for c in 0..4 {
+            let (sc0, m0) = scale_min_k4(2 * c, &blk.scales);
+            let (sc1, m1) = scale_min_k4(2 * c + 1, &blk.scales);
+            let (d0, mm0) = (d * f32::from(sc0), min * f32::from(m0));
+            let (d1, mm1) = (d * f32::from(sc1), min * f32::from(m1));
+            let (u1, u2) = (1u8 << (2 * c), 2u8 << (2 * c));
+            let q = &blk.qs[32 * c..32 * c + 32];
+            for i in 0..32 {
+                let h0 = if blk.qh[i] & u1 != 0 { 16 } else { 0 };
+                let h1 = if blk.qh[i] & u2 != 0 { 16 } else { 0 };
+                o[64 * c + i] = d0 * f32::from((q[i] & 0xF) + h0) - mm0;
+                o[64 * c + 32 + i] = d1 * f32::from((q[i] >> 4) + h1) - mm1;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- Q6_K
+
+/// Quantizes `x` (length a multiple of 256) as ggml's `quantize_row_q6_K_ref`.
+pub fn quantize_row_q6_k(x: &[f32], out: &mut [BlockQ6K]) {
+    const GROUP_MAX_EPS: f32 = 1e-15;
+    debug_assert_eq!(x.len(), out.len() * QK_K);
+    let mut l = [0i8; QK_K];
+    let mut scales = [0f32; QK_K / 16];
+    for (blk, xs) in out.iter_mut().zip(x.chunks_exact(QK_K)) {
+        let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
+        for ib in 0..QK_K / 16 {
+            let s = make_qx_quants_rmse1(32, &xs[16 * ib..16 * ib + 16], &mut l[16 * ib..16 * ib + 16]);
+            scales[ib] = s;
+            if s.abs() > max_abs_scale {
+                max_abs_scale = s.abs();
+                max_scale = s;
+            }
+        }
+        if max_abs_scale < GROUP_MAX_EPS {
+            *blk = BlockQ6K::zeroed();
+            continue;
+        }
+        let iscale = -128.0 / max_scale;
+        blk.d = f32_to_f16(1.0 / iscale);
+        for (q, &s) in blk.scales.iter_mut().zip(&scales) {
+            *q = nearest_int(iscale * s).min(127) as i8;
+        }
+        for j in 0..QK_K / 16 {
+            let d = f16_to_f32(blk.d) * f32::from(blk.scales[j]);
+            if d == 0.0 {
+                continue;
+            }
+            for ii in 0..16 {
+                let q = nearest_int(xs[16 * j + ii] / d).clamp(-32, 31);
+                l[16 * j + ii] = (q + 32) as i8;
+            }
+        }
+        for h in 0..2 {
+            let (ql, qh, lh) =
+                (&mut blk.ql[64 * h..64 * h + 64], &mut blk.qh[32 * h..32 * h + 32], &l[128 * h..128 * h + 128]);
+            for i in 0..32 {
+                let (a, b, c, e) = (lh[i] as u8, lh[i + 32] as u8, lh[i + 64] as u8, lh[i + 96] as u8);
+                ql[i] = (a & 0xF) | ((c & 0xF) << 4);
+                ql[i + 32] = (b & 0xF) | ((e & 0xF) << 4);
+                qh[i] = (a >> 4) | ((b >> 4) << 2) | ((c >> 4) << 4) | ((e >> 4) << 6);
+            }
+        }
+    }
+}
+
+/// The 6-bit value (0..64) of element `i` (0..256) of a Q6_K block.
+#[inline]
+pub fn q6_k_value(blk: &BlockQ6K, i: usize) -> u8 {
+    let (h, r) = (i / 128, i % 128);
+    let (k, l) = (r / 32, r % 32);
+    let lo = blk.ql[64 * h + 32 * (k & 1) + l];
+    let lo = if k < 2 { lo & 0xF } else { lo >> 4 };
+    let hi = (blk.qh[32 * h + l] >> (2 * k)) & 3;
+    lo | (hi << 4)
+}
+
+/// Dequantizes Q6_K blocks into `out`.
+pub fn dequantize_row_q6_k(blocks: &[BlockQ6K], out: &mut [f32]) {
+    for (blk, o) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
+        let d = f16_to_f32(blk.d);
+        for (i, y) in o.iter_mut().enumerate() {
+            let q = i32::from(q6_k_value(blk, i)) - 32;
+            *y = d * f32::from(blk.scales[i / 16]) * q as f32;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- Q8_K
+
+/// Quantizes activations (length a multiple of 256) as ggml's
+/// `quantize_row_q8_K_ref`: d = max / -127 for the signed value of largest
+/// magnitude, q = min(127, nearest(x / d)), plus the sums of groups of 16.
+pub fn quantize_row_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
+    debug_assert_eq!(x.len(), out.len() * QK_K);
+    for (blk, xs) in out.iter_mut().zip(x.chunks_exact(QK_K)) {
+        let (amax, max) = {
+            let (mut amax, mut max) = (0.0f32, 0.0f32);
+            for &v in xs {
+                if v.abs() > amax {
+                    amax = v.abs();
+                    max = v;
+                }
+            }
+            (amax, max)
+        };
+        if amax == 0.0 {
+            *blk = BlockQ8K::zeroed();
+            continue;
+        }
+        let iscale = -127.0 / max;
+        for (q, &v) in blk.qs.iter_mut().zip(xs) {
+            *q = nearest_int(iscale * v).min(127) as i8;
+        }
+        fill_bsums(blk);
+        blk.d = 1.0 / iscale;
+    }
+}
+
+/// Sets `bsums` from `qs`.
+#[inline]
+pub fn fill_bsums(blk: &mut BlockQ8K) {
+    for (s, g) in blk.bsums.iter_mut().zip(blk.qs.chunks_exact(16)) {
+        *s = g.iter().map(|&q| i16::from(q)).sum();
+    }
+}
+
+/// Dequantizes Q8_K blocks into `out`.
+pub fn dequantize_row_q8_k(blocks: &[BlockQ8K], out: &mut [f32]) {
+    for (blk, o) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
+        for (y, &q) in o.iter_mut().zip(&blk.qs) {
+            *y = blk.d * f32::from(q);
+        }
     }
 }
 
@@ -83,5 +777,24 @@ mod tests {
         assert_eq!(round_away(1.49), 1.0);
         assert_eq!(round_away(-2.5), -3.0);
         assert_eq!(round_away(126.99), 127.0);
+    }
+
+    #[test]
+    fn nearest_int_rounds_ties_to_even() {
+        for (v, want) in
+            [(0.5f32, 0), (1.5, 2), (2.5, 2), (-0.5, 0), (-1.5, -2), (3.49, 3), (-3.51, -4), (4194303.0, 4194303)]
+        {
+            assert_eq!(nearest_int(v), want, "{v}");
+        }
+    }
+
+    #[test]
+    fn scale_min_k4_packing_round_trips() {
+        let sc: [u8; 8] = [0, 1, 63, 17, 32, 48, 5, 63];
+        let mn: [u8; 8] = [63, 0, 2, 40, 15, 16, 62, 31];
+        let q = pack_scale_min_k4(&sc, &mn);
+        for j in 0..8 {
+            assert_eq!(scale_min_k4(j, &q), (sc[j], mn[j]), "j={j}");
+        }
     }
 }

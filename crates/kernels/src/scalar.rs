@@ -2,7 +2,7 @@
 //! tested against it.
 
 use crate::half::{bf16_to_f32, f16_to_f32};
-use crate::quant::BlockQ8_0;
+use crate::quant::{scale_min_k4, BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0};
 
 /// Dot product of two f32 rows.
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
@@ -38,6 +38,104 @@ pub fn dot_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
     for (a, b) in w.iter().zip(x) {
         let isum: i32 = a.qs.iter().zip(&b.qs).map(|(&p, &q)| i32::from(p) * i32::from(q)).sum();
         s += f16_to_f32(a.d) * f16_to_f32(b.d) * isum as f32;
+    }
+    s
+}
+
+/// Dot product of a Q4_0 weight row with Q8_0 activations, in integers per block.
+pub fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+    let mut s = 0.0f32;
+    for (a, b) in w.iter().zip(x) {
+        let mut isum = 0i32;
+        for j in 0..16 {
+            isum += (i32::from(a.qs[j] & 0xF) - 8) * i32::from(b.qs[j]);
+            isum += (i32::from(a.qs[j] >> 4) - 8) * i32::from(b.qs[j + 16]);
+        }
+        s += f16_to_f32(a.d) * f16_to_f32(b.d) * isum as f32;
+    }
+    s
+}
+
+/// Dot product of a Q5_0 weight row with Q8_0 activations, in integers per block.
+pub fn dot_q5_0(w: &[BlockQ5_0], x: &[BlockQ8_0]) -> f32 {
+    let mut s = 0.0f32;
+    for (a, b) in w.iter().zip(x) {
+        let qh = u32::from_le_bytes(a.qh);
+        let mut isum = 0i32;
+        for j in 0..16 {
+            let lo = i32::from(a.qs[j] & 0xF) | (((qh >> j) & 1) << 4) as i32;
+            let hi = i32::from(a.qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4) as i32;
+            isum += (lo - 16) * i32::from(b.qs[j]) + (hi - 16) * i32::from(b.qs[j + 16]);
+        }
+        s += f16_to_f32(a.d) * f16_to_f32(b.d) * isum as f32;
+    }
+    s
+}
+
+/// Dot product of a Q4_K weight row with Q8_K activations: per super-block,
+/// sum(sc * q4 . q8) and sum(m * bsums) in integers, then two float terms.
+pub fn dot_q4_k(w: &[BlockQ4K], x: &[BlockQ8K]) -> f32 {
+    let mut s = 0.0f32;
+    for (a, b) in w.iter().zip(x) {
+        let (mut sumi, mut summ) = (0i32, 0i32);
+        for j in 0..8 {
+            let (sc, m) = scale_min_k4(j, &a.scales);
+            let (c, hi) = (j / 2, j % 2 == 1);
+            let mut p = 0i32;
+            for i in 0..32 {
+                let q = a.qs[32 * c + i];
+                let q = if hi { q >> 4 } else { q & 0xF };
+                p += i32::from(q) * i32::from(b.qs[32 * j + i]);
+            }
+            sumi += i32::from(sc) * p;
+            summ += i32::from(m) * (i32::from(b.bsums[2 * j]) + i32::from(b.bsums[2 * j + 1]));
+        }
+        let d = f16_to_f32(a.d) * b.d;
+        let dmin = f16_to_f32(a.dmin) * b.d;
+        s += d * sumi as f32 - dmin * summ as f32;
+    }
+    s
+}
+
+/// Dot product of a Q5_K weight row with Q8_K activations (as [`dot_q4_k`]).
+pub fn dot_q5_k(w: &[BlockQ5K], x: &[BlockQ8K]) -> f32 {
+    let mut s = 0.0f32;
+    for (a, b) in w.iter().zip(x) {
+        let (mut sumi, mut summ) = (0i32, 0i32);
+        for j in 0..8 {
+            let (sc, m) = scale_min_k4(j, &a.scales);
+            let (c, hi) = (j / 2, j % 2 == 1);
+            let mut p = 0i32;
+            for i in 0..32 {
+                let q = a.qs[32 * c + i];
+                let q = if hi { q >> 4 } else { q & 0xF };
+                let h = (a.qh[i] >> j) & 1;
+                p += i32::from(q | (h << 4)) * i32::from(b.qs[32 * j + i]);
+            }
+            sumi += i32::from(sc) * p;
+            summ += i32::from(m) * (i32::from(b.bsums[2 * j]) + i32::from(b.bsums[2 * j + 1]));
+        }
+        let d = f16_to_f32(a.d) * b.d;
+        let dmin = f16_to_f32(a.dmin) * b.d;
+        s += d * sumi as f32 - dmin * summ as f32;
+    }
+    s
+}
+
+/// Dot product of a Q6_K weight row with Q8_K activations: per super-block,
+/// sum(sc * (q6 - 32) . q8) in integers, then one float term.
+pub fn dot_q6_k(w: &[BlockQ6K], x: &[BlockQ8K]) -> f32 {
+    let mut s = 0.0f32;
+    for (a, b) in w.iter().zip(x) {
+        let mut sumi = 0i32;
+        for g in 0..16 {
+            let mut p = 0i32;
+            for i in 16 * g..16 * g + 16 {
+                p += (i32::from(crate::quant::q6_k_value(a, i)) - 32) * i32::from(b.qs[i]);
+            }
+            sumi += i32::from(a.scales[g]) * p;
+        }
+        s += f16_to_f32(a.d) * b.d * sumi as f32;
     }
     s
 }

@@ -53,34 +53,58 @@ fn avx2_dot_f32_matches_scalar() {
     }
 }
 
+/// Runs `$body` with `$m` bound to the tile-kernel module of every SIMD
+/// level this CPU has (and `$name` to the level's name).
+#[cfg(target_arch = "x86_64")]
+macro_rules! for_each_level {
+    (|$m:ident, $name:ident| $body:block) => {{
+        if have_avx2() {
+            #[allow(unused_imports)]
+            use crate::avx2::tiles as $m;
+            let $name = "avx2";
+            $body
+        }
+        if detect().best_level() >= SimdLevel::Avx512Vnni {
+            #[allow(unused_imports)]
+            use crate::avx512::tiles as $m;
+            let $name = "avx512vnni";
+            $body
+        } else {
+            std::eprintln!("AVX-512 VNNI not available on this CPU: not tested");
+        }
+    }};
+}
+#[cfg(target_arch = "x86_64")]
+pub(crate) use for_each_level;
+
 #[cfg(target_arch = "x86_64")]
 #[test]
-fn avx2_dot_f16_bf16_match_scalar() {
-    if !have_avx2() {
-        return;
-    }
+fn simd_float_tiles_match_scalar() {
     let mut r = Rng(2);
     for n in LENGTHS {
         let (w, x) = (r.vec(n), r.vec(n));
         let h: Vec<u16> = w.iter().map(|&v| f32_to_f16(v)).collect();
         let b: Vec<u16> = w.iter().map(|&v| f32_to_bf16(v)).collect();
-        let s = scalar::dot_f16(&h, &x);
-        // SAFETY: AVX2 + F16C checked above.
-        let v = unsafe { crate::avx2::dot_f16(&h, &x) };
-        assert!(close(s, v, n), "f16 n={n}: {s} vs {v}");
-        let s = scalar::dot_bf16(&b, &x);
-        // SAFETY: AVX2 checked above.
-        let v = unsafe { crate::avx2::dot_bf16(&b, &x) };
-        assert!(close(s, v, n), "bf16 n={n}: {s} vs {v}");
+        for_each_level!(|t, name| {
+            let s = scalar::dot_f32(&w, &x);
+            // SAFETY: for_each_level only runs levels the CPU has.
+            let v = unsafe { t::tile_f32::<1, 1>([&w], [&x]) }[0][0];
+            assert!(close(s, v, n), "{name} f32 n={n}: {s} vs {v}");
+            let s = scalar::dot_f16(&h, &x);
+            // SAFETY: as above.
+            let v = unsafe { t::tile_f16::<1, 1>([&h], [&x]) }[0][0];
+            assert!(close(s, v, n), "{name} f16 n={n}: {s} vs {v}");
+            let s = scalar::dot_bf16(&b, &x);
+            // SAFETY: as above.
+            let v = unsafe { t::tile_bf16::<1, 1>([&b], [&x]) }[0][0];
+            assert!(close(s, v, n), "{name} bf16 n={n}: {s} vs {v}");
+        });
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[test]
-fn avx2_dot_q8_0_matches_scalar() {
-    if !have_avx2() {
-        return;
-    }
+fn simd_q8_0_tiles_match_scalar() {
     let mut r = Rng(3);
     for nb in [1usize, 2, 3, 7, 33] {
         let (w, x) = (r.vec(nb * 32), r.vec(nb * 32));
@@ -92,9 +116,11 @@ fn avx2_dot_q8_0_matches_scalar() {
         // our quantizer, which never produces -128.
         wq[0].qs[5] = -128;
         let s = scalar::dot_q8_0(&wq, &xq);
-        // SAFETY: AVX2 checked above.
-        let v = unsafe { crate::avx2::dot_q8_0(&wq, &xq) };
-        assert!(close(s, v, nb * 32), "nb={nb}: {s} vs {v}");
+        for_each_level!(|t, name| {
+            // SAFETY: for_each_level only runs levels the CPU has.
+            let v = unsafe { t::tile_q8_0::<1, 1>([&wq], [&xq]) }[0][0];
+            assert!(close(s, v, nb * 32), "{name} nb={nb}: {s} vs {v}");
+        });
     }
 }
 
@@ -136,7 +162,7 @@ fn matvec_is_identical_for_any_thread_count() {
     let (rows, cols) = (301, 96);
     let w = r.vec(rows * cols);
     let x = r.vec(cols);
-    let mut xq = std::vec![BlockQ8_0::default(); cols / 32];
+    let mut xq = ops::ActScratch::new(cols, 1);
     let mut out1 = std::vec![0.0; rows];
     let mut out4 = std::vec![0.0; rows];
     ops::matvec(&crate::exec::Serial, ops::Weights::F32(&w), cols, &x, &mut xq, &mut out1);
@@ -185,4 +211,147 @@ fn softmax_and_norms() {
     let mean = 2.0 / 3.0f32;
     let var = v.iter().map(|a| (a - mean) * (a - mean)).sum::<f32>() / 3.0;
     assert!((o[1] - ((-2.0 - mean) / (var + 1e-5).sqrt() + 0.5)).abs() < 1e-5);
+}
+
+/// Owned weights of every storage type, quantized from the same f32 matrix.
+pub(crate) struct AllTypes {
+    pub f32: Vec<f32>,
+    pub f16: Vec<u16>,
+    pub bf16: Vec<u16>,
+    pub q8_0: Vec<crate::quant::BlockQ8_0>,
+    pub q4_0: Vec<crate::quant::BlockQ4_0>,
+    pub q5_0: Vec<crate::quant::BlockQ5_0>,
+    pub q4_k: Vec<crate::quant::BlockQ4K>,
+    pub q5_k: Vec<crate::quant::BlockQ5K>,
+    pub q6_k: Vec<crate::quant::BlockQ6K>,
+}
+
+impl AllTypes {
+    /// A random `[rows, cols]` matrix (cols a multiple of 256) in every type.
+    pub fn new(seed: u64, rows: usize, cols: usize) -> Self {
+        use crate::quant::*;
+        let mut r = Rng(seed);
+        let w = r.vec(rows * cols);
+        let mut a = AllTypes {
+            f16: w.iter().map(|&v| f32_to_f16(v)).collect(),
+            bf16: w.iter().map(|&v| f32_to_bf16(v)).collect(),
+            q8_0: std::vec![BlockQ8_0::default(); rows * cols / 32],
+            q4_0: std::vec![BlockQ4_0::default(); rows * cols / 32],
+            q5_0: std::vec![BlockQ5_0::default(); rows * cols / 32],
+            q4_k: std::vec![BlockQ4K::default(); rows * cols / 256],
+            q5_k: std::vec![BlockQ5K::default(); rows * cols / 256],
+            q6_k: std::vec![BlockQ6K::default(); rows * cols / 256],
+            f32: w,
+        };
+        quantize_row_q8_0(&a.f32, &mut a.q8_0);
+        quantize_row_q4_0(&a.f32, &mut a.q4_0);
+        quantize_row_q5_0(&a.f32, &mut a.q5_0);
+        quantize_row_q4_k(&a.f32, &mut a.q4_k);
+        quantize_row_q5_k(&a.f32, &mut a.q5_k);
+        quantize_row_q6_k(&a.f32, &mut a.q6_k);
+        a
+    }
+
+    pub fn views(&self) -> [ops::Weights<'_>; 9] {
+        use ops::Weights as W;
+        [
+            W::F32(&self.f32),
+            W::F16(&self.f16),
+            W::BF16(&self.bf16),
+            W::Q8_0(&self.q8_0),
+            W::Q4_0(&self.q4_0),
+            W::Q5_0(&self.q5_0),
+            W::Q4_K(&self.q4_k),
+            W::Q5_K(&self.q5_k),
+            W::Q6_K(&self.q6_k),
+        ]
+    }
+}
+
+/// An executor that runs tasks in reverse order, claiming `n` threads.
+pub(crate) struct Reversed(pub usize);
+impl crate::exec::Executor for Reversed {
+    fn n_threads(&self) -> usize {
+        self.0
+    }
+    fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+        for i in (0..n).rev() {
+            f(i);
+        }
+    }
+}
+
+#[test]
+fn matmul_is_bit_identical_to_matvec_for_every_type() {
+    let (rows, cols) = (37, 512);
+    let all = AllTypes::new(21, rows, cols);
+    let mut r = Rng(22);
+    let xs = r.vec(9 * cols);
+    let mut scratch = ops::ActScratch::new(cols, 9);
+    for w in all.views() {
+        let want: Vec<f32> = (0..rows)
+            .map(|i| all.f32[i * cols..(i + 1) * cols].iter().zip(&xs[..cols]).map(|(a, b)| a * b).sum())
+            .collect();
+        for n in [1usize, 2, 3, 4, 5, 7, 9] {
+            let mut mm = std::vec![0.0f32; n * rows];
+            ops::matmul(&crate::exec::Serial, w, cols, &xs, n, &mut scratch, &mut mm);
+            let mut mm4 = std::vec![0.0f32; n * rows];
+            ops::matmul(&Reversed(4), w, cols, &xs, n, &mut scratch, &mut mm4);
+            assert!(mm.iter().zip(&mm4).all(|(a, b)| a.to_bits() == b.to_bits()), "{} n={n}: threads", w.type_name());
+            for j in 0..n {
+                let mut mv = std::vec![0.0f32; rows];
+                ops::matvec(&crate::exec::Serial, w, cols, &xs[j * cols..(j + 1) * cols], &mut scratch, &mut mv);
+                for (i, (&a, &b)) in mv.iter().zip(&mm[j * rows..(j + 1) * rows]).enumerate() {
+                    assert_eq!(a.to_bits(), b.to_bits(), "{} n={n} row {j} col {i}: {a} vs {b}", w.type_name());
+                }
+            }
+        }
+        // And the first activation row's results are near the exact f32 products.
+        let mut mv = std::vec![0.0f32; rows];
+        ops::matvec(&crate::exec::Serial, w, cols, &xs[..cols], &mut scratch, &mut mv);
+        let err = mv.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        // Rows of 512 uniform values: quantization noise grows with the step
+        // size (about 2 / 2^bits) times sqrt(512) times the activations' rms.
+        let budget = match w.type_name() {
+            "F32" => 1e-4,
+            "F16" | "BF16" => 0.05,
+            "Q8_0" | "Q6_K" => 0.3,
+            "Q5_0" | "Q5_K" => 1.0,
+            _ => 2.5,
+        };
+        assert!(err < budget, "{}: max error {err} against f32", w.type_name());
+    }
+}
+
+#[test]
+#[should_panic(expected = "too small")]
+fn matmul_rejects_a_small_scratch() {
+    let all = AllTypes::new(23, 4, 256);
+    let xs = std::vec![0.5f32; 3 * 256];
+    let mut out = std::vec![0.0f32; 3 * 4];
+    ops::matmul(
+        &crate::exec::Serial,
+        ops::Weights::Q4_0(&all.q4_0),
+        256,
+        &xs,
+        3,
+        &mut ops::ActScratch::new(256, 2),
+        &mut out,
+    );
+}
+
+#[test]
+fn dequantize_row_matches_whole_matrix_dequantization() {
+    let (rows, cols) = (3, 512);
+    let all = AllTypes::new(24, rows, cols);
+    let mut whole = std::vec![0.0f32; rows * cols];
+    crate::quant::dequantize_row_q4_k(&all.q4_k, &mut whole);
+    let mut row = std::vec![0.0f32; cols];
+    ops::dequantize_row(ops::Weights::Q4_K(&all.q4_k), 2, cols, &mut row);
+    assert_eq!(row, whole[2 * cols..]);
+    for w in all.views() {
+        ops::dequantize_row(w, 1, cols, &mut row);
+        let err = row.iter().zip(&all.f32[cols..2 * cols]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(err < 0.2, "{}: {err}", w.type_name());
+    }
 }

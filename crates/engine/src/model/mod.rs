@@ -13,8 +13,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use kernels::exec::Executor;
-use kernels::ops::{self, matvec};
-use kernels::quant::{BlockQ8_0, QK8_0};
+use kernels::ops::{self, matmul, matvec, ActScratch};
 
 use crate::{Error, Result};
 pub use tensor::{DType, Tensor};
@@ -220,7 +219,7 @@ struct State {
     logits: Vec<f32>,  // [vocab_size] of the batch's last token
     key_cache: Vec<f32>,   // [n_layers, n_ctx, kv_dim]
     value_cache: Vec<f32>, // [n_layers, n_ctx, kv_dim]
-    xq: Vec<BlockQ8_0>,    // quantized activations, [max(dim, hidden, q_dim) / 32]
+    xq: ActScratch,        // quantized activations (Q8_0 and Q8_K), [BATCH, max(dim, hidden, q_dim)]
     inv_freq: Vec<f32>,    // [n_rot / 2]
 }
 
@@ -328,7 +327,7 @@ impl Model {
             logits: alloc_f32(c.vocab_size, "logits")?,
             key_cache: alloc_f32(kv_len, "KV cache")?,
             value_cache: alloc_f32(kv_len, "KV cache")?,
-            xq: vec![BlockQ8_0::default(); max_cols.div_ceil(QK8_0)],
+            xq: ActScratch::new(max_cols, BATCH),
             inv_freq,
         };
         Ok(Model { config, weights, n_ctx, name: String::new(), format, chat_template: None, blob, s })
@@ -489,13 +488,6 @@ impl Model {
     }
 }
 
-/// `out[b] = W xs[b]` for the `n` rows of `xs`.
-fn matmul(exec: &dyn Executor, w: kernels::ops::Weights<'_>, cols: usize, xs: &[f32], n: usize, xq: &mut [BlockQ8_0], out: &mut [f32]) {
-    let rows = out.len() / n;
-    for b in 0..n {
-        matvec(exec, w, cols, &xs[b * cols..(b + 1) * cols], xq, &mut out[b * rows..(b + 1) * rows]);
-    }
-}
 
 fn check_shape(t: &Tensor, rows: usize, cols: usize) -> Result<()> {
     if t.rows != rows || t.cols != cols {
@@ -547,7 +539,7 @@ fn ffn(
     n: usize,
     hb: &mut [f32],
     hb2: &mut [f32],
-    xq: &mut [BlockQ8_0],
+    xq: &mut ActScratch,
 ) -> Result<()> {
     let (dim, hid) = (c.dim, c.hidden_dim);
     matmul(exec, l.w_up.weights(file)?, dim, xin, n, xq, hb2);

@@ -5,29 +5,51 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use kernels::cast;
-use kernels::half::{bf16_to_f32, f16_to_f32};
-use kernels::ops::Weights;
-use kernels::quant::{dequantize_row_q8_0, QK8_0};
+use kernels::ops::{self, Weights};
+use kernels::quant::{QK8_0, QK_K};
 
 use crate::{Error, Result};
 
-/// Storage types the model can run.
+/// Storage types the model can run (GGUF's names and layouts).
+#[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DType {
     F32,
     F16,
     BF16,
     Q8_0,
+    Q4_0,
+    Q5_0,
+    Q4_K,
+    Q5_K,
+    Q6_K,
 }
 
 impl DType {
+    /// (elements per block, bytes per block).
+    fn layout(self) -> (usize, usize) {
+        match self {
+            DType::F32 => (1, 4),
+            DType::F16 | DType::BF16 => (1, 2),
+            DType::Q8_0 => (QK8_0, 34),
+            DType::Q4_0 => (QK8_0, 18),
+            DType::Q5_0 => (QK8_0, 22),
+            DType::Q4_K => (QK_K, 144),
+            DType::Q5_K => (QK_K, 176),
+            DType::Q6_K => (QK_K, 210),
+        }
+    }
+    /// Elements per block (1 for plain floats).
+    pub fn block_size(self) -> usize {
+        self.layout().0
+    }
     /// Bytes for `n` elements (n must be a multiple of the block size for quant types).
     pub fn bytes(self, n: usize) -> Option<usize> {
-        match self {
-            DType::F32 => n.checked_mul(4),
-            DType::F16 | DType::BF16 => n.checked_mul(2),
-            DType::Q8_0 => n.is_multiple_of(QK8_0).then(|| n / QK8_0 * 34),
+        let (bs, size) = self.layout();
+        if !n.is_multiple_of(bs) {
+            return None;
         }
+        (n / bs).checked_mul(size)
     }
     /// The GGUF name of the type.
     pub fn name(self) -> &'static str {
@@ -36,6 +58,11 @@ impl DType {
             DType::F16 => "F16",
             DType::BF16 => "BF16",
             DType::Q8_0 => "Q8_0",
+            DType::Q4_0 => "Q4_0",
+            DType::Q5_0 => "Q5_0",
+            DType::Q4_K => "Q4_K",
+            DType::Q5_K => "Q5_K",
+            DType::Q6_K => "Q6_K",
         }
     }
 }
@@ -131,10 +158,15 @@ impl Tensor {
         };
         let misaligned = || Error::invalid(alloc::format!("tensor '{}'", self.name), "data is not aligned in memory");
         Ok(match self.dtype {
-            DType::F32 => Weights::F32(cast::as_f32(bytes).ok_or_else(misaligned)?),
-            DType::F16 => Weights::F16(cast::as_u16(bytes).ok_or_else(misaligned)?),
-            DType::BF16 => Weights::BF16(cast::as_u16(bytes).ok_or_else(misaligned)?),
-            DType::Q8_0 => Weights::Q8_0(cast::as_q8_0(bytes).ok_or_else(misaligned)?),
+            DType::F32 => Weights::F32(cast::view(bytes).ok_or_else(misaligned)?),
+            DType::F16 => Weights::F16(cast::view(bytes).ok_or_else(misaligned)?),
+            DType::BF16 => Weights::BF16(cast::view(bytes).ok_or_else(misaligned)?),
+            DType::Q8_0 => Weights::Q8_0(cast::view(bytes).ok_or_else(misaligned)?),
+            DType::Q4_0 => Weights::Q4_0(cast::view(bytes).ok_or_else(misaligned)?),
+            DType::Q5_0 => Weights::Q5_0(cast::view(bytes).ok_or_else(misaligned)?),
+            DType::Q4_K => Weights::Q4_K(cast::view(bytes).ok_or_else(misaligned)?),
+            DType::Q5_K => Weights::Q5_K(cast::view(bytes).ok_or_else(misaligned)?),
+            DType::Q6_K => Weights::Q6_K(cast::view(bytes).ok_or_else(misaligned)?),
         })
     }
 
@@ -143,17 +175,7 @@ impl Tensor {
         if r >= self.rows || out.len() < self.cols {
             return Err(Error::invalid(alloc::format!("row {r} of tensor '{}'", self.name), "out of range"));
         }
-        let c = self.cols;
-        let out = &mut out[..c];
-        match self.weights(file)? {
-            Weights::F32(m) => out.copy_from_slice(&m[r * c..(r + 1) * c]),
-            Weights::F16(m) => out.iter_mut().zip(&m[r * c..(r + 1) * c]).for_each(|(o, &h)| *o = f16_to_f32(h)),
-            Weights::BF16(m) => out.iter_mut().zip(&m[r * c..(r + 1) * c]).for_each(|(o, &h)| *o = bf16_to_f32(h)),
-            Weights::Q8_0(m) => {
-                let nb = c / QK8_0;
-                dequantize_row_q8_0(&m[r * nb..(r + 1) * nb], out)
-            }
-        }
+        ops::dequantize_row(self.weights(file)?, r, self.cols, out);
         Ok(())
     }
 

@@ -1,0 +1,377 @@
+//! Quantizing GGUF files the way `llama-quantize` does (without an
+//! importance matrix): the same choice of type for every tensor, the same
+//! reference quantizers, the same tensor order and metadata.
+//!
+//! Which tensors change (llama.cpp's `llama_model_quantize_impl`): only
+//! tensors whose name ends in "weight", with two or more dimensions, that are
+//! not norms, position embeddings, token types or MoE gates. The others are
+//! copied as they are (1-D tensors stay F32).
+//!
+//! Which type a quantized file type gives each tensor (llama.cpp's
+//! `llama_tensor_get_type`, for the types offered here):
+//! - `output.weight`, or `token_embd.weight` when there is no separate
+//!   output: Q6_K, or Q8_0 when its rows are not a multiple of 256 (a Q8_0
+//!   file keeps Q8_0).
+//! - Q4_K_M: `attn_v.weight` and `ffn_down` get Q6_K on the layers
+//!   `use_more_bits` picks (the first and last eighth, and every third layer
+//!   in between), fused `attn_qkv.weight` gets Q5_K, everything else Q4_K.
+//! - A row length that is not a multiple of the chosen type's block falls
+//!   back: Q4_K to Q5_0, Q6_K to Q8_0, Q5_K to Q5_1 (here Q5_0: Q5_1 is not
+//!   implemented; the only deviation), and then to F16 if even that does not
+//!   fit. Q8_0 and Q4_0 rows that are not whole blocks are an error, as in
+//!   llama.cpp.
+//!
+//! Tensors are written in llama.cpp's order (non-layer tensors, then layer by
+//! layer, by name within each group), `general.quantization_version` = 2 and
+//! `general.file_type` are (re)written at the end of the metadata.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use kernels::cast::{bytes_of, Pod};
+use kernels::exec::{Executor, Serial};
+use kernels::half::{bf16_to_f32, f16_to_f32, f32_to_f16};
+use kernels::ops::par_chunks_mut;
+use kernels::quant;
+
+use crate::gguf::{GgmlType, Gguf, GgufWriter, TensorInfo, Value};
+use crate::{Error, Result};
+
+/// The file types `quantize_gguf` makes (llama.cpp's `LLAMA_FTYPE_*`).
+#[allow(non_camel_case_types)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantType {
+    F32,
+    F16,
+    Q8_0,
+    Q4_0,
+    Q4_K_M,
+    Q6_K,
+}
+
+impl QuantType {
+    /// Every type, for help texts.
+    pub const ALL: [QuantType; 6] =
+        [QuantType::F32, QuantType::F16, QuantType::Q8_0, QuantType::Q4_0, QuantType::Q4_K_M, QuantType::Q6_K];
+
+    /// Parses a name such as "q4_k_m" or "Q8_0" (case-insensitive).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(s))
+    }
+
+    /// The name llama.cpp uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            QuantType::F32 => "F32",
+            QuantType::F16 => "F16",
+            QuantType::Q8_0 => "Q8_0",
+            QuantType::Q4_0 => "Q4_0",
+            QuantType::Q4_K_M => "Q4_K_M",
+            QuantType::Q6_K => "Q6_K",
+        }
+    }
+
+    /// The `general.file_type` value (llama.cpp's `llama_ftype`).
+    pub fn file_type(self) -> u32 {
+        match self {
+            QuantType::F32 => 0,
+            QuantType::F16 => 1,
+            QuantType::Q4_0 => 2,
+            QuantType::Q8_0 => 7,
+            QuantType::Q4_K_M => 15,
+            QuantType::Q6_K => 18,
+        }
+    }
+
+    /// The type most matrices get.
+    fn default_type(self) -> GgmlType {
+        match self {
+            QuantType::F32 => GgmlType::F32,
+            QuantType::F16 => GgmlType::F16,
+            QuantType::Q8_0 => GgmlType::Q8_0,
+            QuantType::Q4_0 => GgmlType::Q4_0,
+            QuantType::Q4_K_M => GgmlType::Q4_K,
+            QuantType::Q6_K => GgmlType::Q6_K,
+        }
+    }
+
+    fn is_quantized(self) -> bool {
+        !matches!(self, QuantType::F32 | QuantType::F16)
+    }
+}
+
+/// What happens to one tensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorPlan {
+    pub name: String,
+    /// GGUF `ne` order.
+    pub dims: Vec<u64>,
+    /// The type in the input file.
+    pub from: GgmlType,
+    /// The type written.
+    pub to: GgmlType,
+}
+
+/// llama.cpp's `use_more_bits`: the first and last eighth of the layers and
+/// every third layer in between.
+pub fn use_more_bits(i_layer: i64, n_layers: i64) -> bool {
+    i_layer < n_layers / 8 || i_layer >= 7 * n_layers / 8 || (i_layer - n_layers / 8) % 3 == 2
+}
+
+/// The layer of a "blk.N." tensor, -1 for the others (as llama.cpp's sscanf).
+fn layer_of(name: &str) -> i64 {
+    let Some(rest) = name.strip_prefix("blk.") else { return -1 };
+    let digits: &str = &rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())];
+    if digits.is_empty() || !rest[digits.len()..].starts_with('.') {
+        return -1;
+    }
+    digits.parse().unwrap_or(-1)
+}
+
+/// Whether llama.cpp would quantize this tensor at all.
+fn is_quantizable(t: &TensorInfo) -> bool {
+    let n = &t.name;
+    n.ends_with("weight")
+        && n_dims(t) >= 2
+        && !n.contains("_norm.weight")
+        && !n.contains("ffn_gate_inp.weight")
+        && n != "position_embd.weight"
+        && n != "token_types.weight"
+        && !n.contains("ssm_conv1d.weight")
+        && !n.contains("attn_rel_b.weight")
+}
+
+/// ggml's `ggml_n_dims`: trailing dimensions of 1 do not count.
+fn n_dims(t: &TensorInfo) -> usize {
+    let mut n = t.dims.len();
+    while n > 1 && t.dims[n - 1] == 1 {
+        n -= 1;
+    }
+    n
+}
+
+/// The state llama.cpp carries while choosing types.
+struct Chooser {
+    ty: QuantType,
+    has_output: bool,
+    n_attention_wv: i64,
+    i_attention_wv: i64,
+    n_layer: i64,
+    i_ffn_down: i64,
+}
+
+impl Chooser {
+    /// `llama_tensor_get_type` for the file types offered here.
+    fn choose(&mut self, name: &str, nx: u64) -> Result<GgmlType> {
+        let mut t = self.ty.default_type();
+        let q4km = self.ty == QuantType::Q4_K_M;
+        if name == "output.weight" || (!self.has_output && name == "token_embd.weight") {
+            if !nx.is_multiple_of(t.block_size()) {
+                t = GgmlType::Q8_0;
+            } else if t != GgmlType::Q8_0 {
+                t = GgmlType::Q6_K;
+            }
+        } else if name == "token_embd.weight" {
+            // No rule for these file types.
+        } else if name.contains("attn_v.weight") {
+            if q4km && use_more_bits(self.i_attention_wv, self.n_attention_wv) {
+                t = GgmlType::Q6_K;
+            }
+            self.i_attention_wv += 1;
+        } else if name.contains("ffn_down") {
+            if q4km && use_more_bits(self.i_ffn_down, self.n_layer) {
+                t = GgmlType::Q6_K;
+            }
+            self.i_ffn_down += 1;
+        } else if name.contains("attn_qkv.weight") && q4km {
+            t = GgmlType::Q5_K;
+        }
+        if !nx.is_multiple_of(t.block_size()) {
+            t = match t {
+                GgmlType::Q4_K => GgmlType::Q5_0,
+                // llama.cpp falls back to Q5_1, which we do not have.
+                GgmlType::Q5_K => GgmlType::Q5_0,
+                GgmlType::Q6_K => GgmlType::Q8_0,
+                other => {
+                    return Err(Error::invalid(
+                        format!("tensor '{name}'"),
+                        format!(
+                            "rows of {nx} are not a whole number of {} blocks of {}",
+                            other.name(),
+                            other.block_size()
+                        ),
+                    ))
+                }
+            };
+            if !nx.is_multiple_of(t.block_size()) {
+                t = GgmlType::F16;
+            }
+        }
+        Ok(t)
+    }
+}
+
+/// The tensors of `g` in llama.cpp's processing order: non-layer tensors
+/// first, then layer by layer, by name within each group.
+fn ordered(g: &Gguf) -> Vec<&TensorInfo> {
+    let mut v: Vec<&TensorInfo> = g.tensors.iter().collect();
+    v.sort_by(|a, b| (layer_of(&a.name), a.name.as_str()).cmp(&(layer_of(&b.name), b.name.as_str())));
+    v
+}
+
+/// The type every tensor of `g` gets for `ty`, in the order they are written.
+pub fn plan(g: &Gguf, ty: QuantType) -> Result<Vec<TensorPlan>> {
+    let arch = g.architecture()?;
+    let n_layer = match g.get(&format!("{arch}.block_count")).and_then(Value::as_u64) {
+        Some(n) => n as i64,
+        None => g.tensors.iter().map(|t| layer_of(&t.name) + 1).max().unwrap_or(0),
+    };
+    let is_wv =
+        |n: &str| n.contains("attn_v.weight") || n.contains("attn_qkv.weight") || n.contains("attn_kv_b.weight");
+    let mut c = Chooser {
+        ty,
+        has_output: g.tensors.iter().any(|t| t.name == "output.weight"),
+        n_attention_wv: g.tensors.iter().filter(|t| is_wv(&t.name)).count() as i64,
+        i_attention_wv: 0,
+        n_layer,
+        i_ffn_down: 0,
+    };
+    let mut out = Vec::with_capacity(g.tensors.len());
+    for t in ordered(g) {
+        let mut to = t.ty;
+        if is_quantizable(t) {
+            let want = if ty.is_quantized() { c.choose(&t.name, t.dims[0])? } else { ty.default_type() };
+            to = want;
+        }
+        out.push(TensorPlan { name: t.name.clone(), dims: t.dims.clone(), from: t.ty, to });
+    }
+    Ok(out)
+}
+
+/// The tensor's data as f32 (from F32, F16 or BF16).
+fn to_f32(t: &TensorInfo, data: &[u8]) -> Result<Vec<f32>> {
+    let conv: fn(&[u8]) -> f32 = match t.ty {
+        GgmlType::F32 => |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        GgmlType::F16 => |b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])),
+        GgmlType::BF16 => |b| bf16_to_f32(u16::from_le_bytes([b[0], b[1]])),
+        other => {
+            return Err(Error::invalid(
+                format!("tensor '{}'", t.name),
+                format!("requantizing from {} is not supported: start from an F32, F16 or BF16 file", other.name()),
+            ))
+        }
+    };
+    let size = if t.ty == GgmlType::F32 { 4 } else { 2 };
+    let mut v = Vec::new();
+    v.try_reserve_exact(data.len() / size)
+        .map_err(|_| Error::OutOfMemory { what: format!("tensor '{}'", t.name), bytes: data.len() as u64 * 2 })?;
+    v.extend(data.chunks_exact(size).map(conv));
+    Ok(v)
+}
+
+/// Quantizes `x` into blocks of `bs` values with `f`, in parallel pieces.
+fn blocks<T: Pod + Default + Send>(exec: &dyn Executor, x: &[f32], bs: usize, f: fn(&[f32], &mut [T])) -> Vec<u8> {
+    let mut v = alloc::vec![T::default(); x.len() / bs];
+    // Pieces of about 64K values keep every thread busy without much overhead.
+    let per = (65536 / bs).max(1);
+    par_chunks_mut(exec, &mut v, per, &|i, piece| {
+        let start = i * per * bs;
+        f(&x[start..start + piece.len() * bs], piece)
+    });
+    bytes_of(&v).to_vec()
+}
+
+/// `x` as the bytes of a tensor of type `to`.
+pub fn encode(exec: &dyn Executor, x: &[f32], to: GgmlType) -> Result<Vec<u8>> {
+    Ok(match to {
+        GgmlType::F32 => bytes_of(x).to_vec(),
+        GgmlType::F16 => x.iter().flat_map(|&v| f32_to_f16(v).to_le_bytes()).collect(),
+        GgmlType::Q8_0 => blocks(exec, x, quant::QK8_0, quant::quantize_row_q8_0),
+        GgmlType::Q4_0 => blocks(exec, x, quant::QK4_0, quant::quantize_row_q4_0),
+        GgmlType::Q5_0 => blocks(exec, x, quant::QK5_0, quant::quantize_row_q5_0),
+        GgmlType::Q4_K => blocks(exec, x, quant::QK_K, quant::quantize_row_q4_k),
+        GgmlType::Q5_K => blocks(exec, x, quant::QK_K, quant::quantize_row_q5_k),
+        GgmlType::Q6_K => blocks(exec, x, quant::QK_K, quant::quantize_row_q6_k),
+        other => return Err(Error::invalid("quantization type", format!("{} is not supported", other.name()))),
+    })
+}
+
+/// Quantizes a GGUF model file (single-threaded); see the module docs.
+pub fn quantize_gguf(file: &[u8], ty: QuantType) -> Result<GgufWriter> {
+    quantize_gguf_with(file, ty, &Serial, &mut |_| {})
+}
+
+/// [`quantize_gguf`] spreading the work over `exec`, calling `progress`
+/// before each tensor.
+pub fn quantize_gguf_with(
+    file: &[u8],
+    ty: QuantType,
+    exec: &dyn Executor,
+    progress: &mut dyn FnMut(&TensorPlan),
+) -> Result<GgufWriter> {
+    let g = Gguf::parse(file, file.len() as u64)?;
+    let plan = plan(&g, ty)?;
+    let mut w = GgufWriter::new();
+    for (k, v) in &g.metadata {
+        if k != "general.quantization_version" && k != "general.file_type" {
+            w.add_kv(k, v.clone());
+        }
+    }
+    w.add_kv("general.quantization_version", Value::U32(2));
+    w.add_kv("general.file_type", Value::U32(ty.file_type()));
+    for p in &plan {
+        progress(p);
+        let t = g.tensor(&p.name)?;
+        let data = g.tensor_data(file, &p.name)?;
+        let bytes = if p.to == p.from {
+            data.to_vec()
+        } else {
+            let x = to_f32(t, data)?;
+            encode(exec, &x, p.to)?
+        };
+        w.add_tensor(&p.name, &p.dims, p.to, bytes)?;
+    }
+    Ok(w)
+}
+
+/// A short description of a plan: "Q4_K x 155, Q6_K x 46, F32 x 45".
+pub fn summarize(plan: &[TensorPlan]) -> String {
+    let mut counts: Vec<(GgmlType, usize)> = Vec::new();
+    for p in plan {
+        match counts.iter_mut().find(|(t, _)| *t == p.to) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((p.to, 1)),
+        }
+    }
+    counts.iter().map(|(t, n)| format!("{} x {n}", t.name())).collect::<Vec<_>>().join(", ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_numbers_parse_like_sscanf() {
+        assert_eq!(layer_of("blk.12.ffn_down.weight"), 12);
+        assert_eq!(layer_of("blk.0.attn_q.weight"), 0);
+        assert_eq!(layer_of("output.weight"), -1);
+        assert_eq!(layer_of("blk.x.y"), -1);
+    }
+
+    #[test]
+    fn use_more_bits_matches_llama_cpp_for_32_layers() {
+        // For 32 layers: 0..4, 28..32 and every third from 4 (4 + 2, 4 + 5, ...).
+        let picked: Vec<i64> = (0..32).filter(|&i| use_more_bits(i, 32)).collect();
+        assert_eq!(picked, [0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31]);
+        let picked: Vec<i64> = (0..22).filter(|&i| use_more_bits(i, 22)).collect();
+        assert_eq!(picked, [0, 1, 4, 7, 10, 13, 16, 19, 20, 21]);
+    }
+
+    #[test]
+    fn type_names_parse() {
+        assert_eq!(QuantType::parse("q4_k_m"), Some(QuantType::Q4_K_M));
+        assert_eq!(QuantType::parse("Q8_0"), Some(QuantType::Q8_0));
+        assert_eq!(QuantType::parse("q3_k"), None);
+    }
+}

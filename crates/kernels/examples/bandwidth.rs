@@ -1,0 +1,110 @@
+//! Memory read bandwidth against the matvec kernels' effective bandwidth.
+//!
+//! `cargo run --release -p kernels --features std --example bandwidth -- [MiB] [threads]`
+//!
+//! 1. A plain read probe: sums a buffer of MiB with 256-bit loads (best of 10
+//!    passes), on 1..=threads threads.
+//! 2. `ops::matvec` over a Q8_0 / Q4_0 / Q4_K / F32 matrix of about the same
+//!    size: bytes of weights read per second (best of 10).
+
+use std::time::Instant;
+
+use kernels::exec::Executor;
+use kernels::ops::{self, ActScratch, Weights};
+use kernels::pool::ThreadPool;
+use kernels::quant::*;
+
+fn best<F: FnMut()>(mut f: F) -> f64 {
+    let mut b = f64::MAX;
+    for _ in 0..30 {
+        let t = Instant::now();
+        f();
+        b = b.min(t.elapsed().as_secs_f64());
+    }
+    b
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mib: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(256);
+    let max_threads: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2);
+    let n = mib << 20;
+    let buf: Vec<u64> = (0..n / 8).map(|i| i as u64).collect();
+    println!("simd level: {}", kernels::cpu::level().name());
+    for t in 1..=max_threads {
+        let pool = ThreadPool::new(t);
+        let chunk = buf.len().div_ceil(t * 8);
+        let s = best(|| {
+            let sums: Vec<std::sync::atomic::AtomicU64> = (0..t * 8).map(|_| Default::default()).collect();
+            pool.run(buf.len().div_ceil(chunk), &|i| {
+                let part = &buf[i * chunk..((i + 1) * chunk).min(buf.len())];
+                // Four independent sums so the loop is bound by loads, not adds.
+                let mut a = [0u64; 4];
+                for c in part.chunks_exact(4) {
+                    for k in 0..4 {
+                        a[k] = a[k].wrapping_add(c[k]);
+                    }
+                }
+                sums[i].store(a.iter().fold(0u64, |x, y| x.wrapping_add(*y)), std::sync::atomic::Ordering::Relaxed);
+            });
+            std::hint::black_box(sums);
+        });
+        println!("read probe, {t} thread(s): {:.1} GB/s ({mib} MiB, best of 10)", n as f64 / s / 1e9);
+    }
+    // A matrix of about `mib` MiB in each type, cols = 2048.
+    let cols = 2048;
+    let x: Vec<f32> = (0..cols).map(|i| ((i * 37) % 100) as f32 / 50.0 - 1.0).collect();
+    let mut scratch = ActScratch::new(cols, 1);
+    for t in 1..=max_threads {
+        let pool = ThreadPool::new(t);
+        let exec: &dyn Executor = &pool;
+        macro_rules! run {
+            ($name:expr, $blk:ty, $bytes:expr, $q:expr, $wrap:ident) => {{
+                let rows = n / $bytes;
+                let f: Vec<f32> = (0..rows.min(64) * cols).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+                let mut one = vec![<$blk>::default(); f.len() / $q];
+                quantize(&f, &mut one);
+                let w: Vec<$blk> = one.iter().cycle().take(rows * cols / $q).copied().collect();
+                let mut out = vec![0.0f32; rows];
+                let s = best(|| ops::matvec(exec, Weights::$wrap(&w), cols, &x, &mut scratch, &mut out));
+                let bytes = std::mem::size_of_val(w.as_slice());
+                println!(
+                    "matvec {:>5}, {t} thread(s): {:.1} GB/s of weights ({} rows x {cols})",
+                    $name,
+                    bytes as f64 / s / 1e9,
+                    rows
+                );
+            }};
+        }
+        fn quantize<T: Q>(f: &[f32], out: &mut [T]) {
+            T::q(f, out)
+        }
+        trait Q: Sized {
+            fn q(f: &[f32], out: &mut [Self]);
+        }
+        impl Q for BlockQ8_0 {
+            fn q(f: &[f32], out: &mut [Self]) {
+                quantize_row_q8_0(f, out)
+            }
+        }
+        impl Q for BlockQ4_0 {
+            fn q(f: &[f32], out: &mut [Self]) {
+                quantize_row_q4_0(f, out)
+            }
+        }
+        impl Q for BlockQ4K {
+            fn q(f: &[f32], out: &mut [Self]) {
+                quantize_row_q4_k(f, out)
+            }
+        }
+        impl Q for f32 {
+            fn q(f: &[f32], out: &mut [Self]) {
+                out.copy_from_slice(f)
+            }
+        }
+        run!("Q8_0", BlockQ8_0, cols / 32 * 34, 32, Q8_0);
+        run!("Q4_0", BlockQ4_0, cols / 32 * 18, 32, Q4_0);
+        run!("Q4_K", BlockQ4K, cols / 256 * 144, 256, Q4_K);
+        run!("F32", f32, cols * 4, 1, F32);
+    }
+}

@@ -1,0 +1,679 @@
+//! Quant blocks: quantizer bytes against ggml's documented formulae and
+//! hand-worked blocks, dequantization of hand-constructed blocks, RMSE and
+//! round-trip bounds, integer dot products against dequantized f64 dots, and
+//! every SIMD kernel against its scalar twin.
+
+use std::vec::Vec;
+
+use crate::cpu::{detect, SimdLevel};
+use crate::half::{f16_to_f32, f32_to_f16};
+use crate::quant::*;
+use crate::scalar;
+
+struct Rng(u64);
+impl Rng {
+    fn u32(&mut self) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 32) as u32
+    }
+    /// Uniform in [-1, 1).
+    fn uniform(&mut self) -> f32 {
+        (self.u32() >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+    }
+    /// Standard normal (Box-Muller).
+    fn normal(&mut self) -> f32 {
+        let u1 = ((self.u32() >> 8) as f32 + 1.0) / (1u32 << 24) as f32;
+        let u2 = (self.u32() >> 8) as f32 / (1u32 << 24) as f32;
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f32::consts::PI * u2).cos()
+    }
+    /// Data like real weight rows: mostly normal, some rows with outliers,
+    /// some all-positive blocks, an all-zero stretch.
+    fn weights(&mut self, n: usize) -> Vec<f32> {
+        let mut v: Vec<f32> = (0..n).map(|_| self.normal() * 0.02).collect();
+        for x in v.iter_mut() {
+            match self.u32() % 97 {
+                0 => *x *= 12.0,
+                1 => *x = x.abs(),
+                _ => {}
+            }
+        }
+        if n >= 512 {
+            v[256..288].fill(0.0);
+        }
+        v
+    }
+}
+
+fn have_avx2() -> bool {
+    let ok = detect().best_level() >= SimdLevel::Avx2;
+    if !ok {
+        std::eprintln!("AVX2 not available on this CPU: comparing scalar only");
+    }
+    ok
+}
+
+// ------------------------------------------------------------ Q8_0 / Q4_0 / Q5_0 bytes
+
+/// ggml's documented Q8_0 formula, written out per element: d = amax / 127,
+/// q = roundf(x / d) with roundf rounding halves away from zero.
+fn formula_q8_0(x: &[f32]) -> (u16, Vec<i8>) {
+    let amax = x.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
+    let d = amax / 127.0;
+    let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+    let q = x
+        .iter()
+        .map(|&v| {
+            let s = v * id;
+            let r = if s >= 0.0 { (s + 0.5).floor() } else { (s - 0.5).ceil() };
+            // floor(s + 0.5) can round up at s = 0.49999997: redo it exactly.
+            let r = if (r - s).abs() > 0.5 { r - s.signum() } else { r };
+            r as i8
+        })
+        .collect();
+    (f32_to_f16(d), q)
+}
+
+/// ggml's documented Q4_0 / Q5_0 formula: m = the signed value of largest
+/// magnitude (first on ties), d = m / -2^(bits-1), q = min(2^bits - 1,
+/// trunc(x / d + 2^(bits-1) + 0.5)).
+fn formula_q_0(x: &[f32], bits: u32) -> (u16, Vec<u8>) {
+    let mut m = 0.0f32;
+    for &v in x {
+        if v.abs() > m.abs() {
+            m = v;
+        }
+    }
+    let half = (1u32 << (bits - 1)) as f32;
+    let d = m / -half;
+    let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+    let top = (1i32 << bits) - 1;
+    let q = x.iter().map(|&v| ((v * id + half + 0.5).trunc() as i32).min(top) as u8).collect();
+    (f32_to_f16(d), q)
+}
+
+#[test]
+fn q8_0_bytes_follow_ggml_formula() {
+    let mut r = Rng(11);
+    for case in 0..200 {
+        let x: Vec<f32> = match case {
+            0 => std::vec![0.0; 32],
+            // Exact halves after scaling: amax 127 gives d = 1.
+            1 => (0..32).map(|i| if i == 0 { 127.0 } else { i as f32 - 15.5 }).collect(),
+            2 => (0..32).map(|i| if i == 3 { -127.0 } else { 0.5 - i as f32 * 0.25 }).collect(),
+            _ => (0..32).map(|_| r.normal() * (case as f32 * 0.1)).collect(),
+        };
+        let mut b = [BlockQ8_0::default()];
+        quantize_row_q8_0(&x, &mut b);
+        let (d, q) = formula_q8_0(&x);
+        assert_eq!(b[0].d, d, "case {case}");
+        assert_eq!(b[0].qs.to_vec(), q, "case {case}");
+    }
+    // Hand-worked: amax 127 -> d = 1.0 (f16 0x3c00); -15.5 rounds to -16, 0.5 to 1, 14.5 to 15.
+    let x: Vec<f32> = (0..32).map(|i| if i == 0 { 127.0 } else { i as f32 - 15.5 }).collect();
+    let mut b = [BlockQ8_0::default()];
+    quantize_row_q8_0(&x, &mut b);
+    assert_eq!(b[0].d, 0x3c00);
+    assert_eq!(&b[0].qs[..4], &[127, -15, -14, -13]);
+    assert_eq!(b[0].qs[16], 1);
+    assert_eq!(b[0].qs[31], 16);
+}
+
+#[test]
+fn q4_0_and_q5_0_bytes_follow_ggml_formula() {
+    let mut r = Rng(12);
+    for case in 0..300 {
+        let x: Vec<f32> = match case {
+            0 => std::vec![0.0; 32],
+            // Equal magnitudes of both signs: the first one sets the sign of d.
+            1 => (0..32).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 }).collect(),
+            2 => (0..32).map(|i| if i % 2 == 0 { -1.0 } else { 1.0 }).collect(),
+            3 => (0..32).map(|i| i as f32).collect(),
+            _ => (0..32).map(|_| r.normal() * 0.05 + if case % 5 == 0 { 0.03 } else { 0.0 }).collect(),
+        };
+        let mut b4 = [BlockQ4_0::default()];
+        quantize_row_q4_0(&x, &mut b4);
+        let (d, q) = formula_q_0(&x, 4);
+        assert_eq!(b4[0].d, d, "case {case}");
+        for j in 0..16 {
+            assert_eq!(b4[0].qs[j], q[j] | (q[j + 16] << 4), "case {case} byte {j}");
+        }
+        let mut b5 = [BlockQ5_0::default()];
+        quantize_row_q5_0(&x, &mut b5);
+        let (d, q) = formula_q_0(&x, 5);
+        assert_eq!(b5[0].d, d, "case {case}");
+        let mut qh = 0u32;
+        for j in 0..16 {
+            assert_eq!(b5[0].qs[j], (q[j] & 15) | ((q[j + 16] & 15) << 4), "case {case} byte {j}");
+        }
+        for (j, &v) in q.iter().enumerate() {
+            qh |= u32::from(v >> 4) << j;
+        }
+        assert_eq!(u32::from_le_bytes(b5[0].qh), qh, "case {case}");
+    }
+}
+
+#[test]
+fn q4_0_hand_worked_block() {
+    // x = j - 16: the value of largest magnitude is -16 (j = 0), so d = 2 and
+    // q = min(15, trunc((j - 16) / 2 + 8.5)) = min(15, trunc(j / 2 + 0.5)).
+    let x: Vec<f32> = (0..32).map(|j| j as f32 - 16.0).collect();
+    let mut b = [BlockQ4_0::default()];
+    quantize_row_q4_0(&x, &mut b);
+    assert_eq!(b[0].d, 0x4000); // 2.0
+    let want_lo: [u8; 16] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8];
+    let want_hi: [u8; 16] = [8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15, 15];
+    for j in 0..16 {
+        assert_eq!(b[0].qs[j], want_lo[j] | (want_hi[j] << 4), "byte {j}");
+    }
+    // An all-zero block has d = 0 / -8 = -0.0 (f16 0x8000, as ggml writes it)
+    // and every value at the offset 8.
+    quantize_row_q4_0(&[0.0; 32], &mut b);
+    assert_eq!(b[0], BlockQ4_0 { d: 0x8000, qs: [0x88; 16] });
+}
+
+// ------------------------------------------------------------ dequantization of hand-built blocks
+
+#[test]
+fn q4_0_q5_0_dequantize_hand_built_blocks() {
+    let mut b = BlockQ4_0 { d: 0x4000, qs: [0; 16] }; // d = 2
+    for j in 0..16 {
+        b.qs[j] = j as u8 | ((15 - j as u8) << 4);
+    }
+    let mut y = [0.0f32; 32];
+    dequantize_row_q4_0(&[b], &mut y);
+    for j in 0..16 {
+        assert_eq!(y[j], (j as f32 - 8.0) * 2.0);
+        assert_eq!(y[j + 16], (7.0 - j as f32) * 2.0);
+    }
+    // Q5_0: fifth bits on for elements 0 and 31 only.
+    let b = BlockQ5_0 { d: 0x3c00, qh: 0x8000_0001u32.to_le_bytes(), qs: b.qs };
+    dequantize_row_q5_0(&[b], &mut y);
+    assert_eq!(y[0], 0.0 + 16.0 - 16.0);
+    assert_eq!(y[1], 1.0 - 16.0);
+    assert_eq!(y[15], 15.0 - 16.0);
+    assert_eq!(y[16], 15.0 - 16.0);
+    assert_eq!(y[30], 1.0 - 16.0);
+    assert_eq!(y[31], 0.0 + 16.0 - 16.0 + 0.0);
+}
+
+/// Scales bytes whose eight (scale, min) pairs were worked out by hand from
+/// ggml's get_scale_min_k4.
+const K4_SCALES: [u8; 12] = [0x41, 0x02, 0x83, 0xC4, 0x45, 0x06, 0x87, 0x08, 0x9A, 0xBC, 0xDE, 0xF1];
+const K4_PAIRS: [(u8, u8); 8] = [(1, 5), (2, 6), (3, 7), (4, 8), (26, 25), (12, 11), (46, 45), (49, 15)];
+
+#[test]
+fn q4_k_dequantizes_hand_built_block() {
+    for (j, &pair) in K4_PAIRS.iter().enumerate() {
+        assert_eq!(scale_min_k4(j, &K4_SCALES), pair, "sub-block {j}");
+    }
+    // d = 1, dmin = 0.5; byte i of each 32-byte chunk: low nibble i % 16, high 15 - i % 16.
+    let mut b = BlockQ4K { d: 0x3c00, dmin: 0x3800, scales: K4_SCALES, qs: [0; 128] };
+    for (i, q) in b.qs.iter_mut().enumerate() {
+        *q = (i % 16) as u8 | ((15 - (i % 16) as u8) << 4);
+    }
+    let mut y = [0.0f32; 256];
+    dequantize_row_q4_k(&[b], &mut y);
+    for c in 0..4 {
+        let (s0, m0) = K4_PAIRS[2 * c];
+        let (s1, m1) = K4_PAIRS[2 * c + 1];
+        for i in 0..32 {
+            let lo = (i % 16) as f32;
+            assert_eq!(y[64 * c + i], f32::from(s0) * lo - 0.5 * f32::from(m0), "element {}", 64 * c + i);
+            assert_eq!(
+                y[64 * c + 32 + i],
+                f32::from(s1) * (15.0 - lo) - 0.5 * f32::from(m1),
+                "element {}",
+                64 * c + 32 + i
+            );
+        }
+    }
+}
+
+#[test]
+fn q5_k_dequantizes_hand_built_block() {
+    // Low nibbles 1, high nibbles 2; fifth bits set for sub-blocks 0, 2, 5 and 7 (qh = 0b1010_0101).
+    let b = BlockQ5K { d: 0x3800, dmin: 0x3c00, scales: K4_SCALES, qh: [0xA5; 32], qs: [0x21; 128] };
+    let mut y = [0.0f32; 256];
+    dequantize_row_q5_k(&[b], &mut y);
+    for (e, &v) in y.iter().enumerate() {
+        let sub = e / 32;
+        let nib = if sub % 2 == 0 { 1.0 } else { 2.0 };
+        let high = if [0, 2, 5, 7].contains(&sub) { 16.0 } else { 0.0 };
+        let (s, m) = K4_PAIRS[sub];
+        assert_eq!(v, 0.5 * f32::from(s) * (nib + high) - f32::from(m), "element {e}");
+    }
+}
+
+#[test]
+fn q6_k_dequantizes_hand_built_block() {
+    // ql bytes 0x21 (low nibble 1, high 2); qh bytes 0b11_10_01_00 give the
+    // four 32-element groups of each half high bits 0, 1, 2, 3. So the 6-bit
+    // values are 1, 17, 34, 50 in groups 0..4 of each 128: minus 32, that is
+    // -31, -15, 2, 18. Scales are s - 8 for sub-block s, d = 0.5.
+    let mut b = BlockQ6K { ql: [0x21; 128], qh: [0b11_10_01_00; 64], scales: [0; 16], d: 0x3800 };
+    for (s, v) in b.scales.iter_mut().enumerate() {
+        *v = s as i8 - 8;
+    }
+    let mut y = [0.0f32; 256];
+    dequantize_row_q6_k(&[b], &mut y);
+    let group_value = [-31.0f32, -15.0, 2.0, 18.0];
+    for (e, &v) in y.iter().enumerate() {
+        let g = (e % 128) / 32;
+        let scale = (e / 16) as f32 - 8.0;
+        assert_eq!(v, 0.5 * scale * group_value[g], "element {e}");
+    }
+}
+
+#[test]
+fn q8_k_quantizer_matches_ggml_formula() {
+    let mut r = Rng(13);
+    let mut x: Vec<f32> = (0..512).map(|_| r.normal()).collect();
+    x[300] = -9.0; // the value of largest magnitude in block 1 is negative
+    x[301] = 9.0; // and a positive one of equal magnitude after it: the first wins
+    let mut b = [BlockQ8K::default(); 2];
+    quantize_row_q8_k(&x, &mut b);
+    // iscale = -127 / -9, so -9 maps to -127 (had 9 won, -9 would map to 127).
+    assert_eq!(b[1].d, 1.0 / (-127.0 / -9.0));
+    assert_eq!(b[1].qs[300 - 256], -127);
+    assert_eq!(b[1].qs[301 - 256], 127);
+    for (blk, xs) in b.iter().zip(x.chunks_exact(256)) {
+        let iscale = 1.0 / blk.d;
+        for (i, &v) in xs.iter().enumerate() {
+            // ggml's nearest_int rounds halves to even, as f32::round_ties_even.
+            let want = (iscale * v).round_ties_even().min(127.0) as i8;
+            assert_eq!(blk.qs[i], want);
+        }
+        for g in 0..16 {
+            assert_eq!(i32::from(blk.bsums[g]), blk.qs[16 * g..16 * g + 16].iter().map(|&q| i32::from(q)).sum::<i32>());
+        }
+    }
+    quantize_row_q8_k(&[0.0; 256], &mut b[..1]);
+    assert_eq!(b[0], BlockQ8K::default());
+}
+
+// ------------------------------------------------------------ K-quant quantizers: RMSE and bounds
+
+fn rmse(a: &[f32], b: &[f32]) -> f64 {
+    (a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum::<f64>() / a.len() as f64).sqrt()
+}
+
+/// A plain min/max 4-bit quantizer with ggml's Q4_K storage (6-bit scales
+/// and mins): the baseline ggml's search must beat.
+fn baseline_q4_k(x: &[f32]) -> Vec<f32> {
+    let mut out = std::vec![0.0f32; x.len()];
+    for (xs, o) in x.chunks_exact(256).zip(out.chunks_exact_mut(256)) {
+        let mut sc = [0f32; 8];
+        let mut mn = [0f32; 8];
+        for j in 0..8 {
+            let s = &xs[32 * j..32 * j + 32];
+            let lo = s.iter().copied().fold(0.0f32, f32::min);
+            let hi = s.iter().copied().fold(f32::MIN, f32::max);
+            sc[j] = (hi - lo) / 15.0;
+            mn[j] = -lo;
+        }
+        let ms = sc.iter().copied().fold(0.0, f32::max);
+        let mm = mn.iter().copied().fold(0.0, f32::max);
+        let (d, dmin) = (ms / 63.0, mm / 63.0);
+        for j in 0..8 {
+            let dj = d * (sc[j] / d.max(1e-30)).round().min(63.0);
+            let mj = dmin * (mn[j] / dmin.max(1e-30)).round().min(63.0);
+            for i in 0..32 {
+                let q = if dj > 0.0 { ((xs[32 * j + i] + mj) / dj).round().clamp(0.0, 15.0) } else { 0.0 };
+                o[32 * j + i] = dj * q - mj;
+            }
+        }
+    }
+    out
+}
+
+/// A plain symmetric 6-bit quantizer with Q6_K storage (8-bit scales).
+fn baseline_q6_k(x: &[f32]) -> Vec<f32> {
+    let mut out = std::vec![0.0f32; x.len()];
+    for (xs, o) in x.chunks_exact(256).zip(out.chunks_exact_mut(256)) {
+        let sc: Vec<f32> = xs.chunks_exact(16).map(|s| s.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 31.0).collect();
+        let ms = sc.iter().copied().fold(0.0, f32::max);
+        let d = ms / 127.0;
+        for j in 0..16 {
+            let dj = d * (sc[j] / d.max(1e-30)).round();
+            for i in 0..16 {
+                let q = if dj > 0.0 { (xs[16 * j + i] / dj).round().clamp(-32.0, 31.0) } else { 0.0 };
+                o[16 * j + i] = dj * q;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn k_quants_beat_plain_quantizers_and_stay_within_bounds() {
+    let mut r = Rng(14);
+    for trial in 0..6 {
+        let n = 256 * 64;
+        let x: Vec<f32> = if trial % 2 == 0 { r.weights(n) } else { (0..n).map(|_| r.uniform()).collect() };
+        let sigma = (x.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / n as f64).sqrt();
+
+        let mut b4 = std::vec![BlockQ4K::default(); n / 256];
+        quantize_row_q4_k(&x, &mut b4);
+        let mut y4 = std::vec![0.0f32; n];
+        dequantize_row_q4_k(&b4, &mut y4);
+        let (e4, base4) = (rmse(&x, &y4), rmse(&x, &baseline_q4_k(&x)));
+        assert!(e4 <= base4, "trial {trial}: Q4_K rmse {e4} > plain {base4}");
+        assert!(e4 < 0.12 * sigma, "trial {trial}: Q4_K rmse {e4} vs sigma {sigma}");
+
+        let mut b5 = std::vec![BlockQ5K::default(); n / 256];
+        quantize_row_q5_k(&x, &mut b5);
+        let mut y5 = std::vec![0.0f32; n];
+        dequantize_row_q5_k(&b5, &mut y5);
+        let e5 = rmse(&x, &y5);
+        assert!(e5 < 0.55 * e4, "trial {trial}: Q5_K rmse {e5} vs Q4_K {e4}");
+
+        let mut b6 = std::vec![BlockQ6K::default(); n / 256];
+        quantize_row_q6_k(&x, &mut b6);
+        let mut y6 = std::vec![0.0f32; n];
+        dequantize_row_q6_k(&b6, &mut y6);
+        let (e6, base6) = (rmse(&x, &y6), rmse(&x, &baseline_q6_k(&x)));
+        assert!(e6 <= base6, "trial {trial}: Q6_K rmse {e6} > plain {base6}");
+        assert!(e6 < 0.75 * e5, "trial {trial}: Q6_K rmse {e6} vs Q5_K {e5}");
+
+        // Round trip: every value is the nearest level of its sub-block's
+        // stored scale (and min), clamped to the range, so unclamped values are
+        // off by at most half a step and clamped ones lie beyond the range.
+        for (bi, blk) in b4.iter().enumerate() {
+            for j in 0..8 {
+                let (sc, m) = scale_min_k4(j, &blk.scales);
+                let d = f16_to_f32(blk.d) * f32::from(sc);
+                let dm = f16_to_f32(blk.dmin) * f32::from(m);
+                if d == 0.0 {
+                    continue;
+                }
+                for i in 0..32 {
+                    let e = bi * 256 + 32 * j + i;
+                    let q = blk.qs[32 * (j / 2) + i] >> (4 * (j % 2)) & 0xF;
+                    assert_eq!(i32::from(q), nearest_int((x[e] + dm) / d).clamp(0, 15), "Q4_K element {e}");
+                    let err = x[e] - y4[e];
+                    match q {
+                        0 => assert!(err <= 0.5 * d * 1.0001, "Q4_K element {e}"),
+                        15 => assert!(err >= -0.5 * d * 1.0001, "Q4_K element {e}"),
+                        _ => assert!(err.abs() <= 0.5 * d * 1.0001 + 1e-7, "Q4_K element {e}: {err} vs step {d}"),
+                    }
+                }
+            }
+        }
+        for (bi, blk) in b6.iter().enumerate() {
+            for j in 0..16 {
+                let d = f16_to_f32(blk.d) * f32::from(blk.scales[j]);
+                if d == 0.0 {
+                    continue;
+                }
+                for i in 0..16 {
+                    let e = bi * 256 + 16 * j + i;
+                    let q = i32::from(q6_k_value(blk, 16 * j + i)) - 32;
+                    assert_eq!(q, nearest_int(x[e] / d).clamp(-32, 31), "Q6_K element {e}");
+                    if (-31..31).contains(&q) {
+                        assert!((x[e] - y6[e]).abs() <= 0.5 * d.abs() * 1.0001 + 1e-7, "Q6_K element {e}");
+                    }
+                }
+            }
+        }
+        // The 32-blocks, for the record of their relative quality.
+        let mut q40 = std::vec![BlockQ4_0::default(); n / 32];
+        quantize_row_q4_0(&x, &mut q40);
+        let mut y40 = std::vec![0.0f32; n];
+        dequantize_row_q4_0(&q40, &mut y40);
+        let e40 = rmse(&x, &y40);
+        assert!(e4 < e40 * 1.05, "trial {trial}: Q4_K {e4} should be about as good as Q4_0 {e40} or better");
+        let mut q50 = std::vec![BlockQ5_0::default(); n / 32];
+        quantize_row_q5_0(&x, &mut q50);
+        let mut y50 = std::vec![0.0f32; n];
+        dequantize_row_q5_0(&q50, &mut y50);
+        assert!(rmse(&x, &y50) < 0.6 * e40);
+    }
+}
+
+#[test]
+fn k_quants_of_degenerate_blocks() {
+    for x in [
+        std::vec![0.0f32; 256],
+        std::vec![0.25f32; 256],
+        std::vec![-3.0f32; 256],
+        (0..256).map(|i| if i == 7 { 1.0 } else { 0.0 }).collect(),
+    ] {
+        let mut b4 = [BlockQ4K::default()];
+        quantize_row_q4_k(&x, &mut b4);
+        let mut b6 = [BlockQ6K::default()];
+        quantize_row_q6_k(&x, &mut b6);
+        let mut y = [0.0f32; 256];
+        dequantize_row_q4_k(&b4, &mut y);
+        let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(rmse(&x, &y) <= 0.05 * f64::from(amax) + 1e-9, "Q4_K {x:?}");
+        dequantize_row_q6_k(&b6, &mut y);
+        assert!(rmse(&x, &y) <= 0.02 * f64::from(amax) + 1e-9, "Q6_K");
+    }
+}
+
+// ------------------------------------------------------------ dot products
+
+/// Quantizes random weights and activations of `nb` blocks for every type.
+struct Case {
+    x: Vec<f32>,
+    q8_0: Vec<BlockQ8_0>,
+    q8_k: Vec<BlockQ8K>,
+    w: Vec<f32>,
+    w8: Vec<BlockQ8_0>,
+    w4: Vec<BlockQ4_0>,
+    w5: Vec<BlockQ5_0>,
+    w4k: Vec<BlockQ4K>,
+    w5k: Vec<BlockQ5K>,
+    w6k: Vec<BlockQ6K>,
+}
+
+fn case(r: &mut Rng, n: usize) -> Case {
+    let w = r.weights(n);
+    let x: Vec<f32> = (0..n).map(|_| r.normal()).collect();
+    let mut c = Case {
+        q8_0: std::vec![BlockQ8_0::default(); n / 32],
+        q8_k: std::vec![BlockQ8K::default(); n / 256],
+        w8: std::vec![BlockQ8_0::default(); n / 32],
+        w4: std::vec![BlockQ4_0::default(); n / 32],
+        w5: std::vec![BlockQ5_0::default(); n / 32],
+        w4k: std::vec![BlockQ4K::default(); n / 256],
+        w5k: std::vec![BlockQ5K::default(); n / 256],
+        w6k: std::vec![BlockQ6K::default(); n / 256],
+        x,
+        w,
+    };
+    quantize_row_q8_0(&c.x, &mut c.q8_0);
+    quantize_row_q8_k(&c.x, &mut c.q8_k);
+    quantize_row_q8_0(&c.w, &mut c.w8);
+    quantize_row_q4_0(&c.w, &mut c.w4);
+    quantize_row_q5_0(&c.w, &mut c.w5);
+    quantize_row_q4_k(&c.w, &mut c.w4k);
+    quantize_row_q5_k(&c.w, &mut c.w5k);
+    quantize_row_q6_k(&c.w, &mut c.w6k);
+    c
+}
+
+fn dot64(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum()
+}
+
+#[test]
+fn scalar_quant_dots_equal_dequantized_dots() {
+    let mut r = Rng(15);
+    for nb in [1usize, 2, 3, 5] {
+        let n = 256 * nb;
+        let c = case(&mut r, n);
+        let mut xa = std::vec![0.0f32; n];
+        let mut xk = std::vec![0.0f32; n];
+        dequantize_row_q8_0(&c.q8_0, &mut xa);
+        dequantize_row_q8_k(&c.q8_k, &mut xk);
+        let mut w = std::vec![0.0f32; n];
+        // Integer sums are exact; only the float terms per block round.
+        let tol =
+            |w: &[f32], x: &[f32]| 1e-5 * w.iter().zip(x).map(|(a, b)| f64::from((a * b).abs())).sum::<f64>() + 1e-9;
+        dequantize_row_q8_0(&c.w8, &mut w);
+        let want = dot64(&w, &xa);
+        assert!((f64::from(scalar::dot_q8_0(&c.w8, &c.q8_0)) - want).abs() <= tol(&w, &xa), "q8_0");
+        dequantize_row_q4_0(&c.w4, &mut w);
+        let want = dot64(&w, &xa);
+        assert!((f64::from(scalar::dot_q4_0(&c.w4, &c.q8_0)) - want).abs() <= tol(&w, &xa), "q4_0");
+        dequantize_row_q5_0(&c.w5, &mut w);
+        let want = dot64(&w, &xa);
+        assert!((f64::from(scalar::dot_q5_0(&c.w5, &c.q8_0)) - want).abs() <= tol(&w, &xa), "q5_0");
+        dequantize_row_q4_k(&c.w4k, &mut w);
+        let want = dot64(&w, &xk);
+        assert!((f64::from(scalar::dot_q4_k(&c.w4k, &c.q8_k)) - want).abs() <= tol(&w, &xk), "q4_k");
+        dequantize_row_q5_k(&c.w5k, &mut w);
+        let want = dot64(&w, &xk);
+        assert!((f64::from(scalar::dot_q5_k(&c.w5k, &c.q8_k)) - want).abs() <= tol(&w, &xk), "q5_k");
+        dequantize_row_q6_k(&c.w6k, &mut w);
+        let want = dot64(&w, &xk);
+        assert!((f64::from(scalar::dot_q6_k(&c.w6k, &c.q8_k)) - want).abs() <= tol(&w, &xk), "q6_k");
+        // And the quantized dot is close to the exact f32 one.
+        let exact = dot64(&c.w, &c.x);
+        let scale = dot64(&c.w, &c.w).sqrt() * dot64(&c.x, &c.x).sqrt();
+        assert!((f64::from(scalar::dot_q6_k(&c.w6k, &c.q8_k)) - exact).abs() < 0.02 * scale);
+    }
+}
+
+/// Relative closeness for 32-block kernels (the float sums run in another order).
+fn close32(a: f32, b: f32, scale: f32) -> bool {
+    (a - b).abs() <= 1e-5 * scale.max(a.abs()).max(1e-3)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+#[allow(unused_assignments)]
+fn simd_quant_tiles_match_scalar_at_every_level() {
+    let mut r = Rng(16);
+    for nb in [1usize, 2, 3, 7] {
+        let n = 256 * nb;
+        let mut c = case(&mut r, n);
+        // A weight of -128 (possible in files) must work in Q8_0.
+        c.w8[0].qs[5] = -128;
+        let sc = |w: &[f32], x: &[f32]| (dot64(w, w).sqrt() * dot64(x, x).sqrt()) as f32;
+        let s = sc(&c.w, &c.x) * 4.0;
+        let (x0, xk) = ([c.q8_0.as_slice()], [c.q8_k.as_slice()]);
+        let mut first: Option<[u32; 3]> = None;
+        crate::tests::for_each_level!(|t, name| {
+            // SAFETY: for_each_level only runs levels the CPU has.
+            let got = unsafe {
+                [
+                    t::tile_q8_0::<1, 1>([&c.w8], x0)[0][0],
+                    t::tile_q4_0::<1, 1>([&c.w4], x0)[0][0],
+                    t::tile_q5_0::<1, 1>([&c.w5], x0)[0][0],
+                ]
+            };
+            let want =
+                [scalar::dot_q8_0(&c.w8, &c.q8_0), scalar::dot_q4_0(&c.w4, &c.q8_0), scalar::dot_q5_0(&c.w5, &c.q8_0)];
+            for k in 0..3 {
+                assert!(close32(want[k], got[k], s), "{name} 32-block type {k} nb={nb}: {} vs {}", want[k], got[k]);
+            }
+            // Every x86 level computes the same integer lanes in the same order.
+            let bits = got.map(f32::to_bits);
+            match first {
+                None => first = Some(bits),
+                Some(f) => assert_eq!(f, bits, "{name}: 32-block results differ from AVX2"),
+            }
+            // K-quants reduce each super-block to one integer: bit-identical to scalar.
+            // SAFETY: as above.
+            let got = unsafe {
+                [
+                    t::tile_q4_k::<1, 1>([&c.w4k], xk)[0][0],
+                    t::tile_q5_k::<1, 1>([&c.w5k], xk)[0][0],
+                    t::tile_q6_k::<1, 1>([&c.w6k], xk)[0][0],
+                ]
+            };
+            let want = [
+                scalar::dot_q4_k(&c.w4k, &c.q8_k),
+                scalar::dot_q5_k(&c.w5k, &c.q8_k),
+                scalar::dot_q6_k(&c.w6k, &c.q8_k),
+            ];
+            for k in 0..3 {
+                assert_eq!(want[k].to_bits(), got[k].to_bits(), "{name} K type {k} nb={nb}: {} vs {}", want[k], got[k]);
+            }
+        });
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn tiles_of_every_size_give_the_same_bits() {
+    let mut r = Rng(17);
+    let n = 512;
+    let cs: Vec<Case> = (0..4).map(|_| case(&mut r, n)).collect();
+    macro_rules! check {
+        ($t:ident, $name:expr, $f:ident, $field:ident, $act:ident) => {{
+            let ws: [&[_]; 4] = core::array::from_fn(|k| cs[k].$field.as_slice());
+            let xs: [&[_]; 4] = core::array::from_fn(|k| cs[k].$act.as_slice());
+            // SAFETY: for_each_level only runs levels the CPU has.
+            let t44 = unsafe { $t::$f::<4, 4>(ws, xs) };
+            // SAFETY: as above.
+            let t24 = unsafe { $t::$f::<2, 4>([ws[2], ws[3]], xs) };
+            // SAFETY: as above.
+            let t31 = unsafe { $t::$f::<3, 1>([ws[1], ws[2], ws[3]], [xs[2]]) };
+            for a in 0..4 {
+                for b in 0..4 {
+                    // SAFETY: as above.
+                    let one = unsafe { $t::$f::<1, 1>([ws[a]], [xs[b]]) }[0][0].to_bits();
+                    assert_eq!(t44[a][b].to_bits(), one, "{} {} 4x4 [{a}][{b}]", $name, stringify!($f));
+                    if a >= 2 {
+                        assert_eq!(t24[a - 2][b].to_bits(), one, "{} {} 2x4", $name, stringify!($f));
+                    }
+                    if a >= 1 && b == 2 {
+                        assert_eq!(t31[a - 1][0].to_bits(), one, "{} {} 3x1", $name, stringify!($f));
+                    }
+                }
+            }
+        }};
+    }
+    crate::tests::for_each_level!(|t, name| {
+        check!(t, name, tile_q8_0, w8, q8_0);
+        check!(t, name, tile_q4_0, w4, q8_0);
+        check!(t, name, tile_q5_0, w5, q8_0);
+        check!(t, name, tile_q4_k, w4k, q8_k);
+        check!(t, name, tile_q5_k, w5k, q8_k);
+        check!(t, name, tile_q6_k, w6k, q8_k);
+        check!(t, name, tile_f32, w, x);
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_activation_quantizers_are_bit_identical() {
+    if !have_avx2() {
+        return;
+    }
+    let mut r = Rng(18);
+    for trial in 0..50 {
+        let mut x: Vec<f32> = (0..1024).map(|_| r.normal() * (1.0 + trial as f32)).collect();
+        if trial == 1 {
+            // Exact halves after scaling (amax 127 -> id = 1), and equal magnitudes of both signs.
+            for (i, v) in x.iter_mut().enumerate() {
+                *v = (i % 64) as f32 - 31.5;
+            }
+            x[0] = 127.0;
+            x[256] = -127.0;
+            x[257] = 127.0;
+        }
+        if trial == 2 {
+            x[..256].fill(0.0);
+        }
+        let mut a = std::vec![BlockQ8_0::default(); 32];
+        let mut b = a.clone();
+        quantize_row_q8_0(&x, &mut a);
+        // SAFETY: AVX2 + FMA checked above.
+        unsafe { crate::avx2::quantize_row_q8_0(&x, &mut b) };
+        assert_eq!(a, b, "q8_0 trial {trial}");
+        let mut a = std::vec![BlockQ8K::default(); 4];
+        let mut b = a.clone();
+        quantize_row_q8_k(&x, &mut a);
+        // SAFETY: AVX2 + FMA checked above.
+        unsafe { crate::avx2::quantize_row_q8_k(&x, &mut b) };
+        for (p, q) in a.iter().zip(&b) {
+            assert_eq!((p.d.to_bits(), p.qs, p.bsums), (q.d.to_bits(), q.qs, q.bsums), "q8_k trial {trial}");
+        }
+    }
+}
