@@ -1,1 +1,368 @@
-fn main() {}
+//! Developer tasks: `cargo xtask <command>`.
+//!
+//! - `build-efi [--debug] [--features F]`: builds the UEFI app for the hard-float target spec
+//!   and copies it to `target/efi/BOOTX64.EFI`.
+//! - `setup`: installs the nightly toolchain, rust-src and clippy, QEMU, OVMF and binutils
+//!   when they are missing.
+//! - `census [PATH] [--json]`: counts FMA and scalar SSE instructions in the
+//!   built `.efi` to prove it is hard-float with AVX2/FMA kernels.
+//! - `test-efi`: runs the UEFI app's pure-logic unit tests on the host.
+//! - `clippy-efi`: clippy (with the workspace's unsafe lints) on the UEFI app,
+//!   for its own target, warnings as errors.
+//! - `efi-smoke [--timeout S] [--model FILE]...`: boots the app under QEMU
+//!   with a throwaway FAT directory as ESP and checks the boot output.
+//! - `efi-e2e`: the whole app under QEMU with the bundled stories260K model;
+//!   its reply must match `lbm chat` on the host.
+//! - `demo`: setup, build everything, make a disk image with the bundled
+//!   model and boot it in QEMU into a chat.
+//! - `test`: setup, then every test: the host workspace, the UEFI app's unit
+//!   tests, its build and instruction census, and the QEMU end-to-end tests.
+
+mod census;
+mod e2e;
+mod smoke;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  build-efi [--debug] [--features F]
+                             build the UEFI app, copy it to target/efi/BOOTX64.EFI
+                             (feature hwtest: diagnostics and a key echo before the menu)
+  setup                      install nightly + rust-src + clippy, qemu, ovmf, binutils if missing
+  census [PATH] [--json]     count vfmadd / scalar SSE instructions in the .efi
+                             (default PATH: target/efi/BOOTX64.EFI)
+  test-efi                   run the UEFI app's unit tests on the host
+  clippy-efi                 clippy on the UEFI app for its target (needs clippy on nightly)
+  efi-smoke [OPTIONS]        boot the built app under QEMU (see --help)
+  efi-e2e [OPTIONS]          build, boot with assets/stories260K, chat, compare the
+                             reply with `lbm chat` on the host (see --help)
+  demo [--memory M] [--cores N]
+                             setup, build, make target/demo.img with the bundled model,
+                             boot it in QEMU (serial console here; /exit to leave)
+  test                       setup, then every test (host, efi unit tests, efi build +
+                             census, QEMU end-to-end)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let rest = &args[1..];
+    let result = match cmd.as_str() {
+        "build-efi" => build_efi(rest).map(|p| println!("{}", p.display())),
+        "setup" => setup(rest),
+        "census" => census::run(&root(), rest),
+        "test-efi" => test_efi(rest),
+        "clippy-efi" => clippy_efi(rest),
+        "efi-smoke" => smoke::run(&root(), rest),
+        "efi-e2e" => e2e::run(&root(), rest),
+        "demo" => demo(rest),
+        "test" => test(rest),
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command '{other}'\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the parent of `xtask/`).
+pub fn root() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    dir.parent().unwrap_or(dir).to_path_buf()
+}
+
+/// The target spec, relative to the root.
+const TARGET_SPEC: &str = "crates/efi/x86_64-lbm-uefi.json";
+/// The efi crate's own target directory, relative to the root.
+const EFI_TARGET_DIR: &str = "target/efi";
+
+/// A `cargo` on the nightly toolchain, cleaned of the variables that the
+/// stable `cargo xtask` invocation put into our environment.
+fn nightly_cargo(root: &Path) -> Command {
+    let mut cmd = Command::new("rustup");
+    cmd.args(["run", "nightly", "cargo"]);
+    cmd.current_dir(root);
+    for var in [
+        "RUSTUP_TOOLCHAIN",
+        "RUSTC",
+        "RUSTDOC",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Runs a command and turns a failure into an error message.
+fn run_status(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let status = cmd.status().map_err(|e| format!("cannot run {what}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status})"))
+    }
+}
+
+/// `cargo xtask build-efi [--debug]`: returns the path of `BOOTX64.EFI`.
+pub fn build_efi(args: &[String]) -> Result<PathBuf, String> {
+    let mut debug = false;
+    let mut features: Option<String> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--debug" => debug = true,
+            "--features" => {
+                features = Some(it.next().ok_or("build-efi: --features needs a value")?.clone());
+            }
+            other => return Err(format!("build-efi: unknown argument '{other}'")),
+        }
+    }
+    let root = root();
+    let mut cmd = nightly_cargo(&root);
+    cmd.args([
+        "build",
+        "--manifest-path",
+        "crates/efi/Cargo.toml",
+        "-Zbuild-std=core,alloc,compiler_builtins",
+        "-Zbuild-std-features=compiler-builtins-mem",
+        "-Zjson-target-spec",
+        "--target",
+        TARGET_SPEC,
+        "--target-dir",
+        EFI_TARGET_DIR,
+    ]);
+    if !debug {
+        cmd.arg("--release");
+    }
+    if let Some(f) = &features {
+        cmd.args(["--features", f]);
+    }
+    run_status(&mut cmd, "cargo +nightly build (efi)")?;
+    let profile = if debug { "debug" } else { "release" };
+    let built = root.join(EFI_TARGET_DIR).join("x86_64-lbm-uefi").join(profile).join("lbm-efi.efi");
+    let out = root.join(EFI_TARGET_DIR).join("BOOTX64.EFI");
+    std::fs::copy(&built, &out).map_err(|e| format!("cannot copy {} to {}: {e}", built.display(), out.display()))?;
+    Ok(out)
+}
+
+/// `cargo xtask test-efi`: the efi crate's unit tests on the host (its pure
+/// logic compiles for std targets under `cfg(test)`).
+fn test_efi(args: &[String]) -> Result<(), String> {
+    let root = root();
+    let mut cmd = nightly_cargo(&root);
+    cmd.args(["test", "--manifest-path", "crates/efi/Cargo.toml", "--target-dir", "target/efi-host"]);
+    cmd.args(args);
+    run_status(&mut cmd, "cargo +nightly test (efi, host)")
+}
+
+/// `cargo xtask clippy-efi`: clippy for the UEFI target, warnings denied.
+fn clippy_efi(args: &[String]) -> Result<(), String> {
+    if let Some(a) = args.first() {
+        return Err(format!("clippy-efi: unknown argument '{a}'"));
+    }
+    let root = root();
+    let mut cmd = nightly_cargo(&root);
+    cmd.args([
+        "clippy",
+        "--manifest-path",
+        "crates/efi/Cargo.toml",
+        "-Zbuild-std=core,alloc,compiler_builtins",
+        "-Zbuild-std-features=compiler-builtins-mem",
+        "-Zjson-target-spec",
+        "--target",
+        TARGET_SPEC,
+        "--target-dir",
+        EFI_TARGET_DIR,
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run_status(&mut cmd, "cargo +nightly clippy (efi; `rustup component add clippy --toolchain nightly` if missing)")
+}
+
+/// Whether `prog` runs (is on PATH).
+fn have_program(prog: &str, arg: &str) -> bool {
+    Command::new(prog).arg(arg).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status().is_ok()
+}
+
+/// Output of a command, or `None` if it cannot run or fails.
+fn output_of(prog: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(prog).args(args).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `cargo xtask setup`.
+fn setup(args: &[String]) -> Result<(), String> {
+    if let Some(a) = args.first() {
+        return Err(format!("setup: unknown argument '{a}'"));
+    }
+    // Rust: nightly with rust-src (for -Zbuild-std).
+    if !have_program("rustup", "--version") {
+        return Err("rustup is not installed; install it from the rustup site first".into());
+    }
+    let toolchains = output_of("rustup", &["toolchain", "list"]).unwrap_or_default();
+    if toolchains.lines().any(|l| l.starts_with("nightly")) {
+        println!("setup: nightly toolchain present");
+    } else {
+        println!("setup: installing the nightly toolchain");
+        run_status(
+            Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]),
+            "rustup toolchain install nightly",
+        )?;
+    }
+    let components =
+        output_of("rustup", &["component", "list", "--installed", "--toolchain", "nightly"]).unwrap_or_default();
+    // rust-src for -Zbuild-std; clippy for `cargo xtask clippy-efi`.
+    let missing_components: Vec<&str> = ["rust-src", "clippy"]
+        .into_iter()
+        .filter(|c| !components.lines().map(str::trim).any(|l| l == *c || l.starts_with(&format!("{c}-"))))
+        .collect();
+    if missing_components.is_empty() {
+        println!("setup: rust-src and clippy present on nightly");
+    } else {
+        println!("setup: adding {} to nightly", missing_components.join(" "));
+        run_status(
+            Command::new("rustup")
+                .args(["component", "add"])
+                .args(&missing_components)
+                .args(["--toolchain", "nightly"]),
+            "rustup component add",
+        )?;
+    }
+
+    // System packages: QEMU, OVMF firmware, binutils (objdump).
+    let mut missing: Vec<&str> = Vec::new();
+    if !have_program("qemu-system-x86_64", "--version") {
+        missing.push("qemu-system-x86");
+    }
+    if !Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd").exists() || !Path::new("/usr/share/OVMF/OVMF_VARS_4M.fd").exists()
+    {
+        missing.push("ovmf");
+    }
+    if !have_program("objdump", "--version") {
+        missing.push("binutils");
+    }
+    // fsck.fat: the image tests check the filesystem with it.
+    if !have_program("fsck.fat", "--help") && !Path::new("/usr/sbin/fsck.fat").exists() && !Path::new("/sbin/fsck.fat").exists() {
+        missing.push("dosfstools");
+    }
+    if missing.is_empty() {
+        println!("setup: qemu, ovmf and binutils present");
+        return Ok(());
+    }
+    println!("setup: installing {}", missing.join(" "));
+    let is_root = output_of("id", &["-u"]).map(|s| s.trim() == "0").unwrap_or(false);
+    let apt = |apt_args: &[&str]| -> Command {
+        let mut c = if is_root {
+            Command::new("apt-get")
+        } else {
+            let mut c = Command::new("sudo");
+            c.arg("apt-get");
+            c
+        };
+        c.args(apt_args).env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    };
+    run_status(&mut apt(&["update"]), "apt-get update")?;
+    let mut install = apt(&["install", "-y", "--no-install-recommends"]);
+    install.args(&missing);
+    run_status(&mut install, "apt-get install")?;
+    println!("setup: done");
+    Ok(())
+}
+
+/// A stable `cargo` in the workspace root (the toolchain of rust-toolchain.toml).
+fn cargo(root: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root);
+    cmd
+}
+
+/// `cargo xtask demo`.
+fn demo(args: &[String]) -> Result<(), String> {
+    let mut memory = "2G".to_string();
+    let mut cores = "2".to_string();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--memory" => memory = it.next().ok_or("demo: --memory needs a value")?.clone(),
+            "--cores" => cores = it.next().ok_or("demo: --cores needs a value")?.clone(),
+            other => return Err(format!("demo: unknown argument '{other}'")),
+        }
+    }
+    setup(&[])?;
+    let root = root();
+    let efi = build_efi(&[])?;
+    run_status(cargo(&root).args(["build", "--release", "-p", "lbm"]), "cargo build -p lbm")?;
+    let lbm = root.join("target/release/lbm");
+    let img = root.join("target/demo.img");
+    run_status(
+        Command::new(&lbm)
+            .arg("image")
+            .arg("-o")
+            .arg(&img)
+            .arg("--efi")
+            .arg(&efi)
+            .arg("--model")
+            .arg(root.join("assets/stories260K/stories260K.bin"))
+            .arg("--tokenizer")
+            .arg(root.join("assets/stories260K/tok512.bin")),
+        "lbm image",
+    )?;
+    println!("demo: booting {} (QEMU, software emulation: allow a few seconds; type /exit to power off)", img.display());
+    let status = Command::new(&lbm)
+        .arg("qemu")
+        .arg(&img)
+        .args(["--memory", &memory, "--cores", &cores])
+        .status()
+        .map_err(|e| format!("cannot run lbm qemu: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("lbm qemu ended with {status}"))
+    }
+}
+
+/// `cargo xtask test`: every test. The QEMU tests need the UEFI app, so it is
+/// built first; `CI` makes them fail (not skip) when anything is missing.
+fn test(args: &[String]) -> Result<(), String> {
+    if let Some(a) = args.first() {
+        return Err(format!("test: unknown argument '{a}'"));
+    }
+    setup(&[])?;
+    let root = root();
+    let efi = build_efi(&[])?;
+    census::run(&root, &[efi.display().to_string()])?;
+    test_efi(&[])?;
+    run_status(
+        cargo(&root).args(["test", "--workspace"]).env("CI", "true").env("LBM_EFI_APP", &efi),
+        "cargo test --workspace",
+    )?;
+    e2e::run(&root, &["--no-build".to_string()])?;
+    println!("xtask test: all passed");
+    Ok(())
+}

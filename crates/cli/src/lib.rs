@@ -5,6 +5,7 @@ pub mod bench;
 pub mod convert;
 pub mod host;
 pub mod image;
+pub mod pull;
 pub mod qemu;
 pub mod quantize;
 pub mod spm_model;

@@ -36,6 +36,9 @@ enum Cmd {
     Info(InfoArgs),
     /// Convert a Hugging Face model folder (config.json + safetensors) to GGUF.
     Convert(ConvertArgs),
+    /// Download a model from the Hugging Face hub: REPO:FILE (e.g. a .gguf),
+    /// or REPO, a safetensors checkpoint converted to GGUF. Prints its path.
+    Pull(PullArgs),
     /// Render a conversation with a chat template and show the token ids the model is fed.
     Template(lbm::template_cmd::TemplateArgs),
     /// Build a bootable disk image (GPT + FAT32 EFI system partition) with models.
@@ -53,9 +56,9 @@ struct ImageArgs {
     /// The image file to write.
     #[arg(short, long)]
     output: PathBuf,
-    /// Model files to put in \models\ (repeatable).
+    /// Model files to put in \models\ (repeatable); REPO:FILE pulls from the Hugging Face hub.
     #[arg(long = "model")]
-    models: Vec<PathBuf>,
+    models: Vec<String>,
     /// Tokenizer files to put beside them (repeatable).
     #[arg(long = "tokenizer")]
     tokenizers: Vec<PathBuf>,
@@ -80,6 +83,25 @@ struct QemuArgs {
     /// Virtual CPUs.
     #[arg(long, default_value_t = 2)]
     cores: usize,
+}
+
+#[derive(Args)]
+struct PullArgs {
+    /// REPO:FILE, e.g. TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF:tinyllama-1.1b-chat-v1.0.Q4_K_M.gguf,
+    /// or REPO for a safetensors checkpoint.
+    spec: String,
+    /// Branch, tag or commit id.
+    #[arg(long, default_value = "main")]
+    revision: String,
+    /// Cache folder (default: $LBM_CACHE, else ~/.cache/lbm).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Also put the result here (a file, or a folder to put it in).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Storage type for the matrices when a checkpoint is converted.
+    #[arg(long, value_enum, default_value = "f16")]
+    r#type: ConvertType,
 }
 
 #[derive(Args)]
@@ -519,10 +541,20 @@ fn cmd_image(a: ImageArgs) -> Result<()> {
     if let Some(c) = a.config {
         extra.push((c, "lbm.cfg".to_string()));
     }
+    let mut models = Vec::new();
+    if a.models.iter().any(|m| !std::path::Path::new(m).exists() && m.contains(':')) {
+        let popts = lbm::pull::PullOptions::from_env();
+        let mut bar = lbm::pull::StderrProgress::new();
+        for m in &a.models {
+            models.push(lbm::pull::resolve_model_arg(m, &popts, &mut |e| bar.event(e))?);
+        }
+    } else {
+        models = a.models.iter().map(PathBuf::from).collect();
+    }
     let opts = lbm::image::ImageOptions {
         output: a.output.clone(),
         efi,
-        models: a.models,
+        models,
         tokenizers: a.tokenizers,
         extra_files: extra,
         size,
@@ -572,6 +604,23 @@ fn run() -> Result<()> {
             lbm::convert::convert(&opts, &mut |m| eprintln!("{m}"))
         }
         Cmd::Bench(a) => lbm::bench::run(&a),
+        Cmd::Pull(a) => {
+            let spec = lbm::pull::PullSpec::parse(&a.spec)?;
+            let mut opts = lbm::pull::PullOptions::from_env();
+            opts.revision = a.revision;
+            opts.output = a.output;
+            if let Some(c) = a.cache {
+                opts.cache = c;
+            }
+            opts.ty = match a.r#type {
+                ConvertType::F32 => lbm::convert::OutType::F32,
+                ConvertType::F16 => lbm::convert::OutType::F16,
+            };
+            let mut bar = lbm::pull::StderrProgress::new();
+            let path = lbm::pull::pull(&spec, &opts, &mut |e| bar.event(e))?;
+            println!("{}", path.display());
+            Ok(())
+        }
         Cmd::Quantize(a) => {
             let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             lbm::quantize::quantize_with(&a.input, &a.output, a.r#type, threads, &mut |m| eprintln!("{m}"))

@@ -95,6 +95,8 @@ fn commands_answer_and_bad_arguments_change_nothing() {
         "/top_k 5",
         "/seed 7",
         "/frobnicate",
+        "/bench 5",
+        "/bench 100000",
         "/temp 0.5",
         "/clear",
         "/history",
@@ -112,6 +114,8 @@ fn commands_answer_and_bad_arguments_change_nothing() {
     assert!(o.contains("error: temperature: 'abc' is not a valid number"), "{o}");
     assert!(o.contains("error: max tokens must be between 1 and 4096 (got 0)"), "{o}");
     assert!(o.contains("error: unknown command /frobnicate"), "{o}");
+    assert!(o.contains("decode: ") && o.contains("(5 tokens in"), "{o}");
+    assert!(o.contains("error: /bench takes 1 to"), "{o}");
     assert!(o.contains("temperature = 0.50"), "{o}");
     assert!(o.contains("Conversation cleared."), "{o}");
     assert!(o.contains("No turns yet."), "{o}");

@@ -192,6 +192,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ("/seed", "<n> restart the random generator with a seed"),
     ("/system", "<text> set the system prompt (no text: show it)"),
     ("/template", "[name] show or set the chat template"),
+    ("/bench", "[n] measure decode speed over n tokens (default 32) on all cores"),
     ("/model", "go back to the model menu"),
     ("/exit", "leave (shuts the machine down on bare metal)"),
 ];
@@ -591,6 +592,7 @@ impl Chat {
                     }
                 }
             }
+            "/bench" => self.bench(con, exec, arg),
             "/model" => return Some(ReplExit::ChangeModel),
             "/exit" | "/quit" => return Some(ReplExit::Exit),
             _ => Err(Error::Usage(format!("unknown command {cmd}; type /help"))),
@@ -599,6 +601,33 @@ impl Chat {
             con.write_str(&format!("error: {e}\n"));
         }
         None
+    }
+
+    /// `/bench [n]`: decodes `n` tokens after the conversation (in the unused
+    /// part of the KV cache, which the next turn overwrites) and reports tok/s.
+    fn bench(&mut self, con: &mut dyn Console, exec: &dyn Executor, arg: &str) -> Result<()> {
+        let n: usize = if arg.is_empty() { 32 } else { parse_num("/bench", arg)? };
+        let start = self.evaluated.len();
+        let room = self.model.n_ctx.saturating_sub(start);
+        if n == 0 || n > room {
+            return Err(Error::Usage(format!("/bench takes 1 to {room} tokens (the free part of the context)")));
+        }
+        con.write_str(&format!("Decoding {n} tokens on {} core(s)...\n", exec.n_threads()));
+        let mut tok = self.tokenizer.bos();
+        let t0 = con.now_us();
+        for i in 0..n {
+            let l = self.model.forward(tok, start + i, exec)?;
+            tok = crate::sampler::argmax(l);
+        }
+        let us = con.now_us().saturating_sub(t0).max(1);
+        con.write_str(&format!(
+            "decode: {:.2} tok/s ({n} tokens in {:.2} s, {} SIMD, {} core(s))\n",
+            n as f64 * 1e6 / us as f64,
+            us as f64 / 1e6,
+            kernels::cpu::level().name(),
+            exec.n_threads()
+        ));
+        Ok(())
     }
 
     fn print_stats(&self, con: &mut dyn Console, exec: &dyn Executor) {

@@ -1,0 +1,150 @@
+//! The product end to end: the real UEFI app (`cargo xtask build-efi`) boots
+//! in QEMU (TCG, `-cpu max`) from an image made by `lbm::image`, and a
+//! harness drives its serial console. The greedy reply is checked against
+//! the independent reference in ../shared, not against our own output.
+
+mod vm;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use vm::{Vm, VmConfig};
+
+fn shared(rel: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")).join(rel)
+}
+
+fn read(rel: &str) -> Vec<u8> {
+    std::fs::read(shared(rel)).unwrap()
+}
+
+/// The UEFI app, or None (with a skip notice) when it is not built and CI is
+/// not set; with CI set a missing app fails the test.
+fn app(test: &str) -> Option<Vec<u8>> {
+    if !vm::qemu_available(test) {
+        return None;
+    }
+    match vm::real_app() {
+        Some(p) => Some(std::fs::read(p).unwrap()),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("{test}: target/efi/BOOTX64.EFI is missing; run `cargo xtask build-efi` first (cargo xtask test does)")
+        }
+        None => {
+            eprintln!("SKIPPING {test}: the UEFI app is not built (cargo xtask build-efi)");
+            None
+        }
+    }
+}
+
+fn config() -> VmConfig {
+    VmConfig { memory: "1G".into(), cores: 2, deadline: Duration::from_secs(420), ..Default::default() }
+}
+
+const T: Duration = Duration::from_secs(120);
+
+fn expected_text(prompt: &str) -> String {
+    let e: serde_json::Value = serde_json::from_slice(&read("testdata/expected/llama2c-generation.json")).unwrap();
+    let run = e["stories260K"]["runs"].as_array().unwrap().iter().find(|r| r["prompt"] == prompt).unwrap().clone();
+    run["text"].as_str().unwrap().to_string()
+}
+
+/// The number the menu gives the model whose line mentions `name`.
+fn menu_number(menu: &str, name: &str) -> String {
+    let line = menu.lines().find(|l| l.contains(name) && l.trim_start().starts_with('[')).unwrap_or_else(|| panic!("{name} not in menu:\n{menu}"));
+    let n = &line[line.find('[').unwrap() + 1..line.find(']').unwrap()];
+    n.to_string()
+}
+
+#[test]
+fn boot_menu_chat_commands_and_exit() {
+    let Some(efi) = app("boot_menu_chat_commands_and_exit") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let model = read("testdata/stories260K/stories260K.bin");
+    let tok = read("testdata/stories260K/tok512.bin");
+    let f16 = read("testdata/stories260K-gguf/stories260K-F16.gguf");
+    let img = vm::make_image(
+        dir.path(),
+        "two",
+        &efi,
+        &[("models/stories260K.bin", &model), ("models/tok512.bin", &tok), ("models/stories260K-F16.gguf", &f16)],
+        None,
+    );
+    let mut vm = Vm::boot_with(&img, config()).unwrap();
+    let menu = vm.expect("Select a model [1-2]: ", T).unwrap();
+    assert!(menu.contains("llm-baremetal") && menu.contains("SIMD:"), "{menu}");
+    let n = menu_number(&menu, "stories260K.bin");
+    assert!(menu.contains("stories260K-F16.gguf"), "{menu}");
+    vm.send_line(&n).unwrap();
+    vm.expect("LBM-READY", T).unwrap();
+    vm.expect("You: ", T).unwrap();
+    vm.send_line("/temp 0").unwrap();
+    vm.expect("temperature = 0.00", T).unwrap();
+    vm.send_line("/tokens 24").unwrap();
+    vm.expect("max tokens = 24", T).unwrap();
+    vm.send_line("Once upon a time").unwrap();
+    vm.expect("AI: ", T).unwrap();
+    let out = vm.expect("tok/s]", T).unwrap();
+    let reply = &out[..out.find("\n[").expect("stats line")];
+    let want = expected_text("Once upon a time");
+    assert!(reply.len() > 40, "{reply:?}");
+    assert_eq!(format!("Once upon a time{reply}"), want[..16 + reply.len()], "streamed text");
+    assert!(out.contains("[24 tokens, token limit;"), "{out}");
+    vm.send_line("/stats").unwrap();
+    let stats = vm.expect("memory:", T).unwrap();
+    assert!(stats.contains("turns:       1/10") && stats.contains("/512 tokens") && stats.contains("generated:   24 tokens"), "{stats}");
+    vm.send_line("/history").unwrap();
+    vm.expect("1. You: Once upon a time", T).unwrap();
+    vm.send_line("/temp 0.5").unwrap();
+    vm.expect("temperature = 0.50", T).unwrap();
+    vm.send_line("/temp 7").unwrap();
+    vm.expect("error: temperature must be between 0.0 and 2.0 (got 7)", T).unwrap();
+    vm.send_line("/clear").unwrap();
+    vm.expect("Conversation cleared.", T).unwrap();
+    vm.send_line("/stats").unwrap();
+    let stats = vm.expect("memory:", T).unwrap();
+    assert!(stats.contains("turns:       0/10") && stats.contains("temperature 0.50"), "{stats}");
+    vm.send_line("/exit").unwrap();
+    vm.expect("Bye.", T).unwrap();
+    assert_eq!(vm.wait_exit(Duration::from_secs(60)), Some(0), "QEMU exits 0 after /exit");
+}
+
+#[test]
+fn bad_models_are_listed_with_errors_and_the_good_one_chats() {
+    let Some(efi) = app("bad_models_are_listed_with_errors_and_the_good_one_chats") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let model = read("testdata/stories260K/stories260K.bin");
+    let tok = read("testdata/stories260K/tok512.bin");
+    let gguf = read("testdata/stories260K-gguf/stories260K.gguf");
+    let cut = &gguf[..gguf.len() / 2];
+    let garbage: Vec<u8> = b"GGUF\x03\x00\x00\x00".iter().copied().chain((0..5000u32).map(|i| (i * 7919 % 251) as u8)).collect();
+    let img = vm::make_image(
+        dir.path(),
+        "bad",
+        &efi,
+        &[
+            ("models/stories260K.bin", &model),
+            ("models/tok512.bin", &tok),
+            ("models/truncated.gguf", cut),
+            ("models/garbage.gguf", &garbage),
+        ],
+        None,
+    );
+    let mut vm = Vm::boot_with(&img, config()).unwrap();
+    let menu = vm.expect("LBM-READY", T).unwrap();
+    for name in ["truncated.gguf", "garbage.gguf"] {
+        let line = menu.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("{name} not listed:\n{menu}"));
+        assert!(line.contains("[-]") && line.contains("error:"), "{line}");
+    }
+    assert!(menu.contains("Only one model:"), "{menu}");
+    vm.expect("You: ", T).unwrap();
+    vm.send_line("/temp 0").unwrap();
+    vm.send_line("/tokens 8").unwrap();
+    vm.send_line("Lily").unwrap();
+    vm.expect("AI: ", T).unwrap();
+    let out = vm.expect("tok/s]", T).unwrap();
+    let reply = &out[..out.find("\n[").unwrap()];
+    let want = expected_text("Lily");
+    assert_eq!(format!("Lily{reply}"), want[..4 + reply.len()]);
+    vm.send_line("/exit").unwrap();
+    assert_eq!(vm.wait_exit(Duration::from_secs(60)), Some(0));
+}

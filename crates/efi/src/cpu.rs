@@ -1,0 +1,293 @@
+//! CPU state: enabling AVX (CR4.OSXSAVE + XCR0) on each core, the brand
+//! string, the SIMD level, APIC ids and the TSC.
+//!
+//! Everything here except [`brand_string`] runs on application processors
+//! too: no allocation, no firmware calls, tiny stack.
+
+use core::arch::asm;
+use core::arch::x86_64::{__cpuid_count, _rdtsc, CpuidResult};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+/// CPUID for `leaf`/`sub`.
+pub fn cpuid(leaf: u32, sub: u32) -> CpuidResult {
+    // SAFETY: CPUID exists on every x86-64 CPU and has no side effects.
+    #[allow(unused_unsafe)]
+    unsafe {
+        __cpuid_count(leaf, sub)
+    }
+}
+
+/// The time stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC is unprivileged on x86-64 and has no side effects
+    // (firmware does not set CR4.TSD).
+    #[allow(unused_unsafe)]
+    unsafe {
+        _rdtsc()
+    }
+}
+
+const CR4_OSXSAVE: u64 = 1 << 18;
+/// XCR0 bits: x87, SSE, AVX.
+const XCR0_AVX: u64 = 0x7;
+/// XCR0 bits: AVX-512 opmask, ZMM0-15 upper halves, ZMM16-31.
+const XCR0_AVX512: u64 = 0xE0;
+
+/// XCR0 (valid only once CR4.OSXSAVE is set).
+fn xgetbv0() -> u64 {
+    let lo: u32;
+    let hi: u32;
+    // SAFETY: callers only use this after checking CPUID.1:ECX.OSXSAVE or
+    // after setting CR4.OSXSAVE themselves, so XGETBV does not fault.
+    unsafe {
+        asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags));
+    }
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// What [`enable_simd`] did on one core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimdState {
+    /// XCR0 after enabling (0 if the CPU has no XSAVE).
+    pub xcr0: u64,
+}
+
+/// Enables the AVX (and AVX-512 where present) register state on the calling
+/// core: sets CR4.OSXSAVE and writes XCR0 = x87|SSE|AVX (| opmask|ZMM), masked
+/// by what CPUID(0xD,0) says the CPU supports. Each core must do this itself:
+/// application processors do not inherit it from the bootstrap processor.
+pub fn enable_simd() -> SimdState {
+    let leaf1 = cpuid(1, 0);
+    let has_xsave = leaf1.ecx & (1 << 26) != 0;
+    if !has_xsave {
+        return SimdState { xcr0: 0 };
+    }
+    let has_avx = leaf1.ecx & (1 << 28) != 0;
+    let max_leaf = cpuid(0, 0).eax;
+
+    let cr4: u64;
+    // SAFETY: UEFI runs us in ring 0 (long mode), where reading CR4 is allowed.
+    unsafe {
+        asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack, preserves_flags));
+    }
+    if cr4 & CR4_OSXSAVE == 0 {
+        // SAFETY: ring 0; CPUID says XSAVE exists, so CR4.OSXSAVE is a valid
+        // bit to set. It only allows XGETBV/XSETBV and AVX state; the firmware
+        // does not rely on it being clear.
+        unsafe {
+            asm!("mov cr4, {}", in(reg) cr4 | CR4_OSXSAVE, options(nostack, preserves_flags));
+        }
+    }
+
+    let supported = if max_leaf >= 0xD {
+        let d = cpuid(0xD, 0);
+        (u64::from(d.edx) << 32) | u64::from(d.eax)
+    } else {
+        0x3
+    };
+    let avx512f = max_leaf >= 7 && cpuid(7, 0).ebx & (1 << 16) != 0;
+    let mut want = 0x3; // x87 | SSE
+    if has_avx && supported & XCR0_AVX == XCR0_AVX {
+        want |= XCR0_AVX;
+        if avx512f && supported & XCR0_AVX512 == XCR0_AVX512 {
+            want |= XCR0_AVX512;
+        }
+    }
+    let current = xgetbv0();
+    // Never clear a bit the firmware enabled; never set one the CPU lacks.
+    let value = (current | want) & (supported | 1);
+    if value != current {
+        // SAFETY: ring 0 with CR4.OSXSAVE set (above); `value` has bit 0
+        // (x87) set, only bits CPUID(0xD,0) reports as supported, and the
+        // AVX/AVX-512 groups are enabled whole as the SDM requires, so XSETBV
+        // does not fault.
+        unsafe {
+            asm!(
+                "xsetbv",
+                in("ecx") 0u32,
+                in("eax") value as u32,
+                in("edx") (value >> 32) as u32,
+                options(nostack, preserves_flags)
+            );
+        }
+    }
+    SimdState { xcr0: xgetbv0() }
+}
+
+/// SIMD level the kernels can use on this core: "avx512" (F+BW+VL with
+/// ZMM state enabled), "avx2" (AVX2+FMA with YMM state enabled) or "sse2".
+pub fn simd_level() -> &'static str {
+    let leaf1 = cpuid(1, 0);
+    let osxsave = leaf1.ecx & (1 << 27) != 0;
+    if !osxsave {
+        return "sse2";
+    }
+    let xcr0 = xgetbv0();
+    let max_leaf = cpuid(0, 0).eax;
+    let leaf7_ebx = if max_leaf >= 7 { cpuid(7, 0).ebx } else { 0 };
+    let avx = leaf1.ecx & (1 << 28) != 0;
+    let fma = leaf1.ecx & (1 << 12) != 0;
+    let avx2 = leaf7_ebx & (1 << 5) != 0;
+    let ymm_ok = xcr0 & 0x6 == 0x6;
+    let zmm_ok = xcr0 & 0xE6 == 0xE6;
+    let avx512 = leaf7_ebx & (1 << 16) != 0 && leaf7_ebx & (1 << 30) != 0 && leaf7_ebx & (1 << 31) != 0;
+    if avx && avx2 && fma && ymm_ok && avx512 && zmm_ok {
+        "avx512"
+    } else if avx && avx2 && fma && ymm_ok {
+        "avx2"
+    } else {
+        "sse2"
+    }
+}
+
+/// The processor brand string, e.g. "QEMU TCG CPU version 2.5+".
+pub fn brand_string() -> alloc::string::String {
+    let max_ext = cpuid(0x8000_0000, 0).eax;
+    if max_ext < 0x8000_0004 {
+        return alloc::string::String::from("unknown x86-64 CPU");
+    }
+    let mut bytes = [0u8; 48];
+    for (i, leaf) in (0x8000_0002u32..=0x8000_0004).enumerate() {
+        let r = cpuid(leaf, 0);
+        for (j, reg) in [r.eax, r.ebx, r.ecx, r.edx].into_iter().enumerate() {
+            let at = i * 16 + j * 4;
+            bytes[at..at + 4].copy_from_slice(&reg.to_le_bytes());
+        }
+    }
+    brand_from_bytes(&bytes)
+}
+
+/// Turns the 48 raw brand bytes into a trimmed string.
+pub fn brand_from_bytes(bytes: &[u8]) -> alloc::string::String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    let text: alloc::string::String =
+        bytes[..end].iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { b as char } else { '?' }).collect();
+    // Collapse the runs of spaces some vendors pad with.
+    let mut out = alloc::string::String::new();
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    if out.is_empty() {
+        out.push_str("unknown x86-64 CPU");
+    }
+    out
+}
+
+/// The calling core's APIC id (x2APIC id from leaf 0xB when present).
+pub fn apic_id() -> u32 {
+    if cpuid(0, 0).eax >= 0xB {
+        let r = cpuid(0xB, 0);
+        if r.ebx != 0 {
+            return r.edx;
+        }
+    }
+    cpuid(1, 0).ebx >> 24
+}
+
+static MULTICORE: AtomicBool = AtomicBool::new(false);
+static BSP_APIC_ID: AtomicU32 = AtomicU32::new(0);
+
+/// Called on the bootstrap processor before any application processor runs
+/// our code: from then on [`on_bsp`] tells the cores apart.
+pub fn mark_multicore() {
+    BSP_APIC_ID.store(apic_id(), Ordering::SeqCst);
+    MULTICORE.store(true, Ordering::SeqCst);
+}
+
+/// Whether the calling core is the bootstrap processor (the only one that
+/// may call boot services).
+pub fn on_bsp() -> bool {
+    if !MULTICORE.load(Ordering::Acquire) {
+        return true;
+    }
+    apic_id() == BSP_APIC_ID.load(Ordering::Relaxed)
+}
+
+/// Dot product with AVX2 + FMA intrinsics (8 lanes, `vfmadd231ps`).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA and the calling core must have the YMM
+/// state enabled (see [`enable_simd`]).
+#[target_feature(enable = "avx,avx2,fma")]
+unsafe fn dot_fma(a: &[f32], b: &[f32]) -> f32 {
+    use core::arch::x86_64::*;
+    let n = a.len().min(b.len());
+    let mut acc = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: `i + 8 <= n` keeps both 8-float loads inside the slices.
+        let (va, vb) = unsafe { (_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i))) };
+        acc = _mm256_fmadd_ps(va, vb, acc);
+        i += 8;
+    }
+    let mut lanes = [0f32; 8];
+    // SAFETY: `lanes` holds exactly 8 floats.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+    let mut sum: f32 = lanes.iter().sum();
+    while i < n {
+        sum += a[i] * b[i];
+        i += 1;
+    }
+    sum
+}
+
+/// Scalar reference dot product (SSE `mulss`/`addss`).
+#[inline(never)]
+pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
+    let mut sum = 0f32;
+    for (x, y) in a.iter().zip(b) {
+        sum += x * y;
+    }
+    sum
+}
+
+/// Checks that AVX2+FMA code runs on this core and agrees with scalar code.
+/// Returns (fma result, scalar result), or `None` if AVX2/FMA is not usable.
+pub fn fma_selftest() -> Option<(f32, f32)> {
+    if simd_level() == "sse2" {
+        return None;
+    }
+    let a: [f32; 67] = core::array::from_fn(|i| (i as f32) * 0.25 - 3.0);
+    let b: [f32; 67] = core::array::from_fn(|i| 1.0 / (i as f32 + 1.0));
+    let a = core::hint::black_box(a);
+    // SAFETY: simd_level() is "avx2" or better: AVX2 and FMA exist and the
+    // YMM state is enabled on this core.
+    let fast = unsafe { dot_fma(&a, &b) };
+    Some((fast, dot_scalar(&a, &b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn brand_is_trimmed() {
+        let mut b = [0u8; 48];
+        let s = b"  Intel(R) Core(TM)   i7-8700 CPU @ 3.20GHz";
+        b[..s.len()].copy_from_slice(s);
+        assert_eq!(brand_from_bytes(&b), "Intel(R) Core(TM) i7-8700 CPU @ 3.20GHz");
+        assert_eq!(brand_from_bytes(&[0u8; 48]), "unknown x86-64 CPU");
+        assert_eq!(brand_from_bytes(b"QEMU\x01CPU"), "QEMU?CPU");
+    }
+
+    #[test]
+    fn host_queries_do_not_crash() {
+        // Unprivileged parts only: CPUID, TSC and the (host) SIMD level.
+        assert!(!brand_string().is_empty());
+        let a = rdtsc();
+        let b = rdtsc();
+        assert!(b >= a);
+        assert!(["sse2", "avx2", "avx512"].contains(&simd_level()));
+        assert!(on_bsp());
+    }
+
+    #[test]
+    fn fma_matches_scalar() {
+        if let Some((fast, slow)) = fma_selftest() {
+            assert!((fast - slow).abs() <= 1e-4 * slow.abs().max(1.0), "{fast} vs {slow}");
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! `cargo xtask efi-smoke`: boots the built UEFI app under QEMU + OVMF with a
+//! throwaway directory served as a FAT disk (QEMU's vvfat), then plays a
+//! script of expected output and keys to send over the serial console.
+//!
+//! This is a developer harness for the firmware layer; `lbm image` / `lbm
+//! qemu` are the user-facing tools.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const HELP: &str = "\
+usage: cargo xtask efi-smoke [OPTIONS]
+
+Boots target/efi/BOOTX64.EFI (or --efi PATH) under QEMU with an ESP made from
+a temporary directory, then runs the script given by --expect/--send in order.
+
+options:
+  --efi PATH           the app to boot (default target/efi/BOOTX64.EFI)
+  --file SRC[=DEST]    copy SRC into the ESP (DEST is a path inside it, with /;
+                       default: the root); may repeat
+  --expect TEXT        wait until TEXT appears in the output (after the
+                       previous expectation)
+  --reject TEXT        fail if TEXT ever appears in the output
+  --send TEXT          send TEXT to the serial port; escapes: \\r \\n \\e \\t
+                       \\xHH \\\\ ; sent one character at a time
+  --until-exit         after the script, wait for QEMU to exit (shutdown)
+  --timeout SECS       give up after SECS seconds (default 120)
+  --smp N              virtual CPUs (default 2)
+  --mem SIZE           guest memory (default 2G)
+  --log PATH           also write the console output to PATH
+  --image PATH         boot this disk image (e.g. from `lbm image`, opened
+                       read-only) instead of an ESP made from --efi/--file
+";
+
+/// One step of a console script.
+pub enum Step {
+    /// Wait for this text (after the previous expectation).
+    Expect(String),
+    /// Send these bytes.
+    Send(Vec<u8>),
+}
+
+/// What to boot and what to play.
+pub struct Opts {
+    pub efi: PathBuf,
+    /// (source on the host, destination path inside the ESP with `/`).
+    pub files: Vec<(PathBuf, String)>,
+    /// (text, destination path inside the ESP).
+    pub texts: Vec<(String, String)>,
+    pub steps: Vec<Step>,
+    pub rejects: Vec<String>,
+    pub until_exit: bool,
+    pub timeout: Duration,
+    pub smp: u32,
+    pub mem: String,
+    pub log: Option<PathBuf>,
+    /// Boot this disk image (read-only) instead of an ESP made from files.
+    pub image: Option<PathBuf>,
+}
+
+impl Opts {
+    /// Defaults: the built app, 2 vCPUs, 2 GiB, 120 s.
+    pub fn new(root: &Path) -> Self {
+        Opts {
+            efi: root.join("target/efi/BOOTX64.EFI"),
+            files: Vec::new(),
+            texts: Vec::new(),
+            steps: Vec::new(),
+            rejects: Vec::new(),
+            until_exit: false,
+            timeout: Duration::from_secs(120),
+            smp: 2,
+            mem: "2G".into(),
+            log: None,
+            image: None,
+        }
+    }
+}
+
+/// Decodes the escapes of `--send`.
+pub fn unescape(s: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
+        let Some(&c) = b.get(i + 1) else {
+            return Err(format!("trailing backslash in '{s}'"));
+        };
+        i += 2;
+        match c {
+            b'r' => out.push(b'\r'),
+            b'n' => out.push(b'\n'),
+            b'e' => out.push(0x1b),
+            b't' => out.push(b'\t'),
+            b'\\' => out.push(b'\\'),
+            b'x' => {
+                let hex = s.get(i..i + 2).ok_or_else(|| format!("bad \\x escape in '{s}'"))?;
+                let v = u8::from_str_radix(hex, 16).map_err(|_| format!("bad \\x escape in '{s}'"))?;
+                if v == 0x01 {
+                    return Err("refusing to send 0x01 (QEMU's escape key)".into());
+                }
+                out.push(v);
+                i += 2;
+            }
+            other => return Err(format!("unknown escape '\\{}' in '{s}'", other as char)),
+        }
+    }
+    Ok(out)
+}
+
+fn parse(root: &Path, args: &[String]) -> Result<Opts, String> {
+    let mut o = Opts::new(root);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = |name: &str| it.next().cloned().ok_or_else(|| format!("efi-smoke: {name} needs a value"));
+        match a.as_str() {
+            "-h" | "--help" => return Err(HELP.to_string()),
+            "--efi" => o.efi = PathBuf::from(val("--efi")?),
+            "--file" => {
+                let v = val("--file")?;
+                let (src, dest) = match v.split_once('=') {
+                    Some((s, d)) => (PathBuf::from(s), d.trim_start_matches('/').to_string()),
+                    None => {
+                        let p = PathBuf::from(&v);
+                        let name = p
+                            .file_name()
+                            .ok_or_else(|| format!("efi-smoke: bad --file '{v}'"))?
+                            .to_string_lossy()
+                            .into_owned();
+                        (p, name)
+                    }
+                };
+                o.files.push((src, dest));
+            }
+            "--expect" => o.steps.push(Step::Expect(val("--expect")?)),
+            "--reject" => o.rejects.push(val("--reject")?),
+            "--send" => o.steps.push(Step::Send(unescape(&val("--send")?)?)),
+            "--until-exit" => o.until_exit = true,
+            "--timeout" => {
+                let v = val("--timeout")?;
+                let secs: u64 = v.parse().map_err(|_| format!("efi-smoke: bad --timeout '{v}'"))?;
+                o.timeout = Duration::from_secs(secs);
+            }
+            "--smp" => {
+                let v = val("--smp")?;
+                o.smp = v.parse().map_err(|_| format!("efi-smoke: bad --smp '{v}'"))?;
+            }
+            "--mem" => o.mem = val("--mem")?,
+            "--log" => o.log = Some(PathBuf::from(val("--log")?)),
+            "--image" => o.image = Some(PathBuf::from(val("--image")?)),
+            other => return Err(format!("efi-smoke: unknown argument '{other}'\n{HELP}")),
+        }
+    }
+    Ok(o)
+}
+
+/// Position of `needle` in `hay`.
+pub fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// `cargo xtask efi-smoke ...`.
+pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
+    let o = parse(root, args)?;
+    boot(root, &o).map(|_| ())
+}
+
+/// Boots the app with the files and script of `o`; returns the console
+/// output once the script has passed.
+pub fn boot(root: &Path, o: &Opts) -> Result<Vec<u8>, String> {
+    if o.image.is_some() && (!o.files.is_empty() || !o.texts.is_empty()) {
+        return Err("efi-smoke: --image cannot be combined with --file".into());
+    }
+    if o.image.is_none() && !o.efi.exists() {
+        return Err(format!("{} does not exist (run `cargo xtask build-efi`)", o.efi.display()));
+    }
+    // A fresh scratch directory per run (by process id).
+    let work = root.join(format!("target/efi/smoke-{}", std::process::id()));
+    let esp = work.join("esp");
+    let boot = esp.join("EFI").join("BOOT");
+    std::fs::create_dir_all(&boot).map_err(|e| format!("cannot create {}: {e}", boot.display()))?;
+    std::fs::copy(&o.efi, boot.join("BOOTX64.EFI")).map_err(|e| format!("cannot copy {}: {e}", o.efi.display()))?;
+    for (src, dest) in &o.files {
+        let to = esp.join(dest);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        std::fs::copy(src, &to).map_err(|e| format!("cannot copy {} to {}: {e}", src.display(), to.display()))?;
+    }
+    for (text, dest) in &o.texts {
+        let to = esp.join(dest);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        std::fs::write(&to, text).map_err(|e| format!("cannot write {}: {e}", to.display()))?;
+    }
+    let vars = work.join("OVMF_VARS_4M.fd");
+    std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars)
+        .map_err(|e| format!("cannot copy OVMF_VARS_4M.fd: {e} (run `cargo xtask setup`)"))?;
+
+    let result = boot_and_play(o, &esp, &vars);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn boot_and_play(o: &Opts, esp: &Path, vars: &Path) -> Result<Vec<u8>, String> {
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-machine", "q35", "-cpu", "max", "-m", &o.mem, "-smp", &o.smp.to_string()]);
+    cmd.args(["-display", "none", "-vga", "none", "-monitor", "none", "-serial", "stdio"]);
+    cmd.args(["-no-reboot", "-net", "none"]);
+    cmd.arg("-drive").arg("if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd");
+    cmd.arg("-drive").arg(format!("if=pflash,format=raw,file={}", vars.display()));
+    match &o.image {
+        Some(img) => cmd.arg("-drive").arg(format!("if=none,id=esp,format=raw,readonly=on,file={}", img.display())),
+        None => cmd.arg("-drive").arg(format!("if=none,id=esp,format=raw,file=fat:rw:{}", esp.display())),
+    };
+    cmd.args(["-device", "virtio-blk-pci,drive=esp,bootindex=0"]);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
+    let mut stdin = child.stdin.take().ok_or("no stdin pipe to qemu")?;
+    let mut stdout = child.stdout.take().ok_or("no stdout pipe from qemu")?;
+
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+
+    let start = Instant::now();
+    let mut output: Vec<u8> = Vec::new();
+    let mut searched_from = 0usize;
+    let mut step = 0usize;
+    let mut exited = None;
+    let mut err: Option<String> = None;
+    let mut echo = std::io::stderr();
+    loop {
+        // Take in what arrived.
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(chunk) => {
+                let _ = echo.write_all(&chunk);
+                output.extend_from_slice(&chunk);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {}
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            // Drain what is left.
+            while let Ok(chunk) = rx.recv_timeout(Duration::from_millis(200)) {
+                let _ = echo.write_all(&chunk);
+                output.extend_from_slice(&chunk);
+            }
+            exited = Some(status);
+        }
+        let text = String::from_utf8_lossy(&output);
+        if let Some(r) = o.rejects.iter().find(|r| text.contains(r.as_str())) {
+            err = Some(format!("rejected text '{r}' appeared"));
+            break;
+        }
+        // Advance the script as far as possible.
+        while step < o.steps.len() {
+            match &o.steps[step] {
+                Step::Expect(t) => match find_bytes(&output[searched_from..], t.as_bytes()) {
+                    Some(pos) => {
+                        searched_from += pos + t.len();
+                        step += 1;
+                    }
+                    None => break,
+                },
+                Step::Send(bytes) => {
+                    for b in bytes {
+                        if stdin.write_all(&[*b]).and_then(|_| stdin.flush()).is_err() {
+                            err = Some("cannot write to qemu's stdin".into());
+                            break;
+                        }
+                        // ConIn takes about 100 characters per second.
+                        std::thread::sleep(Duration::from_millis(15));
+                    }
+                    step += 1;
+                }
+            }
+        }
+        if err.is_some() {
+            break;
+        }
+        let script_done = step >= o.steps.len();
+        if script_done && (!o.until_exit || exited.is_some()) {
+            break;
+        }
+        if let Some(status) = exited {
+            err = Some(format!(
+                "qemu exited ({status}) before the script finished (at step {} of {})",
+                step + 1,
+                o.steps.len()
+            ));
+            break;
+        }
+        if start.elapsed() > o.timeout {
+            err = Some(if script_done {
+                format!("timeout after {} s waiting for QEMU to exit", o.timeout.as_secs())
+            } else {
+                format!("timeout after {} s at step {} of {}", o.timeout.as_secs(), step + 1, o.steps.len())
+            });
+            break;
+        }
+    }
+    if exited.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let _ = reader.join();
+    if let Some(log) = &o.log {
+        std::fs::write(log, &output).map_err(|e| format!("cannot write {}: {e}", log.display()))?;
+    }
+    eprintln!();
+    match err {
+        Some(e) => Err(format!("efi-smoke: {e}")),
+        None => {
+            eprintln!("efi-smoke: ok ({} s)", start.elapsed().as_secs());
+            Ok(output)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unescape_handles_escapes() {
+        assert_eq!(unescape("a\\r\\n").unwrap(), b"a\r\n");
+        assert_eq!(unescape("\\e[A\\x7f\\\\").unwrap(), b"\x1b[A\x7f\\");
+        assert!(unescape("\\x01").is_err());
+        assert!(unescape("\\q").is_err());
+        assert!(unescape("x\\").is_err());
+    }
+
+    #[test]
+    fn find_bytes_finds() {
+        assert_eq!(find_bytes(b"abc LBM-READY\r\n", b"LBM-READY"), Some(4));
+        assert_eq!(find_bytes(b"abc", b"abcd"), None);
+        assert_eq!(find_bytes(b"abc", b""), Some(0));
+    }
+}
