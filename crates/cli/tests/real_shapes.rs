@@ -70,5 +70,8 @@ fn mistral_7b() {
 
 #[test]
 fn tinyllama_1_1b_with_the_llama2_vocabulary() {
-    check("tinyllama-1.1B", "q8_0", Some("testdata/llamacpp-vocab/ggml-vocab-llama-spm.gguf"));
+    // TinyLlama-1.1B-Chat in every type it is published in.
+    for ty in ["q8_0", "q4_k_m", "f16", "f32"] {
+        check("tinyllama-1.1B", ty, Some("testdata/llamacpp-vocab/ggml-vocab-llama-spm.gguf"));
+    }
 }
