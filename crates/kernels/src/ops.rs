@@ -572,11 +572,71 @@ pub fn matvec(exec: &dyn Executor, w: Weights<'_>, cols: usize, x: &[f32], xq: &
     matvec_drive(exec, w, cols, acts, out)
 }
 
-/// The tiles for one activation row: one weight row at a time (streaming
-/// rows one after the other lets the hardware prefetcher keep up; tiles of
-/// several rows interleave the streams and read at a fraction of the speed).
+/// One activation row: one weight row at a time (streaming rows one after
+/// the other lets the hardware prefetcher keep up; tiles of several rows
+/// interleave the streams and read at a fraction of the speed). Tasks take
+/// runs of rows; the kernel and level are chosen once per run.
 fn matvec_drive(exec: &dyn Executor, w: Weights<'_>, cols: usize, acts: Acts<'_>, out: &mut [f32]) {
-    drive::<1, 1>(exec, w, cols, acts, 1, out)
+    let rows = out.len();
+    let threads = exec.n_threads().max(1);
+    let chunk = rows.div_ceil(threads * 4).max(16);
+    par_chunks_mut(exec, out, chunk, &|i, o| matvec_rows(w, cols, acts, i * chunk, o));
+}
+
+/// `out[k]` = row `r0 + k` of `w` . the activation row, with the 1 x 1 tiles
+/// (the same bits as [`tile`]`::<1, 1>`).
+fn matvec_rows(w: Weights<'_>, cols: usize, acts: Acts<'_>, r0: usize, out: &mut [f32]) {
+    let level = isa();
+    macro_rules! go {
+        ($m:expr, $x:expr, $len:expr, $scalar:path, $name:ident) => {{
+            let len = $len;
+            let x = &$x[..len];
+            let n = out.len();
+            let rows = $m[r0 * len..(r0 + n) * len].chunks_exact(len);
+            match level {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Vnni => {
+                    for (o, row) in out.iter_mut().zip(rows) {
+                        // SAFETY: isa() is Vnni only when level() >= Avx512Vnni: AVX-512 F/BW/VL/VNNI,
+                        // AVX2, FMA and F16C are present and enabled.
+                        *o = unsafe { crate::avx512::tiles::$name::<1, 1>([row], [x]) }[0][0];
+                    }
+                }
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => {
+                    for (o, row) in out.iter_mut().zip(rows) {
+                        // SAFETY: isa() is Avx2 only when level() >= Avx2: AVX2, FMA and F16C are present.
+                        *o = unsafe { crate::avx2::tiles::$name::<1, 1>([row], [x]) }[0][0];
+                    }
+                }
+                Isa::Scalar => {
+                    for (o, row) in out.iter_mut().zip(rows) {
+                        *o = $scalar(row, x);
+                    }
+                }
+            }
+        }};
+    }
+    match (w, acts) {
+        (Weights::F32(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_f32, tile_f32),
+        (Weights::F16(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_f16, tile_f16),
+        (Weights::BF16(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_bf16, tile_bf16),
+        (Weights::Q8_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q8_0, tile_q8_0),
+        #[cfg(target_arch = "x86_64")]
+        (Weights::Q4_0(m), Acts::Q8_0(q, _, d, nb)) if level == Isa::Vnni => {
+            let (x, xd, n) = (&q[..nb], &d[..nb], out.len());
+            for (o, row) in out.iter_mut().zip(m[r0 * nb..(r0 + n) * nb].chunks_exact(nb)) {
+                // SAFETY: level is Vnni: AVX-512 F/BW/VL/VNNI present and enabled.
+                *o = unsafe { crate::avx512::q4_0_row(row, x, xd) };
+            }
+        }
+        (Weights::Q4_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q4_0, tile_q4_0),
+        (Weights::Q5_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q5_0, tile_q5_0),
+        (Weights::Q4_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q4_k, tile_q4_k),
+        (Weights::Q5_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q5_k, tile_q5_k),
+        (Weights::Q6_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q6_k, tile_q6_k),
+        _ => unreachable!("activations are quantized for the weight type"),
+    }
 }
 
 /// `out[j] = W xs[j]` for the `n` activation rows of `xs` (`[n, cols]`), with
