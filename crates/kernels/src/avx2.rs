@@ -17,7 +17,7 @@
 use core::arch::x86_64::*;
 
 use crate::half::f32_to_f16;
-use crate::quant::{scale_min_k4, BlockQ4_0, BlockQ5_0, BlockQ8K, BlockQ8_0, QK8_0, QK_K};
+use crate::quant::{BlockQ4_0, BlockQ5_0, BlockQ8K, BlockQ8_0, QK8_0, QK_K};
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
@@ -155,15 +155,26 @@ pub(crate) fn mins_dot_bsums(mins: &[u8; 8], b: &BlockQ8K) -> i32 {
     _mm_cvtsi128_si32(p)
 }
 
-/// The eight scales and eight mins of a Q4_K/Q5_K block.
+/// The eight scales and eight mins of a Q4_K/Q5_K block (as
+/// [`scale_min_k4`], with word operations: sub-blocks 0..4 keep their low six
+/// bits in bytes 0..8; 4..8 take four bits from bytes 8..12 and two from the
+/// top of bytes 0..8).
 #[inline]
 pub(crate) fn scales_mins(q: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
-    let mut sc = [0u8; 8];
-    let mut m = [0u8; 8];
-    for j in 0..8 {
-        (sc[j], m[j]) = scale_min_k4(j, q);
-    }
-    (sc, m)
+    const LOW6: u32 = 0x3f3f_3f3f;
+    const LOW4: u32 = 0x0f0f_0f0f;
+    const LOW2: u32 = 0x0303_0303;
+    let w = |i: usize| u32::from_le_bytes([q[4 * i], q[4 * i + 1], q[4 * i + 2], q[4 * i + 3]]);
+    let (w0, w1, w2) = (w(0), w(1), w(2));
+    let sc_lo = w0 & LOW6;
+    let sc_hi = (w2 & LOW4) | (((w0 >> 6) & LOW2) << 4);
+    let m_lo = w1 & LOW6;
+    let m_hi = ((w2 >> 4) & LOW4) | (((w1 >> 6) & LOW2) << 4);
+    let join = |lo: u32, hi: u32| {
+        let (a, b) = (lo.to_le_bytes(), hi.to_le_bytes());
+        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]]
+    };
+    (join(sc_lo, sc_hi), join(m_lo, m_hi))
 }
 
 /// Scales (2p, 2p + 1) of a Q6_K block spread over 8 i16 lanes each.

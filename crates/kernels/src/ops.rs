@@ -117,6 +117,8 @@ pub struct ActScratch {
     q8_0: Vec<BlockQ8_0>,
     /// Sum of each Q8_0 block's values (for the row-octet kernels).
     q8_0_sums: Vec<i32>,
+    /// Each Q8_0 block's scale as f32.
+    q8_0_d: Vec<f32>,
     q8_k: Vec<BlockQ8K>,
     max_cols: usize,
     max_rows: usize,
@@ -129,6 +131,7 @@ impl ActScratch {
         ActScratch {
             q8_0: alloc::vec![BlockQ8_0::default(); rows * max_cols.div_ceil(QK8_0)],
             q8_0_sums: alloc::vec![0; rows * max_cols.div_ceil(QK8_0)],
+            q8_0_d: alloc::vec![0.0; rows * max_cols.div_ceil(QK8_0)],
             q8_k: alloc::vec![BlockQ8K::default(); rows * max_cols.div_ceil(QK_K)],
             max_cols,
             max_rows: rows,
@@ -139,6 +142,7 @@ impl ActScratch {
     pub fn bytes(&self) -> usize {
         core::mem::size_of_val(self.q8_0.as_slice())
             + core::mem::size_of_val(self.q8_0_sums.as_slice())
+            + core::mem::size_of_val(self.q8_0_d.as_slice())
             + core::mem::size_of_val(self.q8_k.as_slice())
     }
 
@@ -166,10 +170,12 @@ fn quantize_acts<'s>(kind: ActKind, xs: &'s [f32], cols: usize, n: usize, s: &'s
                 quantize_row_q8_0(x, o);
             }
             let sums = &mut s.q8_0_sums[..n * nb];
-            for (sum, b) in sums.iter_mut().zip(q.iter()) {
+            let ds = &mut s.q8_0_d[..n * nb];
+            for ((sum, d), b) in sums.iter_mut().zip(ds.iter_mut()).zip(q.iter()) {
                 *sum = b.qs.iter().map(|&v| i32::from(v)).sum();
+                *d = crate::half::f16_to_f32(b.d);
             }
-            Acts::Q8_0(q, sums, nb)
+            Acts::Q8_0(q, sums, ds, nb)
         }
         ActKind::Q8_K => {
             let nb = cols / QK_K;
@@ -188,7 +194,7 @@ fn quantize_acts<'s>(kind: ActKind, xs: &'s [f32], cols: usize, n: usize, s: &'s
 #[derive(Clone, Copy)]
 enum Acts<'a> {
     F32(&'a [f32]),
-    Q8_0(&'a [BlockQ8_0], &'a [i32], usize),
+    Q8_0(&'a [BlockQ8_0], &'a [i32], &'a [f32], usize),
     Q8K(&'a [BlockQ8K], usize),
 }
 
@@ -290,13 +296,23 @@ fn tile<const R: usize, const C: usize>(
             }
         }};
     }
+    // Decoding Q4_0 with AVX-512: two blocks per vector, the same bits.
+    #[cfg(target_arch = "x86_64")]
+    if R == 1 && C == 1 && level == Isa::Vnni {
+        if let (Weights::Q4_0(m), Acts::Q8_0(q, _, d, nb)) = (w, acts) {
+            let (x, xd) = (&q[j0 * nb..(j0 + 1) * nb], &d[j0 * nb..(j0 + 1) * nb]);
+            // SAFETY: isa() is Vnni only when level() >= Avx512Vnni: AVX-512 F/BW/VL/VNNI present and enabled.
+            let v = unsafe { crate::avx512::q4_0_row(&m[r0 * nb..(r0 + 1) * nb], x, xd) };
+            return [[v; C]; R];
+        }
+    }
     match (w, acts) {
         (Weights::F32(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_f32, tile_f32),
         (Weights::F16(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_f16, tile_f16),
         (Weights::BF16(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_bf16, tile_bf16),
-        (Weights::Q8_0(m), Acts::Q8_0(q, _, nb)) => go!(m, q, nb, scalar::dot_q8_0, tile_q8_0),
-        (Weights::Q4_0(m), Acts::Q8_0(q, _, nb)) => go!(m, q, nb, scalar::dot_q4_0, tile_q4_0),
-        (Weights::Q5_0(m), Acts::Q8_0(q, _, nb)) => go!(m, q, nb, scalar::dot_q5_0, tile_q5_0),
+        (Weights::Q8_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q8_0, tile_q8_0),
+        (Weights::Q4_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q4_0, tile_q4_0),
+        (Weights::Q5_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q5_0, tile_q5_0),
         (Weights::Q4_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q4_k, tile_q4_k),
         (Weights::Q5_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q5_k, tile_q5_k),
         (Weights::Q6_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q6_k, tile_q6_k),
@@ -476,7 +492,7 @@ fn drive<const R: usize, const C: usize>(
 #[cfg(target_arch = "x86_64")]
 fn drive_oct(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: &mut [f32]) {
     const C: usize = 8;
-    let Acts::Q8_0(q, sums, nb) = acts else { unreachable!("row octets take Q8_0 activations") };
+    let Acts::Q8_0(q, sums, _, nb) = acts else { unreachable!("row octets take Q8_0 activations") };
     let rows = out.len() / n;
     let octs = rows / 8;
     let threads = exec.n_threads().max(1);
@@ -556,11 +572,71 @@ pub fn matvec(exec: &dyn Executor, w: Weights<'_>, cols: usize, x: &[f32], xq: &
     matvec_drive(exec, w, cols, acts, out)
 }
 
-/// The tiles for one activation row: one weight row at a time (streaming
-/// rows one after the other lets the hardware prefetcher keep up; tiles of
-/// several rows interleave the streams and read at a fraction of the speed).
+/// One activation row: one weight row at a time (streaming rows one after
+/// the other lets the hardware prefetcher keep up; tiles of several rows
+/// interleave the streams and read at a fraction of the speed). Tasks take
+/// runs of rows; the kernel and level are chosen once per run.
 fn matvec_drive(exec: &dyn Executor, w: Weights<'_>, cols: usize, acts: Acts<'_>, out: &mut [f32]) {
-    drive::<1, 1>(exec, w, cols, acts, 1, out)
+    let rows = out.len();
+    let threads = exec.n_threads().max(1);
+    let chunk = rows.div_ceil(threads * 4).max(16);
+    par_chunks_mut(exec, out, chunk, &|i, o| matvec_rows(w, cols, acts, i * chunk, o));
+}
+
+/// `out[k]` = row `r0 + k` of `w` . the activation row, with the 1 x 1 tiles
+/// (the same bits as [`tile`]`::<1, 1>`).
+fn matvec_rows(w: Weights<'_>, cols: usize, acts: Acts<'_>, r0: usize, out: &mut [f32]) {
+    let level = isa();
+    macro_rules! go {
+        ($m:expr, $x:expr, $len:expr, $scalar:path, $name:ident) => {{
+            let len = $len;
+            let x = &$x[..len];
+            let n = out.len();
+            let rows = $m[r0 * len..(r0 + n) * len].chunks_exact(len);
+            match level {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Vnni => {
+                    for (o, row) in out.iter_mut().zip(rows) {
+                        // SAFETY: isa() is Vnni only when level() >= Avx512Vnni: AVX-512 F/BW/VL/VNNI,
+                        // AVX2, FMA and F16C are present and enabled.
+                        *o = unsafe { crate::avx512::tiles::$name::<1, 1>([row], [x]) }[0][0];
+                    }
+                }
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => {
+                    for (o, row) in out.iter_mut().zip(rows) {
+                        // SAFETY: isa() is Avx2 only when level() >= Avx2: AVX2, FMA and F16C are present.
+                        *o = unsafe { crate::avx2::tiles::$name::<1, 1>([row], [x]) }[0][0];
+                    }
+                }
+                Isa::Scalar => {
+                    for (o, row) in out.iter_mut().zip(rows) {
+                        *o = $scalar(row, x);
+                    }
+                }
+            }
+        }};
+    }
+    match (w, acts) {
+        (Weights::F32(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_f32, tile_f32),
+        (Weights::F16(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_f16, tile_f16),
+        (Weights::BF16(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_bf16, tile_bf16),
+        (Weights::Q8_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q8_0, tile_q8_0),
+        #[cfg(target_arch = "x86_64")]
+        (Weights::Q4_0(m), Acts::Q8_0(q, _, d, nb)) if level == Isa::Vnni => {
+            let (x, xd, n) = (&q[..nb], &d[..nb], out.len());
+            for (o, row) in out.iter_mut().zip(m[r0 * nb..(r0 + n) * nb].chunks_exact(nb)) {
+                // SAFETY: level is Vnni: AVX-512 F/BW/VL/VNNI present and enabled.
+                *o = unsafe { crate::avx512::q4_0_row(row, x, xd) };
+            }
+        }
+        (Weights::Q4_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q4_0, tile_q4_0),
+        (Weights::Q5_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q5_0, tile_q5_0),
+        (Weights::Q4_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q4_k, tile_q4_k),
+        (Weights::Q5_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q5_k, tile_q5_k),
+        (Weights::Q6_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q6_k, tile_q6_k),
+        _ => unreachable!("activations are quantized for the weight type"),
+    }
 }
 
 /// `out[j] = W xs[j]` for the `n` activation rows of `xs` (`[n, cols]`), with

@@ -203,6 +203,19 @@ fn q4_0_q5_0_dequantize_hand_built_blocks() {
 const K4_SCALES: [u8; 12] = [0x41, 0x02, 0x83, 0xC4, 0x45, 0x06, 0x87, 0x08, 0x9A, 0xBC, 0xDE, 0xF1];
 const K4_PAIRS: [(u8, u8); 8] = [(1, 5), (2, 6), (3, 7), (4, 8), (26, 25), (12, 11), (46, 45), (49, 15)];
 
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn word_wise_scale_unpacking_equals_scale_min_k4() {
+    let mut r = Rng(30);
+    for _ in 0..2000 {
+        let q: [u8; 12] = core::array::from_fn(|_| r.u32() as u8);
+        let (sc, m) = crate::avx2::scales_mins(&q);
+        for j in 0..8 {
+            assert_eq!((sc[j], m[j]), scale_min_k4(j, &q), "{q:?} sub-block {j}");
+        }
+    }
+}
+
 #[test]
 fn q4_k_dequantizes_hand_built_block() {
     for (j, &pair) in K4_PAIRS.iter().enumerate() {
@@ -580,6 +593,29 @@ fn vnni_row_octets_match_scalar() {
         check!(oct_q8_0, w8, scalar::dot_q8_0);
         check!(oct_q4_0, w4, scalar::dot_q4_0);
         check!(oct_q5_0, w5, scalar::dot_q5_0);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn vnni_q4_0_row_kernel_has_the_bits_of_the_tiles() {
+    if detect().best_level() < SimdLevel::Avx512Vnni {
+        std::eprintln!("AVX-512 VNNI not available on this CPU: not tested");
+        return;
+    }
+    let mut r = Rng(20);
+    for nb in [1usize, 2, 3, 7, 8, 64, 65] {
+        let c = case32(&mut r, 32 * nb);
+        // SAFETY: VNNI (and so AVX2) checked above.
+        let (row, vnni, avx2) = unsafe {
+            (
+                crate::avx512::q4_0_row(&c.w4, &c.q8_0, &c.q8_0.iter().map(|b| f16_to_f32(b.d)).collect::<Vec<f32>>()),
+                crate::avx512::tiles::tile_q4_0::<1, 1>([&c.w4], [&c.q8_0])[0][0],
+                crate::avx2::tiles::tile_q4_0::<1, 1>([&c.w4], [&c.q8_0])[0][0],
+            )
+        };
+        assert_eq!(row.to_bits(), vnni.to_bits(), "nb={nb}: {row} vs {vnni}");
+        assert_eq!(row.to_bits(), avx2.to_bits(), "nb={nb}");
     }
 }
 
