@@ -19,6 +19,8 @@ pub struct Census {
     pub mulss: u64,
     /// Scalar SSE `addss`.
     pub addss: u64,
+    /// Instructions with a 512-bit `zmm` operand (the AVX-512 kernels).
+    pub zmm: u64,
 }
 
 impl Census {
@@ -40,6 +42,13 @@ impl Census {
                     .to_string(),
             );
         }
+        if self.zmm == 0 {
+            problems.push(
+                "no instructions on zmm registers: the AVX-512 kernels of crates/kernels are missing \
+                 or were not compiled with target_feature(enable = \"avx512f,...\")"
+                    .to_string(),
+            );
+        }
         if self.scalar_sse() == 0 {
             problems.push(
                 "no scalar SSE float instructions (mulss/addss): the build looks soft-float \
@@ -57,10 +66,11 @@ impl Census {
     /// The counts as a JSON object.
     pub fn to_json(&self, path: &Path) -> String {
         format!(
-            "{{\"path\":{},\"instructions\":{},\"vfmadd\":{},\"mulss\":{},\"addss\":{},\"scalar_sse\":{},\"ok\":{}}}",
+            "{{\"path\":{},\"instructions\":{},\"vfmadd\":{},\"zmm\":{},\"mulss\":{},\"addss\":{},\"scalar_sse\":{},\"ok\":{}}}",
             json_string(&path.display().to_string()),
             self.instructions,
             self.vfmadd,
+            self.zmm,
             self.mulss,
             self.addss,
             self.scalar_sse(),
@@ -140,6 +150,9 @@ pub fn count(disassembly: &str) -> Census {
             continue;
         }
         c.instructions += 1;
+        if line.contains("%zmm") {
+            c.zmm += 1;
+        }
         if m.starts_with("vfmadd") {
             c.vfmadd += 1;
         } else if m == "mulss" {
@@ -191,12 +204,13 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
         println!("census of {}", path.display());
         println!("  instructions  {}", census.instructions);
         println!("  vfmadd*       {}", census.vfmadd);
+        println!("  zmm operands  {}", census.zmm);
         println!("  mulss         {}", census.mulss);
         println!("  addss         {}", census.addss);
     }
     census.check().map_err(|e| format!("census: {}: {e}", path.display()))?;
     if !json {
-        println!("census: ok (hard-float build with FMA kernels)");
+        println!("census: ok (hard-float build with AVX2/FMA and AVX-512 kernels)");
     }
     Ok(())
 }
@@ -225,7 +239,8 @@ Disassembly of section .text:
    14000102c:\t00 
    14000102d:\tc4 e2 7d 98 05 00 00 \tvfmadd132ps 0x0(%rip),%ymm0,%ymm0
    140001034:\t00 00 
-   140001036:\t66 2e 0f 1f 84 00 00 \tcs nopw 0x0(%rax,%rax,1)
+   140001036:\t62 f2 75 48 b8 c2    \tvfmadd231ps %zmm2,%zmm1,%zmm0
+   14000103c:\t66 2e 0f 1f 84 00 00 \tcs nopw 0x0(%rax,%rax,1)
    14000103d:\t00 00 00 
    140001040:\t5d                   \tpop    %rbp
    140001041:\tc3                   \tret
@@ -245,15 +260,16 @@ Disassembly of section .text:
     #[test]
     fn counts_sample() {
         let c = count(SAMPLE);
-        assert_eq!(c.vfmadd, 3);
+        assert_eq!(c.vfmadd, 4);
+        assert_eq!(c.zmm, 1);
         assert_eq!(c.mulss, 1);
         assert_eq!(c.addss, 2);
-        assert_eq!(c.instructions, 14);
+        assert_eq!(c.instructions, 15);
         assert!(c.check().is_ok());
         let json = c.to_json(Path::new("a\\b\"c.efi"));
         assert_eq!(
             json,
-            "{\"path\":\"a\\\\b\\\"c.efi\",\"instructions\":14,\"vfmadd\":3,\"mulss\":1,\"addss\":2,\"scalar_sse\":3,\"ok\":true}"
+            "{\"path\":\"a\\\\b\\\"c.efi\",\"instructions\":15,\"vfmadd\":4,\"zmm\":1,\"mulss\":1,\"addss\":2,\"scalar_sse\":3,\"ok\":true}"
         );
     }
 
@@ -283,5 +299,18 @@ Disassembly of section .text:
         assert_eq!(c, Census::default());
         let err = c.check().unwrap_err();
         assert!(err.contains("no instructions"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod avx512_tests {
+    use super::*;
+
+    #[test]
+    fn missing_avx512_fails() {
+        let only_avx2 = "   140001000:\tf3 0f 59 c1          \tmulss  %xmm1,%xmm0\n\
+                         140001005:\tc4 e2 75 b8 c2       \tvfmadd231ps %ymm2,%ymm1,%ymm0\n";
+        let err = count(only_avx2).check().unwrap_err();
+        assert!(err.contains("zmm"), "{err}");
     }
 }

@@ -135,6 +135,14 @@ struct ConvertArgs {
 enum ConvertType {
     F32,
     F16,
+    #[value(name = "q8_0")]
+    Q8_0,
+    #[value(name = "q4_0")]
+    Q4_0,
+    #[value(name = "q4_k_m")]
+    Q4KM,
+    #[value(name = "q6_k")]
+    Q6K,
 }
 
 #[derive(Args)]
@@ -596,12 +604,30 @@ fn run() -> Result<()> {
             std::process::exit(code);
         }
         Cmd::Convert(a) => {
-            let ty = match a.r#type {
-                ConvertType::F32 => lbm::convert::OutType::F32,
-                ConvertType::F16 => lbm::convert::OutType::F16,
+            use engine::quantize::QuantType;
+            let (ty, quant) = match a.r#type {
+                ConvertType::F32 => (lbm::convert::OutType::F32, None),
+                ConvertType::F16 => (lbm::convert::OutType::F16, None),
+                ConvertType::Q8_0 => (lbm::convert::OutType::F32, Some(QuantType::Q8_0)),
+                ConvertType::Q4_0 => (lbm::convert::OutType::F32, Some(QuantType::Q4_0)),
+                ConvertType::Q4KM => (lbm::convert::OutType::F32, Some(QuantType::Q4_K_M)),
+                ConvertType::Q6K => (lbm::convert::OutType::F32, Some(QuantType::Q6_K)),
             };
-            let opts = lbm::convert::ConvertOptions { input: a.input, output: a.output, ty };
-            lbm::convert::convert(&opts, &mut |m| eprintln!("{m}"))
+            match quant {
+                None => {
+                    let opts = lbm::convert::ConvertOptions { input: a.input, output: a.output, ty };
+                    lbm::convert::convert(&opts, &mut |m| eprintln!("{m}"))
+                }
+                Some(q) => {
+                    // Convert to F32 beside the output, then quantize it.
+                    let tmp = a.output.with_extension("f32.partial.gguf");
+                    let opts = lbm::convert::ConvertOptions { input: a.input, output: tmp.clone(), ty };
+                    let r = lbm::convert::convert(&opts, &mut |m| eprintln!("{m}"))
+                        .and_then(|_| lbm::quantize::quantize(&tmp, &a.output, q));
+                    let _ = std::fs::remove_file(&tmp);
+                    r
+                }
+            }
         }
         Cmd::Bench(a) => lbm::bench::run(&a),
         Cmd::Pull(a) => {
@@ -615,6 +641,7 @@ fn run() -> Result<()> {
             opts.ty = match a.r#type {
                 ConvertType::F32 => lbm::convert::OutType::F32,
                 ConvertType::F16 => lbm::convert::OutType::F16,
+                _ => bail!("lbm pull converts checkpoints to f32 or f16; quantize the result with `lbm quantize`"),
             };
             let mut bar = lbm::pull::StderrProgress::new();
             let path = lbm::pull::pull(&spec, &opts, &mut |e| bar.event(e))?;

@@ -323,3 +323,21 @@ fn failures_leave_no_file() {
     }
     assert!(lines.last().unwrap().contains("F16 x"), "{lines:?}");
 }
+
+#[test]
+fn convert_type_q8_0_equals_convert_then_quantize() {
+    let dir = tempfile::tempdir().unwrap();
+    let direct = dir.path().join("direct.gguf");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbm"))
+        .args(["convert", shared("golden/llama-mha-tied").to_str().unwrap(), "-o", direct.to_str().unwrap(), "--type", "q8_0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let f32_file = golden_f32(dir.path());
+    let via = engine::quantize::quantize_gguf(&std::fs::read(f32_file).unwrap(), engine::quantize::QuantType::Q8_0)
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    assert!(std::fs::read(&direct).unwrap() == via);
+    assert!(!dir.path().join("direct.f32.partial.gguf").exists());
+}

@@ -138,73 +138,8 @@ impl Files {
     }
 }
 
-/// IEEE half → f32 (exact).
-pub fn f16_to_f32(h: u16) -> f32 {
-    let sign = u32::from(h >> 15) << 31;
-    let exp = u32::from((h >> 10) & 0x1f);
-    let man = u32::from(h & 0x3ff);
-    let bits = match (exp, man) {
-        (0, 0) => sign,
-        (0, m) => {
-            // Subnormal: value = m * 2^-24 = 1.f * 2^(p - 24), p = top bit of m.
-            let p = 31 - m.leading_zeros();
-            let frac = (m << (10 - p)) & 0x3ff;
-            sign | ((103 + p) << 23) | (frac << 13)
-        }
-        (0x1f, m) => sign | 0x7f80_0000 | (m << 13),
-        (e, m) => sign | ((e + 127 - 15) << 23) | (m << 13),
-    };
-    f32::from_bits(bits)
-}
-
-/// f32 → IEEE half, rounding to nearest, ties to even (as numpy's
-/// `astype(float16)`, which llama.cpp's converter uses). Overflow gives
-/// infinity; NaN stays NaN.
-pub fn f32_to_f16(f: f32) -> u16 {
-    let x = f.to_bits();
-    let sign = ((x >> 16) & 0x8000) as u16;
-    let exp = ((x >> 23) & 0xff) as i32;
-    let man = x & 0x7f_ffff;
-    if exp == 0xff {
-        return sign
-            | 0x7c00
-            | if man != 0 {
-                0x200 | (man >> 13) as u16
-            } else {
-                0
-            };
-    }
-    let e = exp - 127 + 15;
-    if e >= 0x1f {
-        return sign | 0x7c00;
-    }
-    if e <= 0 {
-        // Subnormal or zero in half precision.
-        if e < -10 {
-            return sign; // below half the smallest subnormal: rounds to zero
-        }
-        let m = man | 0x80_0000; // with the hidden bit
-        let shift = (14 - e) as u32; // 24-bit significand → 10-bit subnormal field
-        let r = m >> shift;
-        let rest = m & ((1 << shift) - 1);
-        let half = 1 << (shift - 1);
-        let r = if rest > half || (rest == half && r & 1 == 1) {
-            r + 1
-        } else {
-            r
-        };
-        return sign | r as u16;
-    }
-    let r = ((e as u32) << 10) | (man >> 13);
-    let rest = man & 0x1fff;
-    // Rounding may carry into the exponent, and up to infinity: both correct.
-    let r = if rest > 0x1000 || (rest == 0x1000 && r & 1 == 1) {
-        r + 1
-    } else {
-        r
-    };
-    sign | r as u16
-}
+/// IEEE half conversions (shared with the kernels: exact, round to nearest even).
+pub use kernels::half::{f16_to_f32, f32_to_f16};
 
 /// Decodes a tensor's elements to f32. F32, F16 and BF16 are accepted.
 pub fn to_f32(name: &str, t: &Tensor<'_>) -> Result<Vec<f32>> {
