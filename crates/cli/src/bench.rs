@@ -139,30 +139,6 @@ pub struct BenchReport {
     pub tg: Option<Stats>,
 }
 
-/// The llama.cpp name of a `general.file_type`.
-fn file_type_name(ft: u64) -> Option<&'static str> {
-    Some(match ft {
-        0 => "F32",
-        1 => "F16",
-        2 => "Q4_0",
-        3 => "Q4_1",
-        7 => "Q8_0",
-        8 => "Q5_0",
-        9 => "Q5_1",
-        10 => "Q2_K",
-        11 => "Q3_K_S",
-        12 => "Q3_K_M",
-        13 => "Q3_K_L",
-        14 => "Q4_K_S",
-        15 => "Q4_K_M",
-        16 => "Q5_K_S",
-        17 => "Q5_K_M",
-        18 => "Q6_K",
-        32 => "BF16",
-        _ => return None,
-    })
-}
-
 /// A deterministic stream of token ids below `vocab`.
 fn tokens(seed: u64, n: usize, vocab: usize) -> Vec<u32> {
     let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
@@ -185,7 +161,11 @@ pub fn bench(o: &BenchOptions) -> Result<BenchReport> {
     let mut ty = None;
     if bytes.starts_with(b"GGUF") {
         let g = Gguf::parse(&bytes, file_size)?;
-        ty = g.get("general.file_type").and_then(Value::as_u64).and_then(file_type_name).map(String::from);
+        ty = g
+            .get("general.file_type")
+            .and_then(Value::as_u64)
+            .and_then(engine::quantize::file_type_name)
+            .map(String::from);
     }
     let n_ctx = o.n_prompt.max(o.n_gen).max(1);
     let mut m = load_model(Box::new(bytes), &LoadOptions { n_ctx })

@@ -341,3 +341,14 @@ fn convert_type_q8_0_equals_convert_then_quantize() {
     assert!(std::fs::read(&direct).unwrap() == via);
     assert!(!dir.path().join("direct.f32.partial.gguf").exists());
 }
+
+#[test]
+fn the_summary_names_k_quant_mixes() {
+    let file = synthetic_llama(2, true);
+    let q = quantize_gguf(&file, QuantType::Q4_K_M).unwrap().to_bytes().unwrap();
+    let s = engine::load::probe(&q, q.len() as u64).unwrap();
+    assert_eq!(s.tensor_type, "Q4_K_M");
+    let q = quantize_gguf(&file, QuantType::Q4_0).unwrap().to_bytes().unwrap();
+    assert_eq!(engine::load::probe(&q, q.len() as u64).unwrap().tensor_type, "Q4_0");
+    assert_eq!(engine::load::probe(&file, file.len() as u64).unwrap().tensor_type, "F32");
+}

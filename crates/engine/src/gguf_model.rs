@@ -120,7 +120,14 @@ pub fn probe(prefix: &[u8], file_len: u64) -> Result<ModelSummary> {
         format: "gguf",
         arch: g.architecture()?.to_string(),
         n_params,
-        tensor_type: main.ty.name().to_string(),
+        // The K-quant mixes ("Q4_K_M") say more than their first matrix's type.
+        tensor_type: g
+            .get("general.file_type")
+            .and_then(crate::gguf::Value::as_u64)
+            .and_then(crate::quantize::file_type_name)
+            .filter(|n| n.ends_with("_S") || n.ends_with("_M") || n.ends_with("_L"))
+            .unwrap_or(main.ty.name())
+            .to_string(),
         file_size: file_len,
         mem_needed: file_len + cfg.state_bytes(n_ctx),
         needs_tokenizer: g.get("tokenizer.ggml.tokens").is_none(),

@@ -129,6 +129,30 @@ fn layer_of(name: &str) -> i64 {
     digits.parse().unwrap_or(-1)
 }
 
+/// The llama.cpp name of a `general.file_type` value (`llama_ftype`).
+pub fn file_type_name(ft: u64) -> Option<&'static str> {
+    Some(match ft {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        7 => "Q8_0",
+        8 => "Q5_0",
+        9 => "Q5_1",
+        10 => "Q2_K",
+        11 => "Q3_K_S",
+        12 => "Q3_K_M",
+        13 => "Q3_K_L",
+        14 => "Q4_K_S",
+        15 => "Q4_K_M",
+        16 => "Q5_K_S",
+        17 => "Q5_K_M",
+        18 => "Q6_K",
+        32 => "BF16",
+        _ => return None,
+    })
+}
+
 /// A tensor as the planner sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct TensorSpec<'a> {

@@ -2,10 +2,12 @@
 //!
 //! `cargo run --release -p kernels --features std --example bandwidth -- [MiB] [threads]`
 //!
-//! 1. A plain read probe: sums a buffer of MiB with 256-bit loads (best of 10
-//!    passes), on 1..=threads threads.
+//! 1. A plain read probe: sums a buffer of MiB with four independent 64-bit
+//!    accumulators per thread (best of 30 passes), on 1..=threads threads.
 //! 2. `ops::matvec` over a Q8_0 / Q4_0 / Q4_K / F32 matrix of about the same
-//!    size: bytes of weights read per second (best of 10).
+//!    size: bytes of weights read per second (best of 30).
+//! 3. `ops::matmul` of 64 activation rows against a 2048 x 2048 matrix:
+//!    multiply-adds per second (best of 30).
 
 use std::time::Instant;
 
@@ -52,7 +54,7 @@ fn main() {
             });
             std::hint::black_box(sums);
         });
-        println!("read probe, {t} thread(s): {:.1} GB/s ({mib} MiB, best of 10)", n as f64 / s / 1e9);
+        println!("read probe, {t} thread(s): {:.1} GB/s ({mib} MiB, best of 30)", n as f64 / s / 1e9);
     }
     // A matrix of about `mib` MiB in each type, cols = 2048.
     let cols = 2048;
