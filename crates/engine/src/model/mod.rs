@@ -429,9 +429,8 @@ impl Model {
                 add_bias(k, &l.bk);
                 add_bias(v, &l.bv);
                 if c.n_rot > 0 {
-                    for h in q.chunks_exact_mut(hd).chain(k.chunks_exact_mut(hd)) {
-                        ops::rope(h, pos, c.n_rot, &s.inv_freq, c.rope_neox);
-                    }
+                    ops::rope_heads(q, hd, pos, c.n_rot, &s.inv_freq, c.rope_neox);
+                    ops::rope_heads(k, hd, pos, c.n_rot, &s.inv_freq, c.rope_neox);
                 }
                 let at = li * layer_len + pos * kv_dim;
                 s.key_cache[at..at + kv_dim].copy_from_slice(k);
@@ -554,9 +553,12 @@ fn ffn(
         }
         (kind, Some(g)) => {
             matmul(exec, g.weights(file)?, dim, xin, n, xq, hb);
-            for (h, &u) in hb.iter_mut().zip(hb2.iter()) {
-                let a = if kind == FfnKind::SwiGlu { ops::silu(*h) } else { ops::gelu_tanh(*h) };
-                *h = a * u;
+            if kind == FfnKind::SwiGlu {
+                ops::swiglu(hb, hb2);
+            } else {
+                for (h, &u) in hb.iter_mut().zip(hb2.iter()) {
+                    *h = ops::gelu_tanh(*h) * u;
+                }
             }
         }
         (_, None) => return Err(Error::MissingTensor("ffn_gate".into())),
