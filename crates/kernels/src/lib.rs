@@ -23,8 +23,12 @@ pub mod ops;
 pub mod pool;
 pub mod quant;
 pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x8;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_quant;
+#[cfg(test)]
+mod tests_x8;

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use crate::cpu::{level, SimdLevel};
 use crate::exec::Executor;
 use crate::half::{bf16_to_f32, f16_to_f32};
-use crate::quant::{self, BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK8_0, QK_K};
+use crate::quant::{self, BlockQ4K, BlockQ4_0, BlockQ4_0x8, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK8_0, QK_K};
 use crate::scalar;
 
 /// A weight matrix, row-major `[rows, cols]`, in one of the storage types.
@@ -19,6 +19,9 @@ pub enum Weights<'a> {
     BF16(&'a [u16]),
     Q8_0(&'a [BlockQ8_0]),
     Q4_0(&'a [BlockQ4_0]),
+    /// Q4_0 repacked into row octets ([`BlockQ4_0x8`]): `rows` must be a
+    /// multiple of 8; octet o holds rows 8o..8o+8.
+    Q4_0x8(&'a [BlockQ4_0x8]),
     Q5_0(&'a [BlockQ5_0]),
     Q4_K(&'a [BlockQ4K]),
     Q5_K(&'a [BlockQ5K]),
@@ -42,7 +45,7 @@ impl Weights<'_> {
     pub fn act_kind(&self) -> ActKind {
         match self {
             Weights::F32(_) | Weights::F16(_) | Weights::BF16(_) => ActKind::F32,
-            Weights::Q8_0(_) | Weights::Q4_0(_) | Weights::Q5_0(_) => ActKind::Q8_0,
+            Weights::Q8_0(_) | Weights::Q4_0(_) | Weights::Q4_0x8(_) | Weights::Q5_0(_) => ActKind::Q8_0,
             Weights::Q4_K(_) | Weights::Q5_K(_) | Weights::Q6_K(_) => ActKind::Q8_K,
         }
     }
@@ -68,6 +71,7 @@ impl Weights<'_> {
             Weights::F16(m) | Weights::BF16(m) => m.len(),
             Weights::Q8_0(m) => m.len() * QK8_0,
             Weights::Q4_0(m) => m.len() * QK8_0,
+            Weights::Q4_0x8(m) => m.len() * 8 * QK8_0,
             Weights::Q5_0(m) => m.len() * QK8_0,
             Weights::Q4_K(m) => m.len() * QK_K,
             Weights::Q5_K(m) => m.len() * QK_K,
@@ -83,6 +87,7 @@ impl Weights<'_> {
             Weights::BF16(_) => "BF16",
             Weights::Q8_0(_) => "Q8_0",
             Weights::Q4_0(_) => "Q4_0",
+            Weights::Q4_0x8(_) => "Q4_0x8",
             Weights::Q5_0(_) => "Q5_0",
             Weights::Q4_K(_) => "Q4_K",
             Weights::Q5_K(_) => "Q5_K",
@@ -102,6 +107,10 @@ pub fn dequantize_row(w: Weights<'_>, r: usize, cols: usize, out: &mut [f32]) {
         Weights::BF16(m) => out.iter_mut().zip(&m[a..b]).for_each(|(o, &h)| *o = bf16_to_f32(h)),
         Weights::Q8_0(m) => quant::dequantize_row_q8_0(&m[a / QK8_0..b / QK8_0], out),
         Weights::Q4_0(m) => quant::dequantize_row_q4_0(&m[a / QK8_0..b / QK8_0], out),
+        Weights::Q4_0x8(m) => {
+            let nb = cols / QK8_0;
+            quant::dequantize_row_q4_0x8(&m[r / 8 * nb..(r / 8 + 1) * nb], r % 8, out)
+        }
         Weights::Q5_0(m) => quant::dequantize_row_q5_0(&m[a / QK8_0..b / QK8_0], out),
         Weights::Q4_K(m) => quant::dequantize_row_q4_k(&m[a / QK_K..b / QK_K], out),
         Weights::Q5_K(m) => quant::dequantize_row_q5_k(&m[a / QK_K..b / QK_K], out),
@@ -405,6 +414,9 @@ pub fn par_chunks_mut<T: Send>(
 fn check_shape(w: &Weights<'_>, cols: usize, rows: usize) {
     let bs = w.block_size();
     assert!(cols.is_multiple_of(bs), "{cols} columns are not whole {} blocks", w.type_name());
+    if let Weights::Q4_0x8(_) = w {
+        assert!(rows.is_multiple_of(8), "{rows} rows are not whole Q4_0x8 octets");
+    }
     assert!(
         rows.checked_mul(cols).is_some_and(|n| n <= w.n_elements()),
         "{rows} x {cols} is larger than the {} matrix",
@@ -492,14 +504,10 @@ fn drive<const R: usize, const C: usize>(
 #[cfg(target_arch = "x86_64")]
 fn drive_oct(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: &mut [f32]) {
     const C: usize = 8;
-    let Acts::Q8_0(q, sums, _, nb) = acts else { unreachable!("row octets take Q8_0 activations") };
+    let Acts::Q8_0(q, sums, _, nb) = acts else {
+        unreachable!("row octets take Q8_0 activations")
+    };
     let rows = out.len() / n;
-    let octs = rows / 8;
-    let threads = exec.n_threads().max(1);
-    // Whole octets per task; a few tasks per thread.
-    let per_task = octs.div_ceil(threads * 4).max(1);
-    let tasks = octs.div_ceil(per_task);
-    let ptr = SharedOut(out.as_mut_ptr());
     let kernel = |r0: usize, j: usize, cw: usize| -> [[f32; 8]; C] {
         macro_rules! call {
             ($m:expr, $f:ident) => {{
@@ -526,11 +534,84 @@ fn drive_oct(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out:
             _ => unreachable!("row octets are for the Q8_0-activation types"),
         }
     };
+    drive_octets(exec, rows / 8, n, &kernel, out);
+    // Rows past the last whole octet.
+    for r in rows / 8 * 8..rows {
+        for jj in 0..n {
+            out[jj * rows + r] = tile::<1, 1>(w, r, nb * QK8_0, acts, jj)[0][0];
+        }
+    }
+}
+
+/// Repacked Q4_0 octets against `n` activation rows (`n` = 1 decodes), at
+/// every level; the result for a (row, activation) pair does not depend on
+/// `n`, the tiling or the thread count.
+fn drive_x8(exec: &dyn Executor, m: &[BlockQ4_0x8], acts: Acts<'_>, n: usize, out: &mut [f32]) {
+    const C: usize = 8;
+    let Acts::Q8_0(q, sums, d, nb) = acts else {
+        unreachable!("Q4_0x8 takes Q8_0 activations")
+    };
+    let rows = out.len() / n;
+    let level = isa();
+    let kernel = |r0: usize, j: usize, cw: usize| -> [[f32; 8]; C] {
+        let w = &m[r0 / 8 * nb..(r0 / 8 + 1) * nb];
+        let x = |c: usize| &q[(j + c) * nb..(j + c + 1) * nb];
+        let xd = |c: usize| &d[(j + c) * nb..(j + c + 1) * nb];
+        let s = |c: usize| &sums[(j + c) * nb..(j + c + 1) * nb];
+        let mut o = [[0.0f32; 8]; C];
+        macro_rules! call {
+            ($m:ident) => {{
+                if cw == C {
+                    // SAFETY: the module matches isa(): Vnni only when level() >= Avx512Vnni (AVX-512
+                    // F/BW/VL/VNNI, AVX2, FMA, F16C present and enabled), Avx2 when level() >= Avx2.
+                    o = unsafe { crate::x8::$m::q4_0x8::<C>(w, core::array::from_fn(x), core::array::from_fn(xd), core::array::from_fn(s)) };
+                } else {
+                    for c in 0..cw {
+                        // SAFETY: as above.
+                        o[c] = unsafe { crate::x8::$m::q4_0x8::<1>(w, [x(c)], [xd(c)], [s(c)]) }[0];
+                    }
+                }
+            }};
+        }
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Vnni => call!(vnni),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => call!(avx2),
+            Isa::Scalar => {
+                for (c, oc) in o.iter_mut().enumerate().take(cw) {
+                    *oc = scalar::dot_q4_0x8(w, x(c));
+                }
+            }
+        }
+        o
+    };
+    drive_octets(exec, rows / 8, n, &kernel, out);
+}
+
+/// Runs `kernel(r0, j, cw)` (rows r0..r0+8 against activations j..j+cw,
+/// `out[c][r]`) over `octs` whole row octets and `n` activation rows,
+/// storing into `out` (`[n, rows]`). Tasks take runs of octets; two octets
+/// stay in L1 while all activations stream past.
+fn drive_octets(
+    exec: &dyn Executor,
+    octs: usize,
+    n: usize,
+    kernel: &(dyn Fn(usize, usize, usize) -> [[f32; 8]; 8] + Sync),
+    out: &mut [f32],
+) {
+    const C: usize = 8;
+    let rows = out.len() / n;
+    assert!(octs * 8 <= rows);
+    let threads = exec.n_threads().max(1);
+    // Whole octets per task; a few tasks per thread.
+    let per_task = octs.div_ceil(threads * 4).max(1);
+    let tasks = octs.div_ceil(per_task);
+    let ptr = SharedOut(out.as_mut_ptr());
     let task = |t: usize| {
         let p = ptr;
         let o0 = t * per_task;
         let o1 = (o0 + per_task).min(octs);
-        // Two octets (16 rows) stay in L1 while all activations stream past.
         for pair in (o0..o1).step_by(2) {
             let mut j = 0;
             while j < n {
@@ -540,8 +621,8 @@ fn drive_oct(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out:
                     let d = kernel(r0, j, cw);
                     for (c, lanes) in d.iter().enumerate().take(cw) {
                         for (r, &v) in lanes.iter().enumerate() {
-                            // SAFETY: r0 + r < rows and j + c < n, so the index is inside `out`;
-                            // only this task writes these rows; `out` outlives exec.run.
+                            // SAFETY: r0 + r < octs * 8 <= rows and j + c < n, so the index is inside
+                            // `out`; only this task writes these rows; `out` outlives exec.run.
                             unsafe { *p.0.add((j + c) * rows + r0 + r) = v };
                         }
                     }
@@ -554,12 +635,6 @@ fn drive_oct(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out:
         exec.run(tasks, &task);
     } else {
         (0..tasks).for_each(task);
-    }
-    // Rows past the last whole octet.
-    for r in octs * 8..rows {
-        for jj in 0..n {
-            out[jj * rows + r] = tile::<1, 1>(w, r, nb * QK8_0, acts, jj)[0][0];
-        }
     }
 }
 
@@ -577,6 +652,9 @@ pub fn matvec(exec: &dyn Executor, w: Weights<'_>, cols: usize, x: &[f32], xq: &
 /// interleave the streams and read at a fraction of the speed). Tasks take
 /// runs of rows; the kernel and level are chosen once per run.
 fn matvec_drive(exec: &dyn Executor, w: Weights<'_>, cols: usize, acts: Acts<'_>, out: &mut [f32]) {
+    if let Weights::Q4_0x8(m) = w {
+        return drive_x8(exec, m, acts, 1, out);
+    }
     let rows = out.len();
     let threads = exec.n_threads().max(1);
     let chunk = rows.div_ceil(threads * 4).max(16);
@@ -665,6 +743,9 @@ pub fn matmul(
     let acts = quantize_acts(w.act_kind(), xs, cols, n, xq);
     if n == 1 {
         return matvec_drive(exec, w, cols, acts, out);
+    }
+    if let Weights::Q4_0x8(m) = w {
+        return drive_x8(exec, m, acts, n, out);
     }
     // Tile shapes measured best on an AMD Zen 4 (examples/bandwidth):
     // K-quants reduce each super-block to an integer per pair, so one row

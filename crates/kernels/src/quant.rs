@@ -301,6 +301,114 @@ pub fn dequantize_row_q4_0(blocks: &[BlockQ4_0], out: &mut [f32]) {
     }
 }
 
+// ---------------------------------------------------------------- Q4_0 x 8
+
+/// Eight Q4_0 blocks of eight consecutive rows (the same block column),
+/// interleaved so a kernel holds one row per 32-bit vector lane: the row
+/// scales side by side, then four groups of 32 bytes, where group `k`, lane
+/// `r` (bytes `32k + 4r .. 32k + 4r + 4`) are bytes `4k .. 4k + 4` of row
+/// r's `qs`. The low nibbles of group k are elements `4k .. 4k + 4` of each
+/// row, the high nibbles elements `16 + 4k .. 16 + 4k + 4`.
+///
+/// Not a GGUF type: the engine repacks Q4_0 matrices at load time (in place:
+/// eight blocks of 18 bytes become one of 144), as llama.cpp does.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockQ4_0x8 {
+    /// Scales of rows 0..8, f16 bits.
+    pub d: [u16; 8],
+    /// The nibbles, interleaved as described above.
+    pub qs: [u8; 128],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ4_0x8>() == 8 * core::mem::size_of::<BlockQ4_0>());
+const _: () = assert!(core::mem::align_of::<BlockQ4_0x8>() == 2);
+
+impl Default for BlockQ4_0x8 {
+    fn default() -> Self {
+        BlockQ4_0x8 {
+            d: [0; 8],
+            qs: [0; 128],
+        }
+    }
+}
+
+impl BlockQ4_0x8 {
+    /// Interleaves one block of each of eight rows.
+    pub fn pack(rows: [&BlockQ4_0; 8]) -> Self {
+        let mut o = BlockQ4_0x8::default();
+        for (r, b) in rows.iter().enumerate() {
+            o.d[r] = b.d;
+            for k in 0..4 {
+                o.qs[32 * k + 4 * r..32 * k + 4 * r + 4].copy_from_slice(&b.qs[4 * k..4 * k + 4]);
+            }
+        }
+        o
+    }
+
+    /// Row `r`'s block (the inverse of [`BlockQ4_0x8::pack`]).
+    pub fn row(&self, r: usize) -> BlockQ4_0 {
+        let mut b = BlockQ4_0 {
+            d: self.d[r],
+            qs: [0; 16],
+        };
+        for k in 0..4 {
+            b.qs[4 * k..4 * k + 4].copy_from_slice(&self.qs[32 * k + 4 * r..32 * k + 4 * r + 4]);
+        }
+        b
+    }
+}
+
+/// Repacks a Q4_0 matrix of `rows` rows of `nb` blocks, stored as GGUF does
+/// (row after row) in `bytes`, into [`BlockQ4_0x8`] octets in place: octet
+/// o (rows 8o..8o+8) becomes `nb` interleaved blocks at the same bytes.
+/// `rows` must be a multiple of 8 and `bytes` exactly the matrix. Uses a
+/// scratch copy of one octet; returns false, changing nothing, if the sizes
+/// do not fit or the scratch cannot be allocated.
+pub fn repack_q4_0x8_in_place(bytes: &mut [u8], rows: usize, nb: usize) -> bool {
+    const B: usize = core::mem::size_of::<BlockQ4_0>();
+    let Some(oct) = nb.checked_mul(8 * B) else {
+        return false;
+    };
+    if !rows.is_multiple_of(8)
+        || rows.checked_mul(nb).and_then(|n| n.checked_mul(B)) != Some(bytes.len())
+    {
+        return false;
+    }
+    let mut tmp: alloc::vec::Vec<u8> = alloc::vec::Vec::new();
+    if tmp.try_reserve_exact(oct).is_err() {
+        return false;
+    }
+    tmp.resize(oct, 0);
+    let block = |src: &[u8], r: usize, b: usize| -> BlockQ4_0 {
+        let at = (r * nb + b) * B;
+        let mut qs = [0u8; 16];
+        qs.copy_from_slice(&src[at + 2..at + B]);
+        BlockQ4_0 {
+            d: u16::from_le_bytes([src[at], src[at + 1]]),
+            qs,
+        }
+    };
+    for dst in bytes.chunks_exact_mut(oct) {
+        tmp.copy_from_slice(dst);
+        for (b, out) in dst.chunks_exact_mut(8 * B).enumerate() {
+            let rs: [BlockQ4_0; 8] = core::array::from_fn(|r| block(&tmp, r, b));
+            let x = BlockQ4_0x8::pack(core::array::from_fn(|r| &rs[r]));
+            for (r, d) in x.d.iter().enumerate() {
+                out[2 * r..2 * r + 2].copy_from_slice(&d.to_le_bytes());
+            }
+            out[16..].copy_from_slice(&x.qs);
+        }
+    }
+    true
+}
+
+/// Row `r` (0..8) of an octet of `nb` [`BlockQ4_0x8`] blocks as f32.
+pub fn dequantize_row_q4_0x8(blocks: &[BlockQ4_0x8], r: usize, out: &mut [f32]) {
+    for (blk, o) in blocks.iter().zip(out.chunks_exact_mut(QK4_0)) {
+        dequantize_row_q4_0(&[blk.row(r)], o);
+    }
+}
+
 // ---------------------------------------------------------------- Q5_0
 
 /// Quantizes `x` (length a multiple of 32) as ggml's `quantize_row_q5_0_ref`:

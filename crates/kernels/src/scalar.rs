@@ -2,7 +2,7 @@
 //! tested against it.
 
 use crate::half::{bf16_to_f32, f16_to_f32};
-use crate::quant::{scale_min_k4, BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0};
+use crate::quant::{scale_min_k4, BlockQ4K, BlockQ4_0, BlockQ4_0x8, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0};
 
 /// Dot product of two f32 rows.
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
@@ -52,6 +52,27 @@ pub fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
             isum += (i32::from(a.qs[j] >> 4) - 8) * i32::from(b.qs[j + 16]);
         }
         s += f16_to_f32(a.d) * f16_to_f32(b.d) * isum as f32;
+    }
+    s
+}
+
+/// Dots of the eight rows of a Q4_0 octet (`nb` interleaved blocks) with
+/// Q8_0 activations: `out[r]` = row r . x, in integers per block.
+pub fn dot_q4_0x8(w: &[BlockQ4_0x8], x: &[BlockQ8_0]) -> [f32; 8] {
+    let mut s = [0.0f32; 8];
+    for (a, b) in w.iter().zip(x) {
+        let dx = f16_to_f32(b.d);
+        for (r, acc) in s.iter_mut().enumerate() {
+            let mut isum = 0i32;
+            for k in 0..4 {
+                for j in 0..4 {
+                    let q = a.qs[32 * k + 4 * r + j];
+                    isum += (i32::from(q & 0xF) - 8) * i32::from(b.qs[4 * k + j]);
+                    isum += (i32::from(q >> 4) - 8) * i32::from(b.qs[16 + 4 * k + j]);
+                }
+            }
+            *acc += f16_to_f32(a.d[r]) * dx * isum as f32;
+        }
     }
     s
 }
