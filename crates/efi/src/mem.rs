@@ -372,6 +372,12 @@ impl Pages {
     }
 }
 
+impl AsMut<[u8]> for Pages {
+    fn as_mut(&mut self) -> &mut [u8] {
+        self.as_mut_slice()
+    }
+}
+
 impl AsRef<[u8]> for Pages {
     fn as_ref(&self) -> &[u8] {
         // SAFETY: `len` bytes of firmware pages that we own; shared access

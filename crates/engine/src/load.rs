@@ -9,8 +9,14 @@ use crate::tokenizer::Tokenizer;
 use crate::Result;
 
 /// The bytes of a model file, owned by the model once loaded. The host passes
-/// a `Vec<u8>` or a memory map; the UEFI app passes its page allocation.
-pub type Blob = Box<dyn AsRef<[u8]> + Send + Sync>;
+/// a `Vec<u8>`; the UEFI app passes its page allocation. Loading may rewrite
+/// weight matrices in place (Q4_0 matrices are repacked into row octets), so
+/// the bytes must be writable.
+pub type Blob = Box<dyn BlobBytes>;
+
+/// What a [`Blob`] holds: writable bytes that may move between threads.
+pub trait BlobBytes: AsRef<[u8]> + AsMut<[u8]> + Send + Sync {}
+impl<T: AsRef<[u8]> + AsMut<[u8]> + Send + Sync> BlobBytes for T {}
 
 /// What a menu shows about a model file before loading it.
 #[derive(Debug, Clone, PartialEq)]

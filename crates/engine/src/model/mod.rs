@@ -298,6 +298,10 @@ impl Model {
         for t in weights.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_up, &l.w_down]) {
             t.weights(file)?;
         }
+        let mut weights = weights;
+        let mut blob = blob;
+        repack(&mut weights, (*blob).as_mut());
+        let c = &config;
         let max_cols = c.dim.max(c.hidden_dim).max(c.q_dim());
         let alloc_f32 = |n: usize, what: &str| -> Result<Vec<f32>> {
             let mut v = Vec::new();
@@ -487,6 +491,33 @@ impl Model {
     }
 }
 
+/// Repacks the Q4_0 projection matrices (and a Q4_0 output matrix) into row
+/// octets, in place in the file bytes: decoding then streams one array with
+/// a row in each vector lane (as llama.cpp's `q4_0_8x8` repacking does).
+/// Token embeddings stay as they are (rows are looked up one at a time). A
+/// matrix whose bytes overlap another tensor's (a malformed file) is left
+/// alone, so no tensor is ever read in a layout it was not written in.
+fn repack(w: &mut Weights, file: &mut [u8]) {
+    let mut others: Vec<core::ops::Range<usize>> = Vec::new();
+    others.extend(w.token_embd.file_range());
+    others.extend(w.pos_embd.as_ref().and_then(Tensor::file_range));
+    let mut matrices: Vec<&mut Tensor> = Vec::new();
+    for l in &mut w.layers {
+        matrices.extend([&mut l.wq, &mut l.wk, &mut l.wv, &mut l.wo, &mut l.w_up, &mut l.w_down]);
+        matrices.extend(l.w_gate.as_mut());
+    }
+    matrices.extend(w.output.as_mut());
+    let ranges: Vec<Option<core::ops::Range<usize>>> = matrices.iter().map(|t| t.file_range()).collect();
+    for (i, t) in matrices.into_iter().enumerate() {
+        let Some(r) = &ranges[i] else { continue };
+        let overlaps = |o: &core::ops::Range<usize>| o.start < r.end && r.start < o.end;
+        let shared = others.iter().any(overlaps)
+            || ranges.iter().enumerate().any(|(j, o)| j != i && o.as_ref().is_some_and(overlaps));
+        if !shared {
+            t.repack_q4_0(file);
+        }
+    }
+}
 
 fn check_shape(t: &Tensor, rows: usize, cols: usize) -> Result<()> {
     if t.rows != rows || t.cols != cols {

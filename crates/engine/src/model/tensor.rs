@@ -72,6 +72,9 @@ impl DType {
 pub(crate) enum Data {
     /// A byte range of the model file.
     File { offset: usize, len: usize },
+    /// A Q4_0 byte range of the model file, repacked in place into row
+    /// octets (`kernels::quant::BlockQ4_0x8`) at load.
+    FileQ4_0x8 { offset: usize, len: usize },
     /// Converted at load time.
     OwnedF32(Vec<f32>),
 }
@@ -122,6 +125,8 @@ impl Tensor {
         let keep = self.dtype.bytes(rows * self.cols).unwrap_or(0);
         match &mut self.data {
             Data::File { len, .. } => *len = keep.min(*len),
+            // Octets are repacked after the loaders cut rows; never cut them.
+            Data::FileQ4_0x8 { .. } => return,
             Data::OwnedF32(v) => v.truncate(rows * self.cols),
         }
         self.rows = rows;
@@ -140,23 +145,27 @@ impl Tensor {
     /// Bytes of memory or file the tensor occupies.
     pub fn byte_len(&self) -> usize {
         match &self.data {
-            Data::File { len, .. } => *len,
+            Data::File { len, .. } | Data::FileQ4_0x8 { len, .. } => *len,
             Data::OwnedF32(v) => v.len() * 4,
         }
     }
 
     /// The kernel view of the data.
     pub(crate) fn weights<'a>(&'a self, file: &'a [u8]) -> Result<Weights<'a>> {
-        let bytes = match &self.data {
+        let (offset, len) = match &self.data {
             Data::OwnedF32(v) => return Ok(Weights::F32(v)),
-            Data::File { offset, len } => file.get(*offset..*offset + *len).ok_or_else(|| Error::TensorOutOfBounds {
-                name: self.name.clone(),
-                offset: *offset as u64,
-                size: *len as u64,
-                file_len: file.len() as u64,
-            })?,
+            Data::File { offset, len } | Data::FileQ4_0x8 { offset, len } => (*offset, *len),
         };
+        let bytes = file.get(offset..offset + len).ok_or_else(|| Error::TensorOutOfBounds {
+            name: self.name.clone(),
+            offset: offset as u64,
+            size: len as u64,
+            file_len: file.len() as u64,
+        })?;
         let misaligned = || Error::invalid(alloc::format!("tensor '{}'", self.name), "data is not aligned in memory");
+        if let Data::FileQ4_0x8 { .. } = self.data {
+            return Ok(Weights::Q4_0x8(cast::view(bytes).ok_or_else(misaligned)?));
+        }
         Ok(match self.dtype {
             DType::F32 => Weights::F32(cast::view(bytes).ok_or_else(misaligned)?),
             DType::F16 => Weights::F16(cast::view(bytes).ok_or_else(misaligned)?),
@@ -168,6 +177,31 @@ impl Tensor {
             DType::Q5_K => Weights::Q5_K(cast::view(bytes).ok_or_else(misaligned)?),
             DType::Q6_K => Weights::Q6_K(cast::view(bytes).ok_or_else(misaligned)?),
         })
+    }
+
+    /// The file byte range of a tensor read from the file.
+    pub(crate) fn file_range(&self) -> Option<core::ops::Range<usize>> {
+        match &self.data {
+            Data::File { offset, len } | Data::FileQ4_0x8 { offset, len } => Some(*offset..*offset + *len),
+            Data::OwnedF32(_) => None,
+        }
+    }
+
+    /// Repacks a Q4_0 matrix of whole row octets in `file` into the
+    /// row-octet layout the kernels stream (in place, same bytes); other
+    /// tensors are left alone. Returns whether it repacked.
+    pub(crate) fn repack_q4_0(&mut self, file: &mut [u8]) -> bool {
+        let (DType::Q4_0, Data::File { offset, len }) = (self.dtype, &self.data) else { return false };
+        let (offset, len) = (*offset, *len);
+        if !self.rows.is_multiple_of(8) || !self.cols.is_multiple_of(QK8_0) {
+            return false;
+        }
+        let Some(bytes) = file.get_mut(offset..offset + len) else { return false };
+        if !kernels::quant::repack_q4_0x8_in_place(bytes, self.rows, self.cols / QK8_0) {
+            return false;
+        }
+        self.data = Data::FileQ4_0x8 { offset, len };
+        true
     }
 
     /// Row `r` converted to f32 into `out` (`cols` values).
