@@ -1,4 +1,4 @@
-//! Q4_0 matrices are repacked into row octets at load: a Q4_0 model must
+//! Q4_0 and Q4_K matrices are repacked into row octets at load: a model must
 //! compute what the same weights compute unpacked (dequantized to F32),
 //! token by token and in prompt batches, for matrices with and without
 //! whole row octets.
@@ -31,6 +31,8 @@ fn dequantized(file: &[u8]) -> Vec<u8> {
             GgmlType::Q4_0 => Weights::Q4_0(view(data).unwrap()),
             GgmlType::Q8_0 => Weights::Q8_0(view(data).unwrap()),
             GgmlType::Q4_K => Weights::Q4_K(view(data).unwrap()),
+            GgmlType::Q5_0 => Weights::Q5_0(view(data).unwrap()),
+            GgmlType::Q5_K => Weights::Q5_K(view(data).unwrap()),
             GgmlType::Q6_K => Weights::Q6_K(view(data).unwrap()),
             other => panic!("{}: unexpected type {other:?}", t.name),
         };
@@ -77,11 +79,16 @@ fn logits(bytes: Vec<u8>, toks: &[u32], batched: bool) -> Vec<Vec<f32>> {
 }
 
 #[test]
-fn repacked_q4_0_model_equals_its_dequantized_weights() {
+fn repacked_q4_0_and_q4_k_models_equal_their_dequantized_weights() {
     // The first model has whole row octets in every matrix; in the second,
     // wk and wv have 4 rows (one KV head of 4), so they stay in the file
-    // layout while the other matrices are repacked.
-    for (dim, hidden, heads, kv_heads) in [(64usize, 96usize, 4usize, 2usize), (96, 128, 24, 1)] {
+    // layout while the other matrices are repacked. The third is Q4_K_M:
+    // Q4_K matrices repacked, Q6_K ones as they are.
+    for (ty, dim, hidden, heads, kv_heads) in [
+        (QuantType::Q4_0, 64usize, 96usize, 4usize, 2usize),
+        (QuantType::Q4_0, 96, 128, 24, 1),
+        (QuantType::Q4_K_M, 256, 512, 8, 2),
+    ] {
         let f32_file = common::random_llama_gguf(
             "testdata/llamacpp-vocab/ggml-vocab-llama-spm.gguf",
             dim,
@@ -91,11 +98,11 @@ fn repacked_q4_0_model_equals_its_dequantized_weights() {
             kv_heads,
             &[],
         );
-        let q4 = quantize_gguf(&f32_file, QuantType::Q4_0)
+        let q4 = quantize_gguf(&f32_file, ty)
             .unwrap()
             .to_bytes()
             .unwrap();
-        // The same Q4_0 values in F32 (and F32 activations).
+        // The same values in F32 (and F32 activations).
         let deq = dequantized(&q4);
         let toks: Vec<u32> = (0..40).map(|i| (i * 977 + 13) % 32000).collect();
         let (a, b) = (
@@ -108,7 +115,7 @@ fn repacked_q4_0_model_equals_its_dequantized_weights() {
             // Only the activations' Q8_0 rounding separates the two.
             assert!(
                 err <= 0.01 * scale.max(1.0),
-                "dim {dim} pos {p}: max error {err} (scale {scale})"
+                "{ty:?} dim {dim} pos {p}: max error {err} (scale {scale})"
             );
         }
         let (c, d) = (logits(q4, &toks, true), logits(deq, &toks, true));
@@ -116,12 +123,12 @@ fn repacked_q4_0_model_equals_its_dequantized_weights() {
         let err = max_err(&c[0], &d[0]);
         assert!(
             err <= 0.01 * scale.max(1.0),
-            "dim {dim} batched: max error {err}"
+            "{ty:?} dim {dim} batched: max error {err}"
         );
         let err = max_err(&c[0], a.last().unwrap());
         assert!(
             err <= 1e-4 * scale.max(1.0),
-            "dim {dim}: prompt batch against token by token {err}"
+            "{ty:?} dim {dim}: prompt batch against token by token {err}"
         );
     }
 }

@@ -1,6 +1,6 @@
 //! Viewing raw file bytes as typed slices, with alignment and length checks.
 
-use crate::quant::{BlockQ4_0x8, BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0};
+use crate::quant::{BlockQ4Kx8, BlockQ4_0x8, BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0};
 
 /// Views `b` as `T`s if it is aligned and its length is a whole number of `T`.
 pub fn view<T: Pod>(b: &[u8]) -> Option<&[T]> {
@@ -19,6 +19,15 @@ pub fn bytes_of<T: Pod>(v: &[T]) -> &[u8] {
     // SAFETY: `T: Pod` has no padding, so every byte is initialised; u8 has
     // align 1 and the length is the slice's size in bytes.
     unsafe { core::slice::from_raw_parts(v.as_ptr().cast::<u8>(), core::mem::size_of_val(v)) }
+}
+
+/// A `T` read from the first `size_of::<T>()` bytes of `b` (any alignment).
+/// Panics if `b` is shorter.
+pub fn read_pod<T: Pod>(b: &[u8]) -> T {
+    assert!(b.len() >= core::mem::size_of::<T>(), "{} bytes for a {}-byte value", b.len(), core::mem::size_of::<T>());
+    // SAFETY: at least size_of::<T>() readable bytes (checked); `T: Pod` accepts any bit pattern;
+    // read_unaligned has no alignment requirement.
+    unsafe { b.as_ptr().cast::<T>().read_unaligned() }
 }
 
 /// Plain-old-data types that any initialised bytes form validly.
@@ -46,6 +55,8 @@ unsafe impl Pod for BlockQ4_0x8 {}
 unsafe impl Pod for BlockQ5_0 {}
 // SAFETY: repr(C) 2 x u16 + [u8; 12] + [u8; 128] = 144 bytes, align 2, no padding (size checked at compile time).
 unsafe impl Pod for BlockQ4K {}
+// SAFETY: repr(C) 2 x [u16; 8] + [u8; 96] + [u8; 1024] = 1152 bytes, align 2, no padding (size checked).
+unsafe impl Pod for BlockQ4Kx8 {}
 // SAFETY: repr(C) 2 x u16 + [u8; 12] + [u8; 32] + [u8; 128] = 176 bytes, align 2, no padding (size checked).
 unsafe impl Pod for BlockQ5K {}
 // SAFETY: repr(C) [u8; 128] + [u8; 64] + [i8; 16] + u16 = 210 bytes, align 2, no padding (size checked).

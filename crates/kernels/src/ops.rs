@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use crate::cpu::{level, SimdLevel};
 use crate::exec::Executor;
 use crate::half::{bf16_to_f32, f16_to_f32};
-use crate::quant::{self, BlockQ4K, BlockQ4_0, BlockQ4_0x8, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK8_0, QK_K};
+use crate::quant::{self, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK8_0, QK_K};
 use crate::scalar;
 
 /// A weight matrix, row-major `[rows, cols]`, in one of the storage types.
@@ -24,6 +24,8 @@ pub enum Weights<'a> {
     Q4_0x8(&'a [BlockQ4_0x8]),
     Q5_0(&'a [BlockQ5_0]),
     Q4_K(&'a [BlockQ4K]),
+    /// Q4_K repacked into row octets ([`BlockQ4Kx8`]), as [`Weights::Q4_0x8`].
+    Q4_Kx8(&'a [BlockQ4Kx8]),
     Q5_K(&'a [BlockQ5K]),
     Q6_K(&'a [BlockQ6K]),
 }
@@ -46,7 +48,7 @@ impl Weights<'_> {
         match self {
             Weights::F32(_) | Weights::F16(_) | Weights::BF16(_) => ActKind::F32,
             Weights::Q8_0(_) | Weights::Q4_0(_) | Weights::Q4_0x8(_) | Weights::Q5_0(_) => ActKind::Q8_0,
-            Weights::Q4_K(_) | Weights::Q5_K(_) | Weights::Q6_K(_) => ActKind::Q8_K,
+            Weights::Q4_K(_) | Weights::Q4_Kx8(_) | Weights::Q5_K(_) | Weights::Q6_K(_) => ActKind::Q8_K,
         }
     }
 
@@ -74,6 +76,7 @@ impl Weights<'_> {
             Weights::Q4_0x8(m) => m.len() * 8 * QK8_0,
             Weights::Q5_0(m) => m.len() * QK8_0,
             Weights::Q4_K(m) => m.len() * QK_K,
+            Weights::Q4_Kx8(m) => m.len() * 8 * QK_K,
             Weights::Q5_K(m) => m.len() * QK_K,
             Weights::Q6_K(m) => m.len() * QK_K,
         }
@@ -90,6 +93,7 @@ impl Weights<'_> {
             Weights::Q4_0x8(_) => "Q4_0x8",
             Weights::Q5_0(_) => "Q5_0",
             Weights::Q4_K(_) => "Q4_K",
+            Weights::Q4_Kx8(_) => "Q4_Kx8",
             Weights::Q5_K(_) => "Q5_K",
             Weights::Q6_K(_) => "Q6_K",
         }
@@ -113,6 +117,10 @@ pub fn dequantize_row(w: Weights<'_>, r: usize, cols: usize, out: &mut [f32]) {
         }
         Weights::Q5_0(m) => quant::dequantize_row_q5_0(&m[a / QK8_0..b / QK8_0], out),
         Weights::Q4_K(m) => quant::dequantize_row_q4_k(&m[a / QK_K..b / QK_K], out),
+        Weights::Q4_Kx8(m) => {
+            let nb = cols / QK_K;
+            quant::dequantize_row_q4_kx8(&m[r / 8 * nb..(r / 8 + 1) * nb], r % 8, out)
+        }
         Weights::Q5_K(m) => quant::dequantize_row_q5_k(&m[a / QK_K..b / QK_K], out),
         Weights::Q6_K(m) => quant::dequantize_row_q6_k(&m[a / QK_K..b / QK_K], out),
     }
@@ -414,8 +422,8 @@ pub fn par_chunks_mut<T: Send>(
 fn check_shape(w: &Weights<'_>, cols: usize, rows: usize) {
     let bs = w.block_size();
     assert!(cols.is_multiple_of(bs), "{cols} columns are not whole {} blocks", w.type_name());
-    if let Weights::Q4_0x8(_) = w {
-        assert!(rows.is_multiple_of(8), "{rows} rows are not whole Q4_0x8 octets");
+    if let Weights::Q4_0x8(_) | Weights::Q4_Kx8(_) = w {
+        assert!(rows.is_multiple_of(8), "{rows} rows are not whole {} octets", w.type_name());
     }
     assert!(
         rows.checked_mul(cols).is_some_and(|n| n <= w.n_elements()),
@@ -543,46 +551,81 @@ fn drive_oct(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out:
     }
 }
 
-/// Repacked Q4_0 octets against `n` activation rows (`n` = 1 decodes), at
-/// every level; the result for a (row, activation) pair does not depend on
-/// `n`, the tiling or the thread count.
-fn drive_x8(exec: &dyn Executor, m: &[BlockQ4_0x8], acts: Acts<'_>, n: usize, out: &mut [f32]) {
+/// Repacked Q4_0 or Q4_K octets against `n` activation rows (`n` = 1
+/// decodes), at every level; the result for a (row, activation) pair does
+/// not depend on `n`, the tiling or the thread count.
+fn drive_x8(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: &mut [f32]) {
     const C: usize = 8;
-    let Acts::Q8_0(q, sums, d, nb) = acts else {
-        unreachable!("Q4_0x8 takes Q8_0 activations")
-    };
     let rows = out.len() / n;
     let level = isa();
     let kernel = |r0: usize, j: usize, cw: usize| -> [[f32; 8]; C] {
-        let w = &m[r0 / 8 * nb..(r0 / 8 + 1) * nb];
-        let x = |c: usize| &q[(j + c) * nb..(j + c + 1) * nb];
-        let xd = |c: usize| &d[(j + c) * nb..(j + c + 1) * nb];
-        let s = |c: usize| &sums[(j + c) * nb..(j + c + 1) * nb];
         let mut o = [[0.0f32; 8]; C];
-        macro_rules! call {
-            ($m:ident) => {{
-                if cw == C {
-                    // SAFETY: the module matches isa(): Vnni only when level() >= Avx512Vnni (AVX-512
-                    // F/BW/VL/VNNI, AVX2, FMA, F16C present and enabled), Avx2 when level() >= Avx2.
-                    o = unsafe { crate::x8::$m::q4_0x8::<C>(w, core::array::from_fn(x), core::array::from_fn(xd), core::array::from_fn(s)) };
-                } else {
-                    for c in 0..cw {
-                        // SAFETY: as above.
-                        o[c] = unsafe { crate::x8::$m::q4_0x8::<1>(w, [x(c)], [xd(c)], [s(c)]) }[0];
+        match (w, acts) {
+            (Weights::Q4_0x8(m), Acts::Q8_0(q, sums, d, nb)) => {
+                let w = &m[r0 / 8 * nb..(r0 / 8 + 1) * nb];
+                let x = |c: usize| &q[(j + c) * nb..(j + c + 1) * nb];
+                let xd = |c: usize| &d[(j + c) * nb..(j + c + 1) * nb];
+                let s = |c: usize| &sums[(j + c) * nb..(j + c + 1) * nb];
+                macro_rules! call {
+                    ($m:ident) => {{
+                        if cw == C {
+                            // SAFETY: the module matches isa(): Vnni only when level() >= Avx512Vnni (AVX-512
+                            // F/BW/VL/VNNI, AVX2, FMA, F16C present and enabled), Avx2 when level() >= Avx2.
+                            o = unsafe {
+                                crate::x8::$m::q4_0x8::<C>(w, core::array::from_fn(x), core::array::from_fn(xd), core::array::from_fn(s))
+                            };
+                        } else {
+                            for c in 0..cw {
+                                // SAFETY: as above.
+                                o[c] = unsafe { crate::x8::$m::q4_0x8::<1>(w, [x(c)], [xd(c)], [s(c)]) }[0];
+                            }
+                        }
+                    }};
+                }
+                match level {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Vnni => call!(vnni),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => call!(avx2),
+                    Isa::Scalar => {
+                        for (c, oc) in o.iter_mut().enumerate().take(cw) {
+                            *oc = scalar::dot_q4_0x8(w, x(c));
+                        }
                     }
                 }
-            }};
-        }
-        match level {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Vnni => call!(vnni),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => call!(avx2),
-            Isa::Scalar => {
-                for (c, oc) in o.iter_mut().enumerate().take(cw) {
-                    *oc = scalar::dot_q4_0x8(w, x(c));
+            }
+            (Weights::Q4_Kx8(m), Acts::Q8K(q, nb)) => {
+                let w = &m[r0 / 8 * nb..(r0 / 8 + 1) * nb];
+                let x = |c: usize| &q[(j + c) * nb..(j + c + 1) * nb];
+                // Four activations at a time keep the sums in registers.
+                macro_rules! call {
+                    ($m:ident) => {{
+                        let mut c = 0;
+                        while c + 4 <= cw {
+                            // SAFETY: as for Q4_0 above.
+                            let r = unsafe { crate::x8::$m::q4_kx8::<4>(w, core::array::from_fn(|k| x(c + k))) };
+                            o[c..c + 4].copy_from_slice(&r);
+                            c += 4;
+                        }
+                        for c in c..cw {
+                            // SAFETY: as above.
+                            o[c] = unsafe { crate::x8::$m::q4_kx8::<1>(w, [x(c)]) }[0];
+                        }
+                    }};
+                }
+                match level {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Vnni => call!(vnni),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => call!(avx2),
+                    Isa::Scalar => {
+                        for (c, oc) in o.iter_mut().enumerate().take(cw) {
+                            *oc = scalar::dot_q4_kx8(w, x(c));
+                        }
+                    }
                 }
             }
+            _ => unreachable!("octets take the activations of their type"),
         }
         o
     };
@@ -652,8 +695,8 @@ pub fn matvec(exec: &dyn Executor, w: Weights<'_>, cols: usize, x: &[f32], xq: &
 /// interleave the streams and read at a fraction of the speed). Tasks take
 /// runs of rows; the kernel and level are chosen once per run.
 fn matvec_drive(exec: &dyn Executor, w: Weights<'_>, cols: usize, acts: Acts<'_>, out: &mut [f32]) {
-    if let Weights::Q4_0x8(m) = w {
-        return drive_x8(exec, m, acts, 1, out);
+    if let Weights::Q4_0x8(_) | Weights::Q4_Kx8(_) = w {
+        return drive_x8(exec, w, acts, 1, out);
     }
     let rows = out.len();
     let threads = exec.n_threads().max(1);
@@ -744,8 +787,8 @@ pub fn matmul(
     if n == 1 {
         return matvec_drive(exec, w, cols, acts, out);
     }
-    if let Weights::Q4_0x8(m) = w {
-        return drive_x8(exec, m, acts, n, out);
+    if let Weights::Q4_0x8(_) | Weights::Q4_Kx8(_) = w {
+        return drive_x8(exec, w, acts, n, out);
     }
     // Tile shapes measured best on an AMD Zen 4 (examples/bandwidth):
     // K-quants reduce each super-block to an integer per pair, so one row

@@ -23,6 +23,7 @@
 //! - Q8_K: activations for K-quant dot products: f32 scale, 256 int8 values
 //!   and the sums of each group of 16 (292 bytes).
 
+use crate::cast::{bytes_of, read_pod, Pod};
 use crate::half::{f16_to_f32, f32_to_f16};
 
 /// Elements per Q8_0 block.
@@ -365,13 +366,20 @@ impl BlockQ4_0x8 {
 /// scratch copy of one octet; returns false, changing nothing, if the sizes
 /// do not fit or the scratch cannot be allocated.
 pub fn repack_q4_0x8_in_place(bytes: &mut [u8], rows: usize, nb: usize) -> bool {
-    const B: usize = core::mem::size_of::<BlockQ4_0>();
-    let Some(oct) = nb.checked_mul(8 * B) else {
+    repack_octets_in_place(bytes, rows, nb, BlockQ4_0x8::pack)
+}
+
+/// Rewrites `rows` rows of `nb` blocks `T` (row after row) in `bytes` as
+/// octets of `nb` interleaved blocks `X` made by `pack`, in place, through a
+/// scratch copy of one octet. False, changing nothing, if the sizes do not
+/// fit or the scratch cannot be allocated.
+fn repack_octets_in_place<T: Pod, X: Pod>(bytes: &mut [u8], rows: usize, nb: usize, pack: fn([&T; 8]) -> X) -> bool {
+    let b = core::mem::size_of::<T>();
+    debug_assert_eq!(core::mem::size_of::<X>(), 8 * b);
+    let Some(oct) = nb.checked_mul(8 * b) else {
         return false;
     };
-    if !rows.is_multiple_of(8)
-        || rows.checked_mul(nb).and_then(|n| n.checked_mul(B)) != Some(bytes.len())
-    {
+    if !rows.is_multiple_of(8) || rows.checked_mul(nb).and_then(|n| n.checked_mul(b)) != Some(bytes.len()) {
         return false;
     }
     let mut tmp: alloc::vec::Vec<u8> = alloc::vec::Vec::new();
@@ -379,24 +387,12 @@ pub fn repack_q4_0x8_in_place(bytes: &mut [u8], rows: usize, nb: usize) -> bool 
         return false;
     }
     tmp.resize(oct, 0);
-    let block = |src: &[u8], r: usize, b: usize| -> BlockQ4_0 {
-        let at = (r * nb + b) * B;
-        let mut qs = [0u8; 16];
-        qs.copy_from_slice(&src[at + 2..at + B]);
-        BlockQ4_0 {
-            d: u16::from_le_bytes([src[at], src[at + 1]]),
-            qs,
-        }
-    };
     for dst in bytes.chunks_exact_mut(oct) {
         tmp.copy_from_slice(dst);
-        for (b, out) in dst.chunks_exact_mut(8 * B).enumerate() {
-            let rs: [BlockQ4_0; 8] = core::array::from_fn(|r| block(&tmp, r, b));
-            let x = BlockQ4_0x8::pack(core::array::from_fn(|r| &rs[r]));
-            for (r, d) in x.d.iter().enumerate() {
-                out[2 * r..2 * r + 2].copy_from_slice(&d.to_le_bytes());
-            }
-            out[16..].copy_from_slice(&x.qs);
+        for (i, out) in dst.chunks_exact_mut(8 * b).enumerate() {
+            let rs: [T; 8] = core::array::from_fn(|r| read_pod(&tmp[(r * nb + i) * b..(r * nb + i + 1) * b]));
+            let x = pack(core::array::from_fn(|r| &rs[r]));
+            out.copy_from_slice(bytes_of(core::slice::from_ref(&x)));
         }
     }
     true
@@ -406,6 +402,86 @@ pub fn repack_q4_0x8_in_place(bytes: &mut [u8], rows: usize, nb: usize) -> bool 
 pub fn dequantize_row_q4_0x8(blocks: &[BlockQ4_0x8], r: usize, out: &mut [f32]) {
     for (blk, o) in blocks.iter().zip(out.chunks_exact_mut(QK4_0)) {
         dequantize_row_q4_0(&[blk.row(r)], o);
+    }
+}
+
+// ---------------------------------------------------------------- Q4_K x 8
+
+/// Eight Q4_K super-blocks of eight consecutive rows (the same column),
+/// interleaved so a kernel holds one row per 32-bit vector lane: the eight
+/// `d`, the eight `dmin`, the rows' 12 scale bytes as three 4-byte words
+/// (word w of row r at bytes `32w + 4r`), and the nibbles: chunk c, group g
+/// (bytes `256c + 32g .. + 32`) holds, in lane r, bytes `32c + 4g .. + 4` of
+/// row r's `qs` (low nibbles: sub-block 2c, elements 4g..4g+4; high
+/// nibbles: sub-block 2c + 1).
+///
+/// Not a GGUF type: repacked in place at load like [`BlockQ4_0x8`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockQ4Kx8 {
+    /// `d` of rows 0..8, f16 bits.
+    pub d: [u16; 8],
+    /// `dmin` of rows 0..8, f16 bits.
+    pub dmin: [u16; 8],
+    /// The scale bytes, word-major as described above.
+    pub scales: [u8; 96],
+    /// The nibbles, interleaved as described above.
+    pub qs: [u8; 1024],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ4Kx8>() == 8 * core::mem::size_of::<BlockQ4K>());
+const _: () = assert!(core::mem::align_of::<BlockQ4Kx8>() == 2);
+
+impl Default for BlockQ4Kx8 {
+    fn default() -> Self {
+        BlockQ4Kx8 { d: [0; 8], dmin: [0; 8], scales: [0; 96], qs: [0; 1024] }
+    }
+}
+
+impl BlockQ4Kx8 {
+    /// Interleaves one super-block of each of eight rows.
+    pub fn pack(rows: [&BlockQ4K; 8]) -> Self {
+        let mut o = BlockQ4Kx8::default();
+        for (r, b) in rows.iter().enumerate() {
+            o.d[r] = b.d;
+            o.dmin[r] = b.dmin;
+            for w in 0..3 {
+                o.scales[32 * w + 4 * r..32 * w + 4 * r + 4].copy_from_slice(&b.scales[4 * w..4 * w + 4]);
+            }
+            for c in 0..4 {
+                for g in 0..8 {
+                    let at = 256 * c + 32 * g + 4 * r;
+                    o.qs[at..at + 4].copy_from_slice(&b.qs[32 * c + 4 * g..32 * c + 4 * g + 4]);
+                }
+            }
+        }
+        o
+    }
+
+    /// Row `r`'s super-block (the inverse of [`BlockQ4Kx8::pack`]).
+    pub fn row(&self, r: usize) -> BlockQ4K {
+        let mut b = BlockQ4K { d: self.d[r], dmin: self.dmin[r], scales: [0; 12], qs: [0; 128] };
+        for w in 0..3 {
+            b.scales[4 * w..4 * w + 4].copy_from_slice(&self.scales[32 * w + 4 * r..32 * w + 4 * r + 4]);
+        }
+        for c in 0..4 {
+            for g in 0..8 {
+                let at = 256 * c + 32 * g + 4 * r;
+                b.qs[32 * c + 4 * g..32 * c + 4 * g + 4].copy_from_slice(&self.qs[at..at + 4]);
+            }
+        }
+        b
+    }
+}
+
+/// [`repack_q4_0x8_in_place`] for Q4_K: `nb` super-blocks per row.
+pub fn repack_q4_kx8_in_place(bytes: &mut [u8], rows: usize, nb: usize) -> bool {
+    repack_octets_in_place(bytes, rows, nb, BlockQ4Kx8::pack)
+}
+
+/// Row `r` (0..8) of an octet of `nb` [`BlockQ4Kx8`] super-blocks as f32.
+pub fn dequantize_row_q4_kx8(blocks: &[BlockQ4Kx8], r: usize, out: &mut [f32]) {
+    for (blk, o) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
+        dequantize_row_q4_k(&[blk.row(r)], o);
     }
 }
 

@@ -2,7 +2,7 @@
 //! tested against it.
 
 use crate::half::{bf16_to_f32, f16_to_f32};
-use crate::quant::{scale_min_k4, BlockQ4K, BlockQ4_0, BlockQ4_0x8, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0};
+use crate::quant::{scale_min_k4, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0};
 
 /// Dot product of two f32 rows.
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
@@ -116,6 +116,12 @@ pub fn dot_q4_k(w: &[BlockQ4K], x: &[BlockQ8K]) -> f32 {
         s += d * sumi as f32 - dmin * summ as f32;
     }
     s
+}
+
+/// Dots of the eight rows of a Q4_K octet (`nb` interleaved super-blocks)
+/// with Q8_K activations: `out[r]` = row r . x, as [`dot_q4_k`] per row.
+pub fn dot_q4_kx8(w: &[BlockQ4Kx8], x: &[BlockQ8K]) -> [f32; 8] {
+    core::array::from_fn(|r| w.iter().zip(x).map(|(a, b)| dot_q4_k(&[a.row(r)], core::slice::from_ref(b))).sum())
 }
 
 /// Dot product of a Q5_K weight row with Q8_K activations (as [`dot_q4_k`]).

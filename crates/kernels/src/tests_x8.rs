@@ -250,3 +250,125 @@ fn repacked_matrices_need_whole_octets() {
         &mut out,
     );
 }
+
+// ------------------------------------------------------------------ Q4_K
+
+/// A random Q4_K matrix in the GGUF layout and repacked.
+fn matrix_k(seed: u64, rows: usize, cols: usize) -> (Vec<BlockQ4K>, Vec<BlockQ4Kx8>) {
+    let mut r = Rng(seed);
+    // Offsets per row so the mins matter.
+    let w: Vec<f32> = (0..rows * cols).map(|i| r.next() + 0.3 * ((i / cols) % 3) as f32).collect();
+    let mut q = std::vec![BlockQ4K { d: 0, dmin: 0, scales: [0; 12], qs: [0; 128] }; rows * cols / QK_K];
+    quantize_row_q4_k(&w, &mut q);
+    let mut bytes = crate::cast::bytes_of(&q).to_vec();
+    assert!(repack_q4_kx8_in_place(&mut bytes, rows, cols / QK_K));
+    let x8 = bytes.chunks_exact(1152).map(crate::cast::read_pod::<BlockQ4Kx8>).collect();
+    (q, x8)
+}
+
+fn acts_k(seed: u64, n: usize, nb: usize) -> Vec<BlockQ8K> {
+    let x = Rng(seed).vec(n * nb * QK_K);
+    let mut q = std::vec![BlockQ8K { d: 0.0, qs: [0; QK_K], bsums: [0; 16] }; n * nb];
+    quantize_row_q8_k(&x, &mut q);
+    q
+}
+
+#[test]
+fn q4_k_repacking_interleaves_and_dequantizes_to_the_original_rows() {
+    let (rows, nb) = (16, 3);
+    let (q, x8) = matrix_k(50, rows, nb * QK_K);
+    for o in 0..rows / 8 {
+        for b in 0..nb {
+            let blk = &x8[o * nb + b];
+            assert_eq!(*blk, BlockQ4Kx8::pack(core::array::from_fn(|r| &q[(8 * o + r) * nb + b])));
+            for r in 0..8 {
+                assert_eq!(blk.row(r), q[(8 * o + r) * nb + b], "octet {o} block {b} row {r}");
+            }
+        }
+    }
+    let cols = nb * QK_K;
+    let (mut a, mut b) = (std::vec![0.0f32; cols], std::vec![0.0f32; cols]);
+    for r in 0..rows {
+        ops::dequantize_row(Weights::Q4_K(&q), r, cols, &mut a);
+        ops::dequantize_row(Weights::Q4_Kx8(&x8), r, cols, &mut b);
+        assert_eq!(a, b, "row {r}");
+    }
+    let mut bytes = crate::cast::bytes_of(&q).to_vec();
+    assert!(!repack_q4_kx8_in_place(&mut bytes, 12, nb));
+    assert!(!repack_q4_kx8_in_place(&mut bytes[..1151], rows, nb));
+    assert_eq!(bytes, crate::cast::bytes_of(&q));
+}
+
+#[test]
+fn scalar_q4_k_octet_dot_equals_the_row_dots() {
+    for nb in [1usize, 2, 5] {
+        let (q, x8) = matrix_k(60 + nb as u64, 8, nb * QK_K);
+        let x = acts_k(61, 1, nb);
+        let got = scalar::dot_q4_kx8(&x8, &x);
+        for r in 0..8 {
+            assert_eq!(got[r].to_bits(), scalar::dot_q4_k(&q[r * nb..(r + 1) * nb], &x).to_bits(), "nb={nb} row {r}");
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn simd_q4_k_octet_kernels_match_scalar_at_every_level() {
+    let best = detect().best_level();
+    if best < SimdLevel::Avx2 {
+        std::eprintln!("AVX2 not available on this CPU: comparing scalar only");
+        return;
+    }
+    for nb in [1usize, 3, 8] {
+        let (_, x8) = matrix_k(70 + nb as u64, 8, nb * QK_K);
+        let x = acts_k(71, 4, nb);
+        let xs: [&[BlockQ8K]; 4] = core::array::from_fn(|c| &x[c * nb..(c + 1) * nb]);
+        // SAFETY: AVX2, FMA and F16C are present (best level checked above).
+        let a4 = unsafe { crate::x8::avx2::q4_kx8::<4>(&x8, xs) };
+        // SAFETY: as above.
+        let a1 = unsafe { crate::x8::avx2::q4_kx8::<1>(&x8, [xs[2]]) };
+        assert_eq!(a1[0], a4[2], "nb={nb}: one activation or four, the same bits");
+        let mut levels = std::vec![("avx2", a4)];
+        if best >= SimdLevel::Avx512Vnni {
+            // SAFETY: AVX-512 F/BW/VL/VNNI present (best level checked).
+            levels.push(("vnni", unsafe { crate::x8::vnni::q4_kx8::<4>(&x8, xs) }));
+        }
+        for (name, got) in &levels {
+            assert_eq!(got, &a4, "{name} nb={nb}: levels differ in bits");
+            for c in 0..4 {
+                let want = scalar::dot_q4_kx8(&x8, xs[c]);
+                for r in 0..8 {
+                    let (g, w) = (got[c][r], want[r]);
+                    assert!((g - w).abs() <= 2e-5 * (nb as f32).sqrt() * (1.0 + w.abs()), "{name} nb={nb} c={c} r={r}: {g} vs {w}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn repacked_q4_k_matvec_and_matmul_agree_with_the_gguf_layout() {
+    let (rows, cols) = (24, 2 * QK_K);
+    let (q, x8) = matrix_k(80, rows, cols);
+    let xs = Rng(81).vec(11 * cols);
+    let mut s = ActScratch::new(cols, 11);
+    for n in [1usize, 3, 5, 8, 11] {
+        let mut mm = std::vec![0.0f32; n * rows];
+        ops::matmul(&crate::exec::Serial, Weights::Q4_Kx8(&x8), cols, &xs, n, &mut s, &mut mm);
+        let mut mm3 = std::vec![0.0f32; n * rows];
+        ops::matmul(&Reversed(3), Weights::Q4_Kx8(&x8), cols, &xs, n, &mut s, &mut mm3);
+        assert!(mm.iter().zip(&mm3).all(|(a, b)| a.to_bits() == b.to_bits()), "n={n}: thread count changed bits");
+        for j in 0..n {
+            let x = &xs[j * cols..(j + 1) * cols];
+            let mut mv = std::vec![0.0f32; rows];
+            ops::matvec(&Reversed(2), Weights::Q4_Kx8(&x8), cols, x, &mut s, &mut mv);
+            let mut plain = std::vec![0.0f32; rows];
+            ops::matvec(&crate::exec::Serial, Weights::Q4_K(&q), cols, x, &mut s, &mut plain);
+            for i in 0..rows {
+                let (a, b, p) = (mv[i], mm[j * rows + i], plain[i]);
+                assert_eq!(a.to_bits(), b.to_bits(), "n={n} act {j} row {i}: matvec {a} vs matmul {b}");
+                assert!((a - p).abs() <= 1e-4 * (1.0 + p.abs()), "n={n} act {j} row {i}: {a} vs Q4_K {p}");
+            }
+        }
+    }
+}

@@ -491,9 +491,10 @@ impl Model {
     }
 }
 
-/// Repacks the Q4_0 projection matrices (and a Q4_0 output matrix) into row
-/// octets, in place in the file bytes: decoding then streams one array with
-/// a row in each vector lane (as llama.cpp's `q4_0_8x8` repacking does).
+/// Repacks the Q4_0 and Q4_K projection matrices (and such an output
+/// matrix) into row octets, in place in the file bytes: decoding then
+/// streams one array with a row in each vector lane (as llama.cpp's
+/// `q4_0_8x8` and `q4_K_8x8` repacking does).
 /// Token embeddings stay as they are (rows are looked up one at a time). A
 /// matrix whose bytes overlap another tensor's (a malformed file) is left
 /// alone, so no tensor is ever read in a layout it was not written in.
@@ -514,7 +515,7 @@ fn repack(w: &mut Weights, file: &mut [u8]) {
         let shared = others.iter().any(overlaps)
             || ranges.iter().enumerate().any(|(j, o)| j != i && o.as_ref().is_some_and(overlaps));
         if !shared {
-            t.repack_q4_0(file);
+            t.repack_octets(file);
         }
     }
 }

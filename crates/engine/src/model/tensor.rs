@@ -72,9 +72,9 @@ impl DType {
 pub(crate) enum Data {
     /// A byte range of the model file.
     File { offset: usize, len: usize },
-    /// A Q4_0 byte range of the model file, repacked in place into row
-    /// octets (`kernels::quant::BlockQ4_0x8`) at load.
-    FileQ4_0x8 { offset: usize, len: usize },
+    /// A Q4_0 or Q4_K byte range of the model file, repacked in place into
+    /// row octets (`kernels::quant::BlockQ4_0x8` / `BlockQ4Kx8`) at load.
+    Octets { offset: usize, len: usize },
     /// Converted at load time.
     OwnedF32(Vec<f32>),
 }
@@ -126,7 +126,7 @@ impl Tensor {
         match &mut self.data {
             Data::File { len, .. } => *len = keep.min(*len),
             // Octets are repacked after the loaders cut rows; never cut them.
-            Data::FileQ4_0x8 { .. } => return,
+            Data::Octets { .. } => return,
             Data::OwnedF32(v) => v.truncate(rows * self.cols),
         }
         self.rows = rows;
@@ -145,7 +145,7 @@ impl Tensor {
     /// Bytes of memory or file the tensor occupies.
     pub fn byte_len(&self) -> usize {
         match &self.data {
-            Data::File { len, .. } | Data::FileQ4_0x8 { len, .. } => *len,
+            Data::File { len, .. } | Data::Octets { len, .. } => *len,
             Data::OwnedF32(v) => v.len() * 4,
         }
     }
@@ -154,7 +154,7 @@ impl Tensor {
     pub(crate) fn weights<'a>(&'a self, file: &'a [u8]) -> Result<Weights<'a>> {
         let (offset, len) = match &self.data {
             Data::OwnedF32(v) => return Ok(Weights::F32(v)),
-            Data::File { offset, len } | Data::FileQ4_0x8 { offset, len } => (*offset, *len),
+            Data::File { offset, len } | Data::Octets { offset, len } => (*offset, *len),
         };
         let bytes = file.get(offset..offset + len).ok_or_else(|| Error::TensorOutOfBounds {
             name: self.name.clone(),
@@ -163,8 +163,11 @@ impl Tensor {
             file_len: file.len() as u64,
         })?;
         let misaligned = || Error::invalid(alloc::format!("tensor '{}'", self.name), "data is not aligned in memory");
-        if let Data::FileQ4_0x8 { .. } = self.data {
-            return Ok(Weights::Q4_0x8(cast::view(bytes).ok_or_else(misaligned)?));
+        if let Data::Octets { .. } = self.data {
+            return Ok(match self.dtype {
+                DType::Q4_K => Weights::Q4_Kx8(cast::view(bytes).ok_or_else(misaligned)?),
+                _ => Weights::Q4_0x8(cast::view(bytes).ok_or_else(misaligned)?),
+            });
         }
         Ok(match self.dtype {
             DType::F32 => Weights::F32(cast::view(bytes).ok_or_else(misaligned)?),
@@ -182,25 +185,30 @@ impl Tensor {
     /// The file byte range of a tensor read from the file.
     pub(crate) fn file_range(&self) -> Option<core::ops::Range<usize>> {
         match &self.data {
-            Data::File { offset, len } | Data::FileQ4_0x8 { offset, len } => Some(*offset..*offset + *len),
+            Data::File { offset, len } | Data::Octets { offset, len } => Some(*offset..*offset + *len),
             Data::OwnedF32(_) => None,
         }
     }
 
-    /// Repacks a Q4_0 matrix of whole row octets in `file` into the
+    /// Repacks a Q4_0 or Q4_K matrix of whole row octets in `file` into the
     /// row-octet layout the kernels stream (in place, same bytes); other
     /// tensors are left alone. Returns whether it repacked.
-    pub(crate) fn repack_q4_0(&mut self, file: &mut [u8]) -> bool {
-        let (DType::Q4_0, Data::File { offset, len }) = (self.dtype, &self.data) else { return false };
-        let (offset, len) = (*offset, *len);
-        if !self.rows.is_multiple_of(8) || !self.cols.is_multiple_of(QK8_0) {
+    pub(crate) fn repack_octets(&mut self, file: &mut [u8]) -> bool {
+        let Data::File { offset, len } = self.data else { return false };
+        type Repack = fn(&mut [u8], usize, usize) -> bool;
+        let (repack, bs): (Repack, usize) = match self.dtype {
+            DType::Q4_0 => (kernels::quant::repack_q4_0x8_in_place, QK8_0),
+            DType::Q4_K => (kernels::quant::repack_q4_kx8_in_place, QK_K),
+            _ => return false,
+        };
+        if !self.rows.is_multiple_of(8) || !self.cols.is_multiple_of(bs) {
             return false;
         }
         let Some(bytes) = file.get_mut(offset..offset + len) else { return false };
-        if !kernels::quant::repack_q4_0x8_in_place(bytes, self.rows, self.cols / QK8_0) {
+        if !repack(bytes, self.rows, self.cols / bs) {
             return false;
         }
-        self.data = Data::FileQ4_0x8 { offset, len };
+        self.data = Data::Octets { offset, len };
         true
     }
 
