@@ -4,8 +4,9 @@
 //!
 //! 1. A plain read probe: sums a buffer of MiB with four independent 64-bit
 //!    accumulators per thread (best of 30 passes), on 1..=threads threads.
-//! 2. `ops::matvec` over a Q8_0 / Q4_0 / Q4_K / F32 matrix of about the same
-//!    size: bytes of weights read per second (best of 30).
+//! 2. `ops::matvec` over a Q8_0 / Q4_0 / Q4_K / Q6_K / F32 matrix of about the
+//!    same size, and Q4_0 / Q4_K repacked into row octets as the engine loads
+//!    them: bytes of weights read per second (best of 30).
 //! 3. `ops::matmul` of 64 activation rows against a 2048 x 2048 matrix:
 //!    multiply-adds per second (best of 30).
 
@@ -74,9 +75,26 @@ fn main() {
                 let s = best(|| ops::matvec(exec, Weights::$wrap(&w), cols, &x, &mut scratch, &mut out));
                 let bytes = std::mem::size_of_val(w.as_slice());
                 println!(
-                    "matvec {:>5}, {t} thread(s): {:.1} GB/s of weights ({} rows x {cols})",
+                    "matvec {:>6}, {t} thread(s): {:.1} GB/s of weights ({} rows x {cols})",
                     $name,
                     bytes as f64 / s / 1e9,
+                    rows
+                );
+                w
+            }};
+            // The same matrix repacked into row octets, as the engine loads it.
+            ($name:expr, $blk:ty, $bytes:expr, $q:expr, $wrap:ident, $x8:ty, $repack:ident, $wrap8:ident) => {{
+                let w = run!($name, $blk, $bytes, $q, $wrap);
+                let rows = w.len() * $q / cols / 8 * 8;
+                let mut b = kernels::cast::bytes_of(&w[..rows * cols / $q]).to_vec();
+                assert!(kernels::quant::$repack(&mut b, rows, cols / $q));
+                let w8: Vec<$x8> = b.chunks_exact(std::mem::size_of::<$x8>()).map(kernels::cast::read_pod).collect();
+                let mut out = vec![0.0f32; rows];
+                let s = best(|| ops::matvec(exec, Weights::$wrap8(&w8), cols, &x, &mut scratch, &mut out));
+                println!(
+                    "matvec {:>6}, {t} thread(s): {:.1} GB/s of weights ({} rows x {cols})",
+                    concat!($name, "x8"),
+                    std::mem::size_of_val(w8.as_slice()) as f64 / s / 1e9,
                     rows
                 );
             }};
@@ -102,14 +120,20 @@ fn main() {
                 quantize_row_q4_k(f, out)
             }
         }
+        impl Q for BlockQ6K {
+            fn q(f: &[f32], out: &mut [Self]) {
+                quantize_row_q6_k(f, out)
+            }
+        }
         impl Q for f32 {
             fn q(f: &[f32], out: &mut [Self]) {
                 out.copy_from_slice(f)
             }
         }
         run!("Q8_0", BlockQ8_0, cols / 32 * 34, 32, Q8_0);
-        run!("Q4_0", BlockQ4_0, cols / 32 * 18, 32, Q4_0);
-        run!("Q4_K", BlockQ4K, cols / 256 * 144, 256, Q4_K);
+        run!("Q4_0", BlockQ4_0, cols / 32 * 18, 32, Q4_0, BlockQ4_0x8, repack_q4_0x8_in_place, Q4_0x8);
+        run!("Q4_K", BlockQ4K, cols / 256 * 144, 256, Q4_K, BlockQ4Kx8, repack_q4_kx8_in_place, Q4_Kx8);
+        run!("Q6_K", BlockQ6K, cols / 256 * 210, 256, Q6_K);
         run!("F32", f32, cols * 4, 1, F32);
         // Prompt processing: 64 activation rows against a 2048 x 2048 matrix.
         let (rows, n) = (2048usize, 64usize);
