@@ -797,6 +797,101 @@ fn swiglu_impl(h: &mut [f32], u: &[f32]) {
     }
 }
 
+#[target_feature(enable = "avx2,fma")]
+fn sum_squares_impl(x: &[f32]) -> f32 {
+    let n8 = x.len() / 8 * 8;
+    let mut acc = _mm256_setzero_ps();
+    for c in x[..n8].chunks_exact(8) {
+        // SAFETY: c is 8 readable floats; loadu needs no alignment.
+        let v = unsafe { _mm256_loadu_ps(c.as_ptr()) };
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(v, v));
+    }
+    let mut s = hsum(acc);
+    for &v in &x[n8..] {
+        s += v * v;
+    }
+    s
+}
+
+/// AVX2 twin of [`crate::scalar::sum_squares`] (bit-identical).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA with AVX state enabled.
+pub(crate) unsafe fn sum_squares(x: &[f32]) -> f32 {
+    // SAFETY: the caller guarantees AVX2 + FMA.
+    unsafe { sum_squares_impl(x) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn scale_mul_impl(out: &mut [f32], x: &[f32], s: f32, w: &[f32]) {
+    let n = out.len().min(x.len()).min(w.len());
+    let n8 = n / 8 * 8;
+    let vs = _mm256_set1_ps(s);
+    let (po, px, pw) = (out.as_mut_ptr(), x.as_ptr(), w.as_ptr());
+    let mut i = 0;
+    while i < n8 {
+        // SAFETY: i + 8 <= n8 <= the length of all three slices.
+        unsafe {
+            let v = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(px.add(i)), vs), _mm256_loadu_ps(pw.add(i)));
+            _mm256_storeu_ps(po.add(i), v);
+        }
+        i += 8;
+    }
+    for j in n8..n {
+        out[j] = x[j] * s * w[j];
+    }
+}
+
+/// AVX2 twin of [`crate::scalar::scale_mul`] (bit-identical).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA with AVX state enabled.
+pub(crate) unsafe fn scale_mul(out: &mut [f32], x: &[f32], s: f32, w: &[f32]) {
+    // SAFETY: the caller guarantees AVX2 + FMA.
+    unsafe { scale_mul_impl(out, x, s, w) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn geglu_impl(h: &mut [f32], u: Option<&[f32]>) {
+    use crate::ops::{GELU_C, GELU_S};
+    let n = h.len();
+    let n8 = n / 8 * 8;
+    let ph = h.as_mut_ptr();
+    let (one, two, half) = (_mm256_set1_ps(1.0), _mm256_set1_ps(2.0), _mm256_set1_ps(0.5));
+    let (vs, vc) = (_mm256_set1_ps(GELU_S), _mm256_set1_ps(GELU_C));
+    let mut i = 0;
+    while i < n8 {
+        // SAFETY: i + 8 <= n8 <= h.len(), and u (when given) is at least as long as h (checked by ops::geglu).
+        unsafe {
+            let x = _mm256_loadu_ps(ph.add(i));
+            // The scalar form's order: ((c * x) * x) * x, then x + that, then s * (...).
+            let cube = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(vc, x), x), x);
+            let y = _mm256_mul_ps(vs, _mm256_add_ps(x, cube));
+            let e = exp8(_mm256_mul_ps(two, y));
+            let t = _mm256_sub_ps(one, _mm256_div_ps(two, _mm256_add_ps(e, one)));
+            let mut g = _mm256_mul_ps(_mm256_mul_ps(half, x), _mm256_add_ps(one, t));
+            if let Some(u) = u {
+                g = _mm256_mul_ps(g, _mm256_loadu_ps(u.as_ptr().add(i)));
+            }
+            _mm256_storeu_ps(ph.add(i), g);
+        }
+        i += 8;
+    }
+    for j in n8..n {
+        h[j] = crate::ops::gelu_tanh(h[j]) * u.map_or(1.0, |u| u[j]);
+    }
+}
+
+/// AVX2 twin of [`crate::scalar::geglu`] (bit-identical); `u`, when given,
+/// must be at least as long as `h`.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA with AVX state enabled.
+pub(crate) unsafe fn geglu(h: &mut [f32], u: Option<&[f32]>) {
+    // SAFETY: the caller guarantees AVX2 + FMA.
+    unsafe { geglu_impl(h, u) }
+}
+
 /// AVX2 twin of [`crate::scalar::swiglu`] (bit-identical).
 ///
 /// # Safety

@@ -810,12 +810,18 @@ pub fn matmul(
 }
 
 /// RMSNorm: out = x / sqrt(mean(x^2) + eps) * w
+/// Vectorised; the same bits at every level (see [`scalar::sum_squares`]).
 pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
-    let ss = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
-    let s = 1.0 / libm_sqrt(ss + eps);
-    for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
-        *o = v * s * g;
+    #[cfg(target_arch = "x86_64")]
+    if simd() {
+        // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
+        let ss = unsafe { crate::avx2::sum_squares(x) } / x.len() as f32;
+        let s = 1.0 / libm_sqrt(ss + eps);
+        // SAFETY: as above.
+        return unsafe { crate::avx2::scale_mul(out, x, s, w) };
     }
+    let ss = scalar::sum_squares(x) / x.len() as f32;
+    scalar::scale_mul(out, x, 1.0 / libm_sqrt(ss + eps), w)
 }
 
 /// LayerNorm: out = (x - mean) / sqrt(var + eps) * w (+ b)
@@ -857,11 +863,32 @@ pub fn swiglu(h: &mut [f32], u: &[f32]) {
     scalar::swiglu(h, u)
 }
 
-/// GELU, tanh approximation (`gelu_new`, `gelu_pytorch_tanh`).
+/// GELU, tanh approximation (`gelu_new`, `gelu_pytorch_tanh`), with
+/// tanh(y) = 1 - 2 / (exp(2y) + 1) from the libm-free [`exp`], so that the
+/// vectorised form ([`geglu`]) has the same bits.
 #[inline]
 pub fn gelu_tanh(x: f32) -> f32 {
-    const S: f32 = 0.797_884_6; // sqrt(2/pi)
-    0.5 * x * (1.0 + tanh(S * (x + 0.044_715 * x * x * x)))
+    let y = GELU_S * (x + GELU_C * x * x * x);
+    let t = 1.0 - 2.0 / (exp(2.0 * y) + 1.0);
+    0.5 * x * (1.0 + t)
+}
+
+/// sqrt(2/pi) and the cubic coefficient of the GELU tanh approximation.
+pub(crate) const GELU_S: f32 = 0.797_884_6;
+pub(crate) const GELU_C: f32 = 0.044_715;
+
+/// `h[i] = gelu_tanh(h[i]) * u[i]` (GeGLU), or `h[i] = gelu_tanh(h[i])`
+/// without `u`; vectorised, the same bits as [`gelu_tanh`] per element.
+pub fn geglu(h: &mut [f32], u: Option<&[f32]>) {
+    if let Some(u) = u {
+        assert!(u.len() >= h.len(), "geglu: {} gates for {} values", u.len(), h.len());
+    }
+    #[cfg(target_arch = "x86_64")]
+    if simd() {
+        // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
+        return unsafe { crate::avx2::geglu(h, u) };
+    }
+    scalar::geglu(h, u)
 }
 
 /// Rotates pairs of `v` (one head of `head_dim` values) for position `pos`,

@@ -204,6 +204,39 @@ pub fn hsum8(l: &[f32; 8]) -> f32 {
     b[0] + b[1]
 }
 
+/// Sum of squares, in the AVX2 kernel's order: eight lane sums (products
+/// then adds, no FMA), reduced as [`hsum8`], then the tail in order.
+pub fn sum_squares(x: &[f32]) -> f32 {
+    let n8 = x.len() / 8 * 8;
+    let mut lanes = [0.0f32; 8];
+    for c in x[..n8].chunks_exact(8) {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += v * v;
+        }
+    }
+    let mut s = hsum8(&lanes);
+    for &v in &x[n8..] {
+        s += v * v;
+    }
+    s
+}
+
+/// `out[i] = x[i] * s * w[i]` (RMSNorm's scaling).
+pub fn scale_mul(out: &mut [f32], x: &[f32], s: f32, w: &[f32]) {
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
+        *o = v * s * g;
+    }
+}
+
+/// `h[i] = gelu_tanh(h[i]) * u[i]` (GeGLU), or `h[i] = gelu_tanh(h[i])`
+/// without `u`.
+pub fn geglu(h: &mut [f32], u: Option<&[f32]>) {
+    match u {
+        Some(u) => h.iter_mut().zip(u).for_each(|(a, &b)| *a = crate::ops::gelu_tanh(*a) * b),
+        None => h.iter_mut().for_each(|a| *a = crate::ops::gelu_tanh(*a)),
+    }
+}
+
 /// `h[i] = silu(h[i]) * u[i]`.
 pub fn swiglu(h: &mut [f32], u: &[f32]) {
     for (a, &b) in h.iter_mut().zip(u) {

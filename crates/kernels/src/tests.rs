@@ -450,3 +450,63 @@ fn rope_heads_equals_rope_per_head() {
         }
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_rmsnorm_and_geglu_are_bit_identical_to_scalar() {
+    if !have_avx2() {
+        return;
+    }
+    let mut r = Rng(43);
+    for n in LENGTHS {
+        let x: Vec<f32> = r.vec(n).iter().map(|v| v * 7.0).collect();
+        let w = r.vec(n);
+        // SAFETY: AVX2 checked above.
+        let v = unsafe { crate::avx2::sum_squares(&x) };
+        assert_eq!(scalar::sum_squares(&x).to_bits(), v.to_bits(), "sum_squares n={n}");
+        let exact: f64 = x.iter().map(|&a| f64::from(a) * f64::from(a)).sum();
+        assert!((f64::from(v) - exact).abs() <= 1e-5 * exact.max(1e-30), "sum_squares n={n}: {v} vs {exact}");
+        let (mut a, mut b) = (std::vec![0.0f32; n], std::vec![0.0f32; n]);
+        scalar::scale_mul(&mut a, &x, 0.37, &w);
+        // SAFETY: AVX2 checked above.
+        unsafe { crate::avx2::scale_mul(&mut b, &x, 0.37, &w) };
+        assert_eq!(a, b, "scale_mul n={n}");
+        for gate in [false, true] {
+            let u = gate.then(|| r.vec(n));
+            let (mut a, mut b) = (x.clone(), x.clone());
+            scalar::geglu(&mut a, u.as_deref());
+            // SAFETY: AVX2 checked above.
+            unsafe { crate::avx2::geglu(&mut b, u.as_deref()) };
+            assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "geglu n={n} gate={gate}");
+        }
+    }
+    let mut a = [-200.0f32, -90.0, -10.0, 0.0, 1e-30, -1e-30, 3.0, 60.0, 1e20, f32::NAN];
+    let mut b = a;
+    scalar::geglu(&mut a, None);
+    // SAFETY: AVX2 checked above.
+    unsafe { crate::avx2::geglu(&mut b, None) };
+    assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits));
+    assert_eq!(&a[..9], &[-0.0, -0.0, -0.0, 0.0, 5e-31, -5e-31, a[6], 60.0, 1e20]);
+    assert!(a[9].is_nan());
+}
+
+#[test]
+fn gelu_matches_the_f64_formula() {
+    // GELU tanh approximation in f64, as transformers computes it.
+    let gelu64 = |x: f64| 0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh());
+    let mut r = Rng(44);
+    for _ in 0..20000 {
+        let x = r.next() * 12.0;
+        let (g, want) = (ops::gelu_tanh(x), gelu64(f64::from(x)));
+        assert!((f64::from(g) - want).abs() <= 3e-7 * (1.0 + want.abs()), "gelu({x}) = {g}, f64 {want}");
+    }
+    let mut h = std::vec![0.5f32; 37];
+    let u = std::vec![2.0f32; 37];
+    ops::geglu(&mut h, Some(&u));
+    assert!(h.iter().all(|&v| v == 2.0 * ops::gelu_tanh(0.5)));
+    let x = 0.5f32;
+    let mut rms = [0.0f32; 3];
+    ops::rmsnorm(&mut rms, &[x, -x, 2.0 * x], &[1.0, 2.0, 3.0], 0.0);
+    let s = 1.0 / ((x * x * 6.0) / 3.0).sqrt();
+    assert!(rms.iter().zip([x * s, -2.0 * x * s, 6.0 * x * s]).all(|(a, b)| (a - b).abs() < 1e-6), "{rms:?}");
+}

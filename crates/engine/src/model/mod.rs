@@ -579,18 +579,15 @@ fn ffn(
     }
     match (c.ffn, &l.w_gate) {
         (FfnKind::Gelu, _) => {
-            for (h, &u) in hb.iter_mut().zip(hb2.iter()) {
-                *h = ops::gelu_tanh(u);
-            }
+            hb.copy_from_slice(hb2);
+            ops::geglu(hb, None);
         }
         (kind, Some(g)) => {
             matmul(exec, g.weights(file)?, dim, xin, n, xq, hb);
             if kind == FfnKind::SwiGlu {
                 ops::swiglu(hb, hb2);
             } else {
-                for (h, &u) in hb.iter_mut().zip(hb2.iter()) {
-                    *h = ops::gelu_tanh(*h) * u;
-                }
+                ops::geglu(hb, Some(hb2));
             }
         }
         (_, None) => return Err(Error::MissingTensor("ffn_gate".into())),
