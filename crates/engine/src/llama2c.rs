@@ -1,10 +1,14 @@
 //! llama2.c checkpoints: v0 (legacy 7 x int32 header), v1 (`ak42`, f32) and
-//! v2 (`ak42`, int8 groups with one f32 scale per group).
+//! v2 (`ak42`, int8 groups with one f32 scale per group). v2 matrices whose
+//! groups are whole 32-blocks within rows become Q8_0 and run through the
+//! integer kernels; others are dequantized to f32.
 
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
+
+use kernels::quant::{BlockQ8_0, QK8_0};
 
 use crate::load::Blob;
 use crate::model::{Arch, Config, DType, FfnKind, Layer, Model, Norm, NormKind, Tensor, Weights};
@@ -225,13 +229,31 @@ impl Cursor<'_> {
             })?;
             let q = &self.file[self.off..self.off + n];
             let s = &self.file[self.off + n..end];
+            self.off = end;
+            let scale = |sc: &[u8]| f32::from_le_bytes([sc[0], sc[1], sc[2], sc[3]]);
+            if cols.is_multiple_of(gs) && gs.is_multiple_of(QK8_0) {
+                // Groups lie within rows and are whole Q8_0 blocks: the int8
+                // values stay, each block takes its group's scale (as f16, the
+                // Q8_0 scale type), and the model runs the integer kernels.
+                let mut b = Vec::new();
+                let nb = n / QK8_0;
+                b.try_reserve_exact(nb).map_err(|_| Error::OutOfMemory { what: format!("converting {tname}"), bytes: nb as u64 * 34 })?;
+                for (qs, sc) in q.chunks_exact(gs).zip(s.chunks_exact(4)) {
+                    let d = kernels::half::f32_to_f16(scale(sc));
+                    for c in qs.chunks_exact(QK8_0) {
+                        b.push(BlockQ8_0 { d, qs: core::array::from_fn(|i| c[i] as i8) });
+                    }
+                }
+                out.push(Tensor::owned_q8_0(&tname, rows, cols, b));
+                continue;
+            }
+            // Otherwise (groups straddle rows) the weights are dequantized.
             let mut w = Vec::new();
             w.try_reserve_exact(n).map_err(|_| Error::OutOfMemory { what: format!("dequantizing {tname}"), bytes: n as u64 * 4 })?;
             for (qs, sc) in q.chunks_exact(gs).zip(s.chunks_exact(4)) {
-                let scale = f32::from_le_bytes([sc[0], sc[1], sc[2], sc[3]]);
+                let scale = scale(sc);
                 w.extend(qs.iter().map(|&v| f32::from(v as i8) * scale));
             }
-            self.off = end;
             out.push(Tensor::owned(&tname, rows, cols, w));
         }
         Ok(out)

@@ -28,7 +28,10 @@ fn run_c_greedy(model: &mut engine::model::Model, prompt: &[u32], steps: usize) 
     (out, logits_seen)
 }
 
-fn check_runs(model_file: &str, tokenizer: Option<&str>, key: &str) {
+/// Runs every recorded generation of `key`: ids and text must be equal and
+/// the recorded full logits within `tol` times the largest |logit| (plus
+/// 1e-4).
+fn check_runs(model_file: &str, tokenizer: Option<&str>, key: &str, tol: f64) {
     let expected = json("testdata/expected/llama2c-generation.json");
     let tok_bytes = tokenizer.map(read);
     let (mut model, tok) =
@@ -58,7 +61,9 @@ fn check_runs(model_file: &str, tokenizer: Option<&str>, key: &str) {
                 let want: Vec<f64> = serde_json::from_value(want.clone()).unwrap();
                 assert_eq!(want.len(), got.len());
                 let max = got.iter().zip(&want).map(|(a, b)| (f64::from(*a) - b).abs()).fold(0.0, f64::max);
-                assert!(max < 1e-4, "{key}: logits at pos {p} differ by {max}");
+                let scale = want.iter().fold(0.0f64, |m, b| m.max(b.abs()));
+                eprintln!("{key}: pos {p}: max logit error {max:.2e}, largest logit {scale:.2}");
+                assert!(max < 1e-4 + tol * scale, "{key}: logits at pos {p} differ by {max} (largest {scale})");
             }
         }
     }
@@ -66,22 +71,26 @@ fn check_runs(model_file: &str, tokenizer: Option<&str>, key: &str) {
 
 #[test]
 fn v0_f32_matches_reference() {
-    check_runs("testdata/stories260K/stories260K.bin", Some("testdata/stories260K/tok512.bin"), "stories260K");
+    check_runs("testdata/stories260K/stories260K.bin", Some("testdata/stories260K/tok512.bin"), "stories260K", 0.0);
 }
 
 #[test]
 fn v2_q8_0_matches_dequantized_reference() {
-    check_runs("testdata/llama2c-q80/stories260K_q80.bin", Some("testdata/stories260K/tok512.bin"), "stories260K_q80_dequantized");
+    // The reference runs the dequantized weights with f32 activations; the
+    // engine runs the int8 values through the Q8_0 integer kernels (scales
+    // rounded to f16, activations quantized to int8 per 32, as runq.c
+    // quantizes them), except w2, whose 172-wide rows straddle the groups.
+    check_runs("testdata/llama2c-q80/stories260K_q80.bin", Some("testdata/stories260K/tok512.bin"), "stories260K_q80_dequantized", 0.01);
 }
 
 #[test]
 fn gguf_f32_matches_reference() {
-    check_runs("testdata/stories260K-gguf/stories260K.gguf", None, "stories260K");
+    check_runs("testdata/stories260K-gguf/stories260K.gguf", None, "stories260K", 0.0);
 }
 
 #[test]
 fn gguf_f16_matches_reference() {
-    check_runs("testdata/stories260K-gguf/stories260K-F16.gguf", None, "stories260K_gguf_f16");
+    check_runs("testdata/stories260K-gguf/stories260K-F16.gguf", None, "stories260K_gguf_f16", 0.0);
 }
 
 

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use kernels::cast;
 use kernels::ops::{self, Weights};
-use kernels::quant::{QK8_0, QK_K};
+use kernels::quant::{BlockQ8_0, QK8_0, QK_K};
 
 use crate::{Error, Result};
 
@@ -77,6 +77,8 @@ pub(crate) enum Data {
     Octets { offset: usize, len: usize },
     /// Converted at load time.
     OwnedF32(Vec<f32>),
+    /// Converted at load time to Q8_0 blocks (llama2.c v2 int8 groups).
+    OwnedQ8_0(Vec<BlockQ8_0>),
 }
 
 /// A 2-D weight, row-major `[rows, cols]` (a 1-D tensor has rows = 1).
@@ -119,6 +121,12 @@ impl Tensor {
         Tensor { name: name.into(), dtype: DType::F32, rows, cols, data: Data::OwnedF32(data) }
     }
 
+    /// A tensor owning Q8_0 blocks (`rows * cols / 32` of them).
+    pub(crate) fn owned_q8_0(name: &str, rows: usize, cols: usize, data: Vec<BlockQ8_0>) -> Self {
+        debug_assert_eq!(data.len() * QK8_0, rows * cols);
+        Tensor { name: name.into(), dtype: DType::Q8_0, rows, cols, data: Data::OwnedQ8_0(data) }
+    }
+
     /// Keeps only the first `rows` rows (a prefix of the data).
     pub(crate) fn truncate_rows(&mut self, rows: usize) {
         let rows = rows.min(self.rows);
@@ -128,6 +136,7 @@ impl Tensor {
             // Octets are repacked after the loaders cut rows; never cut them.
             Data::Octets { .. } => return,
             Data::OwnedF32(v) => v.truncate(rows * self.cols),
+            Data::OwnedQ8_0(v) => v.truncate(rows * self.cols / QK8_0),
         }
         self.rows = rows;
     }
@@ -147,6 +156,7 @@ impl Tensor {
         match &self.data {
             Data::File { len, .. } | Data::Octets { len, .. } => *len,
             Data::OwnedF32(v) => v.len() * 4,
+            Data::OwnedQ8_0(v) => v.len() * core::mem::size_of::<BlockQ8_0>(),
         }
     }
 
@@ -154,6 +164,7 @@ impl Tensor {
     pub(crate) fn weights<'a>(&'a self, file: &'a [u8]) -> Result<Weights<'a>> {
         let (offset, len) = match &self.data {
             Data::OwnedF32(v) => return Ok(Weights::F32(v)),
+            Data::OwnedQ8_0(v) => return Ok(Weights::Q8_0(v)),
             Data::File { offset, len } | Data::Octets { offset, len } => (*offset, *len),
         };
         let bytes = file.get(offset..offset + len).ok_or_else(|| Error::TensorOutOfBounds {
@@ -186,7 +197,7 @@ impl Tensor {
     pub(crate) fn file_range(&self) -> Option<core::ops::Range<usize>> {
         match &self.data {
             Data::File { offset, len } | Data::Octets { offset, len } => Some(*offset..*offset + *len),
-            Data::OwnedF32(_) => None,
+            Data::OwnedF32(_) | Data::OwnedQ8_0(_) => None,
         }
     }
 
