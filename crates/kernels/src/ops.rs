@@ -1140,36 +1140,81 @@ pub fn attention(
     pos: usize,
     scale: f32,
 ) {
+    let shape = AttnShape { n_heads, n_kv_heads, head_dim, n_ctx };
+    attention_batch(exec, q, k_cache, v_cache, att, out, 1, shape, pos, &|_| start, scale)
+}
+
+/// Head counts and sizes for [`attention_batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct AttnShape {
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    /// Positions the KV cache holds.
+    pub n_ctx: usize,
+}
+
+/// Causal attention for `n` consecutive query positions `pos0..pos0 + n`
+/// (a prompt batch) over the KV cache of one layer, which must already hold
+/// positions up to `pos0 + n - 1`: query `b` sees positions
+/// `start(pos0 + b)..=pos0 + b`.
+///
+/// - `q`, `out`: `[n, n_heads * head_dim]`
+/// - `att`: scratch `[n_heads, n_ctx]`
+///
+/// One parallel job over the heads for the whole batch; each (query, head)
+/// pair goes through the same operations as [`attention`].
+#[allow(clippy::too_many_arguments)]
+pub fn attention_batch(
+    exec: &dyn Executor,
+    q: &[f32],
+    k_cache: &[f32],
+    v_cache: &[f32],
+    att: &mut [f32],
+    out: &mut [f32],
+    n: usize,
+    shape: AttnShape,
+    pos0: usize,
+    start: &(dyn Fn(usize) -> usize + Sync),
+    scale: f32,
+) {
+    let AttnShape { n_heads, n_kv_heads, head_dim, n_ctx } = shape;
     let kv_dim = n_kv_heads * head_dim;
+    let q_dim = n_heads * head_dim;
     let group = n_heads / n_kv_heads;
     let att_ptr = SharedOut(att.as_mut_ptr());
     let out_ptr = SharedOut(out.as_mut_ptr());
-    let att_len = att.len();
-    let out_len = out.len();
-    assert!(att_len >= n_heads * n_ctx && out_len >= n_heads * head_dim && pos < n_ctx && start <= pos);
+    assert!(n >= 1 && pos0 + n <= n_ctx, "{n} queries from position {pos0} do not fit {n_ctx} positions");
+    assert!(att.len() >= n_heads * n_ctx && out.len() >= n * q_dim && q.len() >= n * q_dim);
+    assert!(k_cache.len() >= (pos0 + n) * kv_dim && v_cache.len() >= (pos0 + n) * kv_dim);
+    for b in 0..n {
+        assert!(start(pos0 + b) <= pos0 + b, "attention window starts after its query");
+    }
     let task = |h: usize| {
         let (ap, op) = (att_ptr, out_ptr);
-        // SAFETY: head h owns att[h*n_ctx..(h+1)*n_ctx] and out[h*head_dim..(h+1)*head_dim];
-        // both ranges are in bounds (asserted above) and disjoint across heads; the
-        // slices outlive exec.run, which returns only after every task finished.
-        let (a, o) = unsafe {
-            (
-                core::slice::from_raw_parts_mut(ap.0.add(h * n_ctx), n_ctx),
-                core::slice::from_raw_parts_mut(op.0.add(h * head_dim), head_dim),
-            )
-        };
-        let qh = &q[h * head_dim..(h + 1) * head_dim];
+        // SAFETY: head h owns att[h*n_ctx..(h+1)*n_ctx] and, for every query b,
+        // out[b*q_dim + h*head_dim..][..head_dim]; these ranges are in bounds
+        // (asserted above) and disjoint across heads; the slices outlive
+        // exec.run, which returns only after every task finished.
+        let a = unsafe { core::slice::from_raw_parts_mut(ap.0.add(h * n_ctx), n_ctx) };
         let kvh = h / group;
-        let a = &mut a[start..=pos];
-        for (t, s) in (start..=pos).zip(a.iter_mut()) {
-            let k = &k_cache[t * kv_dim + kvh * head_dim..][..head_dim];
-            *s = dot_f32(qh, k) * scale;
-        }
-        softmax(a);
-        o.fill(0.0);
-        for (t, &w) in (start..=pos).zip(a.iter()) {
-            let v = &v_cache[t * kv_dim + kvh * head_dim..][..head_dim];
-            axpy(o, w, v);
+        for b in 0..n {
+            let pos = pos0 + b;
+            let st = start(pos);
+            // SAFETY: as above.
+            let o = unsafe { core::slice::from_raw_parts_mut(op.0.add(b * q_dim + h * head_dim), head_dim) };
+            let qh = &q[b * q_dim + h * head_dim..][..head_dim];
+            let a = &mut a[st..=pos];
+            for (t, s) in (st..=pos).zip(a.iter_mut()) {
+                let k = &k_cache[t * kv_dim + kvh * head_dim..][..head_dim];
+                *s = dot_f32(qh, k) * scale;
+            }
+            softmax(a);
+            o.fill(0.0);
+            for (t, &w) in (st..=pos).zip(a.iter()) {
+                let v = &v_cache[t * kv_dim + kvh * head_dim..][..head_dim];
+                axpy(o, w, v);
+            }
         }
     };
     if exec.n_threads() > 1 && n_heads > 1 {

@@ -510,3 +510,39 @@ fn gelu_matches_the_f64_formula() {
     let s = 1.0 / ((x * x * 6.0) / 3.0).sqrt();
     assert!(rms.iter().zip([x * s, -2.0 * x * s, 6.0 * x * s]).all(|(a, b)| (a - b).abs() < 1e-6), "{rms:?}");
 }
+
+#[test]
+fn batched_attention_equals_one_query_at_a_time() {
+    let (n_heads, n_kv_heads, head_dim, n_ctx) = (6, 2, 12, 40);
+    let kv_dim = n_kv_heads * head_dim;
+    let q_dim = n_heads * head_dim;
+    let mut r = Rng(45);
+    let k = r.vec(n_ctx * kv_dim);
+    let v = r.vec(n_ctx * kv_dim);
+    let (pos0, n) = (9, 13);
+    let q = r.vec(n * q_dim);
+    let shape = ops::AttnShape { n_heads, n_kv_heads, head_dim, n_ctx };
+    for window in [None, Some(5usize)] {
+        let start = |pos: usize| window.map_or(0, |w| (pos + 1).saturating_sub(w));
+        let mut att = std::vec![0.0f32; n_heads * n_ctx];
+        let mut batched = std::vec![0.0f32; n * q_dim];
+        ops::attention_batch(&Reversed(3), &q, &k, &v, &mut att, &mut batched, n, shape, pos0, &start, 0.3);
+        for b in 0..n {
+            let mut one = std::vec![0.0f32; q_dim];
+            let p = pos0 + b;
+            ops::attention(&crate::exec::Serial, &q[b * q_dim..(b + 1) * q_dim], &k, &v, &mut att, &mut one, n_heads, n_kv_heads, head_dim, n_ctx, start(p), p, 0.3);
+            assert_eq!(one, batched[b * q_dim..(b + 1) * q_dim], "window {window:?} query {b}");
+            // Against the formula in f64 for head 0 (KV head 0).
+            let qh = &q[b * q_dim..b * q_dim + head_dim];
+            let scores: Vec<f64> = (start(p)..=p)
+                .map(|t| qh.iter().zip(&k[t * kv_dim..t * kv_dim + head_dim]).map(|(a, c)| f64::from(*a) * f64::from(*c)).sum::<f64>() * 0.3)
+                .collect();
+            let m = scores.iter().cloned().fold(f64::MIN, f64::max);
+            let z: f64 = scores.iter().map(|s| (s - m).exp()).sum();
+            for d in 0..head_dim {
+                let want: f64 = (start(p)..=p).zip(&scores).map(|(t, s)| (s - m).exp() / z * f64::from(v[t * kv_dim + d])).sum();
+                assert!((f64::from(one[d]) - want).abs() < 1e-5, "query {b} dim {d}: {} vs {want}", one[d]);
+            }
+        }
+    }
+}

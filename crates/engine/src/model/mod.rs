@@ -441,25 +441,21 @@ impl Model {
                 s.value_cache[at..at + kv_dim].copy_from_slice(v);
             }
             // Causal attention: token b sees positions up to pos0 + b.
-            for b in 0..n {
-                let pos = pos0 + b;
-                let start = c.sliding_window.map_or(0, |win| (pos + 1).saturating_sub(win));
-                ops::attention(
-                    exec,
-                    &s.q[b * q_dim..(b + 1) * q_dim],
-                    &s.key_cache[li * layer_len..(li + 1) * layer_len],
-                    &s.value_cache[li * layer_len..(li + 1) * layer_len],
-                    &mut s.att,
-                    &mut s.att_out[b * q_dim..(b + 1) * q_dim],
-                    c.n_heads,
-                    c.n_kv_heads,
-                    hd,
-                    self.n_ctx,
-                    start,
-                    pos,
-                    scale,
-                );
-            }
+            let shape = ops::AttnShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: hd, n_ctx: self.n_ctx };
+            let window = c.sliding_window;
+            ops::attention_batch(
+                exec,
+                &s.q[..n * q_dim],
+                &s.key_cache[li * layer_len..(li + 1) * layer_len],
+                &s.value_cache[li * layer_len..(li + 1) * layer_len],
+                &mut s.att,
+                &mut s.att_out[..n * q_dim],
+                n,
+                shape,
+                pos0,
+                &|pos| window.map_or(0, |win| (pos + 1).saturating_sub(win)),
+                scale,
+            );
             matmul(exec, l.wo.weights(file)?, q_dim, &s.att_out[..n * q_dim], n, &mut s.xq, &mut s.xb2[..n * dim]);
             for b in 0..n {
                 add_bias(&mut s.xb2[b * dim..(b + 1) * dim], &l.bo);
