@@ -1,6 +1,7 @@
-//! Real layer shapes in the UEFI app under QEMU: 2-layer, Q8_0, random-weight
-//! models written by `lbm bench --gen-model`'s generator with each model's
-//! real layer shape and (where ../shared has it) its real vocabulary.
+//! Real layer shapes in the UEFI app under QEMU: 2-layer random-weight
+//! models (Q8_0; GPT-2 in Q4_0 and TinyLlama in Q4_K_M, which the app
+//! repacks at load) written by `lbm bench --gen-model`'s generator with each
+//! model's real layer shape and (where ../shared has it) its real vocabulary.
 //! Words are random; loading, menus, tokens, templates and stops are real.
 
 mod vm;
@@ -32,10 +33,16 @@ fn app(test: &str) -> Option<PathBuf> {
 
 /// A 2-layer Q8_0 model with `shape`'s layer shape, as `dir/NAME.gguf`.
 fn two_layers(dir: &Path, shape: &str, vocab: Option<&str>) -> PathBuf {
+    two_layers_of(dir, shape, vocab, QuantType::Q8_0)
+}
+
+/// [`two_layers`] in another type (Q4_0 and Q4_K matrices are repacked into
+/// row octets in the firmware's page allocation at load).
+fn two_layers_of(dir: &Path, shape: &str, vocab: Option<&str>, ty: QuantType) -> PathBuf {
     let s = Shape { layers: 2, ..*Shape::find(shape).unwrap() };
-    let out = dir.join(format!("{shape}-2L-Q8_0.gguf"));
+    let out = dir.join(format!("{shape}-2L-{ty:?}.gguf"));
     let vocab = vocab.map(shared);
-    gen_model(&s, QuantType::Q8_0, &out, vocab.as_deref(), 7, 2, &mut |_| {}).expect("gen_model");
+    gen_model(&s, ty, &out, vocab.as_deref(), 7, 2, &mut |_| {}).expect("gen_model");
     out
 }
 
@@ -67,11 +74,11 @@ fn menu_number(menu: &str, name: &str) -> String {
 fn gpt2_shape_with_the_real_vocabulary_completes_a_prompt() {
     let Some(efi) = app("gpt2_shape_with_the_real_vocabulary_completes_a_prompt") else { return };
     let dir = tempfile::tempdir().unwrap();
-    let m = two_layers(dir.path(), "gpt2-124M", Some("testdata/llamacpp-vocab/ggml-vocab-gpt-2.gguf"));
+    let m = two_layers_of(dir.path(), "gpt2-124M", Some("testdata/llamacpp-vocab/ggml-vocab-gpt-2.gguf"), QuantType::Q4_0);
     let img = image(dir.path(), &efi, vec![m]);
     let mut vm = Vm::boot_with(&img, config()).unwrap();
     let menu = vm.expect("LBM-READY", T).unwrap();
-    assert!(menu.contains("gpt2") && menu.contains("Q8_0"), "{menu}");
+    assert!(menu.contains("gpt2") && menu.contains("Q4_0"), "{menu}");
     vm.expect("You: ", T).unwrap();
     vm.send_line("/tokens 8").unwrap();
     vm.expect("max tokens = 8", T).unwrap();
@@ -88,7 +95,7 @@ fn gpt2_shape_with_the_real_vocabulary_completes_a_prompt() {
 fn tinyllama_shape_answers_one_templated_turn() {
     let Some(efi) = app("tinyllama_shape_answers_one_templated_turn") else { return };
     let dir = tempfile::tempdir().unwrap();
-    let m = two_layers(dir.path(), "tinyllama-1.1B", Some("testdata/llamacpp-vocab/ggml-vocab-llama-spm.gguf"));
+    let m = two_layers_of(dir.path(), "tinyllama-1.1B", Some("testdata/llamacpp-vocab/ggml-vocab-llama-spm.gguf"), QuantType::Q4_K_M);
     let img = image(dir.path(), &efi, vec![m]);
     let mut vm = Vm::boot_with(&img, config()).unwrap();
     vm.expect("LBM-READY", T).unwrap();
