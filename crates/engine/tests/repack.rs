@@ -1,4 +1,4 @@
-//! Q4_0 and Q4_K matrices are repacked into row octets at load: a model must
+//! Q4_0, Q4_K and Q6_K matrices are repacked into row octets at load: a model must
 //! compute what the same weights compute unpacked (dequantized to F32),
 //! token by token and in prompt batches, for matrices with and without
 //! whole row octets.
@@ -83,7 +83,7 @@ fn repacked_q4_0_and_q4_k_models_equal_their_dequantized_weights() {
     // The first model has whole row octets in every matrix; in the second,
     // wk and wv have 4 rows (one KV head of 4), so they stay in the file
     // layout while the other matrices are repacked. The third is Q4_K_M:
-    // Q4_K matrices repacked, Q6_K ones as they are.
+    // Q4_K and Q6_K matrices repacked.
     for (ty, dim, hidden, heads, kv_heads) in [
         (QuantType::Q4_0, 64usize, 96usize, 4usize, 2usize),
         (QuantType::Q4_0, 96, 128, 24, 1),

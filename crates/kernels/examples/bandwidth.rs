@@ -133,7 +133,7 @@ fn main() {
         run!("Q8_0", BlockQ8_0, cols / 32 * 34, 32, Q8_0);
         run!("Q4_0", BlockQ4_0, cols / 32 * 18, 32, Q4_0, BlockQ4_0x8, repack_q4_0x8_in_place, Q4_0x8);
         run!("Q4_K", BlockQ4K, cols / 256 * 144, 256, Q4_K, BlockQ4Kx8, repack_q4_kx8_in_place, Q4_Kx8);
-        run!("Q6_K", BlockQ6K, cols / 256 * 210, 256, Q6_K);
+        run!("Q6_K", BlockQ6K, cols / 256 * 210, 256, Q6_K, BlockQ6Kx8, repack_q6_kx8_in_place, Q6_Kx8);
         run!("F32", f32, cols * 4, 1, F32);
         // Prompt processing: 64 activation rows against a 2048 x 2048 matrix.
         let (rows, n) = (2048usize, 64usize);

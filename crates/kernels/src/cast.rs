@@ -1,6 +1,6 @@
 //! Viewing raw file bytes as typed slices, with alignment and length checks.
 
-use crate::quant::{BlockQ4Kx8, BlockQ4_0x8, BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0};
+use crate::quant::{BlockQ4Kx8, BlockQ6Kx8, BlockQ4_0x8, BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0};
 
 /// Views `b` as `T`s if it is aligned and its length is a whole number of `T`.
 pub fn view<T: Pod>(b: &[u8]) -> Option<&[T]> {
@@ -61,6 +61,9 @@ unsafe impl Pod for BlockQ4Kx8 {}
 unsafe impl Pod for BlockQ5K {}
 // SAFETY: repr(C) [u8; 128] + [u8; 64] + [i8; 16] + u16 = 210 bytes, align 2, no padding (size checked).
 unsafe impl Pod for BlockQ6K {}
+// SAFETY: repr(C) [u16; 8] + [i8; 128] + [u8; 1536] = 1680 bytes, align 2, no padding (size
+// checked).
+unsafe impl Pod for BlockQ6Kx8 {}
 // SAFETY: repr(C) f32 + [i8; 256] + [i16; 16] = 292 bytes, align 4, no padding (size checked); every
 // bit pattern is a valid f32/i8/i16.
 unsafe impl Pod for BlockQ8K {}

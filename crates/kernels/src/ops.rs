@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use crate::cpu::{level, SimdLevel};
 use crate::exec::Executor;
 use crate::half::{bf16_to_f32, f16_to_f32};
-use crate::quant::{self, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK8_0, QK_K};
+use crate::quant::{self, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ6Kx8, BlockQ8K, BlockQ8_0, QK8_0, QK_K};
 use crate::scalar;
 
 /// A weight matrix, row-major `[rows, cols]`, in one of the storage types.
@@ -28,6 +28,8 @@ pub enum Weights<'a> {
     Q4_Kx8(&'a [BlockQ4Kx8]),
     Q5_K(&'a [BlockQ5K]),
     Q6_K(&'a [BlockQ6K]),
+    /// Q6_K repacked into row octets ([`BlockQ6Kx8`]), as [`Weights::Q4_0x8`].
+    Q6_Kx8(&'a [BlockQ6Kx8]),
 }
 
 /// How matvec and matmul feed activations to a weight type.
@@ -48,7 +50,9 @@ impl Weights<'_> {
         match self {
             Weights::F32(_) | Weights::F16(_) | Weights::BF16(_) => ActKind::F32,
             Weights::Q8_0(_) | Weights::Q4_0(_) | Weights::Q4_0x8(_) | Weights::Q5_0(_) => ActKind::Q8_0,
-            Weights::Q4_K(_) | Weights::Q4_Kx8(_) | Weights::Q5_K(_) | Weights::Q6_K(_) => ActKind::Q8_K,
+            Weights::Q4_K(_) | Weights::Q4_Kx8(_) | Weights::Q5_K(_) | Weights::Q6_K(_) | Weights::Q6_Kx8(_) => {
+                ActKind::Q8_K
+            }
         }
     }
 
@@ -79,6 +83,7 @@ impl Weights<'_> {
             Weights::Q4_Kx8(m) => m.len() * 8 * QK_K,
             Weights::Q5_K(m) => m.len() * QK_K,
             Weights::Q6_K(m) => m.len() * QK_K,
+            Weights::Q6_Kx8(m) => m.len() * 8 * QK_K,
         }
     }
 
@@ -96,6 +101,7 @@ impl Weights<'_> {
             Weights::Q4_Kx8(_) => "Q4_Kx8",
             Weights::Q5_K(_) => "Q5_K",
             Weights::Q6_K(_) => "Q6_K",
+            Weights::Q6_Kx8(_) => "Q6_Kx8",
         }
     }
 }
@@ -123,6 +129,10 @@ pub fn dequantize_row(w: Weights<'_>, r: usize, cols: usize, out: &mut [f32]) {
         }
         Weights::Q5_K(m) => quant::dequantize_row_q5_k(&m[a / QK_K..b / QK_K], out),
         Weights::Q6_K(m) => quant::dequantize_row_q6_k(&m[a / QK_K..b / QK_K], out),
+        Weights::Q6_Kx8(m) => {
+            let nb = cols / QK_K;
+            quant::dequantize_row_q6_kx8(&m[r / 8 * nb..(r / 8 + 1) * nb], r % 8, out)
+        }
     }
 }
 
@@ -422,7 +432,7 @@ pub fn par_chunks_mut<T: Send>(
 fn check_shape(w: &Weights<'_>, cols: usize, rows: usize) {
     let bs = w.block_size();
     assert!(cols.is_multiple_of(bs), "{cols} columns are not whole {} blocks", w.type_name());
-    if let Weights::Q4_0x8(_) | Weights::Q4_Kx8(_) = w {
+    if let Weights::Q4_0x8(_) | Weights::Q4_Kx8(_) | Weights::Q6_Kx8(_) = w {
         assert!(rows.is_multiple_of(8), "{rows} rows are not whole {} octets", w.type_name());
     }
     assert!(
@@ -551,7 +561,7 @@ fn drive_oct(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out:
     }
 }
 
-/// Repacked Q4_0 or Q4_K octets against `n` activation rows (`n` = 1
+/// Repacked Q4_0, Q4_K or Q6_K octets against `n` activation rows (`n` = 1
 /// decodes), at every level; the result for a (row, activation) pair does
 /// not depend on `n`, the tiling or the thread count.
 fn drive_x8(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: &mut [f32]) {
@@ -594,35 +604,46 @@ fn drive_x8(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: 
                     }
                 }
             }
-            (Weights::Q4_Kx8(m), Acts::Q8K(q, nb)) => {
-                let w = &m[r0 / 8 * nb..(r0 / 8 + 1) * nb];
+            (Weights::Q4_Kx8(_) | Weights::Q6_Kx8(_), Acts::Q8K(q, nb)) => {
                 let x = |c: usize| &q[(j + c) * nb..(j + c + 1) * nb];
                 // Four activations at a time keep the sums in registers.
                 macro_rules! call {
-                    ($m:ident) => {{
+                    ($m:ident, $f:ident, $w:expr) => {{
+                        let w = $w;
                         let mut c = 0;
                         while c + 4 <= cw {
                             // SAFETY: as for Q4_0 above.
-                            let r = unsafe { crate::x8::$m::q4_kx8::<4>(w, core::array::from_fn(|k| x(c + k))) };
+                            let r = unsafe { crate::x8::$m::$f::<4>(w, core::array::from_fn(|k| x(c + k))) };
                             o[c..c + 4].copy_from_slice(&r);
                             c += 4;
                         }
                         for c in c..cw {
                             // SAFETY: as above.
-                            o[c] = unsafe { crate::x8::$m::q4_kx8::<1>(w, [x(c)]) }[0];
+                            o[c] = unsafe { crate::x8::$m::$f::<1>(w, [x(c)]) }[0];
                         }
                     }};
                 }
-                match level {
+                let oct = r0 / 8 * nb..(r0 / 8 + 1) * nb;
+                match (level, w) {
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Vnni => call!(vnni),
+                    (Isa::Vnni, Weights::Q4_Kx8(m)) => call!(vnni, q4_kx8, &m[oct]),
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 => call!(avx2),
-                    Isa::Scalar => {
+                    (Isa::Avx2, Weights::Q4_Kx8(m)) => call!(avx2, q4_kx8, &m[oct]),
+                    #[cfg(target_arch = "x86_64")]
+                    (Isa::Vnni, Weights::Q6_Kx8(m)) => call!(vnni, q6_kx8, &m[oct]),
+                    #[cfg(target_arch = "x86_64")]
+                    (Isa::Avx2, Weights::Q6_Kx8(m)) => call!(avx2, q6_kx8, &m[oct]),
+                    (_, Weights::Q4_Kx8(m)) => {
                         for (c, oc) in o.iter_mut().enumerate().take(cw) {
-                            *oc = scalar::dot_q4_kx8(w, x(c));
+                            *oc = scalar::dot_q4_kx8(&m[oct.clone()], x(c));
                         }
                     }
+                    (_, Weights::Q6_Kx8(m)) => {
+                        for (c, oc) in o.iter_mut().enumerate().take(cw) {
+                            *oc = scalar::dot_q6_kx8(&m[oct.clone()], x(c));
+                        }
+                    }
+                    _ => unreachable!("matched above"),
                 }
             }
             _ => unreachable!("octets take the activations of their type"),
@@ -695,7 +716,7 @@ pub fn matvec(exec: &dyn Executor, w: Weights<'_>, cols: usize, x: &[f32], xq: &
 /// interleave the streams and read at a fraction of the speed). Tasks take
 /// runs of rows; the kernel and level are chosen once per run.
 fn matvec_drive(exec: &dyn Executor, w: Weights<'_>, cols: usize, acts: Acts<'_>, out: &mut [f32]) {
-    if let Weights::Q4_0x8(_) | Weights::Q4_Kx8(_) = w {
+    if let Weights::Q4_0x8(_) | Weights::Q4_Kx8(_) | Weights::Q6_Kx8(_) = w {
         return drive_x8(exec, w, acts, 1, out);
     }
     let rows = out.len();
@@ -787,7 +808,7 @@ pub fn matmul(
     if n == 1 {
         return matvec_drive(exec, w, cols, acts, out);
     }
-    if let Weights::Q4_0x8(_) | Weights::Q4_Kx8(_) = w {
+    if let Weights::Q4_0x8(_) | Weights::Q4_Kx8(_) | Weights::Q6_Kx8(_) = w {
         return drive_x8(exec, w, acts, n, out);
     }
     // Tile shapes measured best on an AMD Zen 4 (examples/bandwidth):

@@ -485,6 +485,91 @@ pub fn dequantize_row_q4_kx8(blocks: &[BlockQ4Kx8], r: usize, out: &mut [f32]) {
     }
 }
 
+// ---------------------------------------------------------------- Q6_K x 8
+
+/// Eight Q6_K super-blocks of eight consecutive rows, interleaved so a
+/// kernel holds one row per 32-bit vector lane: the eight `d`, the scales
+/// sub-block-major (byte `8k + r`: row r's scale k), then the 6-bit values
+/// in 16 steps of 96 bytes, in the order the kernel reads them (so the
+/// hardware prefetcher sees one forward stream). Step `s = 8n + g` (half n,
+/// group g < 8) holds three 32-byte groups whose lane r (bytes `4r .. 4r +
+/// 4`) is: row r's `ql[64n + 4g ..][..4]`, its `ql[64n + 32 + 4g ..][..4]`
+/// and its `qh[32n + 4g ..][..4]`.
+///
+/// Not a GGUF type: repacked in place at load like [`BlockQ4_0x8`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockQ6Kx8 {
+    /// `d` of rows 0..8, f16 bits.
+    pub d: [u16; 8],
+    /// Sub-block scales, sub-block-major.
+    pub scales: [i8; 128],
+    /// `ql` and `qh`, interleaved in steps as described above.
+    pub q: [u8; 1536],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ6Kx8>() == 8 * core::mem::size_of::<BlockQ6K>());
+const _: () = assert!(core::mem::align_of::<BlockQ6Kx8>() == 2);
+
+impl Default for BlockQ6Kx8 {
+    fn default() -> Self {
+        BlockQ6Kx8 { d: [0; 8], scales: [0; 128], q: [0; 1536] }
+    }
+}
+
+impl BlockQ6Kx8 {
+    /// (offset in `q`, source array, offset in the row's array) of the
+    /// three 4-byte pieces of lane r in step s: 0 = ql, 1 = qh.
+    fn pieces(s: usize, r: usize) -> [(usize, usize, usize); 3] {
+        let (n, g) = (s / 8, s % 8);
+        [(96 * s + 4 * r, 0, 64 * n + 4 * g), (96 * s + 32 + 4 * r, 0, 64 * n + 32 + 4 * g), (96 * s + 64 + 4 * r, 1, 32 * n + 4 * g)]
+    }
+
+    /// Interleaves one super-block of each of eight rows.
+    pub fn pack(rows: [&BlockQ6K; 8]) -> Self {
+        let mut o = BlockQ6Kx8::default();
+        for (r, b) in rows.iter().enumerate() {
+            o.d[r] = b.d;
+            for k in 0..16 {
+                o.scales[8 * k + r] = b.scales[k];
+            }
+            for s in 0..16 {
+                for (at, src, from) in Self::pieces(s, r) {
+                    let src: &[u8] = if src == 0 { &b.ql } else { &b.qh };
+                    o.q[at..at + 4].copy_from_slice(&src[from..from + 4]);
+                }
+            }
+        }
+        o
+    }
+
+    /// Row `r`'s super-block (the inverse of [`BlockQ6Kx8::pack`]).
+    pub fn row(&self, r: usize) -> BlockQ6K {
+        let mut b = BlockQ6K { ql: [0; 128], qh: [0; 64], scales: [0; 16], d: self.d[r] };
+        for k in 0..16 {
+            b.scales[k] = self.scales[8 * k + r];
+        }
+        for s in 0..16 {
+            for (at, src, from) in Self::pieces(s, r) {
+                let dst: &mut [u8] = if src == 0 { &mut b.ql } else { &mut b.qh };
+                dst[from..from + 4].copy_from_slice(&self.q[at..at + 4]);
+            }
+        }
+        b
+    }
+}
+
+/// [`repack_q4_0x8_in_place`] for Q6_K: `nb` super-blocks per row.
+pub fn repack_q6_kx8_in_place(bytes: &mut [u8], rows: usize, nb: usize) -> bool {
+    repack_octets_in_place(bytes, rows, nb, BlockQ6Kx8::pack)
+}
+
+/// Row `r` (0..8) of an octet of `nb` [`BlockQ6Kx8`] super-blocks as f32.
+pub fn dequantize_row_q6_kx8(blocks: &[BlockQ6Kx8], r: usize, out: &mut [f32]) {
+    for (blk, o) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
+        dequantize_row_q6_k(&[blk.row(r)], o);
+    }
+}
+
 // ---------------------------------------------------------------- Q5_0
 
 /// Quantizes `x` (length a multiple of 32) as ggml's `quantize_row_q5_0_ref`:

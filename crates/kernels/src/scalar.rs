@@ -2,7 +2,7 @@
 //! tested against it.
 
 use crate::half::{bf16_to_f32, f16_to_f32};
-use crate::quant::{scale_min_k4, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0};
+use crate::quant::{scale_min_k4, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ6Kx8, BlockQ8K, BlockQ8_0};
 
 /// Dot product of two f32 rows.
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
@@ -122,6 +122,12 @@ pub fn dot_q4_k(w: &[BlockQ4K], x: &[BlockQ8K]) -> f32 {
 /// with Q8_K activations: `out[r]` = row r . x, as [`dot_q4_k`] per row.
 pub fn dot_q4_kx8(w: &[BlockQ4Kx8], x: &[BlockQ8K]) -> [f32; 8] {
     core::array::from_fn(|r| w.iter().zip(x).map(|(a, b)| dot_q4_k(&[a.row(r)], core::slice::from_ref(b))).sum())
+}
+
+/// Dots of the eight rows of a Q6_K octet with Q8_K activations, as
+/// [`dot_q6_k`] per row.
+pub fn dot_q6_kx8(w: &[BlockQ6Kx8], x: &[BlockQ8K]) -> [f32; 8] {
+    core::array::from_fn(|r| w.iter().zip(x).map(|(a, b)| dot_q6_k(&[a.row(r)], core::slice::from_ref(b))).sum())
 }
 
 /// Dot product of a Q5_K weight row with Q8_K activations (as [`dot_q4_k`]).

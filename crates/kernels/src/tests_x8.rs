@@ -372,3 +372,105 @@ fn repacked_q4_k_matvec_and_matmul_agree_with_the_gguf_layout() {
         }
     }
 }
+
+// ------------------------------------------------------------------ Q6_K
+
+fn matrix_6k(seed: u64, rows: usize, cols: usize) -> (Vec<BlockQ6K>, Vec<BlockQ6Kx8>) {
+    let w = Rng(seed).vec(rows * cols);
+    let mut q = std::vec![BlockQ6K { ql: [0; 128], qh: [0; 64], scales: [0; 16], d: 0 }; rows * cols / QK_K];
+    quantize_row_q6_k(&w, &mut q);
+    let mut bytes = crate::cast::bytes_of(&q).to_vec();
+    assert!(repack_q6_kx8_in_place(&mut bytes, rows, cols / QK_K));
+    let x8 = bytes.chunks_exact(1680).map(crate::cast::read_pod::<BlockQ6Kx8>).collect();
+    (q, x8)
+}
+
+#[test]
+fn q6_k_repacking_interleaves_and_dequantizes_to_the_original_rows() {
+    let (rows, nb) = (16, 3);
+    let (q, x8) = matrix_6k(90, rows, nb * QK_K);
+    for o in 0..rows / 8 {
+        for b in 0..nb {
+            let blk = &x8[o * nb + b];
+            assert_eq!(*blk, BlockQ6Kx8::pack(core::array::from_fn(|r| &q[(8 * o + r) * nb + b])));
+            for r in 0..8 {
+                assert_eq!(blk.row(r), q[(8 * o + r) * nb + b], "octet {o} block {b} row {r}");
+            }
+        }
+    }
+    let cols = nb * QK_K;
+    let (mut a, mut b) = (std::vec![0.0f32; cols], std::vec![0.0f32; cols]);
+    for r in 0..rows {
+        ops::dequantize_row(Weights::Q6_K(&q), r, cols, &mut a);
+        ops::dequantize_row(Weights::Q6_Kx8(&x8), r, cols, &mut b);
+        assert_eq!(a, b, "row {r}");
+    }
+    let mut bytes = crate::cast::bytes_of(&q).to_vec();
+    assert!(!repack_q6_kx8_in_place(&mut bytes, 15, nb));
+    assert_eq!(bytes, crate::cast::bytes_of(&q));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn simd_q6_k_octet_kernels_match_scalar_at_every_level() {
+    let best = detect().best_level();
+    if best < SimdLevel::Avx2 {
+        std::eprintln!("AVX2 not available on this CPU: comparing scalar only");
+        return;
+    }
+    for nb in [1usize, 3, 8] {
+        let (q, x8) = matrix_6k(100 + nb as u64, 8, nb * QK_K);
+        let x = acts_k(101, 4, nb);
+        let xs: [&[BlockQ8K]; 4] = core::array::from_fn(|c| &x[c * nb..(c + 1) * nb]);
+        // The scalar twin is the row dot.
+        let want: Vec<[f32; 8]> = (0..4).map(|c| scalar::dot_q6_kx8(&x8, xs[c])).collect();
+        for c in 0..4 {
+            for r in 0..8 {
+                assert_eq!(want[c][r].to_bits(), scalar::dot_q6_k(&q[r * nb..(r + 1) * nb], xs[c]).to_bits());
+            }
+        }
+        // SAFETY: AVX2, FMA and F16C are present (best level checked above).
+        let a4 = unsafe { crate::x8::avx2::q6_kx8::<4>(&x8, xs) };
+        // SAFETY: as above.
+        let a1 = unsafe { crate::x8::avx2::q6_kx8::<1>(&x8, [xs[1]]) };
+        assert_eq!(a1[0], a4[1], "nb={nb}: one activation or four, the same bits");
+        let mut levels = std::vec![("avx2", a4)];
+        if best >= SimdLevel::Avx512Vnni {
+            // SAFETY: AVX-512 F/BW/VL/VNNI present (best level checked).
+            levels.push(("vnni", unsafe { crate::x8::vnni::q6_kx8::<4>(&x8, xs) }));
+        }
+        for (name, got) in &levels {
+            assert_eq!(got, &a4, "{name} nb={nb}: levels differ in bits");
+            for c in 0..4 {
+                for r in 0..8 {
+                    let (g, w) = (got[c][r], want[c][r]);
+                    assert!((g - w).abs() <= 2e-5 * (nb as f32).sqrt() * (1.0 + w.abs()), "{name} nb={nb} c={c} r={r}: {g} vs {w}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn repacked_q6_k_matvec_and_matmul_agree_with_the_gguf_layout() {
+    let (rows, cols) = (16, 3 * QK_K);
+    let (q, x8) = matrix_6k(110, rows, cols);
+    let xs = Rng(111).vec(9 * cols);
+    let mut s = ActScratch::new(cols, 9);
+    for n in [1usize, 4, 6, 9] {
+        let mut mm = std::vec![0.0f32; n * rows];
+        ops::matmul(&Reversed(3), Weights::Q6_Kx8(&x8), cols, &xs, n, &mut s, &mut mm);
+        for j in 0..n {
+            let x = &xs[j * cols..(j + 1) * cols];
+            let mut mv = std::vec![0.0f32; rows];
+            ops::matvec(&Reversed(2), Weights::Q6_Kx8(&x8), cols, x, &mut s, &mut mv);
+            let mut plain = std::vec![0.0f32; rows];
+            ops::matvec(&crate::exec::Serial, Weights::Q6_K(&q), cols, x, &mut s, &mut plain);
+            for i in 0..rows {
+                let (a, b, p) = (mv[i], mm[j * rows + i], plain[i]);
+                assert_eq!(a.to_bits(), b.to_bits(), "n={n} act {j} row {i}: matvec {a} vs matmul {b}");
+                assert!((a - p).abs() <= 1e-4 * (1.0 + p.abs()), "n={n} act {j} row {i}: {a} vs Q6_K {p}");
+            }
+        }
+    }
+}

@@ -1,5 +1,6 @@
-//! Kernels for Q4_0 and Q4_K weights repacked into row octets
-//! ([`crate::quant::BlockQ4_0x8`], [`crate::quant::BlockQ4Kx8`]):
+//! Kernels for Q4_0, Q4_K and Q6_K weights repacked into row octets
+//! ([`crate::quant::BlockQ4_0x8`], [`crate::quant::BlockQ4Kx8`],
+//! [`crate::quant::BlockQ6Kx8`]):
 //! each of the eight rows of an octet owns one 32-bit lane, so a block's
 //! integer dot for all eight rows lands in one vector with no horizontal
 //! sums and no transposes, and one vector of scales serves the eight rows.
@@ -7,8 +8,8 @@
 //! to eight activation rows share each unpacked weight block).
 //!
 //! Q4_0 weights are taken unsigned (nibbles 0..15, no `- 8`), so each
-//! block's sum is corrected by `8 * sum(x)`; Q4_K nibbles are unsigned
-//! already. The integer lanes are exact, so the AVX2
+//! block's sum is corrected by `8 * sum(x)`, Q6_K's by `32 * sum(x)` per
+//! sub-block; Q4_K nibbles are unsigned already. The integer lanes are exact, so the AVX2
 //! form (maddubs + madd) and the VNNI form (`vpdpbusd`) give the same bits.
 //! Private to the crate; `ops` dispatches.
 
@@ -19,7 +20,7 @@ macro_rules! octet_kernels {
     ($features:literal, $mac:path) => {
         use core::arch::x86_64::*;
 
-        use crate::quant::{BlockQ4Kx8, BlockQ4_0x8, BlockQ8K, BlockQ8_0};
+        use crate::quant::{BlockQ4Kx8, BlockQ4_0x8, BlockQ6Kx8, BlockQ8K, BlockQ8_0};
 
         /// `out[c][r]` = row r of the octet `w` . activation row c (`xs[c]`,
         /// with its block scales `xd[c]` as f32 and its block sums `sums[c]`).
@@ -209,6 +210,97 @@ macro_rules! octet_kernels {
         pub(crate) unsafe fn q4_kx8<const C: usize>(w: &[BlockQ4Kx8], xs: [&[BlockQ8K]; C]) -> [[f32; 8]; C] {
             // SAFETY: the caller guarantees the target features.
             unsafe { kernel_k::<C>(w, xs) }
+        }
+
+        /// `out[c][r]` = row r of the Q6_K octet `w` . activation row c. The
+        /// 6-bit values are taken unsigned (no `- 32`); each sub-block's dot
+        /// is corrected by `32 * bsum` before its scale multiplies it.
+        #[target_feature(enable = $features)]
+        fn kernel_6k<const C: usize>(w: &[BlockQ6Kx8], xs: [&[BlockQ8K]; C]) -> [[f32; 8]; C] {
+            let nb = w.len();
+            for x in xs.iter() {
+                assert!(x.len() >= nb);
+            }
+            let m4 = _mm256_set1_epi8(0x0F);
+            let m30 = _mm256_set1_epi8(0x30);
+            let z = _mm256_setzero_si256();
+            let mut acc = [_mm256_setzero_ps(); C];
+            for (i, b) in w.iter().enumerate() {
+                // SAFETY: `d` is 16 readable bytes; loadu needs no alignment.
+                let dw = unsafe { _mm256_cvtph_ps(_mm_loadu_si128(b.d.as_ptr().cast())) };
+                let mut isum = [z; C];
+                for n in 0..2 {
+                    for h in 0..2 {
+                        // Sub-blocks 8n + h + {0, 2, 4, 6}: elements 128n + 16h + 32m + (0..16).
+                        let mut p = [[z; 4]; C];
+                        for g in 4 * h..4 * h + 4 {
+                            // Step 8n + g: 96 bytes, inside q (16 steps of 96 = 1536 bytes).
+                            let at = 96 * (8 * n + g);
+                            // SAFETY: at + 96 <= 1536 = q.len(); loadu needs no alignment.
+                            let (qa, qb, qh) = unsafe {
+                                let p = b.q.as_ptr().add(at);
+                                (
+                                    _mm256_loadu_si256(p.cast()),
+                                    _mm256_loadu_si256(p.add(32).cast()),
+                                    _mm256_loadu_si256(p.add(64).cast()),
+                                )
+                            };
+                            // Elements l, l + 32, l + 64, l + 96 of the half, l = 4g + (0..4).
+                            let q = [
+                                _mm256_or_si256(_mm256_and_si256(qa, m4), _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m30)),
+                                _mm256_or_si256(_mm256_and_si256(qb, m4), _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m30)),
+                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(qa), m4), _mm256_and_si256(qh, m30)),
+                                _mm256_or_si256(
+                                    _mm256_and_si256(_mm256_srli_epi16::<4>(qb), m4),
+                                    _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m30),
+                                ),
+                            ];
+                            for c in 0..C {
+                                let x = &xs[c][i].qs;
+                                for (m, qm) in q.iter().enumerate() {
+                                    let e = 128 * n + 32 * m + 4 * g;
+                                    let bx = _mm256_set1_epi32(i32::from_le_bytes([
+                                        x[e] as u8,
+                                        x[e + 1] as u8,
+                                        x[e + 2] as u8,
+                                        x[e + 3] as u8,
+                                    ]));
+                                    p[c][m] = $mac(p[c][m], *qm, bx);
+                                }
+                            }
+                        }
+                        for m in 0..4 {
+                            let k = 8 * n + h + 2 * m;
+                            // SAFETY: scales[8k..8k + 8] are 8 readable bytes (k < 16).
+                            let sc = unsafe { _mm256_cvtepi8_epi32(_mm_loadl_epi64(b.scales.as_ptr().add(8 * k).cast())) };
+                            for c in 0..C {
+                                let off = _mm256_set1_epi32(32 * i32::from(xs[c][i].bsums[k]));
+                                isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(_mm256_sub_epi32(p[c][m], off), sc));
+                            }
+                        }
+                    }
+                }
+                for c in 0..C {
+                    let d = _mm256_mul_ps(dw, _mm256_set1_ps(xs[c][i].d));
+                    acc[c] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum[c]), acc[c]);
+                }
+            }
+            let mut out = [[0.0f32; 8]; C];
+            for c in 0..C {
+                // SAFETY: out[c] is 8 writable floats; storeu needs no alignment.
+                unsafe { _mm256_storeu_ps(out[c].as_mut_ptr(), acc[c]) };
+            }
+            out
+        }
+
+        /// See [`kernel_6k`].
+        ///
+        /// # Safety
+        /// The CPU must support the features this module is compiled for,
+        /// with their state enabled.
+        pub(crate) unsafe fn q6_kx8<const C: usize>(w: &[BlockQ6Kx8], xs: [&[BlockQ8K]; C]) -> [[f32; 8]; C] {
+            // SAFETY: the caller guarantees the target features.
+            unsafe { kernel_6k::<C>(w, xs) }
         }
 
         /// See [`kernel`].

@@ -487,7 +487,7 @@ impl Model {
     }
 }
 
-/// Repacks the Q4_0 and Q4_K projection matrices (and such an output
+/// Repacks the Q4_0, Q4_K and Q6_K projection matrices (and such an output
 /// matrix) into row octets, in place in the file bytes: decoding then
 /// streams one array with a row in each vector lane (as llama.cpp's
 /// `q4_0_8x8` and `q4_K_8x8` repacking does).

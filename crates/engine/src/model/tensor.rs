@@ -72,8 +72,9 @@ impl DType {
 pub(crate) enum Data {
     /// A byte range of the model file.
     File { offset: usize, len: usize },
-    /// A Q4_0 or Q4_K byte range of the model file, repacked in place into
-    /// row octets (`kernels::quant::BlockQ4_0x8` / `BlockQ4Kx8`) at load.
+    /// A Q4_0, Q4_K or Q6_K byte range of the model file, repacked in place
+    /// into row octets (`kernels::quant::BlockQ4_0x8`, `BlockQ4Kx8`,
+    /// `BlockQ6Kx8`) at load.
     Octets { offset: usize, len: usize },
     /// Converted at load time.
     OwnedF32(Vec<f32>),
@@ -177,6 +178,7 @@ impl Tensor {
         if let Data::Octets { .. } = self.data {
             return Ok(match self.dtype {
                 DType::Q4_K => Weights::Q4_Kx8(cast::view(bytes).ok_or_else(misaligned)?),
+                DType::Q6_K => Weights::Q6_Kx8(cast::view(bytes).ok_or_else(misaligned)?),
                 _ => Weights::Q4_0x8(cast::view(bytes).ok_or_else(misaligned)?),
             });
         }
@@ -201,7 +203,7 @@ impl Tensor {
         }
     }
 
-    /// Repacks a Q4_0 or Q4_K matrix of whole row octets in `file` into the
+    /// Repacks a Q4_0, Q4_K or Q6_K matrix of whole row octets in `file` into the
     /// row-octet layout the kernels stream (in place, same bytes); other
     /// tensors are left alone. Returns whether it repacked.
     pub(crate) fn repack_octets(&mut self, file: &mut [u8]) -> bool {
@@ -210,6 +212,7 @@ impl Tensor {
         let (repack, bs): (Repack, usize) = match self.dtype {
             DType::Q4_0 => (kernels::quant::repack_q4_0x8_in_place, QK8_0),
             DType::Q4_K => (kernels::quant::repack_q4_kx8_in_place, QK_K),
+            DType::Q6_K => (kernels::quant::repack_q6_kx8_in_place, QK_K),
             _ => return false,
         };
         if !self.rows.is_multiple_of(8) || !self.cols.is_multiple_of(bs) {
