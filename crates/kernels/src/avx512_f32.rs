@@ -31,13 +31,16 @@ const _: () = assert!(R == 6 && C == 4);
 
 /// Columns per block (R rows of it: 24 KiB).
 pub(crate) const KC: usize = 1024;
+/// The hint for the prefetches of the next block's weights.
+const PF_HINT: i32 = _MM_HINT_T0;
 const _: () = assert!(KC.is_multiple_of(16));
 
 /// Sums as matvec keeps them for `R2` x `C2` pairs: one zmm each.
 type Acc<const R2: usize, const C2: usize> = [[__m512; C2]; R2];
 
 /// Columns `k0..k1` (multiples of 16 apart, `k1 <= cols / 16 * 16`) of `R2`
-/// rows (`ws`) against `C2` activations (`xs`), added to `acc`.
+/// rows (`ws`) against `C2` activations (`xs`), added to `acc`; at each
+/// column k, prefetches `pf + k` unless `pf` is null.
 ///
 /// # Safety
 /// Every pointer must be valid for reading `k1` floats.
@@ -49,10 +52,15 @@ unsafe fn steps<const R2: usize, const C2: usize>(
     xs: [*const f32; C2],
     k0: usize,
     k1: usize,
+    pf: *const f32,
     mut acc: Acc<R2, C2>,
 ) -> Acc<R2, C2> {
     let mut k = k0;
     while k < k1 {
+        if !pf.is_null() {
+            // A prefetch does not fault, whatever the address.
+            _mm_prefetch::<PF_HINT>(pf.wrapping_add(k).cast());
+        }
         // SAFETY: k + 16 <= k1 floats of each row (caller).
         let wv: [__m512; R2] = core::array::from_fn(|r| unsafe { _mm512_loadu_ps(ws[r].add(k)) });
         for c in 0..C2 {
@@ -170,9 +178,18 @@ unsafe fn rows_impl(
         for b in 0..blocks {
             let (k0, k1) = (b * KC, ((b + 1) * KC).min(n16));
             let last = b + 1 == blocks;
+            // While activation tile g runs, prefetch weight row g of the next block: this
+            // rows' next columns, or the next rows' first.
+            let (pf_row, pf_shift) = if last { (r + R, 0) } else { (r, KC) };
             let mut j = 0;
             while j < n {
                 let cw = C.min(n - j);
+                let g = j / C;
+                let pf = if g < R && pf_row + g < r1 {
+                    wrow(pf_row + g).wrapping_add(pf_shift).wrapping_sub(k0)
+                } else {
+                    core::ptr::null()
+                };
                 // This tile's sums between blocks.
                 let sp = j / C * R * C * 16;
                 macro_rules! run {
@@ -188,7 +205,7 @@ unsafe fn rows_impl(
                         };
                         // SAFETY: rows r..r + $rr < r1 and activations j..j + $cc < n hold cols
                         // floats each (asserted), and k1 <= n16 <= cols.
-                        let acc = unsafe { steps::<$rr, $cc>(ws, xv, k0, k1, acc) };
+                        let acc = unsafe { steps::<$rr, $cc>(ws, xv, k0, k1, pf, acc) };
                         if last {
                             // SAFETY: as above.
                             let d = unsafe { finish::<$rr, $cc>(ws, xv, cols, acc) };
