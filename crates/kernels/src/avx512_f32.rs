@@ -119,14 +119,26 @@ unsafe fn finish<const R2: usize, const C2: usize>(
     out
 }
 
+/// The activation row stride [`rows`] reads best for `cols`: rows 4 KiB
+/// apart would share L1 sets with each other and with the weight rows (a
+/// tile touches the same column of 10 rows at once), so those get one more
+/// cache line.
+pub(crate) fn act_stride(cols: usize) -> usize {
+    if cols.is_multiple_of(1024) {
+        cols + 16
+    } else {
+        cols
+    }
+}
+
 /// Floats of scratch [`rows`] needs for `n` activations.
 pub(crate) fn scratch_len(n: usize) -> usize {
     n.div_ceil(C) * R * C * 16
 }
 
 /// Rows `r0..r1` of `w` (`[_, cols]`) against the `n` activations `xs`
-/// (`[n, cols]`), into `out[j * ld + r]`; `buf` is scratch of
-/// [`scratch_len`] floats.
+/// (row j at `j * xld`, `cols` each), into `out[j * ld + r]`; `buf` is
+/// scratch of [`scratch_len`] floats.
 ///
 /// # Safety
 /// The CPU must support AVX-512 F and VL (and AVX2, FMA) with the state
@@ -138,6 +150,7 @@ pub(crate) unsafe fn rows(
     w: &[f32],
     cols: usize,
     xs: &[f32],
+    xld: usize,
     n: usize,
     r0: usize,
     r1: usize,
@@ -146,7 +159,7 @@ pub(crate) unsafe fn rows(
     buf: &mut [f32],
 ) {
     // SAFETY: the caller guarantees the features and the output range.
-    unsafe { rows_impl(w, cols, xs, n, r0, r1, out, ld, buf) }
+    unsafe { rows_impl(w, cols, xs, xld, n, r0, r1, out, ld, buf) }
 }
 
 /// See [`rows`].
@@ -159,6 +172,7 @@ unsafe fn rows_impl(
     w: &[f32],
     cols: usize,
     xs: &[f32],
+    xld: usize,
     n: usize,
     r0: usize,
     r1: usize,
@@ -166,9 +180,10 @@ unsafe fn rows_impl(
     ld: usize,
     buf: &mut [f32],
 ) {
-    assert!(r0 <= r1 && r1 * cols <= w.len() && n * cols <= xs.len() && buf.len() >= scratch_len(n));
+    assert!(r0 <= r1 && r1 * cols <= w.len() && buf.len() >= scratch_len(n));
+    assert!(xld >= cols && (n == 0 || (n - 1) * xld + cols <= xs.len()));
     let wrow = |r: usize| w[r * cols..].as_ptr();
-    let xrow = |j: usize| xs[j * cols..].as_ptr();
+    let xrow = |j: usize| xs[j * xld..].as_ptr();
     let n16 = cols / 16 * 16;
     let blocks = n16.div_ceil(KC).max(1);
     let bp = buf.as_mut_ptr();

@@ -1232,7 +1232,7 @@ pub fn attention_batch(
 /// same bits as matvec); tasks take runs of whole row tiles.
 #[cfg(target_arch = "x86_64")]
 fn drive_f32(exec: &dyn Executor, w: Weights<'_>, cols: usize, acts: Acts<'_>, n: usize, out: &mut [f32]) {
-    use crate::avx512_f32::{rows as f32_rows, scratch_len, R};
+    use crate::avx512_f32::{act_stride, rows as f32_rows, scratch_len, R};
     let (Weights::F32(w), Acts::F32(xs)) = (w, acts) else { unreachable!("drive_f32 takes F32 weights") };
     let rows = out.len() / n;
     let tiles = rows.div_ceil(R);
@@ -1240,6 +1240,15 @@ fn drive_f32(exec: &dyn Executor, w: Weights<'_>, cols: usize, acts: Acts<'_>, n
     // A few tasks per thread balance uneven cores.
     let per_task = tiles.div_ceil(threads * 4).max(1);
     let tasks = tiles.div_ceil(per_task);
+    // The activations at the stride the tiles read best.
+    let xld = act_stride(cols);
+    let padded: Vec<f32>;
+    let xs = if xld == cols {
+        xs
+    } else {
+        padded = (0..n).flat_map(|j| xs[j * cols..(j + 1) * cols].iter().copied().chain((cols..xld).map(|_| 0.0))).collect();
+        &padded[..]
+    };
     // Each task's sums between column blocks (worker stacks are small).
     let len = scratch_len(n);
     let mut scratch = alloc::vec![0.0f32; tasks * len];
@@ -1254,7 +1263,7 @@ fn drive_f32(exec: &dyn Executor, w: Weights<'_>, cols: usize, acts: Acts<'_>, n
         // SAFETY: drive_f32 runs only when isa() is Vnni: AVX-512 F/VL, AVX2 and FMA present and
         // enabled. out[j * rows + r] for j < n, r < r1 <= rows is inside `out`; only this task
         // writes rows r0..r1; `out` outlives exec.run, which returns after every task.
-        unsafe { f32_rows(w, cols, xs, n, r0, r1, po.0, rows, buf) };
+        unsafe { f32_rows(w, cols, xs, xld, n, r0, r1, po.0, rows, buf) };
     };
     if tasks > 1 && threads > 1 {
         exec.run(tasks, &task);

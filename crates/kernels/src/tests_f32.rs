@@ -66,7 +66,7 @@ fn zmm_f32_tiles_match_scalar_twin() {
                         let r1 = (r0 + step).min(rows);
                         // SAFETY: have_avx512() checked the features; out[j * rows + r]
                         // for j < n, r < r1 is inside `got`; one thread.
-                        unsafe { f32_rows(&w, cols, &xs, n, r0, r1, got.as_mut_ptr(), rows, &mut buf) };
+                        unsafe { f32_rows(&w, cols, &xs, cols, n, r0, r1, got.as_mut_ptr(), rows, &mut buf) };
                         r0 = r1;
                     }
                     let what = std::format!("rows {rows} cols {cols} n {n} step {step}");
@@ -104,7 +104,7 @@ fn scalar_twin_is_near_exact() {
 #[test]
 fn f32_matmul_equals_matvec_for_any_thread_count() {
     let mut rng = Rng(99);
-    let shapes = [(100usize, 200usize, 30usize), (33, 129, 13), (64, 256, 2), (5, 8, 3), (70, 7, 25), (40, 1000, 32), (45, 2056, 9)];
+    let shapes = [(100usize, 200usize, 30usize), (33, 129, 13), (64, 256, 2), (5, 8, 3), (70, 7, 25), (40, 1000, 32), (45, 2056, 9), (13, 2048, 7), (7, 1024, 5)];
     for &(rows, cols, n) in &shapes {
         let (w, xs) = (rng.vec(rows * cols), rng.vec(n * cols));
         let wv = ops::Weights::F32(&w);
