@@ -131,9 +131,14 @@ pub(crate) fn act_stride(cols: usize) -> usize {
     }
 }
 
-/// Floats of scratch [`rows`] needs for `n` activations.
-pub(crate) fn scratch_len(n: usize) -> usize {
-    n.div_ceil(C) * R * C * 16
+/// Floats of scratch [`rows`] needs for `n` activations of `cols` (none
+/// for a single column block).
+pub(crate) fn scratch_len(cols: usize, n: usize) -> usize {
+    if cols / 16 * 16 > KC {
+        n.div_ceil(C) * R * C * 16
+    } else {
+        0
+    }
 }
 
 /// Rows `r0..r1` of `w` (`[_, cols]`) against the `n` activations `xs`
@@ -180,7 +185,7 @@ unsafe fn rows_impl(
     ld: usize,
     buf: &mut [f32],
 ) {
-    assert!(r0 <= r1 && r1 * cols <= w.len() && buf.len() >= scratch_len(n));
+    assert!(r0 <= r1 && r1 * cols <= w.len() && buf.len() >= scratch_len(cols, n));
     assert!(xld >= cols && (n == 0 || (n - 1) * xld + cols <= xs.len()));
     let wrow = |r: usize| w[r * cols..].as_ptr();
     let xrow = |j: usize| xs[j * xld..].as_ptr();
@@ -215,7 +220,8 @@ unsafe fn rows_impl(
                         let acc: Acc<$rr, $cc> = if b == 0 {
                             [[_mm512_setzero_ps(); $cc]; $rr]
                         } else {
-                            // SAFETY: at(..) + 16 <= scratch_len(n) floats of `buf` (asserted).
+                            // SAFETY: b > 0, so there are several blocks and at(..) + 16 <= scratch_len(cols, n)
+                            // floats of `buf` (asserted).
                             core::array::from_fn(|rr| core::array::from_fn(|cc| unsafe { _mm512_loadu_ps(bp.add(at(rr, cc))) }))
                         };
                         // SAFETY: rows r..r + $rr < r1 and activations j..j + $cc < n hold cols
@@ -233,7 +239,7 @@ unsafe fn rows_impl(
                         } else {
                             for (rr, row) in acc.iter().enumerate() {
                                 for (cc, &v) in row.iter().enumerate() {
-                                    // SAFETY: as for the loads.
+                                    // SAFETY: not the last block, so as for the loads.
                                     unsafe { _mm512_storeu_ps(bp.add(at(rr, cc)), v) };
                                 }
                             }

@@ -1246,11 +1246,15 @@ fn drive_f32(exec: &dyn Executor, w: Weights<'_>, cols: usize, acts: Acts<'_>, n
     let xs = if xld == cols {
         xs
     } else {
-        padded = (0..n).flat_map(|j| xs[j * cols..(j + 1) * cols].iter().copied().chain((cols..xld).map(|_| 0.0))).collect();
+        let mut v = alloc::vec![0.0f32; n * xld];
+        for (dst, src) in v.chunks_exact_mut(xld).zip(xs.chunks_exact(cols)) {
+            dst[..cols].copy_from_slice(src);
+        }
+        padded = v;
         &padded[..]
     };
     // Each task's sums between column blocks (worker stacks are small).
-    let len = scratch_len(n);
+    let len = scratch_len(cols, n);
     let mut scratch = alloc::vec![0.0f32; tasks * len];
     let (po, ps) = (SharedOut(out.as_mut_ptr()), SharedSlice(scratch.as_mut_ptr()));
     let task = |t: usize| {

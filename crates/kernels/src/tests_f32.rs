@@ -60,7 +60,7 @@ fn zmm_f32_tiles_match_scalar_twin() {
                 let mut first: Option<Vec<f32>> = None;
                 for step in [rows, 5, 1] {
                     let mut got = std::vec![f32::NAN; n * rows];
-                    let mut buf = std::vec![f32::NAN; scratch_len(n)];
+                    let mut buf = std::vec![f32::NAN; scratch_len(cols, n)];
                     let mut r0 = 0;
                     while r0 < rows {
                         let r1 = (r0 + step).min(rows);
