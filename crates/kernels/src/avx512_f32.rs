@@ -16,7 +16,10 @@
 //!
 //! The columns go in blocks of [`KC`]: six weight rows' block stays in L1
 //! while all activations stream past; the zmm sums wait in scratch between
-//! blocks (stored and loaded exactly, so the bits do not change).
+//! blocks (stored and loaded exactly, so the bits do not change). Meanwhile
+//! the tiles prefetch the next block's weights, and the activations come at
+//! a stride that keeps their rows out of the weight rows' L1 sets
+//! ([`act_stride`]).
 
 use core::arch::x86_64::*;
 
