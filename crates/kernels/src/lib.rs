@@ -14,6 +14,8 @@ extern crate std;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod avx512_f32;
 pub mod cast;
 pub mod cpu;
 pub mod exec;
@@ -28,6 +30,8 @@ mod x8;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_f32;
 #[cfg(test)]
 mod tests_quant;
 #[cfg(test)]

@@ -822,6 +822,8 @@ pub fn matmul(
         #[cfg(target_arch = "x86_64")]
         (Isa::Vnni, ActKind::Q8_0) => drive_oct(exec, w, acts, n, out),
         #[cfg(target_arch = "x86_64")]
+        (Isa::Vnni, ActKind::F32) if matches!(w, Weights::F32(_)) => drive_f32(exec, w, cols, acts, n, out),
+        #[cfg(target_arch = "x86_64")]
         (Isa::Vnni, _) => drive::<2, 4>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx2, ActKind::Q8_0) => drive::<1, 8>(exec, w, cols, acts, n, out),
@@ -1244,5 +1246,53 @@ pub fn attention_batch(
         for h in 0..n_heads {
             task(h);
         }
+    }
+}
+
+/// F32 weights with AVX-512: the zmm register tiles of `avx512_f32` (the
+/// same bits as matvec); tasks take runs of whole row tiles.
+#[cfg(target_arch = "x86_64")]
+fn drive_f32(exec: &dyn Executor, w: Weights<'_>, cols: usize, acts: Acts<'_>, n: usize, out: &mut [f32]) {
+    use crate::avx512_f32::{act_stride, rows as f32_rows, scratch_len, R};
+    let (Weights::F32(w), Acts::F32(xs)) = (w, acts) else { unreachable!("drive_f32 takes F32 weights") };
+    let rows = out.len() / n;
+    let tiles = rows.div_ceil(R);
+    let threads = exec.n_threads().max(1);
+    // A few tasks per thread balance uneven cores.
+    let per_task = tiles.div_ceil(threads * 4).max(1);
+    let tasks = tiles.div_ceil(per_task);
+    // The activations at the stride the tiles read best.
+    let xld = act_stride(cols);
+    let padded: Vec<f32>;
+    let xs = if xld == cols {
+        xs
+    } else {
+        let mut v = alloc::vec![0.0f32; n * xld];
+        for (dst, src) in v.chunks_exact_mut(xld).zip(xs.chunks_exact(cols)) {
+            dst[..cols].copy_from_slice(src);
+        }
+        padded = v;
+        &padded[..]
+    };
+    // Each task's sums between column blocks (worker stacks are small).
+    let len = scratch_len(cols, n);
+    let mut scratch = alloc::vec![0.0f32; tasks * len];
+    let (po, ps) = (SharedOut(out.as_mut_ptr()), SharedSlice(scratch.as_mut_ptr()));
+    let task = |t: usize| {
+        let (po, ps) = (po, ps);
+        // SAFETY: t < tasks, so the piece is inside `scratch`; each task takes its own piece;
+        // `scratch` outlives exec.run, which returns only after every task has finished.
+        let buf = unsafe { core::slice::from_raw_parts_mut(ps.0.add(t * len), len) };
+        let r0 = t * per_task * R;
+        let r1 = (r0 + per_task * R).min(rows);
+        // SAFETY: drive_f32 runs only when isa() is Vnni: AVX-512 F/VL, AVX2 and FMA present and
+        // enabled. out[j * rows + r] for j < n, r < r1 <= rows is inside `out`; only this task
+        // writes rows r0..r1; `out` outlives exec.run, which returns after every task.
+        unsafe { f32_rows(w, cols, xs, xld, n, r0, r1, po.0, rows, buf) };
+    };
+    if tasks > 1 && threads > 1 {
+        exec.run(tasks, &task);
+    } else {
+        (0..tasks).for_each(task);
     }
 }
