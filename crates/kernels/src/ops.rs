@@ -147,6 +147,9 @@ pub struct ActScratch {
     /// Each Q8_0 block's scale as f32.
     q8_0_d: Vec<f32>,
     q8_k: Vec<BlockQ8K>,
+    /// The F32 tiles' padded activations and per-task sums (AVX-512 only):
+    /// grown, fallibly, on first use, then reused.
+    f32_buf: Vec<f32>,
     max_cols: usize,
     max_rows: usize,
 }
@@ -160,6 +163,7 @@ impl ActScratch {
             q8_0_sums: alloc::vec![0; rows * max_cols.div_ceil(QK8_0)],
             q8_0_d: alloc::vec![0.0; rows * max_cols.div_ceil(QK8_0)],
             q8_k: alloc::vec![BlockQ8K::default(); rows * max_cols.div_ceil(QK_K)],
+            f32_buf: Vec::new(),
             max_cols,
             max_rows: rows,
         }
@@ -171,6 +175,18 @@ impl ActScratch {
             + core::mem::size_of_val(self.q8_0_sums.as_slice())
             + core::mem::size_of_val(self.q8_0_d.as_slice())
             + core::mem::size_of_val(self.q8_k.as_slice())
+            + core::mem::size_of_val(self.f32_buf.as_slice())
+    }
+
+    /// `len` floats of scratch for the F32 tiles; None if they cannot be
+    /// allocated (the caller then takes a path that needs none).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn f32_buf(&mut self, len: usize) -> Option<&mut [f32]> {
+        if self.f32_buf.len() < len {
+            self.f32_buf.try_reserve_exact(len - self.f32_buf.len()).ok()?;
+            self.f32_buf.resize(len, 0.0);
+        }
+        Some(&mut self.f32_buf[..len])
     }
 
     fn check(&self, cols: usize, n: usize) {
@@ -804,6 +820,13 @@ pub fn matmul(
     let rows = out.len() / n;
     check_shape(&w, cols, rows);
     assert!(xs.len() >= n * cols, "{n} activation rows of {cols} need {} values, got {}", n * cols, xs.len());
+    #[cfg(target_arch = "x86_64")]
+    if let (Isa::Vnni, Weights::F32(m), true) = (isa(), w, n > 1) {
+        xq.check(cols, n);
+        if drive_f32(exec, m, cols, &xs[..n * cols], n, xq, out) {
+            return;
+        }
+    }
     let acts = quantize_acts(w.act_kind(), xs, cols, n, xq);
     if n == 1 {
         return matvec_drive(exec, w, cols, acts, out);
@@ -821,8 +844,6 @@ pub fn matmul(
         (_, ActKind::Q8_K) => drive::<1, 8>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]
         (Isa::Vnni, ActKind::Q8_0) => drive_oct(exec, w, acts, n, out),
-        #[cfg(target_arch = "x86_64")]
-        (Isa::Vnni, ActKind::F32) if matches!(w, Weights::F32(_)) => drive_f32(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]
         (Isa::Vnni, _) => drive::<2, 4>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]
@@ -1250,11 +1271,12 @@ pub fn attention_batch(
 }
 
 /// F32 weights with AVX-512: the zmm register tiles of `avx512_f32` (the
-/// same bits as matvec); tasks take runs of whole row tiles.
+/// same bits as matvec); tasks take runs of whole row tiles. Its scratch
+/// (padded activations, per-task sums) comes from `xq`; returns false,
+/// doing nothing, if that memory cannot be had.
 #[cfg(target_arch = "x86_64")]
-fn drive_f32(exec: &dyn Executor, w: Weights<'_>, cols: usize, acts: Acts<'_>, n: usize, out: &mut [f32]) {
+fn drive_f32(exec: &dyn Executor, w: &[f32], cols: usize, xs: &[f32], n: usize, xq: &mut ActScratch, out: &mut [f32]) -> bool {
     use crate::avx512_f32::{act_stride, rows as f32_rows, scratch_len, R};
-    let (Weights::F32(w), Acts::F32(xs)) = (w, acts) else { unreachable!("drive_f32 takes F32 weights") };
     let rows = out.len() / n;
     let tiles = rows.div_ceil(R);
     let threads = exec.n_threads().max(1);
@@ -1263,20 +1285,19 @@ fn drive_f32(exec: &dyn Executor, w: Weights<'_>, cols: usize, acts: Acts<'_>, n
     let tasks = tiles.div_ceil(per_task);
     // The activations at the stride the tiles read best.
     let xld = act_stride(cols);
-    let padded: Vec<f32>;
-    let xs = if xld == cols {
-        xs
-    } else {
-        let mut v = alloc::vec![0.0f32; n * xld];
-        for (dst, src) in v.chunks_exact_mut(xld).zip(xs.chunks_exact(cols)) {
-            dst[..cols].copy_from_slice(src);
-        }
-        padded = v;
-        &padded[..]
-    };
+    let pad = if xld == cols { 0 } else { n * xld };
     // Each task's sums between column blocks (worker stacks are small).
     let len = scratch_len(cols, n);
-    let mut scratch = alloc::vec![0.0f32; tasks * len];
+    let Some(buf) = xq.f32_buf(pad + tasks * len) else { return false };
+    let (padded, scratch) = buf.split_at_mut(pad);
+    let xs = if pad == 0 {
+        xs
+    } else {
+        for (dst, src) in padded.chunks_exact_mut(xld).zip(xs.chunks_exact(cols)) {
+            dst[..cols].copy_from_slice(src);
+        }
+        &padded[..]
+    };
     let (po, ps) = (SharedOut(out.as_mut_ptr()), SharedSlice(scratch.as_mut_ptr()));
     let task = |t: usize| {
         let (po, ps) = (po, ps);
@@ -1295,4 +1316,5 @@ fn drive_f32(exec: &dyn Executor, w: Weights<'_>, cols: usize, acts: Acts<'_>, n
     } else {
         (0..tasks).for_each(task);
     }
+    true
 }
