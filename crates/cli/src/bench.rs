@@ -156,11 +156,11 @@ fn tokens(seed: u64, n: usize, vocab: usize) -> Vec<u32> {
 pub fn bench(o: &BenchOptions) -> Result<BenchReport> {
     ensure!(o.reps > 0, "--reps must be at least 1");
     ensure!(o.n_prompt > 0 || o.n_gen > 0, "nothing to measure: -p and -n are both 0");
-    let bytes = std::fs::read(&o.model).with_context(|| format!("reading {}", o.model.display()))?;
-    let file_size = bytes.len() as u64;
+    let bytes = crate::host::read_model(&o.model)?;
+    let file_size = bytes.as_ref().len() as u64;
     let mut ty = None;
-    if bytes.starts_with(b"GGUF") {
-        let g = Gguf::parse(&bytes, file_size)?;
+    if bytes.as_ref().starts_with(b"GGUF") {
+        let g = Gguf::parse(bytes.as_ref(), file_size)?;
         ty = g
             .get("general.file_type")
             .and_then(Value::as_u64)

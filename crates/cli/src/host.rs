@@ -1,5 +1,6 @@
 //! Host glue: reading model files, the terminal console, the clock.
 
+use kernels::hugebuf::HugeBuf;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +16,19 @@ use engine::tokenizer::Tokenizer;
 /// Reads a whole file.
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Reads a model file into memory backed by transparent huge pages
+/// (`kernels::hugebuf`): decoding streams every weight once per token.
+pub fn read_model(path: &Path) -> Result<HugeBuf> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let len = f.metadata().with_context(|| format!("reading {}", path.display()))?.len();
+    let len = usize::try_from(len).with_context(|| format!("{} is too large for this machine", path.display()))?;
+    let mut buf = HugeBuf::zeroed(len)
+        .with_context(|| format!("out of memory: {} needs {len} bytes", path.display()))?;
+    f.read_exact(buf.as_mut()).with_context(|| format!("reading {}", path.display()))?;
+    Ok(buf)
 }
 
 /// Finds the tokenizer for a llama2.c checkpoint: NAME.tok.bin, tokenizer.bin
@@ -46,8 +60,8 @@ pub fn find_tokenizer(model: &Path) -> Option<PathBuf> {
 /// (found next to the model when not given).
 pub fn load(model: &Path, tokenizer: Option<&Path>, n_ctx: usize) -> Result<(Model, Tokenizer)> {
     use engine::load::FileKind;
-    let bytes = read_file(model)?;
-    let kind = engine::load::detect(&bytes);
+    let bytes = read_model(model)?;
+    let kind = engine::load::detect(bytes.as_ref());
     let opts = LoadOptions { n_ctx };
     let loading = || format!("loading {}", model.display());
     let (mut m, t) = match kind {

@@ -20,6 +20,8 @@ pub mod cast;
 pub mod cpu;
 pub mod exec;
 pub mod half;
+#[cfg(feature = "std")]
+pub mod hugebuf;
 pub mod ops;
 #[cfg(feature = "std")]
 pub mod pool;
