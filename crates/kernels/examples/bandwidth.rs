@@ -3,7 +3,8 @@
 //! `cargo run --release -p kernels --features std --example bandwidth -- [MiB] [threads]`
 //!
 //! 1. A plain read probe: sums a buffer of MiB with four independent 64-bit
-//!    accumulators per thread (best of 30 passes), on 1..=threads threads.
+//!    accumulators per thread (best of 30 passes), on 1..=threads threads,
+//!    on ordinary 4 KiB pages and on transparent huge pages (`kernels::hugebuf`).
 //! 2. `ops::matvec` over a Q8_0 / Q4_0 / Q4_K / Q6_K / F32 matrix of about the
 //!    same size, and Q4_0 / Q4_K repacked into row octets as the engine loads
 //!    them: bytes of weights read per second (best of 30).
@@ -37,25 +38,31 @@ fn main() {
         kernels::cpu::force_level(kernels::cpu::SimdLevel::Avx2);
     }
     println!("simd level: {}", kernels::cpu::level().name());
-    for t in 1..=max_threads {
-        let pool = ThreadPool::new(t);
-        let chunk = buf.len().div_ceil(t * 8);
-        let s = best(|| {
-            let sums: Vec<std::sync::atomic::AtomicU64> = (0..t * 8).map(|_| Default::default()).collect();
-            pool.run(buf.len().div_ceil(chunk), &|i| {
-                let part = &buf[i * chunk..((i + 1) * chunk).min(buf.len())];
-                // Four independent sums so the loop is bound by loads, not adds.
-                let mut a = [0u64; 4];
-                for c in part.chunks_exact(4) {
-                    for k in 0..4 {
-                        a[k] = a[k].wrapping_add(c[k]);
+    // The same buffer on transparent huge pages, as `lbm` loads models.
+    let mut huge = kernels::hugebuf::HugeBuf::zeroed(n).expect("memory");
+    huge.as_mut().copy_from_slice(kernels::cast::bytes_of(&buf));
+    let huge_words: &[u64] = kernels::cast::view(huge.as_ref()).expect("aligned");
+    for (pages, buf) in [("4 KiB pages", &buf[..]), ("huge pages", huge_words)] {
+        for t in 1..=max_threads {
+            let pool = ThreadPool::new(t);
+            let chunk = buf.len().div_ceil(t * 8);
+            let s = best(|| {
+                let sums: Vec<std::sync::atomic::AtomicU64> = (0..t * 8).map(|_| Default::default()).collect();
+                pool.run(buf.len().div_ceil(chunk), &|i| {
+                    let part = &buf[i * chunk..((i + 1) * chunk).min(buf.len())];
+                    // Four independent sums so the loop is bound by loads, not adds.
+                    let mut a = [0u64; 4];
+                    for c in part.chunks_exact(4) {
+                        for k in 0..4 {
+                            a[k] = a[k].wrapping_add(c[k]);
+                        }
                     }
-                }
-                sums[i].store(a.iter().fold(0u64, |x, y| x.wrapping_add(*y)), std::sync::atomic::Ordering::Relaxed);
+                    sums[i].store(a.iter().fold(0u64, |x, y| x.wrapping_add(*y)), std::sync::atomic::Ordering::Relaxed);
+                });
+                std::hint::black_box(sums);
             });
-            std::hint::black_box(sums);
-        });
-        println!("read probe, {t} thread(s): {:.1} GB/s ({mib} MiB, best of 30)", n as f64 / s / 1e9);
+            println!("read probe, {pages}, {t} thread(s): {:.1} GB/s ({mib} MiB, best of 30)", n as f64 / s / 1e9);
+        }
     }
     // A matrix of about `mib` MiB in each type, cols = 2048.
     let cols = 2048;

@@ -42,6 +42,8 @@ unsafe impl Pod for u16 {}
 // SAFETY: as above.
 unsafe impl Pod for u32 {}
 // SAFETY: as above.
+unsafe impl Pod for u64 {}
+// SAFETY: as above.
 unsafe impl Pod for i8 {}
 // SAFETY: as above.
 unsafe impl Pod for u8 {}
