@@ -892,6 +892,61 @@ pub(crate) unsafe fn geglu(h: &mut [f32], u: Option<&[f32]>) {
     unsafe { geglu_impl(h, u) }
 }
 
+#[target_feature(enable = "avx2,fma")]
+fn rotate_pairs_impl(h: &mut [f32], start: usize, cos: &[f32], sin: &[f32], neox: bool, off: usize) {
+    let n = cos.len().min(sin.len());
+    let n8 = n / 8 * 8;
+    let p = h.as_mut_ptr();
+    if neox {
+        // The two halves must not overlap and must lie inside the head.
+        assert!(start + n <= off && off + start + n <= h.len(), "rope pairs outside the head");
+        for k in (0..n8).step_by(8) {
+            // SAFETY: start + k + 8 <= start + n <= off and off + start + k + 8 <= h.len() (asserted);
+            // cos/sin have n >= k + 8 values; loadu/storeu need no alignment.
+            unsafe {
+                let (c, s) = (_mm256_loadu_ps(cos.as_ptr().add(k)), _mm256_loadu_ps(sin.as_ptr().add(k)));
+                let (pa, pb) = (p.add(start + k), p.add(start + off + k));
+                let (x0, x1) = (_mm256_loadu_ps(pa), _mm256_loadu_ps(pb));
+                _mm256_storeu_ps(pa, _mm256_sub_ps(_mm256_mul_ps(x0, c), _mm256_mul_ps(x1, s)));
+                _mm256_storeu_ps(pb, _mm256_add_ps(_mm256_mul_ps(x0, s), _mm256_mul_ps(x1, c)));
+            }
+        }
+    } else {
+        assert!(2 * (start + n) <= h.len(), "rope pairs outside the head");
+        // Pairs (2i, 2i + 1) side by side: lanes [x0 x1 x0 x1 ...] times [c c ...] plus the
+        // swapped lanes [x1 x0 ...] times [-s s ...]; x1 * -s = -(x1 * s) exactly and
+        // additions commute, so each lane has the scalar form's bits.
+        let lo = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+        let hi = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
+        let sign = _mm256_setr_ps(-1.0, 1.0, -1.0, 1.0, -1.0, 1.0, -1.0, 1.0);
+        for k in (0..n8).step_by(8) {
+            // SAFETY: 2 * (start + k + 8) <= 2 * (start + n) <= h.len() (asserted); cos/sin have
+            // n >= k + 8 values; loadu/storeu need no alignment.
+            unsafe {
+                let (c, s) = (_mm256_loadu_ps(cos.as_ptr().add(k)), _mm256_loadu_ps(sin.as_ptr().add(k)));
+                for (half, idx) in [(0usize, lo), (8, hi)] {
+                    let q = p.add(2 * (start + k) + half);
+                    let v = _mm256_loadu_ps(q);
+                    let cd = _mm256_permutevar8x32_ps(c, idx);
+                    let sd = _mm256_mul_ps(_mm256_permutevar8x32_ps(s, idx), sign);
+                    let sw = _mm256_permute_ps::<0xB1>(v);
+                    _mm256_storeu_ps(q, _mm256_add_ps(_mm256_mul_ps(v, cd), _mm256_mul_ps(sw, sd)));
+                }
+            }
+        }
+    }
+    crate::scalar::rotate_pairs(h, start + n8, &cos[n8..n], &sin[n8..n], neox, off);
+}
+
+/// AVX2 twin of [`crate::scalar::rotate_pairs`] (bit-identical).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA with AVX state enabled.
+pub(crate) unsafe fn rotate_pairs(h: &mut [f32], start: usize, cos: &[f32], sin: &[f32], neox: bool, off: usize) {
+    // SAFETY: the caller guarantees AVX2 + FMA.
+    unsafe { rotate_pairs_impl(h, start, cos, sin, neox, off) }
+}
+
 /// AVX2 twin of [`crate::scalar::swiglu`] (bit-identical).
 ///
 /// # Safety

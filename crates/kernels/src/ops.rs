@@ -959,17 +959,19 @@ pub fn rope_heads(v: &mut [f32], head_dim: usize, pos: usize, n_rot: usize, inv_
     let mut start = 0;
     while start < half {
         let end = (start + 64).min(half);
-        let mut sc = [(0.0f32, 0.0f32); 64];
-        for (i, e) in (start..end).zip(sc.iter_mut()) {
-            *e = sin_cos(pos as f32 * inv_freq[i]);
+        let (mut cos, mut sin) = ([0.0f32; 64], [0.0f32; 64]);
+        for (k, i) in (start..end).enumerate() {
+            (sin[k], cos[k]) = sin_cos(pos as f32 * inv_freq[i]);
         }
+        let (cos, sin) = (&cos[..end - start], &sin[..end - start]);
         for h in v.chunks_exact_mut(head_dim) {
-            for (i, &(s, c)) in (start..end).zip(sc.iter()) {
-                let (a, b) = if neox { (i, i + n_rot / 2) } else { (2 * i, 2 * i + 1) };
-                let (x0, x1) = (h[a], h[b]);
-                h[a] = x0 * c - x1 * s;
-                h[b] = x0 * s + x1 * c;
+            #[cfg(target_arch = "x86_64")]
+            if simd() {
+                // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
+                unsafe { crate::avx2::rotate_pairs(h, start, cos, sin, neox, n_rot / 2) };
+                continue;
             }
+            scalar::rotate_pairs(h, start, cos, sin, neox, n_rot / 2);
         }
         start = end;
     }

@@ -243,6 +243,19 @@ pub fn geglu(h: &mut [f32], u: Option<&[f32]>) {
     }
 }
 
+/// Rotates pairs `start..start + cos.len()` of one head by the angles whose
+/// cosines and sines are `cos`, `sin`: pairs (i, i + off) when `neox`,
+/// otherwise (2i, 2i + 1) (RoPE).
+pub fn rotate_pairs(h: &mut [f32], start: usize, cos: &[f32], sin: &[f32], neox: bool, off: usize) {
+    for (k, (&c, &s)) in cos.iter().zip(sin).enumerate() {
+        let i = start + k;
+        let (a, b) = if neox { (i, i + off) } else { (2 * i, 2 * i + 1) };
+        let (x0, x1) = (h[a], h[b]);
+        h[a] = x0 * c - x1 * s;
+        h[b] = x0 * s + x1 * c;
+    }
+}
+
 /// `h[i] = silu(h[i]) * u[i]`.
 pub fn swiglu(h: &mut [f32], u: &[f32]) {
     for (a, &b) in h.iter_mut().zip(u) {

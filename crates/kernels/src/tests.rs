@@ -546,3 +546,31 @@ fn batched_attention_equals_one_query_at_a_time() {
         }
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_rope_rotation_is_bit_identical_to_scalar() {
+    if !have_avx2() {
+        return;
+    }
+    let mut r = Rng(46);
+    for n in LENGTHS.iter().copied().filter(|&n| n <= 100) {
+        let cos = r.vec(n);
+        let sin = r.vec(n);
+        for start in [0usize, 3] {
+            for neox in [false, true] {
+                let off = start + n + 5;
+                let len = if neox { off + start + n + 2 } else { 2 * (start + n) + 3 };
+                let h = r.vec(len);
+                let (mut a, mut b) = (h.clone(), h.clone());
+                scalar::rotate_pairs(&mut a, start, &cos, &sin, neox, off);
+                // SAFETY: AVX2 checked above.
+                unsafe { crate::avx2::rotate_pairs(&mut b, start, &cos, &sin, neox, off) };
+                assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "n={n} start={start} neox={neox}");
+                if n > 0 {
+                    assert_ne!(a, h, "n={n}: nothing rotated");
+                }
+            }
+        }
+    }
+}
