@@ -9,15 +9,17 @@ use crate::ops;
 use crate::quant::{quantize_row_q8_0, BlockQ8_0};
 use crate::scalar;
 
-struct Rng(u64);
+/// Xorshift random numbers for the kernel tests (shared by the test modules).
+pub(crate) struct Rng(pub u64);
 impl Rng {
-    fn next(&mut self) -> f32 {
+    /// Uniform in [-1, 1).
+    pub fn next(&mut self) -> f32 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
-    fn vec(&mut self, n: usize) -> Vec<f32> {
+    pub fn vec(&mut self, n: usize) -> Vec<f32> {
         (0..n).map(|_| self.next()).collect()
     }
 }

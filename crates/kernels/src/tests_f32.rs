@@ -6,19 +6,7 @@ use std::vec::Vec;
 #[cfg(target_arch = "x86_64")]
 use crate::cpu::SimdLevel;
 use crate::ops;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.next()).collect()
-    }
-}
+use crate::tests::Rng;
 
 /// `|a - b|` within `1e-5` of the sum of the magnitudes of the terms of
 /// `out[j * rows + r]`.

@@ -9,20 +9,7 @@ use crate::cpu::{detect, SimdLevel};
 use crate::ops::{self, ActScratch, Weights};
 use crate::quant::*;
 use crate::scalar;
-use crate::tests::Reversed;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.next()).collect()
-    }
-}
+use crate::tests::{Reversed, Rng};
 
 /// A random Q4_0 matrix in the GGUF layout and repacked.
 fn matrix(seed: u64, rows: usize, cols: usize) -> (Vec<BlockQ4_0>, Vec<BlockQ4_0x8>) {
