@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
-use engine::gguf::{GgmlType, Gguf, Value};
+use engine::gguf::{write_header, GgmlType, Gguf, TensorEntry, Value};
 use engine::load::{load_model, LoadOptions};
 use engine::quantize::{encode, plan_tensors, QuantType, TensorPlan, TensorSpec};
 use kernels::exec::Executor;
@@ -502,57 +502,6 @@ fn vocab_from(path: &Path, n: u64) -> Result<Vec<(String, Value)>> {
     Ok(g.metadata.iter().filter(|(k, _)| k.starts_with("tokenizer.")).cloned().collect())
 }
 
-// ---------------------------------------------------------------- streaming GGUF writer
-
-/// Writes GGUF metadata values (the layout `engine::gguf` reads).
-struct Enc<W: Write> {
-    w: W,
-    n: u64,
-}
-
-impl<W: Write> Enc<W> {
-    fn put(&mut self, b: &[u8]) -> Result<()> {
-        self.w.write_all(b)?;
-        self.n += b.len() as u64;
-        Ok(())
-    }
-    fn u32(&mut self, v: u32) -> Result<()> {
-        self.put(&v.to_le_bytes())
-    }
-    fn u64(&mut self, v: u64) -> Result<()> {
-        self.put(&v.to_le_bytes())
-    }
-    fn str(&mut self, s: &str) -> Result<()> {
-        self.u64(s.len() as u64)?;
-        self.put(s.as_bytes())
-    }
-    fn value(&mut self, v: &Value) -> Result<()> {
-        match v {
-            Value::U8(x) => self.put(&[*x]),
-            Value::I8(x) => self.put(&x.to_le_bytes()),
-            Value::U16(x) => self.put(&x.to_le_bytes()),
-            Value::I16(x) => self.put(&x.to_le_bytes()),
-            Value::U32(x) => self.u32(*x),
-            Value::I32(x) => self.put(&x.to_le_bytes()),
-            Value::F32(x) => self.put(&x.to_le_bytes()),
-            Value::Bool(b) => self.put(&[u8::from(*b)]),
-            Value::String(s) => self.str(s),
-            Value::U64(x) => self.u64(*x),
-            Value::I64(x) => self.put(&x.to_le_bytes()),
-            Value::F64(x) => self.put(&x.to_le_bytes()),
-            Value::Array(a) => {
-                self.u32(a.first().map_or(0, Value::type_id))?;
-                self.u64(a.len() as u64)?;
-                a.iter().try_for_each(|e| self.value(e))
-            }
-        }
-    }
-    fn pad(&mut self, align: u64) -> Result<()> {
-        let n = self.n.next_multiple_of(align) - self.n;
-        self.put(&vec![0u8; n as usize])
-    }
-}
-
 /// Fills `x` with uniform values in [-a, a) from a xorshift stream seeded by `seed`.
 fn fill_uniform(x: &mut [f32], seed: u64, a: f32) {
     let mut s = seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0x9e37_79b9_7f4a_7c15;
@@ -602,26 +551,30 @@ pub fn gen_model(
     let t0 = Instant::now();
     let result = (|| -> Result<u64> {
         let f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let mut e = Enc { w: std::io::BufWriter::with_capacity(4 << 20, f), n: 0 };
-        e.u32(engine::gguf::GGUF_MAGIC)?;
-        e.u32(3)?;
-        e.u64(plan.len() as u64)?;
-        e.u64(meta.len() as u64)?;
-        for (k, v) in &meta {
-            e.str(k)?;
-            e.u32(v.type_id())?;
-            e.value(v)?;
+        let mut w = std::io::BufWriter::with_capacity(4 << 20, f);
+        let sizes = plan.iter().map(size).collect::<Result<Vec<u64>>>()?;
+        let entries: Vec<TensorEntry<'_>> = plan
+            .iter()
+            .zip(&sizes)
+            .map(|(p, &size)| TensorEntry { name: &p.name, dims: &p.dims, ty: p.to, size })
+            .collect();
+        let mut io_err = None;
+        let header = write_header(&meta, &entries, align, &mut |b: &[u8]| {
+            w.write_all(b).map_err(|e| {
+                let msg = e.to_string();
+                io_err = Some(e);
+                engine::Error::Io(msg)
+            })
+        });
+        if let Some(e) = io_err {
+            return Err(e.into());
         }
-        let mut offset = 0u64;
-        for p in &plan {
-            e.str(&p.name)?;
-            e.u32(p.dims.len() as u32)?;
-            p.dims.iter().try_for_each(|&d| e.u64(d))?;
-            e.u32(p.to.id())?;
-            e.u64(offset)?;
-            offset += size(p)?.next_multiple_of(align);
-        }
-        e.pad(align)?;
+        let mut written = header?;
+        let mut put = |w: &mut std::io::BufWriter<std::fs::File>, b: &[u8]| -> Result<()> {
+            w.write_all(b)?;
+            written += b.len() as u64;
+            Ok(())
+        };
         for (ti, p) in plan.iter().enumerate() {
             let cols = p.dims[0] as usize;
             let rows: usize = p.dims[1..].iter().product::<u64>() as usize;
@@ -644,14 +597,16 @@ pub fn gen_model(
                         xs.iter_mut().for_each(|v| *v += center);
                     }
                 });
-                e.put(&encode(&pool, x, p.to)?)?;
+                put(&mut w, &encode(&pool, x, p.to)?)?;
                 r0 += n;
             }
-            e.pad(align)?;
+            // Zeros up to the alignment, as write_header expects.
+            let pad = sizes[ti].next_multiple_of(align) - sizes[ti];
+            put(&mut w, &vec![0u8; pad as usize])?;
         }
-        let f = e.w.into_inner().map_err(|e| e.into_error())?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
-        Ok(e.n)
+        Ok(written)
     })();
     match result {
         Ok(bytes) => {

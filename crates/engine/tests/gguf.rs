@@ -1034,3 +1034,44 @@ fn fuzz_real_header() {
     }
     assert!(ok > 0, "{ok}");
 }
+
+#[test]
+fn a_streamed_header_plus_data_equals_the_writer() {
+    use engine::gguf::{write_header, TensorEntry};
+    let kvs = vec![
+        ("general.architecture".to_string(), Value::String("llama".into())),
+        ("a.list".to_string(), Value::Array(vec![Value::U32(1), Value::U32(2)])),
+    ];
+    let tensors: Vec<(&str, Vec<u64>, GgmlType, Vec<u8>)> = vec![
+        ("t0", vec![3, 2], GgmlType::F32, (0..24).collect()),
+        ("t1", vec![32], GgmlType::Q8_0, vec![7; 34]),
+        ("t2", vec![5], GgmlType::F32, vec![9; 20]),
+    ];
+    let mut w = GgufWriter::new();
+    for (k, v) in &kvs {
+        w.add_kv(k, v.clone());
+    }
+    for (n, d, t, data) in &tensors {
+        w.add_tensor(n, d, *t, data.clone()).unwrap();
+    }
+    let whole = w.to_bytes().unwrap();
+    let entries: Vec<TensorEntry<'_>> =
+        tensors.iter().map(|(n, d, t, data)| TensorEntry { name: n, dims: d, ty: *t, size: data.len() as u64 }).collect();
+    let mut streamed = Vec::new();
+    let n = write_header(&kvs, &entries, 32, &mut |b: &[u8]| {
+        streamed.extend_from_slice(b);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(n as usize, streamed.len());
+    assert_eq!(streamed.len() % 32, 0);
+    for (_, _, _, data) in &tensors {
+        streamed.extend_from_slice(data);
+        streamed.resize(streamed.len().next_multiple_of(32), 0);
+    }
+    assert_eq!(streamed, whole);
+    // Bad alignments and mixed arrays are refused.
+    assert!(write_header(&kvs, &entries, 24, &mut |_| Ok(())).is_err());
+    let mixed = vec![("k".to_string(), Value::Array(vec![Value::U32(1), Value::F32(2.0)]))];
+    assert!(write_header(&mixed, &entries, 32, &mut |_| Ok(())).is_err());
+}

@@ -14,7 +14,7 @@ mod writer;
 
 pub use reader::Gguf;
 pub use types::{GgmlType, TensorInfo, Value};
-pub use writer::GgufWriter;
+pub use writer::{write_header, GgufWriter, TensorEntry};
 
 /// "GGUF" read as a little-endian u32.
 pub const GGUF_MAGIC: u32 = 0x4655_4747;

@@ -118,6 +118,71 @@ impl Out<'_> {
     }
 }
 
+impl Out<'_> {
+    /// Magic, version, counts, metadata, tensor infos (offsets from the
+    /// sizes, each padded to `align`) and the padding before the data.
+    fn header(&mut self, kvs: &[(String, Value)], tensors: &[TensorEntry<'_>], align: u64) -> Result<()> {
+        self.u32(GGUF_MAGIC)?;
+        self.u32(3)?;
+        self.u64(tensors.len() as u64)?;
+        self.u64(kvs.len() as u64)?;
+        for (k, v) in kvs {
+            self.str(k)?;
+            self.u32(v.type_id())?;
+            self.value(v)?;
+        }
+        let mut rel = 0u64;
+        for t in tensors {
+            self.str(t.name)?;
+            self.u32(t.dims.len() as u32)?;
+            t.dims.iter().try_for_each(|&d| self.u64(d))?;
+            self.u32(t.ty.id())?;
+            self.u64(rel)?;
+            rel = t
+                .size
+                .checked_next_multiple_of(align)
+                .and_then(|s| rel.checked_add(s))
+                .ok_or_else(|| Error::overflow("GGUF data section size"))?;
+        }
+        self.pad(align)
+    }
+}
+
+/// A tensor's entry in a GGUF header: its data follows later.
+#[derive(Debug, Clone, Copy)]
+pub struct TensorEntry<'a> {
+    pub name: &'a str,
+    /// GGUF `ne` order: `dims[0]` is the row length.
+    pub dims: &'a [u64],
+    pub ty: GgmlType,
+    /// Bytes of data.
+    pub size: u64,
+}
+
+/// Writes a GGUF v3 header for `tensors` whose data will follow, for
+/// writers that stream data too large to hold (the random-weight
+/// generator): everything [`GgufWriter::write`] puts before the first
+/// tensor's data, the padding included. The caller then writes each
+/// tensor's `size` bytes, in order, each followed by zeros up to a
+/// multiple of `alignment`. Returns the bytes written.
+pub fn write_header(
+    kvs: &[(String, Value)],
+    tensors: &[TensorEntry<'_>],
+    alignment: u64,
+    sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<u64> {
+    if !alignment.is_power_of_two() || alignment > u64::from(u32::MAX) {
+        return Err(Error::invalid("GGUF alignment", format!("{alignment} is not a power of two that fits in u32")));
+    }
+    for (k, v) in kvs {
+        check_value(k, v, 0)?;
+    }
+    let mut out = Out { sink, buf: Vec::with_capacity(OUT_BUF), written: 0 };
+    out.header(kvs, tensors, alignment)?;
+    out.flush()?;
+    Ok(out.written)
+}
+
 /// The element type written for an array; an empty array is written as `u8`.
 fn array_elem_type(a: &[Value]) -> u32 {
     a.first().map_or(vt::U8, Value::type_id)
@@ -281,33 +346,17 @@ impl GgufWriter {
     pub fn write(&self, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
         self.check()?;
         let align = self.alignment;
+        let entries: Vec<TensorEntry<'_>> = self
+            .tensors
+            .iter()
+            .map(|t| TensorEntry { name: &t.name, dims: &t.dims, ty: t.ty, size: t.data.len() as u64 })
+            .collect();
         let mut out = Out {
             sink,
             buf: Vec::with_capacity(OUT_BUF),
             written: 0,
         };
-        out.u32(GGUF_MAGIC)?;
-        out.u32(3)?;
-        out.u64(self.tensors.len() as u64)?;
-        out.u64(self.kvs.len() as u64)?;
-        for (k, v) in &self.kvs {
-            out.str(k)?;
-            out.u32(v.type_id())?;
-            out.value(v)?;
-        }
-        let mut rel = 0u64;
-        for t in &self.tensors {
-            out.str(&t.name)?;
-            out.u32(t.dims.len() as u32)?;
-            t.dims.iter().try_for_each(|&d| out.u64(d))?;
-            out.u32(t.ty.id())?;
-            out.u64(rel)?;
-            rel = (t.data.len() as u64)
-                .checked_next_multiple_of(align)
-                .and_then(|s| rel.checked_add(s))
-                .ok_or_else(|| Error::overflow("GGUF data section size"))?;
-        }
-        out.pad(align)?;
+        out.header(&self.kvs, &entries, align)?;
         for t in &self.tensors {
             out.put(&t.data)?;
             out.pad(align)?;
