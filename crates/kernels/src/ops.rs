@@ -1069,20 +1069,6 @@ fn pow2(k: i64) -> f64 {
     f64::from_bits(((k + 1023).clamp(0, 2046) as u64) << 52)
 }
 
-/// tanh in f32 via exp.
-#[inline]
-pub fn tanh(x: f32) -> f32 {
-    let x = f64::from(x);
-    if x > 20.0 {
-        return 1.0;
-    }
-    if x < -20.0 {
-        return -1.0;
-    }
-    let e = exp_f64(2.0 * x);
-    ((e - 1.0) / (e + 1.0)) as f32
-}
-
 /// Natural log in f64 (for RoPE frequency tables and samplers).
 pub fn ln_f64(x: f64) -> f64 {
     if x.is_nan() || x < 0.0 {
@@ -1162,34 +1148,6 @@ pub fn sin_cos_f64(x: f64) -> (f64, f64) {
     }
 }
 
-/// Attention for one query position over the KV cache of one layer.
-///
-/// - `q`: `[n_heads * head_dim]`
-/// - `k_cache`, `v_cache`: `[n_ctx, n_kv_heads * head_dim]`, positions `start..=pos` valid
-/// - `att`: scratch `[n_heads, n_ctx]`
-/// - `out`: `[n_heads * head_dim]`
-///
-/// Heads run in parallel; query head h reads KV head `h / (n_heads / n_kv_heads)`.
-#[allow(clippy::too_many_arguments)]
-pub fn attention(
-    exec: &dyn Executor,
-    q: &[f32],
-    k_cache: &[f32],
-    v_cache: &[f32],
-    att: &mut [f32],
-    out: &mut [f32],
-    n_heads: usize,
-    n_kv_heads: usize,
-    head_dim: usize,
-    n_ctx: usize,
-    start: usize,
-    pos: usize,
-    scale: f32,
-) {
-    let shape = AttnShape { n_heads, n_kv_heads, head_dim, n_ctx };
-    attention_batch(exec, q, k_cache, v_cache, att, out, 1, shape, pos, &|_| start, scale)
-}
-
 /// Head counts and sizes for [`attention_batch`].
 #[derive(Debug, Clone, Copy)]
 pub struct AttnShape {
@@ -1201,15 +1159,17 @@ pub struct AttnShape {
 }
 
 /// Causal attention for `n` consecutive query positions `pos0..pos0 + n`
-/// (a prompt batch) over the KV cache of one layer, which must already hold
-/// positions up to `pos0 + n - 1`: query `b` sees positions
-/// `start(pos0 + b)..=pos0 + b`.
+/// (a prompt batch, or one decoded token) over the KV cache of one layer,
+/// which must already hold positions up to `pos0 + n - 1`: query `b` sees
+/// positions `start(pos0 + b)..=pos0 + b`.
 ///
 /// - `q`, `out`: `[n, n_heads * head_dim]`
+/// - `k_cache`, `v_cache`: `[n_ctx, n_kv_heads * head_dim]`
 /// - `att`: scratch `[n_heads, n_ctx]`
 ///
-/// One parallel job over the heads for the whole batch; each (query, head)
-/// pair goes through the same operations as [`attention`].
+/// One parallel job over the heads for the whole batch; query head h reads
+/// KV head `h / (n_heads / n_kv_heads)`. Each (query, head) pair goes
+/// through the same operations whatever `n`.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_batch(
     exec: &dyn Executor,
