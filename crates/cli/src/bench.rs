@@ -15,7 +15,8 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
 use engine::gguf::{write_header, GgmlType, Gguf, TensorEntry, Value};
-use engine::load::{load_model, LoadOptions};
+use engine::load::load_model;
+use engine::model::Session;
 use engine::quantize::{encode, plan_tensors, QuantType, TensorPlan, TensorSpec};
 use kernels::exec::Executor;
 use kernels::ops::par_chunks_mut;
@@ -168,9 +169,9 @@ pub fn bench(o: &BenchOptions) -> Result<BenchReport> {
             .map(String::from);
     }
     let n_ctx = o.n_prompt.max(o.n_gen).max(1);
-    let mut m = load_model(Box::new(bytes), &LoadOptions { n_ctx })
-        .with_context(|| format!("loading {}", o.model.display()))?;
-    ensure!(m.n_ctx >= n_ctx, "the model's context ({}) is shorter than the test ({n_ctx} tokens)", m.n_ctx);
+    let m = load_model(Box::new(bytes)).with_context(|| format!("loading {}", o.model.display()))?;
+    ensure!(m.max_ctx() >= n_ctx, "the model's context ({}) is shorter than the test ({n_ctx} tokens)", m.max_ctx());
+    let mut s = Session::new(&m, n_ctx)?;
     let name = if m.name.is_empty() {
         o.model.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()
     } else {
@@ -184,22 +185,25 @@ pub fn bench(o: &BenchOptions) -> Result<BenchReport> {
     let mut pp = Vec::new();
     if o.n_prompt > 0 {
         let toks = tokens(1, o.n_prompt, vocab);
-        m.forward_batch(&toks[..toks.len().min(32)], 0, exec)?; // warm-up
+        s.eval(&m, &toks[..toks.len().min(32)], exec)?; // warm-up
         for rep in 0..o.reps {
             let toks = tokens(rep as u64 + 2, o.n_prompt, vocab);
+            s.clear();
             let t = Instant::now();
-            m.forward_batch(&toks, 0, exec)?;
+            s.eval(&m, &toks, exec)?;
             pp.push(o.n_prompt as f64 / t.elapsed().as_secs_f64());
         }
     }
     let mut tg = Vec::new();
     if o.n_gen > 0 {
-        m.forward(1 % vocab as u32, 0, exec)?; // warm-up
+        s.clear();
+        s.eval(&m, &[1 % vocab as u32], exec)?; // warm-up
         for rep in 0..o.reps {
             let toks = tokens(rep as u64 + 100, o.n_gen, vocab);
+            s.clear();
             let t = Instant::now();
-            for (pos, &tok) in toks.iter().enumerate() {
-                m.forward(tok, pos, exec)?;
+            for &tok in &toks {
+                s.eval(&m, &[tok], exec)?;
             }
             tg.push(o.n_gen as f64 / t.elapsed().as_secs_f64());
         }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use engine::console::{Console, Key, PlatformInfo};
-use engine::load::{Blob, LoadOptions};
+use engine::load::Blob;
 use engine::model::Model;
 use engine::tokenizer::Tokenizer;
 
@@ -56,16 +56,54 @@ pub fn find_tokenizer(model: &Path) -> Option<PathBuf> {
     toks.into_iter().next()
 }
 
-/// Loads a model and its tokenizer. `tokenizer` is needed for llama2.c files
-/// (found next to the model when not given).
-pub fn load(model: &Path, tokenizer: Option<&Path>, n_ctx: usize) -> Result<(Model, Tokenizer)> {
+/// A loaded model and, when one could be found, its tokenizer.
+pub struct Loaded {
+    pub model: Model,
+    /// The tokenizer, or why there is none (token ids still work).
+    pub tokenizer: std::result::Result<Tokenizer, String>,
+}
+
+impl Loaded {
+    /// The tokenizer, for commands that need text; a clear error otherwise.
+    pub fn need_tokenizer(&self) -> Result<&Tokenizer> {
+        self.tokenizer.as_ref().map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+/// Loads a model and its tokenizer (see [`load_any`]); fails when there is
+/// no tokenizer.
+pub fn load(model: &Path, tokenizer: Option<&Path>) -> Result<(Model, Tokenizer)> {
+    let l = load_any(model, tokenizer)?;
+    match l.tokenizer {
+        Ok(t) => Ok((l.model, t)),
+        Err(e) => bail!("{e}"),
+    }
+}
+
+/// Loads a model, and its tokenizer where there is one: GGUF files carry
+/// theirs (or `tokenizer` names one: a GGUF, a tokenizer.bin, a GPT-2
+/// folder); llama2.c files need a tokenizer.bin (found next to the model
+/// when not given); llm.c files a GPT-2 folder. A model without a tokenizer
+/// still loads: commands that work on token ids need none.
+pub fn load_any(model: &Path, tokenizer: Option<&Path>) -> Result<Loaded> {
     use engine::load::FileKind;
     let bytes = read_model(model)?;
     let kind = engine::load::detect(bytes.as_ref());
-    let opts = LoadOptions { n_ctx };
     let loading = || format!("loading {}", model.display());
-    let (mut m, t) = match kind {
-        FileKind::Gguf => engine::load::load_with(Box::new(bytes), None, &opts).with_context(loading)?,
+    let tok: std::result::Result<Tokenizer, String> = match kind {
+        FileKind::Gguf => match tokenizer {
+            Some(t) => Ok(load_tokenizer(t, None).with_context(|| format!("reading the tokenizer {}", t.display()))?),
+            None => match engine::gguf_model::tokenizer(bytes.as_ref()) {
+                Ok(t) => Ok(t),
+                Err(engine::Error::MissingKey(k)) if k == "tokenizer.ggml.model" => Err(format!(
+                    "{} has no tokenizer (no tokenizer.ggml.model in its metadata): give one with -z (a GGUF that has one, \
+                     a tokenizer.bin, or a folder with vocab.json + merges.txt), or convert the model from a Hugging Face \
+                     folder that has tokenizer files; commands given token ids (--ids) need none",
+                    model.display()
+                )),
+                Err(e) => return Err(e).with_context(loading),
+            },
+        },
         FileKind::Llama2c => {
             let tok_path = match tokenizer {
                 Some(t) => t.to_path_buf(),
@@ -74,26 +112,28 @@ pub fn load(model: &Path, tokenizer: Option<&Path>, n_ctx: usize) -> Result<(Mod
                 })?,
             };
             let tok_bytes = read_file(&tok_path)?;
-            let blob: Blob = Box::new(bytes);
-            engine::load::load_with(blob, Some(&tok_bytes), &opts).with_context(loading)?
+            let h = engine::llama2c::Header::parse(bytes.as_ref()).with_context(loading)?;
+            Ok(Tokenizer::from_llama2c(&tok_bytes, h.vocab_size).with_context(|| format!("reading {}", tok_path.display()))?)
         }
         FileKind::LlmC => {
             // GPT-2's tokenizer: encoder.json + vocab.bpe (or vocab.json + merges.txt).
             let dir = tokenizer.map(Path::to_path_buf).unwrap_or_else(|| model.parent().unwrap_or(Path::new(".")).to_path_buf());
-            let t = load_tokenizer(&dir, None).with_context(|| {
+            Ok(load_tokenizer(&dir, None).with_context(|| {
                 format!("{} is an llm.c checkpoint: pass -z with a folder holding encoder.json + vocab.bpe", model.display())
-            })?;
-            let m = engine::load::load_model(Box::new(bytes), &opts).with_context(loading)?;
-            if t.vocab_size() != m.config.vocab_size {
-                bail!(engine::Error::VocabMismatch { model: m.config.vocab_size, tokenizer: t.vocab_size() });
-            }
-            (m, t)
+            })?)
         }
     };
+    let blob: Blob = Box::new(bytes);
+    let mut m = engine::load::load_model(blob).with_context(loading)?;
+    if let Ok(t) = &tok {
+        if t.vocab_size() != m.config.vocab_size {
+            bail!(engine::Error::VocabMismatch { model: m.config.vocab_size, tokenizer: t.vocab_size() });
+        }
+    }
     if m.name.is_empty() {
         m.name = model.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     }
-    Ok((m, t))
+    Ok(Loaded { model: m, tokenizer: tok })
 }
 
 /// Loads only a tokenizer: from a model file (GGUF or llama2.c with its

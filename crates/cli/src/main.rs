@@ -7,7 +7,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use engine::chat::{Chat, ChatSettings};
 use engine::console::PlatformInfo;
-use engine::generate::{generate, Hooks};
+use engine::generate::Hooks;
+use engine::model::Session;
 use engine::sampler::{Sampler, SamplerConfig};
 use kernels::exec::Executor;
 use kernels::pool::ThreadPool;
@@ -150,7 +151,9 @@ struct ModelArgs {
     /// Model file (.gguf, or a llama2.c .bin).
     #[arg(short, long)]
     model: PathBuf,
-    /// Tokenizer for llama2.c checkpoints (default: found next to the model).
+    /// Tokenizer: needed for llama2.c checkpoints (default: found next to the
+    /// model) and llm.c files (a folder with encoder.json + vocab.bpe); for a
+    /// GGUF file it replaces the file's own (or gives one to a file that has none).
     #[arg(short = 'z', long)]
     tokenizer: Option<PathBuf>,
     /// Threads (default: all cores).
@@ -216,7 +219,8 @@ struct GenerateArgs {
     /// The prompt.
     #[arg(short, long, conflicts_with = "ids", required_unless_present = "ids")]
     prompt: Option<String>,
-    /// The prompt as token ids, e.g. 1,403,407.
+    /// The prompt as token ids, e.g. 1,403,407. Works on models without a
+    /// tokenizer; `text` in the JSON is then empty and no EOS stops the run.
     #[arg(long, value_delimiter = ',')]
     ids: Option<Vec<u32>>,
     /// Tokens to generate at most.
@@ -343,24 +347,30 @@ impl Hooks for StdoutHooks {
 
 fn cmd_generate(a: GenerateArgs) -> Result<()> {
     let exec = pool(a.model.threads);
-    let (mut model, tok) = host::load(&a.model.model, a.model.tokenizer.as_deref(), a.model.ctx)?;
+    let loaded = host::load_any(&a.model.model, a.model.tokenizer.as_deref())?;
     let prompt_ids = match (&a.prompt, &a.ids) {
-        (Some(p), _) => tok.encode(p, tok.add_bos()),
+        (Some(p), _) => {
+            let tok = loaded.need_tokenizer()?;
+            tok.encode(p, tok.add_bos())
+        }
         (None, Some(ids)) => ids.clone(),
         (None, None) => bail!("give -p PROMPT or --ids"),
     };
+    let model = &loaded.model;
+    let tok = loaded.tokenizer.as_ref().ok();
+    let mut session = Session::new(model, a.model.ctx)?;
     if prompt_ids.is_empty() {
         bail!("the prompt is empty (and the tokenizer adds no BOS): give some text or --ids");
     }
     let mut sampler = Sampler::new(a.sampling.config()?, model.config.vocab_size);
-    let mut hooks = StdoutHooks { start: std::time::Instant::now(), stream: !a.json, stops: vec![tok.eos()] };
+    let stops = tok.map(|t| vec![t.eos()]).unwrap_or_default();
+    let mut hooks = StdoutHooks { start: std::time::Instant::now(), stream: !a.json, stops };
     if !a.json {
         if let Some(p) = &a.prompt {
             print!("{p}");
         }
     }
-    let mut history = Vec::new();
-    let g = generate(&mut model, &tok, &mut sampler, &exec, &prompt_ids, 0, a.n, &mut history, &mut hooks)?;
+    let g = session.generate(model, tok, &mut sampler, &exec, &prompt_ids, a.n, &mut hooks)?;
     if a.json {
         let v = serde_json::json!({"prompt_ids": prompt_ids, "ids": g.ids, "text": g.text, "stop": g.stop.name()});
         println!("{v}");
@@ -407,9 +417,9 @@ fn cmd_chat(a: ChatArgs) -> Result<()> {
     let interrupt = host::install_interrupt_flag();
     let mut con = host::StdConsole::new(interrupt, platform(&exec));
     loop {
-        let (model, tok) = host::load(&a.model.model, a.model.tokenizer.as_deref(), a.model.ctx)?;
+        let (model, tok) = host::load(&a.model.model, a.model.tokenizer.as_deref())?;
         let name = model.name.clone();
-        let mut chat = Chat::new(model, tok, settings.clone(), name);
+        let mut chat = Chat::new(model, tok, settings.clone(), name, a.model.ctx)?;
         match chat.run(&mut con, &exec) {
             engine::chat::ReplExit::Exit => {
                 println!("Bye.");
@@ -426,13 +436,13 @@ fn cmd_chat(a: ChatArgs) -> Result<()> {
 
 fn cmd_logits(a: LogitsArgs) -> Result<()> {
     let exec = pool(a.model.threads);
-    let (mut model, _tok) = host::load(&a.model.model, a.model.tokenizer.as_deref(), a.model.ctx)?;
-    let mut out = Vec::with_capacity(a.ids.len() * model.config.vocab_size * 4);
-    for (pos, &id) in a.ids.iter().enumerate() {
-        let l = model.forward(id, pos, &exec)?;
-        for v in l {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
+    let model = host::load_any(&a.model.model, a.model.tokenizer.as_deref())?.model;
+    let mut session = Session::new(&model, a.model.ctx.max(a.ids.len()))?;
+    let mut logits = vec![0.0f32; a.ids.len() * model.config.vocab_size];
+    session.eval_all(&model, &a.ids, &exec, &mut logits)?;
+    let mut out = Vec::with_capacity(logits.len() * 4);
+    for v in logits {
+        out.extend_from_slice(&v.to_le_bytes());
     }
     std::fs::write(&a.output, out).with_context(|| format!("writing {}", a.output.display()))?;
     eprintln!("wrote {} x {} logits to {}", a.ids.len(), model.config.vocab_size, a.output.display());

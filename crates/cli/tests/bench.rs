@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use engine::gguf::{GgmlType, Gguf, Value};
-use engine::load::{load_model, LoadOptions};
+use engine::load::load_model;
 use engine::quantize::{plan, quantize_gguf, QuantType};
 use kernels::exec::Serial;
 use lbm::bench::{bench, gen_model, BenchOptions, Shape, Stats, SHAPES};
@@ -67,9 +67,10 @@ fn generated_models_load_and_match_their_shape() {
         };
         assert_eq!(t.ty, want, "{}", t.name);
     }
-    let mut m = load_model(Box::new(bytes), &LoadOptions { n_ctx: 16 }).unwrap();
+    let m = load_model(Box::new(bytes)).unwrap();
     assert_eq!((m.config.dim, m.config.n_layers, m.config.vocab_size), (288, 6, 32000));
-    let logits = m.forward(1, 0, &Serial).unwrap();
+    let mut s = engine::model::Session::new(&m, 16).unwrap();
+    let logits = s.eval(&m, &[1], &Serial).unwrap();
     assert!(logits.iter().all(|v| v.is_finite()));
     // Without a vocabulary file: a placeholder of the right size that loads.
     let bytes = gen("stories15M", QuantType::Q8_0, dir.path(), false, 1);
@@ -127,11 +128,11 @@ fn every_architecture_shape_builds_a_runnable_model() {
         let out = dir.path().join(format!("{}.gguf", s.name));
         gen_model(&small, QuantType::F32, &out, None, 3, 1, &mut |_| {}).unwrap();
         let bytes = std::fs::read(&out).unwrap();
-        let mut m =
-            load_model(Box::new(bytes), &LoadOptions { n_ctx: 8 }).unwrap_or_else(|e| panic!("{}: {e}", s.name));
+        let m = load_model(Box::new(bytes)).unwrap_or_else(|e| panic!("{}: {e}", s.name));
         assert_eq!(m.config.arch.name(), if s.arch == "phi2" { "phi2" } else { s.arch }, "{}", s.name);
-        for pos in 0..3 {
-            assert!(m.forward(5, pos, &Serial).unwrap().iter().all(|v| v.is_finite()), "{}", s.name);
+        let mut session = engine::model::Session::new(&m, 8).unwrap();
+        for _ in 0..3 {
+            assert!(session.eval(&m, &[5], &Serial).unwrap().iter().all(|v| v.is_finite()), "{}", s.name);
         }
     }
 }

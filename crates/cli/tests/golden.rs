@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use engine::load::{load_model, LoadOptions};
+use engine::load::load_model;
 use engine::sampler::argmax;
 use kernels::exec::Serial;
 use lbm::convert::{convert, ConvertOptions, OutType};
@@ -39,30 +39,29 @@ fn check(name: &str, ty: OutType, tol: f32) {
     let out = dir.path().join(format!("{name}.gguf"));
     convert(&ConvertOptions { input: golden(name), output: out.clone(), ty }, &mut |_| {}).expect("convert");
     let bytes = std::fs::read(&out).unwrap();
-    let mut m = load_model(Box::new(bytes.clone()), &LoadOptions::default()).expect("load");
+    let m = load_model(Box::new(bytes.clone())).expect("load");
+    let mut sess = engine::model::Session::new(&m, 4096).unwrap();
     assert_eq!(m.config.vocab_size, r.vocab);
     let mut max = 0.0f32;
     for (pos, &id) in r.input_ids.iter().enumerate() {
-        let got = m.forward(id, pos, &Serial).unwrap();
+        let got = sess.eval(&m, &[id], &Serial).unwrap();
         let want = &r.logits[pos * r.vocab..(pos + 1) * r.vocab];
         let err = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         max = max.max(err);
     }
     assert!(max <= tol, "{name}: max logit error {max} > {tol}");
     // Greedy continuation with a fresh cache.
-    let mut m = load_model(Box::new(bytes), &LoadOptions::default()).unwrap();
-    let mut pos = 0;
+    let m = load_model(Box::new(bytes)).unwrap();
+    let mut sess = engine::model::Session::new(&m, 4096).unwrap();
     let mut logits = Vec::new();
     for &id in &r.greedy_prompt {
-        logits = m.forward(id, pos, &Serial).unwrap().to_vec();
-        pos += 1;
+        logits = sess.eval(&m, &[id], &Serial).unwrap().to_vec();
     }
     let mut out_ids = Vec::new();
     while out_ids.len() < r.greedy_output.len() {
         let next = argmax(&logits);
         out_ids.push(next);
-        logits = m.forward(next, pos, &Serial).unwrap().to_vec();
-        pos += 1;
+        logits = sess.eval(&m, &[next], &Serial).unwrap().to_vec();
     }
     assert_eq!(out_ids, r.greedy_output, "{name}: greedy continuation");
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use engine::load::{load_model, probe, LoadOptions};
+use engine::load::{load_model, probe};
 use kernels::exec::Serial;
 use safetensors::SafeTensors;
 
@@ -77,10 +77,11 @@ fn max_err(bytes: Vec<u8>) -> f32 {
     let (ids, want) = reference();
     let s = probe(&bytes, bytes.len() as u64).unwrap();
     assert_eq!((s.format, s.arch.as_str(), s.vocab_size, s.n_layers), ("llm.c", "gpt2", 512, 2));
-    let mut m = load_model(Box::new(bytes), &LoadOptions::default()).unwrap();
+    let m = load_model(Box::new(bytes)).unwrap();
+    let mut sess = engine::model::Session::new(&m, 4096).unwrap();
     let mut max = 0.0f32;
     for (p, &id) in ids.iter().enumerate() {
-        let got = m.forward(id, p, &Serial).unwrap();
+        let got = sess.eval(&m, &[id], &Serial).unwrap();
         let w = &want[p * 512..(p + 1) * 512];
         max = got.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(max, f32::max);
     }
@@ -104,12 +105,12 @@ fn llmc_bad_headers() {
     let good = write_llmc(false, 512);
     let mut cut = good.clone();
     cut.truncate(good.len() - 4);
-    assert!(load_model(Box::new(cut), &LoadOptions::default()).is_err());
+    assert!(load_model(Box::new(cut)).is_err());
     let mut v = good.clone();
     v[4] = 9;
-    let e = load_model(Box::new(v), &LoadOptions::default()).err().unwrap();
+    let e = load_model(Box::new(v)).err().unwrap();
     assert!(e.to_string().contains("llm.c version 9"), "{e}");
     let mut p = good;
     p[28..32].copy_from_slice(&100i32.to_le_bytes()); // padded vocab < vocab
-    assert!(load_model(Box::new(p), &LoadOptions::default()).is_err());
+    assert!(load_model(Box::new(p)).is_err());
 }

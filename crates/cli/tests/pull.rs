@@ -5,7 +5,7 @@
 //! /api/models listing, X-Error-Code on errors) and can misbehave on
 //! request: cut a download short, send corrupt bytes.
 
-use engine::load::{load_model, LoadOptions};
+use engine::load::load_model;
 use kernels::exec::Serial;
 use lbm::convert::OutType;
 use lbm::pull::{pull, resolve_model_arg, Event, PullOptions, PullSpec, WriterFactory};
@@ -1134,18 +1134,18 @@ fn max_logit_error(gguf: &Path) -> f32 {
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect();
-    let mut m = load_model(
+    let m = load_model(
         Box::new(std::fs::read(gguf).unwrap()),
-        &LoadOptions::default(),
     )
     .expect("load");
+    let mut sess = engine::model::Session::new(&m, 4096).unwrap();
     let vocab = m.config.vocab_size;
     assert_eq!(vocab, 512);
     assert_eq!(m.config.n_layers, 2);
     assert_eq!(m.config.n_kv_heads, 2);
     let mut max = 0.0f32;
     for (pos, &id) in ids.iter().enumerate() {
-        let got = m.forward(id, pos, &Serial).unwrap();
+        let got = sess.eval(&m, &[id], &Serial).unwrap();
         let w = &want[pos * vocab..(pos + 1) * vocab];
         max = got
             .iter()
@@ -1172,7 +1172,6 @@ fn a_safetensors_checkpoint_is_pulled_and_converted() {
     assert!(err <= 1e-4, "max logit error {err}");
     let m = load_model(
         Box::new(std::fs::read(&gguf).unwrap()),
-        &LoadOptions::default(),
     )
     .unwrap();
     assert_eq!(m.name, "llama-gqa");

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use engine::gguf::{GgmlType, Gguf, GgufWriter, Value};
-use engine::load::{load_model, LoadOptions};
+use engine::load::load_model;
 use engine::quantize::{plan, quantize_gguf, quantize_gguf_with, QuantType};
 use engine::sampler::argmax;
 use kernels::exec::{Executor, Serial};
@@ -36,10 +36,11 @@ fn reference(name: &str) -> Reference {
 
 /// Every position's logits, one token at a time.
 fn run(bytes: Vec<u8>, ids: &[u32], exec: &dyn Executor) -> Vec<f32> {
-    let mut m = load_model(Box::new(bytes), &LoadOptions::default()).expect("load");
+    let m = load_model(Box::new(bytes)).expect("load");
+    let mut sess = engine::model::Session::new(&m, 4096).unwrap();
     let mut out = Vec::new();
-    for (pos, &id) in ids.iter().enumerate() {
-        out.extend_from_slice(m.forward(id, pos, exec).unwrap());
+    for &id in ids {
+        out.extend_from_slice(sess.eval(&m, &[id], exec).unwrap());
     }
     out
 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use engine::load::{load_model, LoadOptions};
+use engine::load::load_model;
 use kernels::pool::ThreadPool;
 use lbm::bench::Shape;
 
@@ -41,10 +41,11 @@ fn check(shape: &str, ty: &str, vocab: Option<&str>) {
     assert!(mem > file_size && mem < file_size + (8u64 << 30), "{shape}: memory {mem} for a {file_size}-byte file");
     let bytes = std::fs::read(&out).unwrap();
     drop(dir);
-    let mut m = load_model(Box::new(bytes), &LoadOptions { n_ctx: 64 }).unwrap_or_else(|e| panic!("{shape}: {e}"));
+    let m = load_model(Box::new(bytes)).unwrap_or_else(|e| panic!("{shape}: {e}"));
+    let mut sess = engine::model::Session::new(&m, 64).unwrap();
     assert_eq!((m.config.dim as u64, m.config.hidden_dim as u64), (s.dim, s.hidden));
     let pool = ThreadPool::new(2);
-    let l = m.forward_batch(&[1, 2, 3], 0, &pool).unwrap();
+    let l = sess.eval(&m, &[1, 2, 3], &pool).unwrap();
     assert!(l.iter().all(|x| x.is_finite()), "{shape}");
 }
 

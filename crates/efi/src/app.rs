@@ -275,7 +275,8 @@ fn load_and_chat(
     drop(tokenizer);
     let secs = con.now_us().saturating_sub(t0) as f64 / 1e6;
     sayln(&format!("Loaded {} in {secs:.1} s.", entry.name));
-    let mut chat = Chat::new(model, tok, settings.clone(), entry.model_name());
+    let mut chat = Chat::new(model, tok, settings.clone(), entry.model_name(), engine::load::DEFAULT_CTX)
+        .map_err(|e| format!("{e}"))?;
     sayln("LBM-READY");
     let exit = chat.run(con, exec);
     drop(chat);

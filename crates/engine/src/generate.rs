@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use kernels::exec::Executor;
 
-use crate::model::Model;
+use crate::model::{Model, Session};
 use crate::sampler::Sampler;
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 use crate::Result;
@@ -87,102 +87,113 @@ pub trait Hooks {
     fn is_stop(&self, id: u32) -> bool;
 }
 
-/// Evaluates `prompt` at positions `n_past..`, then generates up to
-/// `max_new` tokens. `prev` is the token before the prompt (for decoding a
-/// leading space correctly). `history` receives every token (prompt and
-/// generated) for the repetition penalty.
-#[allow(clippy::too_many_arguments)]
-pub fn generate(
-    model: &mut Model,
-    tok: &Tokenizer,
-    sampler: &mut Sampler,
-    exec: &dyn Executor,
-    prompt: &[u32],
-    n_past: usize,
-    max_new: usize,
-    history: &mut Vec<u32>,
-    hooks: &mut dyn Hooks,
-) -> Result<Generation> {
-    let n_ctx = model.n_ctx;
-    let mut pos = n_past;
-    let t0 = hooks.now_us();
-    let mut gen = Generation {
-        ids: Vec::new(),
-        text: String::new(),
-        stop: StopReason::Limit,
-        n_past,
-        pending: None,
-        prompt_tokens: 0,
-        prompt_us: 0,
-        decode_tokens: 0,
-        decode_us: 0,
-    };
-    if prompt.is_empty() {
-        return Err(crate::Error::Usage("empty prompt".into()));
-    }
-    if pos + prompt.len() > n_ctx {
-        return Err(crate::Error::ContextFull { n_ctx });
-    }
-    let vocab = model.config.vocab_size;
-    let mut logits = Vec::with_capacity(vocab);
-    // Prefill: the prompt goes through the layers in batches.
-    let l = model.forward_batch(prompt, pos, exec)?;
-    logits.extend_from_slice(l);
-    pos += prompt.len();
-    history.extend_from_slice(prompt);
-    let t1 = hooks.now_us();
-    gen.prompt_tokens = prompt.len();
-    gen.prompt_us = t1.saturating_sub(t0);
-    let mut dec = StreamDecoder::new(prompt.last().copied());
-    let mut piece = String::new();
-    loop {
-        if gen.ids.len() >= max_new {
-            gen.stop = StopReason::Limit;
-            break;
+impl Session {
+    /// Evaluates `prompt` at the session's next positions (after the pending
+    /// token, if a previous generation left one), then generates up to
+    /// `max_new` tokens. The sampler sees every token in the KV cache (for
+    /// the repetition penalty). Afterwards the session holds the prompt and
+    /// the generated tokens; a last token that hit a stop condition is left
+    /// pending (see [`Generation::pending`]). Without a tokenizer the text
+    /// stays empty (token ids need none). The forward passes allocate
+    /// nothing; only the returned ids and text grow.
+    #[allow(clippy::too_many_arguments)]
+    pub fn generate(
+        &mut self,
+        model: &Model,
+        tok: Option<&Tokenizer>,
+        sampler: &mut Sampler,
+        exec: &dyn Executor,
+        prompt: &[u32],
+        max_new: usize,
+        hooks: &mut dyn Hooks,
+    ) -> Result<Generation> {
+        let n_ctx = self.n_ctx();
+        let n_past = self.pos();
+        let t0 = hooks.now_us();
+        let mut gen = Generation {
+            ids: Vec::new(),
+            text: String::new(),
+            stop: StopReason::Limit,
+            n_past,
+            pending: None,
+            prompt_tokens: 0,
+            prompt_us: 0,
+            decode_tokens: 0,
+            decode_us: 0,
+        };
+        let pending = self.pending();
+        let n_prompt = prompt.len() + usize::from(pending.is_some());
+        if n_prompt == 0 {
+            return Err(crate::Error::Usage("empty prompt".into()));
         }
-        let next = sampler.sample(&mut logits, history);
-        if hooks.is_stop(next) {
-            gen.stop = StopReason::Eos;
-            break;
+        if n_past + n_prompt > n_ctx {
+            return Err(crate::Error::ContextFull { n_ctx });
         }
-        gen.ids.push(next);
-        history.push(next);
+        // Prefill: the prompt goes through the layers in batches.
+        if let Some(p) = pending {
+            // Once per call: the pending token and the prompt in one batch.
+            let mut all = Vec::with_capacity(n_prompt);
+            all.push(p);
+            all.extend_from_slice(prompt);
+            self.eval(model, &all, exec)?;
+            self.set_pending(None);
+        } else {
+            self.eval(model, prompt, exec)?;
+        }
+        let t1 = hooks.now_us();
+        gen.prompt_tokens = n_prompt;
+        gen.prompt_us = t1.saturating_sub(t0);
+        let mut dec = StreamDecoder::new(self.tokens().last().copied());
+        let mut piece = String::new();
+        loop {
+            if gen.ids.len() >= max_new {
+                gen.stop = StopReason::Limit;
+                break;
+            }
+            let (logits, history) = self.logits_and_tokens();
+            let next = sampler.sample(logits, history);
+            if hooks.is_stop(next) {
+                gen.stop = StopReason::Eos;
+                break;
+            }
+            gen.ids.push(next);
+            piece.clear();
+            if let Some(tok) = tok {
+                dec.push(tok, next, &mut piece);
+            }
+            gen.text.push_str(&piece);
+            let go_on = piece.is_empty() || hooks.on_text(&piece);
+            if !go_on {
+                gen.stop = StopReason::Interrupted;
+                break;
+            }
+            if gen.ids.len() >= max_new {
+                gen.stop = StopReason::Limit;
+                break;
+            }
+            if self.pos() >= n_ctx {
+                gen.stop = StopReason::Context;
+                break;
+            }
+            // The sampled token enters the KV cache so the next turn continues from it.
+            self.eval(model, &[next], exec)?;
+            gen.decode_tokens += 1;
+        }
         piece.clear();
-        dec.push(tok, next, &mut piece);
-        gen.text.push_str(&piece);
-        let go_on = piece.is_empty() || hooks.on_text(&piece);
-        if !go_on {
-            gen.stop = StopReason::Interrupted;
-            break;
+        dec.finish(&mut piece);
+        if !piece.is_empty() {
+            gen.text.push_str(&piece);
+            hooks.on_text(&piece);
         }
-        if gen.ids.len() >= max_new {
-            gen.stop = StopReason::Limit;
-            break;
+        gen.decode_us = hooks.now_us().saturating_sub(t1);
+        gen.n_past = self.pos();
+        // Every generated token but a final one that hit a stop condition has
+        // been evaluated.
+        let evaluated = gen.n_past - n_past - n_prompt;
+        if gen.ids.len() > evaluated {
+            gen.pending = gen.ids.last().copied();
+            self.set_pending(gen.pending);
         }
-        if pos >= n_ctx {
-            gen.stop = StopReason::Context;
-            break;
-        }
-        // The sampled token enters the KV cache so the next turn continues from it.
-        let l = model.forward(next, pos, exec)?;
-        pos += 1;
-        gen.decode_tokens += 1;
-        logits.clear();
-        logits.extend_from_slice(l);
+        Ok(gen)
     }
-    piece.clear();
-    dec.finish(&mut piece);
-    if !piece.is_empty() {
-        gen.text.push_str(&piece);
-        hooks.on_text(&piece);
-    }
-    gen.decode_us = hooks.now_us().saturating_sub(t1);
-    gen.n_past = pos;
-    // Every generated token but a final one that hit a stop condition has
-    // been evaluated.
-    let evaluated = pos - n_past - prompt.len();
-    if gen.ids.len() > evaluated {
-        gen.pending = gen.ids.last().copied();
-    }
-    Ok(gen)
 }

@@ -115,7 +115,7 @@ pub fn probe(prefix: &[u8], file_len: u64) -> Result<ModelSummary> {
     let cfg = config(&g)?;
     let n_params = g.tensors.iter().map(TensorInfo::n_elements).sum();
     let main = g.tensor("blk.0.attn_q.weight").or_else(|_| g.tensor("blk.0.attn_qkv.weight"))?;
-    let n_ctx = cfg.max_ctx.min(crate::load::LoadOptions::default().n_ctx);
+    let n_ctx = cfg.max_ctx.min(crate::load::DEFAULT_CTX);
     Ok(ModelSummary {
         format: "gguf",
         arch: g.architecture()?.to_string(),
@@ -205,7 +205,7 @@ pub(crate) fn split_rows(t: &Tensor, parts: [usize; 3]) -> Result<[Tensor; 3]> {
 }
 
 /// Loads a runnable model from a GGUF file.
-pub fn load(blob: Blob, n_ctx: usize) -> Result<Model> {
+pub fn load(blob: Blob) -> Result<Model> {
     let file: &[u8] = (*blob).as_ref();
     let g = Gguf::parse(file, file.len() as u64)?;
     let c = config(&g)?;
@@ -262,7 +262,7 @@ pub fn load(blob: Blob, n_ctx: usize) -> Result<Model> {
     };
     let name = g.get("general.name").and_then(|v| v.as_str()).unwrap_or("").to_string();
     let chat_template = g.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string);
-    let mut m = Model::new(c, weights, blob, n_ctx, "gguf")?;
+    let mut m = Model::new(c, weights, blob, "gguf")?;
     m.name = name;
     m.chat_template = chat_template;
     Ok(m)

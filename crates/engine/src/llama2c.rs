@@ -268,9 +268,9 @@ fn tensor_name(name: &str, i: usize, count: usize) -> alloc::string::String {
     }
 }
 
-/// Loads a checkpoint into a runnable model with a context of `n_ctx`
+/// Loads a checkpoint into a runnable model
 /// (clamped to the checkpoint's seq_len).
-pub fn load(blob: Blob, n_ctx: usize) -> Result<Model> {
+pub fn load(blob: Blob) -> Result<Model> {
     let file: &[u8] = (*blob).as_ref();
     let h = Header::parse(file)?;
     let cfg = h.config();
@@ -333,5 +333,5 @@ pub fn load(blob: Blob, n_ctx: usize) -> Result<Model> {
     let weights = Weights { token_embd, pos_embd: None, layers, output_norm: final_norm, output, output_bias: None };
     // v2 weights were converted: the file bytes are no longer needed.
     let blob = if h.version == 2 { Box::new(vec![0u8; 0]) as Blob } else { blob };
-    Model::new(cfg, weights, blob, n_ctx, h.format_name())
+    Model::new(cfg, weights, blob, h.format_name())
 }

@@ -128,7 +128,7 @@ impl Header {
 }
 
 /// Loads an llm.c checkpoint.
-pub fn load(blob: Blob, n_ctx: usize) -> Result<Model> {
+pub fn load(blob: Blob) -> Result<Model> {
     let file: &[u8] = (*blob).as_ref();
     let h = Header::parse(file)?;
     let cfg = h.config();
@@ -191,5 +191,5 @@ pub fn load(blob: Blob, n_ctx: usize) -> Result<Model> {
         output: None,
         output_bias: None,
     };
-    Model::new(cfg, weights, blob, n_ctx, "llm.c")
+    Model::new(cfg, weights, blob, "llm.c")
 }

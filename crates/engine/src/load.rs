@@ -44,18 +44,9 @@ pub struct ModelSummary {
     pub n_ctx: usize,
 }
 
-/// Options for loading.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoadOptions {
-    /// Context to allocate (clamped to the model's trained context).
-    pub n_ctx: usize,
-}
-
-impl Default for LoadOptions {
-    fn default() -> Self {
-        LoadOptions { n_ctx: 4096 }
-    }
-}
+/// The context a session gets when the user gives none (clamped to the
+/// model's trained context).
+pub const DEFAULT_CTX: usize = 4096;
 
 /// The kind of file, from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +92,7 @@ pub fn probe(prefix: &[u8], file_len: u64) -> Result<ModelSummary> {
                 ));
             }
             let n_params = count_params(&cfg, !h.shared_classifier);
-            let n_ctx = cfg.max_ctx.min(LoadOptions::default().n_ctx);
+            let n_ctx = cfg.max_ctx.min(DEFAULT_CTX);
             let weights_in_memory = if h.version == 2 { n_params * 4 } else { file_len };
             Ok(ModelSummary {
                 format: h.format_name(),
@@ -128,7 +119,7 @@ pub fn probe(prefix: &[u8], file_len: u64) -> Result<ModelSummary> {
             if file_len < expected {
                 return Err(crate::Error::truncated("llm.c parameters", 1024, expected - 1024, file_len.saturating_sub(1024)));
             }
-            let n_ctx = cfg.max_ctx.min(LoadOptions::default().n_ctx);
+            let n_ctx = cfg.max_ctx.min(DEFAULT_CTX);
             Ok(ModelSummary {
                 format: "llm.c",
                 arch: String::from("gpt2"),
@@ -157,23 +148,19 @@ fn count_params(c: &crate::model::Config, untied: bool) -> u64 {
 }
 
 /// Loads just the model (no tokenizer).
-pub fn load_model(file: Blob, opts: &LoadOptions) -> Result<Model> {
+pub fn load_model(file: Blob) -> Result<Model> {
     let kind = detect((*file).as_ref());
     match kind {
-        FileKind::Llama2c => crate::llama2c::load(file, opts.n_ctx),
-        FileKind::Gguf => crate::gguf_model::load(file, opts.n_ctx),
-        FileKind::LlmC => crate::llmc::load(file, opts.n_ctx),
+        FileKind::Llama2c => crate::llama2c::load(file),
+        FileKind::Gguf => crate::gguf_model::load(file),
+        FileKind::LlmC => crate::llmc::load(file),
     }
 }
 
 /// Loads a model for running. `tokenizer` is the content of a llama2.c
 /// `tokenizer.bin` (needed for llama2.c checkpoints; GGUF carries its own).
+/// Conversations run in [`crate::model::Session`]s made on the model.
 pub fn load(file: Blob, tokenizer: Option<&[u8]>) -> Result<(Model, Tokenizer)> {
-    load_with(file, tokenizer, &LoadOptions::default())
-}
-
-/// [`load`] with options.
-pub fn load_with(file: Blob, tokenizer: Option<&[u8]>, opts: &LoadOptions) -> Result<(Model, Tokenizer)> {
     let kind = detect((*file).as_ref());
     let tok = match (kind, tokenizer) {
         (FileKind::Llama2c, Some(t)) => {
@@ -190,7 +177,7 @@ pub fn load_with(file: Blob, tokenizer: Option<&[u8]>, opts: &LoadOptions) -> Re
             ))
         }
     };
-    let model = load_model(file, opts)?;
+    let model = load_model(file)?;
     if tok.vocab_size() != model.config.vocab_size {
         return Err(crate::Error::VocabMismatch { model: model.config.vocab_size, tokenizer: tok.vocab_size() });
     }

@@ -5,12 +5,12 @@ mod common;
 use common::*;
 
 use engine::gguf::{GgmlType, GgufWriter, Value};
-use engine::load::{load_model, load_with, probe, LoadOptions};
+use engine::load::{load, load_model, probe};
 use engine::Error;
 use kernels::exec::Serial;
 
 fn model_err(bytes: Vec<u8>) -> Error {
-    match load_model(blob(bytes), &LoadOptions::default()) {
+    match load_model(blob(bytes)) {
         Ok(_) => panic!("expected an error"),
         Err(e) => e,
     }
@@ -62,7 +62,7 @@ fn wrong_magic_and_version() {
     let mut g = gguf();
     g[3] = b'X';
     // Not GGUF any more: tried as llama2.c, whose header is now absurd.
-    assert!(load_model(blob(g), &LoadOptions::default()).is_err());
+    assert!(load_model(blob(g)).is_err());
     let mut v1 = Vec::new();
     v1.extend_from_slice(&engine::llama2c::MAGIC.to_le_bytes());
     v1.extend_from_slice(&7i32.to_le_bytes());
@@ -155,20 +155,24 @@ fn unsupported_architecture_is_named() {
 #[test]
 fn tokenizer_that_does_not_match_the_model() {
     let big = read("testdata/llama2c-tokenizer/tokenizer.bin");
-    let e = load_with(blob(v0()), Some(&big), &LoadOptions::default()).err().expect("error");
+    let e = load(blob(v0()), Some(&big)).err().expect("error");
     assert!(matches!(e, Error::VocabMismatch { .. }), "{e:?}");
-    let e = load_with(blob(v0()), None, &LoadOptions::default()).err().expect("error");
+    let e = load(blob(v0()), None).err().expect("error");
     assert!(e.to_string().contains("tokenizer"), "{e}");
 }
 
 #[test]
 fn ids_beyond_the_vocabulary_and_a_full_context() {
-    let mut m = load_model(blob(v0()), &LoadOptions { n_ctx: 4 }).unwrap();
-    assert_eq!(m.forward(512, 0, &Serial).unwrap_err(), Error::TokenOutOfRange { id: 512, vocab: 512 });
-    for p in 0..4 {
-        m.forward(1, p, &Serial).unwrap();
+    let m = load_model(blob(v0())).unwrap();
+    let mut s = engine::model::Session::new(&m, 4).unwrap();
+    assert_eq!(s.eval(&m, &[512], &Serial).unwrap_err(), Error::TokenOutOfRange { id: 512, vocab: 512 });
+    for _ in 0..4 {
+        s.eval(&m, &[1], &Serial).unwrap();
     }
-    assert_eq!(m.forward(1, 4, &Serial).unwrap_err(), Error::ContextFull { n_ctx: 4 });
+    assert_eq!(s.eval(&m, &[1], &Serial).unwrap_err(), Error::ContextFull { n_ctx: 4 });
+    // A session made for another model is refused, not run.
+    let other = load_model(blob(gguf())).unwrap();
+    assert!(s.eval(&other, &[1], &Serial).is_err());
 }
 
 #[test]
@@ -185,8 +189,10 @@ fn random_corruption_never_panics() {
             b[i] = (s >> 32) as u8;
         }
         let _ = probe(&b, b.len() as u64);
-        if let Ok(mut m) = load_model(blob(b), &LoadOptions { n_ctx: 8 }) {
-            let _ = m.forward(1, 0, &Serial);
+        if let Ok(m) = load_model(blob(b)) {
+            if let Ok(mut s) = engine::model::Session::new(&m, 8) {
+                let _ = s.eval(&m, &[1], &Serial);
+            }
         }
     }
     let g = gguf();
@@ -200,8 +206,10 @@ fn random_corruption_never_panics() {
             b[i] = (s >> 32) as u8;
         }
         let _ = probe(&b, b.len() as u64);
-        if let Ok(mut m) = load_model(blob(b.clone()), &LoadOptions { n_ctx: 8 }) {
-            let _ = m.forward(1, 0, &Serial);
+        if let Ok(m) = load_model(blob(b.clone())) {
+            if let Ok(mut s) = engine::model::Session::new(&m, 8) {
+                let _ = s.eval(&m, &[1], &Serial);
+            }
         }
         let _ = engine::gguf_model::tokenizer(&b);
     }

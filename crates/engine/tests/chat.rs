@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 
 use engine::chat::{Chat, ChatSettings, ReplExit};
 use engine::console::{Console, Key};
-use engine::load::{load_with, LoadOptions};
+use engine::load::load;
 use kernels::exec::Serial;
 
 /// A console fed from a script of keys; records everything written.
@@ -49,13 +49,11 @@ impl Console for Script {
 }
 
 fn chat(n_ctx: usize) -> Chat {
-    let (model, tok) = load_with(
+    let (model, tok) = load(
         blob(read("testdata/stories260K/stories260K.bin")),
-        Some(&read("testdata/stories260K/tok512.bin")),
-        &LoadOptions { n_ctx },
-    )
+        Some(&read("testdata/stories260K/tok512.bin")))
     .expect("load");
-    Chat::new(model, tok, ChatSettings::default(), "stories260K".into())
+    Chat::new(model, tok, ChatSettings::default(), "stories260K".into(), n_ctx).expect("session")
 }
 
 fn expected_text(prompt: &str) -> String {
@@ -146,13 +144,14 @@ fn kv_cache_after_three_turns_equals_a_fresh_evaluation() {
     // Feed the chat one more token through its own cache and compare with a
     // fresh model given the whole sequence.
     let probe = 400u32;
-    let cached = c.model.forward(probe, n, &Serial).unwrap().to_vec();
-    let (mut fresh, _) =
-        load_with(blob(read("testdata/stories260K/stories260K.bin")), Some(&read("testdata/stories260K/tok512.bin")), &LoadOptions::default()).unwrap();
-    for (p, &t) in all[..n].iter().enumerate() {
-        fresh.forward(t, p, &Serial).unwrap();
+    let cached = c.session.eval(&c.model, &[probe], &Serial).unwrap().to_vec();
+    let (fresh, _) =
+        load(blob(read("testdata/stories260K/stories260K.bin")), Some(&read("testdata/stories260K/tok512.bin"))).unwrap();
+    let mut s = engine::model::Session::new(&fresh, 512).unwrap();
+    for &t in &all[..n] {
+        s.eval(&fresh, &[t], &Serial).unwrap();
     }
-    let want = fresh.forward(probe, n, &Serial).unwrap();
+    let want = s.eval(&fresh, &[probe], &Serial).unwrap();
     let max = cached.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(max < 1e-4, "{max}");
     assert!(n >= all.len() - 1);

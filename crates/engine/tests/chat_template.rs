@@ -7,7 +7,7 @@ use common::*;
 use engine::chat::{Chat, ChatSettings};
 use engine::console::{Console, Key};
 use engine::gguf::Value;
-use engine::load::{load_with, LoadOptions};
+use engine::load::load;
 use engine::template::{Message, Template};
 use kernels::exec::Serial;
 
@@ -45,10 +45,10 @@ fn model_file() -> Vec<u8> {
 }
 
 fn chat(bytes: Vec<u8>, n_ctx: usize) -> Chat {
-    let (m, t) = load_with(blob(bytes), None, &LoadOptions { n_ctx }).unwrap();
+    let (m, t) = load(blob(bytes), None).unwrap();
     let mut s = ChatSettings { temperature: 0.0, max_tokens: 6, ..Default::default() };
     s.system_prompt = Some("You are a friendly firmware assistant.".into());
-    Chat::new(m, t, s, "random".into())
+    Chat::new(m, t, s, "random".into(), n_ctx).unwrap()
 }
 
 #[test]
@@ -91,10 +91,11 @@ fn kv_cache_after_three_turns_equals_a_fresh_evaluation() {
     assert_eq!(&all[..first.len()], &first[..]);
     // Same next-token logits from the chat's cache and from a fresh model.
     let probe = 13u32;
-    let cached = c.model.forward(probe, n, &Serial).unwrap().to_vec();
-    let (mut fresh, _) = load_with(blob(bytes), None, &LoadOptions { n_ctx: 256 }).unwrap();
-    fresh.forward_batch(&all[..n], 0, &Serial).unwrap();
-    let want = fresh.forward(probe, n, &Serial).unwrap();
+    let cached = c.session.eval(&c.model, &[probe], &Serial).unwrap().to_vec();
+    let (fresh, _) = load(blob(bytes), None).unwrap();
+    let mut s = engine::model::Session::new(&fresh, 256).unwrap();
+    s.eval(&fresh, &all[..n], &Serial).unwrap();
+    let want = s.eval(&fresh, &[probe], &Serial).unwrap();
     let max = cached.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(max < 1e-4, "{max}");
 }

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 
 use engine::gguf::{GgmlType, Gguf, GgufWriter};
-use engine::load::{load_model, probe, LoadOptions};
+use engine::load::{load_model, probe};
 use kernels::exec::Serial;
 
 /// Logits of the prompt-less reference run at position 0..3.
@@ -18,10 +18,11 @@ fn reference_logits() -> Vec<Vec<f64>> {
 fn max_err(bytes: Vec<u8>) -> f64 {
     let want = reference_logits();
     let ids = [1u32, 403, 407];
-    let mut m = load_model(blob(bytes), &LoadOptions::default()).unwrap();
+    let m = load_model(blob(bytes)).unwrap();
+    let mut s = engine::model::Session::new(&m, 8).unwrap();
     let mut max = 0.0f64;
     for (p, &id) in ids.iter().enumerate() {
-        let got = m.forward(id, p, &Serial).unwrap();
+        let got = s.eval(&m, &[id], &Serial).unwrap();
         for (a, b) in got.iter().zip(&want[p]) {
             max = max.max((f64::from(*a) - b).abs());
         }

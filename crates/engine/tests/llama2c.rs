@@ -4,17 +4,19 @@
 mod common;
 use common::*;
 
-use engine::load::{load_with, LoadOptions};
+use engine::load::load;
+use engine::model::Session;
 use engine::tokenizer::StreamDecoder;
 use kernels::exec::Serial;
 
 /// run.c's loop: prompt tokens forced, then argmax; stop if BOS is produced.
-fn run_c_greedy(model: &mut engine::model::Model, prompt: &[u32], steps: usize) -> (Vec<u32>, Vec<Vec<f32>>) {
+fn run_c_greedy(model: &engine::model::Model, prompt: &[u32], steps: usize) -> (Vec<u32>, Vec<Vec<f32>>) {
+    let mut s = Session::new(model, steps).expect("session");
     let mut out = Vec::new();
     let mut logits_seen = Vec::new();
     let mut token = prompt[0];
     for pos in 0..steps {
-        let logits = model.forward(token, pos, &Serial).expect("forward");
+        let logits = s.eval(model, &[token], &Serial).expect("forward");
         if pos < 3 {
             logits_seen.push(logits.to_vec());
         }
@@ -34,15 +36,15 @@ fn run_c_greedy(model: &mut engine::model::Model, prompt: &[u32], steps: usize) 
 fn check_runs(model_file: &str, tokenizer: Option<&str>, key: &str, tol: f64) {
     let expected = json("testdata/expected/llama2c-generation.json");
     let tok_bytes = tokenizer.map(read);
-    let (mut model, tok) =
-        load_with(blob(read(model_file)), tok_bytes.as_deref(), &LoadOptions::default()).expect("load");
+    let (model, tok) =
+        load(blob(read(model_file)), tok_bytes.as_deref()).expect("load");
     for run in expected[key]["runs"].as_array().unwrap() {
         let prompt_ids = ids(&run["prompt_ids"]);
         let prompt = run["prompt"].as_str().unwrap();
         // The tokenizer reproduces the recorded prompt ids.
         assert_eq!(tok.encode(prompt, true), prompt_ids, "{key}: prompt '{prompt}'");
         let steps = run["steps"].as_u64().unwrap() as usize;
-        let (out, logits) = run_c_greedy(&mut model, &prompt_ids, steps);
+        let (out, logits) = run_c_greedy(&model, &prompt_ids, steps);
         assert_eq!(out, ids(&run["output_ids_after_bos"]), "{key}: ids for '{prompt}'");
         // Text as run.c prints it.
         let mut dec = StreamDecoder::new(Some(1));
@@ -97,18 +99,20 @@ fn gguf_f16_matches_reference() {
 #[test]
 fn batched_prefill_matches_token_by_token() {
     let tok = read("testdata/stories260K/tok512.bin");
-    let (mut a, t) = load_with(blob(read("testdata/stories260K/stories260K.bin")), Some(&tok), &LoadOptions::default()).unwrap();
-    let (mut b, _) = load_with(blob(read("testdata/stories260K/stories260K.bin")), Some(&tok), &LoadOptions::default()).unwrap();
+    let (a, t) = load(blob(read("testdata/stories260K/stories260K.bin")), Some(&tok)).unwrap();
+    let (b, _) = load(blob(read("testdata/stories260K/stories260K.bin")), Some(&tok)).unwrap();
     let ids = t.encode(&"Once upon a time, there was a little girl named Lily. ".repeat(6), true);
     assert!(ids.len() > 70, "{}", ids.len());
     // Two prompt chunks, as a chat would feed them, then one more token.
     let split = 45;
-    let batched1 = a.forward_batch(&ids[..split], 0, &Serial).unwrap().to_vec();
-    let batched2 = a.forward_batch(&ids[split..], split, &Serial).unwrap().to_vec();
+    let mut sa = Session::new(&a, 512).unwrap();
+    let mut sb = Session::new(&b, 512).unwrap();
+    let batched1 = sa.eval(&a, &ids[..split], &Serial).unwrap().to_vec();
+    let batched2 = sa.eval(&a, &ids[split..], &Serial).unwrap().to_vec();
     let mut seq1 = Vec::new();
     let mut seq2 = Vec::new();
     for (p, &id) in ids.iter().enumerate() {
-        let l = b.forward(id, p, &Serial).unwrap().to_vec();
+        let l = sb.eval(&b, &[id], &Serial).unwrap().to_vec();
         if p == split - 1 {
             seq1 = l;
         } else if p == ids.len() - 1 {
@@ -119,7 +123,7 @@ fn batched_prefill_matches_token_by_token() {
         let max = x.iter().zip(y.iter()).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
         assert!(max < 1e-4, "{max}");
     }
-    let next_a = a.forward(ids[0], ids.len(), &Serial).unwrap().to_vec();
-    let next_b = b.forward(ids[0], ids.len(), &Serial).unwrap().to_vec();
+    let next_a = sa.eval(&a, &[ids[0]], &Serial).unwrap().to_vec();
+    let next_b = sb.eval(&b, &[ids[0]], &Serial).unwrap().to_vec();
     assert_eq!(next_a, next_b, "the KV caches agree");
 }

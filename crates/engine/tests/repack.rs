@@ -6,7 +6,7 @@
 mod common;
 
 use engine::gguf::{GgmlType, Gguf, GgufWriter};
-use engine::load::{load_model, LoadOptions};
+use engine::load::load_model;
 use engine::quantize::{quantize_gguf, QuantType};
 use kernels::cast::view;
 use kernels::exec::Serial;
@@ -62,20 +62,14 @@ fn max_err(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn logits(bytes: Vec<u8>, toks: &[u32], batched: bool) -> Vec<Vec<f32>> {
-    let mut m = load_model(common::blob(bytes), &LoadOptions::default()).unwrap();
+    let m = load_model(common::blob(bytes)).unwrap();
+    let mut s = engine::model::Session::new(&m, toks.len()).unwrap();
     if batched {
         // Everything but the last token as one prompt, then the last.
-        m.forward_batch(&toks[..toks.len() - 1], 0, &Serial)
-            .unwrap();
-        return vec![m
-            .forward(toks[toks.len() - 1], toks.len() - 1, &Serial)
-            .unwrap()
-            .to_vec()];
+        s.eval(&m, &toks[..toks.len() - 1], &Serial).unwrap();
+        return vec![s.eval(&m, &toks[toks.len() - 1..], &Serial).unwrap().to_vec()];
     }
-    toks.iter()
-        .enumerate()
-        .map(|(p, &t)| m.forward(t, p, &Serial).unwrap().to_vec())
-        .collect()
+    toks.iter().map(|&t| s.eval(&m, &[t], &Serial).unwrap().to_vec()).collect()
 }
 
 #[test]

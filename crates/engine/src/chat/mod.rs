@@ -11,8 +11,8 @@ use alloc::vec::Vec;
 use kernels::exec::Executor;
 
 use crate::console::{Console, Key};
-use crate::generate::{generate, Generation, Hooks, StopReason};
-use crate::model::Model;
+use crate::generate::{Generation, Hooks, StopReason};
+use crate::model::{Model, Session};
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::template::{ChatEncoder, Stops, Template};
 use crate::tokenizer::Tokenizer;
@@ -197,9 +197,11 @@ const COMMANDS: &[(&str, &str)] = &[
     ("/exit", "leave (shuts the machine down on bare metal)"),
 ];
 
-/// A chat session over one loaded model.
+/// A conversation over one loaded model: the turns and settings here, the
+/// KV cache and the evaluated tokens in [`Session`].
 pub struct Chat {
     pub model: Model,
+    pub session: Session,
     pub tokenizer: Tokenizer,
     pub settings: ChatSettings,
     pub name: String,
@@ -212,12 +214,6 @@ pub struct Chat {
     enc: ChatEncoder,
     stops: Stops,
     sampler: Sampler,
-    /// Tokens currently in the KV cache, in order.
-    evaluated: Vec<u32>,
-    /// A reply's last token that still has to be fed (see `Generation::pending`).
-    pending: Option<u32>,
-    /// Every token seen, for the repetition penalty.
-    recent: Vec<u32>,
     inputs: InputHistory,
 }
 
@@ -266,8 +262,11 @@ impl Hooks for ConsoleHooks<'_> {
 }
 
 impl Chat {
-    /// A new session. `name` is shown in the greeting and `/stats`.
-    pub fn new(model: Model, tokenizer: Tokenizer, settings: ChatSettings, name: String) -> Self {
+    /// A new conversation with a context of `n_ctx` tokens (clamped to the
+    /// model's). `name` is shown in the greeting and `/stats`. Fails when the
+    /// KV cache cannot be reserved.
+    pub fn new(model: Model, tokenizer: Tokenizer, settings: ChatSettings, name: String, n_ctx: usize) -> Result<Self> {
+        let session = Session::new(&model, n_ctx)?;
         let sampler = Sampler::new(settings.sampler_config(), model.config.vocab_size);
         let (template, template_note) =
             match crate::template::choose(model.chat_template.as_deref(), model.config.arch.name(), None) {
@@ -276,8 +275,9 @@ impl Chat {
             };
         let enc = ChatEncoder::new(&tokenizer, template);
         let stops = enc.stops(&tokenizer);
-        Chat {
+        Ok(Chat {
             model,
+            session,
             tokenizer,
             settings,
             name,
@@ -288,16 +288,13 @@ impl Chat {
             enc,
             stops,
             sampler,
-            evaluated: Vec::new(),
-            pending: None,
-            recent: Vec::new(),
             inputs: InputHistory::default(),
-        }
+        })
     }
 
     /// Tokens in the KV cache.
     pub fn context_len(&self) -> usize {
-        self.evaluated.len()
+        self.session.pos()
     }
 
     /// Switches the chat template; the conversation is evaluated again with it.
@@ -305,8 +302,7 @@ impl Chat {
         self.template = t;
         self.enc = ChatEncoder::new(&self.tokenizer, t);
         self.stops = self.enc.stops(&self.tokenizer);
-        self.evaluated.clear();
-        self.pending = None;
+        self.session.clear();
     }
 
     /// The prompt tokens of a user turn. The first turn of a conversation
@@ -356,15 +352,13 @@ impl Chat {
     /// Forgets the conversation.
     pub fn clear(&mut self) {
         self.turns.clear();
-        self.evaluated.clear();
-        self.pending = None;
-        self.recent.clear();
+        self.session.clear();
     }
 
     /// Runs one turn: `user` is what the user typed. The reply streams to
     /// `con`. Returns the generation's figures.
     pub fn turn(&mut self, con: &mut dyn Console, exec: &dyn Executor, user: &str) -> Result<Generation> {
-        let n_ctx = self.model.n_ctx;
+        let n_ctx = self.session.n_ctx();
         if user.is_empty() {
             return Err(Error::Usage("nothing to say".into()));
         }
@@ -384,7 +378,7 @@ impl Chat {
             }
         };
         let mut dropped = 0;
-        let mut rebuild = self.evaluated.is_empty() && !self.turns.is_empty();
+        let mut rebuild = self.session.pos() == 0 && !self.turns.is_empty();
         while !self.turns.is_empty() && (self.turns.len() >= MAX_TURNS || needed(self) + reserve > n_ctx) {
             self.turns.remove(0);
             dropped += 1;
@@ -398,34 +392,32 @@ impl Chat {
             ));
         }
         let first = self.turns.is_empty();
-        let (prompt, n_past) = if rebuild || first {
+        let prompt = if rebuild || first {
             // Evaluate what is kept from scratch, then the new turn.
             let mut p = self.history_ids();
             if !first {
                 p.extend(self.closing());
             }
             p.extend(self.turn_prompt(first, user));
-            self.evaluated.clear();
-            self.recent.clear();
-            (p, 0)
+            self.session.clear();
+            p
         } else {
-            let mut p: Vec<u32> = self.pending.into_iter().collect();
-            p.extend(self.closing());
+            // The previous reply's pending last token (if any) goes first;
+            // the session puts it there.
+            let mut p = self.closing();
             p.extend(self.turn_prompt(false, user));
-            (p, self.evaluated.len())
+            p
         };
-        self.pending = None;
+        let n_past = self.session.pos() + usize::from(self.session.pending().is_some());
         let max_new = self.settings.max_tokens.min(n_ctx.saturating_sub(n_past + prompt.len()));
         let mut hooks = ConsoleHooks { con, stops: &self.stops, text: String::new(), shown: 0, stop_at: None };
-        let mut gen = generate(
-            &mut self.model,
-            &self.tokenizer,
+        let mut gen = self.session.generate(
+            &self.model,
+            Some(&self.tokenizer),
             &mut self.sampler,
             exec,
             &prompt,
-            n_past,
             max_new.max(1),
-            &mut self.recent,
             &mut hooks,
         )?;
         hooks.flush();
@@ -437,10 +429,6 @@ impl Chat {
         if stop_string {
             gen.stop = StopReason::Eos;
         }
-        self.evaluated.extend_from_slice(&prompt);
-        let fed = gen.n_past - self.evaluated.len();
-        self.evaluated.extend_from_slice(&gen.ids[..fed]);
-        self.pending = gen.pending;
         self.turns.push(Turn { user: user.into(), reply, reply_ids: gen.ids.clone() });
         self.stats.tokens_generated += gen.ids.len() as u64;
         self.stats.last_prompt_tok_s = gen.prompt_tok_s();
@@ -570,8 +558,7 @@ impl Chat {
                 } else {
                     self.settings.system_prompt = Some(arg.to_string());
                     // The prefix changed: the next turn re-evaluates the context.
-                    self.evaluated.clear();
-                    self.pending = None;
+                    self.session.clear();
                     con.write_str("System prompt set.\n");
                 }
                 Ok(())
@@ -607,18 +594,28 @@ impl Chat {
     /// part of the KV cache, which the next turn overwrites) and reports tok/s.
     fn bench(&mut self, con: &mut dyn Console, exec: &dyn Executor, arg: &str) -> Result<()> {
         let n: usize = if arg.is_empty() { 32 } else { parse_num("/bench", arg)? };
-        let start = self.evaluated.len();
-        let room = self.model.n_ctx.saturating_sub(start);
+        let start = self.session.pos();
+        let room = self.session.n_ctx().saturating_sub(start);
         if n == 0 || n > room {
             return Err(Error::Usage(format!("/bench takes 1 to {room} tokens (the free part of the context)")));
         }
         con.write_str(&format!("Decoding {n} tokens on {} core(s)...\n", exec.n_threads()));
         let mut tok = self.tokenizer.bos();
         let t0 = con.now_us();
-        for i in 0..n {
-            let l = self.model.forward(tok, start + i, exec)?;
-            tok = crate::sampler::argmax(l);
-        }
+        let pending = self.session.pending();
+        let mut run = || -> Result<()> {
+            for _ in 0..n {
+                let l = self.session.eval(&self.model, &[tok], exec)?;
+                tok = crate::sampler::argmax(l);
+            }
+            Ok(())
+        };
+        let r = run();
+        // The conversation's KV cache is as it was; the bench's tokens are
+        // overwritten by the next turn.
+        self.session.truncate(start);
+        self.session.set_pending(pending);
+        r?;
         let us = con.now_us().saturating_sub(t0).max(1);
         con.write_str(&format!(
             "decode: {:.2} tok/s ({n} tokens in {:.2} s, {} SIMD, {} core(s))\n",
@@ -633,7 +630,7 @@ impl Chat {
     fn print_stats(&self, con: &mut dyn Console, exec: &dyn Executor) {
         let p = con.platform();
         let s = &self.settings;
-        let mem = if p.mem_used > 0 { p.mem_used } else { self.model.memory_bytes() };
+        let mem = if p.mem_used > 0 { p.mem_used } else { self.model.weight_bytes() + self.session.memory_bytes() };
         con.write_str(&format!(
             "model:       {} ({})\nturns:       {}/{}\ncontext:     {}/{} tokens\ngenerated:   {} tokens\nspeed:       prompt {:.1} tok/s, decode {:.1} tok/s (last reply)\nsampling:    temperature {:.2}, top_p {:.2}, top_k {}, max tokens {}, seed {}\nsystem:      {}\ncpu:         {} SIMD, {} core{}\nmemory:      {:.1} MiB in use\n",
             self.name,
@@ -641,7 +638,7 @@ impl Chat {
             self.turns.len(),
             MAX_TURNS,
             self.context_len(),
-            self.model.n_ctx,
+            self.session.n_ctx(),
             self.stats.tokens_generated,
             self.stats.last_prompt_tok_s,
             self.stats.last_decode_tok_s,

@@ -4,6 +4,7 @@
 //! building blocks in [`Config`] (norm, rope variant, attention biases, MLP
 //! variant, residual layout) plus the loader that maps its tensor names.
 
+mod session;
 mod tensor;
 
 pub(crate) use tensor::Data as tensor_data;
@@ -13,9 +14,10 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use kernels::exec::Executor;
-use kernels::ops::{self, matmul, matvec, ActScratch};
+use kernels::ops::{self, matmul, ActScratch};
 
 use crate::{Error, Result};
+pub use session::{Session, BATCH};
 pub use tensor::{DType, Tensor};
 
 /// Model family.
@@ -200,59 +202,36 @@ pub struct Weights {
     pub output_bias: Option<Vec<f32>>,
 }
 
-/// Tokens evaluated together in one batched forward pass (prompt prefill).
-pub const BATCH: usize = 32;
-
-/// Buffers for one forward pass over up to [`BATCH`] tokens, allocated once
-/// at load. Row-major with one row per token of the batch.
-struct State {
-    x: Vec<f32>,       // [BATCH, dim] residual stream
-    xn: Vec<f32>,      // [BATCH, dim] normed input of attention / MLP
-    att_out: Vec<f32>, // [BATCH, q_dim] attention output
-    xb2: Vec<f32>,     // [BATCH, dim] projection outputs
-    q: Vec<f32>,       // [BATCH, q_dim]
-    k: Vec<f32>,       // [BATCH, kv_dim]
-    v: Vec<f32>,       // [BATCH, kv_dim]
-    hb: Vec<f32>,      // [BATCH, hidden_dim]
-    hb2: Vec<f32>,     // [BATCH, hidden_dim]
-    att: Vec<f32>,     // [n_heads, n_ctx] scores of one query
-    logits: Vec<f32>,  // [vocab_size] of the batch's last token
-    key_cache: Vec<f32>,   // [n_layers, n_ctx, kv_dim]
-    value_cache: Vec<f32>, // [n_layers, n_ctx, kv_dim]
-    xq: ActScratch,        // quantized activations (Q8_0 and Q8_K), [BATCH, max(dim, hidden, q_dim)]
-    inv_freq: Vec<f32>,    // [n_rot / 2]
-}
-
 /// Where the weights' bytes come from.
 pub use crate::load::Blob;
 
-/// A model ready to run.
+/// A model ready to run: hyper-parameters and weights, immutable after load
+/// and shared (`Sync`) by every [`Session`] that runs on it. A session holds
+/// a conversation's state (KV cache, scratch buffers, position).
 pub struct Model {
     pub config: Config,
     pub weights: Weights,
-    /// Context allocated for this run (<= max_ctx).
-    pub n_ctx: usize,
     /// Human-readable name (general.name or the file name).
     pub name: String,
     /// The file format it came from.
     pub format: &'static str,
     /// The GGUF `tokenizer.chat_template`, if the file has one.
     pub chat_template: Option<String>,
+    /// RoPE inverse frequencies, `[n_rot / 2]`.
+    inv_freq: Vec<f32>,
     blob: Blob,
-    s: State,
 }
 
 impl Model {
-    /// Assembles a model. Validates every tensor's shape against the config and
-    /// allocates the run state for `n_ctx` positions.
-    pub fn new(config: Config, weights: Weights, blob: Blob, n_ctx: usize, format: &'static str) -> Result<Self> {
+    /// Assembles a model. Validates every tensor's shape against the config
+    /// and repacks quantized matrices for the kernels.
+    pub fn new(config: Config, weights: Weights, blob: Blob, format: &'static str) -> Result<Self> {
         config.validate()?;
         let c = &config;
-        let n_ctx = n_ctx.clamp(1, c.max_ctx);
         check_shape(&weights.token_embd, c.vocab_size, c.dim)?;
         if let Some(p) = &weights.pos_embd {
-            if p.cols != c.dim || p.rows < n_ctx {
-                return Err(shape_err(p, n_ctx, c.dim));
+            if p.cols != c.dim || p.rows == 0 {
+                return Err(shape_err(p, c.max_ctx, c.dim));
             }
         }
         if let Some(o) = &weights.output {
@@ -293,48 +272,29 @@ impl Model {
                 }
             }
         }
-        // Every quantized matrix needs its row length to be a multiple of 32.
+        // Every matrix must resolve to a kernel view (quantized rows a
+        // multiple of the block size, bytes inside the file).
         let file: &[u8] = blob.as_ref().as_ref();
         for t in weights.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_up, &l.w_down]) {
+            t.weights(file)?;
+        }
+        for t in weights.layers.iter().filter_map(|l| l.w_gate.as_ref()).chain(weights.output.as_ref()) {
             t.weights(file)?;
         }
         let mut weights = weights;
         let mut blob = blob;
         repack(&mut weights, (*blob).as_mut());
-        let c = &config;
-        let max_cols = c.dim.max(c.hidden_dim).max(c.q_dim());
-        let alloc_f32 = |n: usize, what: &str| -> Result<Vec<f32>> {
-            let mut v = Vec::new();
-            v.try_reserve_exact(n).map_err(|_| Error::OutOfMemory { what: what.into(), bytes: n as u64 * 4 })?;
-            v.resize(n, 0.0);
-            Ok(v)
-        };
-        let kv_len = c
-            .n_layers
-            .checked_mul(n_ctx)
-            .and_then(|v| v.checked_mul(c.kv_dim()))
-            .ok_or_else(|| Error::overflow("KV cache size"))?;
         let inv_freq = (0..c.n_rot / 2)
             .map(|i| ops::powf_f64(f64::from(c.rope_base), -(2.0 * i as f64) / c.n_rot as f64) as f32)
             .collect();
-        let s = State {
-            x: alloc_f32(BATCH * c.dim, "activations")?,
-            xn: alloc_f32(BATCH * c.dim, "activations")?,
-            att_out: alloc_f32(BATCH * c.q_dim(), "activations")?,
-            xb2: alloc_f32(BATCH * c.dim, "activations")?,
-            q: alloc_f32(BATCH * c.q_dim(), "activations")?,
-            k: alloc_f32(BATCH * c.kv_dim(), "activations")?,
-            v: alloc_f32(BATCH * c.kv_dim(), "activations")?,
-            hb: alloc_f32(BATCH * c.hidden_dim, "activations")?,
-            hb2: alloc_f32(BATCH * c.hidden_dim, "activations")?,
-            att: alloc_f32(c.n_heads * n_ctx, "attention scores")?,
-            logits: alloc_f32(c.vocab_size, "logits")?,
-            key_cache: alloc_f32(kv_len, "KV cache")?,
-            value_cache: alloc_f32(kv_len, "KV cache")?,
-            xq: ActScratch::new(max_cols, BATCH),
-            inv_freq,
-        };
-        Ok(Model { config, weights, n_ctx, name: String::new(), format, chat_template: None, blob, s })
+        Ok(Model { config, weights, name: String::new(), format, chat_template: None, inv_freq, blob })
+    }
+
+    /// The longest context a session on this model can have: the trained
+    /// context, and for learned positions (GPT-2) the rows of the table.
+    pub fn max_ctx(&self) -> usize {
+        let pe = self.weights.pos_embd.as_ref().map_or(usize::MAX, |p| p.rows);
+        self.config.max_ctx.min(pe)
     }
 
     /// Number of weights.
@@ -358,132 +318,20 @@ impl Model {
         self.weights.layers.first().map_or("F32", |l| l.wq.dtype.name())
     }
 
-    /// Bytes in use: file bytes kept plus converted weights plus run state.
-    pub fn memory_bytes(&self) -> u64 {
-        let file = self.blob.as_ref().as_ref().len() as u64;
-        file + self.config.state_bytes(self.n_ctx)
+    /// Bytes the weights take: the file bytes kept (converted weights are
+    /// counted by the loader's summary).
+    pub fn weight_bytes(&self) -> u64 {
+        self.blob.as_ref().as_ref().len() as u64
     }
 
-    /// Runs one token at position `pos` (positions `0..pos` must already be in
-    /// the KV cache) and returns the logits. Never allocates.
-    pub fn forward(&mut self, token: u32, pos: usize, exec: &dyn Executor) -> Result<&[f32]> {
-        self.forward_batch(&[token], pos, exec)
+    /// Bytes in use with one session of `n_ctx` positions.
+    pub fn memory_bytes(&self, n_ctx: usize) -> u64 {
+        self.weight_bytes() + self.config.state_bytes(n_ctx)
     }
 
-    /// Evaluates `tokens` at positions `pos..pos + tokens.len()` (prompt
-    /// prefill) and returns the logits of the last one. Tokens go through the
-    /// layers in batches of [`BATCH`]: each weight matrix is read once per
-    /// batch. Never allocates.
-    pub fn forward_batch(&mut self, tokens: &[u32], pos: usize, exec: &dyn Executor) -> Result<&[f32]> {
-        let vocab = self.config.vocab_size;
-        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= vocab) {
-            return Err(Error::TokenOutOfRange { id: t, vocab });
-        }
-        if tokens.is_empty() {
-            return Err(Error::Usage("no tokens to evaluate".into()));
-        }
-        if pos + tokens.len() > self.n_ctx {
-            return Err(Error::ContextFull { n_ctx: self.n_ctx });
-        }
-        for (i, chunk) in tokens.chunks(BATCH).enumerate() {
-            let last = (i + 1) * BATCH >= tokens.len();
-            self.batch(chunk, pos + i * BATCH, last, exec)?;
-        }
-        Ok(&self.s.logits)
-    }
-
-    /// One batch of at most BATCH tokens; computes logits when `logits`.
-    fn batch(&mut self, tokens: &[u32], pos0: usize, logits: bool, exec: &dyn Executor) -> Result<()> {
-        let c = &self.config;
-        let n = tokens.len();
-        let file: &[u8] = self.blob.as_ref().as_ref();
-        let w = &self.weights;
-        let s = &mut self.s;
-        let (dim, kv_dim, q_dim, hd, hid) = (c.dim, c.kv_dim(), c.q_dim(), c.head_dim, c.hidden_dim);
-
-        for (b, &token) in tokens.iter().enumerate() {
-            let x = &mut s.x[b * dim..(b + 1) * dim];
-            w.token_embd.row_f32(file, token as usize, x)?;
-            if let Some(scale) = c.embed_scale {
-                x.iter_mut().for_each(|v| *v *= scale);
-            }
-            if let Some(p) = &w.pos_embd {
-                let pe = &mut s.xb2[..dim];
-                p.row_f32(file, pos0 + b, pe)?;
-                add_into(x, pe);
-            }
-        }
-
-        let scale = 1.0 / ops::libm_sqrt(hd as f32);
-        let layer_len = self.n_ctx * kv_dim;
-        for (li, l) in w.layers.iter().enumerate() {
-            for b in 0..n {
-                norm(c, &mut s.xn[b * dim..(b + 1) * dim], &s.x[b * dim..(b + 1) * dim], &l.attn_norm);
-            }
-            let xn = &s.xn[..n * dim];
-            matmul(exec, l.wq.weights(file)?, dim, xn, n, &mut s.xq, &mut s.q[..n * q_dim]);
-            matmul(exec, l.wk.weights(file)?, dim, xn, n, &mut s.xq, &mut s.k[..n * kv_dim]);
-            matmul(exec, l.wv.weights(file)?, dim, xn, n, &mut s.xq, &mut s.v[..n * kv_dim]);
-            for b in 0..n {
-                let pos = pos0 + b;
-                let q = &mut s.q[b * q_dim..(b + 1) * q_dim];
-                let k = &mut s.k[b * kv_dim..(b + 1) * kv_dim];
-                let v = &mut s.v[b * kv_dim..(b + 1) * kv_dim];
-                add_bias(q, &l.bq);
-                add_bias(k, &l.bk);
-                add_bias(v, &l.bv);
-                if c.n_rot > 0 {
-                    ops::rope_heads(q, hd, pos, c.n_rot, &s.inv_freq, c.rope_neox);
-                    ops::rope_heads(k, hd, pos, c.n_rot, &s.inv_freq, c.rope_neox);
-                }
-                let at = li * layer_len + pos * kv_dim;
-                s.key_cache[at..at + kv_dim].copy_from_slice(k);
-                s.value_cache[at..at + kv_dim].copy_from_slice(v);
-            }
-            // Causal attention: token b sees positions up to pos0 + b.
-            let shape = ops::AttnShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: hd, n_ctx: self.n_ctx };
-            let window = c.sliding_window;
-            ops::attention_batch(
-                exec,
-                &s.q[..n * q_dim],
-                &s.key_cache[li * layer_len..(li + 1) * layer_len],
-                &s.value_cache[li * layer_len..(li + 1) * layer_len],
-                &mut s.att,
-                &mut s.att_out[..n * q_dim],
-                n,
-                shape,
-                pos0,
-                &|pos| window.map_or(0, |win| (pos + 1).saturating_sub(win)),
-                scale,
-            );
-            matmul(exec, l.wo.weights(file)?, q_dim, &s.att_out[..n * q_dim], n, &mut s.xq, &mut s.xb2[..n * dim]);
-            for b in 0..n {
-                add_bias(&mut s.xb2[b * dim..(b + 1) * dim], &l.bo);
-            }
-            add_into(&mut s.x[..n * dim], &s.xb2[..n * dim]);
-            if !c.parallel_residual {
-                let fnorm = l.ffn_norm.as_ref().ok_or_else(|| Error::MissingTensor("ffn_norm".into()))?;
-                for b in 0..n {
-                    norm(c, &mut s.xn[b * dim..(b + 1) * dim], &s.x[b * dim..(b + 1) * dim], fnorm);
-                }
-            }
-            // With a parallel residual (Phi-2) the MLP reads the attention's
-            // normed input, which is still in xn.
-            ffn(c, l, file, exec, &s.xn[..n * dim], n, &mut s.hb[..n * hid], &mut s.hb2[..n * hid], &mut s.xq)?;
-            matmul(exec, l.w_down.weights(file)?, hid, &s.hb[..n * hid], n, &mut s.xq, &mut s.xb2[..n * dim]);
-            for b in 0..n {
-                add_bias(&mut s.xb2[b * dim..(b + 1) * dim], &l.b_down);
-            }
-            add_into(&mut s.x[..n * dim], &s.xb2[..n * dim]);
-        }
-        if logits {
-            let last = n - 1;
-            norm(c, &mut s.xn[..dim], &s.x[last * dim..(last + 1) * dim], &w.output_norm);
-            let out = w.output.as_ref().unwrap_or(&w.token_embd);
-            matvec(exec, out.weights(file)?, dim, &s.xn[..dim], &mut s.xq, &mut s.logits);
-            add_bias(&mut s.logits, &w.output_bias);
-        }
-        Ok(())
+    /// The model file's bytes (weights are views into them).
+    fn file(&self) -> &[u8] {
+        self.blob.as_ref().as_ref()
     }
 }
 
