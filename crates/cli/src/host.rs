@@ -95,7 +95,7 @@ pub fn load_any(model: &Path, tokenizer: Option<&Path>) -> Result<Loaded> {
             Some(t) => Ok(load_tokenizer(t, None).with_context(|| format!("reading the tokenizer {}", t.display()))?),
             None => match engine::gguf_model::tokenizer(bytes.as_ref()) {
                 Ok(t) => Ok(t),
-                Err(engine::Error::MissingKey(k)) if k == "tokenizer.ggml.model" => Err(format!(
+                Err(engine::Error::MissingKey(k)) if k.starts_with("tokenizer.ggml.model") => Err(format!(
                     "{} has no tokenizer (no tokenizer.ggml.model in its metadata): give one with -z (a GGUF that has one, \
                      a tokenizer.bin, or a folder with vocab.json + merges.txt), or convert the model from a Hugging Face \
                      folder that has tokenizer files; commands given token ids (--ids) need none",

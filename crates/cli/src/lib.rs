@@ -1,5 +1,6 @@
 //! The `lbm` command's library half: everything the binary does, reachable
 //! from integration tests.
+#![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod convert;

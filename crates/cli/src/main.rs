@@ -1,4 +1,5 @@
 //! `lbm`: chat, generate, inspect, convert and boot models from a terminal.
+#![forbid(unsafe_code)]
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -27,8 +28,11 @@ enum Cmd {
     Generate(GenerateArgs),
     /// Chat with a model in the terminal (the same REPL as the UEFI app).
     Chat(ChatArgs),
-    /// Write the logits of a token sequence (fed one at a time) to a file.
+    /// Write the logits of a token sequence to a file.
     Logits(LogitsArgs),
+    /// Perplexity of a text file, computed as llama.cpp's llama-perplexity does
+    /// (chunks of -c tokens, the second half of each scored): compare quantizations.
+    Perplexity(PerplexityArgs),
     /// Turn text into token ids.
     Tokenize(TokenizeArgs),
     /// Turn token ids into text.
@@ -271,6 +275,34 @@ struct LogitsArgs {
 }
 
 #[derive(Args)]
+struct PerplexityArgs {
+    /// Model file.
+    #[arg(short, long)]
+    model: PathBuf,
+    /// Tokenizer (see `generate --help`).
+    #[arg(short = 'z', long)]
+    tokenizer: Option<PathBuf>,
+    /// The text file to score.
+    #[arg(short = 'f', long)]
+    file: PathBuf,
+    /// Tokens per chunk.
+    #[arg(short = 'c', long, default_value_t = 512)]
+    ctx: usize,
+    /// Chunks to score at most (default: all that fit).
+    #[arg(long)]
+    chunks: Option<usize>,
+    /// Tokens evaluated together.
+    #[arg(short = 'b', long, default_value_t = 512)]
+    batch: usize,
+    /// Threads (default: all cores).
+    #[arg(short, long)]
+    threads: Option<usize>,
+    /// Print one JSON object {"ppl", "ppl_err", "chunks"} instead of the running estimate.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct TokenizeArgs {
     /// A model file, a llama2.c tokenizer.bin, or a folder with encoder.json + vocab.bpe.
     #[arg(short, long)]
@@ -437,7 +469,7 @@ fn cmd_chat(a: ChatArgs) -> Result<()> {
 fn cmd_logits(a: LogitsArgs) -> Result<()> {
     let exec = pool(a.model.threads);
     let model = host::load_any(&a.model.model, a.model.tokenizer.as_deref())?.model;
-    let mut session = Session::new(&model, a.model.ctx.max(a.ids.len()))?;
+    let mut session = Session::new(&model, a.model.ctx)?;
     let mut logits = vec![0.0f32; a.ids.len() * model.config.vocab_size];
     session.eval_all(&model, &a.ids, &exec, &mut logits)?;
     let mut out = Vec::with_capacity(logits.len() * 4);
@@ -595,12 +627,44 @@ fn cmd_image(a: ImageArgs) -> Result<()> {
     Ok(())
 }
 
+fn cmd_perplexity(a: PerplexityArgs) -> Result<()> {
+    let exec = pool(a.threads);
+    let text = host::read_file(&a.file)?;
+    let text = String::from_utf8(text).with_context(|| format!("{} is not UTF-8 text", a.file.display()))?;
+    let (model, tok) = host::load(&a.model, a.tokenizer.as_deref())?;
+    let tokens = tok.encode(&text, tok.add_bos());
+    let bos = tok.add_bos().then(|| tok.bos());
+    let mut session = Session::new(&model, a.ctx)?;
+    let opts = engine::perplexity::PplOptions { n_ctx: a.ctx, n_chunks: a.chunks, n_batch: a.batch.min(a.ctx) };
+    let n_chunks = a.chunks.map_or(tokens.len() / a.ctx.max(1), |c| c.min(tokens.len() / a.ctx.max(1)));
+    if !a.json {
+        eprintln!("{} tokens; {n_chunks} chunks of {} tokens, the second half of each scored", tokens.len(), a.ctx);
+    }
+    let t0 = std::time::Instant::now();
+    let json = a.json;
+    let r = engine::perplexity::perplexity(&model, &mut session, &tokens, bos, &opts, &exec, &mut |p| {
+        if !json {
+            print!("[{}]{:.4},", p.chunks, p.ppl);
+            let _ = std::io::stdout().flush();
+        }
+    })?;
+    if a.json {
+        println!("{}", serde_json::json!({"ppl": r.ppl, "ppl_err": r.ppl_err, "chunks": r.chunks}));
+    } else {
+        println!();
+        println!("Final estimate: PPL = {:.4} +/- {:.5}", r.ppl, r.ppl_err);
+        eprintln!("[{} tokens scored in {:.1} s, {} threads, {}]", r.count, t0.elapsed().as_secs_f64(), exec.n_threads(), kernels::cpu::level().name());
+    }
+    Ok(())
+}
+
 fn run() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Generate(a) => cmd_generate(a),
         Cmd::Chat(a) => cmd_chat(a),
         Cmd::Logits(a) => cmd_logits(a),
+        Cmd::Perplexity(a) => cmd_perplexity(a),
         Cmd::Tokenize(a) => cmd_tokenize(a),
         Cmd::Detokenize(a) => cmd_detokenize(a),
         Cmd::Info(a) => cmd_info(a),

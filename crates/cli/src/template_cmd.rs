@@ -86,7 +86,17 @@ pub fn render(a: &TemplateArgs) -> Result<(serde_json::Value, Option<String>)> {
     let (tok, chat_template, arch) = load(&a.model, a.tokenizer.as_deref())?;
     let (template, warning) = choose(chat_template.as_deref(), &arch, a.template.as_deref())?;
     let enc = ChatEncoder::new(&tok, template);
-    let msgs: Vec<Message> = messages.iter().map(|(role, content)| Message { role: *role, content }).collect();
+    let mut msgs: Vec<Message> = messages.iter().map(|(role, content)| Message { role: *role, content }).collect();
+    // The system prompt the file's template writes when the conversation has none.
+    let default_system = match template {
+        engine::template::Template::ChatMl => chat_template.as_deref().and_then(engine::template::default_system_prompt),
+        _ => None,
+    };
+    if let Some(sys) = &default_system {
+        if msgs.first().is_none_or(|m| m.role != Role::System) {
+            msgs.insert(0, Message::system(sys));
+        }
+    }
     let add_gen = !a.no_generation_prompt;
     let (bos, eos) = enc.bos_eos();
     let text = template.render(&msgs, add_gen, bos, eos);

@@ -10,13 +10,9 @@ use engine::quantize::{plan, quantize_gguf, QuantType};
 use kernels::exec::Serial;
 use lbm::bench::{bench, gen_model, BenchOptions, Shape, Stats, SHAPES};
 
-fn shared(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")).join(rel)
-}
-
 fn gen(shape: &str, ty: QuantType, dir: &std::path::Path, vocab: bool, seed: u64) -> Vec<u8> {
     let out = dir.join(format!("{shape}-{}-{seed}.gguf", ty.name()));
-    let v = shared("testdata/llamacpp-vocab/ggml-vocab-llama-spm.gguf");
+    let v = testdata::path("testdata/llamacpp-vocab/ggml-vocab-llama-spm.gguf");
     gen_model(Shape::find(shape).unwrap(), ty, &out, vocab.then_some(v.as_path()), seed, 2, &mut |_| {}).unwrap();
     std::fs::read(out).unwrap()
 }

@@ -4,10 +4,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-fn shared(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")).join(rel)
-}
-
 fn lbm(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_lbm")).args(args).output().expect("run lbm");
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
@@ -15,13 +11,13 @@ fn lbm(args: &[&str]) -> (i32, String, String) {
 
 fn expected_run(prompt: &str) -> serde_json::Value {
     let e: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(shared("testdata/expected/llama2c-generation.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(testdata::path("testdata/expected/llama2c-generation.json")).unwrap()).unwrap();
     e["stories260K"]["runs"].as_array().unwrap().iter().find(|r| r["prompt"] == prompt).unwrap().clone()
 }
 
 #[test]
 fn generate_json_matches_the_reference() {
-    let model = shared("testdata/stories260K/stories260K.bin");
+    let model = testdata::path("testdata/stories260K/stories260K.bin");
     let run = expected_run("Tom and Sue");
     let (code, out, err) = lbm(&["generate", "-m", model.to_str().unwrap(), "-p", "Tom and Sue", "--temp", "0", "-n", "20", "--json"]);
     assert_eq!(code, 0, "{err}");
@@ -38,7 +34,7 @@ fn generate_json_matches_the_reference() {
 
 #[test]
 fn generate_streams_text_and_stops_at_the_context_end() {
-    let model = shared("testdata/stories260K-gguf/stories260K.gguf");
+    let model = testdata::path("testdata/stories260K-gguf/stories260K.gguf");
     let (code, out, err) = lbm(&["generate", "-m", model.to_str().unwrap(), "--ids", "1,403", "--temp", "0", "-n", "100", "-c", "16", "--json"]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
@@ -51,7 +47,7 @@ fn generate_streams_text_and_stops_at_the_context_end() {
 
 #[test]
 fn logits_file_has_the_reference_values() {
-    let model = shared("testdata/stories260K/stories260K.bin");
+    let model = testdata::path("testdata/stories260K/stories260K.bin");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("l.f32");
     let (code, _, err) = lbm(&["logits", "-m", model.to_str().unwrap(), "--ids", "1,403,407", "-o", out.to_str().unwrap()]);
@@ -70,12 +66,12 @@ fn logits_file_has_the_reference_values() {
 
 #[test]
 fn tokenize_detokenize_and_info() {
-    let tokbin = shared("testdata/llama2c-tokenizer/tokenizer.bin");
+    let tokbin = testdata::path("testdata/llama2c-tokenizer/tokenizer.bin");
     let (code, out, _) = lbm(&["tokenize", "-m", tokbin.to_str().unwrap(), "--json", "Hello world"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["ids"], serde_json::json!([1, 15043, 3186]));
-    let gpt2 = shared("testdata/gpt2-bpe");
+    let gpt2 = testdata::path("testdata/gpt2-bpe");
     let (_, out, _) = lbm(&["tokenize", "-m", gpt2.to_str().unwrap(), "Hello world"]);
     assert_eq!(out.trim(), "15496 995");
     let (_, out, _) = lbm(&["detokenize", "-m", gpt2.to_str().unwrap(), "15496", "995"]);
@@ -83,7 +79,7 @@ fn tokenize_detokenize_and_info() {
     let (code, _, err) = lbm(&["detokenize", "-m", gpt2.to_str().unwrap(), "99999"]);
     assert_ne!(code, 0);
     assert!(err.contains("outside the vocabulary"), "{err}");
-    let f16 = shared("testdata/stories260K-gguf/stories260K-F16.gguf");
+    let f16 = testdata::path("testdata/stories260K-gguf/stories260K-F16.gguf");
     let (code, out, _) = lbm(&["info", "--json", f16.to_str().unwrap()]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
@@ -106,7 +102,7 @@ fn bad_files_fail_with_a_message() {
 
 #[test]
 fn chat_repl_over_a_pipe() {
-    let model = shared("testdata/stories260K/stories260K.bin");
+    let model = testdata::path("testdata/stories260K/stories260K.bin");
     let mut child = Command::new(env!("CARGO_BIN_EXE_lbm"))
         .args(["chat", "-m", model.to_str().unwrap(), "-t", "1"])
         .stdin(Stdio::piped())

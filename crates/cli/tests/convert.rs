@@ -1,6 +1,6 @@
-//! `lbm convert` against the reference checkpoints in /work/shared/golden
+//! `lbm convert` against the reference checkpoints in golden/ (testdata crate)
 //! (written by Hugging Face transformers) and the reference vocabularies in
-//! /work/shared/testdata (written by llama.cpp).
+//! testdata/ (written by llama.cpp).
 //!
 //! The expectations here are stated independently of the converter: the
 //! safetensors files are read by a small parser in this file, the GGUF
@@ -14,8 +14,6 @@ use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-const GOLDEN: &str = "/work/shared/golden";
-const TESTDATA: &str = "/work/shared/testdata";
 
 // ---------------------------------------------------------------- helpers
 
@@ -329,7 +327,7 @@ const FOLDERS: &[(&str, &str)] = &[
 ];
 
 fn check_golden(folder: &str, arch: &str, ty: OutType) {
-    let src = Path::new(GOLDEN).join(folder);
+    let src = testdata::path("golden").join(folder);
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join(format!("{folder}.gguf"));
     run(&src, &out, ty).unwrap_or_else(|e| panic!("{folder}: {e:#}"));
@@ -547,7 +545,7 @@ fn golden_models_convert_to_f16() {
 
 #[test]
 fn every_golden_folder_is_covered() {
-    let mut on_disk: Vec<String> = std::fs::read_dir(GOLDEN)
+    let mut on_disk: Vec<String> = std::fs::read_dir(testdata::path("golden"))
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.path().join("config.json").is_file())
@@ -564,7 +562,7 @@ fn every_golden_folder_is_covered() {
 /// F16 and BF16 checkpoints are decoded exactly and re-encoded.
 #[test]
 fn f16_and_bf16_checkpoints() {
-    let src = Path::new(GOLDEN).join("qwen2");
+    let src = testdata::path("golden").join("qwen2");
     let orig = read_st(&src.join("model.safetensors"));
     for dtype in ["F16", "BF16"] {
         let (tmp, dir) = copy_model(&src, "qwen2");
@@ -621,7 +619,7 @@ fn f16_and_bf16_checkpoints() {
 /// A sharded checkpoint gives the same file as the single-file one.
 #[test]
 fn sharded_checkpoint_matches_single_file() {
-    let src = Path::new(GOLDEN).join("llama-gqa");
+    let src = testdata::path("golden").join("llama-gqa");
     let st = read_st(&src.join("model.safetensors"));
     let tmp = tempfile::tempdir().unwrap();
     let single_dir = tmp.path().join("a").join("m");
@@ -710,7 +708,7 @@ fn assert_mentions(err: &str, needles: &[&str]) {
 
 #[test]
 fn missing_config_or_weights() {
-    let src = Path::new(GOLDEN).join("llama-gqa");
+    let src = testdata::path("golden").join("llama-gqa");
     let (_t, dir) = copy_model(&src, "m");
     std::fs::remove_file(dir.join("config.json")).unwrap();
     assert_mentions(&convert_err(&dir), &["config.json"]);
@@ -726,7 +724,7 @@ fn missing_config_or_weights() {
 
 #[test]
 fn unknown_architecture_is_named() {
-    let (_t, dir) = copy_model(&Path::new(GOLDEN).join("llama-gqa"), "m");
+    let (_t, dir) = copy_model(&testdata::path("golden").join("llama-gqa"), "m");
     edit_config(&dir, |c| {
         c["architectures"] = serde_json::json!(["FalconMambaForCausalLM"])
     });
@@ -740,7 +738,7 @@ fn unknown_architecture_is_named() {
 
 #[test]
 fn absurd_config_values_are_named() {
-    let src = Path::new(GOLDEN).join("llama-gqa");
+    let src = testdata::path("golden").join("llama-gqa");
     let cases: Vec<(&str, Json, Vec<&str>)> = vec![
         (
             "hidden_size",
@@ -807,7 +805,7 @@ fn absurd_config_values_are_named() {
         assert_mentions(&e, &needles);
     }
     // A config that says the head is untied, over a checkpoint without one.
-    let (_t, dir) = copy_model(&Path::new(GOLDEN).join("llama-mha-tied"), "m");
+    let (_t, dir) = copy_model(&testdata::path("golden").join("llama-mha-tied"), "m");
     edit_config(&dir, |c| c["tie_word_embeddings"] = Json::Bool(false));
     assert_mentions(
         &convert_err(&dir),
@@ -817,7 +815,7 @@ fn absurd_config_values_are_named() {
 
 #[test]
 fn wrong_tensor_shapes_are_named() {
-    let src = Path::new(GOLDEN).join("llama-gqa");
+    let src = testdata::path("golden").join("llama-gqa");
     // Same byte size, transposed shape.
     let (_t, dir) = copy_model(&src, "m");
     edit_tensors(&dir, |st| {
@@ -841,7 +839,7 @@ fn wrong_tensor_shapes_are_named() {
         &["self_attn.k_proj.weight", "[32, 64]", "[16, 64]"],
     );
     // A GPT-2 Conv1D weight stored the nn.Linear way round.
-    let (_t, dir) = copy_model(&Path::new(GOLDEN).join("gpt2"), "m");
+    let (_t, dir) = copy_model(&testdata::path("golden").join("gpt2"), "m");
     edit_tensors(&dir, |st| {
         st.get_mut("transformer.h.0.mlp.c_fc.weight").unwrap().shape = vec![256, 64]
     });
@@ -859,7 +857,7 @@ fn wrong_tensor_shapes_are_named() {
 
 #[test]
 fn wrong_dtypes_missing_and_unknown_tensors_are_named() {
-    let src = Path::new(GOLDEN).join("llama-gqa");
+    let src = testdata::path("golden").join("llama-gqa");
     let (_t, dir) = copy_model(&src, "m");
     edit_tensors(&dir, |st| {
         st.get_mut("model.layers.0.self_attn.v_proj.weight")
@@ -903,7 +901,7 @@ fn wrong_dtypes_missing_and_unknown_tensors_are_named() {
     );
 
     // Phi needs its biases (llama.cpp's phi2 loader requires them).
-    let (_t, dir) = copy_model(&Path::new(GOLDEN).join("phi"), "m");
+    let (_t, dir) = copy_model(&testdata::path("golden").join("phi"), "m");
     edit_tensors(&dir, |st| {
         st.remove("model.layers.0.mlp.fc1.bias");
     });
@@ -912,7 +910,7 @@ fn wrong_dtypes_missing_and_unknown_tensors_are_named() {
 
 #[test]
 fn truncated_or_corrupt_safetensors() {
-    let src = Path::new(GOLDEN).join("llama-gqa");
+    let src = testdata::path("golden").join("llama-gqa");
     let full = std::fs::read(src.join("model.safetensors")).unwrap();
     for keep in [0usize, 5, 100, full.len() / 2, full.len() - 1] {
         let (_t, dir) = copy_model(&src, "m");
@@ -930,7 +928,7 @@ fn truncated_or_corrupt_safetensors() {
 // ------------------------------------------------------ tokenizers
 
 fn reference_vocab(name: &str) -> Converted {
-    Converted::load(&Path::new(TESTDATA).join("llamacpp-vocab").join(name))
+    Converted::load(&testdata::path("testdata").join("llamacpp-vocab").join(name))
 }
 
 fn strs(c: &Converted, k: &str) -> Vec<String> {
@@ -953,7 +951,7 @@ fn ints(c: &Converted, k: &str) -> Vec<i64> {
 #[test]
 fn spm_model_reader_matches_llamacpp_vocab() {
     let bytes =
-        std::fs::read(Path::new(TESTDATA).join("llama2c-tokenizer/tokenizer.model")).unwrap();
+        std::fs::read(testdata::path("testdata").join("llama2c-tokenizer/tokenizer.model")).unwrap();
     let m = lbm::spm_model::SpmModel::parse(&bytes).unwrap();
     let r = reference_vocab("ggml-vocab-llama-spm.gguf");
     let tokens = strs(&r, "tokenizer.ggml.tokens");
@@ -1020,7 +1018,7 @@ fn sentencepiece_tokenizer_is_converted() {
     let dir = tmp.path().join("tiny-llama");
     tiny_llama(&dir, 32000);
     std::fs::copy(
-        Path::new(TESTDATA).join("llama2c-tokenizer/tokenizer.model"),
+        testdata::path("testdata").join("llama2c-tokenizer/tokenizer.model"),
         dir.join("tokenizer.model"),
     )
     .unwrap();
@@ -1191,7 +1189,7 @@ fn gpt2_bpe_tokenizer_is_converted() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("tiny-gpt2");
     tiny_gpt2(&dir, 50257);
-    let bpe = Path::new(TESTDATA).join("gpt2-bpe");
+    let bpe = testdata::path("testdata").join("gpt2-bpe");
     std::fs::copy(bpe.join("encoder.json"), dir.join("vocab.json")).unwrap();
     std::fs::copy(bpe.join("vocab.bpe"), dir.join("merges.txt")).unwrap();
     // As in Hugging Face's gpt2 repository, tokenizer.json marks <|endoftext|> special.

@@ -9,7 +9,7 @@ use kernels::exec::Serial;
 use lbm::convert::{convert, ConvertOptions, OutType};
 
 fn golden(name: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/golden")).join(name)
+    testdata::path("golden").join(name)
 }
 
 struct Reference {
@@ -105,4 +105,57 @@ fn phi() {
 fn llama_gqa_f16_is_close() {
     // F16 weights: not exact, but close, and the argmax path the same.
     check("llama-gqa", OutType::F16, 2e-2);
+}
+
+fn lbm(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbm")).args(args).output().expect("run lbm");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// Every golden folder through the `lbm` binary itself: convert (these
+/// folders have no tokenizer files, so the GGUF has no tokenizer), then
+/// `logits --ids` against transformers and `generate --ids --json` against
+/// its greedy continuation; a command that needs text says why it cannot.
+#[test]
+fn every_golden_model_through_the_lbm_binary_without_a_tokenizer() {
+    let mut names: Vec<String> = std::fs::read_dir(golden(""))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("config.json").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 7, "{names:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let join = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+    for name in &names {
+        let r = reference(name);
+        let gguf = dir.path().join(format!("{name}.gguf"));
+        let (g, src) = (gguf.to_str().unwrap(), golden(name));
+        let (ok, _, err) = lbm(&["convert", src.to_str().unwrap(), "-o", g, "--type", "f32"]);
+        assert!(ok, "{name}: convert: {err}");
+
+        let lg = dir.path().join(format!("{name}.logits"));
+        let (ok, _, err) = lbm(&["logits", "-m", g, "-t", "1", "--ids", &join(&r.input_ids), "-o", lg.to_str().unwrap()]);
+        assert!(ok, "{name}: logits: {err}");
+        let raw = std::fs::read(&lg).unwrap();
+        let got: Vec<f32> = raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        assert_eq!(got.len(), r.logits.len(), "{name}: [n_ids, vocab] floats");
+        let max = got.iter().zip(&r.logits).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(max <= 1e-4, "{name}: max logit error {max}");
+
+        let n = r.greedy_output.len().to_string();
+        let (ok, out, err) =
+            lbm(&["generate", "-m", g, "-t", "1", "--temp", "0", "--ids", &join(&r.greedy_prompt), "-n", &n, "--json"]);
+        assert!(ok, "{name}: generate: {err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        let ids: Vec<u32> = v["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+        assert_eq!(ids, r.greedy_output, "{name}: greedy ids");
+        assert_eq!(v["text"], "", "{name}: no tokenizer, no text");
+
+        // Text needs a tokenizer: a clear message, not a missing-key error.
+        let (ok, _, err) = lbm(&["generate", "-m", g, "-p", "hello", "-n", "2"]);
+        assert!(!ok);
+        assert!(err.contains("has no tokenizer") && err.contains("-z"), "{name}: {err}");
+    }
 }

@@ -5,10 +5,6 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-fn shared(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")).join(rel)
-}
-
 fn lbm(args: &[&str]) -> (bool, String, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_lbm")).args(args).output().unwrap();
     (o.status.success(), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
@@ -19,7 +15,7 @@ fn gpt2_through_every_command() {
     let dir = tempfile::tempdir().unwrap();
     let m = dir.path().join("gpt2.gguf");
     let ms = m.to_str().unwrap();
-    let vocab = shared("testdata/llamacpp-vocab/ggml-vocab-gpt-2.gguf");
+    let vocab = testdata::path("testdata/llamacpp-vocab/ggml-vocab-gpt-2.gguf");
     let (ok, _, err) = lbm(&["bench", "--gen-model", "gpt2-124M", "--type", "q8_0", "-o", ms, "--vocab", vocab.to_str().unwrap()]);
     assert!(ok, "{err}");
 

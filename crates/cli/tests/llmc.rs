@@ -8,7 +8,7 @@ use kernels::exec::Serial;
 use safetensors::SafeTensors;
 
 fn golden(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/golden/gpt2")).join(rel)
+    testdata::path("golden/gpt2").join(rel)
 }
 
 /// Writes llm.c's layout. HF Conv1D weights are [in, out]: transpose to [out, in].

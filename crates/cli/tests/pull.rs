@@ -19,10 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-fn shared(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")).join(rel)
-}
-
 // ------------------------------------------------------------ the fake hub
 
 #[derive(Clone)]
@@ -1073,7 +1069,7 @@ fn resolve_model_arg_keeps_local_paths_and_pulls_repo_file() {
 }
 
 fn golden_hub() -> FakeHub {
-    let g = shared("golden/llama-gqa");
+    let g = testdata::path("golden/llama-gqa");
     let read = |f: &str| std::fs::read(g.join(f)).unwrap();
     let hub = FakeHub::start();
     let files = vec![
@@ -1120,7 +1116,7 @@ fn golden_hub() -> FakeHub {
 /// Runs the converted model over the reference tokens and returns the
 /// largest difference from the logits transformers computed.
 fn max_logit_error(gguf: &Path) -> f32 {
-    let g = shared("golden/llama-gqa");
+    let g = testdata::path("golden/llama-gqa");
     let t: serde_json::Value =
         serde_json::from_slice(&std::fs::read(g.join("tokens.json")).unwrap()).unwrap();
     let ids: Vec<u32> = t["input_ids"]

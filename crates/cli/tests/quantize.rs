@@ -14,10 +14,6 @@ use kernels::pool::ThreadPool;
 use lbm::convert::{convert, ConvertOptions, OutType};
 use lbm::quantize::{quantize, quantize_with};
 
-fn shared(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")).join(rel)
-}
-
 struct Reference {
     ids: Vec<u32>,
     logits: Vec<f32>,
@@ -25,7 +21,7 @@ struct Reference {
 }
 
 fn reference(name: &str) -> Reference {
-    let dir = shared("golden").join(name);
+    let dir = testdata::path("golden").join(name);
     let t: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("tokens.json")).unwrap()).unwrap();
     let ids = t["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
     let raw = std::fs::read(dir.join("logits.f32")).unwrap();
@@ -49,7 +45,7 @@ fn run(bytes: Vec<u8>, ids: &[u32], exec: &dyn Executor) -> Vec<f32> {
 fn golden_f32(dir: &Path) -> PathBuf {
     let out = dir.join("llama-mha-tied.gguf");
     convert(
-        &ConvertOptions { input: shared("golden/llama-mha-tied"), output: out.clone(), ty: OutType::F32 },
+        &ConvertOptions { input: testdata::path("golden/llama-mha-tied"), output: out.clone(), ty: OutType::F32 },
         &mut |_| {},
     )
     .expect("convert");
@@ -183,7 +179,7 @@ fn results_do_not_depend_on_thread_count() {
 /// A random llama model whose rows fit K-quant super-blocks, with the
 /// stories260K tokenizer (vocab 512).
 fn synthetic_llama(n_layers: usize, untied: bool) -> Vec<u8> {
-    let tok = std::fs::read(shared("testdata/stories260K-gguf/stories260K.gguf")).unwrap();
+    let tok = std::fs::read(testdata::path("testdata/stories260K-gguf/stories260K.gguf")).unwrap();
     let g = Gguf::parse(&tok, tok.len() as u64).unwrap();
     let (dim, hidden, vocab) = (256u64, 512u64, 512u64);
     let mut w = GgufWriter::new();
@@ -290,17 +286,17 @@ fn failures_leave_no_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("q.gguf");
     // ffn_down of stories260K has 172 columns: not whole Q4_0 blocks, as llama-quantize also refuses.
-    let err = quantize(&shared("testdata/stories260K-gguf/stories260K.gguf"), &out, QuantType::Q4_0).unwrap_err();
+    let err = quantize(&testdata::path("testdata/stories260K-gguf/stories260K.gguf"), &out, QuantType::Q4_0).unwrap_err();
     assert!(format!("{err:#}").contains("172"), "{err:#}");
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "a file was left behind");
     // F16 works on any shape and matches llama.cpp's F16 file in types.
     let mut lines = Vec::new();
-    quantize_with(&shared("testdata/stories260K-gguf/stories260K.gguf"), &out, QuantType::F16, 2, &mut |l| {
+    quantize_with(&testdata::path("testdata/stories260K-gguf/stories260K.gguf"), &out, QuantType::F16, 2, &mut |l| {
         lines.push(l.to_string())
     })
     .unwrap();
     let bytes = std::fs::read(&out).unwrap();
-    let reference = std::fs::read(shared("testdata/stories260K-gguf/stories260K-F16.gguf")).unwrap();
+    let reference = std::fs::read(testdata::path("testdata/stories260K-gguf/stories260K-F16.gguf")).unwrap();
     let mut ours = types(&bytes);
     let mut theirs = types(&reference);
     assert_eq!(
@@ -330,7 +326,7 @@ fn convert_type_q8_0_equals_convert_then_quantize() {
     let dir = tempfile::tempdir().unwrap();
     let direct = dir.path().join("direct.gguf");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbm"))
-        .args(["convert", shared("golden/llama-mha-tied").to_str().unwrap(), "-o", direct.to_str().unwrap(), "--type", "q8_0"])
+        .args(["convert", testdata::path("golden/llama-mha-tied").to_str().unwrap(), "-o", direct.to_str().unwrap(), "--type", "q8_0"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

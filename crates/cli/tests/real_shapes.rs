@@ -20,7 +20,7 @@ fn check(shape: &str, ty: &str, vocab: Option<&str>) {
     let out: PathBuf = dir.path().join(format!("{shape}.gguf"));
     let out_s = out.to_str().unwrap();
     let mut args = vec!["bench", "--gen-model", shape, "--type", ty, "-o", out_s];
-    let vocab_path = vocab.map(|v| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")).join(v));
+    let vocab_path = vocab.map(testdata::path);
     if let Some(v) = &vocab_path {
         args.extend(["--vocab", v.to_str().unwrap()]);
     }

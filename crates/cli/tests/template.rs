@@ -7,16 +7,12 @@ use std::process::Command;
 
 use engine::gguf::{Gguf, GgufWriter, Value};
 
-fn shared(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")).join(rel)
-}
-
 fn vocab() -> PathBuf {
-    shared("testdata/llamacpp-vocab/ggml-vocab-llama-spm.gguf")
+    testdata::path("testdata/llamacpp-vocab/ggml-vocab-llama-spm.gguf")
 }
 
 fn reference() -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(shared("testdata/expected/chat-templates.json")).unwrap()).unwrap()
+    serde_json::from_slice(&std::fs::read(testdata::path("testdata/expected/chat-templates.json")).unwrap()).unwrap()
 }
 
 fn lbm(args: &[&str]) -> (i32, String, String) {
@@ -47,7 +43,7 @@ fn ids(v: &serde_json::Value) -> Vec<u64> {
 fn reference_cases_through_the_binary() {
     let r = reference();
     let dir = tempfile::tempdir().unwrap();
-    let models = [vocab(), shared("testdata/llama2c-tokenizer/tokenizer.bin")];
+    let models = [vocab(), testdata::path("testdata/llama2c-tokenizer/tokenizer.bin")];
     let tok = engine::gguf_model::tokenizer(&std::fs::read(vocab()).unwrap()).unwrap();
     let mut n = 0;
     for name in ["zephyr", "llama-2", "chatml"] {

@@ -10,12 +10,8 @@ use std::time::Duration;
 
 use vm::{Vm, VmConfig};
 
-fn shared(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")).join(rel)
-}
-
 fn read(rel: &str) -> Vec<u8> {
-    std::fs::read(shared(rel)).unwrap()
+    std::fs::read(testdata::path(rel)).unwrap()
 }
 
 /// The UEFI app, or None (with a skip notice) when it is not built and CI is

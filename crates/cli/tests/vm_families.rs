@@ -13,10 +13,6 @@ use engine::quantize::QuantType;
 use lbm::bench::{gen_model, Shape};
 use vm::{Vm, VmConfig};
 
-fn shared(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")).join(rel)
-}
-
 fn app(test: &str) -> Option<PathBuf> {
     if !vm::qemu_available(test) {
         return None;
@@ -41,7 +37,7 @@ fn two_layers(dir: &Path, shape: &str, vocab: Option<&str>) -> PathBuf {
 fn two_layers_of(dir: &Path, shape: &str, vocab: Option<&str>, ty: QuantType) -> PathBuf {
     let s = Shape { layers: 2, ..*Shape::find(shape).unwrap() };
     let out = dir.join(format!("{shape}-2L-{ty:?}.gguf"));
-    let vocab = vocab.map(shared);
+    let vocab = vocab.map(testdata::path);
     gen_model(&s, ty, &out, vocab.as_deref(), 7, 2, &mut |_| {}).expect("gen_model");
     out
 }

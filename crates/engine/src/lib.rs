@@ -21,6 +21,7 @@ pub mod llama2c;
 pub mod llmc;
 pub mod load;
 pub mod model;
+pub mod perplexity;
 pub mod quantize;
 pub mod sampler;
 pub mod template;

@@ -618,6 +618,32 @@ pub fn choose(chat_template: Option<&str>, arch: &str, override_name: Option<&st
     }
 }
 
+/// The system prompt a chat template writes when the conversation has none
+/// (SmolLM2's "You are a helpful AI assistant named SmolLM...", Qwen2's
+/// "You are a helpful assistant."): a constant system turn in the template
+/// source, `<|im_start|>system` + newline + text + `<|im_end|>`, whose text
+/// is a plain literal (no expression or quote inside it).
+pub fn default_system_prompt(chat_template: &str) -> Option<String> {
+    const OPEN: &str = "<|im_start|>system";
+    let mut rest = chat_template;
+    while let Some(i) = rest.find(OPEN) {
+        let after = &rest[i + OPEN.len()..];
+        // The newline may be literal or written as an escape.
+        let body = after.strip_prefix('\n').or_else(|| after.strip_prefix("\\n"));
+        if let Some(body) = body {
+            if let Some(end) = body.find("<|im_end|>") {
+                let text = &body[..end];
+                let literal = !text.is_empty() && !text.contains(['\'', '"', '{', '}', '+']);
+                if literal {
+                    return Some(text.replace("\\n", "\n"));
+                }
+            }
+        }
+        rest = after;
+    }
+    None
+}
+
 /// Token ids of `messages` rendered with `template`, as the model is fed
 /// them: see [`ChatEncoder::conversation`].
 pub fn tokenize_conversation(tok: &Tokenizer, template: Template, messages: &[Message], add_generation_prompt: bool) -> Vec<u32> {

@@ -1,4 +1,4 @@
-//! GGUF reader and writer against the real files in /work/shared/testdata,
+//! GGUF reader and writer against the real reference files (see the testdata crate),
 //! independent references (llama2.c checkpoint and tokenizer, GPT-2 BPE files),
 //! hand-encoded bytes, and hostile input.
 
@@ -7,7 +7,7 @@ use engine::Error;
 
 macro_rules! testdata {
     ($p:literal) => {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata/", $p)
+        &testdata::path(concat!("testdata/", $p)).display().to_string()
     };
 }
 

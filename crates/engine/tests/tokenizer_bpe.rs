@@ -1,14 +1,11 @@
-//! Byte-level BPE tokenizer against the GPT-2 reference data in /work/shared.
+//! Byte-level BPE tokenizer against the GPT-2 reference data (see the testdata crate).
 
 use engine::tokenizer::bpe::{byte_to_char, char_to_byte, BpeTokenizer, PreTokenizer};
 use engine::Error;
 use std::sync::OnceLock;
 
-const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata");
-
 fn read(path: &str) -> Vec<u8> {
-    let full = format!("{SHARED}/{path}");
-    std::fs::read(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
+    testdata::read(&format!("testdata/{path}"))
 }
 
 fn gpt2_files() -> (Vec<u8>, Vec<u8>) {

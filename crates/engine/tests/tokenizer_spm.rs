@@ -1,5 +1,5 @@
 //! SentencePiece-style BPE tokenizer against the independent references in
-//! /work/shared/testdata (sentencepiece, llama.cpp, llama2.c, transformers).
+//! the reference data (testdata crate; sentencepiece, llama.cpp, llama2.c, transformers).
 
 use engine::tokenizer::spm::{SpmTokenizer, TokenType};
 use engine::Error;
@@ -7,10 +7,9 @@ use serde_json::Value;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata/");
 
 fn read(path: &str) -> Vec<u8> {
-    std::fs::read(format!("{SHARED}{path}")).unwrap_or_else(|e| panic!("{path}: {e}"))
+    std::fs::read(testdata::path(&format!("testdata/{path}"))).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 fn json(path: &str) -> Value {

@@ -211,6 +211,8 @@ pub struct Chat {
     pub template: Template,
     /// Said once when the chat starts (e.g. an unknown template).
     pub template_note: Option<String>,
+    /// The system prompt the model's chat template writes when none is set.
+    pub default_system: Option<String>,
     enc: ChatEncoder,
     stops: Stops,
     sampler: Sampler,
@@ -275,7 +277,12 @@ impl Chat {
             };
         let enc = ChatEncoder::new(&tokenizer, template);
         let stops = enc.stops(&tokenizer);
+        let default_system = match template {
+            Template::ChatMl => model.chat_template.as_deref().and_then(crate::template::default_system_prompt),
+            _ => None,
+        };
         Ok(Chat {
+            default_system,
             model,
             session,
             tokenizer,
@@ -308,7 +315,7 @@ impl Chat {
     /// The prompt tokens of a user turn. The first turn of a conversation
     /// carries BOS and the system prompt.
     fn turn_prompt(&self, first: bool, user: &str) -> Vec<u32> {
-        let system = self.settings.system_prompt.as_deref().filter(|_| first);
+        let system = self.system_prompt().filter(|_| first);
         match self.template {
             Template::None => {
                 // Plain continuation: BOS and the system prompt as text, then the user's text.
@@ -326,6 +333,11 @@ impl Chat {
             }
             _ => self.enc.turn(&self.tokenizer, system, first, user),
         }
+    }
+
+    /// The system prompt in use: the user's, else the template's default.
+    pub fn system_prompt(&self) -> Option<&str> {
+        self.settings.system_prompt.as_deref().or(self.default_system.as_deref())
     }
 
     /// Tokens that close a reply before the next turn (e.g. `</s>` and a newline).
@@ -551,7 +563,7 @@ impl Chat {
             "/seed" => set("seed", self).map(|_| con.write_str(&format!("seed = {}\n", self.settings.seed))),
             "/system" => {
                 if arg.is_empty() {
-                    match &self.settings.system_prompt {
+                    match self.system_prompt() {
                         Some(s) => con.write_str(&format!("System prompt: {s}\n")),
                         None => con.write_str("No system prompt. Set one with /system <text>.\n"),
                     }
@@ -647,7 +659,7 @@ impl Chat {
             s.top_k,
             s.max_tokens,
             s.seed,
-            s.system_prompt.as_deref().unwrap_or("(none)"),
+            self.system_prompt().unwrap_or("(none)"),
             if p.simd.is_empty() { kernels::cpu::level().name() } else { &p.simd },
             exec.n_threads(),
             if exec.n_threads() == 1 { "" } else { "s" },

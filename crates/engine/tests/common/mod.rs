@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use engine::load::Blob;
 
-/// `../shared` beside the repository.
+/// Reference data, found by the `testdata` crate.
 pub fn shared(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")).join(rel)
+    testdata::path(rel)
 }
 
 pub fn read(rel: &str) -> Vec<u8> {
