@@ -116,7 +116,7 @@ struct QuantizeArgs {
     /// The GGUF file to write.
     #[arg(short, long)]
     output: PathBuf,
-    /// Target: q8_0, q4_0, q4_k_m, q6_k, f16 or f32.
+    /// Target: q8_0, q4_0, q4_1, q4_k_m, q6_k, f16 or f32.
     #[arg(long, value_parser = |s: &str| engine::quantize::QuantType::parse(s).ok_or_else(|| format!("unknown type '{s}'")))]
     r#type: engine::quantize::QuantType,
     /// Threads (default: all cores).
@@ -144,6 +144,8 @@ enum ConvertType {
     Q8_0,
     #[value(name = "q4_0")]
     Q4_0,
+    #[value(name = "q4_1")]
+    Q4_1,
     #[value(name = "q4_k_m")]
     Q4KM,
     #[value(name = "q6_k")]
@@ -684,6 +686,7 @@ fn run() -> Result<()> {
                 ConvertType::F16 => (lbm::convert::OutType::F16, None),
                 ConvertType::Q8_0 => (lbm::convert::OutType::F32, Some(QuantType::Q8_0)),
                 ConvertType::Q4_0 => (lbm::convert::OutType::F32, Some(QuantType::Q4_0)),
+                ConvertType::Q4_1 => (lbm::convert::OutType::F32, Some(QuantType::Q4_1)),
                 ConvertType::Q4KM => (lbm::convert::OutType::F32, Some(QuantType::Q4_K_M)),
                 ConvertType::Q6K => (lbm::convert::OutType::F32, Some(QuantType::Q6_K)),
             };

@@ -101,6 +101,7 @@ fn dtype(t: &TensorInfo) -> Result<DType> {
         GgmlType::BF16 => Ok(DType::BF16),
         GgmlType::Q8_0 => Ok(DType::Q8_0),
         GgmlType::Q4_0 => Ok(DType::Q4_0),
+        GgmlType::Q4_1 => Ok(DType::Q4_1),
         GgmlType::Q5_0 => Ok(DType::Q5_0),
         GgmlType::Q4_K => Ok(DType::Q4_K),
         GgmlType::Q5_K => Ok(DType::Q5_K),

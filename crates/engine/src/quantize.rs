@@ -18,7 +18,7 @@
 //! - A row length that is not a multiple of the chosen type's block falls
 //!   back: Q4_K to Q5_0, Q6_K to Q8_0, Q5_K to Q5_1 (here Q5_0: Q5_1 is not
 //!   implemented; the only deviation), and then to F16 if even that does not
-//!   fit. Q8_0 and Q4_0 rows that are not whole blocks are an error, as in
+//!   fit. Q8_0, Q4_0 and Q4_1 rows that are not whole blocks are an error, as in
 //!   llama.cpp.
 //!
 //! Tensors are written in llama.cpp's order (non-layer tensors, then layer by
@@ -46,14 +46,22 @@ pub enum QuantType {
     F16,
     Q8_0,
     Q4_0,
+    Q4_1,
     Q4_K_M,
     Q6_K,
 }
 
 impl QuantType {
     /// Every type, for help texts.
-    pub const ALL: [QuantType; 6] =
-        [QuantType::F32, QuantType::F16, QuantType::Q8_0, QuantType::Q4_0, QuantType::Q4_K_M, QuantType::Q6_K];
+    pub const ALL: [QuantType; 7] = [
+        QuantType::F32,
+        QuantType::F16,
+        QuantType::Q8_0,
+        QuantType::Q4_0,
+        QuantType::Q4_1,
+        QuantType::Q4_K_M,
+        QuantType::Q6_K,
+    ];
 
     /// Parses a name such as "q4_k_m" or "Q8_0" (case-insensitive).
     pub fn parse(s: &str) -> Option<Self> {
@@ -67,6 +75,7 @@ impl QuantType {
             QuantType::F16 => "F16",
             QuantType::Q8_0 => "Q8_0",
             QuantType::Q4_0 => "Q4_0",
+            QuantType::Q4_1 => "Q4_1",
             QuantType::Q4_K_M => "Q4_K_M",
             QuantType::Q6_K => "Q6_K",
         }
@@ -78,6 +87,7 @@ impl QuantType {
             QuantType::F32 => 0,
             QuantType::F16 => 1,
             QuantType::Q4_0 => 2,
+            QuantType::Q4_1 => 3,
             QuantType::Q8_0 => 7,
             QuantType::Q4_K_M => 15,
             QuantType::Q6_K => 18,
@@ -91,6 +101,7 @@ impl QuantType {
             QuantType::F16 => GgmlType::F16,
             QuantType::Q8_0 => GgmlType::Q8_0,
             QuantType::Q4_0 => GgmlType::Q4_0,
+            QuantType::Q4_1 => GgmlType::Q4_1,
             QuantType::Q4_K_M => GgmlType::Q4_K,
             QuantType::Q6_K => GgmlType::Q6_K,
         }
@@ -325,6 +336,7 @@ pub fn encode(exec: &dyn Executor, x: &[f32], to: GgmlType) -> Result<Vec<u8>> {
         GgmlType::F16 => x.iter().flat_map(|&v| f32_to_f16(v).to_le_bytes()).collect(),
         GgmlType::Q8_0 => blocks(exec, x, quant::QK8_0, quant::quantize_row_q8_0),
         GgmlType::Q4_0 => blocks(exec, x, quant::QK4_0, quant::quantize_row_q4_0),
+        GgmlType::Q4_1 => blocks(exec, x, quant::QK4_1, quant::quantize_row_q4_1),
         GgmlType::Q5_0 => blocks(exec, x, quant::QK5_0, quant::quantize_row_q5_0),
         GgmlType::Q4_K => blocks(exec, x, quant::QK_K, quant::quantize_row_q4_k),
         GgmlType::Q5_K => blocks(exec, x, quant::QK_K, quant::quantize_row_q5_k),
@@ -408,6 +420,7 @@ mod tests {
     fn type_names_parse() {
         assert_eq!(QuantType::parse("q4_k_m"), Some(QuantType::Q4_K_M));
         assert_eq!(QuantType::parse("Q8_0"), Some(QuantType::Q8_0));
+        assert_eq!(QuantType::parse("q4_1"), Some(QuantType::Q4_1));
         assert_eq!(QuantType::parse("q3_k"), None);
     }
 }

@@ -17,7 +17,7 @@
 use core::arch::x86_64::*;
 
 use crate::half::f32_to_f16;
-use crate::quant::{BlockQ4_0, BlockQ5_0, BlockQ8K, BlockQ8_0, QK8_0, QK_K};
+use crate::quant::{BlockQ4_0, BlockQ5_0, BlockQ8K, BlockQ8_0, BlockQ8_1, QK8_0, QK8_1, QK_K};
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
@@ -214,10 +214,11 @@ macro_rules! tile_kernels {
         use core::arch::x86_64::*;
 
         use crate::avx2::{
-            hsum, hsum_i32, load32, load_at, mins_dot_bsums, q6_scale_pair, scales_mins, unpack_q4_0, unpack_q5_0,
+            hsum, hsum_i32, load32, load_at, mins_dot_bsums, q6_scale_pair, scales_mins, unpack_nibbles, unpack_q4_0,
+            unpack_q5_0,
         };
         use crate::half::{bf16_to_f32, f16_to_f32};
-        use crate::quant::{BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0};
+        use crate::quant::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1};
 
         /// F16 bits to f32 with F16C (exact). The half is broadcast first:
         /// inserting it into some register would make the conversion wait for
@@ -301,6 +302,53 @@ macro_rules! tile_kernels {
         #[target_feature(enable = $feat)]
         fn q5_0_impl<const R: usize, const C: usize>(ws: [&[BlockQ5_0]; R], xs: [&[BlockQ8_0]; C]) -> [[f32; C]; R] {
             tile32!(ws, xs, |b: &BlockQ5_0| unpack_q5_0(b))
+        }
+
+        /// Q4_1 against Q8_1 in ggml's order (`ggml_vec_dot_q4_1_q8_1` for
+        /// AVX2): per block, the nibbles (unsigned) times the activations in
+        /// eight integer lanes, `acc = fma(d4 * d8, lanes, acc)` in one
+        /// accumulator, and `summs += m4 * s8` in a float; at the end
+        /// hsum(acc) + summs. The same bits as llama.cpp for the same blocks.
+        #[target_feature(enable = $feat)]
+        fn q4_1_impl<const R: usize, const C: usize>(ws: [&[BlockQ4_1]; R], xs: [&[BlockQ8_1]; C]) -> [[f32; C]; R] {
+            let nb = if R > 0 { ws[0].len() } else { 0 };
+            for w in ws.iter() {
+                assert_eq!(w.len(), nb);
+            }
+            for x in xs.iter() {
+                assert!(x.len() >= nb);
+            }
+            let mut acc = [[_mm256_setzero_ps(); C]; R];
+            let mut summs = [[0.0f32; C]; R];
+            for i in 0..nb {
+                let mut wv = [_mm256_setzero_si256(); R];
+                let mut dw = [_mm256_setzero_ps(); R];
+                let mut mw = [0.0f32; R];
+                for r in 0..R {
+                    let b = &ws[r][i];
+                    wv[r] = unpack_nibbles(&b.qs);
+                    dw[r] = f16x8(b.d);
+                    mw[r] = f16(b.m);
+                }
+                for c in 0..C {
+                    let b: &BlockQ8_1 = &xs[c][i];
+                    let xv = load32(&b.qs);
+                    let dx = f16x8(b.d);
+                    let sx = f16(b.s);
+                    for r in 0..R {
+                        summs[r][c] += mw[r] * sx;
+                        let p = $mulsum(wv[r], xv);
+                        acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[r], dx), _mm256_cvtepi32_ps(p), acc[r][c]);
+                    }
+                }
+            }
+            let mut out = [[0.0f32; C]; R];
+            for r in 0..R {
+                for c in 0..C {
+                    out[r][c] = hsum(acc[r][c]) + summs[r][c];
+                }
+            }
+            out
         }
 
         /// Q4_K (`five` = false) or Q5_K super-block sums for a tile.
@@ -567,6 +615,7 @@ macro_rules! tile_kernels {
         }
         wrap!(tile_q8_0, q8_0_impl, BlockQ8_0, BlockQ8_0);
         wrap!(tile_q4_0, q4_0_impl, BlockQ4_0, BlockQ8_0);
+        wrap!(tile_q4_1, q4_1_impl, BlockQ4_1, BlockQ8_1);
         wrap!(tile_q5_0, q5_0_impl, BlockQ5_0, BlockQ8_0);
         wrap!(tile_q4_k, q4_k_impl, BlockQ4K, BlockQ8K);
         wrap!(tile_q5_k, q5_k_impl, BlockQ5K, BlockQ8K);
@@ -637,6 +686,39 @@ fn quantize_row_q8_0_impl(x: &[f32], out: &mut [BlockQ8_0]) {
 pub(crate) unsafe fn quantize_row_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
     // SAFETY: the caller guarantees AVX2 + FMA.
     unsafe { quantize_row_q8_0_impl(x, out) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn quantize_row_q8_1_impl(x: &[f32], out: &mut [BlockQ8_1]) {
+    let sign = _mm256_set1_ps(-0.0);
+    for (blk, xs) in out.iter_mut().zip(x.chunks_exact(QK8_1)) {
+        // SAFETY: xs has 32 floats.
+        let v: [__m256; 4] = core::array::from_fn(|k| unsafe { _mm256_loadu_ps(xs.as_ptr().add(8 * k)) });
+        let mut m = _mm256_andnot_ps(sign, v[0]);
+        for vk in &v[1..] {
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, *vk));
+        }
+        let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+        let d = amax / 127.0;
+        let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+        // cvtps rounds to nearest even (the default MXCSR mode), as nearest_int.
+        let q: [__m256i; 4] = core::array::from_fn(|k| _mm256_cvtps_epi32(_mm256_mul_ps(v[k], id)));
+        let sum = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+        pack_i32x32(q, &mut blk.qs);
+        blk.d = f32_to_f16(d);
+        blk.s = f32_to_f16(d * sum as f32);
+    }
+}
+
+/// AVX2 twin of [`crate::quant::quantize_row_q8_1`] (bit-identical for finite input).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA with AVX state enabled.
+pub(crate) unsafe fn quantize_row_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
+    // SAFETY: the caller guarantees AVX2 + FMA.
+    unsafe { quantize_row_q8_1_impl(x, out) }
 }
 
 #[target_feature(enable = "avx2,fma")]

@@ -1,6 +1,9 @@
 //! Viewing raw file bytes as typed slices, with alignment and length checks.
 
-use crate::quant::{BlockQ4Kx8, BlockQ6Kx8, BlockQ4_0x8, BlockQ4K, BlockQ4_0, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0};
+use crate::quant::{
+    BlockQ4Kx8, BlockQ6Kx8, BlockQ4_0x8, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0,
+    BlockQ8_1,
+};
 
 /// Views `b` as `T`s if it is aligned and its length is a whole number of `T`.
 pub fn view<T: Pod>(b: &[u8]) -> Option<&[T]> {
@@ -53,6 +56,10 @@ unsafe impl Pod for BlockQ8_0 {}
 unsafe impl Pod for BlockQ4_0 {}
 // SAFETY: repr(C) [u16; 8] + [u8; 128] = 144 bytes, align 2, no padding (size checked at compile time).
 unsafe impl Pod for BlockQ4_0x8 {}
+// SAFETY: repr(C) 2 x u16 + [u8; 16] = 20 bytes, align 2, no padding (size checked at compile time).
+unsafe impl Pod for BlockQ4_1 {}
+// SAFETY: repr(C) 2 x u16 + [i8; 32] = 36 bytes, align 2, no padding (size checked at compile time).
+unsafe impl Pod for BlockQ8_1 {}
 // SAFETY: repr(C) u16 + [u8; 4] + [u8; 16] = 22 bytes, align 2, no padding (size checked at compile time).
 unsafe impl Pod for BlockQ5_0 {}
 // SAFETY: repr(C) 2 x u16 + [u8; 12] + [u8; 128] = 144 bytes, align 2, no padding (size checked at compile time).

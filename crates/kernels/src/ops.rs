@@ -6,7 +6,10 @@ use alloc::vec::Vec;
 use crate::cpu::{level, SimdLevel};
 use crate::exec::Executor;
 use crate::half::{bf16_to_f32, f16_to_f32};
-use crate::quant::{self, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ6Kx8, BlockQ8K, BlockQ8_0, QK8_0, QK_K};
+use crate::quant::{
+    self, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ6Kx8, BlockQ8K,
+    BlockQ8_0, BlockQ8_1, QK8_0, QK8_1, QK_K,
+};
 use crate::scalar;
 
 /// A weight matrix, row-major `[rows, cols]`, in one of the storage types.
@@ -22,6 +25,7 @@ pub enum Weights<'a> {
     /// Q4_0 repacked into row octets ([`BlockQ4_0x8`]): `rows` must be a
     /// multiple of 8; octet o holds rows 8o..8o+8.
     Q4_0x8(&'a [BlockQ4_0x8]),
+    Q4_1(&'a [BlockQ4_1]),
     Q5_0(&'a [BlockQ5_0]),
     Q4_K(&'a [BlockQ4K]),
     /// Q4_K repacked into row octets ([`BlockQ4Kx8`]), as [`Weights::Q4_0x8`].
@@ -40,6 +44,8 @@ pub enum ActKind {
     F32,
     /// Quantized to Q8_0 blocks of 32 (for Q8_0, Q4_0 and Q5_0 weights).
     Q8_0,
+    /// Quantized to Q8_1 blocks of 32 (for Q4_1).
+    Q8_1,
     /// Quantized to Q8_K super-blocks of 256 (for the K-quants).
     Q8_K,
 }
@@ -50,6 +56,7 @@ impl Weights<'_> {
         match self {
             Weights::F32(_) | Weights::F16(_) | Weights::BF16(_) => ActKind::F32,
             Weights::Q8_0(_) | Weights::Q4_0(_) | Weights::Q4_0x8(_) | Weights::Q5_0(_) => ActKind::Q8_0,
+            Weights::Q4_1(_) => ActKind::Q8_1,
             Weights::Q4_K(_) | Weights::Q4_Kx8(_) | Weights::Q5_K(_) | Weights::Q6_K(_) | Weights::Q6_Kx8(_) => {
                 ActKind::Q8_K
             }
@@ -66,6 +73,7 @@ impl Weights<'_> {
         match self.act_kind() {
             ActKind::F32 => 1,
             ActKind::Q8_0 => QK8_0,
+            ActKind::Q8_1 => QK8_1,
             ActKind::Q8_K => QK_K,
         }
     }
@@ -78,6 +86,7 @@ impl Weights<'_> {
             Weights::Q8_0(m) => m.len() * QK8_0,
             Weights::Q4_0(m) => m.len() * QK8_0,
             Weights::Q4_0x8(m) => m.len() * 8 * QK8_0,
+            Weights::Q4_1(m) => m.len() * QK8_1,
             Weights::Q5_0(m) => m.len() * QK8_0,
             Weights::Q4_K(m) => m.len() * QK_K,
             Weights::Q4_Kx8(m) => m.len() * 8 * QK_K,
@@ -96,6 +105,7 @@ impl Weights<'_> {
             Weights::Q8_0(_) => "Q8_0",
             Weights::Q4_0(_) => "Q4_0",
             Weights::Q4_0x8(_) => "Q4_0x8",
+            Weights::Q4_1(_) => "Q4_1",
             Weights::Q5_0(_) => "Q5_0",
             Weights::Q4_K(_) => "Q4_K",
             Weights::Q4_Kx8(_) => "Q4_Kx8",
@@ -121,6 +131,7 @@ pub fn dequantize_row(w: Weights<'_>, r: usize, cols: usize, out: &mut [f32]) {
             let nb = cols / QK8_0;
             quant::dequantize_row_q4_0x8(&m[r / 8 * nb..(r / 8 + 1) * nb], r % 8, out)
         }
+        Weights::Q4_1(m) => quant::dequantize_row_q4_1(&m[a / QK8_1..b / QK8_1], out),
         Weights::Q5_0(m) => quant::dequantize_row_q5_0(&m[a / QK8_0..b / QK8_0], out),
         Weights::Q4_K(m) => quant::dequantize_row_q4_k(&m[a / QK_K..b / QK_K], out),
         Weights::Q4_Kx8(m) => {
@@ -146,6 +157,7 @@ pub struct ActScratch {
     q8_0_sums: Vec<i32>,
     /// Each Q8_0 block's scale as f32.
     q8_0_d: Vec<f32>,
+    q8_1: Vec<BlockQ8_1>,
     q8_k: Vec<BlockQ8K>,
     /// The F32 tiles' padded activations and per-task sums (AVX-512 only):
     /// grown, fallibly, on first use, then reused.
@@ -162,6 +174,7 @@ impl ActScratch {
             q8_0: alloc::vec![BlockQ8_0::default(); rows * max_cols.div_ceil(QK8_0)],
             q8_0_sums: alloc::vec![0; rows * max_cols.div_ceil(QK8_0)],
             q8_0_d: alloc::vec![0.0; rows * max_cols.div_ceil(QK8_0)],
+            q8_1: alloc::vec![BlockQ8_1::default(); rows * max_cols.div_ceil(QK8_1)],
             q8_k: alloc::vec![BlockQ8K::default(); rows * max_cols.div_ceil(QK_K)],
             f32_buf: Vec::new(),
             max_cols,
@@ -174,6 +187,7 @@ impl ActScratch {
         core::mem::size_of_val(self.q8_0.as_slice())
             + core::mem::size_of_val(self.q8_0_sums.as_slice())
             + core::mem::size_of_val(self.q8_0_d.as_slice())
+            + core::mem::size_of_val(self.q8_1.as_slice())
             + core::mem::size_of_val(self.q8_k.as_slice())
             + core::mem::size_of_val(self.f32_buf.as_slice())
     }
@@ -220,6 +234,15 @@ fn quantize_acts<'s>(kind: ActKind, xs: &'s [f32], cols: usize, n: usize, s: &'s
             }
             Acts::Q8_0(q, sums, ds, nb)
         }
+        ActKind::Q8_1 => {
+            let nb = cols / QK8_1;
+            assert_eq!(nb * QK8_1, cols, "{cols} columns are not whole Q8_1 blocks");
+            let q = &mut s.q8_1[..n * nb];
+            for (x, o) in xs[..n * cols].chunks_exact(cols).zip(q.chunks_exact_mut(nb)) {
+                quantize_row_q8_1(x, o);
+            }
+            Acts::Q8_1(q, nb)
+        }
         ActKind::Q8_K => {
             let nb = cols / QK_K;
             assert_eq!(nb * QK_K, cols, "{cols} columns are not whole Q8_K blocks");
@@ -238,6 +261,7 @@ fn quantize_acts<'s>(kind: ActKind, xs: &'s [f32], cols: usize, n: usize, s: &'s
 enum Acts<'a> {
     F32(&'a [f32]),
     Q8_0(&'a [BlockQ8_0], &'a [i32], &'a [f32], usize),
+    Q8_1(&'a [BlockQ8_1], usize),
     Q8K(&'a [BlockQ8K], usize),
 }
 
@@ -255,6 +279,16 @@ pub fn quantize_row_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
         return unsafe { crate::avx2::quantize_row_q8_0(x, out) };
     }
     quant::quantize_row_q8_0(x, out)
+}
+
+/// Quantizes activations to Q8_1 (bit-identical at every SIMD level).
+pub fn quantize_row_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd() {
+        // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
+        return unsafe { crate::avx2::quantize_row_q8_1(x, out) };
+    }
+    quant::quantize_row_q8_1(x, out)
 }
 
 /// Quantizes activations to Q8_K (bit-identical at every SIMD level).
@@ -355,6 +389,7 @@ fn tile<const R: usize, const C: usize>(
         (Weights::BF16(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_bf16, tile_bf16),
         (Weights::Q8_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q8_0, tile_q8_0),
         (Weights::Q4_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q4_0, tile_q4_0),
+        (Weights::Q4_1(m), Acts::Q8_1(q, nb)) => go!(m, q, nb, scalar::dot_q4_1, tile_q4_1),
         (Weights::Q5_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q5_0, tile_q5_0),
         (Weights::Q4_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q4_k, tile_q4_k),
         (Weights::Q5_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q5_k, tile_q5_k),
@@ -789,6 +824,7 @@ fn matvec_rows(w: Weights<'_>, cols: usize, acts: Acts<'_>, r0: usize, out: &mut
             }
         }
         (Weights::Q4_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q4_0, tile_q4_0),
+        (Weights::Q4_1(m), Acts::Q8_1(q, nb)) => go!(m, q, nb, scalar::dot_q4_1, tile_q4_1),
         (Weights::Q5_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q5_0, tile_q5_0),
         (Weights::Q4_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q4_k, tile_q4_k),
         (Weights::Q5_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q5_k, tile_q5_k),
@@ -847,7 +883,7 @@ pub fn matmul(
         #[cfg(target_arch = "x86_64")]
         (Isa::Vnni, _) => drive::<2, 4>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx2, ActKind::Q8_0) => drive::<1, 8>(exec, w, cols, acts, n, out),
+        (Isa::Avx2, ActKind::Q8_0 | ActKind::Q8_1) => drive::<1, 8>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]
         (Isa::Avx2, ActKind::F32) => drive::<4, 2>(exec, w, cols, acts, n, out),
     }

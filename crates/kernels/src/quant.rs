@@ -10,6 +10,10 @@
 //! - Q8_0: 32 int8 values and an f16 scale (34 bytes).
 //! - Q4_0: 32 4-bit values (value = d * (q - 8)); byte j holds element j in
 //!   its low nibble and element j + 16 in its high nibble (18 bytes).
+//! - Q4_1: 32 4-bit values with an f16 scale and an f16 min (value = d * q +
+//!   m), nibbles laid out as in Q4_0 (20 bytes).
+//! - Q8_1: activations for Q4_1 dot products: Q8_0 plus s = d * sum(qs) as f16
+//!   (36 bytes).
 //! - Q5_0: as Q4_0 plus a fifth bit per element in a little-endian u32
 //!   (bit j = element j), value = d * (q - 16) (22 bytes).
 //! - Q4_K: super-blocks of 256 = 8 sub-blocks of 32, each with a 6-bit scale
@@ -30,8 +34,12 @@ use crate::half::{f16_to_f32, f32_to_f16};
 pub const QK8_0: usize = 32;
 /// Elements per Q4_0 block.
 pub const QK4_0: usize = 32;
+/// Elements per Q4_1 block.
+pub const QK4_1: usize = 32;
 /// Elements per Q5_0 block.
 pub const QK5_0: usize = 32;
+/// Elements per Q8_1 block.
+pub const QK8_1: usize = 32;
 /// Elements per K-quant super-block.
 pub const QK_K: usize = 256;
 
@@ -58,6 +66,35 @@ pub struct BlockQ4_0 {
 }
 const _: () = assert!(core::mem::size_of::<BlockQ4_0>() == 18);
 const _: () = assert!(core::mem::align_of::<BlockQ4_0>() == 2);
+
+/// ggml `block_q4_1`: 32 4-bit values, x = d * q + m.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlockQ4_1 {
+    /// Scale, f16 bits.
+    pub d: u16,
+    /// Minimum (the value of q = 0), f16 bits.
+    pub m: u16,
+    /// Byte j: element j (low nibble) and element j + 16 (high nibble).
+    pub qs: [u8; QK4_1 / 2],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ4_1>() == 20);
+const _: () = assert!(core::mem::align_of::<BlockQ4_1>() == 2);
+
+/// ggml `block_q8_1`: quantized activations for Q4_1 (and Q5_1) dot
+/// products: Q8_0 plus the scaled sum of the values.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlockQ8_1 {
+    /// Scale, f16 bits.
+    pub d: u16,
+    /// d * sum(qs), f16 bits.
+    pub s: u16,
+    /// Quantized values: x[i] = d * qs[i].
+    pub qs: [i8; QK8_1],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ8_1>() == 36);
+const _: () = assert!(core::mem::align_of::<BlockQ8_1>() == 2);
 
 /// ggml `block_q5_0`: 32 5-bit values, x = d * (q - 16).
 #[repr(C)]
@@ -298,6 +335,79 @@ pub fn dequantize_row_q4_0(blocks: &[BlockQ4_0], out: &mut [f32]) {
         for j in 0..16 {
             o[j] = (i32::from(blk.qs[j] & 0xF) - 8) as f32 * d;
             o[j + 16] = (i32::from(blk.qs[j] >> 4) - 8) as f32 * d;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- Q4_1
+
+/// Quantizes `x` (length a multiple of 32) as ggml's `quantize_row_q4_1_ref`:
+/// m = min, d = (max - min) / 15, q = min(15, trunc((x - m) / d + 0.5)).
+pub fn quantize_row_q4_1(x: &[f32], out: &mut [BlockQ4_1]) {
+    debug_assert_eq!(x.len(), out.len() * QK4_1);
+    for (blk, xs) in out.iter_mut().zip(x.chunks_exact(QK4_1)) {
+        let (mut min, mut max) = (f32::MAX, -f32::MAX);
+        for &v in xs {
+            if v < min {
+                min = v;
+            }
+            if v > max {
+                max = v;
+            }
+        }
+        let d = (max - min) / 15.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        blk.d = f32_to_f16(d);
+        blk.m = f32_to_f16(min);
+        for j in 0..QK4_1 / 2 {
+            // C converts to int8_t (truncation toward zero), then takes MIN(15, .).
+            let q0 = (((xs[j] - min) * id + 0.5) as i32 as i8).min(15) as u8;
+            let q1 = (((xs[j + 16] - min) * id + 0.5) as i32 as i8).min(15) as u8;
+            blk.qs[j] = q0 | (q1 << 4);
+        }
+    }
+}
+
+/// Dequantizes Q4_1 blocks into `out` (`q * d + m`, as ggml).
+pub fn dequantize_row_q4_1(blocks: &[BlockQ4_1], out: &mut [f32]) {
+    for (blk, o) in blocks.iter().zip(out.chunks_exact_mut(QK4_1)) {
+        let (d, m) = (f16_to_f32(blk.d), f16_to_f32(blk.m));
+        for j in 0..16 {
+            o[j] = f32::from(blk.qs[j] & 0xF) * d + m;
+            o[j + 16] = f32::from(blk.qs[j] >> 4) * d + m;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- Q8_1
+
+/// Quantizes activations (length a multiple of 32) to Q8_1 as llama.cpp's
+/// x86 `quantize_row_q8_1` does at run time (the activations its Q4_1 dot
+/// products see): d = amax / 127, q = nearest-even(x * (127 / amax)), and
+/// s = f16(d * sum(q)). (ggml's `quantize_row_q8_1_ref` takes 1 / d and
+/// rounds halves away from zero instead; the two rarely differ.)
+pub fn quantize_row_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
+    debug_assert_eq!(x.len(), out.len() * QK8_1);
+    for (blk, xs) in out.iter_mut().zip(x.chunks_exact(QK8_1)) {
+        let amax = xs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        let mut sum = 0i32;
+        for (q, &v) in blk.qs.iter_mut().zip(xs) {
+            *q = nearest_int(v * id) as i8;
+            sum += i32::from(*q);
+        }
+        blk.d = f32_to_f16(d);
+        blk.s = f32_to_f16(d * sum as f32);
+    }
+}
+
+/// Dequantizes Q8_1 blocks into `out`.
+pub fn dequantize_row_q8_1(blocks: &[BlockQ8_1], out: &mut [f32]) {
+    for (blk, o) in blocks.iter().zip(out.chunks_exact_mut(QK8_1)) {
+        let d = f16_to_f32(blk.d);
+        for (y, &q) in o.iter_mut().zip(&blk.qs) {
+            *y = d * f32::from(q);
         }
     }
 }

@@ -2,7 +2,10 @@
 //! tested against it.
 
 use crate::half::{bf16_to_f32, f16_to_f32};
-use crate::quant::{scale_min_k4, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ6Kx8, BlockQ8K, BlockQ8_0};
+use crate::quant::{
+    scale_min_k4, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ6Kx8,
+    BlockQ8K, BlockQ8_0, BlockQ8_1,
+};
 
 /// Dot product of two f32 rows.
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
@@ -52,6 +55,21 @@ pub fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
             isum += (i32::from(a.qs[j] >> 4) - 8) * i32::from(b.qs[j + 16]);
         }
         s += f16_to_f32(a.d) * f16_to_f32(b.d) * isum as f32;
+    }
+    s
+}
+
+/// Dot product of a Q4_1 weight row with Q8_1 activations, as ggml: per
+/// block d4 * d8 * sum(q4 * q8) (integers) + m4 * s8.
+pub fn dot_q4_1(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
+    let mut s = 0.0f32;
+    for (a, b) in w.iter().zip(x) {
+        let mut isum = 0i32;
+        for j in 0..16 {
+            isum += i32::from(a.qs[j] & 0xF) * i32::from(b.qs[j]);
+            isum += i32::from(a.qs[j] >> 4) * i32::from(b.qs[j + 16]);
+        }
+        s += f16_to_f32(a.d) * f16_to_f32(b.d) * isum as f32 + f16_to_f32(a.m) * f16_to_f32(b.s);
     }
     s
 }

@@ -221,6 +221,7 @@ pub(crate) struct AllTypes {
     pub bf16: Vec<u16>,
     pub q8_0: Vec<crate::quant::BlockQ8_0>,
     pub q4_0: Vec<crate::quant::BlockQ4_0>,
+    pub q4_1: Vec<crate::quant::BlockQ4_1>,
     pub q5_0: Vec<crate::quant::BlockQ5_0>,
     pub q4_k: Vec<crate::quant::BlockQ4K>,
     pub q5_k: Vec<crate::quant::BlockQ5K>,
@@ -238,6 +239,7 @@ impl AllTypes {
             bf16: w.iter().map(|&v| f32_to_bf16(v)).collect(),
             q8_0: std::vec![BlockQ8_0::default(); rows * cols / 32],
             q4_0: std::vec![BlockQ4_0::default(); rows * cols / 32],
+            q4_1: std::vec![BlockQ4_1::default(); rows * cols / 32],
             q5_0: std::vec![BlockQ5_0::default(); rows * cols / 32],
             q4_k: std::vec![BlockQ4K::default(); rows * cols / 256],
             q5_k: std::vec![BlockQ5K::default(); rows * cols / 256],
@@ -246,6 +248,7 @@ impl AllTypes {
         };
         quantize_row_q8_0(&a.f32, &mut a.q8_0);
         quantize_row_q4_0(&a.f32, &mut a.q4_0);
+        quantize_row_q4_1(&a.f32, &mut a.q4_1);
         quantize_row_q5_0(&a.f32, &mut a.q5_0);
         quantize_row_q4_k(&a.f32, &mut a.q4_k);
         quantize_row_q5_k(&a.f32, &mut a.q5_k);
@@ -253,7 +256,7 @@ impl AllTypes {
         a
     }
 
-    pub fn views(&self) -> [ops::Weights<'_>; 9] {
+    pub fn views(&self) -> [ops::Weights<'_>; 10] {
         use ops::Weights as W;
         [
             W::F32(&self.f32),
@@ -261,6 +264,7 @@ impl AllTypes {
             W::BF16(&self.bf16),
             W::Q8_0(&self.q8_0),
             W::Q4_0(&self.q4_0),
+            W::Q4_1(&self.q4_1),
             W::Q5_0(&self.q5_0),
             W::Q4_K(&self.q4_k),
             W::Q5_K(&self.q5_k),

@@ -770,3 +770,221 @@ fn avx2_activation_quantizers_are_bit_identical() {
         }
     }
 }
+
+// ------------------------------------------------------------ Q4_1 / Q8_1
+
+/// ggml's documented Q4_1 formula, written out per element: m = min, d =
+/// (max - min) / 15, q = min(15, trunc((x - m) / d + 0.5)).
+fn formula_q4_1(x: &[f32]) -> (u16, u16, Vec<u8>) {
+    let min = x.iter().copied().fold(f32::INFINITY, f32::min);
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let d = (max - min) / 15.0;
+    let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+    let q = x
+        .iter()
+        .map(|&v| (((v - min) * id + 0.5).trunc() as i32).min(15) as u8)
+        .collect();
+    (f32_to_f16(d), f32_to_f16(min), q)
+}
+
+#[test]
+fn q4_1_bytes_follow_ggml_formula() {
+    let mut r = Rng(31);
+    for case in 0..300 {
+        let x: Vec<f32> = match case {
+            0 => std::vec![0.0; 32],
+            1 => std::vec![-3.25; 32],
+            2 => (0..32).map(|i| i as f32).collect(),
+            _ => (0..32)
+                .map(|_| r.normal() * 0.05 + if case % 5 == 0 { 0.03 } else { 0.0 })
+                .collect(),
+        };
+        let mut b = [BlockQ4_1::default()];
+        quantize_row_q4_1(&x, &mut b);
+        let (d, m, q) = formula_q4_1(&x);
+        assert_eq!((b[0].d, b[0].m), (d, m), "case {case}");
+        for j in 0..16 {
+            assert_eq!(b[0].qs[j], q[j] | (q[j + 16] << 4), "case {case} byte {j}");
+        }
+    }
+    // Hand-worked: x = j (0..32): m = 0, d = 31 / 15, q = trunc(15 j / 31 + 0.5).
+    let x: Vec<f32> = (0..32).map(|j| j as f32).collect();
+    let mut b = [BlockQ4_1::default()];
+    quantize_row_q4_1(&x, &mut b);
+    assert_eq!(b[0].m, 0);
+    assert_eq!(b[0].d, f32_to_f16(31.0 / 15.0));
+    assert_eq!(b[0].qs[0], 8 << 4); // element 0: 0; element 16: trunc(7.74 + 0.5) = 8
+    assert_eq!(b[0].qs[15] >> 4, 15); // element 31 is the maximum
+}
+
+#[test]
+fn q4_1_dequantizes_hand_built_block() {
+    // d = 0.5, m = -2: x = 0.5 q - 2.
+    let mut b = BlockQ4_1 {
+        d: 0x3800,
+        m: 0xc000,
+        qs: [0; 16],
+    };
+    for j in 0..16 {
+        b.qs[j] = j as u8 | ((15 - j as u8) << 4);
+    }
+    let mut y = [0.0f32; 32];
+    dequantize_row_q4_1(&[b], &mut y);
+    for j in 0..16 {
+        assert_eq!(y[j], 0.5 * j as f32 - 2.0, "element {j}");
+        assert_eq!(y[j + 16], 0.5 * (15 - j) as f32 - 2.0, "element {}", j + 16);
+    }
+}
+
+#[test]
+fn q8_1_quantizer_matches_llama_cpp_x86_formula() {
+    let mut r = Rng(32);
+    for case in 0..200 {
+        let x: Vec<f32> = match case {
+            0 => std::vec![0.0; 32],
+            // Exact halves after scaling: amax 127 gives id = 1; 0.5 and 2.5 round to even.
+            1 => (0..32)
+                .map(|i| if i == 0 { 127.0 } else { i as f32 - 15.5 })
+                .collect(),
+            _ => (0..32).map(|_| r.normal() * (case as f32 * 0.1)).collect(),
+        };
+        let mut b = [BlockQ8_1::default()];
+        quantize_row_q8_1(&x, &mut b);
+        let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if amax == 0.0 { 0.0 } else { 127.0 / amax };
+        let q: Vec<i8> = x
+            .iter()
+            .map(|&v| (v * id).round_ties_even() as i8)
+            .collect();
+        let sum: i32 = q.iter().map(|&v| i32::from(v)).sum();
+        assert_eq!(b[0].d, f32_to_f16(d), "case {case}");
+        assert_eq!(b[0].qs.to_vec(), q, "case {case}");
+        assert_eq!(b[0].s, f32_to_f16(d * sum as f32), "case {case}");
+    }
+    // Hand-worked: -15.5 -> -16 (even), 0.5 -> 0, 1.5 -> 2, 14.5 -> 14.
+    let x: Vec<f32> = (0..32)
+        .map(|i| if i == 0 { 127.0 } else { i as f32 - 15.5 })
+        .collect();
+    let mut b = [BlockQ8_1::default()];
+    quantize_row_q8_1(&x, &mut b);
+    assert_eq!(&b[0].qs[..3], &[127, -14, -14]);
+    assert_eq!((b[0].qs[16], b[0].qs[17], b[0].qs[30]), (0, 2, 14));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_q8_1_quantizer_is_bit_identical() {
+    if !have_avx2() {
+        return;
+    }
+    let mut r = Rng(33);
+    for trial in 0..50 {
+        let mut x: Vec<f32> = (0..1024)
+            .map(|_| r.normal() * (1.0 + trial as f32))
+            .collect();
+        if trial == 1 {
+            for (i, v) in x.iter_mut().enumerate() {
+                *v = (i % 64) as f32 - 31.5;
+            }
+            x[0] = 127.0;
+        }
+        if trial == 2 {
+            x[..64].fill(0.0);
+        }
+        let mut a = std::vec![BlockQ8_1::default(); 32];
+        let mut b = a.clone();
+        quantize_row_q8_1(&x, &mut a);
+        // SAFETY: AVX2 + FMA checked above.
+        unsafe { crate::avx2::quantize_row_q8_1(&x, &mut b) };
+        assert_eq!(a, b, "trial {trial}");
+    }
+}
+
+/// Q4_1 weights and Q8_1 activations of `n` random values (a multiple of 32).
+fn case_q4_1(r: &mut Rng, n: usize) -> (Vec<f32>, Vec<f32>, Vec<BlockQ4_1>, Vec<BlockQ8_1>) {
+    let w = r.weights(n);
+    let x: Vec<f32> = (0..n).map(|_| r.normal()).collect();
+    let mut wq = std::vec![BlockQ4_1::default(); n / 32];
+    let mut xq = std::vec![BlockQ8_1::default(); n / 32];
+    quantize_row_q4_1(&w, &mut wq);
+    quantize_row_q8_1(&x, &mut xq);
+    (w, x, wq, xq)
+}
+
+#[test]
+fn scalar_q4_1_dot_equals_dequantized_dot() {
+    let mut r = Rng(34);
+    for nb in [1usize, 2, 3, 5, 17] {
+        let (w, x, wq, xq) = case_q4_1(&mut r, 32 * nb);
+        let (mut wd, mut xd) = (std::vec![0.0f32; 32 * nb], std::vec![0.0f32; 32 * nb]);
+        dequantize_row_q4_1(&wq, &mut wd);
+        dequantize_row_q8_1(&xq, &mut xd);
+        // m4 * s8 stands for m4 * d8 * sum(q8) with s8 rounded to f16: a
+        // relative error of 2^-11 of that term per block.
+        let want = dot64(&wd, &xd);
+        let terms: f64 = wd
+            .iter()
+            .zip(&xd)
+            .map(|(a, b)| f64::from((a * b).abs()))
+            .sum::<f64>();
+        let sterm: f64 = wq
+            .iter()
+            .zip(&xq)
+            .map(|(a, b)| f64::from((f16_to_f32(a.m) * f16_to_f32(b.s)).abs()))
+            .sum::<f64>();
+        let got = f64::from(scalar::dot_q4_1(&wq, &xq));
+        assert!(
+            (got - want).abs() <= 1e-5 * terms + sterm / 1024.0 + 1e-9,
+            "nb={nb}: {got} vs {want}"
+        );
+        // And close to the exact f32 dot.
+        let scale = dot64(&w, &w).sqrt() * dot64(&x, &x).sqrt();
+        assert!((got - dot64(&w, &x)).abs() < 0.1 * scale, "nb={nb}");
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+#[allow(unused_assignments)]
+fn simd_q4_1_tiles_match_scalar_and_each_other() {
+    let mut r = Rng(35);
+    for nb in [1usize, 2, 3, 7, 9, 33] {
+        let cs: Vec<_> = (0..4).map(|_| case_q4_1(&mut r, 32 * nb)).collect();
+        let ws: [&[BlockQ4_1]; 4] = core::array::from_fn(|k| cs[k].2.as_slice());
+        let xs: [&[BlockQ8_1]; 4] = core::array::from_fn(|k| cs[k].3.as_slice());
+        let mut first: Option<u32> = None;
+        crate::tests::for_each_level!(|t, name| {
+            // SAFETY: for_each_level only runs levels the CPU has.
+            let t44 = unsafe { t::tile_q4_1::<4, 4>(ws, xs) };
+            // SAFETY: as above.
+            let t18 = unsafe { t::tile_q4_1::<1, 4>([ws[1]], xs) };
+            for a in 0..4 {
+                for b in 0..4 {
+                    // SAFETY: as above.
+                    let one = unsafe { t::tile_q4_1::<1, 1>([ws[a]], [xs[b]]) }[0][0];
+                    assert_eq!(
+                        t44[a][b].to_bits(),
+                        one.to_bits(),
+                        "{name} nb={nb} 4x4 [{a}][{b}]"
+                    );
+                    if a == 1 {
+                        assert_eq!(t18[0][b].to_bits(), one.to_bits(), "{name} nb={nb} 1x4");
+                    }
+                    let want = scalar::dot_q4_1(ws[a], xs[b]);
+                    let s = (dot64(&cs[a].0, &cs[a].0).sqrt() * dot64(&cs[b].1, &cs[b].1).sqrt())
+                        as f32;
+                    assert!(
+                        close32(want, one, s * 4.0),
+                        "{name} nb={nb}: {want} vs {one}"
+                    );
+                }
+            }
+            // Every x86 level gives the same bits.
+            match first {
+                None => first = Some(t44[2][3].to_bits()),
+                Some(f) => assert_eq!(f, t44[2][3].to_bits(), "{name}: differs from AVX2"),
+            }
+        });
+    }
+}
