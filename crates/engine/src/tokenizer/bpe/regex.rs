@@ -599,19 +599,23 @@ pub struct Regex {
     sets: Vec<CharSet>,
 }
 
-struct Compiler {
+struct Compiler<'p> {
+    pattern: &'p str,
     progs: Vec<Prog>,
     sets: Vec<CharSet>,
     total: usize,
 }
 
-impl Compiler {
+impl Compiler<'_> {
     fn push(&mut self, prog: &mut Vec<Inst>, inst: Inst) -> Result<u32> {
         self.total += 1;
         if self.total > MAX_INSTS {
             return Err(Error::invalid(
                 "pre-tokenizer regex",
-                format!("the pattern compiles to more than {MAX_INSTS} instructions"),
+                format!(
+                    "'{}': the pattern compiles to more than {MAX_INSTS} instructions",
+                    self.pattern
+                ),
             ));
         }
         prog.push(inst);
@@ -792,6 +796,7 @@ impl Regex {
             return Err(p.err("unmatched ')'"));
         }
         let mut c = Compiler {
+            pattern,
             progs: Vec::new(),
             sets: Vec::new(),
             total: 0,
