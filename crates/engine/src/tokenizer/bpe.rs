@@ -490,7 +490,7 @@ impl BpeTokenizer {
         self.splitter
             .split_ranges(text, &mut words, &mut scratch.split);
         for &(a, b) in &words {
-            let word = text[a..b].as_bytes();
+            let word = &text.as_bytes()[a..b];
             if self.ignore_merges {
                 scratch.encoded.clear();
                 scratch
