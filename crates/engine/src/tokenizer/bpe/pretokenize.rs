@@ -541,7 +541,10 @@ mod tests {
         let qwen2 = PreTokenizer::Qwen2.compile().unwrap();
         let mut seed = 0x9E37_79B9_7F4A_7C15u64;
         for round in 0..3000 {
-            let text = random_text(&mut seed, round % 40);
+            // Mostly short texts, and some long ones that wrap the regex
+            // engine's window of visited states many times.
+            let len = if round % 100 == 0 { 3000 } else { round % 40 };
+            let text = random_text(&mut seed, len);
             assert_eq!(
                 gpt2.split(&text),
                 oracle_split(oracle::match_gpt2, &text),

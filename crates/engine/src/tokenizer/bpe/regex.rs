@@ -24,8 +24,11 @@
 //! fails again, so each is expanded at most once per text, whichever start
 //! position or earlier match led to it (the scheme of regex-automata's
 //! bounded backtracker). Splitting a text of `n` bytes therefore costs
-//! O(instructions x n) steps and O(instructions x n / 8) bytes, and cannot
-//! loop. Lookahead bodies may not contain unbounded repetition, so each
+//! O(instructions x n) steps, and cannot loop. The record only keeps the
+//! positions a search can still reach (from the start of the current search
+//! on), so its memory is about instructions / 8 bytes per byte of the
+//! longest stretch one search explores (a word, a run of spaces), not per
+//! byte of the text. Lookahead bodies may not contain unbounded repetition, so each
 //! lookahead test reads a bounded number of characters.
 
 use super::unicode_tables::{gc, CATEGORY_NAMES, CATEGORY_RANGES, WHITE_SPACE};
@@ -736,28 +739,44 @@ impl Compiler<'_> {
 /// Reusable buffers for matching.
 #[derive(Default, Debug)]
 pub struct Scratch {
-    visited: Vec<u64>,
+    visited: Visited,
     stack: Vec<(u32, usize)>,
 }
 
-/// A bit set over (position, instruction) states.
-struct Visited<'a> {
-    bits: &'a mut [u64],
-    n: usize,
-    origin: usize,
+/// The (position, instruction) states tried so far, for the positions from
+/// `base` on: a window of `cap` columns (a power of two) used as a ring, one
+/// column of `stride` words per position. Positions below `base` are never
+/// visited again and their columns are reused, so the memory is what the
+/// search spans at once, not the whole text.
+#[derive(Default, Debug)]
+struct Visited {
+    bits: Vec<u64>,
+    stride: usize,
+    cap: usize,
+    base: usize,
 }
 
-impl Visited<'_> {
-    /// Marks the state; whether it was new.
+impl Visited {
+    /// Empties the set for a program of `n` instructions, from `base` on.
+    fn reset(&mut self, n: usize, base: usize) {
+        self.stride = n.div_ceil(64).max(1);
+        self.base = base;
+        self.cap = 0;
+        self.bits.clear();
+    }
+
+    /// Marks the state; whether it was new. A position below `base`, or
+    /// one the set cannot grow to hold, counts as already tried.
     fn insert(&mut self, pc: u32, pos: usize) -> bool {
-        let Some(k) = pos
-            .checked_sub(self.origin)
-            .and_then(|d| d.checked_mul(self.n))
-            .and_then(|k| k.checked_add(pc as usize))
-        else {
+        let Some(off) = pos.checked_sub(self.base) else {
             return false;
         };
-        let (w, b) = (k / 64, 1u64 << (k % 64));
+        if off >= self.cap && !self.grow(off + 1) {
+            return false;
+        }
+        let slot = pos & (self.cap - 1);
+        let w = slot * self.stride + pc as usize / 64;
+        let b = 1u64 << (pc % 64);
         match self.bits.get_mut(w) {
             Some(word) if *word & b == 0 => {
                 *word |= b;
@@ -767,19 +786,49 @@ impl Visited<'_> {
         }
     }
 
-    /// Forgets every state at `pos`.
-    fn clear_column(&mut self, pos: usize) {
-        let Some(start) = pos
-            .checked_sub(self.origin)
-            .and_then(|d| d.checked_mul(self.n))
-        else {
-            return;
+    /// Widens the window to at least `need` columns.
+    fn grow(&mut self, need: usize) -> bool {
+        let Some(cap) = need.max(16).checked_next_power_of_two() else {
+            return false;
         };
-        for k in start..start.saturating_add(self.n) {
-            if let Some(word) = self.bits.get_mut(k / 64) {
-                *word &= !(1u64 << (k % 64));
+        let Some(words) = cap.checked_mul(self.stride) else {
+            return false;
+        };
+        let mut bits = vec![0u64; words];
+        for pos in self.base..self.base + self.cap {
+            let (from, to) = (
+                (pos & (self.cap - 1)) * self.stride,
+                (pos & (cap - 1)) * self.stride,
+            );
+            bits[to..to + self.stride].copy_from_slice(&self.bits[from..from + self.stride]);
+        }
+        self.bits = bits;
+        self.cap = cap;
+        true
+    }
+
+    /// Forgets the positions below `base` (which must not be visited again).
+    fn forget_below(&mut self, base: usize) {
+        if base <= self.base {
+            return;
+        }
+        if base - self.base >= self.cap {
+            self.bits.fill(0);
+        } else {
+            for pos in self.base..base {
+                self.clear_column(pos);
             }
         }
+        self.base = base;
+    }
+
+    /// Forgets every state at `pos`.
+    fn clear_column(&mut self, pos: usize) {
+        if self.cap == 0 || pos < self.base || pos - self.base >= self.cap {
+            return;
+        }
+        let at = (pos & (self.cap - 1)) * self.stride;
+        self.bits[at..at + self.stride].fill(0);
     }
 }
 
@@ -817,13 +866,8 @@ impl Regex {
     /// The leftmost-first non-empty match in `text` that starts at or after
     /// byte `start`: its byte range. `^` and `$` are the ends of `text`.
     pub fn find_at(&self, text: &str, start: usize) -> Option<(usize, usize)> {
-        let n = self.progs[0].insts.len();
-        let mut bits = vec![0u64; (text.len() + 1).saturating_mul(n).div_ceil(64)];
-        let mut v = Visited {
-            bits: &mut bits,
-            n,
-            origin: 0,
-        };
+        let mut v = Visited::default();
+        v.reset(self.progs[0].insts.len(), start);
         let mut stack = Vec::new();
         let mut s = start;
         while s < text.len() {
@@ -834,6 +878,7 @@ impl Regex {
                 return Some((s, e));
             }
             s += text[s..].chars().next().map_or(1, char::len_utf8);
+            v.forget_below(s);
         }
         None
     }
@@ -855,16 +900,8 @@ impl Regex {
             return;
         };
         let len = hay.len();
-        let n = self.progs[0].insts.len();
-        let words = (len + 1).saturating_mul(n).div_ceil(64);
-        scratch.visited.clear();
-        scratch.visited.resize(words, 0);
-        let Scratch { visited, stack } = scratch;
-        let mut v = Visited {
-            bits: visited,
-            n,
-            origin: 0,
-        };
+        let Scratch { visited: v, stack } = scratch;
+        v.reset(self.progs[0].insts.len(), 0);
         let (mut last, mut pos) = (0, 0);
         while pos < len {
             let mut s = pos;
@@ -872,10 +909,12 @@ impl Regex {
                 if s >= len {
                     break None;
                 }
-                if let Some(e) = self.run(0, hay, s, false, &mut v, stack) {
+                if let Some(e) = self.run(0, hay, s, false, v, stack) {
                     break Some((s, e));
                 }
                 s += hay[s..].chars().next().map_or(1, char::len_utf8);
+                // No later search starts before `s`.
+                v.forget_below(s);
             };
             let Some((s, e)) = found else { break };
             if s > last {
@@ -886,6 +925,7 @@ impl Regex {
             pos = e;
             // States at `e` may have been on the path of this match: they
             // are not known to fail, so forget them before searching on.
+            v.forget_below(e);
             v.clear_column(e);
         }
         if last < len {
@@ -901,7 +941,7 @@ impl Regex {
         hay: &str,
         start: usize,
         allow_empty: bool,
-        v: &mut Visited<'_>,
+        v: &mut Visited,
         stack: &mut Vec<(u32, usize)>,
     ) -> Option<usize> {
         let insts = &self.progs[p].insts;
@@ -964,14 +1004,32 @@ impl Regex {
     /// Whether lookahead body `p` matches at `pos`.
     fn look(&self, p: usize, hay: &str, pos: usize) -> bool {
         let prog = &self.progs[p];
-        let n = prog.insts.len();
-        let mut bits = vec![0u64; (prog.max_len + 1).saturating_mul(n).div_ceil(64)];
-        let mut v = Visited {
-            bits: &mut bits,
-            n,
-            origin: pos,
-        };
+        let mut v = Visited::default();
+        v.reset(prog.insts.len(), pos);
+        // The body reads at most `max_len` bytes: size the window once.
+        v.grow(prog.max_len + 1);
         let mut stack = Vec::new();
         self.run(p, hay, pos, true, &mut v, &mut stack).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_visited_window_stays_small_on_a_long_text() {
+        let re = Regex::new("'s|'t| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)").unwrap();
+        let text = "Some words, 42 numbers and  spaces. ".repeat(30_000);
+        let mut out = Vec::new();
+        let mut scratch = Scratch::default();
+        re.split_range(&text, 0, text.len(), &mut out, &mut scratch);
+        // "Some", " words", ",", " 42", " numbers", " and", " ", " spaces",
+        // "." and the space before the next "Some" joins it; the last stays.
+        assert_eq!(out.len(), 9 * 30_000 + 1);
+        assert_eq!(out.last(), Some(&(text.len() - 1, text.len())));
+        // The window holds what one search spans (a word), not the text.
+        assert!(scratch.visited.cap <= 64, "{}", scratch.visited.cap);
+        assert!(scratch.visited.bits.len() <= 64 * scratch.visited.stride);
     }
 }
