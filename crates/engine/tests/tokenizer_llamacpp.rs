@@ -647,3 +647,64 @@ fn every_pre_tokenizer_splits_random_text_into_pieces_that_rebuild_it() {
         }
     }
 }
+
+/// The gpt-2 vocabulary's tokenizer metadata, with `set` added (replacing
+/// keys of the same name) and the keys in `drop` left out.
+fn gpt2_metadata(set: &[(&str, engine::gguf::Value)], drop: &[&str]) -> engine::gguf::Gguf {
+    use engine::gguf::{Gguf, GgufWriter};
+    let v = read("testdata/llamacpp-vocab/ggml-vocab-gpt-2.gguf");
+    let g = Gguf::parse(&v, v.len() as u64).unwrap();
+    let mut w = GgufWriter::new();
+    for (k, val) in &g.metadata {
+        if k.starts_with("tokenizer.")
+            && !drop.contains(&k.as_str())
+            && !set.iter().any(|(s, _)| s == k)
+        {
+            w.add_kv(k, val.clone());
+        }
+    }
+    for (k, val) in set {
+        w.add_kv(k, val.clone());
+    }
+    let bytes = w.to_bytes().unwrap();
+    Gguf::parse(&bytes, bytes.len() as u64).unwrap()
+}
+
+#[test]
+fn bpe_from_gguf_reads_add_bos_and_defaults_a_missing_pre() {
+    use engine::gguf::Value;
+    // As the engine's loader for a file that has everything.
+    let g = gpt2_metadata(&[], &[]);
+    let tok = BpeTokenizer::from_gguf(&g).unwrap();
+    assert_eq!(tok.pre_tokenizer(), &PreTokenizer::Gpt2);
+    assert!(tok.warnings().is_empty() && !tok.add_bos());
+    let base = "testdata/llamacpp-vocab/ggml-vocab-gpt-2.gguf";
+    for (text, want) in vectors(&format!("{base}.inp"), &format!("{base}.out")) {
+        assert_eq!(tok.encode(&text, false), want, "{text:?}");
+    }
+    // add_bos_token overrides the pre-tokenizer's default both ways.
+    let on = gpt2_metadata(&[("tokenizer.ggml.add_bos_token", Value::Bool(true))], &[]);
+    assert!(BpeTokenizer::from_gguf(&on).unwrap().add_bos());
+    let llama3 = gpt2_metadata(
+        &[("tokenizer.ggml.pre", Value::String("llama-bpe".into()))],
+        &[],
+    );
+    assert!(BpeTokenizer::from_gguf(&llama3).unwrap().add_bos());
+    let off = gpt2_metadata(
+        &[
+            ("tokenizer.ggml.pre", Value::String("llama-bpe".into())),
+            ("tokenizer.ggml.add_bos_token", Value::Bool(false)),
+        ],
+        &[],
+    );
+    assert!(!BpeTokenizer::from_gguf(&off).unwrap().add_bos());
+    // No pre-tokenizer: llama.cpp's default list, with a warning.
+    let none = BpeTokenizer::from_gguf(&gpt2_metadata(&[], &["tokenizer.ggml.pre"])).unwrap();
+    assert_eq!(none.pre_tokenizer(), &PreTokenizer::Default);
+    assert_eq!(none.warnings().len(), 1);
+    assert!(none.warnings()[0].contains("tokenizer.ggml.pre"));
+    // A pre-tokenizer that is not a string is an error naming the key.
+    let bad = gpt2_metadata(&[("tokenizer.ggml.pre", Value::U32(7))], &[]);
+    let err = BpeTokenizer::from_gguf(&bad).unwrap_err().to_string();
+    assert!(err.contains("tokenizer.ggml.pre"), "{err}");
+}

@@ -230,6 +230,62 @@ impl BpeTokenizer {
         Ok(tok)
     }
 
+    /// The tokenizer of a GGUF file whose `tokenizer.ggml.model` is `gpt2`,
+    /// read as llama.cpp reads it: tokens, merges and token types; BOS and
+    /// EOS (the last id if absent); the pre-tokenizer named by
+    /// `tokenizer.ggml.pre`, or, if there is none, llama.cpp's default one
+    /// with a warning; `tokenizer.ggml.add_bos_token` over the
+    /// pre-tokenizer's default.
+    ///
+    /// [`crate::gguf_model::tokenizer`] reads the same keys but neither the
+    /// missing-pre default nor `add_bos_token`; it can call this instead.
+    pub fn from_gguf(g: &crate::gguf::Gguf) -> Result<Self> {
+        let tokens: Vec<String> = g
+            .get_str_array("tokenizer.ggml.tokens")?
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let merges = g.get_str_array("tokenizer.ggml.merges")?;
+        let types = match g.get("tokenizer.ggml.token_type") {
+            Some(_) => g.get_i32_array("tokenizer.ggml.token_type")?,
+            None => Vec::new(),
+        };
+        let pre = match g.get("tokenizer.ggml.pre") {
+            Some(_) => Some(PreTokenizer::from_gguf_pre(
+                g.get_str("tokenizer.ggml.pre")?,
+            )?),
+            None => None,
+        };
+        let missing_pre = pre.is_none();
+        let last = tokens.len().saturating_sub(1) as u32;
+        let id = |k: &str| match g.get(k) {
+            Some(_) => g.get_u32(k),
+            None => Ok(last),
+        };
+        let (bos, eos) = (
+            id("tokenizer.ggml.bos_token_id")?,
+            id("tokenizer.ggml.eos_token_id")?,
+        );
+        let mut tok = Self::new(
+            tokens,
+            &merges,
+            &types,
+            bos,
+            eos,
+            pre.unwrap_or(PreTokenizer::Default),
+        )?;
+        if missing_pre {
+            tok.warnings.push(String::from(
+                "no tokenizer.ggml.pre in the file: using llama.cpp's default pre-tokenizer, \
+                 as llama.cpp does; the text may be split differently from the model's own tokenizer",
+            ));
+        }
+        if g.get("tokenizer.ggml.add_bos_token").is_some() {
+            tok.add_bos = g.get_bool("tokenizer.ggml.add_bos_token")?;
+        }
+        Ok(tok)
+    }
+
     /// Replaces the BOS and EOS ids.
     pub fn with_bos_eos(mut self, bos: u32, eos: u32) -> Result<Self> {
         self.check_id(bos)?;
