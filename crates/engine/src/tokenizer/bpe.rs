@@ -1,8 +1,10 @@
-//! GPT-2 byte-level BPE, also used (with another pre-tokenizer) by Qwen2.
+//! GPT-2 byte-level BPE, as llama.cpp runs it for every `gpt2`-model GGUF
+//! vocabulary (Llama 3, Qwen2, DeepSeek, Falcon, StarCoder, SmolLM, ...).
 //!
-//! Text is split by the pre-tokenizer's regexes (see [`PreTokenizer`], run
-//! by the small engine in [`regex`]); each piece's UTF-8 bytes become one symbol per byte,
-//! written in the vocabulary with GPT-2's byte-level alphabet (printable
+//! User-defined tokens (and, when asked, control tokens) are split off the
+//! text first. The rest is split into words by the pre-tokenizer's regexes
+//! (see [`PreTokenizer`], run by the small engine in [`regex`]); each word's
+//! UTF-8 bytes become one symbol per byte, written in the vocabulary with GPT-2's byte-level alphabet (printable
 //! Latin-1 stands for itself, the other 68 byte values for U+0100..U+0143,
 //! so a space is `Ġ`); then adjacent symbols are merged, lowest merge rank
 //! first and leftmost first among equal ranks, until no merge applies.
