@@ -254,7 +254,7 @@ fn gpt2_pre_tokenizer() {
         ("", &[]),
     ];
     for (text, want) in cases {
-        let got: Vec<&str> = PreTokenizer::Gpt2.split(text).collect();
+        let got: Vec<&str> = PreTokenizer::Gpt2.compile().unwrap().split(text);
         assert_eq!(&got, want, "GPT-2 split of {text:?}");
     }
 }
@@ -312,7 +312,7 @@ fn qwen2_pre_tokenizer() {
         ("", &[]),
     ];
     for (text, want) in cases {
-        let got: Vec<&str> = PreTokenizer::Qwen2.split(text).collect();
+        let got: Vec<&str> = PreTokenizer::Qwen2.compile().unwrap().split(text);
         assert_eq!(&got, want, "Qwen2 split of {text:?}");
     }
 }
@@ -341,17 +341,28 @@ fn qwen2_pre_tokenizer_in_encode() {
 
 #[test]
 fn pre_tokenizer_names() {
-    for name in ["gpt-2", "gpt2", "default"] {
+    // As llama.cpp maps them: "default" is its own list, not GPT-2's.
+    for name in ["gpt-2", "phi-2", "roberta-bpe"] {
         assert_eq!(PreTokenizer::from_gguf_pre(name), Ok(PreTokenizer::Gpt2));
     }
+    assert_eq!(
+        PreTokenizer::from_gguf_pre("default"),
+        Ok(PreTokenizer::Default)
+    );
     assert_eq!(
         PreTokenizer::from_gguf_pre("qwen2"),
         Ok(PreTokenizer::Qwen2)
     );
-    match PreTokenizer::from_gguf_pre("llama-bpe") {
-        Err(Error::Invalid { detail, .. }) => assert!(detail.contains("llama-bpe"), "{detail}"),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(
+        PreTokenizer::from_gguf_pre("llama-bpe"),
+        Ok(PreTokenizer::Llama3)
+    );
+    // Unknown names (llama.cpp has no "gpt2") load with GPT-2's rules and a warning.
+    let unknown = PreTokenizer::from_gguf_pre("gpt2").unwrap();
+    assert_eq!(unknown, PreTokenizer::Unknown("gpt2".into()));
+    assert_eq!(unknown.regexes(), PreTokenizer::Gpt2.regexes());
+    assert!(unknown.warning().unwrap().contains("'gpt2'"));
+    assert_eq!(PreTokenizer::Gpt2.warning(), None);
 }
 
 /// A tiny vocabulary: the 256 byte characters, then `extra`.
@@ -367,17 +378,25 @@ fn merges_apply_by_rank_then_leftmost() {
     // ab=256 bc=257 abc=258 aa=259
     let vocab = || byte_vocab(&["ab", "bc", "abc", "aa"]);
     let pre = PreTokenizer::Gpt2;
-    let a = BpeTokenizer::new(vocab(), &["a b", "b c", "ab c"], &[], 0, 0, pre).unwrap();
+    let a = BpeTokenizer::new(vocab(), &["a b", "b c", "ab c"], &[], 0, 0, pre.clone()).unwrap();
     assert_eq!(a.encode("abc", false), [258]);
     // With "b c" first, "ab c" never applies and "a bc" is not a merge.
-    let b = BpeTokenizer::new(vocab(), &["b c", "a b", "ab c"], &[], 0, 0, pre).unwrap();
+    let b = BpeTokenizer::new(vocab(), &["b c", "a b", "ab c"], &[], 0, 0, pre.clone()).unwrap();
     assert_eq!(b.encode("abc", false), [u32::from(b'a'), 257]);
     // Equal ranks: the leftmost pair merges first.
-    let c = BpeTokenizer::new(vocab(), &["a a"], &[], 0, 0, pre).unwrap();
+    let c = BpeTokenizer::new(vocab(), &["a a"], &[], 0, 0, pre.clone()).unwrap();
     assert_eq!(c.encode("aaa", false), [259, u32::from(b'a')]);
     assert_eq!(c.encode("aaaa", false), [259, 259]);
     // A repeated merge keeps its first rank.
-    let d = BpeTokenizer::new(vocab(), &["b c", "a b", "ab c", "b c"], &[], 0, 0, pre).unwrap();
+    let d = BpeTokenizer::new(
+        vocab(),
+        &["b c", "a b", "ab c", "b c"],
+        &[],
+        0,
+        0,
+        pre.clone(),
+    )
+    .unwrap();
     assert_eq!(d.encode("abc", false), b.encode("abc", false));
 }
 
@@ -399,10 +418,15 @@ fn token_types_in_new() {
         [u32::from(b'x'), 257]
     );
     assert_eq!(tok.encode_with_special("<tool>", false), [258]);
-    // Plain encode: "<tool" and ">" as bytes (no merges apply).
+    // Plain encode: control tokens are text, but user-defined ones are split
+    // off (as llama.cpp does with parse_special = false).
     assert_eq!(
-        tok.encode("<tool>", false),
-        "<tool>".bytes().map(u32::from).collect::<Vec<_>>()
+        tok.encode("<|im<tool>", false),
+        "<|im"
+            .bytes()
+            .map(u32::from)
+            .chain([258])
+            .collect::<Vec<_>>()
     );
     // Control decodes to nothing, user-defined to its raw text.
     assert_eq!(tok.decode(&[256, 258, 259]), "<tool>ab");
@@ -420,35 +444,50 @@ fn bad_vocabularies() {
         }
         other => panic!("expected Invalid naming {needle:?}, got {other:?}"),
     };
-    invalid(BpeTokenizer::new(vec![], &[], &[], 0, 0, pre), "no tokens");
-    invalid(BpeTokenizer::new(v(), &["a c"], &[], 0, 0, pre), "a c");
     invalid(
-        BpeTokenizer::new(v(), &["a x"], &[], 0, 0, pre),
+        BpeTokenizer::new(vec![], &[], &[], 0, 0, pre.clone()),
+        "no tokens",
+    );
+    invalid(
+        BpeTokenizer::new(v(), &["a c"], &[], 0, 0, pre.clone()),
+        "a c",
+    );
+    invalid(
+        BpeTokenizer::new(v(), &["a x"], &[], 0, 0, pre.clone()),
         "'ax' is not in the vocabulary",
     );
-    invalid(BpeTokenizer::new(v(), &["a zzz"], &[], 0, 0, pre), "'zzz'");
-    invalid(BpeTokenizer::new(v(), &["ab"], &[], 0, 0, pre), "'ab'");
-    invalid(BpeTokenizer::new(v(), &[""], &[], 0, 0, pre), "merge 0");
     invalid(
-        BpeTokenizer::new(v(), &["a b", "a "], &[], 0, 0, pre),
+        BpeTokenizer::new(v(), &["a zzz"], &[], 0, 0, pre.clone()),
+        "'zzz'",
+    );
+    invalid(
+        BpeTokenizer::new(v(), &["ab"], &[], 0, 0, pre.clone()),
+        "'ab'",
+    );
+    invalid(
+        BpeTokenizer::new(v(), &[""], &[], 0, 0, pre.clone()),
+        "merge 0",
+    );
+    invalid(
+        BpeTokenizer::new(v(), &["a b", "a "], &[], 0, 0, pre.clone()),
         "merge 1",
     );
     invalid(
-        BpeTokenizer::new(v(), &[], &[1, 1], 0, 0, pre),
+        BpeTokenizer::new(v(), &[], &[1, 1], 0, 0, pre.clone()),
         "2 types for 257 tokens",
     );
     invalid(
-        BpeTokenizer::new(v(), &[], &[9; 257], 0, 0, pre),
+        BpeTokenizer::new(v(), &[], &[9; 257], 0, 0, pre.clone()),
         "unknown type 9",
     );
     assert_eq!(
-        BpeTokenizer::new(v(), &[], &[], 0, 257, pre).unwrap_err(),
+        BpeTokenizer::new(v(), &[], &[], 0, 257, pre.clone()).unwrap_err(),
         Error::TokenOutOfRange {
             id: 257,
             vocab: 257
         }
     );
-    let tok = BpeTokenizer::new(v(), &["a b"], &[], 0, 0, pre).unwrap();
+    let tok = BpeTokenizer::new(v(), &["a b"], &[], 0, 0, pre.clone()).unwrap();
     assert_eq!(
         tok.clone().with_bos_eos(256, 1).map(|t| (t.bos(), t.eos())),
         Ok((256, 1))

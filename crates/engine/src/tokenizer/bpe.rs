@@ -1,8 +1,10 @@
-//! GPT-2 byte-level BPE, also used (with another pre-tokenizer) by Qwen2.
+//! GPT-2 byte-level BPE, as llama.cpp runs it for every `gpt2`-model GGUF
+//! vocabulary (Llama 3, Qwen2, DeepSeek, Falcon, StarCoder, SmolLM, ...).
 //!
-//! Text is split by a pre-tokenizer regex (hand-written here, see
-//! [`PreTokenizer`]); each piece's UTF-8 bytes become one symbol per byte,
-//! written in the vocabulary with GPT-2's byte-level alphabet (printable
+//! User-defined tokens (and, when asked, control tokens) are split off the
+//! text first. The rest is split into words by the pre-tokenizer's regexes
+//! (see [`PreTokenizer`], run by the small engine in [`regex`]); each word's
+//! UTF-8 bytes become one symbol per byte, written in the vocabulary with GPT-2's byte-level alphabet (printable
 //! Latin-1 stands for itself, the other 68 byte values for U+0100..U+0143,
 //! so a space is `Ġ`); then adjacent symbols are merged, lowest merge rank
 //! first and leftmost first among equal ranks, until no merge applies.
@@ -12,8 +14,12 @@ mod unicode_tables;
 
 mod json;
 mod pretokenize;
+pub mod regex;
 
+pub use pretokenize::{PreTokenizer, Splitter};
 pub use unicode_tables::UNICODE_VERSION;
+
+use pretokenize::SplitScratch;
 
 use crate::{Error, Result};
 use alloc::boxed::Box;
@@ -27,73 +33,13 @@ use core::fmt;
 
 /// GGUF token type: a normal token.
 pub const TOKEN_NORMAL: i32 = 1;
+/// GGUF token type: the unknown token (split off like a control token).
+pub const TOKEN_UNKNOWN: i32 = 2;
 /// GGUF token type: a control token (`<|endoftext|>`, `<|im_start|>`): never
 /// produced from plain text, decoded as nothing.
 pub const TOKEN_CONTROL: i32 = 3;
 /// GGUF token type: a user-defined token, stored and decoded as raw text.
 pub const TOKEN_USER_DEFINED: i32 = 4;
-
-/// The pre-tokenizer (GGUF `tokenizer.ggml.pre`) that splits text into words
-/// before BPE runs on each word separately.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PreTokenizer {
-    /// GPT-2: `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`.
-    Gpt2,
-    /// Qwen2: `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|
-    /// ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+` (single digits; the
-    /// case-insensitivity is ASCII only, as in llama.cpp).
-    Qwen2,
-}
-
-impl PreTokenizer {
-    /// The pre-tokenizer named by GGUF `tokenizer.ggml.pre`.
-    pub fn from_gguf_pre(name: &str) -> Result<Self> {
-        match name {
-            "gpt-2" | "gpt2" | "default" => Ok(Self::Gpt2),
-            "qwen2" => Ok(Self::Qwen2),
-            _ => Err(Error::invalid(
-                "tokenizer.ggml.pre",
-                format!("unsupported pre-tokenizer '{name}' (known: gpt-2, default, qwen2)"),
-            )),
-        }
-    }
-
-    /// Splits `text` into the words the regex matches, in order; they
-    /// concatenate back to `text`.
-    pub fn split(self, text: &str) -> Split<'_> {
-        Split {
-            text,
-            pos: 0,
-            pre: self,
-        }
-    }
-}
-
-/// Iterator over the words of a text, see [`PreTokenizer::split`].
-#[derive(Debug, Clone)]
-pub struct Split<'a> {
-    text: &'a str,
-    pos: usize,
-    pre: PreTokenizer,
-}
-
-impl<'a> Iterator for Split<'a> {
-    type Item = &'a str;
-
-    fn next(&mut self) -> Option<&'a str> {
-        if self.pos >= self.text.len() {
-            return None;
-        }
-        let end = match self.pre {
-            PreTokenizer::Gpt2 => pretokenize::match_gpt2(self.text, self.pos),
-            PreTokenizer::Qwen2 => pretokenize::match_qwen2(self.text, self.pos),
-        };
-        debug_assert!(end > self.pos, "the pre-tokenizer must make progress");
-        let word = &self.text[self.pos..end];
-        self.pos = end;
-        Some(word)
-    }
-}
 
 /// The character that stands for byte `b` in the byte-level alphabet.
 pub fn byte_to_char(b: u8) -> char {
@@ -144,13 +90,17 @@ pub struct BpeTokenizer {
     byte_ids: Box<[u32; 256]>,
     /// Sorted by `pair`, one rule (the first listed) per pair.
     merges: Vec<Merge>,
-    /// Control and user-defined tokens, longest first.
+    /// Control, user-defined and unknown tokens, longest first (then by id).
     specials: Vec<u32>,
-    /// Bit set of the bytes that start one of `specials`.
-    special_first: [u64; 4],
     bos: u32,
     eos: u32,
     pre: PreTokenizer,
+    /// `pre`'s regexes, compiled.
+    splitter: Splitter,
+    add_bos: bool,
+    /// A word that is a token is taken whole (llama.cpp `ignore_merges`).
+    ignore_merges: bool,
+    warnings: Vec<String>,
 }
 
 impl fmt::Debug for BpeTokenizer {
@@ -162,6 +112,8 @@ impl fmt::Debug for BpeTokenizer {
             .field("bos", &self.bos)
             .field("eos", &self.eos)
             .field("pre", &self.pre)
+            .field("add_bos", &self.add_bos)
+            .field("warnings", &self.warnings)
             .finish()
     }
 }
@@ -180,6 +132,13 @@ impl BpeTokenizer {
     /// `"a b"` lines in rank order (first = applied first); `types` are GGUF
     /// token types (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused,
     /// 6 byte), one per token, or empty for all normal.
+    ///
+    /// The pre-tokenizer's regexes are compiled here, once. It also sets
+    /// the defaults llama.cpp derives from it: whether prompts start with BOS
+    /// ([`set_add_bos`](Self::set_add_bos) overrides it, e.g. from GGUF
+    /// `tokenizer.ggml.add_bos_token`) and whether whole words that are
+    /// tokens skip merging. An unknown pre-tokenizer adds a warning, see
+    /// [`warnings`](Self::warnings).
     ///
     /// Errors: an empty vocabulary, a `types` length or value that does not
     /// fit, `bos`/`eos` out of range, or a merge that is not two tokens of the
@@ -273,6 +232,62 @@ impl BpeTokenizer {
         Ok(tok)
     }
 
+    /// The tokenizer of a GGUF file whose `tokenizer.ggml.model` is `gpt2`,
+    /// read as llama.cpp reads it: tokens, merges and token types; BOS and
+    /// EOS (the last id if absent); the pre-tokenizer named by
+    /// `tokenizer.ggml.pre`, or, if there is none, llama.cpp's default one
+    /// with a warning; `tokenizer.ggml.add_bos_token` over the
+    /// pre-tokenizer's default.
+    ///
+    /// [`crate::gguf_model::tokenizer`] reads the same keys but neither the
+    /// missing-pre default nor `add_bos_token`; it can call this instead.
+    pub fn from_gguf(g: &crate::gguf::Gguf) -> Result<Self> {
+        let tokens: Vec<String> = g
+            .get_str_array("tokenizer.ggml.tokens")?
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let merges = g.get_str_array("tokenizer.ggml.merges")?;
+        let types = match g.get("tokenizer.ggml.token_type") {
+            Some(_) => g.get_i32_array("tokenizer.ggml.token_type")?,
+            None => Vec::new(),
+        };
+        let pre = match g.get("tokenizer.ggml.pre") {
+            Some(_) => Some(PreTokenizer::from_gguf_pre(
+                g.get_str("tokenizer.ggml.pre")?,
+            )?),
+            None => None,
+        };
+        let missing_pre = pre.is_none();
+        let last = tokens.len().saturating_sub(1) as u32;
+        let id = |k: &str| match g.get(k) {
+            Some(_) => g.get_u32(k),
+            None => Ok(last),
+        };
+        let (bos, eos) = (
+            id("tokenizer.ggml.bos_token_id")?,
+            id("tokenizer.ggml.eos_token_id")?,
+        );
+        let mut tok = Self::new(
+            tokens,
+            &merges,
+            &types,
+            bos,
+            eos,
+            pre.unwrap_or(PreTokenizer::Default),
+        )?;
+        if missing_pre {
+            tok.warnings.push(String::from(
+                "no tokenizer.ggml.pre in the file: using llama.cpp's default pre-tokenizer, \
+                 as llama.cpp does; the text may be split differently from the model's own tokenizer",
+            ));
+        }
+        if g.get("tokenizer.ggml.add_bos_token").is_some() {
+            tok.add_bos = g.get_bool("tokenizer.ggml.add_bos_token")?;
+        }
+        Ok(tok)
+    }
+
     /// Replaces the BOS and EOS ids.
     pub fn with_bos_eos(mut self, bos: u32, eos: u32) -> Result<Self> {
         self.check_id(bos)?;
@@ -306,6 +321,8 @@ impl BpeTokenizer {
         if n == 0 {
             return Err(Error::invalid("BPE vocabulary", "no tokens"));
         }
+        let splitter = pre.compile()?;
+        let warnings = pre.warning().into_iter().collect();
         if n >= NONE as usize {
             return Err(Error::overflow(format!("BPE vocabulary of {n} tokens")));
         }
@@ -337,10 +354,13 @@ impl BpeTokenizer {
             byte_ids: Box::new([NONE; 256]),
             merges: Vec::new(),
             specials: Vec::new(),
-            special_first: [0; 4],
             bos,
             eos,
+            add_bos: pre.add_bos(),
+            ignore_merges: pre.ignore_merges(),
             pre,
+            splitter,
+            warnings,
         };
         tok.check_id(bos)?;
         tok.check_id(eos)?;
@@ -380,15 +400,14 @@ impl BpeTokenizer {
         self.specials = (0..pieces.len() as u32)
             .filter(|&id| {
                 let i = id as usize;
-                matches!(self.types[i], TOKEN_CONTROL | TOKEN_USER_DEFINED) && !pieces[i].is_empty()
+                matches!(
+                    self.types[i],
+                    TOKEN_CONTROL | TOKEN_USER_DEFINED | TOKEN_UNKNOWN
+                ) && !pieces[i].is_empty()
             })
             .collect();
         self.specials
             .sort_by_key(|&id| Reverse(pieces[id as usize].len()));
-        for &id in &self.specials {
-            let b = pieces[id as usize].as_bytes()[0];
-            self.special_first[usize::from(b / 64)] |= 1 << (b % 64);
-        }
     }
 
     /// Number of tokens.
@@ -407,8 +426,29 @@ impl BpeTokenizer {
     }
 
     /// The pre-tokenizer.
-    pub fn pre_tokenizer(&self) -> PreTokenizer {
-        self.pre
+    pub fn pre_tokenizer(&self) -> &PreTokenizer {
+        &self.pre
+    }
+
+    /// The words the pre-tokenizer splits `text` into (BPE then runs on each).
+    pub fn split<'t>(&self, text: &'t str) -> Vec<&'t str> {
+        self.splitter.split(text)
+    }
+
+    /// Whether prompts should start with BOS (see [`BpeTokenizer::new`]).
+    pub fn add_bos(&self) -> bool {
+        self.add_bos
+    }
+
+    /// Sets whether prompts start with BOS (GGUF `tokenizer.ggml.add_bos_token`).
+    pub fn set_add_bos(&mut self, add_bos: bool) {
+        self.add_bos = add_bos;
+    }
+
+    /// What the user should be told about this tokenizer (e.g. an unknown
+    /// pre-tokenizer); the engine prints nothing itself.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The id of a token given as its vocabulary string (`"Ġthe"`); the lowest
@@ -431,57 +471,97 @@ impl BpeTokenizer {
         self.types.get(id as usize).copied()
     }
 
-    /// Plain text -> ids. Special tokens are never parsed, so
-    /// `"<|endoftext|>"` typed by a user is ordinary text. BOS is prepended
-    /// only if `add_bos` (GPT-2 itself adds none).
+    /// Plain text -> ids. Control tokens are never parsed, so
+    /// `"<|endoftext|>"` typed by a user is ordinary text; user-defined
+    /// tokens (added words such as MPT's runs of spaces) are split off
+    /// before pre-tokenizing, as llama.cpp and Hugging Face do. BOS is
+    /// prepended only if `add_bos` (see [`add_bos`](Self::add_bos) for the
+    /// model's preference).
     pub fn encode(&self, text: &str, add_bos: bool) -> Vec<u32> {
-        let mut out = Vec::new();
-        if add_bos {
-            out.push(self.bos);
-        }
-        self.encode_text(text, &mut out, &mut Scratch::default());
-        out
+        self.encode_impl(text, add_bos, false)
     }
 
-    /// Like [`encode`](Self::encode), but exact occurrences of control and
-    /// user-defined tokens (`"<|endoftext|>"`, `"<|im_start|>"`) become their
-    /// ids; where several match at one place, the longest wins.
+    /// Like [`encode`](Self::encode), but control tokens (`"<|endoftext|>"`,
+    /// `"<|im_start|>"`) are split off too and become their ids.
+    ///
+    /// As in llama.cpp, the special tokens are taken longest first: every
+    /// occurrence of the longest is split off the text, then the next
+    /// longest in what remains, and so on.
     pub fn encode_with_special(&self, text: &str, add_bos: bool) -> Vec<u32> {
+        self.encode_impl(text, add_bos, true)
+    }
+
+    fn encode_impl(&self, text: &str, add_bos: bool, parse_special: bool) -> Vec<u32> {
         let mut out = Vec::new();
         if add_bos {
             out.push(self.bos);
         }
-        let mut scratch = Scratch::default();
-        let bytes = text.as_bytes();
-        let (mut start, mut i) = (0, 0);
-        while i < bytes.len() {
-            let b = bytes[i];
-            let found = if self.special_first[usize::from(b / 64)] & (1 << (b % 64)) != 0 {
-                self.specials
-                    .iter()
-                    .find(|&&id| bytes[i..].starts_with(self.pieces[id as usize].as_bytes()))
-            } else {
-                None
-            };
-            match found {
-                Some(&id) => {
-                    // A token is valid UTF-8, so `i` and its end are char boundaries.
-                    self.encode_text(&text[start..i], &mut out, &mut scratch);
-                    out.push(id);
-                    i += self.pieces[id as usize].len();
-                    start = i;
+        let mut present = [0u64; 4];
+        for &b in text.as_bytes() {
+            present[usize::from(b / 64)] |= 1 << (b % 64);
+        }
+        // (start, end, token): a special token if `token != NONE`, else text.
+        let mut frags = vec![(0, text.len(), NONE)];
+        let mut next = Vec::new();
+        for &id in &self.specials {
+            let piece = self.pieces[id as usize].as_str();
+            let b = piece.as_bytes()[0];
+            if present[usize::from(b / 64)] & (1 << (b % 64)) == 0
+                || !parse_special && self.types[id as usize] != TOKEN_USER_DEFINED
+            {
+                continue;
+            }
+            next.clear();
+            for &(a, z, tok) in &frags {
+                if tok != NONE {
+                    next.push((a, z, tok));
+                    continue;
                 }
-                None => i += 1,
+                let mut s = a;
+                // `piece` is valid UTF-8, so every match starts and ends on a char boundary.
+                while let Some(k) = text[s..z].find(piece) {
+                    if k > 0 {
+                        next.push((s, s + k, NONE));
+                    }
+                    next.push((s + k, s + k + piece.len(), id));
+                    s += k + piece.len();
+                }
+                if s < z {
+                    next.push((s, z, NONE));
+                }
+            }
+            core::mem::swap(&mut frags, &mut next);
+        }
+        let mut scratch = Scratch::default();
+        for &(a, z, tok) in &frags {
+            if tok == NONE {
+                self.encode_text(&text[a..z], &mut out, &mut scratch);
+            } else {
+                out.push(tok);
             }
         }
-        self.encode_text(&text[start..], &mut out, &mut scratch);
         out
     }
 
     fn encode_text(&self, text: &str, out: &mut Vec<u32>, scratch: &mut Scratch) {
-        for word in self.pre.split(text) {
-            self.bpe(word.as_bytes(), out, scratch);
+        let mut words = core::mem::take(&mut scratch.words);
+        self.splitter
+            .split_ranges(text, &mut words, &mut scratch.split);
+        for &(a, b) in &words {
+            let word = &text.as_bytes()[a..b];
+            if self.ignore_merges {
+                scratch.encoded.clear();
+                scratch
+                    .encoded
+                    .extend(word.iter().map(|&b| byte_to_char(b)));
+                if let Some(id) = self.token_id(&scratch.encoded) {
+                    out.push(id);
+                    continue;
+                }
+            }
+            self.bpe(word, out, scratch);
         }
+        scratch.words = words;
     }
 
     /// The merge rule for adjacent tokens `a b`: `(rank, merged id)`.
@@ -606,6 +686,10 @@ struct Sym {
 /// Buffers reused across the words of one `encode` call.
 #[derive(Default)]
 struct Scratch {
+    split: SplitScratch,
+    words: Vec<(usize, usize)>,
+    /// A word in the byte-level alphabet.
+    encoded: String,
     syms: Vec<Sym>,
     /// Possible merges, lowest rank then leftmost first.
     heap: BinaryHeap<Reverse<Candidate>>,
