@@ -164,16 +164,13 @@ impl CharSet {
 
 /// For `(?i:...)`: adds the other ASCII case of the letters in `a..=b`.
 fn add_other_case(a: u32, b: u32, items: &mut Vec<Item>) {
-    for (lo, hi, delta) in [(0x41u32, 0x5Au32, 0x20u32), (0x61, 0x7A, 0)] {
-        let (x, y) = (a.max(lo), b.min(hi));
-        if x <= y {
-            // Upper case -> lower case is +0x20, lower -> upper is -0x20.
-            if delta == 0 {
-                items.push(Item::Range(x - 0x20, y - 0x20));
-            } else {
-                items.push(Item::Range(x + delta, y + delta));
-            }
-        }
+    let (x, y) = (a.max(0x41), b.min(0x5A)); // A-Z -> a-z
+    if x <= y {
+        items.push(Item::Range(x + 0x20, y + 0x20));
+    }
+    let (x, y) = (a.max(0x61), b.min(0x7A)); // a-z -> A-Z
+    if x <= y {
+        items.push(Item::Range(x - 0x20, y - 0x20));
     }
 }
 
