@@ -126,6 +126,9 @@ pub fn load_any(model: &Path, tokenizer: Option<&Path>) -> Result<Loaded> {
     let blob: Blob = Box::new(bytes);
     let mut m = engine::load::load_model(blob).with_context(loading)?;
     if let Ok(t) = &tok {
+        for w in t.warnings() {
+            eprintln!("warning: {w}");
+        }
         if t.vocab_size() != m.config.vocab_size {
             bail!(engine::Error::VocabMismatch { model: m.config.vocab_size, tokenizer: t.vocab_size() });
         }

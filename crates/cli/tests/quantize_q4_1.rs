@@ -5,15 +5,12 @@
 use std::path::PathBuf;
 
 use engine::gguf::{GgmlType, Gguf, Value};
-use engine::load::{load_model, LoadOptions};
+use engine::load::load_model;
 use engine::quantize::{quantize_gguf, QuantType};
 use engine::sampler::argmax;
 use kernels::exec::Serial;
 use lbm::convert::{convert, ConvertOptions, OutType};
 
-fn shared(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")).join(rel)
-}
 
 fn lbm(args: &[&str]) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbm")).args(args).output().unwrap();
@@ -23,7 +20,7 @@ fn lbm(args: &[&str]) {
 #[test]
 fn q4_1_files_from_quantize_and_convert() {
     let dir = tempfile::tempdir().unwrap();
-    let golden = shared("golden/llama-mha-tied");
+    let golden = testdata::path("golden/llama-mha-tied");
     let f32_path = dir.path().join("f32.gguf");
     convert(&ConvertOptions { input: golden.clone(), output: f32_path.clone(), ty: OutType::F32 }, &mut |_| {}).unwrap();
     let f32_bytes = std::fs::read(&f32_path).unwrap();
@@ -55,16 +52,17 @@ fn q4_1_files_from_quantize_and_convert() {
     // Against transformers' logits: Q4_1 (a scale and a min per 32) is finer
     // than Q4_0, whose bounds in tests/quantize.rs are a max error of 1.2
     // and 40% argmax agreement on this noise-amplifying random model.
-    let dir_g = shared("golden/llama-mha-tied");
+    let dir_g = testdata::path("golden/llama-mha-tied");
     let t: serde_json::Value = serde_json::from_slice(&std::fs::read(dir_g.join("tokens.json")).unwrap()).unwrap();
     let ids: Vec<u32> = t["input_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
     let vocab = t["logits_shape"][1].as_u64().unwrap() as usize;
     let raw = std::fs::read(dir_g.join("logits.f32")).unwrap();
     let want: Vec<f32> = raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-    let mut m = load_model(Box::new(bytes), &LoadOptions::default()).unwrap();
+    let m = load_model(Box::new(bytes)).unwrap();
+    let mut s = engine::model::Session::new(&m, 4096).unwrap();
     let (mut err, mut agree) = (0.0f32, 0);
     for (pos, (&id, w)) in ids.iter().zip(want.chunks_exact(vocab)).enumerate() {
-        let got = m.forward(id, pos, &Serial).unwrap();
+        let got = s.eval(&m, &[id], &Serial).unwrap();
         err = got.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(err, f32::max);
         agree += usize::from(argmax(got) == argmax(w));
     }

@@ -273,6 +273,9 @@ fn load_and_chat(
     let blob: engine::load::Blob = Box::new(pages);
     let (model, tok) = engine::load::load(blob, tokenizer.as_deref()).map_err(|e| format!("{e}"))?;
     drop(tokenizer);
+    for w in tok.warnings() {
+        sayln(&format!("warning: {w}"));
+    }
     let secs = con.now_us().saturating_sub(t0) as f64 / 1e6;
     sayln(&format!("Loaded {} in {secs:.1} s.", entry.name));
     let mut chat = Chat::new(model, tok, settings.clone(), entry.model_name(), engine::load::DEFAULT_CTX)

@@ -305,19 +305,7 @@ pub fn tokenizer_from(g: &Gguf) -> Result<Tokenizer> {
             }
             Ok(Tokenizer::Spm(t))
         }
-        "gpt2" => {
-            let tokens: Vec<String> = g.get_str_array("tokenizer.ggml.tokens")?.into_iter().map(String::from).collect();
-            let merges = g.get_str_array("tokenizer.ggml.merges")?;
-            let types = if g.get("tokenizer.ggml.token_type").is_some() { g.get_i32_array("tokenizer.ggml.token_type")? } else { Vec::new() };
-            let pre = match g.get("tokenizer.ggml.pre").and_then(|v| v.as_str()) {
-                Some(p) => bpe::PreTokenizer::from_gguf_pre(p)?,
-                None => bpe::PreTokenizer::Gpt2,
-            };
-            let last = tokens.len().saturating_sub(1) as u32;
-            let id = |k: &str, d: u32| -> Result<u32> { if g.get(k).is_some() { g.get_u32(k) } else { Ok(d) } };
-            let t = bpe::BpeTokenizer::new(tokens, &merges, &types, id("tokenizer.ggml.bos_token_id", last)?, id("tokenizer.ggml.eos_token_id", last)?, pre)?;
-            Ok(Tokenizer::Bpe(t))
-        }
+        "gpt2" => Ok(Tokenizer::Bpe(bpe::BpeTokenizer::from_gguf(g)?)),
         other => Err(Error::invalid("tokenizer.ggml.model", format!("'{other}' is not supported"))),
     }
 }

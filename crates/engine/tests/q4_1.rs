@@ -5,7 +5,8 @@
 mod common;
 
 use engine::gguf::{GgmlType, Gguf, GgufWriter};
-use engine::load::{load_model, LoadOptions};
+use engine::load::load_model;
+use engine::model::Session;
 use engine::quantize::{quantize_gguf, QuantType};
 use kernels::cast::view;
 use kernels::exec::Serial;
@@ -52,12 +53,13 @@ fn max_err(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn logits(bytes: Vec<u8>, toks: &[u32], batched: bool) -> Vec<Vec<f32>> {
-    let mut m = load_model(common::blob(bytes), &LoadOptions::default()).unwrap();
+    let m = load_model(common::blob(bytes)).unwrap();
+    let mut s = Session::new(&m, toks.len()).unwrap();
     if batched {
-        m.forward_batch(&toks[..toks.len() - 1], 0, &Serial).unwrap();
-        return vec![m.forward(toks[toks.len() - 1], toks.len() - 1, &Serial).unwrap().to_vec()];
+        s.eval(&m, &toks[..toks.len() - 1], &Serial).unwrap();
+        return vec![s.eval(&m, &toks[toks.len() - 1..], &Serial).unwrap().to_vec()];
     }
-    toks.iter().enumerate().map(|(p, &t)| m.forward(t, p, &Serial).unwrap().to_vec()).collect()
+    toks.iter().map(|&t| s.eval(&m, &[t], &Serial).unwrap().to_vec()).collect()
 }
 
 #[test]
@@ -131,11 +133,13 @@ fn smollm2_q4_1_file_loads_runs_and_continues_like_llama_cpp() {
         &["The", "\u{120}capital", "\u{120}of", "\u{120}France", "\u{120}is"],
         &["Once", "\u{120}upon", "\u{120}a", "\u{120}time", ",", "\u{120}in", "\u{120}a", "\u{120}small", "\u{120}village", ","],
     ];
-    let mut m = load_model(common::blob(file.clone()), &LoadOptions { n_ctx: 64 }).unwrap();
+    let m = load_model(common::blob(file.clone())).unwrap();
+    let mut s = Session::new(&m, 64).unwrap();
     for (k, pieces) in prompts.iter().enumerate() {
         let prompt = token_ids(&file, pieces);
         assert_eq!(detok(&file, &prompt), want["greedy"][k]["prompt"].as_str().unwrap());
-        let logits = m.forward_batch(&prompt, 0, &Serial).unwrap().to_vec();
+        s.clear();
+        let logits = s.eval(&m, &prompt, &Serial).unwrap().to_vec();
         assert_eq!(logits.len(), 49152);
         assert!(logits.iter().all(|v| v.is_finite()), "non-finite logits");
         let hi = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
@@ -147,9 +151,9 @@ fn smollm2_q4_1_file_loads_runs_and_continues_like_llama_cpp() {
         // tokens, the second for 12); the first 10 must agree.
         let mut out = Vec::new();
         let mut next = common::argmax(&logits);
-        for p in prompt.len()..prompt.len() + 10 {
+        for _ in 0..10 {
             out.push(next);
-            next = common::argmax(m.forward(next, p, &Serial).unwrap());
+            next = common::argmax(s.eval(&m, &[next], &Serial).unwrap());
         }
         let text = detok(&file, &out);
         let reference = want["greedy"][k]["text"].as_str().unwrap();
