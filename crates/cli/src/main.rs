@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use engine::chat::{Chat, ChatSettings};
 use engine::console::PlatformInfo;
 use engine::generate::Hooks;
-use engine::model::Session;
+use engine::model::{KvType, Session};
 use engine::sampler::{Sampler, SamplerConfig};
 use kernels::exec::Executor;
 use kernels::pool::ThreadPool;
@@ -168,6 +168,16 @@ struct ModelArgs {
     /// Context length to allocate (default: the model's, at most 4096).
     #[arg(short = 'c', long, default_value_t = 4096)]
     ctx: usize,
+    /// KV cache type: f32 (exact) or f16 (half the memory, computed as
+    /// llama.cpp's default cache is).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
+    kv_type: String,
+}
+
+impl ModelArgs {
+    fn kv_type(&self) -> KvType {
+        KvType::from_name(&self.kv_type).unwrap_or_default()
+    }
 }
 
 #[derive(Args)]
@@ -299,6 +309,9 @@ struct PerplexityArgs {
     /// Threads (default: all cores).
     #[arg(short, long)]
     threads: Option<usize>,
+    /// KV cache type (see `generate --help`).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
+    kv_type: String,
     /// Print one JSON object {"ppl", "ppl_err", "chunks"} instead of the running estimate.
     #[arg(long)]
     json: bool,
@@ -392,7 +405,7 @@ fn cmd_generate(a: GenerateArgs) -> Result<()> {
     };
     let model = &loaded.model;
     let tok = loaded.tokenizer.as_ref().ok();
-    let mut session = Session::new(model, a.model.ctx)?;
+    let mut session = Session::with_kv_type(model, a.model.ctx, a.model.kv_type())?;
     if prompt_ids.is_empty() {
         bail!("the prompt is empty (and the tokenizer adds no BOS): give some text or --ids");
     }
@@ -448,6 +461,9 @@ fn cmd_chat(a: ChatArgs) -> Result<()> {
     if a.system.is_some() {
         settings.system_prompt = a.system.clone();
     }
+    if a.model.kv_type != "f32" {
+        settings.kv_type = a.model.kv_type();
+    }
     let interrupt = host::install_interrupt_flag();
     let mut con = host::StdConsole::new(interrupt, platform(&exec));
     loop {
@@ -471,7 +487,7 @@ fn cmd_chat(a: ChatArgs) -> Result<()> {
 fn cmd_logits(a: LogitsArgs) -> Result<()> {
     let exec = pool(a.model.threads);
     let model = host::load_any(&a.model.model, a.model.tokenizer.as_deref())?.model;
-    let mut session = Session::new(&model, a.model.ctx)?;
+    let mut session = Session::with_kv_type(&model, a.model.ctx, a.model.kv_type())?;
     let mut logits = vec![0.0f32; a.ids.len() * model.config.vocab_size];
     session.eval_all(&model, &a.ids, &exec, &mut logits)?;
     let mut out = Vec::with_capacity(logits.len() * 4);
@@ -636,7 +652,7 @@ fn cmd_perplexity(a: PerplexityArgs) -> Result<()> {
     let (model, tok) = host::load(&a.model, a.tokenizer.as_deref())?;
     let tokens = tok.encode(&text, tok.add_bos());
     let bos = tok.add_bos().then(|| tok.bos());
-    let mut session = Session::new(&model, a.ctx)?;
+    let mut session = Session::with_kv_type(&model, a.ctx, KvType::from_name(&a.kv_type).unwrap_or_default())?;
     let opts = engine::perplexity::PplOptions { n_ctx: a.ctx, n_chunks: a.chunks, n_batch: a.batch.min(a.ctx) };
     let n_chunks = a.chunks.map_or(tokens.len() / a.ctx.max(1), |c| c.min(tokens.len() / a.ctx.max(1)));
     if !a.json {

@@ -1,7 +1,12 @@
 //! A real trained chat model end to end: SmolLM2-135M-Instruct (Q4_1, the
 //! `smollm` pre-tokenizer, ChatML with a default system prompt, no BOS)
 //! through the `lbm` binary, against what llama.cpp c392e50 computes on the
-//! same file (`testdata/smollm2/llama-cpp-reference.json`).
+//! same file (`testdata/smollm2/llama-cpp-reference.json`). llama.cpp keeps
+//! its KV cache in f16; with `--kv-type f16`, which computes attention the
+//! way it does, every token of its greedy runs (32) and of its chat reply
+//! (48) comes out the same. With the exact f32 cache the runs part ways
+//! where the two candidates are near ties (the chat reply's first token has
+//! logits 0.03 apart), which the f16 rounding decides.
 //!
 //! The model (94 MiB) is not in the repository: it comes from `../shared`
 //! or from the cache `cargo xtask setup` fills from PyPI; without it these
@@ -52,18 +57,21 @@ fn info_names_the_model_and_its_types() {
 fn greedy_continuations_equal_llama_cpp() {
     let Some(m) = model("greedy_continuations_equal_llama_cpp") else { return };
     let ms = m.to_str().unwrap();
-    for case in reference()["greedy"].as_array().unwrap() {
-        let prompt = case["prompt"].as_str().unwrap();
-        let want = case["text"].as_str().unwrap();
-        let (ok, out, err) = lbm(&["generate", "-m", ms, "-p", prompt, "-n", "16", "--temp", "0", "-t", "2", "--json"]);
-        assert!(ok, "{err}");
-        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-        // No BOS: this vocabulary does not add one.
-        assert_ne!(v["prompt_ids"][0], 1, "{prompt}");
-        let ids: Vec<u64> = v["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
-        assert_eq!(ids.len(), 16, "{prompt}: {v}");
-        let text = detok(ms, &ids);
-        assert!(want.starts_with(&text), "{prompt:?}: lbm {text:?}, llama.cpp {want:?}");
+    for (kv, n) in [("f16", "32")] {
+        for case in reference()["greedy"].as_array().unwrap() {
+            let prompt = case["prompt"].as_str().unwrap();
+            let want = case["text"].as_str().unwrap();
+            let args = ["generate", "-m", ms, "-p", prompt, "-n", n, "--temp", "0", "-t", "2", "--kv-type", kv, "--json"];
+            let (ok, out, err) = lbm(&args);
+            assert!(ok, "{err}");
+            let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+            // No BOS: this vocabulary does not add one.
+            assert_ne!(v["prompt_ids"][0], 1, "{prompt}");
+            let ids: Vec<u64> = v["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+            assert_eq!(ids.len().to_string(), n, "{prompt}: {v}");
+            let text = detok(ms, &ids);
+            assert!(want.starts_with(&text), "{kv} cache, {prompt:?}: lbm {text:?}, llama.cpp {want:?}");
+        }
     }
 }
 
@@ -84,17 +92,18 @@ fn chat_reply_equals_llama_cpp() {
     let ids: Vec<String> = t["ids"].as_array().unwrap().iter().map(|x| x.to_string()).collect();
     // Special tokens are single ids: <|im_start|> is 1, <|im_end|> is 2.
     assert_eq!((t["ids"][0].as_u64(), ids.iter().filter(|i| *i == "2").count()), (Some(1), 2));
-    let (ok, out, err) = lbm(&["generate", "-m", ms, "--ids", &ids.join(","), "-n", "16", "--temp", "0", "--json"]);
+    let (ok, out, err) =
+        lbm(&["generate", "-m", ms, "--ids", &ids.join(","), "-n", "48", "--temp", "0", "--kv-type", "f16", "--json"]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     let gen: Vec<u64> = v["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
     let want = case["reply"].as_str().unwrap();
     let text = detok(ms, &gen);
-    assert!(gen.len() == 16 && want.starts_with(&text), "lbm {text:?}, llama.cpp {want:?}");
+    assert!(gen.len() == 48 && want.starts_with(&text), "lbm {text:?}, llama.cpp {want:?}");
 
     // The same turn through `lbm chat` (the REPL the UEFI app runs).
     let mut child = Command::new(env!("CARGO_BIN_EXE_lbm"))
-        .args(["chat", "-m", ms, "--temp", "0", "--max-tokens", "16"])
+        .args(["chat", "-m", ms, "--temp", "0", "--max-tokens", "16", "--kv-type", "f16"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -107,7 +116,7 @@ fn chat_reply_equals_llama_cpp() {
     let o = String::from_utf8_lossy(&out.stdout);
     let reply = &o[o.find("AI: ").expect("a reply") + 4..];
     let reply = &reply[..reply.find("\n[").expect("the reply's figures")];
-    assert_eq!(reply, text, "lbm chat replies as generate does");
+    assert!(!reply.is_empty() && text.starts_with(reply), "lbm chat replies as generate does: {reply:?} / {text:?}");
     assert!(o.contains("System prompt: You are a helpful AI assistant named SmolLM, trained by Hugging Face"), "{o}");
 }
 

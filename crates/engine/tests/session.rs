@@ -130,3 +130,26 @@ fn generate_continues_from_the_pending_token_and_truncate_rewinds() {
     assert_eq!(g.stop, StopReason::Context);
     assert_eq!(tiny.pos(), tiny.n_ctx());
 }
+
+#[test]
+fn f16_kv_cache_halves_the_cache_and_stays_close() {
+    let (m, t) = stories();
+    let ids = t.encode("Once upon a time, there was a little girl named Lily. She loved to play", true);
+    let mut a = Session::new(&m, 512).unwrap();
+    let mut b = engine::model::Session::with_kv_type(&m, 512, engine::model::KvType::F16).unwrap();
+    assert_eq!(b.kv_type().name(), "f16");
+    let kv_bytes = 2 * m.config.n_layers as u64 * 512 * m.config.kv_dim() as u64 * 4;
+    assert_eq!(a.memory_bytes() - b.memory_bytes(), kv_bytes / 2, "f16 keys and values take half");
+    let (mut worst, mut agree) = (0.0f32, 0);
+    for &id in &ids {
+        let la = a.eval(&m, &[id], &Serial).unwrap().to_vec();
+        let lb = b.eval(&m, &[id], &Serial).unwrap();
+        assert_ne!(la, lb, "the f16 path rounds");
+        let max = la.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
+        let err = la.iter().zip(lb).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        worst = worst.max(err / max);
+        agree += usize::from(argmax(&la) == argmax(lb));
+    }
+    assert!(worst < 0.01, "f16 cache moves the logits by {worst} of the largest");
+    assert!(agree * 10 >= ids.len() * 9, "{agree}/{}", ids.len());
+}

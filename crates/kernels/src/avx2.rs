@@ -880,31 +880,6 @@ fn swiglu_impl(h: &mut [f32], u: &[f32]) {
 }
 
 #[target_feature(enable = "avx2,fma")]
-fn sum_squares_impl(x: &[f32]) -> f32 {
-    let n8 = x.len() / 8 * 8;
-    let mut acc = _mm256_setzero_ps();
-    for c in x[..n8].chunks_exact(8) {
-        // SAFETY: c is 8 readable floats; loadu needs no alignment.
-        let v = unsafe { _mm256_loadu_ps(c.as_ptr()) };
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(v, v));
-    }
-    let mut s = hsum(acc);
-    for &v in &x[n8..] {
-        s += v * v;
-    }
-    s
-}
-
-/// AVX2 twin of [`crate::scalar::sum_squares`] (bit-identical).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA with AVX state enabled.
-pub(crate) unsafe fn sum_squares(x: &[f32]) -> f32 {
-    // SAFETY: the caller guarantees AVX2 + FMA.
-    unsafe { sum_squares_impl(x) }
-}
-
-#[target_feature(enable = "avx2,fma")]
 fn scale_mul_impl(out: &mut [f32], x: &[f32], s: f32, w: &[f32]) {
     let n = out.len().min(x.len()).min(w.len());
     let n8 = n / 8 * 8;

@@ -889,19 +889,18 @@ pub fn matmul(
     }
 }
 
-/// RMSNorm: out = x / sqrt(mean(x^2) + eps) * w
-/// Vectorised; the same bits at every level (see [`scalar::sum_squares`]).
+/// RMSNorm: out = (x * (1 / sqrt(mean(x^2) + eps))) * w, with the mean as
+/// ggml takes it (squares summed in f64, see [`scalar::sum_squares`]); the
+/// scaling is vectorised, the same bits at every level.
 pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+    let mean = (scalar::sum_squares(x) / x.len().max(1) as f64) as f32;
+    let s = 1.0 / libm_sqrt(mean + eps);
     #[cfg(target_arch = "x86_64")]
     if simd() {
         // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        let ss = unsafe { crate::avx2::sum_squares(x) } / x.len() as f32;
-        let s = 1.0 / libm_sqrt(ss + eps);
-        // SAFETY: as above.
         return unsafe { crate::avx2::scale_mul(out, x, s, w) };
     }
-    let ss = scalar::sum_squares(x) / x.len() as f32;
-    scalar::scale_mul(out, x, 1.0 / libm_sqrt(ss + eps), w)
+    scalar::scale_mul(out, x, s, w)
 }
 
 /// LayerNorm: out = (x - mean) / sqrt(var + eps) * w (+ b)
@@ -1194,6 +1193,29 @@ pub struct AttnShape {
     pub n_ctx: usize,
 }
 
+/// A KV cache's keys or values: `[n_ctx, kv_dim]` in f32, or in f16 (half
+/// the memory; llama.cpp's default).
+#[derive(Clone, Copy, Debug)]
+pub enum KvSlice<'a> {
+    F32(&'a [f32]),
+    F16(&'a [u16]),
+}
+
+impl KvSlice<'_> {
+    fn len(&self) -> usize {
+        match self {
+            KvSlice::F32(s) => s.len(),
+            KvSlice::F16(s) => s.len(),
+        }
+    }
+}
+
+/// Rounds to the nearest f16 and back.
+#[inline]
+pub fn round_f16(x: f32) -> f32 {
+    f16_to_f32(crate::half::f32_to_f16(x))
+}
+
 /// Causal attention for `n` consecutive query positions `pos0..pos0 + n`
 /// (a prompt batch, or one decoded token) over the KV cache of one layer,
 /// which must already hold positions up to `pos0 + n - 1`: query `b` sees
@@ -1206,12 +1228,16 @@ pub struct AttnShape {
 /// One parallel job over the heads for the whole batch; query head h reads
 /// KV head `h / (n_heads / n_kv_heads)`. Each (query, head) pair goes
 /// through the same operations whatever `n`.
+///
+/// With an f16 cache it computes as ggml's CPU path does: the caller rounds
+/// the queries to f16, scores and softmax are f32, and the probabilities
+/// are rounded to f16 before they weight the values.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_batch(
     exec: &dyn Executor,
     q: &[f32],
-    k_cache: &[f32],
-    v_cache: &[f32],
+    k_cache: KvSlice<'_>,
+    v_cache: KvSlice<'_>,
     att: &mut [f32],
     out: &mut [f32],
     n: usize,
@@ -1248,14 +1274,23 @@ pub fn attention_batch(
             let qh = &q[b * q_dim + h * head_dim..][..head_dim];
             let a = &mut a[st..=pos];
             for (t, s) in (st..=pos).zip(a.iter_mut()) {
-                let k = &k_cache[t * kv_dim + kvh * head_dim..][..head_dim];
-                *s = dot_f32(qh, k) * scale;
+                let at = t * kv_dim + kvh * head_dim;
+                *s = match k_cache {
+                    KvSlice::F32(kc) => dot_f32(qh, &kc[at..][..head_dim]),
+                    KvSlice::F16(kc) => qh.iter().zip(&kc[at..][..head_dim]).map(|(&x, &h)| x * f16_to_f32(h)).sum(),
+                } * scale;
             }
             softmax(a);
             o.fill(0.0);
             for (t, &w) in (st..=pos).zip(a.iter()) {
-                let v = &v_cache[t * kv_dim + kvh * head_dim..][..head_dim];
-                axpy(o, w, v);
+                let at = t * kv_dim + kvh * head_dim;
+                match v_cache {
+                    KvSlice::F32(vc) => axpy(o, w, &vc[at..][..head_dim]),
+                    KvSlice::F16(vc) => {
+                        let w = round_f16(w);
+                        o.iter_mut().zip(&vc[at..][..head_dim]).for_each(|(o, &h)| *o += w * f16_to_f32(h));
+                    }
+                }
             }
         }
     };

@@ -228,21 +228,12 @@ pub fn hsum8(l: &[f32; 8]) -> f32 {
     b[0] + b[1]
 }
 
-/// Sum of squares, in the AVX2 kernel's order: eight lane sums (products
-/// then adds, no FMA), reduced as [`hsum8`], then the tail in order.
-pub fn sum_squares(x: &[f32]) -> f32 {
-    let n8 = x.len() / 8 * 8;
-    let mut lanes = [0.0f32; 8];
-    for c in x[..n8].chunks_exact(8) {
-        for (l, &v) in lanes.iter_mut().zip(c) {
-            *l += v * v;
-        }
-    }
-    let mut s = hsum8(&lanes);
-    for &v in &x[n8..] {
-        s += v * v;
-    }
-    s
+/// Sum of squares as ggml's RMSNorm takes it: each square in f32, summed
+/// in order in f64. (One pass over a row of the model's width per norm: its
+/// cost is nothing next to the matrix products, and the f64 sum is both
+/// more exact and what llama.cpp computes, so greedy runs agree with it.)
+pub fn sum_squares(x: &[f32]) -> f64 {
+    x.iter().map(|&v| f64::from(v * v)).sum()
 }
 
 /// `out[i] = x[i] * s * w[i]` (RMSNorm's scaling).

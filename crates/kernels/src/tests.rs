@@ -466,11 +466,9 @@ fn avx2_rmsnorm_and_geglu_are_bit_identical_to_scalar() {
     for n in LENGTHS {
         let x: Vec<f32> = r.vec(n).iter().map(|v| v * 7.0).collect();
         let w = r.vec(n);
-        // SAFETY: AVX2 checked above.
-        let v = unsafe { crate::avx2::sum_squares(&x) };
-        assert_eq!(scalar::sum_squares(&x).to_bits(), v.to_bits(), "sum_squares n={n}");
+        let v = scalar::sum_squares(&x);
         let exact: f64 = x.iter().map(|&a| f64::from(a) * f64::from(a)).sum();
-        assert!((f64::from(v) - exact).abs() <= 1e-5 * exact.max(1e-30), "sum_squares n={n}: {v} vs {exact}");
+        assert!((v - exact).abs() <= 1e-7 * exact.max(1e-30), "sum_squares n={n}: {v} vs {exact}");
         let (mut a, mut b) = (std::vec![0.0f32; n], std::vec![0.0f32; n]);
         scalar::scale_mul(&mut a, &x, 0.37, &w);
         // SAFETY: AVX2 checked above.
@@ -531,11 +529,11 @@ fn batched_attention_equals_one_query_at_a_time() {
         let start = |pos: usize| window.map_or(0, |w| (pos + 1).saturating_sub(w));
         let mut att = std::vec![0.0f32; n_heads * n_ctx];
         let mut batched = std::vec![0.0f32; n * q_dim];
-        ops::attention_batch(&Reversed(3), &q, &k, &v, &mut att, &mut batched, n, shape, pos0, &start, 0.3);
+        ops::attention_batch(&Reversed(3), &q, ops::KvSlice::F32(&k), ops::KvSlice::F32(&v), &mut att, &mut batched, n, shape, pos0, &start, 0.3);
         for b in 0..n {
             let mut one = std::vec![0.0f32; q_dim];
             let p = pos0 + b;
-            ops::attention_batch(&crate::exec::Serial, &q[b * q_dim..(b + 1) * q_dim], &k, &v, &mut att, &mut one, 1, shape, p, &start, 0.3);
+            ops::attention_batch(&crate::exec::Serial, &q[b * q_dim..(b + 1) * q_dim], ops::KvSlice::F32(&k), ops::KvSlice::F32(&v), &mut att, &mut one, 1, shape, p, &start, 0.3);
             assert_eq!(one, batched[b * q_dim..(b + 1) * q_dim], "window {window:?} query {b}");
             // Against the formula in f64 for head 0 (KV head 0).
             let qh = &q[b * q_dim..b * q_dim + head_dim];

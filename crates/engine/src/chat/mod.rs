@@ -12,7 +12,7 @@ use kernels::exec::Executor;
 
 use crate::console::{Console, Key};
 use crate::generate::{Generation, Hooks, StopReason};
-use crate::model::{Model, Session};
+use crate::model::{KvType, Model, Session};
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::template::{ChatEncoder, Stops, Template};
 use crate::tokenizer::Tokenizer;
@@ -35,6 +35,8 @@ pub struct ChatSettings {
     pub system_prompt: Option<String>,
     /// File name of the model to pick without asking (settings file only).
     pub default_model: Option<String>,
+    /// How the KV cache stores keys and values (settings file only).
+    pub kv_type: KvType,
 }
 
 impl Default for ChatSettings {
@@ -49,6 +51,7 @@ impl Default for ChatSettings {
             seed: 42,
             system_prompt: None,
             default_model: None,
+            kv_type: KvType::F32,
         }
     }
 }
@@ -111,7 +114,7 @@ fn setting(key: &str, v: &str, s: &mut ChatSettings) -> Result<()> {
 impl ChatSettings {
     /// Parses a settings file (`key = value` lines, `#` comments) on top of
     /// the defaults. Keys: model, temperature, max_tokens, top_p, top_k,
-    /// min_p, repeat_penalty, seed, system.
+    /// min_p, repeat_penalty, seed, system, kv_type.
     pub fn parse_cfg(text: &str) -> Result<Self> {
         let mut s = ChatSettings::default();
         for (n, raw) in text.lines().enumerate() {
@@ -132,6 +135,13 @@ impl ChatSettings {
                     s.system_prompt = (!v.is_empty()).then(|| v.to_string());
                     Ok(())
                 }
+                "kv_type" => match KvType::from_name(v) {
+                    Some(t) => {
+                        s.kv_type = t;
+                        Ok(())
+                    }
+                    None => Err(Error::Usage(format!("kv_type must be f32 or f16 (got '{v}')"))),
+                },
                 _ => setting(k, v, &mut s),
             };
             r.map_err(|e| Error::Usage(format!("settings line {}: {e}", n + 1)))?;
@@ -268,7 +278,7 @@ impl Chat {
     /// model's). `name` is shown in the greeting and `/stats`. Fails when the
     /// KV cache cannot be reserved.
     pub fn new(model: Model, tokenizer: Tokenizer, settings: ChatSettings, name: String, n_ctx: usize) -> Result<Self> {
-        let session = Session::new(&model, n_ctx)?;
+        let session = Session::with_kv_type(&model, n_ctx, settings.kv_type)?;
         let sampler = Sampler::new(settings.sampler_config(), model.config.vocab_size);
         let (template, template_note) =
             match crate::template::choose(model.chat_template.as_deref(), model.config.arch.name(), None) {

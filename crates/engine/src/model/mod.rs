@@ -17,7 +17,7 @@ use kernels::exec::Executor;
 use kernels::ops::{self, matmul, ActScratch};
 
 use crate::{Error, Result};
-pub use session::{Session, BATCH};
+pub use session::{KvType, Session, BATCH};
 pub use tensor::{DType, Tensor};
 
 /// Model family.

@@ -8,13 +8,82 @@
 use alloc::vec::Vec;
 
 use kernels::exec::Executor;
-use kernels::ops::{self, matmul, ActScratch};
+use kernels::half::f32_to_f16;
+use kernels::ops::{self, matmul, ActScratch, KvSlice};
 
 use super::{add_bias, add_into, ffn, norm, Config, Model};
 use crate::{Error, Result};
 
 /// Tokens evaluated together in one batched forward pass (prompt prefill).
 pub const BATCH: usize = 32;
+
+/// How the KV cache stores keys and values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KvType {
+    /// f32: the exact path (matches transformers within 1e-4).
+    #[default]
+    F32,
+    /// f16: half the memory; computed as llama.cpp's default cache is
+    /// (queries and attention weights rounded to f16 too), so greedy runs
+    /// agree with llama.cpp where f32 would part ways on a near tie.
+    F16,
+}
+
+impl KvType {
+    /// `f32` or `f16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KvType::F32 => "f32",
+            KvType::F16 => "f16",
+        }
+    }
+    /// The type named `f32` or `f16`.
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "f32" => Some(KvType::F32),
+            "f16" => Some(KvType::F16),
+            _ => None,
+        }
+    }
+    fn bytes(self) -> u64 {
+        match self {
+            KvType::F32 => 4,
+            KvType::F16 => 2,
+        }
+    }
+}
+
+/// Keys or values of every layer, `[n_layers, n_ctx, kv_dim]`.
+enum KvStore {
+    F32(Vec<f32>),
+    F16(Vec<u16>),
+}
+
+impl KvStore {
+    fn new(kind: KvType, len: usize) -> Result<Self> {
+        Ok(match kind {
+            KvType::F32 => KvStore::F32(alloc_f32(len, "KV cache")?),
+            KvType::F16 => {
+                let mut v = Vec::new();
+                v.try_reserve_exact(len).map_err(|_| Error::OutOfMemory { what: "KV cache".into(), bytes: len as u64 * 2 })?;
+                v.resize(len, 0u16);
+                KvStore::F16(v)
+            }
+        })
+    }
+    fn store(&mut self, at: usize, x: &[f32]) {
+        match self {
+            KvStore::F32(c) => c[at..at + x.len()].copy_from_slice(x),
+            KvStore::F16(c) => c[at..at + x.len()].iter_mut().zip(x).for_each(|(h, &v)| *h = f32_to_f16(v)),
+        }
+    }
+    fn layer(&self, r: core::ops::Range<usize>) -> KvSlice<'_> {
+        match self {
+            KvStore::F32(c) => KvSlice::F32(&c[r]),
+            KvStore::F16(c) => KvSlice::F16(&c[r]),
+        }
+    }
+}
 
 /// Buffers for one forward pass over up to [`BATCH`] tokens. Row-major with
 /// one row per token of the batch.
@@ -30,8 +99,8 @@ struct State {
     hb2: Vec<f32>,         // [BATCH, hidden_dim]
     att: Vec<f32>,         // [n_heads, n_ctx] scores of one query
     logits: Vec<f32>,      // [vocab_size] of the last evaluated token
-    key_cache: Vec<f32>,   // [n_layers, n_ctx, kv_dim]
-    value_cache: Vec<f32>, // [n_layers, n_ctx, kv_dim]
+    key_cache: KvStore,    // [n_layers, n_ctx, kv_dim]
+    value_cache: KvStore,  // [n_layers, n_ctx, kv_dim]
     xq: ActScratch,        // quantized activations (Q8_0 and Q8_K), [BATCH, max(dim, hidden, q_dim)]
 }
 
@@ -46,6 +115,7 @@ pub struct Session {
     pending: Option<u32>,
     /// The shape this session's buffers were made for.
     shape: Config,
+    kv_type: KvType,
     s: State,
 }
 
@@ -61,6 +131,11 @@ impl Session {
     /// `model`. Reserves the KV cache and every buffer now; a failed
     /// reservation is [`Error::OutOfMemory`].
     pub fn new(model: &Model, n_ctx: usize) -> Result<Self> {
+        Self::with_kv_type(model, n_ctx, KvType::F32)
+    }
+
+    /// [`Session::new`] with the KV cache stored as `kv_type`.
+    pub fn with_kv_type(model: &Model, n_ctx: usize, kv_type: KvType) -> Result<Self> {
         let c = &model.config;
         let n_ctx = n_ctx.clamp(1, model.max_ctx().max(1));
         let kv_len = c
@@ -85,11 +160,11 @@ impl Session {
             hb2: alloc_f32(BATCH * c.hidden_dim, "activations")?,
             att: alloc_f32(c.n_heads * n_ctx, "attention scores")?,
             logits: alloc_f32(c.vocab_size, "logits")?,
-            key_cache: alloc_f32(kv_len, "KV cache")?,
-            value_cache: alloc_f32(kv_len, "KV cache")?,
+            key_cache: KvStore::new(kv_type, kv_len)?,
+            value_cache: KvStore::new(kv_type, kv_len)?,
             xq: ActScratch::new(max_cols, BATCH),
         };
-        Ok(Session { n_ctx, tokens, pending: None, shape: c.clone(), s })
+        Ok(Session { n_ctx, tokens, pending: None, shape: c.clone(), kv_type, s })
     }
 
     /// Positions the KV cache holds.
@@ -117,9 +192,16 @@ impl Session {
         self.pending = t;
     }
 
+    /// How the KV cache stores keys and values.
+    pub fn kv_type(&self) -> KvType {
+        self.kv_type
+    }
+
     /// Bytes of the session's buffers.
     pub fn memory_bytes(&self) -> u64 {
-        self.shape.state_bytes(self.n_ctx)
+        let c = &self.shape;
+        let kv = 2 * c.n_layers as u64 * self.n_ctx as u64 * c.kv_dim() as u64;
+        self.shape.state_bytes(self.n_ctx) - kv * (4 - self.kv_type.bytes())
     }
 
     /// Forgets everything: the KV cache is empty again.
@@ -207,6 +289,7 @@ impl Session {
         let file = model.file();
         let w = &model.weights;
         let n_ctx = self.n_ctx;
+        let f16_cache = self.kv_type == KvType::F16;
         let s = &mut self.s;
         let (dim, kv_dim, q_dim, hd, hid) = (c.dim, c.kv_dim(), c.q_dim(), c.head_dim, c.hidden_dim);
 
@@ -246,8 +329,12 @@ impl Session {
                     ops::rope_heads(k, hd, pos, c.n_rot, &model.inv_freq, c.rope_neox);
                 }
                 let at = li * layer_len + pos * kv_dim;
-                s.key_cache[at..at + kv_dim].copy_from_slice(k);
-                s.value_cache[at..at + kv_dim].copy_from_slice(v);
+                s.key_cache.store(at, k);
+                s.value_cache.store(at, v);
+                if f16_cache {
+                    // ggml converts the queries to f16 to dot them with f16 keys.
+                    q.iter_mut().for_each(|x| *x = ops::round_f16(*x));
+                }
             }
             // Causal attention: token b sees positions up to pos0 + b.
             let shape = ops::AttnShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: hd, n_ctx };
@@ -255,8 +342,8 @@ impl Session {
             ops::attention_batch(
                 exec,
                 &s.q[..n * q_dim],
-                &s.key_cache[li * layer_len..(li + 1) * layer_len],
-                &s.value_cache[li * layer_len..(li + 1) * layer_len],
+                s.key_cache.layer(li * layer_len..(li + 1) * layer_len),
+                s.value_cache.layer(li * layer_len..(li + 1) * layer_len),
                 &mut s.att,
                 &mut s.att_out[..n * q_dim],
                 n,
