@@ -3,14 +3,15 @@
 
 use alloc::vec::Vec;
 
+use crate::cast::{bytes_of, view};
 use crate::cpu::{level, SimdLevel};
 use crate::exec::Executor;
-use crate::half::{bf16_to_f32, f16_to_f32};
 use crate::quant::{
     self, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ6Kx8, BlockQ8K,
     BlockQ8_0, BlockQ8_1, QK8_0, QK8_1, QK_K,
 };
 use crate::scalar;
+use crate::types::WType;
 
 /// A weight matrix, row-major `[rows, cols]`, in one of the storage types.
 /// Quantized rows are whole blocks: `cols` is a multiple of the block size.
@@ -50,17 +51,65 @@ pub enum ActKind {
     Q8_K,
 }
 
-impl Weights<'_> {
+impl<'a> Weights<'a> {
+    /// The storage type (for a repacked layout, the type it was repacked from).
+    pub fn ty(&self) -> WType {
+        self.raw().0
+    }
+
+    /// Whether the blocks are repacked into row octets.
+    pub fn is_octets(&self) -> bool {
+        self.raw().1
+    }
+
+    /// (type, repacked into octets, the blocks' bytes).
+    fn raw(&self) -> (WType, bool, &'a [u8]) {
+        match *self {
+            Weights::F32(m) => (WType::F32, false, bytes_of(m)),
+            Weights::F16(m) => (WType::F16, false, bytes_of(m)),
+            Weights::BF16(m) => (WType::BF16, false, bytes_of(m)),
+            Weights::Q8_0(m) => (WType::Q8_0, false, bytes_of(m)),
+            Weights::Q4_0(m) => (WType::Q4_0, false, bytes_of(m)),
+            Weights::Q4_0x8(m) => (WType::Q4_0, true, bytes_of(m)),
+            Weights::Q4_1(m) => (WType::Q4_1, false, bytes_of(m)),
+            Weights::Q5_0(m) => (WType::Q5_0, false, bytes_of(m)),
+            Weights::Q4_K(m) => (WType::Q4_K, false, bytes_of(m)),
+            Weights::Q4_Kx8(m) => (WType::Q4_K, true, bytes_of(m)),
+            Weights::Q5_K(m) => (WType::Q5_K, false, bytes_of(m)),
+            Weights::Q6_K(m) => (WType::Q6_K, false, bytes_of(m)),
+            Weights::Q6_Kx8(m) => (WType::Q6_K, true, bytes_of(m)),
+        }
+    }
+
+    /// The view of `bytes` (whole blocks of `ty`, or of its octets when
+    /// `octets`) as weights; `None` if they are not aligned for the block
+    /// type or not whole blocks, or `ty` has no octet layout.
+    pub fn from_bytes(ty: WType, bytes: &'a [u8], octets: bool) -> Option<Self> {
+        if octets {
+            return match ty {
+                WType::Q4_0 => Some(Weights::Q4_0x8(view(bytes)?)),
+                WType::Q4_K => Some(Weights::Q4_Kx8(view(bytes)?)),
+                WType::Q6_K => Some(Weights::Q6_Kx8(view(bytes)?)),
+                _ => None,
+            };
+        }
+        Some(match ty {
+            WType::F32 => Weights::F32(view(bytes)?),
+            WType::F16 => Weights::F16(view(bytes)?),
+            WType::BF16 => Weights::BF16(view(bytes)?),
+            WType::Q8_0 => Weights::Q8_0(view(bytes)?),
+            WType::Q4_0 => Weights::Q4_0(view(bytes)?),
+            WType::Q4_1 => Weights::Q4_1(view(bytes)?),
+            WType::Q5_0 => Weights::Q5_0(view(bytes)?),
+            WType::Q4_K => Weights::Q4_K(view(bytes)?),
+            WType::Q5_K => Weights::Q5_K(view(bytes)?),
+            WType::Q6_K => Weights::Q6_K(view(bytes)?),
+        })
+    }
+
     /// The activation format the dot products of this type take.
     pub fn act_kind(&self) -> ActKind {
-        match self {
-            Weights::F32(_) | Weights::F16(_) | Weights::BF16(_) => ActKind::F32,
-            Weights::Q8_0(_) | Weights::Q4_0(_) | Weights::Q4_0x8(_) | Weights::Q5_0(_) => ActKind::Q8_0,
-            Weights::Q4_1(_) => ActKind::Q8_1,
-            Weights::Q4_K(_) | Weights::Q4_Kx8(_) | Weights::Q5_K(_) | Weights::Q6_K(_) | Weights::Q6_Kx8(_) => {
-                ActKind::Q8_K
-            }
-        }
+        self.ty().info().act
     }
 
     /// Whether matvec needs the activations quantized to Q8_0 first.
@@ -70,48 +119,21 @@ impl Weights<'_> {
 
     /// Elements per block of the storage type (1 for plain floats).
     pub fn block_size(&self) -> usize {
-        match self.act_kind() {
-            ActKind::F32 => 1,
-            ActKind::Q8_0 => QK8_0,
-            ActKind::Q8_1 => QK8_1,
-            ActKind::Q8_K => QK_K,
-        }
+        self.ty().block_size()
     }
 
     /// Number of elements the view holds.
     pub fn n_elements(&self) -> usize {
-        match self {
-            Weights::F32(m) => m.len(),
-            Weights::F16(m) | Weights::BF16(m) => m.len(),
-            Weights::Q8_0(m) => m.len() * QK8_0,
-            Weights::Q4_0(m) => m.len() * QK8_0,
-            Weights::Q4_0x8(m) => m.len() * 8 * QK8_0,
-            Weights::Q4_1(m) => m.len() * QK8_1,
-            Weights::Q5_0(m) => m.len() * QK8_0,
-            Weights::Q4_K(m) => m.len() * QK_K,
-            Weights::Q4_Kx8(m) => m.len() * 8 * QK_K,
-            Weights::Q5_K(m) => m.len() * QK_K,
-            Weights::Q6_K(m) => m.len() * QK_K,
-            Weights::Q6_Kx8(m) => m.len() * 8 * QK_K,
-        }
+        let (ty, _, b) = self.raw();
+        b.len() / ty.info().block_bytes * ty.block_size()
     }
 
-    /// The GGUF name of the storage type.
+    /// The GGUF name of the storage type (of the repacked layout for octets).
     pub fn type_name(&self) -> &'static str {
-        match self {
-            Weights::F32(_) => "F32",
-            Weights::F16(_) => "F16",
-            Weights::BF16(_) => "BF16",
-            Weights::Q8_0(_) => "Q8_0",
-            Weights::Q4_0(_) => "Q4_0",
-            Weights::Q4_0x8(_) => "Q4_0x8",
-            Weights::Q4_1(_) => "Q4_1",
-            Weights::Q5_0(_) => "Q5_0",
-            Weights::Q4_K(_) => "Q4_K",
-            Weights::Q4_Kx8(_) => "Q4_Kx8",
-            Weights::Q5_K(_) => "Q5_K",
-            Weights::Q6_K(_) => "Q6_K",
-            Weights::Q6_Kx8(_) => "Q6_Kx8",
+        let (ty, oct, _) = self.raw();
+        match ty.info().octets {
+            Some(o) if oct => o.name,
+            _ => ty.name(),
         }
     }
 }
@@ -120,30 +142,13 @@ impl Weights<'_> {
 /// Panics if the row is outside the matrix or `cols` is not whole blocks.
 pub fn dequantize_row(w: Weights<'_>, r: usize, cols: usize, out: &mut [f32]) {
     let out = &mut out[..cols];
-    let (a, b) = (r * cols, (r + 1) * cols);
-    match w {
-        Weights::F32(m) => out.copy_from_slice(&m[a..b]),
-        Weights::F16(m) => out.iter_mut().zip(&m[a..b]).for_each(|(o, &h)| *o = f16_to_f32(h)),
-        Weights::BF16(m) => out.iter_mut().zip(&m[a..b]).for_each(|(o, &h)| *o = bf16_to_f32(h)),
-        Weights::Q8_0(m) => quant::dequantize_row_q8_0(&m[a / QK8_0..b / QK8_0], out),
-        Weights::Q4_0(m) => quant::dequantize_row_q4_0(&m[a / QK8_0..b / QK8_0], out),
-        Weights::Q4_0x8(m) => {
-            let nb = cols / QK8_0;
-            quant::dequantize_row_q4_0x8(&m[r / 8 * nb..(r / 8 + 1) * nb], r % 8, out)
-        }
-        Weights::Q4_1(m) => quant::dequantize_row_q4_1(&m[a / QK8_1..b / QK8_1], out),
-        Weights::Q5_0(m) => quant::dequantize_row_q5_0(&m[a / QK8_0..b / QK8_0], out),
-        Weights::Q4_K(m) => quant::dequantize_row_q4_k(&m[a / QK_K..b / QK_K], out),
-        Weights::Q4_Kx8(m) => {
-            let nb = cols / QK_K;
-            quant::dequantize_row_q4_kx8(&m[r / 8 * nb..(r / 8 + 1) * nb], r % 8, out)
-        }
-        Weights::Q5_K(m) => quant::dequantize_row_q5_k(&m[a / QK_K..b / QK_K], out),
-        Weights::Q6_K(m) => quant::dequantize_row_q6_k(&m[a / QK_K..b / QK_K], out),
-        Weights::Q6_Kx8(m) => {
-            let nb = cols / QK_K;
-            quant::dequantize_row_q6_kx8(&m[r / 8 * nb..(r / 8 + 1) * nb], r % 8, out)
-        }
+    let (ty, oct, bytes) = w.raw();
+    let info = ty.info();
+    assert!(cols.is_multiple_of(info.block_size), "{cols} columns are not whole {} blocks", info.name);
+    let row = cols / info.block_size * info.block_bytes;
+    match info.octets {
+        Some(o) if oct => (o.dequantize_row)(&bytes[r / 8 * 8 * row..(r / 8 + 1) * 8 * row], r % 8, out),
+        _ => (info.dequantize)(&bytes[r * row..(r + 1) * row], out),
     }
 }
 
@@ -483,7 +488,7 @@ pub fn par_chunks_mut<T: Send>(
 fn check_shape(w: &Weights<'_>, cols: usize, rows: usize) {
     let bs = w.block_size();
     assert!(cols.is_multiple_of(bs), "{cols} columns are not whole {} blocks", w.type_name());
-    if let Weights::Q4_0x8(_) | Weights::Q4_Kx8(_) | Weights::Q6_Kx8(_) = w {
+    if w.is_octets() {
         assert!(rows.is_multiple_of(8), "{rows} rows are not whole {} octets", w.type_name());
     }
     assert!(
@@ -767,7 +772,7 @@ pub fn matvec(exec: &dyn Executor, w: Weights<'_>, cols: usize, x: &[f32], xq: &
 /// interleave the streams and read at a fraction of the speed). Tasks take
 /// runs of rows; the kernel and level are chosen once per run.
 fn matvec_drive(exec: &dyn Executor, w: Weights<'_>, cols: usize, acts: Acts<'_>, out: &mut [f32]) {
-    if let Weights::Q4_0x8(_) | Weights::Q4_Kx8(_) | Weights::Q6_Kx8(_) = w {
+    if w.is_octets() {
         return drive_x8(exec, w, acts, 1, out);
     }
     let rows = out.len();
@@ -867,7 +872,7 @@ pub fn matmul(
     if n == 1 {
         return matvec_drive(exec, w, cols, acts, out);
     }
-    if let Weights::Q4_0x8(_) | Weights::Q4_Kx8(_) | Weights::Q6_Kx8(_) = w {
+    if w.is_octets() {
         return drive_x8(exec, w, acts, n, out);
     }
     // Tile shapes measured best on an AMD Zen 4 (examples/bandwidth):
