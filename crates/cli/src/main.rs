@@ -111,7 +111,7 @@ struct QuantizeArgs {
     /// The GGUF file to write.
     #[arg(short, long)]
     output: PathBuf,
-    /// Target: q8_0, q4_0, q4_1, q4_k_m, q6_k, f16 or f32.
+    /// Target: q8_0, q4_0, q4_1, q5_1, q4_k_m, q6_k, f16 or f32.
     #[arg(long, value_parser = parse_quant_type)]
     r#type: engine::quantize::QuantType,
     /// Threads (default: all cores).

@@ -16,9 +16,9 @@
 //!   `use_more_bits` picks (the first and last eighth, and every third layer
 //!   in between), fused `attn_qkv.weight` gets Q5_K, everything else Q4_K.
 //! - A row length that is not a multiple of the chosen type's block falls
-//!   back: Q4_K to Q5_0, Q6_K to Q8_0, Q5_K to Q5_1 (here Q5_0: Q5_1 is not
-//!   implemented; the only deviation), and then to F16 if even that does not
-//!   fit. Q8_0, Q4_0 and Q4_1 rows that are not whole blocks are an error, as in
+//!   back: Q4_K to Q5_0, Q6_K to Q8_0, Q5_K to Q5_1, and then to F16 if even
+//!   that does not fit. Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 rows that are not
+//!   whole blocks are an error, as in
 //!   llama.cpp.
 //!
 //! Tensors are written in llama.cpp's order (non-layer tensors, then layer by
@@ -45,6 +45,7 @@ pub enum QuantType {
     Q8_0,
     Q4_0,
     Q4_1,
+    Q5_1,
     Q4_K_M,
     Q6_K,
 }
@@ -53,12 +54,13 @@ pub enum QuantType {
 /// (llama.cpp's `llama_ftype`), the type most matrices get). Adding a
 /// single-type file type is a row here (its weight type's quantizer comes
 /// from the kernels' table, `kernels::types`).
-const FILE_TYPES: [(QuantType, &str, u32, GgmlType); 7] = [
+const FILE_TYPES: [(QuantType, &str, u32, GgmlType); 8] = [
     (QuantType::F32, "F32", 0, GgmlType::F32),
     (QuantType::F16, "F16", 1, GgmlType::F16),
     (QuantType::Q8_0, "Q8_0", 7, GgmlType::Q8_0),
     (QuantType::Q4_0, "Q4_0", 2, GgmlType::Q4_0),
     (QuantType::Q4_1, "Q4_1", 3, GgmlType::Q4_1),
+    (QuantType::Q5_1, "Q5_1", 9, GgmlType::Q5_1),
     (QuantType::Q4_K_M, "Q4_K_M", 15, GgmlType::Q4_K),
     (QuantType::Q6_K, "Q6_K", 18, GgmlType::Q6_K),
 ];
@@ -227,8 +229,7 @@ impl Chooser {
         if !nx.is_multiple_of(t.block_size()) {
             t = match t {
                 GgmlType::Q4_K => GgmlType::Q5_0,
-                // llama.cpp falls back to Q5_1, which we do not have.
-                GgmlType::Q5_K => GgmlType::Q5_0,
+                GgmlType::Q5_K => GgmlType::Q5_1,
                 GgmlType::Q6_K => GgmlType::Q8_0,
                 other => {
                     return Err(Error::invalid(
@@ -404,10 +405,24 @@ mod tests {
     }
 
     #[test]
+    fn q5_k_falls_back_to_q5_1_like_llama_cpp() {
+        // Fused QKV gets Q5_K in Q4_K_M; rows of 96 are not whole super-blocks.
+        let dims = [96u64, 288];
+        let t = [TensorSpec { name: "blk.0.attn_qkv.weight", dims: &dims, ty: GgmlType::F32 }];
+        let p = plan_tensors(&t, 1, QuantType::Q4_K_M).unwrap();
+        assert_eq!(p[0].to, GgmlType::Q5_1);
+        // Rows that are not whole 32-blocks either go to F16.
+        let dims = [80u64, 240];
+        let t = [TensorSpec { name: "blk.0.attn_qkv.weight", dims: &dims, ty: GgmlType::F32 }];
+        assert_eq!(plan_tensors(&t, 1, QuantType::Q4_K_M).unwrap()[0].to, GgmlType::F16);
+    }
+
+    #[test]
     fn type_names_parse() {
         assert_eq!(QuantType::parse("q4_k_m"), Some(QuantType::Q4_K_M));
         assert_eq!(QuantType::parse("Q8_0"), Some(QuantType::Q8_0));
         assert_eq!(QuantType::parse("q4_1"), Some(QuantType::Q4_1));
+        assert_eq!(QuantType::parse("Q5_1").map(QuantType::file_type), Some(9));
         assert_eq!(QuantType::parse("q3_k"), None);
     }
 }

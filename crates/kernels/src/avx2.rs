@@ -214,11 +214,13 @@ macro_rules! tile_kernels {
         use core::arch::x86_64::*;
 
         use crate::avx2::{
-            hsum, hsum_i32, load32, load_at, mins_dot_bsums, q6_scale_pair, scales_mins, unpack_nibbles, unpack_q4_0,
-            unpack_q5_0,
+            bytes_from_bits, hsum, hsum_i32, load32, load_at, mins_dot_bsums, q6_scale_pair, scales_mins, unpack_nibbles,
+            unpack_q4_0, unpack_q5_0,
         };
         use crate::half::{bf16_to_f32, f16_to_f32};
-        use crate::quant::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1};
+        use crate::quant::{
+            BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1,
+        };
 
         /// F16 bits to f32 with F16C (exact). The half is broadcast first:
         /// inserting it into some register would make the conversion wait for
@@ -304,51 +306,66 @@ macro_rules! tile_kernels {
             tile32!(ws, xs, |b: &BlockQ5_0| unpack_q5_0(b))
         }
 
-        /// Q4_1 against Q8_1 in ggml's order (`ggml_vec_dot_q4_1_q8_1` for
-        /// AVX2): per block, the nibbles (unsigned) times the activations in
-        /// eight integer lanes, `acc = fma(d4 * d8, lanes, acc)` in one
-        /// accumulator, and `summs += m4 * s8` in a float; at the end
+        /// Q4_1 or Q5_1 against Q8_1 in ggml's order (`ggml_vec_dot_q4_1_q8_1`,
+        /// `_q5_1_q8_1` for AVX2): per block, the unsigned weights times the
+        /// activations in eight integer lanes, `acc = fma(d * d8, lanes, acc)`
+        /// in one accumulator, and `summs += m * s8` in a float; at the end
         /// hsum(acc) + summs. The same bits as llama.cpp for the same blocks.
-        #[target_feature(enable = $feat)]
-        fn q4_1_impl<const R: usize, const C: usize>(ws: [&[BlockQ4_1]; R], xs: [&[BlockQ8_1]; C]) -> [[f32; C]; R] {
-            let nb = if R > 0 { ws[0].len() } else { 0 };
-            for w in ws.iter() {
-                assert_eq!(w.len(), nb);
-            }
-            for x in xs.iter() {
-                assert!(x.len() >= nb);
-            }
-            let mut acc = [[_mm256_setzero_ps(); C]; R];
-            let mut summs = [[0.0f32; C]; R];
-            for i in 0..nb {
-                let mut wv = [_mm256_setzero_si256(); R];
-                let mut dw = [_mm256_setzero_ps(); R];
-                let mut mw = [0.0f32; R];
-                for r in 0..R {
-                    let b = &ws[r][i];
-                    wv[r] = unpack_nibbles(&b.qs);
-                    dw[r] = f16x8(b.d);
-                    mw[r] = f16(b.m);
+        macro_rules! tile_min {
+            ($ws:expr, $xs:expr, $unpack:expr) => {{
+                let (ws, xs) = ($ws, $xs);
+                let nb = if R > 0 { ws[0].len() } else { 0 };
+                for w in ws.iter() {
+                    assert_eq!(w.len(), nb);
                 }
-                for c in 0..C {
-                    let b: &BlockQ8_1 = &xs[c][i];
-                    let xv = load32(&b.qs);
-                    let dx = f16x8(b.d);
-                    let sx = f16(b.s);
+                for x in xs.iter() {
+                    assert!(x.len() >= nb);
+                }
+                let mut acc = [[_mm256_setzero_ps(); C]; R];
+                let mut summs = [[0.0f32; C]; R];
+                for i in 0..nb {
+                    let mut wv = [_mm256_setzero_si256(); R];
+                    let mut dw = [_mm256_setzero_ps(); R];
+                    let mut mw = [0.0f32; R];
                     for r in 0..R {
-                        summs[r][c] += mw[r] * sx;
-                        let p = $mulsum(wv[r], xv);
-                        acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[r], dx), _mm256_cvtepi32_ps(p), acc[r][c]);
+                        let b = &ws[r][i];
+                        wv[r] = $unpack(b);
+                        dw[r] = f16x8(b.d);
+                        mw[r] = f16(b.m);
+                    }
+                    for c in 0..C {
+                        let b: &BlockQ8_1 = &xs[c][i];
+                        let xv = load32(&b.qs);
+                        let dx = f16x8(b.d);
+                        let sx = f16(b.s);
+                        for r in 0..R {
+                            summs[r][c] += mw[r] * sx;
+                            let p = $mulsum(wv[r], xv);
+                            acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[r], dx), _mm256_cvtepi32_ps(p), acc[r][c]);
+                        }
                     }
                 }
-            }
-            let mut out = [[0.0f32; C]; R];
-            for r in 0..R {
-                for c in 0..C {
-                    out[r][c] = hsum(acc[r][c]) + summs[r][c];
+                let mut out = [[0.0f32; C]; R];
+                for r in 0..R {
+                    for c in 0..C {
+                        out[r][c] = hsum(acc[r][c]) + summs[r][c];
+                    }
                 }
-            }
-            out
+                out
+            }};
+        }
+
+        #[target_feature(enable = $feat)]
+        fn q4_1_impl<const R: usize, const C: usize>(ws: [&[BlockQ4_1]; R], xs: [&[BlockQ8_1]; C]) -> [[f32; C]; R] {
+            tile_min!(ws, xs, |b: &BlockQ4_1| unpack_nibbles(&b.qs))
+        }
+
+        #[target_feature(enable = $feat)]
+        fn q5_1_impl<const R: usize, const C: usize>(ws: [&[BlockQ5_1]; R], xs: [&[BlockQ8_1]; C]) -> [[f32; C]; R] {
+            tile_min!(ws, xs, |b: &BlockQ5_1| {
+                let hi = bytes_from_bits(u32::from_le_bytes(b.qh));
+                _mm256_or_si256(unpack_nibbles(&b.qs), _mm256_and_si256(hi, _mm256_set1_epi8(0x10)))
+            })
         }
 
         /// Q4_K (`five` = false) or Q5_K super-block sums for a tile.
@@ -617,6 +634,7 @@ macro_rules! tile_kernels {
         wrap!(tile_q4_0, q4_0_impl, BlockQ4_0, BlockQ8_0);
         wrap!(tile_q4_1, q4_1_impl, BlockQ4_1, BlockQ8_1);
         wrap!(tile_q5_0, q5_0_impl, BlockQ5_0, BlockQ8_0);
+        wrap!(tile_q5_1, q5_1_impl, BlockQ5_1, BlockQ8_1);
         wrap!(tile_q4_k, q4_k_impl, BlockQ4K, BlockQ8K);
         wrap!(tile_q5_k, q5_k_impl, BlockQ5K, BlockQ8K);
         wrap!(tile_q6_k, q6_k_impl, BlockQ6K, BlockQ8K);

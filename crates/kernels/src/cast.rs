@@ -1,7 +1,7 @@
 //! Viewing raw file bytes as typed slices, with alignment and length checks.
 
 use crate::quant::{
-    BlockQ4Kx8, BlockQ6Kx8, BlockQ4_0x8, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0,
+    BlockQ4Kx8, BlockQ6Kx8, BlockQ4_0x8, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0,
     BlockQ8_1,
 };
 
@@ -58,6 +58,8 @@ unsafe impl Pod for BlockQ4_0 {}
 unsafe impl Pod for BlockQ4_0x8 {}
 // SAFETY: repr(C) 2 x u16 + [u8; 16] = 20 bytes, align 2, no padding (size checked at compile time).
 unsafe impl Pod for BlockQ4_1 {}
+// SAFETY: repr(C) 2 x u16 + [u8; 4] + [u8; 16] = 24 bytes, align 2, no padding (size checked at compile time).
+unsafe impl Pod for BlockQ5_1 {}
 // SAFETY: repr(C) 2 x u16 + [i8; 32] = 36 bytes, align 2, no padding (size checked at compile time).
 unsafe impl Pod for BlockQ8_1 {}
 // SAFETY: repr(C) u16 + [u8; 4] + [u8; 16] = 22 bytes, align 2, no padding (size checked at compile time).

@@ -12,7 +12,9 @@
 //!   its low nibble and element j + 16 in its high nibble (18 bytes).
 //! - Q4_1: 32 4-bit values with an f16 scale and an f16 min (value = d * q +
 //!   m), nibbles laid out as in Q4_0 (20 bytes).
-//! - Q8_1: activations for Q4_1 dot products: Q8_0 plus s = d * sum(qs) as f16
+//! - Q5_1: as Q4_1 plus a fifth bit per element in a little-endian u32, as
+//!   in Q5_0; value = d * q + m (24 bytes).
+//! - Q8_1: activations for Q4_1 and Q5_1 dot products: Q8_0 plus s = d * sum(qs) as f16
 //!   (36 bytes).
 //! - Q5_0: as Q4_0 plus a fifth bit per element in a little-endian u32
 //!   (bit j = element j), value = d * (q - 16) (22 bytes).
@@ -38,6 +40,8 @@ pub const QK4_0: usize = 32;
 pub const QK4_1: usize = 32;
 /// Elements per Q5_0 block.
 pub const QK5_0: usize = 32;
+/// Elements per Q5_1 block.
+pub const QK5_1: usize = 32;
 /// Elements per Q8_1 block.
 pub const QK8_1: usize = 32;
 /// Elements per K-quant super-block.
@@ -80,6 +84,22 @@ pub struct BlockQ4_1 {
 }
 const _: () = assert!(core::mem::size_of::<BlockQ4_1>() == 20);
 const _: () = assert!(core::mem::align_of::<BlockQ4_1>() == 2);
+
+/// ggml `block_q5_1`: 32 5-bit values, x = d * q + m.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlockQ5_1 {
+    /// Scale, f16 bits.
+    pub d: u16,
+    /// Minimum (the value of q = 0), f16 bits.
+    pub m: u16,
+    /// Fifth bits, a little-endian u32: bit j belongs to element j.
+    pub qh: [u8; 4],
+    /// Low 4 bits, laid out as in Q4_0.
+    pub qs: [u8; QK5_1 / 2],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ5_1>() == 24);
+const _: () = assert!(core::mem::align_of::<BlockQ5_1>() == 2);
 
 /// ggml `block_q8_1`: quantized activations for Q4_1 (and Q5_1) dot
 /// products: Q8_0 plus the scaled sum of the values.
@@ -375,6 +395,57 @@ pub fn dequantize_row_q4_1(blocks: &[BlockQ4_1], out: &mut [f32]) {
         for j in 0..16 {
             o[j] = f32::from(blk.qs[j] & 0xF) * d + m;
             o[j + 16] = f32::from(blk.qs[j] >> 4) * d + m;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- Q5_1
+
+/// Quantizes `x` (length a multiple of 32) as ggml's `quantize_row_q5_1_ref`:
+/// m = min, d = (max - min) / 31, q = trunc((x - m) / d + 0.5) (no clamp:
+/// the maximum gives 31.5 at most).
+pub fn quantize_row_q5_1(x: &[f32], out: &mut [BlockQ5_1]) {
+    debug_assert_eq!(x.len(), out.len() * QK5_1);
+    for (blk, xs) in out.iter_mut().zip(x.chunks_exact(QK5_1)) {
+        let (mut min, mut max) = (f32::MAX, -f32::MAX);
+        for &v in xs {
+            if v < min {
+                min = v;
+            }
+            if v > max {
+                max = v;
+            }
+        }
+        let d = (max - min) / 31.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        blk.d = f32_to_f16(d);
+        blk.m = f32_to_f16(min);
+        let mut qh = 0u32;
+        for j in 0..QK5_1 / 2 {
+            // C converts to uint8_t (truncation toward zero).
+            let q0 = ((xs[j] - min) * id + 0.5) as u8;
+            let q1 = ((xs[j + 16] - min) * id + 0.5) as u8;
+            blk.qs[j] = (q0 & 0xF) | ((q1 & 0xF) << 4);
+            qh |= u32::from((q0 & 0x10) >> 4) << j;
+            qh |= u32::from((q1 & 0x10) >> 4) << (j + 16);
+        }
+        blk.qh = qh.to_le_bytes();
+    }
+}
+
+/// The 5-bit value (0..32) of element `j` (0..32) of a Q5_1 block.
+#[inline]
+pub fn q5_1_value(blk: &BlockQ5_1, j: usize) -> u8 {
+    let lo = if j < 16 { blk.qs[j] & 0xF } else { blk.qs[j - 16] >> 4 };
+    lo | ((((u32::from_le_bytes(blk.qh) >> j) & 1) as u8) << 4)
+}
+
+/// Dequantizes Q5_1 blocks into `out` (`q * d + m`, as ggml).
+pub fn dequantize_row_q5_1(blocks: &[BlockQ5_1], out: &mut [f32]) {
+    for (blk, o) in blocks.iter().zip(out.chunks_exact_mut(QK5_1)) {
+        let (d, m) = (f16_to_f32(blk.d), f16_to_f32(blk.m));
+        for (j, y) in o.iter_mut().enumerate() {
+            *y = f32::from(q5_1_value(blk, j)) * d + m;
         }
     }
 }

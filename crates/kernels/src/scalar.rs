@@ -3,7 +3,7 @@
 
 use crate::half::{bf16_to_f32, f16_to_f32};
 use crate::quant::{
-    scale_min_k4, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ6Kx8,
+    scale_min_k4, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ6Kx8,
     BlockQ8K, BlockQ8_0, BlockQ8_1,
 };
 
@@ -68,6 +68,20 @@ pub fn dot_q4_1(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
         for j in 0..16 {
             isum += i32::from(a.qs[j] & 0xF) * i32::from(b.qs[j]);
             isum += i32::from(a.qs[j] >> 4) * i32::from(b.qs[j + 16]);
+        }
+        s += f16_to_f32(a.d) * f16_to_f32(b.d) * isum as f32 + f16_to_f32(a.m) * f16_to_f32(b.s);
+    }
+    s
+}
+
+/// Dot product of a Q5_1 weight row with Q8_1 activations, as ggml: per
+/// block d5 * d8 * sum(q5 * q8) (integers) + m5 * s8.
+pub fn dot_q5_1(w: &[BlockQ5_1], x: &[BlockQ8_1]) -> f32 {
+    let mut s = 0.0f32;
+    for (a, b) in w.iter().zip(x) {
+        let mut isum = 0i32;
+        for (j, &q) in b.qs.iter().enumerate() {
+            isum += i32::from(crate::quant::q5_1_value(a, j)) * i32::from(q);
         }
         s += f16_to_f32(a.d) * f16_to_f32(b.d) * isum as f32 + f16_to_f32(a.m) * f16_to_f32(b.s);
     }

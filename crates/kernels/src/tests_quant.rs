@@ -988,3 +988,125 @@ fn simd_q4_1_tiles_match_scalar_and_each_other() {
         });
     }
 }
+
+// ------------------------------------------------------------ Q5_1
+
+#[test]
+fn q5_1_bytes_follow_ggml_formula() {
+    let mut r = Rng(41);
+    for case in 0..300 {
+        let x: Vec<f32> = match case {
+            0 => std::vec![0.0; 32],
+            1 => std::vec![1.5; 32],
+            2 => (0..32).map(|i| i as f32).collect(),
+            _ => (0..32).map(|_| r.normal() * 0.05 + if case % 5 == 0 { 0.03 } else { 0.0 }).collect(),
+        };
+        let mut b = [BlockQ5_1::default()];
+        quantize_row_q5_1(&x, &mut b);
+        // m = min, d = (max - min) / 31, q = trunc((x - m) / d + 0.5).
+        let min = x.iter().copied().fold(f32::INFINITY, f32::min);
+        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let d = (max - min) / 31.0;
+        let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+        assert_eq!((b[0].d, b[0].m), (f32_to_f16(d), f32_to_f16(min)), "case {case}");
+        for (j, &v) in x.iter().enumerate() {
+            assert_eq!(q5_1_value(&b[0], j), ((v - min) * id + 0.5).trunc() as u8, "case {case} element {j}");
+        }
+    }
+    // x = j: d = 1, every element its own value; elements 16..32 set their fifth bits.
+    let x: Vec<f32> = (0..32).map(|j| j as f32).collect();
+    let mut b = [BlockQ5_1::default()];
+    quantize_row_q5_1(&x, &mut b);
+    assert_eq!((b[0].d, b[0].m), (0x3c00, 0));
+    assert_eq!(u32::from_le_bytes(b[0].qh), 0xffff_0000);
+    assert_eq!(b[0].qs[3], 3 | (3 << 4));
+}
+
+#[test]
+fn q5_1_dequantizes_hand_built_block() {
+    // d = 0.5, m = -2; fifth bits on for elements 0 and 31.
+    let mut b = BlockQ5_1 { d: 0x3800, m: 0xc000, qh: 0x8000_0001u32.to_le_bytes(), qs: [0; 16] };
+    for j in 0..16 {
+        b.qs[j] = j as u8 | ((15 - j as u8) << 4);
+    }
+    let mut y = [0.0f32; 32];
+    dequantize_row_q5_1(&[b], &mut y);
+    assert_eq!(y[0], 0.5 * 16.0 - 2.0);
+    assert_eq!(y[1], 0.5 * 1.0 - 2.0);
+    assert_eq!(y[16], 0.5 * 15.0 - 2.0);
+    assert_eq!(y[31], 0.5 * 16.0 - 2.0);
+}
+
+#[test]
+fn scalar_q5_1_dot_equals_dequantized_dot() {
+    let mut r = Rng(42);
+    for nb in [1usize, 2, 3, 5, 17] {
+        let n = 32 * nb;
+        let (w, x) = (r.weights(n), (0..n).map(|_| r.normal()).collect::<Vec<f32>>());
+        let mut wq = std::vec![BlockQ5_1::default(); nb];
+        let mut xq = std::vec![BlockQ8_1::default(); nb];
+        quantize_row_q5_1(&w, &mut wq);
+        quantize_row_q8_1(&x, &mut xq);
+        let (mut wd, mut xd) = (std::vec![0.0f32; n], std::vec![0.0f32; n]);
+        dequantize_row_q5_1(&wq, &mut wd);
+        dequantize_row_q8_1(&xq, &mut xd);
+        // As for Q4_1: s8 is rounded to f16.
+        let want = dot64(&wd, &xd);
+        let terms: f64 = wd.iter().zip(&xd).map(|(a, b)| f64::from((a * b).abs())).sum();
+        let sterm: f64 =
+            wq.iter().zip(&xq).map(|(a, b)| f64::from((f16_to_f32(a.m) * f16_to_f32(b.s)).abs())).sum();
+        let got = f64::from(scalar::dot_q5_1(&wq, &xq));
+        assert!((got - want).abs() <= 1e-5 * terms + sterm / 1024.0 + 1e-9, "nb={nb}: {got} vs {want}");
+        let scale = dot64(&w, &w).sqrt() * dot64(&x, &x).sqrt();
+        assert!((got - dot64(&w, &x)).abs() < 0.05 * scale, "nb={nb}");
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+#[allow(unused_assignments)]
+fn simd_q5_1_tiles_match_scalar_and_each_other() {
+    let mut r = Rng(43);
+    for nb in [1usize, 2, 3, 7, 9, 33] {
+        let n = 32 * nb;
+        let ws_f: Vec<Vec<f32>> = (0..4).map(|_| r.weights(n)).collect();
+        let xs_f: Vec<Vec<f32>> = (0..4).map(|_| (0..n).map(|_| r.normal()).collect()).collect();
+        let wq: Vec<Vec<BlockQ5_1>> = ws_f
+            .iter()
+            .map(|w| {
+                let mut b = std::vec![BlockQ5_1::default(); nb];
+                quantize_row_q5_1(w, &mut b);
+                b
+            })
+            .collect();
+        let xq: Vec<Vec<BlockQ8_1>> = xs_f
+            .iter()
+            .map(|x| {
+                let mut b = std::vec![BlockQ8_1::default(); nb];
+                quantize_row_q8_1(x, &mut b);
+                b
+            })
+            .collect();
+        let ws: [&[BlockQ5_1]; 4] = core::array::from_fn(|k| wq[k].as_slice());
+        let xs: [&[BlockQ8_1]; 4] = core::array::from_fn(|k| xq[k].as_slice());
+        let mut first: Option<u32> = None;
+        crate::tests::for_each_level!(|t, name| {
+            // SAFETY: for_each_level only runs levels the CPU has.
+            let t44 = unsafe { t::tile_q5_1::<4, 4>(ws, xs) };
+            for a in 0..4 {
+                for b in 0..4 {
+                    // SAFETY: as above.
+                    let one = unsafe { t::tile_q5_1::<1, 1>([ws[a]], [xs[b]]) }[0][0];
+                    assert_eq!(t44[a][b].to_bits(), one.to_bits(), "{name} nb={nb} 4x4 [{a}][{b}]");
+                    let want = scalar::dot_q5_1(ws[a], xs[b]);
+                    let s = (dot64(&ws_f[a], &ws_f[a]).sqrt() * dot64(&xs_f[b], &xs_f[b]).sqrt()) as f32;
+                    assert!(close32(want, one, s * 4.0), "{name} nb={nb}: {want} vs {one}");
+                }
+            }
+            match first {
+                None => first = Some(t44[1][2].to_bits()),
+                Some(f) => assert_eq!(f, t44[1][2].to_bits(), "{name}: differs from AVX2"),
+            }
+        });
+    }
+}

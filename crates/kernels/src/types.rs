@@ -34,6 +34,7 @@ pub enum WType {
     Q4_0,
     Q4_1,
     Q5_0,
+    Q5_1,
     Q4_K,
     Q5_K,
     Q6_K,
@@ -117,7 +118,7 @@ macro_rules! quant_entry {
 }
 
 /// The table, in [`WType`] order (checked at compile time).
-pub static TYPES: [TypeInfo; 10] = [
+pub static TYPES: [TypeInfo; 11] = [
     TypeInfo {
         ty: WType::F32,
         name: "F32",
@@ -193,6 +194,16 @@ pub static TYPES: [TypeInfo; 10] = [
         Q8_0,
         quant::dequantize_row_q5_0,
         Some(|x, o| quantize_into(x, o, quant::quantize_row_q5_0)),
+        None
+    ),
+    quant_entry!(
+        Q5_1,
+        BlockQ5_1,
+        QK5_1,
+        7,
+        Q8_1,
+        quant::dequantize_row_q5_1,
+        Some(|x, o| quantize_into(x, o, quant::quantize_row_q5_1)),
         None
     ),
     quant_entry!(
@@ -296,7 +307,7 @@ mod tests {
     #[test]
     fn table_sizes_ids_and_names_are_ggmls() {
         // ggml's block sizes and type sizes (ggml.c type_traits), by id.
-        let ggml: [(u32, &str, usize, usize); 10] = [
+        let ggml: [(u32, &str, usize, usize); 11] = [
             (0, "F32", 1, 4),
             (1, "F16", 1, 2),
             (30, "BF16", 1, 2),
@@ -304,6 +315,7 @@ mod tests {
             (2, "Q4_0", 32, 18),
             (3, "Q4_1", 32, 20),
             (6, "Q5_0", 32, 22),
+            (7, "Q5_1", 32, 24),
             (12, "Q4_K", 256, 144),
             (13, "Q5_K", 256, 176),
             (14, "Q6_K", 256, 210),
@@ -316,7 +328,7 @@ mod tests {
             assert_eq!(t.bytes(3 * bs), Some(3 * bytes));
             assert_eq!(t.bytes(bs + 1).is_some(), bs == 1);
         }
-        assert_eq!(WType::from_gguf_id(7), None);
+        assert_eq!(WType::from_gguf_id(9), None, "Q8_1 is for activations only");
     }
 
     #[test]
