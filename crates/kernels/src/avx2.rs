@@ -141,6 +141,16 @@ pub(crate) fn unpack_q5_0(b: &BlockQ5_0) -> __m256i {
     _mm256_or_si256(unpack_nibbles(&b.qs), _mm256_andnot_si256(hi, _mm256_set1_epi8(0xF0u8 as i8)))
 }
 
+/// The 32 signed values of an IQ4_NL-layout `qs` (the table entries of its
+/// nibbles) in element order.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn unpack_iq4nl(qs: &[u8; 16]) -> __m256i {
+    // SAFETY: the table is 16 readable bytes; loadu has no alignment requirement.
+    let t = unsafe { _mm_loadu_si128(crate::quant::KVALUES_IQ4NL.as_ptr().cast()) };
+    _mm256_shuffle_epi8(_mm256_set_m128i(t, t), unpack_nibbles(qs))
+}
+
 /// Sum over the eight sub-blocks of m_j * (bsums[2j] + bsums[2j + 1]).
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -214,12 +224,12 @@ macro_rules! tile_kernels {
         use core::arch::x86_64::*;
 
         use crate::avx2::{
-            bytes_from_bits, hsum, hsum_i32, load32, load_at, mins_dot_bsums, q6_scale_pair, scales_mins, unpack_nibbles,
-            unpack_q4_0, unpack_q5_0,
+            bytes_from_bits, hsum, hsum_i32, load32, load_at, mins_dot_bsums, q6_scale_pair, scales_mins, unpack_iq4nl,
+            unpack_nibbles, unpack_q4_0, unpack_q5_0,
         };
         use crate::half::{bf16_to_f32, f16_to_f32};
         use crate::quant::{
-            BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1,
+            BlockIQ4NL, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1,
         };
 
         /// F16 bits to f32 with F16C (exact). The half is broadcast first:
@@ -299,6 +309,11 @@ macro_rules! tile_kernels {
         #[target_feature(enable = $feat)]
         fn q4_0_impl<const R: usize, const C: usize>(ws: [&[BlockQ4_0]; R], xs: [&[BlockQ8_0]; C]) -> [[f32; C]; R] {
             tile32!(ws, xs, |b: &BlockQ4_0| unpack_q4_0(b))
+        }
+
+        #[target_feature(enable = $feat)]
+        fn iq4_nl_impl<const R: usize, const C: usize>(ws: [&[BlockIQ4NL]; R], xs: [&[BlockQ8_0]; C]) -> [[f32; C]; R] {
+            tile32!(ws, xs, |b: &BlockIQ4NL| unpack_iq4nl(&b.qs))
         }
 
         #[target_feature(enable = $feat)]
@@ -632,6 +647,7 @@ macro_rules! tile_kernels {
         }
         wrap!(tile_q8_0, q8_0_impl, BlockQ8_0, BlockQ8_0);
         wrap!(tile_q4_0, q4_0_impl, BlockQ4_0, BlockQ8_0);
+        wrap!(tile_iq4_nl, iq4_nl_impl, BlockIQ4NL, BlockQ8_0);
         wrap!(tile_q4_1, q4_1_impl, BlockQ4_1, BlockQ8_1);
         wrap!(tile_q5_0, q5_0_impl, BlockQ5_0, BlockQ8_0);
         wrap!(tile_q5_1, q5_1_impl, BlockQ5_1, BlockQ8_1);

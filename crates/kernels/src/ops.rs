@@ -7,7 +7,7 @@ use crate::cast::{bytes_of, view};
 use crate::cpu::{level, SimdLevel};
 use crate::exec::Executor;
 use crate::quant::{
-    self, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ6Kx8, BlockQ8K,
+    self, BlockIQ4NL, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ6Kx8, BlockQ8K,
     BlockQ8_0, BlockQ8_1, QK8_0, QK8_1, QK_K,
 };
 use crate::scalar;
@@ -29,6 +29,7 @@ pub enum Weights<'a> {
     Q4_1(&'a [BlockQ4_1]),
     Q5_0(&'a [BlockQ5_0]),
     Q5_1(&'a [BlockQ5_1]),
+    IQ4_NL(&'a [BlockIQ4NL]),
     Q4_K(&'a [BlockQ4K]),
     /// Q4_K repacked into row octets ([`BlockQ4Kx8`]), as [`Weights::Q4_0x8`].
     Q4_Kx8(&'a [BlockQ4Kx8]),
@@ -44,7 +45,7 @@ pub enum Weights<'a> {
 pub enum ActKind {
     /// f32 as they are.
     F32,
-    /// Quantized to Q8_0 blocks of 32 (for Q8_0, Q4_0 and Q5_0 weights).
+    /// Quantized to Q8_0 blocks of 32 (for Q8_0, Q4_0, Q5_0 and IQ4_NL weights).
     Q8_0,
     /// Quantized to Q8_1 blocks of 32 (for Q4_1 and Q5_1).
     Q8_1,
@@ -75,6 +76,7 @@ impl<'a> Weights<'a> {
             Weights::Q4_1(m) => (WType::Q4_1, false, bytes_of(m)),
             Weights::Q5_0(m) => (WType::Q5_0, false, bytes_of(m)),
             Weights::Q5_1(m) => (WType::Q5_1, false, bytes_of(m)),
+            Weights::IQ4_NL(m) => (WType::IQ4_NL, false, bytes_of(m)),
             Weights::Q4_K(m) => (WType::Q4_K, false, bytes_of(m)),
             Weights::Q4_Kx8(m) => (WType::Q4_K, true, bytes_of(m)),
             Weights::Q5_K(m) => (WType::Q5_K, false, bytes_of(m)),
@@ -104,6 +106,7 @@ impl<'a> Weights<'a> {
             WType::Q4_1 => Weights::Q4_1(view(bytes)?),
             WType::Q5_0 => Weights::Q5_0(view(bytes)?),
             WType::Q5_1 => Weights::Q5_1(view(bytes)?),
+            WType::IQ4_NL => Weights::IQ4_NL(view(bytes)?),
             WType::Q4_K => Weights::Q4_K(view(bytes)?),
             WType::Q5_K => Weights::Q5_K(view(bytes)?),
             WType::Q6_K => Weights::Q6_K(view(bytes)?),
@@ -400,6 +403,7 @@ fn tile<const R: usize, const C: usize>(
         (Weights::Q4_1(m), Acts::Q8_1(q, nb)) => go!(m, q, nb, scalar::dot_q4_1, tile_q4_1),
         (Weights::Q5_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q5_0, tile_q5_0),
         (Weights::Q5_1(m), Acts::Q8_1(q, nb)) => go!(m, q, nb, scalar::dot_q5_1, tile_q5_1),
+        (Weights::IQ4_NL(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_iq4_nl, tile_iq4_nl),
         (Weights::Q4_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q4_k, tile_q4_k),
         (Weights::Q5_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q5_k, tile_q5_k),
         (Weights::Q6_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q6_k, tile_q6_k),
@@ -609,6 +613,7 @@ fn drive_oct(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out:
             Weights::Q8_0(m) => call!(m, oct_q8_0),
             Weights::Q4_0(m) => call!(m, oct_q4_0),
             Weights::Q5_0(m) => call!(m, oct_q5_0),
+            Weights::IQ4_NL(m) => call!(m, oct_iq4_nl),
             _ => unreachable!("row octets are for the Q8_0-activation types"),
         }
     };
@@ -836,6 +841,7 @@ fn matvec_rows(w: Weights<'_>, cols: usize, acts: Acts<'_>, r0: usize, out: &mut
         (Weights::Q4_1(m), Acts::Q8_1(q, nb)) => go!(m, q, nb, scalar::dot_q4_1, tile_q4_1),
         (Weights::Q5_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q5_0, tile_q5_0),
         (Weights::Q5_1(m), Acts::Q8_1(q, nb)) => go!(m, q, nb, scalar::dot_q5_1, tile_q5_1),
+        (Weights::IQ4_NL(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_iq4_nl, tile_iq4_nl),
         (Weights::Q4_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q4_k, tile_q4_k),
         (Weights::Q5_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q5_k, tile_q5_k),
         (Weights::Q6_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q6_k, tile_q6_k),

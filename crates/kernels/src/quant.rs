@@ -544,6 +544,69 @@ pub fn dequantize_row_q5_1(blocks: &[BlockQ5_1], out: &mut [f32]) {
 
 // ---------------------------------------------------------------- IQ4_NL
 
+/// ggml's `best_index_int8` for the 16 sorted table values: the index of
+/// the nearest value, the upper one on a tie (compared at twice the scale,
+/// where the midpoints are exact).
+#[inline]
+fn best_index_iq4nl(x: f32) -> u8 {
+    let v = &KVALUES_IQ4NL;
+    let x2 = x + x;
+    let mut idx = 0;
+    let mut step = 8;
+    while step > 0 {
+        let j = idx + step;
+        if x2 >= (i32::from(v[j - 1]) + i32::from(v[j])) as f32 {
+            idx = j;
+        }
+        step >>= 1;
+    }
+    idx as u8
+}
+
+/// Quantizes `x` (length a multiple of 32) to IQ4_NL as llama-quantize does
+/// without an importance matrix (ggml's `quantize_iq4_nl`, weights x^2,
+/// `ntry` = 7): d from the value of largest magnitude, then the best of 15
+/// scales around it by weighted least squares, then every element to its
+/// nearest table value at the stored scale.
+pub fn quantize_row_iq4_nl(x: &[f32], out: &mut [BlockIQ4NL]) {
+    const GROUP_MAX_EPS: f32 = 1e-15;
+    const NTRY: i32 = 7;
+    debug_assert_eq!(x.len(), out.len() * QK4_NL);
+    let v0 = f32::from(KVALUES_IQ4NL[0]);
+    for (blk, xs) in out.iter_mut().zip(x.chunks_exact(QK4_NL)) {
+        let (amax, max) = signed_absmax(xs);
+        let mut d = 0.0f32;
+        if amax >= GROUP_MAX_EPS {
+            // Weighted sums for the scale 1 / id: (sum w q x, sum w q^2).
+            let sums = |id: f32| {
+                let (mut sqx, mut sq2) = (0.0f32, 0.0f32);
+                for &v in xs {
+                    let q = f32::from(KVALUES_IQ4NL[usize::from(best_index_iq4nl(id * v))]);
+                    let w = v * v;
+                    sqx += w * q * v;
+                    sq2 += w * q * q;
+                }
+                (sqx, sq2)
+            };
+            let (sqx, sq2) = sums(1.0 / (-max / v0));
+            d = if sq2 > 0.0 { sqx / sq2 } else { 0.0 };
+            let mut best = d * sqx;
+            for itry in -NTRY..=NTRY {
+                let (sqx, sq2) = sums((itry as f32 + v0) / max);
+                if sq2 > 0.0 && sqx * sqx > best * sq2 {
+                    d = sqx / sq2;
+                    best = d * sqx;
+                }
+            }
+        }
+        blk.d = f32_to_f16(d);
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        for j in 0..16 {
+            blk.qs[j] = best_index_iq4nl(id * xs[j]) | (best_index_iq4nl(id * xs[j + 16]) << 4);
+        }
+    }
+}
+
 /// Dequantizes IQ4_NL blocks into `out` (ggml's `dequantize_row_iq4_nl`).
 pub fn dequantize_row_iq4_nl(blocks: &[BlockIQ4NL], out: &mut [f32]) {
     for (blk, o) in blocks.iter().zip(out.chunks_exact_mut(QK4_NL)) {

@@ -3,7 +3,7 @@
 
 use crate::half::{bf16_to_f32, f16_to_f32};
 use crate::quant::{
-    scale_min_k4, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ6Kx8,
+    scale_min_k4, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockIQ4NL, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ6Kx8,
     BlockQ8K, BlockQ8_0, BlockQ8_1,
 };
 
@@ -53,6 +53,21 @@ pub fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
         for j in 0..16 {
             isum += (i32::from(a.qs[j] & 0xF) - 8) * i32::from(b.qs[j]);
             isum += (i32::from(a.qs[j] >> 4) - 8) * i32::from(b.qs[j + 16]);
+        }
+        s += f16_to_f32(a.d) * f16_to_f32(b.d) * isum as f32;
+    }
+    s
+}
+
+/// Dot product of an IQ4_NL weight row with Q8_0 activations, in integers
+/// per block (the table values times the activations).
+pub fn dot_iq4_nl(w: &[BlockIQ4NL], x: &[BlockQ8_0]) -> f32 {
+    let kv = |q: u8| i32::from(crate::quant::KVALUES_IQ4NL[usize::from(q)]);
+    let mut s = 0.0f32;
+    for (a, b) in w.iter().zip(x) {
+        let mut isum = 0i32;
+        for j in 0..16 {
+            isum += kv(a.qs[j] & 0xF) * i32::from(b.qs[j]) + kv(a.qs[j] >> 4) * i32::from(b.qs[j + 16]);
         }
         s += f16_to_f32(a.d) * f16_to_f32(b.d) * isum as f32;
     }

@@ -224,6 +224,7 @@ pub(crate) struct AllTypes {
     pub q4_1: Vec<crate::quant::BlockQ4_1>,
     pub q5_0: Vec<crate::quant::BlockQ5_0>,
     pub q5_1: Vec<crate::quant::BlockQ5_1>,
+    pub iq4_nl: Vec<crate::quant::BlockIQ4NL>,
     pub q4_k: Vec<crate::quant::BlockQ4K>,
     pub q5_k: Vec<crate::quant::BlockQ5K>,
     pub q6_k: Vec<crate::quant::BlockQ6K>,
@@ -243,6 +244,7 @@ impl AllTypes {
             q4_1: std::vec![BlockQ4_1::default(); rows * cols / 32],
             q5_0: std::vec![BlockQ5_0::default(); rows * cols / 32],
             q5_1: std::vec![BlockQ5_1::default(); rows * cols / 32],
+            iq4_nl: std::vec![BlockIQ4NL::default(); rows * cols / 32],
             q4_k: std::vec![BlockQ4K::default(); rows * cols / 256],
             q5_k: std::vec![BlockQ5K::default(); rows * cols / 256],
             q6_k: std::vec![BlockQ6K::default(); rows * cols / 256],
@@ -253,13 +255,14 @@ impl AllTypes {
         quantize_row_q4_1(&a.f32, &mut a.q4_1);
         quantize_row_q5_0(&a.f32, &mut a.q5_0);
         quantize_row_q5_1(&a.f32, &mut a.q5_1);
+        quantize_row_iq4_nl(&a.f32, &mut a.iq4_nl);
         quantize_row_q4_k(&a.f32, &mut a.q4_k);
         quantize_row_q5_k(&a.f32, &mut a.q5_k);
         quantize_row_q6_k(&a.f32, &mut a.q6_k);
         a
     }
 
-    pub fn views(&self) -> [ops::Weights<'_>; 11] {
+    pub fn views(&self) -> [ops::Weights<'_>; 12] {
         use ops::Weights as W;
         [
             W::F32(&self.f32),
@@ -270,6 +273,7 @@ impl AllTypes {
             W::Q4_1(&self.q4_1),
             W::Q5_0(&self.q5_0),
             W::Q5_1(&self.q5_1),
+            W::IQ4_NL(&self.iq4_nl),
             W::Q4_K(&self.q4_k),
             W::Q5_K(&self.q5_k),
             W::Q6_K(&self.q6_k),

@@ -1110,3 +1110,112 @@ fn simd_q5_1_tiles_match_scalar_and_each_other() {
         });
     }
 }
+
+// ------------------------------------------------------------ IQ4_NL
+
+#[test]
+fn iq4_nl_quantizer_picks_nearest_table_values_and_a_good_scale() {
+    let mut r = Rng(51);
+    // An all-zero block: d = 0 and every index at the table's 1 (index 8).
+    let mut b = [BlockIQ4NL::default()];
+    quantize_row_iq4_nl(&[0.0; 32], &mut b);
+    assert_eq!(b[0], BlockIQ4NL { d: 0, qs: [0x88; 16] });
+    for case in 0..200 {
+        let x: Vec<f32> = (0..32).map(|_| r.normal() * 0.05 + if case % 3 == 0 { 0.02 } else { 0.0 }).collect();
+        quantize_row_iq4_nl(&x, &mut b);
+        let d = f16_to_f32(b[0].d);
+        let mut y = [0.0f32; 32];
+        dequantize_row_iq4_nl(&b, &mut y);
+        // Every element is the nearest table value at the stored scale.
+        for (j, (&v, &q)) in x.iter().zip(&y).enumerate() {
+            let best = KVALUES_IQ4NL.iter().map(|&k| (d * f32::from(k) - v).abs()).fold(f32::INFINITY, f32::min);
+            assert!((q - v).abs() <= best * (1.0 + 1e-5) + 1e-9, "case {case} element {j}: {q} for {v}");
+        }
+        // The chosen scale does at least as well (weights x^2) as the plain
+        // one from the value of largest magnitude.
+        let (_, max) = x.iter().fold((0.0f32, 0.0f32), |(a, m), &v| if v.abs() > a { (v.abs(), v) } else { (a, m) });
+        let plain = max / -127.0;
+        let err = |d: f32| -> f32 {
+            x.iter()
+                .map(|&v| {
+                    let q = KVALUES_IQ4NL.iter().map(|&k| d * f32::from(k)).fold(f32::NAN, |b, c| {
+                        if b.is_nan() || (c - v).abs() < (b - v).abs() {
+                            c
+                        } else {
+                            b
+                        }
+                    });
+                    v * v * (q - v) * (q - v)
+                })
+                .sum()
+        };
+        assert!(err(d) <= err(plain) * 1.01 + 1e-12, "case {case}: {} vs {}", err(d), err(plain));
+    }
+}
+
+#[test]
+#[allow(unused_assignments)]
+fn iq4_nl_dots_match_scalar_and_dequantized_at_every_level() {
+    let mut r = Rng(52);
+    for nb in [1usize, 2, 3, 7, 9, 16] {
+        let n = 32 * nb;
+        let cs: Vec<(Vec<f32>, Vec<f32>, Vec<BlockIQ4NL>, Vec<BlockQ8_0>)> = (0..8)
+            .map(|_| {
+                let (w, x) = (r.weights(n), (0..n).map(|_| r.normal()).collect::<Vec<f32>>());
+                let (mut wq, mut xq) = (std::vec![BlockIQ4NL::default(); nb], std::vec![BlockQ8_0::default(); nb]);
+                quantize_row_iq4_nl(&w, &mut wq);
+                quantize_row_q8_0(&x, &mut xq);
+                (w, x, wq, xq)
+            })
+            .collect();
+        let scale = |a: usize, b: usize| (dot64(&cs[a].0, &cs[a].0).sqrt() * dot64(&cs[b].1, &cs[b].1).sqrt()) as f32;
+        for (a, c) in cs.iter().enumerate() {
+            // Scalar: the integer dot per block equals the dequantized one.
+            let (mut wd, mut xd) = (std::vec![0.0f32; n], std::vec![0.0f32; n]);
+            dequantize_row_iq4_nl(&c.2, &mut wd);
+            dequantize_row_q8_0(&c.3, &mut xd);
+            let got = scalar::dot_iq4_nl(&c.2, &c.3);
+            let terms: f64 = wd.iter().zip(&xd).map(|(p, q)| f64::from((p * q).abs())).sum();
+            assert!((f64::from(got) - dot64(&wd, &xd)).abs() <= 1e-5 * terms + 1e-9, "nb={nb}");
+            assert!((f64::from(got) - dot64(&c.0, &c.1)).abs() < 0.1 * f64::from(scale(a, a)), "nb={nb}");
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            let ws: [&[BlockIQ4NL]; 4] = core::array::from_fn(|k| cs[k].2.as_slice());
+            let xs: [&[BlockQ8_0]; 4] = core::array::from_fn(|k| cs[k].3.as_slice());
+            let mut first: Option<u32> = None;
+            crate::tests::for_each_level!(|t, name| {
+                // SAFETY: for_each_level only runs levels the CPU has.
+                let t44 = unsafe { t::tile_iq4_nl::<4, 4>(ws, xs) };
+                for a in 0..4 {
+                    for b in 0..4 {
+                        // SAFETY: as above.
+                        let one = unsafe { t::tile_iq4_nl::<1, 1>([ws[a]], [xs[b]]) }[0][0];
+                        assert_eq!(t44[a][b].to_bits(), one.to_bits(), "{name} nb={nb}");
+                        let want = scalar::dot_iq4_nl(ws[a], xs[b]);
+                        assert!(close32(want, one, scale(a, b) * 4.0), "{name} nb={nb}: {want} vs {one}");
+                    }
+                }
+                match first {
+                    None => first = Some(t44[3][0].to_bits()),
+                    Some(f) => assert_eq!(f, t44[3][0].to_bits(), "{name}: differs from AVX2"),
+                }
+            });
+            if detect().best_level() >= SimdLevel::Avx512Vnni {
+                let w8: [&[BlockIQ4NL]; 8] = core::array::from_fn(|k| cs[k].2.as_slice());
+                let x8: [&[BlockQ8_0]; 8] = core::array::from_fn(|k| cs[k].3.as_slice());
+                let sums: Vec<Vec<i32>> =
+                    cs.iter().map(|c| c.3.iter().map(|b| b.qs.iter().map(|&q| i32::from(q)).sum()).collect()).collect();
+                let s8: [&[i32]; 8] = core::array::from_fn(|k| sums[k].as_slice());
+                // SAFETY: VNNI checked above.
+                let o = unsafe { crate::avx512::oct_iq4_nl::<8>(w8, x8, s8) };
+                for c in 0..8 {
+                    for k in 0..8 {
+                        let want = scalar::dot_iq4_nl(w8[k], x8[c]);
+                        assert!(close32(want, o[c][k], scale(k, c) * 4.0), "oct nb={nb}: {want} vs {}", o[c][k]);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -35,6 +35,7 @@ pub enum WType {
     Q4_1,
     Q5_0,
     Q5_1,
+    IQ4_NL,
     Q4_K,
     Q5_K,
     Q6_K,
@@ -118,7 +119,7 @@ macro_rules! quant_entry {
 }
 
 /// The table, in [`WType`] order (checked at compile time).
-pub static TYPES: [TypeInfo; 11] = [
+pub static TYPES: [TypeInfo; 12] = [
     TypeInfo {
         ty: WType::F32,
         name: "F32",
@@ -204,6 +205,16 @@ pub static TYPES: [TypeInfo; 11] = [
         Q8_1,
         quant::dequantize_row_q5_1,
         Some(|x, o| quantize_into(x, o, quant::quantize_row_q5_1)),
+        None
+    ),
+    quant_entry!(
+        IQ4_NL,
+        BlockIQ4NL,
+        QK4_NL,
+        20,
+        Q8_0,
+        quant::dequantize_row_iq4_nl,
+        Some(|x, o| quantize_into(x, o, quant::quantize_row_iq4_nl)),
         None
     ),
     quant_entry!(
@@ -307,7 +318,7 @@ mod tests {
     #[test]
     fn table_sizes_ids_and_names_are_ggmls() {
         // ggml's block sizes and type sizes (ggml.c type_traits), by id.
-        let ggml: [(u32, &str, usize, usize); 11] = [
+        let ggml: [(u32, &str, usize, usize); 12] = [
             (0, "F32", 1, 4),
             (1, "F16", 1, 2),
             (30, "BF16", 1, 2),
@@ -316,6 +327,7 @@ mod tests {
             (3, "Q4_1", 32, 20),
             (6, "Q5_0", 32, 22),
             (7, "Q5_1", 32, 24),
+            (20, "IQ4_NL", 32, 18),
             (12, "Q4_K", 256, 144),
             (13, "Q5_K", 256, 176),
             (14, "Q6_K", 256, 210),
