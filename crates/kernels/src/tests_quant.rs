@@ -1159,7 +1159,8 @@ fn iq4_nl_dots_match_scalar_and_dequantized_at_every_level() {
     let mut r = Rng(52);
     for nb in [1usize, 2, 3, 7, 9, 16] {
         let n = 32 * nb;
-        let cs: Vec<(Vec<f32>, Vec<f32>, Vec<BlockIQ4NL>, Vec<BlockQ8_0>)> = (0..8)
+        type Nl = (Vec<f32>, Vec<f32>, Vec<BlockIQ4NL>, Vec<BlockQ8_0>);
+        let cs: Vec<Nl> = (0..8)
             .map(|_| {
                 let (w, x) = (r.weights(n), (0..n).map(|_| r.normal()).collect::<Vec<f32>>());
                 let (mut wq, mut xq) = (std::vec![BlockIQ4NL::default(); nb], std::vec![BlockQ8_0::default(); nb]);
