@@ -7,7 +7,7 @@ use crate::cast::{bytes_of, view};
 use crate::cpu::{level, SimdLevel};
 use crate::exec::Executor;
 use crate::quant::{
-    self, BlockIQ4NL, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ6Kx8, BlockQ8K,
+    self, BlockIQ4NL, BlockIQ4XS, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ6Kx8, BlockQ8K,
     BlockQ8_0, BlockQ8_1, QK8_0, QK8_1, QK_K,
 };
 use crate::scalar;
@@ -30,6 +30,9 @@ pub enum Weights<'a> {
     Q5_0(&'a [BlockQ5_0]),
     Q5_1(&'a [BlockQ5_1]),
     IQ4_NL(&'a [BlockIQ4NL]),
+    Q2_K(&'a [BlockQ2K]),
+    Q3_K(&'a [BlockQ3K]),
+    IQ4_XS(&'a [BlockIQ4XS]),
     Q4_K(&'a [BlockQ4K]),
     /// Q4_K repacked into row octets ([`BlockQ4Kx8`]), as [`Weights::Q4_0x8`].
     Q4_Kx8(&'a [BlockQ4Kx8]),
@@ -77,6 +80,9 @@ impl<'a> Weights<'a> {
             Weights::Q5_0(m) => (WType::Q5_0, false, bytes_of(m)),
             Weights::Q5_1(m) => (WType::Q5_1, false, bytes_of(m)),
             Weights::IQ4_NL(m) => (WType::IQ4_NL, false, bytes_of(m)),
+            Weights::Q2_K(m) => (WType::Q2_K, false, bytes_of(m)),
+            Weights::Q3_K(m) => (WType::Q3_K, false, bytes_of(m)),
+            Weights::IQ4_XS(m) => (WType::IQ4_XS, false, bytes_of(m)),
             Weights::Q4_K(m) => (WType::Q4_K, false, bytes_of(m)),
             Weights::Q4_Kx8(m) => (WType::Q4_K, true, bytes_of(m)),
             Weights::Q5_K(m) => (WType::Q5_K, false, bytes_of(m)),
@@ -107,6 +113,9 @@ impl<'a> Weights<'a> {
             WType::Q5_0 => Weights::Q5_0(view(bytes)?),
             WType::Q5_1 => Weights::Q5_1(view(bytes)?),
             WType::IQ4_NL => Weights::IQ4_NL(view(bytes)?),
+            WType::Q2_K => Weights::Q2_K(view(bytes)?),
+            WType::Q3_K => Weights::Q3_K(view(bytes)?),
+            WType::IQ4_XS => Weights::IQ4_XS(view(bytes)?),
             WType::Q4_K => Weights::Q4_K(view(bytes)?),
             WType::Q5_K => Weights::Q5_K(view(bytes)?),
             WType::Q6_K => Weights::Q6_K(view(bytes)?),
@@ -404,6 +413,9 @@ fn tile<const R: usize, const C: usize>(
         (Weights::Q5_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q5_0, tile_q5_0),
         (Weights::Q5_1(m), Acts::Q8_1(q, nb)) => go!(m, q, nb, scalar::dot_q5_1, tile_q5_1),
         (Weights::IQ4_NL(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_iq4_nl, tile_iq4_nl),
+        (Weights::Q2_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q2_k, tile_q2_k),
+        (Weights::Q3_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q3_k, tile_q3_k),
+        (Weights::IQ4_XS(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_iq4_xs, tile_iq4_xs),
         (Weights::Q4_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q4_k, tile_q4_k),
         (Weights::Q5_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q5_k, tile_q5_k),
         (Weights::Q6_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q6_k, tile_q6_k),
@@ -842,6 +854,9 @@ fn matvec_rows(w: Weights<'_>, cols: usize, acts: Acts<'_>, r0: usize, out: &mut
         (Weights::Q5_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q5_0, tile_q5_0),
         (Weights::Q5_1(m), Acts::Q8_1(q, nb)) => go!(m, q, nb, scalar::dot_q5_1, tile_q5_1),
         (Weights::IQ4_NL(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_iq4_nl, tile_iq4_nl),
+        (Weights::Q2_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q2_k, tile_q2_k),
+        (Weights::Q3_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q3_k, tile_q3_k),
+        (Weights::IQ4_XS(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_iq4_xs, tile_iq4_xs),
         (Weights::Q4_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q4_k, tile_q4_k),
         (Weights::Q5_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q5_k, tile_q5_k),
         (Weights::Q6_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q6_k, tile_q6_k),

@@ -1220,3 +1220,136 @@ fn iq4_nl_dots_match_scalar_and_dequantized_at_every_level() {
         }
     }
 }
+
+// ------------------------------------------------------------ Q2_K, Q3_K, IQ4_XS
+
+/// `n` blocks of random bytes, then `fix` (which sets sane f16 scales).
+fn random_blocks<T: crate::cast::Pod>(r: &mut Rng, n: usize, fix: impl Fn(&mut T, &mut Rng)) -> Vec<T> {
+    let size = core::mem::size_of::<T>();
+    (0..n)
+        .map(|_| {
+            let bytes: Vec<u8> = (0..size).map(|_| r.u32() as u8).collect();
+            let mut b: T = crate::cast::read_pod(&bytes);
+            fix(&mut b, r);
+            b
+        })
+        .collect()
+}
+
+/// A random f16 with magnitude in [lo, 2 lo), of either sign if `signed`.
+fn f16_scale(r: &mut Rng, lo: f32, signed: bool) -> u16 {
+    let v = lo * (1.0 + r.uniform().abs());
+    f32_to_f16(if signed && r.u32() % 2 == 0 { -v } else { v })
+}
+
+/// Random Q2_K, Q3_K and IQ4_XS rows of `nb` super-blocks.
+fn k_rows(r: &mut Rng, nb: usize) -> (Vec<BlockQ2K>, Vec<BlockQ3K>, Vec<BlockIQ4XS>) {
+    (
+        random_blocks(r, nb, |b: &mut BlockQ2K, r| {
+            b.d = f16_scale(r, 0.01, false);
+            b.dmin = f16_scale(r, 0.01, false);
+        }),
+        random_blocks(r, nb, |b: &mut BlockQ3K, r| b.d = f16_scale(r, 0.002, true)),
+        random_blocks(r, nb, |b: &mut BlockIQ4XS, r| b.d = f16_scale(r, 0.001, true)),
+    )
+}
+
+#[test]
+fn q2_k_q3_k_iq4_xs_scalar_dots_equal_dequantized_dots() {
+    let mut r = Rng(61);
+    for nb in [1usize, 2, 3, 5] {
+        let n = 256 * nb;
+        let (w2, w3, wx) = k_rows(&mut r, nb);
+        let x: Vec<f32> = (0..n).map(|_| r.normal()).collect();
+        let mut xq = std::vec![BlockQ8K::default(); nb];
+        quantize_row_q8_k(&x, &mut xq);
+        let mut xd = std::vec![0.0f32; n];
+        dequantize_row_q8_k(&xq, &mut xd);
+        let mut wd = std::vec![0.0f32; n];
+        // Integer sums are exact; only the float terms per super-block round.
+        let tol = |w: &[f32]| 1e-5 * w.iter().zip(&xd).map(|(a, b)| f64::from((a * b).abs())).sum::<f64>() + 1e-9;
+        dequantize_row_q2_k(&w2, &mut wd);
+        let got = f64::from(scalar::dot_q2_k(&w2, &xq));
+        assert!((got - dot64(&wd, &xd)).abs() <= tol(&wd), "q2_k nb={nb}: {got} vs {}", dot64(&wd, &xd));
+        dequantize_row_q3_k(&w3, &mut wd);
+        let got = f64::from(scalar::dot_q3_k(&w3, &xq));
+        assert!((got - dot64(&wd, &xd)).abs() <= tol(&wd), "q3_k nb={nb}: {got} vs {}", dot64(&wd, &xd));
+        dequantize_row_iq4_xs(&wx, &mut wd);
+        let got = f64::from(scalar::dot_iq4_xs(&wx, &xq));
+        assert!((got - dot64(&wd, &xd)).abs() <= tol(&wd), "iq4_xs nb={nb}: {got} vs {}", dot64(&wd, &xd));
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn q2_k_q3_k_iq4_xs_tiles_are_bit_identical_to_scalar() {
+    let mut r = Rng(62);
+    for nb in [1usize, 2, 3, 7] {
+        let rows: Vec<_> = (0..4).map(|_| k_rows(&mut r, nb)).collect();
+        let acts: Vec<Vec<BlockQ8K>> = (0..4)
+            .map(|_| {
+                let x: Vec<f32> = (0..256 * nb).map(|_| r.normal()).collect();
+                let mut q = std::vec![BlockQ8K::default(); nb];
+                quantize_row_q8_k(&x, &mut q);
+                q
+            })
+            .collect();
+        let xs: [&[BlockQ8K]; 4] = core::array::from_fn(|k| acts[k].as_slice());
+        macro_rules! check {
+            ($t:ident, $name:expr, $f:ident, $field:tt, $scalar:path) => {{
+                let ws: [&[_]; 4] = core::array::from_fn(|k| rows[k].$field.as_slice());
+                // SAFETY: for_each_level only runs levels the CPU has.
+                let t44 = unsafe { $t::$f::<4, 4>(ws, xs) };
+                // SAFETY: as above.
+                let t18 = unsafe { $t::$f::<1, 4>([ws[2]], xs) };
+                for a in 0..4 {
+                    for b in 0..4 {
+                        let want = $scalar(ws[a], xs[b]).to_bits();
+                        assert_eq!(t44[a][b].to_bits(), want, "{} {} nb={nb} [{a}][{b}]", $name, stringify!($f));
+                        if a == 2 {
+                            assert_eq!(t18[0][b].to_bits(), want, "{} {} 1x4", $name, stringify!($f));
+                        }
+                    }
+                }
+            }};
+        }
+        crate::tests::for_each_level!(|t, name| {
+            check!(t, name, tile_q2_k, 0, scalar::dot_q2_k);
+            check!(t, name, tile_q3_k, 1, scalar::dot_q3_k);
+            check!(t, name, tile_iq4_xs, 2, scalar::dot_iq4_xs);
+        });
+    }
+}
+
+#[test]
+fn q2_k_q3_k_iq4_xs_matmul_equals_matvec() {
+    use crate::ops::{self, Weights};
+    let mut r = Rng(63);
+    let (rows, nb) = (19, 2);
+    let cols = 256 * nb;
+    let ms: Vec<_> = (0..rows).map(|_| k_rows(&mut r, nb)).collect();
+    let w2: Vec<BlockQ2K> = ms.iter().flat_map(|m| m.0.clone()).collect();
+    let w3: Vec<BlockQ3K> = ms.iter().flat_map(|m| m.1.clone()).collect();
+    let wx: Vec<BlockIQ4XS> = ms.iter().flat_map(|m| m.2.clone()).collect();
+    let n = 5;
+    let xs: Vec<f32> = (0..n * cols).map(|_| r.normal()).collect();
+    let mut scratch = ops::ActScratch::new(cols, n);
+    for w in [Weights::Q2_K(&w2), Weights::Q3_K(&w3), Weights::IQ4_XS(&wx)] {
+        let mut mm = std::vec![0.0f32; n * rows];
+        ops::matmul(&crate::exec::Serial, w, cols, &xs, n, &mut scratch, &mut mm);
+        for j in 0..n {
+            let x = &xs[j * cols..(j + 1) * cols];
+            let mut mv = std::vec![0.0f32; rows];
+            ops::matvec(&crate::exec::Serial, w, cols, x, &mut scratch, &mut mv);
+            let mut row = std::vec![0.0f32; cols];
+            for (i, (&a, &b)) in mv.iter().zip(&mm[j * rows..(j + 1) * rows]).enumerate() {
+                assert_eq!(a.to_bits(), b.to_bits(), "{} act {j} row {i}", w.type_name());
+                // And near the dequantized row's f64 dot (activations rounded to Q8_K).
+                ops::dequantize_row(w, i, cols, &mut row);
+                let exact = dot64(&row, x);
+                let size: f64 = row.iter().zip(x).map(|(p, q)| f64::from((p * q).abs())).sum();
+                assert!((f64::from(a) - exact).abs() <= 0.02 * size + 1e-6, "{} row {i}: {a} vs {exact}", w.type_name());
+            }
+        }
+    }
+}

@@ -36,6 +36,9 @@ pub enum WType {
     Q5_0,
     Q5_1,
     IQ4_NL,
+    Q2_K,
+    Q3_K,
+    IQ4_XS,
     Q4_K,
     Q5_K,
     Q6_K,
@@ -119,7 +122,7 @@ macro_rules! quant_entry {
 }
 
 /// The table, in [`WType`] order (checked at compile time).
-pub static TYPES: [TypeInfo; 12] = [
+pub static TYPES: [TypeInfo; 15] = [
     TypeInfo {
         ty: WType::F32,
         name: "F32",
@@ -217,6 +220,9 @@ pub static TYPES: [TypeInfo; 12] = [
         Some(|x, o| quantize_into(x, o, quant::quantize_row_iq4_nl)),
         None
     ),
+    quant_entry!(Q2_K, BlockQ2K, QK_K, 10, Q8_K, quant::dequantize_row_q2_k, None, None),
+    quant_entry!(Q3_K, BlockQ3K, QK_K, 11, Q8_K, quant::dequantize_row_q3_k, None, None),
+    quant_entry!(IQ4_XS, BlockIQ4XS, QK_K, 23, Q8_K, quant::dequantize_row_iq4_xs, None, None),
     quant_entry!(
         Q4_K,
         BlockQ4K,
@@ -318,7 +324,7 @@ mod tests {
     #[test]
     fn table_sizes_ids_and_names_are_ggmls() {
         // ggml's block sizes and type sizes (ggml.c type_traits), by id.
-        let ggml: [(u32, &str, usize, usize); 12] = [
+        let ggml: [(u32, &str, usize, usize); 15] = [
             (0, "F32", 1, 4),
             (1, "F16", 1, 2),
             (30, "BF16", 1, 2),
@@ -328,6 +334,9 @@ mod tests {
             (6, "Q5_0", 32, 22),
             (7, "Q5_1", 32, 24),
             (20, "IQ4_NL", 32, 18),
+            (10, "Q2_K", 256, 84),
+            (11, "Q3_K", 256, 110),
+            (23, "IQ4_XS", 256, 136),
             (12, "Q4_K", 256, 144),
             (13, "Q5_K", 256, 176),
             (14, "Q6_K", 256, 210),
@@ -351,7 +360,8 @@ mod tests {
             let n = t.bytes(x.len()).unwrap();
             // One byte in, so that the blocks are not aligned.
             let mut buf = alloc::vec![0u8; n + 1];
-            (info.quantize.unwrap())(&x, &mut buf[1..]);
+            let Some(quantize) = info.quantize else { continue };
+            quantize(&x, &mut buf[1..]);
             let mut a = alloc::vec![0.0f32; x.len()];
             (info.dequantize)(&buf[1..], &mut a);
             let aligned = buf[1..].to_vec();
