@@ -1239,7 +1239,7 @@ fn random_blocks<T: crate::cast::Pod>(r: &mut Rng, n: usize, fix: impl Fn(&mut T
 /// A random f16 with magnitude in [lo, 2 lo), of either sign if `signed`.
 fn f16_scale(r: &mut Rng, lo: f32, signed: bool) -> u16 {
     let v = lo * (1.0 + r.uniform().abs());
-    f32_to_f16(if signed && r.u32() % 2 == 0 { -v } else { v })
+    f32_to_f16(if signed && r.u32().is_multiple_of(2) { -v } else { v })
 }
 
 /// Random Q2_K, Q3_K and IQ4_XS rows of `nb` super-blocks.
