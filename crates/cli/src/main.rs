@@ -104,9 +104,9 @@ struct PullArgs {
     /// Also put the result here (a file, or a folder to put it in).
     #[arg(short, long)]
     output: Option<PathBuf>,
-    /// Storage type for the matrices when a checkpoint is converted.
-    #[arg(long, value_enum, default_value = "f16")]
-    r#type: ConvertType,
+    /// Storage type for the matrices when a checkpoint is converted: f32 or f16.
+    #[arg(long, default_value = "f16", value_parser = parse_quant_type)]
+    r#type: engine::quantize::QuantType,
 }
 
 #[derive(Args)]
@@ -116,8 +116,8 @@ struct QuantizeArgs {
     /// The GGUF file to write.
     #[arg(short, long)]
     output: PathBuf,
-    /// Target: q8_0, q4_0, q4_1, q4_k_m, q6_k, f16 or f32.
-    #[arg(long, value_parser = |s: &str| engine::quantize::QuantType::parse(s).ok_or_else(|| format!("unknown type '{s}'")))]
+    /// Target: q8_0, q4_0, q4_1, q5_1, q4_k_m, q6_k, f16 or f32.
+    #[arg(long, value_parser = parse_quant_type)]
     r#type: engine::quantize::QuantType,
     /// Threads (default: all cores).
     #[arg(short, long)]
@@ -131,25 +131,18 @@ struct ConvertArgs {
     /// The GGUF file to write.
     #[arg(short, long)]
     output: PathBuf,
-    /// Storage type for the matrices.
-    #[arg(long, value_enum, default_value = "f32")]
-    r#type: ConvertType,
+    /// Storage type for the matrices: f32, f16, or a `lbm quantize` type.
+    #[arg(long, default_value = "f32", value_parser = parse_quant_type)]
+    r#type: engine::quantize::QuantType,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum ConvertType {
-    F32,
-    F16,
-    #[value(name = "q8_0")]
-    Q8_0,
-    #[value(name = "q4_0")]
-    Q4_0,
-    #[value(name = "q4_1")]
-    Q4_1,
-    #[value(name = "q4_k_m")]
-    Q4KM,
-    #[value(name = "q6_k")]
-    Q6K,
+/// A file type of `lbm quantize` (and `convert`, `pull`) by name, any case.
+fn parse_quant_type(s: &str) -> std::result::Result<engine::quantize::QuantType, String> {
+    use engine::quantize::QuantType;
+    QuantType::parse(s).ok_or_else(|| {
+        let names: Vec<String> = QuantType::ALL.iter().map(|t| t.name().to_ascii_lowercase()).collect();
+        format!("unknown type '{s}' (one of {})", names.join(", "))
+    })
 }
 
 #[derive(Args)]
@@ -698,13 +691,9 @@ fn run() -> Result<()> {
         Cmd::Convert(a) => {
             use engine::quantize::QuantType;
             let (ty, quant) = match a.r#type {
-                ConvertType::F32 => (lbm::convert::OutType::F32, None),
-                ConvertType::F16 => (lbm::convert::OutType::F16, None),
-                ConvertType::Q8_0 => (lbm::convert::OutType::F32, Some(QuantType::Q8_0)),
-                ConvertType::Q4_0 => (lbm::convert::OutType::F32, Some(QuantType::Q4_0)),
-                ConvertType::Q4_1 => (lbm::convert::OutType::F32, Some(QuantType::Q4_1)),
-                ConvertType::Q4KM => (lbm::convert::OutType::F32, Some(QuantType::Q4_K_M)),
-                ConvertType::Q6K => (lbm::convert::OutType::F32, Some(QuantType::Q6_K)),
+                QuantType::F32 => (lbm::convert::OutType::F32, None),
+                QuantType::F16 => (lbm::convert::OutType::F16, None),
+                q => (lbm::convert::OutType::F32, Some(q)),
             };
             match quant {
                 None => {
@@ -732,8 +721,8 @@ fn run() -> Result<()> {
                 opts.cache = c;
             }
             opts.ty = match a.r#type {
-                ConvertType::F32 => lbm::convert::OutType::F32,
-                ConvertType::F16 => lbm::convert::OutType::F16,
+                engine::quantize::QuantType::F32 => lbm::convert::OutType::F32,
+                engine::quantize::QuantType::F16 => lbm::convert::OutType::F16,
                 _ => bail!("lbm pull converts checkpoints to f32 or f16; quantize the result with `lbm quantize`"),
             };
             let mut bar = lbm::pull::StderrProgress::new();

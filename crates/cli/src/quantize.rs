@@ -1,4 +1,4 @@
-//! `lbm quantize`: a GGUF file to Q8_0, Q4_0, Q4_1, Q4_K_M, Q6_K, F16 or F32, with
+//! `lbm quantize`: a GGUF file to Q8_0, Q4_0, Q4_1, Q5_1, Q4_K_M, Q6_K, F16 or F32, with
 //! llama.cpp's choice of type per tensor (see `engine::quantize`).
 
 use std::io::Write;

@@ -5,7 +5,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use crate::gguf::{GgmlType, Gguf, TensorInfo};
+use crate::gguf::{Gguf, TensorInfo};
 use crate::load::{Blob, ModelSummary};
 use crate::model::{Arch, Config, DType, FfnKind, Layer, Model, Norm, NormKind, Tensor, Weights};
 use crate::tokenizer::{bpe, spm, Tokenizer};
@@ -95,19 +95,8 @@ pub fn config(g: &Gguf) -> Result<Config> {
 }
 
 fn dtype(t: &TensorInfo) -> Result<DType> {
-    match t.ty {
-        GgmlType::F32 => Ok(DType::F32),
-        GgmlType::F16 => Ok(DType::F16),
-        GgmlType::BF16 => Ok(DType::BF16),
-        GgmlType::Q8_0 => Ok(DType::Q8_0),
-        GgmlType::Q4_0 => Ok(DType::Q4_0),
-        GgmlType::Q4_1 => Ok(DType::Q4_1),
-        GgmlType::Q5_0 => Ok(DType::Q5_0),
-        GgmlType::Q4_K => Ok(DType::Q4_K),
-        GgmlType::Q5_K => Ok(DType::Q5_K),
-        GgmlType::Q6_K => Ok(DType::Q6_K),
-        other => Err(Error::UnsupportedTensorType { name: t.name.clone(), ty: other.name().to_string() }),
-    }
+    DType::from_gguf_id(t.ty.id())
+        .ok_or_else(|| Error::UnsupportedTensorType { name: t.name.clone(), ty: t.ty.name().to_string() })
 }
 
 /// Header-only summary for menus.

@@ -16,9 +16,9 @@
 //!   `use_more_bits` picks (the first and last eighth, and every third layer
 //!   in between), fused `attn_qkv.weight` gets Q5_K, everything else Q4_K.
 //! - A row length that is not a multiple of the chosen type's block falls
-//!   back: Q4_K to Q5_0, Q6_K to Q8_0, Q5_K to Q5_1 (here Q5_0: Q5_1 is not
-//!   implemented; the only deviation), and then to F16 if even that does not
-//!   fit. Q8_0, Q4_0 and Q4_1 rows that are not whole blocks are an error, as in
+//!   back: Q4_K to Q5_0, Q6_K to Q8_0, Q5_K to Q5_1, and then to F16 if even
+//!   that does not fit. Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 rows that are not
+//!   whole blocks are an error, as in
 //!   llama.cpp.
 //!
 //! Tensors are written in llama.cpp's order (non-layer tensors, then layer by
@@ -29,11 +29,9 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use kernels::cast::{bytes_of, Pod};
 use kernels::exec::{Executor, Serial};
-use kernels::half::{bf16_to_f32, f16_to_f32, f32_to_f16};
+use kernels::half::{bf16_to_f32, f16_to_f32};
 use kernels::ops::par_chunks_mut;
-use kernels::quant;
 
 use crate::gguf::{GgmlType, Gguf, GgufWriter, TensorInfo, Value};
 use crate::{Error, Result};
@@ -47,64 +45,60 @@ pub enum QuantType {
     Q8_0,
     Q4_0,
     Q4_1,
+    Q5_1,
     Q4_K_M,
     Q6_K,
 }
 
+/// One row per file type: (type, llama.cpp's name, `general.file_type`
+/// (llama.cpp's `llama_ftype`), the type most matrices get). Adding a
+/// single-type file type is a row here (its weight type's quantizer comes
+/// from the kernels' table, `kernels::types`).
+const FILE_TYPES: [(QuantType, &str, u32, GgmlType); 8] = [
+    (QuantType::F32, "F32", 0, GgmlType::F32),
+    (QuantType::F16, "F16", 1, GgmlType::F16),
+    (QuantType::Q8_0, "Q8_0", 7, GgmlType::Q8_0),
+    (QuantType::Q4_0, "Q4_0", 2, GgmlType::Q4_0),
+    (QuantType::Q4_1, "Q4_1", 3, GgmlType::Q4_1),
+    (QuantType::Q5_1, "Q5_1", 9, GgmlType::Q5_1),
+    (QuantType::Q4_K_M, "Q4_K_M", 15, GgmlType::Q4_K),
+    (QuantType::Q6_K, "Q6_K", 18, GgmlType::Q6_K),
+];
+
 impl QuantType {
     /// Every type, for help texts.
-    pub const ALL: [QuantType; 7] = [
-        QuantType::F32,
-        QuantType::F16,
-        QuantType::Q8_0,
-        QuantType::Q4_0,
-        QuantType::Q4_1,
-        QuantType::Q4_K_M,
-        QuantType::Q6_K,
-    ];
+    pub const ALL: [QuantType; FILE_TYPES.len()] = {
+        let mut all = [QuantType::F32; FILE_TYPES.len()];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = FILE_TYPES[i].0;
+            i += 1;
+        }
+        all
+    };
 
     /// Parses a name such as "q4_k_m" or "Q8_0" (case-insensitive).
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(s))
     }
 
+    fn row(self) -> &'static (QuantType, &'static str, u32, GgmlType) {
+        FILE_TYPES.iter().find(|r| r.0 == self).expect("every file type has a row")
+    }
+
     /// The name llama.cpp uses.
     pub fn name(self) -> &'static str {
-        match self {
-            QuantType::F32 => "F32",
-            QuantType::F16 => "F16",
-            QuantType::Q8_0 => "Q8_0",
-            QuantType::Q4_0 => "Q4_0",
-            QuantType::Q4_1 => "Q4_1",
-            QuantType::Q4_K_M => "Q4_K_M",
-            QuantType::Q6_K => "Q6_K",
-        }
+        self.row().1
     }
 
     /// The `general.file_type` value (llama.cpp's `llama_ftype`).
     pub fn file_type(self) -> u32 {
-        match self {
-            QuantType::F32 => 0,
-            QuantType::F16 => 1,
-            QuantType::Q4_0 => 2,
-            QuantType::Q4_1 => 3,
-            QuantType::Q8_0 => 7,
-            QuantType::Q4_K_M => 15,
-            QuantType::Q6_K => 18,
-        }
+        self.row().2
     }
 
     /// The type most matrices get.
     fn default_type(self) -> GgmlType {
-        match self {
-            QuantType::F32 => GgmlType::F32,
-            QuantType::F16 => GgmlType::F16,
-            QuantType::Q8_0 => GgmlType::Q8_0,
-            QuantType::Q4_0 => GgmlType::Q4_0,
-            QuantType::Q4_1 => GgmlType::Q4_1,
-            QuantType::Q4_K_M => GgmlType::Q4_K,
-            QuantType::Q6_K => GgmlType::Q6_K,
-        }
+        self.row().3
     }
 
     fn is_quantized(self) -> bool {
@@ -235,8 +229,7 @@ impl Chooser {
         if !nx.is_multiple_of(t.block_size()) {
             t = match t {
                 GgmlType::Q4_K => GgmlType::Q5_0,
-                // llama.cpp falls back to Q5_1, which we do not have.
-                GgmlType::Q5_K => GgmlType::Q5_0,
+                GgmlType::Q5_K => GgmlType::Q5_1,
                 GgmlType::Q6_K => GgmlType::Q8_0,
                 other => {
                     return Err(Error::invalid(
@@ -317,32 +310,27 @@ fn to_f32(t: &TensorInfo, data: &[u8]) -> Result<Vec<f32>> {
     Ok(v)
 }
 
-/// Quantizes `x` into blocks of `bs` values with `f`, in parallel pieces.
-fn blocks<T: Pod + Default + Send>(exec: &dyn Executor, x: &[f32], bs: usize, f: fn(&[f32], &mut [T])) -> Vec<u8> {
-    let mut v = alloc::vec![T::default(); x.len() / bs];
+/// `x` as the bytes of a tensor of type `to`, with the reference quantizer
+/// of the kernels' table of types, in parallel pieces of whole blocks.
+pub fn encode(exec: &dyn Executor, x: &[f32], to: GgmlType) -> Result<Vec<u8>> {
+    let unsupported = || Error::invalid("quantization type", format!("{} is not supported", to.name()));
+    let info = to.weight_type().ok_or_else(unsupported)?.info();
+    let quantize = info.quantize.ok_or_else(unsupported)?;
+    let (bs, bb) = (info.block_size, info.block_bytes);
+    if !x.len().is_multiple_of(bs) {
+        return Err(Error::invalid("quantization", format!("{} values are not whole {} blocks", x.len(), info.name)));
+    }
+    let n = x.len() / bs * bb;
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| Error::OutOfMemory { what: format!("{} tensor", info.name), bytes: n as u64 })?;
+    v.resize(n, 0u8);
     // Pieces of about 64K values keep every thread busy without much overhead.
     let per = (65536 / bs).max(1);
-    par_chunks_mut(exec, &mut v, per, &|i, piece| {
+    par_chunks_mut(exec, &mut v, per * bb, &|i, piece| {
         let start = i * per * bs;
-        f(&x[start..start + piece.len() * bs], piece)
+        quantize(&x[start..start + piece.len() / bb * bs], piece)
     });
-    bytes_of(&v).to_vec()
-}
-
-/// `x` as the bytes of a tensor of type `to`.
-pub fn encode(exec: &dyn Executor, x: &[f32], to: GgmlType) -> Result<Vec<u8>> {
-    Ok(match to {
-        GgmlType::F32 => bytes_of(x).to_vec(),
-        GgmlType::F16 => x.iter().flat_map(|&v| f32_to_f16(v).to_le_bytes()).collect(),
-        GgmlType::Q8_0 => blocks(exec, x, quant::QK8_0, quant::quantize_row_q8_0),
-        GgmlType::Q4_0 => blocks(exec, x, quant::QK4_0, quant::quantize_row_q4_0),
-        GgmlType::Q4_1 => blocks(exec, x, quant::QK4_1, quant::quantize_row_q4_1),
-        GgmlType::Q5_0 => blocks(exec, x, quant::QK5_0, quant::quantize_row_q5_0),
-        GgmlType::Q4_K => blocks(exec, x, quant::QK_K, quant::quantize_row_q4_k),
-        GgmlType::Q5_K => blocks(exec, x, quant::QK_K, quant::quantize_row_q5_k),
-        GgmlType::Q6_K => blocks(exec, x, quant::QK_K, quant::quantize_row_q6_k),
-        other => return Err(Error::invalid("quantization type", format!("{} is not supported", other.name()))),
-    })
+    Ok(v)
 }
 
 /// Quantizes a GGUF model file (single-threaded); see the module docs.
@@ -417,10 +405,24 @@ mod tests {
     }
 
     #[test]
+    fn q5_k_falls_back_to_q5_1_like_llama_cpp() {
+        // Fused QKV gets Q5_K in Q4_K_M; rows of 96 are not whole super-blocks.
+        let dims = [96u64, 288];
+        let t = [TensorSpec { name: "blk.0.attn_qkv.weight", dims: &dims, ty: GgmlType::F32 }];
+        let p = plan_tensors(&t, 1, QuantType::Q4_K_M).unwrap();
+        assert_eq!(p[0].to, GgmlType::Q5_1);
+        // Rows that are not whole 32-blocks either go to F16.
+        let dims = [80u64, 240];
+        let t = [TensorSpec { name: "blk.0.attn_qkv.weight", dims: &dims, ty: GgmlType::F32 }];
+        assert_eq!(plan_tensors(&t, 1, QuantType::Q4_K_M).unwrap()[0].to, GgmlType::F16);
+    }
+
+    #[test]
     fn type_names_parse() {
         assert_eq!(QuantType::parse("q4_k_m"), Some(QuantType::Q4_K_M));
         assert_eq!(QuantType::parse("Q8_0"), Some(QuantType::Q8_0));
         assert_eq!(QuantType::parse("q4_1"), Some(QuantType::Q4_1));
+        assert_eq!(QuantType::parse("Q5_1").map(QuantType::file_type), Some(9));
         assert_eq!(QuantType::parse("q3_k"), None);
     }
 }

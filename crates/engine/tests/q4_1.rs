@@ -1,5 +1,5 @@
-//! Q4_1 weights (GGUF type 3): a Q4_1 model computes what its weights
-//! dequantized to F32 compute, and a real Q4_1 file (SmolLM2-135M-Instruct,
+//! Q4_1 and Q5_1 weights (GGUF types 3 and 7): a Q4_1 or Q5_1 model
+//! computes what its weights dequantized to F32 compute, and a real Q4_1 file (SmolLM2-135M-Instruct,
 //! as published) loads, runs and continues a prompt as llama.cpp does.
 
 mod common;
@@ -8,44 +8,37 @@ use engine::gguf::{GgmlType, Gguf, GgufWriter};
 use engine::load::load_model;
 use engine::model::Session;
 use engine::quantize::{quantize_gguf, QuantType};
-use kernels::cast::view;
 use kernels::exec::Serial;
 use kernels::ops::{dequantize_row, Weights};
 
 const SMOLLM2: &str = "testdata/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 
-/// The file with every Q4_1, Q6_K and Q8_0 tensor dequantized to F32.
-fn dequantized(file: &[u8]) -> (Vec<u8>, usize) {
+/// The file with every quantized tensor dequantized to F32, and the
+/// number of tensors of type `main`.
+fn dequantized(file: &[u8], main: GgmlType) -> (Vec<u8>, usize) {
     let g = Gguf::parse(file, file.len() as u64).unwrap();
     let mut w = GgufWriter::new();
     for (k, v) in &g.metadata {
         w.add_kv(k, v.clone());
     }
-    let mut n_q4_1 = 0;
+    let mut n_main = 0;
     for t in &g.tensors {
         let data = g.tensor_data(file, &t.name).unwrap();
         let cols = t.dims[0] as usize;
         let rows = t.dims.iter().skip(1).product::<u64>() as usize;
-        let wts = match t.ty {
-            GgmlType::F32 => {
-                w.add_tensor(&t.name, &t.dims, t.ty, data.to_vec()).unwrap();
-                continue;
-            }
-            GgmlType::Q4_1 => {
-                n_q4_1 += 1;
-                Weights::Q4_1(view(data).unwrap())
-            }
-            GgmlType::Q8_0 => Weights::Q8_0(view(data).unwrap()),
-            GgmlType::Q6_K => Weights::Q6_K(view(data).unwrap()),
-            other => panic!("{}: unexpected type {other:?}", t.name),
-        };
+        if t.ty == GgmlType::F32 {
+            w.add_tensor(&t.name, &t.dims, t.ty, data.to_vec()).unwrap();
+            continue;
+        }
+        n_main += usize::from(t.ty == main);
+        let wts = Weights::from_bytes(t.ty.weight_type().unwrap(), data, false).unwrap();
         let mut out = vec![0.0f32; rows * cols];
         for r in 0..rows {
             dequantize_row(wts, r, cols, &mut out[r * cols..(r + 1) * cols]);
         }
         w.add_tensor(&t.name, &t.dims, GgmlType::F32, out.iter().flat_map(|v| v.to_le_bytes()).collect()).unwrap();
     }
-    (w.to_bytes().unwrap(), n_q4_1)
+    (w.to_bytes().unwrap(), n_main)
 }
 
 fn max_err(a: &[f32], b: &[f32]) -> f32 {
@@ -63,8 +56,12 @@ fn logits(bytes: Vec<u8>, toks: &[u32], batched: bool) -> Vec<Vec<f32>> {
 }
 
 #[test]
-fn q4_1_model_equals_its_dequantized_weights() {
-    for (dim, hidden, heads, kv_heads) in [(64usize, 96usize, 4usize, 2usize), (96, 160, 6, 3)] {
+fn q4_1_and_q5_1_models_equal_their_dequantized_weights() {
+    for (ty, main, dim, hidden, heads, kv_heads) in [
+        (QuantType::Q4_1, GgmlType::Q4_1, 64usize, 96usize, 4usize, 2usize),
+        (QuantType::Q4_1, GgmlType::Q4_1, 96, 160, 6, 3),
+        (QuantType::Q5_1, GgmlType::Q5_1, 64, 96, 4, 2),
+    ] {
         let f32_file = common::random_llama_gguf(
             "testdata/llamacpp-vocab/ggml-vocab-llama-spm.gguf",
             dim,
@@ -74,11 +71,11 @@ fn q4_1_model_equals_its_dequantized_weights() {
             kv_heads,
             &[],
         );
-        let q = quantize_gguf(&f32_file, QuantType::Q4_1).unwrap().to_bytes().unwrap();
-        let (deq, n_q4_1) = dequantized(&q);
+        let q = quantize_gguf(&f32_file, ty).unwrap().to_bytes().unwrap();
+        let (deq, n_main) = dequantized(&q, main);
         // Every matrix but the output (Q8_0: its 32000 rows of `dim` are not
-        // whole Q6_K super-blocks) is Q4_1.
-        assert_eq!(n_q4_1, 2 * 7, "dim {dim}");
+        // whole Q6_K super-blocks) has the file's type.
+        assert_eq!(n_main, 2 * 7, "{ty:?} dim {dim}");
         let toks: Vec<u32> = (0..24).map(|i| (i * 977 + 13) % 32000).collect();
         let (a, b) = (logits(q.clone(), &toks, false), logits(deq.clone(), &toks, false));
         for (p, (x, y)) in a.iter().zip(&b).enumerate() {
@@ -87,15 +84,15 @@ fn q4_1_model_equals_its_dequantized_weights() {
             // The same weights: only the rounding of the activations to Q8_1
             // (and Q8_0 for the output), at most half a step of 1/127 of each
             // block's largest value, separates the two.
-            assert!(err <= 0.01 * scale.max(1.0), "dim {dim} pos {p}: max error {err} (scale {scale})");
-            assert!(err > 0.0 || p > 0, "dim {dim}: the quantized activations changed nothing");
+            assert!(err <= 0.01 * scale.max(1.0), "{ty:?} dim {dim} pos {p}: max error {err} (scale {scale})");
+            assert!(err > 0.0 || p > 0, "{ty:?} dim {dim}: the quantized activations changed nothing");
         }
         // A prompt batch gives the bits of token-by-token decoding.
         let c = logits(q, &toks, true);
         assert_eq!(
             c[0].iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             a.last().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            "dim {dim}: prompt batch against token by token"
+            "{ty:?} dim {dim}: prompt batch against token by token"
         );
     }
 }

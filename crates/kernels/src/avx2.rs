@@ -141,6 +141,16 @@ pub(crate) fn unpack_q5_0(b: &BlockQ5_0) -> __m256i {
     _mm256_or_si256(unpack_nibbles(&b.qs), _mm256_andnot_si256(hi, _mm256_set1_epi8(0xF0u8 as i8)))
 }
 
+/// The 32 signed values of an IQ4_NL-layout `qs` (the table entries of its
+/// nibbles) in element order.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(crate) fn unpack_iq4nl(qs: &[u8; 16]) -> __m256i {
+    // SAFETY: the table is 16 readable bytes; loadu has no alignment requirement.
+    let t = unsafe { _mm_loadu_si128(crate::quant::KVALUES_IQ4NL.as_ptr().cast()) };
+    _mm256_shuffle_epi8(_mm256_set_m128i(t, t), unpack_nibbles(qs))
+}
+
 /// Sum over the eight sub-blocks of m_j * (bsums[2j] + bsums[2j + 1]).
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -214,11 +224,13 @@ macro_rules! tile_kernels {
         use core::arch::x86_64::*;
 
         use crate::avx2::{
-            hsum, hsum_i32, load32, load_at, mins_dot_bsums, q6_scale_pair, scales_mins, unpack_nibbles, unpack_q4_0,
-            unpack_q5_0,
+            bytes_from_bits, hsum, hsum_i32, load32, load_at, mins_dot_bsums, q6_scale_pair, scales_mins, unpack_iq4nl,
+            unpack_nibbles, unpack_q4_0, unpack_q5_0,
         };
         use crate::half::{bf16_to_f32, f16_to_f32};
-        use crate::quant::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1};
+        use crate::quant::{
+            BlockIQ4NL, BlockIQ4XS, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1,
+        };
 
         /// F16 bits to f32 with F16C (exact). The half is broadcast first:
         /// inserting it into some register would make the conversion wait for
@@ -300,55 +312,75 @@ macro_rules! tile_kernels {
         }
 
         #[target_feature(enable = $feat)]
+        fn iq4_nl_impl<const R: usize, const C: usize>(ws: [&[BlockIQ4NL]; R], xs: [&[BlockQ8_0]; C]) -> [[f32; C]; R] {
+            tile32!(ws, xs, |b: &BlockIQ4NL| unpack_iq4nl(&b.qs))
+        }
+
+        #[target_feature(enable = $feat)]
         fn q5_0_impl<const R: usize, const C: usize>(ws: [&[BlockQ5_0]; R], xs: [&[BlockQ8_0]; C]) -> [[f32; C]; R] {
             tile32!(ws, xs, |b: &BlockQ5_0| unpack_q5_0(b))
         }
 
-        /// Q4_1 against Q8_1 in ggml's order (`ggml_vec_dot_q4_1_q8_1` for
-        /// AVX2): per block, the nibbles (unsigned) times the activations in
-        /// eight integer lanes, `acc = fma(d4 * d8, lanes, acc)` in one
-        /// accumulator, and `summs += m4 * s8` in a float; at the end
+        /// Q4_1 or Q5_1 against Q8_1 in ggml's order (`ggml_vec_dot_q4_1_q8_1`,
+        /// `_q5_1_q8_1` for AVX2): per block, the unsigned weights times the
+        /// activations in eight integer lanes, `acc = fma(d * d8, lanes, acc)`
+        /// in one accumulator, and `summs += m * s8` in a float; at the end
         /// hsum(acc) + summs. The same bits as llama.cpp for the same blocks.
-        #[target_feature(enable = $feat)]
-        fn q4_1_impl<const R: usize, const C: usize>(ws: [&[BlockQ4_1]; R], xs: [&[BlockQ8_1]; C]) -> [[f32; C]; R] {
-            let nb = if R > 0 { ws[0].len() } else { 0 };
-            for w in ws.iter() {
-                assert_eq!(w.len(), nb);
-            }
-            for x in xs.iter() {
-                assert!(x.len() >= nb);
-            }
-            let mut acc = [[_mm256_setzero_ps(); C]; R];
-            let mut summs = [[0.0f32; C]; R];
-            for i in 0..nb {
-                let mut wv = [_mm256_setzero_si256(); R];
-                let mut dw = [_mm256_setzero_ps(); R];
-                let mut mw = [0.0f32; R];
-                for r in 0..R {
-                    let b = &ws[r][i];
-                    wv[r] = unpack_nibbles(&b.qs);
-                    dw[r] = f16x8(b.d);
-                    mw[r] = f16(b.m);
+        macro_rules! tile_min {
+            ($ws:expr, $xs:expr, $unpack:expr) => {{
+                let (ws, xs) = ($ws, $xs);
+                let nb = if R > 0 { ws[0].len() } else { 0 };
+                for w in ws.iter() {
+                    assert_eq!(w.len(), nb);
                 }
-                for c in 0..C {
-                    let b: &BlockQ8_1 = &xs[c][i];
-                    let xv = load32(&b.qs);
-                    let dx = f16x8(b.d);
-                    let sx = f16(b.s);
+                for x in xs.iter() {
+                    assert!(x.len() >= nb);
+                }
+                let mut acc = [[_mm256_setzero_ps(); C]; R];
+                let mut summs = [[0.0f32; C]; R];
+                for i in 0..nb {
+                    let mut wv = [_mm256_setzero_si256(); R];
+                    let mut dw = [_mm256_setzero_ps(); R];
+                    let mut mw = [0.0f32; R];
                     for r in 0..R {
-                        summs[r][c] += mw[r] * sx;
-                        let p = $mulsum(wv[r], xv);
-                        acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[r], dx), _mm256_cvtepi32_ps(p), acc[r][c]);
+                        let b = &ws[r][i];
+                        wv[r] = $unpack(b);
+                        dw[r] = f16x8(b.d);
+                        mw[r] = f16(b.m);
+                    }
+                    for c in 0..C {
+                        let b: &BlockQ8_1 = &xs[c][i];
+                        let xv = load32(&b.qs);
+                        let dx = f16x8(b.d);
+                        let sx = f16(b.s);
+                        for r in 0..R {
+                            summs[r][c] += mw[r] * sx;
+                            let p = $mulsum(wv[r], xv);
+                            acc[r][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[r], dx), _mm256_cvtepi32_ps(p), acc[r][c]);
+                        }
                     }
                 }
-            }
-            let mut out = [[0.0f32; C]; R];
-            for r in 0..R {
-                for c in 0..C {
-                    out[r][c] = hsum(acc[r][c]) + summs[r][c];
+                let mut out = [[0.0f32; C]; R];
+                for r in 0..R {
+                    for c in 0..C {
+                        out[r][c] = hsum(acc[r][c]) + summs[r][c];
+                    }
                 }
-            }
-            out
+                out
+            }};
+        }
+
+        #[target_feature(enable = $feat)]
+        fn q4_1_impl<const R: usize, const C: usize>(ws: [&[BlockQ4_1]; R], xs: [&[BlockQ8_1]; C]) -> [[f32; C]; R] {
+            tile_min!(ws, xs, |b: &BlockQ4_1| unpack_nibbles(&b.qs))
+        }
+
+        #[target_feature(enable = $feat)]
+        fn q5_1_impl<const R: usize, const C: usize>(ws: [&[BlockQ5_1]; R], xs: [&[BlockQ8_1]; C]) -> [[f32; C]; R] {
+            tile_min!(ws, xs, |b: &BlockQ5_1| {
+                let hi = bytes_from_bits(u32::from_le_bytes(b.qh));
+                _mm256_or_si256(unpack_nibbles(&b.qs), _mm256_and_si256(hi, _mm256_set1_epi8(0x10)))
+            })
         }
 
         /// Q4_K (`five` = false) or Q5_K super-block sums for a tile.
@@ -452,6 +484,119 @@ macro_rules! tile_kernels {
         #[target_feature(enable = $feat)]
         fn q5_k_impl<const R: usize, const C: usize>(ws: [&[BlockQ5K]; R], xs: [&[BlockQ8K]; C]) -> [[f32; C]; R] {
             tile_k45!(ws, xs, |b| Some(&b.qh))
+        }
+
+        /// Q2_K, Q3_K and IQ4_XS: each super-block is reduced to one exact
+        /// integer, as the scalar twins do, from eight groups of 32: `$unpack`
+        /// gives a group's signed weights and its scales per lane (lanes 0..4
+        /// hold elements 0..16, lanes 4..8 elements 16..32), and `$finish`
+        /// turns (block, activations, integer) into the super-block's float.
+        macro_rules! tile_kg {
+            ($ws:expr, $xs:expr, $unpack:expr, $finish:expr) => {{
+                let (ws, xs) = ($ws, $xs);
+                let nb = if R > 0 { ws[0].len() } else { 0 };
+                for w in ws.iter() {
+                    assert_eq!(w.len(), nb);
+                }
+                for x in xs.iter() {
+                    assert!(x.len() >= nb);
+                }
+                let mut s = [[0.0f32; C]; R];
+                for i in 0..nb {
+                    let mut acc = [[_mm256_setzero_si256(); C]; R];
+                    for g in 0..8 {
+                        let mut wv = [_mm256_setzero_si256(); R];
+                        let mut aw = [_mm256_setzero_si256(); R];
+                        let mut sv = [_mm256_setzero_si256(); R];
+                        for r in 0..R {
+                            let (w, sc): (__m256i, __m256i) = $unpack(&ws[r][i], g);
+                            wv[r] = w;
+                            aw[r] = _mm256_sign_epi8(w, w);
+                            sv[r] = sc;
+                        }
+                        for c in 0..C {
+                            let y = load_at(&xs[c][i].qs, 32 * g);
+                            for r in 0..R {
+                                let p = $mulsum(aw[r], _mm256_sign_epi8(y, wv[r]));
+                                acc[r][c] = _mm256_add_epi32(acc[r][c], _mm256_mullo_epi32(p, sv[r]));
+                            }
+                        }
+                    }
+                    for r in 0..R {
+                        for c in 0..C {
+                            s[r][c] += $finish(&ws[r][i], &xs[c][i], hsum_i32(acc[r][c]));
+                        }
+                    }
+                }
+                s
+            }};
+        }
+
+        /// Scales a and b over lanes 0..4 and 4..8.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn scale_pair(a: i32, b: i32) -> __m256i {
+            _mm256_setr_epi32(a, a, a, a, b, b, b, b)
+        }
+
+        /// The 2-bit values of group g (0..8) of a Q2_K/Q3_K `qs`.
+        #[inline]
+        #[target_feature(enable = $feat)]
+        fn k2_group(qs: &[u8; 64], g: usize) -> __m256i {
+            let q = load_at(qs, 32 * (g / 4));
+            _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * (g % 4) as i32)), _mm256_set1_epi8(3))
+        }
+
+        #[target_feature(enable = $feat)]
+        fn q2_k_impl<const R: usize, const C: usize>(ws: [&[BlockQ2K]; R], xs: [&[BlockQ8K]; C]) -> [[f32; C]; R] {
+            tile_kg!(
+                ws,
+                xs,
+                |b: &BlockQ2K, g: usize| {
+                    let sc = |k: usize| i32::from(b.scales[k] & 0xF);
+                    (k2_group(&b.qs, g), scale_pair(sc(2 * g), sc(2 * g + 1)))
+                },
+                |a: &BlockQ2K, y: &BlockQ8K, isum: i32| {
+                    let mut summs = 0i32;
+                    for (&sc, &bs) in a.scales.iter().zip(&y.bsums) {
+                        summs += i32::from(sc >> 4) * i32::from(bs);
+                    }
+                    let dall = y.d * f16(a.d);
+                    let dmin = y.d * f16(a.dmin);
+                    dall * isum as f32 - dmin * summs as f32
+                }
+            )
+        }
+
+        #[target_feature(enable = $feat)]
+        fn q3_k_impl<const R: usize, const C: usize>(ws: [&[BlockQ3K]; R], xs: [&[BlockQ8K]; C]) -> [[f32; C]; R] {
+            tile_kg!(
+                ws,
+                xs,
+                |b: &BlockQ3K, g: usize| {
+                    // q = low | (h << 2), minus 4: the high bit set means no offset.
+                    let h = _mm256_srl_epi16(load_at(&b.hmask, 0), _mm_cvtsi32_si128(g as i32));
+                    let h = _mm256_slli_epi16::<2>(_mm256_and_si256(h, _mm256_set1_epi8(1)));
+                    let w = _mm256_sub_epi8(_mm256_or_si256(k2_group(&b.qs, g), h), _mm256_set1_epi8(4));
+                    let sc = |k: usize| i32::from(crate::quant::q3_k_scale(&b.scales, k)) - 32;
+                    (w, scale_pair(sc(2 * g), sc(2 * g + 1)))
+                },
+                |a: &BlockQ3K, y: &BlockQ8K, isum: i32| f16(a.d) * y.d * isum as f32
+            )
+        }
+
+        #[target_feature(enable = $feat)]
+        fn iq4_xs_impl<const R: usize, const C: usize>(ws: [&[BlockIQ4XS]; R], xs: [&[BlockQ8K]; C]) -> [[f32; C]; R] {
+            tile_kg!(
+                ws,
+                xs,
+                |b: &BlockIQ4XS, g: usize| {
+                    let qs: &[u8; 16] = b.qs[16 * g..16 * g + 16].try_into().expect("16 bytes");
+                    let sc = i32::from(crate::quant::iq4_xs_scale(b, g)) - 32;
+                    (unpack_iq4nl(qs), _mm256_set1_epi32(sc))
+                },
+                |a: &BlockIQ4XS, y: &BlockQ8K, isum: i32| f16(a.d) * y.d * isum as f32
+            )
         }
 
         #[target_feature(enable = $feat)]
@@ -615,8 +760,13 @@ macro_rules! tile_kernels {
         }
         wrap!(tile_q8_0, q8_0_impl, BlockQ8_0, BlockQ8_0);
         wrap!(tile_q4_0, q4_0_impl, BlockQ4_0, BlockQ8_0);
+        wrap!(tile_iq4_nl, iq4_nl_impl, BlockIQ4NL, BlockQ8_0);
         wrap!(tile_q4_1, q4_1_impl, BlockQ4_1, BlockQ8_1);
         wrap!(tile_q5_0, q5_0_impl, BlockQ5_0, BlockQ8_0);
+        wrap!(tile_q5_1, q5_1_impl, BlockQ5_1, BlockQ8_1);
+        wrap!(tile_q2_k, q2_k_impl, BlockQ2K, BlockQ8K);
+        wrap!(tile_q3_k, q3_k_impl, BlockQ3K, BlockQ8K);
+        wrap!(tile_iq4_xs, iq4_xs_impl, BlockIQ4XS, BlockQ8K);
         wrap!(tile_q4_k, q4_k_impl, BlockQ4K, BlockQ8K);
         wrap!(tile_q5_k, q5_k_impl, BlockQ5K, BlockQ8K);
         wrap!(tile_q6_k, q6_k_impl, BlockQ6K, BlockQ8K);

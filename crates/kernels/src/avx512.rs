@@ -34,7 +34,7 @@ mod oct {
     use core::arch::x86_64::*;
 
     use crate::avx2::{load32, unpack_nibbles};
-    use crate::quant::{BlockQ4_0, BlockQ5_0, BlockQ8_0};
+    use crate::quant::{BlockIQ4NL, BlockQ4_0, BlockQ5_0, BlockQ8_0};
 
     /// 8 x 8 transpose of 32-bit lanes: out[g] lane r = rows[r] lane g.
     #[inline]
@@ -133,6 +133,12 @@ mod oct {
         _mm256_or_si256(unpack_nibbles(&b.qs), _mm256_and_si256(hi, _mm256_set1_epi8(0x10)))
     });
 
+    // IQ4_NL: the table values (-127..=113) + 128 (flip the sign bit), offset 128.
+    oct_kernel!(iq4_nl_impl, BlockIQ4NL, 7, |b| _mm256_xor_si256(
+        crate::avx2::unpack_iq4nl(&b.qs),
+        _mm256_set1_epi8(-128)
+    ));
+
     macro_rules! wrap {
         ($name:ident, $impl:ident, $blk:ty) => {
             /// The row-octet kernel: `out[c][r]` = row r . activation c.
@@ -153,8 +159,9 @@ mod oct {
     wrap!(oct_q8_0, q8_0_impl, BlockQ8_0);
     wrap!(oct_q4_0, q4_0_impl, BlockQ4_0);
     wrap!(oct_q5_0, q5_0_impl, BlockQ5_0);
+    wrap!(oct_iq4_nl, iq4_nl_impl, BlockIQ4NL);
 }
-pub(crate) use oct::{oct_q4_0, oct_q5_0, oct_q8_0};
+pub(crate) use oct::{oct_iq4_nl, oct_q4_0, oct_q5_0, oct_q8_0};
 
 /// Q4_0 row . Q8_0 activations for decoding, two blocks per 512-bit vector:
 /// lanes 0..8 carry the even block and lanes 8..16 the odd one, exactly as

@@ -1,8 +1,8 @@
 //! Viewing raw file bytes as typed slices, with alignment and length checks.
 
 use crate::quant::{
-    BlockQ4Kx8, BlockQ6Kx8, BlockQ4_0x8, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0,
-    BlockQ8_1,
+    BlockQ4Kx8, BlockQ6Kx8, BlockQ4_0x8, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0,
+    BlockQ8_1, BlockIQ4NL, BlockIQ4XS, BlockQ2K, BlockQ3K,
 };
 
 /// Views `b` as `T`s if it is aligned and its length is a whole number of `T`.
@@ -58,6 +58,16 @@ unsafe impl Pod for BlockQ4_0 {}
 unsafe impl Pod for BlockQ4_0x8 {}
 // SAFETY: repr(C) 2 x u16 + [u8; 16] = 20 bytes, align 2, no padding (size checked at compile time).
 unsafe impl Pod for BlockQ4_1 {}
+// SAFETY: repr(C) 2 x u16 + [u8; 4] + [u8; 16] = 24 bytes, align 2, no padding (size checked at compile time).
+unsafe impl Pod for BlockQ5_1 {}
+// SAFETY: repr(C) u16 + [u8; 16] = 18 bytes, align 2, no padding (size checked at compile time).
+unsafe impl Pod for BlockIQ4NL {}
+// SAFETY: repr(C) [u8; 16] + [u8; 64] + 2 x u16 = 84 bytes, align 2, no padding (size checked at compile time).
+unsafe impl Pod for BlockQ2K {}
+// SAFETY: repr(C) [u8; 32] + [u8; 64] + [u8; 12] + u16 = 110 bytes, align 2, no padding (size checked at compile time).
+unsafe impl Pod for BlockQ3K {}
+// SAFETY: repr(C) 2 x u16 + [u8; 4] + [u8; 128] = 136 bytes, align 2, no padding (size checked at compile time).
+unsafe impl Pod for BlockIQ4XS {}
 // SAFETY: repr(C) 2 x u16 + [i8; 32] = 36 bytes, align 2, no padding (size checked at compile time).
 unsafe impl Pod for BlockQ8_1 {}
 // SAFETY: repr(C) u16 + [u8; 4] + [u8; 16] = 22 bytes, align 2, no padding (size checked at compile time).

@@ -27,6 +27,7 @@ pub mod ops;
 pub mod pool;
 pub mod quant;
 pub mod scalar;
+pub mod types;
 #[cfg(target_arch = "x86_64")]
 mod x8;
 

@@ -3,14 +3,15 @@
 
 use alloc::vec::Vec;
 
+use crate::cast::{bytes_of, view};
 use crate::cpu::{level, SimdLevel};
 use crate::exec::Executor;
-use crate::half::{bf16_to_f32, f16_to_f32};
 use crate::quant::{
-    self, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ6Kx8, BlockQ8K,
+    self, BlockIQ4NL, BlockIQ4XS, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ6Kx8, BlockQ8K,
     BlockQ8_0, BlockQ8_1, QK8_0, QK8_1, QK_K,
 };
 use crate::scalar;
+use crate::types::WType;
 
 /// A weight matrix, row-major `[rows, cols]`, in one of the storage types.
 /// Quantized rows are whole blocks: `cols` is a multiple of the block size.
@@ -27,6 +28,11 @@ pub enum Weights<'a> {
     Q4_0x8(&'a [BlockQ4_0x8]),
     Q4_1(&'a [BlockQ4_1]),
     Q5_0(&'a [BlockQ5_0]),
+    Q5_1(&'a [BlockQ5_1]),
+    IQ4_NL(&'a [BlockIQ4NL]),
+    Q2_K(&'a [BlockQ2K]),
+    Q3_K(&'a [BlockQ3K]),
+    IQ4_XS(&'a [BlockIQ4XS]),
     Q4_K(&'a [BlockQ4K]),
     /// Q4_K repacked into row octets ([`BlockQ4Kx8`]), as [`Weights::Q4_0x8`].
     Q4_Kx8(&'a [BlockQ4Kx8]),
@@ -42,25 +48,83 @@ pub enum Weights<'a> {
 pub enum ActKind {
     /// f32 as they are.
     F32,
-    /// Quantized to Q8_0 blocks of 32 (for Q8_0, Q4_0 and Q5_0 weights).
+    /// Quantized to Q8_0 blocks of 32 (for Q8_0, Q4_0, Q5_0 and IQ4_NL weights).
     Q8_0,
-    /// Quantized to Q8_1 blocks of 32 (for Q4_1).
+    /// Quantized to Q8_1 blocks of 32 (for Q4_1 and Q5_1).
     Q8_1,
     /// Quantized to Q8_K super-blocks of 256 (for the K-quants).
     Q8_K,
 }
 
-impl Weights<'_> {
+impl<'a> Weights<'a> {
+    /// The storage type (for a repacked layout, the type it was repacked from).
+    pub fn ty(&self) -> WType {
+        self.raw().0
+    }
+
+    /// Whether the blocks are repacked into row octets.
+    pub fn is_octets(&self) -> bool {
+        self.raw().1
+    }
+
+    /// (type, repacked into octets, the blocks' bytes).
+    fn raw(&self) -> (WType, bool, &'a [u8]) {
+        match *self {
+            Weights::F32(m) => (WType::F32, false, bytes_of(m)),
+            Weights::F16(m) => (WType::F16, false, bytes_of(m)),
+            Weights::BF16(m) => (WType::BF16, false, bytes_of(m)),
+            Weights::Q8_0(m) => (WType::Q8_0, false, bytes_of(m)),
+            Weights::Q4_0(m) => (WType::Q4_0, false, bytes_of(m)),
+            Weights::Q4_0x8(m) => (WType::Q4_0, true, bytes_of(m)),
+            Weights::Q4_1(m) => (WType::Q4_1, false, bytes_of(m)),
+            Weights::Q5_0(m) => (WType::Q5_0, false, bytes_of(m)),
+            Weights::Q5_1(m) => (WType::Q5_1, false, bytes_of(m)),
+            Weights::IQ4_NL(m) => (WType::IQ4_NL, false, bytes_of(m)),
+            Weights::Q2_K(m) => (WType::Q2_K, false, bytes_of(m)),
+            Weights::Q3_K(m) => (WType::Q3_K, false, bytes_of(m)),
+            Weights::IQ4_XS(m) => (WType::IQ4_XS, false, bytes_of(m)),
+            Weights::Q4_K(m) => (WType::Q4_K, false, bytes_of(m)),
+            Weights::Q4_Kx8(m) => (WType::Q4_K, true, bytes_of(m)),
+            Weights::Q5_K(m) => (WType::Q5_K, false, bytes_of(m)),
+            Weights::Q6_K(m) => (WType::Q6_K, false, bytes_of(m)),
+            Weights::Q6_Kx8(m) => (WType::Q6_K, true, bytes_of(m)),
+        }
+    }
+
+    /// The view of `bytes` (whole blocks of `ty`, or of its octets when
+    /// `octets`) as weights; `None` if they are not aligned for the block
+    /// type or not whole blocks, or `ty` has no octet layout.
+    pub fn from_bytes(ty: WType, bytes: &'a [u8], octets: bool) -> Option<Self> {
+        if octets {
+            return match ty {
+                WType::Q4_0 => Some(Weights::Q4_0x8(view(bytes)?)),
+                WType::Q4_K => Some(Weights::Q4_Kx8(view(bytes)?)),
+                WType::Q6_K => Some(Weights::Q6_Kx8(view(bytes)?)),
+                _ => None,
+            };
+        }
+        Some(match ty {
+            WType::F32 => Weights::F32(view(bytes)?),
+            WType::F16 => Weights::F16(view(bytes)?),
+            WType::BF16 => Weights::BF16(view(bytes)?),
+            WType::Q8_0 => Weights::Q8_0(view(bytes)?),
+            WType::Q4_0 => Weights::Q4_0(view(bytes)?),
+            WType::Q4_1 => Weights::Q4_1(view(bytes)?),
+            WType::Q5_0 => Weights::Q5_0(view(bytes)?),
+            WType::Q5_1 => Weights::Q5_1(view(bytes)?),
+            WType::IQ4_NL => Weights::IQ4_NL(view(bytes)?),
+            WType::Q2_K => Weights::Q2_K(view(bytes)?),
+            WType::Q3_K => Weights::Q3_K(view(bytes)?),
+            WType::IQ4_XS => Weights::IQ4_XS(view(bytes)?),
+            WType::Q4_K => Weights::Q4_K(view(bytes)?),
+            WType::Q5_K => Weights::Q5_K(view(bytes)?),
+            WType::Q6_K => Weights::Q6_K(view(bytes)?),
+        })
+    }
+
     /// The activation format the dot products of this type take.
     pub fn act_kind(&self) -> ActKind {
-        match self {
-            Weights::F32(_) | Weights::F16(_) | Weights::BF16(_) => ActKind::F32,
-            Weights::Q8_0(_) | Weights::Q4_0(_) | Weights::Q4_0x8(_) | Weights::Q5_0(_) => ActKind::Q8_0,
-            Weights::Q4_1(_) => ActKind::Q8_1,
-            Weights::Q4_K(_) | Weights::Q4_Kx8(_) | Weights::Q5_K(_) | Weights::Q6_K(_) | Weights::Q6_Kx8(_) => {
-                ActKind::Q8_K
-            }
-        }
+        self.ty().info().act
     }
 
     /// Whether matvec needs the activations quantized to Q8_0 first.
@@ -70,48 +134,21 @@ impl Weights<'_> {
 
     /// Elements per block of the storage type (1 for plain floats).
     pub fn block_size(&self) -> usize {
-        match self.act_kind() {
-            ActKind::F32 => 1,
-            ActKind::Q8_0 => QK8_0,
-            ActKind::Q8_1 => QK8_1,
-            ActKind::Q8_K => QK_K,
-        }
+        self.ty().block_size()
     }
 
     /// Number of elements the view holds.
     pub fn n_elements(&self) -> usize {
-        match self {
-            Weights::F32(m) => m.len(),
-            Weights::F16(m) | Weights::BF16(m) => m.len(),
-            Weights::Q8_0(m) => m.len() * QK8_0,
-            Weights::Q4_0(m) => m.len() * QK8_0,
-            Weights::Q4_0x8(m) => m.len() * 8 * QK8_0,
-            Weights::Q4_1(m) => m.len() * QK8_1,
-            Weights::Q5_0(m) => m.len() * QK8_0,
-            Weights::Q4_K(m) => m.len() * QK_K,
-            Weights::Q4_Kx8(m) => m.len() * 8 * QK_K,
-            Weights::Q5_K(m) => m.len() * QK_K,
-            Weights::Q6_K(m) => m.len() * QK_K,
-            Weights::Q6_Kx8(m) => m.len() * 8 * QK_K,
-        }
+        let (ty, _, b) = self.raw();
+        b.len() / ty.info().block_bytes * ty.block_size()
     }
 
-    /// The GGUF name of the storage type.
+    /// The GGUF name of the storage type (of the repacked layout for octets).
     pub fn type_name(&self) -> &'static str {
-        match self {
-            Weights::F32(_) => "F32",
-            Weights::F16(_) => "F16",
-            Weights::BF16(_) => "BF16",
-            Weights::Q8_0(_) => "Q8_0",
-            Weights::Q4_0(_) => "Q4_0",
-            Weights::Q4_0x8(_) => "Q4_0x8",
-            Weights::Q4_1(_) => "Q4_1",
-            Weights::Q5_0(_) => "Q5_0",
-            Weights::Q4_K(_) => "Q4_K",
-            Weights::Q4_Kx8(_) => "Q4_Kx8",
-            Weights::Q5_K(_) => "Q5_K",
-            Weights::Q6_K(_) => "Q6_K",
-            Weights::Q6_Kx8(_) => "Q6_Kx8",
+        let (ty, oct, _) = self.raw();
+        match ty.info().octets {
+            Some(o) if oct => o.name,
+            _ => ty.name(),
         }
     }
 }
@@ -120,30 +157,13 @@ impl Weights<'_> {
 /// Panics if the row is outside the matrix or `cols` is not whole blocks.
 pub fn dequantize_row(w: Weights<'_>, r: usize, cols: usize, out: &mut [f32]) {
     let out = &mut out[..cols];
-    let (a, b) = (r * cols, (r + 1) * cols);
-    match w {
-        Weights::F32(m) => out.copy_from_slice(&m[a..b]),
-        Weights::F16(m) => out.iter_mut().zip(&m[a..b]).for_each(|(o, &h)| *o = f16_to_f32(h)),
-        Weights::BF16(m) => out.iter_mut().zip(&m[a..b]).for_each(|(o, &h)| *o = bf16_to_f32(h)),
-        Weights::Q8_0(m) => quant::dequantize_row_q8_0(&m[a / QK8_0..b / QK8_0], out),
-        Weights::Q4_0(m) => quant::dequantize_row_q4_0(&m[a / QK8_0..b / QK8_0], out),
-        Weights::Q4_0x8(m) => {
-            let nb = cols / QK8_0;
-            quant::dequantize_row_q4_0x8(&m[r / 8 * nb..(r / 8 + 1) * nb], r % 8, out)
-        }
-        Weights::Q4_1(m) => quant::dequantize_row_q4_1(&m[a / QK8_1..b / QK8_1], out),
-        Weights::Q5_0(m) => quant::dequantize_row_q5_0(&m[a / QK8_0..b / QK8_0], out),
-        Weights::Q4_K(m) => quant::dequantize_row_q4_k(&m[a / QK_K..b / QK_K], out),
-        Weights::Q4_Kx8(m) => {
-            let nb = cols / QK_K;
-            quant::dequantize_row_q4_kx8(&m[r / 8 * nb..(r / 8 + 1) * nb], r % 8, out)
-        }
-        Weights::Q5_K(m) => quant::dequantize_row_q5_k(&m[a / QK_K..b / QK_K], out),
-        Weights::Q6_K(m) => quant::dequantize_row_q6_k(&m[a / QK_K..b / QK_K], out),
-        Weights::Q6_Kx8(m) => {
-            let nb = cols / QK_K;
-            quant::dequantize_row_q6_kx8(&m[r / 8 * nb..(r / 8 + 1) * nb], r % 8, out)
-        }
+    let (ty, oct, bytes) = w.raw();
+    let info = ty.info();
+    assert!(cols.is_multiple_of(info.block_size), "{cols} columns are not whole {} blocks", info.name);
+    let row = cols / info.block_size * info.block_bytes;
+    match info.octets {
+        Some(o) if oct => (o.dequantize_row)(&bytes[r / 8 * 8 * row..(r / 8 + 1) * 8 * row], r % 8, out),
+        _ => (info.dequantize)(&bytes[r * row..(r + 1) * row], out),
     }
 }
 
@@ -391,6 +411,11 @@ fn tile<const R: usize, const C: usize>(
         (Weights::Q4_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q4_0, tile_q4_0),
         (Weights::Q4_1(m), Acts::Q8_1(q, nb)) => go!(m, q, nb, scalar::dot_q4_1, tile_q4_1),
         (Weights::Q5_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q5_0, tile_q5_0),
+        (Weights::Q5_1(m), Acts::Q8_1(q, nb)) => go!(m, q, nb, scalar::dot_q5_1, tile_q5_1),
+        (Weights::IQ4_NL(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_iq4_nl, tile_iq4_nl),
+        (Weights::Q2_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q2_k, tile_q2_k),
+        (Weights::Q3_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q3_k, tile_q3_k),
+        (Weights::IQ4_XS(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_iq4_xs, tile_iq4_xs),
         (Weights::Q4_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q4_k, tile_q4_k),
         (Weights::Q5_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q5_k, tile_q5_k),
         (Weights::Q6_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q6_k, tile_q6_k),
@@ -483,7 +508,7 @@ pub fn par_chunks_mut<T: Send>(
 fn check_shape(w: &Weights<'_>, cols: usize, rows: usize) {
     let bs = w.block_size();
     assert!(cols.is_multiple_of(bs), "{cols} columns are not whole {} blocks", w.type_name());
-    if let Weights::Q4_0x8(_) | Weights::Q4_Kx8(_) | Weights::Q6_Kx8(_) = w {
+    if w.is_octets() {
         assert!(rows.is_multiple_of(8), "{rows} rows are not whole {} octets", w.type_name());
     }
     assert!(
@@ -600,6 +625,7 @@ fn drive_oct(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out:
             Weights::Q8_0(m) => call!(m, oct_q8_0),
             Weights::Q4_0(m) => call!(m, oct_q4_0),
             Weights::Q5_0(m) => call!(m, oct_q5_0),
+            Weights::IQ4_NL(m) => call!(m, oct_iq4_nl),
             _ => unreachable!("row octets are for the Q8_0-activation types"),
         }
     };
@@ -767,7 +793,7 @@ pub fn matvec(exec: &dyn Executor, w: Weights<'_>, cols: usize, x: &[f32], xq: &
 /// interleave the streams and read at a fraction of the speed). Tasks take
 /// runs of rows; the kernel and level are chosen once per run.
 fn matvec_drive(exec: &dyn Executor, w: Weights<'_>, cols: usize, acts: Acts<'_>, out: &mut [f32]) {
-    if let Weights::Q4_0x8(_) | Weights::Q4_Kx8(_) | Weights::Q6_Kx8(_) = w {
+    if w.is_octets() {
         return drive_x8(exec, w, acts, 1, out);
     }
     let rows = out.len();
@@ -826,6 +852,11 @@ fn matvec_rows(w: Weights<'_>, cols: usize, acts: Acts<'_>, r0: usize, out: &mut
         (Weights::Q4_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q4_0, tile_q4_0),
         (Weights::Q4_1(m), Acts::Q8_1(q, nb)) => go!(m, q, nb, scalar::dot_q4_1, tile_q4_1),
         (Weights::Q5_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q5_0, tile_q5_0),
+        (Weights::Q5_1(m), Acts::Q8_1(q, nb)) => go!(m, q, nb, scalar::dot_q5_1, tile_q5_1),
+        (Weights::IQ4_NL(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_iq4_nl, tile_iq4_nl),
+        (Weights::Q2_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q2_k, tile_q2_k),
+        (Weights::Q3_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q3_k, tile_q3_k),
+        (Weights::IQ4_XS(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_iq4_xs, tile_iq4_xs),
         (Weights::Q4_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q4_k, tile_q4_k),
         (Weights::Q5_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q5_k, tile_q5_k),
         (Weights::Q6_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q6_k, tile_q6_k),
@@ -867,7 +898,7 @@ pub fn matmul(
     if n == 1 {
         return matvec_drive(exec, w, cols, acts, out);
     }
-    if let Weights::Q4_0x8(_) | Weights::Q4_Kx8(_) | Weights::Q6_Kx8(_) = w {
+    if w.is_octets() {
         return drive_x8(exec, w, acts, n, out);
     }
     // Tile shapes measured best on an AMD Zen 4 (examples/bandwidth):

@@ -12,10 +12,23 @@
 //!   its low nibble and element j + 16 in its high nibble (18 bytes).
 //! - Q4_1: 32 4-bit values with an f16 scale and an f16 min (value = d * q +
 //!   m), nibbles laid out as in Q4_0 (20 bytes).
-//! - Q8_1: activations for Q4_1 dot products: Q8_0 plus s = d * sum(qs) as f16
+//! - Q5_1: as Q4_1 plus a fifth bit per element in a little-endian u32, as
+//!   in Q5_0; value = d * q + m (24 bytes).
+//! - Q8_1: activations for Q4_1 and Q5_1 dot products: Q8_0 plus s = d * sum(qs) as f16
 //!   (36 bytes).
 //! - Q5_0: as Q4_0 plus a fifth bit per element in a little-endian u32
 //!   (bit j = element j), value = d * (q - 16) (22 bytes).
+//! - IQ4_NL: as Q4_0, but the nibble indexes a non-linear table of 16
+//!   int8 values ([`KVALUES_IQ4NL`]), value = d * table[q] (18 bytes).
+//! - Q2_K: super-blocks of 256 = 16 groups of 16 with a 4-bit scale and a
+//!   4-bit min each, value = d * sc * q - dmin * m, q of 2 bits; the 2-bit
+//!   values of two halves of 128, each 32 bytes holding four 32-element
+//!   groups at shifts 0, 2, 4, 6 (84 bytes).
+//! - Q3_K: 16 groups of 16 with 6-bit signed scales (offset 32), value = d *
+//!   (sc - 32) * (q - 4 * !h): 2 low bits laid out as in Q2_K, and a high bit
+//!   `hmask[l]` bit 4n + j for half n, group j (110 bytes).
+//! - IQ4_XS: 8 sub-blocks of 32 with 6-bit scales (offset 32) and the IQ4_NL
+//!   table, value = d * (ls - 32) * table[q] (136 bytes).
 //! - Q4_K: super-blocks of 256 = 8 sub-blocks of 32, each with a 6-bit scale
 //!   and a 6-bit min packed in 12 bytes, value = d * sc * q - dmin * m; the
 //!   4-bit values come in 4 chunks of 64: 32 bytes whose low nibbles are
@@ -38,6 +51,8 @@ pub const QK4_0: usize = 32;
 pub const QK4_1: usize = 32;
 /// Elements per Q5_0 block.
 pub const QK5_0: usize = 32;
+/// Elements per Q5_1 block.
+pub const QK5_1: usize = 32;
 /// Elements per Q8_1 block.
 pub const QK8_1: usize = 32;
 /// Elements per K-quant super-block.
@@ -81,6 +96,22 @@ pub struct BlockQ4_1 {
 const _: () = assert!(core::mem::size_of::<BlockQ4_1>() == 20);
 const _: () = assert!(core::mem::align_of::<BlockQ4_1>() == 2);
 
+/// ggml `block_q5_1`: 32 5-bit values, x = d * q + m.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlockQ5_1 {
+    /// Scale, f16 bits.
+    pub d: u16,
+    /// Minimum (the value of q = 0), f16 bits.
+    pub m: u16,
+    /// Fifth bits, a little-endian u32: bit j belongs to element j.
+    pub qh: [u8; 4],
+    /// Low 4 bits, laid out as in Q4_0.
+    pub qs: [u8; QK5_1 / 2],
+}
+const _: () = assert!(core::mem::size_of::<BlockQ5_1>() == 24);
+const _: () = assert!(core::mem::align_of::<BlockQ5_1>() == 2);
+
 /// ggml `block_q8_1`: quantized activations for Q4_1 (and Q5_1) dot
 /// products: Q8_0 plus the scaled sum of the values.
 #[repr(C)]
@@ -109,6 +140,72 @@ pub struct BlockQ5_0 {
 }
 const _: () = assert!(core::mem::size_of::<BlockQ5_0>() == 22);
 const _: () = assert!(core::mem::align_of::<BlockQ5_0>() == 2);
+
+/// ggml's `kvalues_iq4nl`: the 16 values of the non-linear 4-bit types.
+pub const KVALUES_IQ4NL: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+
+/// Elements per IQ4_NL block.
+pub const QK4_NL: usize = 32;
+
+/// ggml `block_iq4_nl`: 32 4-bit indexes into [`KVALUES_IQ4NL`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BlockIQ4NL {
+    /// Scale, f16 bits.
+    pub d: u16,
+    /// Byte j: element j (low nibble) and element j + 16 (high nibble).
+    pub qs: [u8; QK4_NL / 2],
+}
+const _: () = assert!(core::mem::size_of::<BlockIQ4NL>() == 18);
+const _: () = assert!(core::mem::align_of::<BlockIQ4NL>() == 2);
+
+/// ggml `block_q2_K`: a super-block of 256 2-bit values in 16 groups of 16.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockQ2K {
+    /// Group g: scale in the low nibble, min in the high nibble.
+    pub scales: [u8; QK_K / 16],
+    /// The 2-bit values (see the module docs).
+    pub qs: [u8; QK_K / 4],
+    /// Super-block scale of the scales, f16 bits.
+    pub d: u16,
+    /// Super-block scale of the mins, f16 bits.
+    pub dmin: u16,
+}
+const _: () = assert!(core::mem::size_of::<BlockQ2K>() == 84);
+const _: () = assert!(core::mem::align_of::<BlockQ2K>() == 2);
+
+/// ggml `block_q3_K`: a super-block of 256 3-bit values in 16 groups of 16.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockQ3K {
+    /// High bits: `hmask[l]` bit 4n + j for element 128n + 32j + l.
+    pub hmask: [u8; QK_K / 8],
+    /// Low 2 bits, laid out as in Q2_K.
+    pub qs: [u8; QK_K / 4],
+    /// Sixteen 6-bit scales (see [`q3_k_scale`]).
+    pub scales: [u8; 12],
+    /// Super-block scale, f16 bits.
+    pub d: u16,
+}
+const _: () = assert!(core::mem::size_of::<BlockQ3K>() == 110);
+const _: () = assert!(core::mem::align_of::<BlockQ3K>() == 2);
+
+/// ggml `block_iq4_xs`: a super-block of 256 IQ4_NL indexes in 8 sub-blocks.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockIQ4XS {
+    /// Super-block scale, f16 bits.
+    pub d: u16,
+    /// High 2 bits of the sub-block scales: bits 2i..2i+2 for sub-block i.
+    pub scales_h: u16,
+    /// Low 4 bits of the sub-block scales: byte i / 2, nibble i % 2.
+    pub scales_l: [u8; QK_K / 64],
+    /// Sub-block i: bytes 16i..16i+16, laid out as in IQ4_NL.
+    pub qs: [u8; QK_K / 2],
+}
+const _: () = assert!(core::mem::size_of::<BlockIQ4XS>() == 136);
+const _: () = assert!(core::mem::align_of::<BlockIQ4XS>() == 2);
 
 /// ggml `block_q4_K`: a super-block of 256 4-bit values in 8 sub-blocks.
 #[repr(C)]
@@ -204,7 +301,22 @@ impl BlockQ8K {
         BlockQ8K { d: 0.0, qs: [0; QK_K], bsums: [0; QK_K / 16] }
     }
 }
-zeroed_default!(BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K);
+impl BlockQ2K {
+    const fn zeroed() -> Self {
+        BlockQ2K { scales: [0; QK_K / 16], qs: [0; QK_K / 4], d: 0, dmin: 0 }
+    }
+}
+impl BlockQ3K {
+    const fn zeroed() -> Self {
+        BlockQ3K { hmask: [0; QK_K / 8], qs: [0; QK_K / 4], scales: [0; 12], d: 0 }
+    }
+}
+impl BlockIQ4XS {
+    const fn zeroed() -> Self {
+        BlockIQ4XS { d: 0, scales_h: 0, scales_l: [0; QK_K / 64], qs: [0; QK_K / 2] }
+    }
+}
+zeroed_default!(BlockQ2K, BlockQ3K, BlockIQ4XS, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K);
 
 // ---------------------------------------------------------------- helpers
 
@@ -375,6 +487,208 @@ pub fn dequantize_row_q4_1(blocks: &[BlockQ4_1], out: &mut [f32]) {
         for j in 0..16 {
             o[j] = f32::from(blk.qs[j] & 0xF) * d + m;
             o[j + 16] = f32::from(blk.qs[j] >> 4) * d + m;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- Q5_1
+
+/// Quantizes `x` (length a multiple of 32) as ggml's `quantize_row_q5_1_ref`:
+/// m = min, d = (max - min) / 31, q = trunc((x - m) / d + 0.5) (no clamp:
+/// the maximum gives 31.5 at most).
+pub fn quantize_row_q5_1(x: &[f32], out: &mut [BlockQ5_1]) {
+    debug_assert_eq!(x.len(), out.len() * QK5_1);
+    for (blk, xs) in out.iter_mut().zip(x.chunks_exact(QK5_1)) {
+        let (mut min, mut max) = (f32::MAX, -f32::MAX);
+        for &v in xs {
+            if v < min {
+                min = v;
+            }
+            if v > max {
+                max = v;
+            }
+        }
+        let d = (max - min) / 31.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        blk.d = f32_to_f16(d);
+        blk.m = f32_to_f16(min);
+        let mut qh = 0u32;
+        for j in 0..QK5_1 / 2 {
+            // C converts to uint8_t (truncation toward zero).
+            let q0 = ((xs[j] - min) * id + 0.5) as u8;
+            let q1 = ((xs[j + 16] - min) * id + 0.5) as u8;
+            blk.qs[j] = (q0 & 0xF) | ((q1 & 0xF) << 4);
+            qh |= u32::from((q0 & 0x10) >> 4) << j;
+            qh |= u32::from((q1 & 0x10) >> 4) << (j + 16);
+        }
+        blk.qh = qh.to_le_bytes();
+    }
+}
+
+/// The 5-bit value (0..32) of element `j` (0..32) of a Q5_1 block.
+#[inline]
+pub fn q5_1_value(blk: &BlockQ5_1, j: usize) -> u8 {
+    let lo = if j < 16 { blk.qs[j] & 0xF } else { blk.qs[j - 16] >> 4 };
+    lo | ((((u32::from_le_bytes(blk.qh) >> j) & 1) as u8) << 4)
+}
+
+/// Dequantizes Q5_1 blocks into `out` (`q * d + m`, as ggml).
+pub fn dequantize_row_q5_1(blocks: &[BlockQ5_1], out: &mut [f32]) {
+    for (blk, o) in blocks.iter().zip(out.chunks_exact_mut(QK5_1)) {
+        let (d, m) = (f16_to_f32(blk.d), f16_to_f32(blk.m));
+        for (j, y) in o.iter_mut().enumerate() {
+            *y = f32::from(q5_1_value(blk, j)) * d + m;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- IQ4_NL
+
+/// ggml's `best_index_int8` for the 16 sorted table values: the index of
+/// the nearest value, the upper one on a tie (compared at twice the scale,
+/// where the midpoints are exact).
+#[inline]
+fn best_index_iq4nl(x: f32) -> u8 {
+    let v = &KVALUES_IQ4NL;
+    let x2 = x + x;
+    let mut idx = 0;
+    let mut step = 8;
+    while step > 0 {
+        let j = idx + step;
+        if x2 >= (i32::from(v[j - 1]) + i32::from(v[j])) as f32 {
+            idx = j;
+        }
+        step >>= 1;
+    }
+    idx as u8
+}
+
+/// Quantizes `x` (length a multiple of 32) to IQ4_NL as llama-quantize does
+/// without an importance matrix (ggml's `quantize_iq4_nl`, weights x^2,
+/// `ntry` = 7): d from the value of largest magnitude, then the best of 15
+/// scales around it by weighted least squares, then every element to its
+/// nearest table value at the stored scale.
+pub fn quantize_row_iq4_nl(x: &[f32], out: &mut [BlockIQ4NL]) {
+    const GROUP_MAX_EPS: f32 = 1e-15;
+    const NTRY: i32 = 7;
+    debug_assert_eq!(x.len(), out.len() * QK4_NL);
+    let v0 = f32::from(KVALUES_IQ4NL[0]);
+    for (blk, xs) in out.iter_mut().zip(x.chunks_exact(QK4_NL)) {
+        let (amax, max) = signed_absmax(xs);
+        let mut d = 0.0f32;
+        if amax >= GROUP_MAX_EPS {
+            // Weighted sums for the scale 1 / id: (sum w q x, sum w q^2).
+            let sums = |id: f32| {
+                let (mut sqx, mut sq2) = (0.0f32, 0.0f32);
+                for &v in xs {
+                    let q = f32::from(KVALUES_IQ4NL[usize::from(best_index_iq4nl(id * v))]);
+                    let w = v * v;
+                    sqx += w * q * v;
+                    sq2 += w * q * q;
+                }
+                (sqx, sq2)
+            };
+            let (sqx, sq2) = sums(1.0 / (-max / v0));
+            d = if sq2 > 0.0 { sqx / sq2 } else { 0.0 };
+            let mut best = d * sqx;
+            for itry in -NTRY..=NTRY {
+                let (sqx, sq2) = sums((itry as f32 + v0) / max);
+                if sq2 > 0.0 && sqx * sqx > best * sq2 {
+                    d = sqx / sq2;
+                    best = d * sqx;
+                }
+            }
+        }
+        blk.d = f32_to_f16(d);
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        for j in 0..16 {
+            blk.qs[j] = best_index_iq4nl(id * xs[j]) | (best_index_iq4nl(id * xs[j + 16]) << 4);
+        }
+    }
+}
+
+/// Dequantizes IQ4_NL blocks into `out` (ggml's `dequantize_row_iq4_nl`).
+pub fn dequantize_row_iq4_nl(blocks: &[BlockIQ4NL], out: &mut [f32]) {
+    for (blk, o) in blocks.iter().zip(out.chunks_exact_mut(QK4_NL)) {
+        let d = f16_to_f32(blk.d);
+        for j in 0..16 {
+            o[j] = d * f32::from(KVALUES_IQ4NL[usize::from(blk.qs[j] & 0xF)]);
+            o[j + 16] = d * f32::from(KVALUES_IQ4NL[usize::from(blk.qs[j] >> 4)]);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- Q2_K, Q3_K, IQ4_XS
+
+/// The 2-bit value of element `i` (0..256) of a Q2_K or Q3_K `qs`: half n =
+/// i / 128, group j = (i % 128) / 32, byte 32n + i % 32, shift 2j.
+#[inline]
+pub fn k2_value(qs: &[u8; QK_K / 4], i: usize) -> u8 {
+    let (n, r) = (i / 128, i % 128);
+    (qs[32 * n + r % 32] >> (2 * (r / 32))) & 3
+}
+
+/// Dequantizes Q2_K blocks into `out` (ggml's `dequantize_row_q2_K`):
+/// group g of 16 has scale d * (sc & 15) and min dmin * (sc >> 4).
+pub fn dequantize_row_q2_k(blocks: &[BlockQ2K], out: &mut [f32]) {
+    for (blk, o) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
+        let (d, min) = (f16_to_f32(blk.d), f16_to_f32(blk.dmin));
+        for (i, y) in o.iter_mut().enumerate() {
+            let sc = blk.scales[i / 16];
+            let (dl, ml) = (d * f32::from(sc & 0xF), min * f32::from(sc >> 4));
+            *y = dl * f32::from(k2_value(&blk.qs, i)) - ml;
+        }
+    }
+}
+
+/// Scale `k` (0..16) of a Q3_K block, 0..64 (the value is it minus 32): the
+/// low 4 bits in nibble k / 8 of byte k % 8, the high 2 bits at bit
+/// 2 (k / 4) of byte 8 + k % 4.
+#[inline]
+pub fn q3_k_scale(scales: &[u8; 12], k: usize) -> u8 {
+    let lo = (scales[k % 8] >> (4 * (k / 8))) & 0xF;
+    let hi = (scales[8 + k % 4] >> (2 * (k / 4))) & 3;
+    lo | (hi << 4)
+}
+
+/// The signed 3-bit value (-4..4) of element `i` of a Q3_K block: the 2 low
+/// bits, minus 4 when the high bit is clear.
+#[inline]
+pub fn q3_k_value(blk: &BlockQ3K, i: usize) -> i8 {
+    let (n, r) = (i / 128, i % 128);
+    let h = (blk.hmask[r % 32] >> (4 * n + r / 32)) & 1;
+    k2_value(&blk.qs, i) as i8 - if h == 0 { 4 } else { 0 }
+}
+
+/// Dequantizes Q3_K blocks into `out` (ggml's `dequantize_row_q3_K`).
+pub fn dequantize_row_q3_k(blocks: &[BlockQ3K], out: &mut [f32]) {
+    for (blk, o) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
+        let d = f16_to_f32(blk.d);
+        for (i, y) in o.iter_mut().enumerate() {
+            let dl = d * f32::from(q3_k_scale(&blk.scales, i / 16) as i8 - 32);
+            *y = dl * f32::from(q3_k_value(blk, i));
+        }
+    }
+}
+
+/// Scale of sub-block `ib` (0..8) of an IQ4_XS block, 0..64 (the value is it
+/// minus 32).
+#[inline]
+pub fn iq4_xs_scale(blk: &BlockIQ4XS, ib: usize) -> u8 {
+    ((blk.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | ((((blk.scales_h >> (2 * ib)) & 3) as u8) << 4)
+}
+
+/// Dequantizes IQ4_XS blocks into `out` (ggml's `dequantize_row_iq4_xs`).
+pub fn dequantize_row_iq4_xs(blocks: &[BlockIQ4XS], out: &mut [f32]) {
+    for (blk, o) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
+        let d = f16_to_f32(blk.d);
+        for ib in 0..8 {
+            let dl = d * f32::from(iq4_xs_scale(blk, ib) as i8 - 32);
+            let (q, y) = (&blk.qs[16 * ib..16 * ib + 16], &mut o[32 * ib..32 * ib + 32]);
+            for j in 0..16 {
+                y[j] = dl * f32::from(KVALUES_IQ4NL[usize::from(q[j] & 0xF)]);
+                y[j + 16] = dl * f32::from(KVALUES_IQ4NL[usize::from(q[j] >> 4)]);
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::half::{bf16_to_f32, f16_to_f32};
 use crate::quant::{
-    scale_min_k4, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ6K, BlockQ6Kx8,
+    scale_min_k4, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockIQ4NL, BlockIQ4XS, BlockQ2K, BlockQ3K, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ6Kx8,
     BlockQ8K, BlockQ8_0, BlockQ8_1,
 };
 
@@ -59,6 +59,21 @@ pub fn dot_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
     s
 }
 
+/// Dot product of an IQ4_NL weight row with Q8_0 activations, in integers
+/// per block (the table values times the activations).
+pub fn dot_iq4_nl(w: &[BlockIQ4NL], x: &[BlockQ8_0]) -> f32 {
+    let kv = |q: u8| i32::from(crate::quant::KVALUES_IQ4NL[usize::from(q)]);
+    let mut s = 0.0f32;
+    for (a, b) in w.iter().zip(x) {
+        let mut isum = 0i32;
+        for j in 0..16 {
+            isum += kv(a.qs[j] & 0xF) * i32::from(b.qs[j]) + kv(a.qs[j] >> 4) * i32::from(b.qs[j + 16]);
+        }
+        s += f16_to_f32(a.d) * f16_to_f32(b.d) * isum as f32;
+    }
+    s
+}
+
 /// Dot product of a Q4_1 weight row with Q8_1 activations, as ggml: per
 /// block d4 * d8 * sum(q4 * q8) (integers) + m4 * s8.
 pub fn dot_q4_1(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
@@ -68,6 +83,20 @@ pub fn dot_q4_1(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
         for j in 0..16 {
             isum += i32::from(a.qs[j] & 0xF) * i32::from(b.qs[j]);
             isum += i32::from(a.qs[j] >> 4) * i32::from(b.qs[j + 16]);
+        }
+        s += f16_to_f32(a.d) * f16_to_f32(b.d) * isum as f32 + f16_to_f32(a.m) * f16_to_f32(b.s);
+    }
+    s
+}
+
+/// Dot product of a Q5_1 weight row with Q8_1 activations, as ggml: per
+/// block d5 * d8 * sum(q5 * q8) (integers) + m5 * s8.
+pub fn dot_q5_1(w: &[BlockQ5_1], x: &[BlockQ8_1]) -> f32 {
+    let mut s = 0.0f32;
+    for (a, b) in w.iter().zip(x) {
+        let mut isum = 0i32;
+        for (j, &q) in b.qs.iter().enumerate() {
+            isum += i32::from(crate::quant::q5_1_value(a, j)) * i32::from(q);
         }
         s += f16_to_f32(a.d) * f16_to_f32(b.d) * isum as f32 + f16_to_f32(a.m) * f16_to_f32(b.s);
     }
@@ -169,6 +198,67 @@ pub fn dot_q5_k(w: &[BlockQ5K], x: &[BlockQ8K]) -> f32 {
         let d = f16_to_f32(a.d) * b.d;
         let dmin = f16_to_f32(a.dmin) * b.d;
         s += d * sumi as f32 - dmin * summ as f32;
+    }
+    s
+}
+
+/// Dot product of a Q2_K weight row with Q8_K activations: per super-block,
+/// sum(sc * q2 . q8) and sum(m * bsums) in integers, then two float terms
+/// (d * y.d and dmin * y.d, as ggml).
+pub fn dot_q2_k(w: &[BlockQ2K], x: &[BlockQ8K]) -> f32 {
+    let mut s = 0.0f32;
+    for (a, b) in w.iter().zip(x) {
+        let (mut isum, mut summs) = (0i32, 0i32);
+        for g in 0..16 {
+            let mut p = 0i32;
+            for i in 16 * g..16 * g + 16 {
+                p += i32::from(crate::quant::k2_value(&a.qs, i)) * i32::from(b.qs[i]);
+            }
+            isum += i32::from(a.scales[g] & 0xF) * p;
+            summs += i32::from(a.scales[g] >> 4) * i32::from(b.bsums[g]);
+        }
+        let dall = b.d * f16_to_f32(a.d);
+        let dmin = b.d * f16_to_f32(a.dmin);
+        s += dall * isum as f32 - dmin * summs as f32;
+    }
+    s
+}
+
+/// Dot product of a Q3_K weight row with Q8_K activations: per super-block,
+/// sum((sc - 32) * q3 . q8) in integers, then one float term.
+pub fn dot_q3_k(w: &[BlockQ3K], x: &[BlockQ8K]) -> f32 {
+    let mut s = 0.0f32;
+    for (a, b) in w.iter().zip(x) {
+        let mut isum = 0i32;
+        for g in 0..16 {
+            let mut p = 0i32;
+            for i in 16 * g..16 * g + 16 {
+                p += i32::from(crate::quant::q3_k_value(a, i)) * i32::from(b.qs[i]);
+            }
+            isum += (i32::from(crate::quant::q3_k_scale(&a.scales, g)) - 32) * p;
+        }
+        s += f16_to_f32(a.d) * b.d * isum as f32;
+    }
+    s
+}
+
+/// Dot product of an IQ4_XS weight row with Q8_K activations: per
+/// super-block, sum((ls - 32) * table[q] . q8) in integers, then one float
+/// term.
+pub fn dot_iq4_xs(w: &[BlockIQ4XS], x: &[BlockQ8K]) -> f32 {
+    let kv = |q: u8| i32::from(crate::quant::KVALUES_IQ4NL[usize::from(q)]);
+    let mut s = 0.0f32;
+    for (a, b) in w.iter().zip(x) {
+        let mut isum = 0i32;
+        for ib in 0..8 {
+            let (q, y) = (&a.qs[16 * ib..16 * ib + 16], &b.qs[32 * ib..32 * ib + 32]);
+            let mut p = 0i32;
+            for j in 0..16 {
+                p += kv(q[j] & 0xF) * i32::from(y[j]) + kv(q[j] >> 4) * i32::from(y[j + 16]);
+            }
+            isum += (i32::from(crate::quant::iq4_xs_scale(a, ib)) - 32) * p;
+        }
+        s += f16_to_f32(a.d) * b.d * isum as f32;
     }
     s
 }

@@ -223,6 +223,8 @@ pub(crate) struct AllTypes {
     pub q4_0: Vec<crate::quant::BlockQ4_0>,
     pub q4_1: Vec<crate::quant::BlockQ4_1>,
     pub q5_0: Vec<crate::quant::BlockQ5_0>,
+    pub q5_1: Vec<crate::quant::BlockQ5_1>,
+    pub iq4_nl: Vec<crate::quant::BlockIQ4NL>,
     pub q4_k: Vec<crate::quant::BlockQ4K>,
     pub q5_k: Vec<crate::quant::BlockQ5K>,
     pub q6_k: Vec<crate::quant::BlockQ6K>,
@@ -241,6 +243,8 @@ impl AllTypes {
             q4_0: std::vec![BlockQ4_0::default(); rows * cols / 32],
             q4_1: std::vec![BlockQ4_1::default(); rows * cols / 32],
             q5_0: std::vec![BlockQ5_0::default(); rows * cols / 32],
+            q5_1: std::vec![BlockQ5_1::default(); rows * cols / 32],
+            iq4_nl: std::vec![BlockIQ4NL::default(); rows * cols / 32],
             q4_k: std::vec![BlockQ4K::default(); rows * cols / 256],
             q5_k: std::vec![BlockQ5K::default(); rows * cols / 256],
             q6_k: std::vec![BlockQ6K::default(); rows * cols / 256],
@@ -250,13 +254,15 @@ impl AllTypes {
         quantize_row_q4_0(&a.f32, &mut a.q4_0);
         quantize_row_q4_1(&a.f32, &mut a.q4_1);
         quantize_row_q5_0(&a.f32, &mut a.q5_0);
+        quantize_row_q5_1(&a.f32, &mut a.q5_1);
+        quantize_row_iq4_nl(&a.f32, &mut a.iq4_nl);
         quantize_row_q4_k(&a.f32, &mut a.q4_k);
         quantize_row_q5_k(&a.f32, &mut a.q5_k);
         quantize_row_q6_k(&a.f32, &mut a.q6_k);
         a
     }
 
-    pub fn views(&self) -> [ops::Weights<'_>; 10] {
+    pub fn views(&self) -> [ops::Weights<'_>; 12] {
         use ops::Weights as W;
         [
             W::F32(&self.f32),
@@ -266,6 +272,8 @@ impl AllTypes {
             W::Q4_0(&self.q4_0),
             W::Q4_1(&self.q4_1),
             W::Q5_0(&self.q5_0),
+            W::Q5_1(&self.q5_1),
+            W::IQ4_NL(&self.iq4_nl),
             W::Q4_K(&self.q4_k),
             W::Q5_K(&self.q5_k),
             W::Q6_K(&self.q6_k),
@@ -335,7 +343,7 @@ fn matmul_equals_matvec_for_every_type() {
             "F32" => 1e-4,
             "F16" | "BF16" => 0.05,
             "Q8_0" | "Q6_K" => 0.3,
-            "Q5_0" | "Q5_K" => 1.0,
+            "Q5_0" | "Q5_1" | "Q5_K" => 1.0,
             _ => 2.5,
         };
         assert!(err < budget, "{}: max error {err} against f32", w.type_name());

@@ -988,3 +988,368 @@ fn simd_q4_1_tiles_match_scalar_and_each_other() {
         });
     }
 }
+
+// ------------------------------------------------------------ Q5_1
+
+#[test]
+fn q5_1_bytes_follow_ggml_formula() {
+    let mut r = Rng(41);
+    for case in 0..300 {
+        let x: Vec<f32> = match case {
+            0 => std::vec![0.0; 32],
+            1 => std::vec![1.5; 32],
+            2 => (0..32).map(|i| i as f32).collect(),
+            _ => (0..32).map(|_| r.normal() * 0.05 + if case % 5 == 0 { 0.03 } else { 0.0 }).collect(),
+        };
+        let mut b = [BlockQ5_1::default()];
+        quantize_row_q5_1(&x, &mut b);
+        // m = min, d = (max - min) / 31, q = trunc((x - m) / d + 0.5).
+        let min = x.iter().copied().fold(f32::INFINITY, f32::min);
+        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let d = (max - min) / 31.0;
+        let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+        assert_eq!((b[0].d, b[0].m), (f32_to_f16(d), f32_to_f16(min)), "case {case}");
+        for (j, &v) in x.iter().enumerate() {
+            assert_eq!(q5_1_value(&b[0], j), ((v - min) * id + 0.5).trunc() as u8, "case {case} element {j}");
+        }
+    }
+    // x = j: d = 1, every element its own value; elements 16..32 set their fifth bits.
+    let x: Vec<f32> = (0..32).map(|j| j as f32).collect();
+    let mut b = [BlockQ5_1::default()];
+    quantize_row_q5_1(&x, &mut b);
+    assert_eq!((b[0].d, b[0].m), (0x3c00, 0));
+    assert_eq!(u32::from_le_bytes(b[0].qh), 0xffff_0000);
+    assert_eq!(b[0].qs[3], 3 | (3 << 4));
+}
+
+#[test]
+fn q5_1_dequantizes_hand_built_block() {
+    // d = 0.5, m = -2; fifth bits on for elements 0 and 31.
+    let mut b = BlockQ5_1 { d: 0x3800, m: 0xc000, qh: 0x8000_0001u32.to_le_bytes(), qs: [0; 16] };
+    for j in 0..16 {
+        b.qs[j] = j as u8 | ((15 - j as u8) << 4);
+    }
+    let mut y = [0.0f32; 32];
+    dequantize_row_q5_1(&[b], &mut y);
+    assert_eq!(y[0], 0.5 * 16.0 - 2.0);
+    assert_eq!(y[1], 0.5 * 1.0 - 2.0);
+    assert_eq!(y[16], 0.5 * 15.0 - 2.0);
+    assert_eq!(y[31], 0.5 * 16.0 - 2.0);
+}
+
+#[test]
+fn scalar_q5_1_dot_equals_dequantized_dot() {
+    let mut r = Rng(42);
+    for nb in [1usize, 2, 3, 5, 17] {
+        let n = 32 * nb;
+        let (w, x) = (r.weights(n), (0..n).map(|_| r.normal()).collect::<Vec<f32>>());
+        let mut wq = std::vec![BlockQ5_1::default(); nb];
+        let mut xq = std::vec![BlockQ8_1::default(); nb];
+        quantize_row_q5_1(&w, &mut wq);
+        quantize_row_q8_1(&x, &mut xq);
+        let (mut wd, mut xd) = (std::vec![0.0f32; n], std::vec![0.0f32; n]);
+        dequantize_row_q5_1(&wq, &mut wd);
+        dequantize_row_q8_1(&xq, &mut xd);
+        // As for Q4_1: s8 is rounded to f16.
+        let want = dot64(&wd, &xd);
+        let terms: f64 = wd.iter().zip(&xd).map(|(a, b)| f64::from((a * b).abs())).sum();
+        let sterm: f64 =
+            wq.iter().zip(&xq).map(|(a, b)| f64::from((f16_to_f32(a.m) * f16_to_f32(b.s)).abs())).sum();
+        let got = f64::from(scalar::dot_q5_1(&wq, &xq));
+        assert!((got - want).abs() <= 1e-5 * terms + sterm / 1024.0 + 1e-9, "nb={nb}: {got} vs {want}");
+        let scale = dot64(&w, &w).sqrt() * dot64(&x, &x).sqrt();
+        assert!((got - dot64(&w, &x)).abs() < 0.05 * scale, "nb={nb}");
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+#[allow(unused_assignments)]
+fn simd_q5_1_tiles_match_scalar_and_each_other() {
+    let mut r = Rng(43);
+    for nb in [1usize, 2, 3, 7, 9, 33] {
+        let n = 32 * nb;
+        let ws_f: Vec<Vec<f32>> = (0..4).map(|_| r.weights(n)).collect();
+        let xs_f: Vec<Vec<f32>> = (0..4).map(|_| (0..n).map(|_| r.normal()).collect()).collect();
+        let wq: Vec<Vec<BlockQ5_1>> = ws_f
+            .iter()
+            .map(|w| {
+                let mut b = std::vec![BlockQ5_1::default(); nb];
+                quantize_row_q5_1(w, &mut b);
+                b
+            })
+            .collect();
+        let xq: Vec<Vec<BlockQ8_1>> = xs_f
+            .iter()
+            .map(|x| {
+                let mut b = std::vec![BlockQ8_1::default(); nb];
+                quantize_row_q8_1(x, &mut b);
+                b
+            })
+            .collect();
+        let ws: [&[BlockQ5_1]; 4] = core::array::from_fn(|k| wq[k].as_slice());
+        let xs: [&[BlockQ8_1]; 4] = core::array::from_fn(|k| xq[k].as_slice());
+        let mut first: Option<u32> = None;
+        crate::tests::for_each_level!(|t, name| {
+            // SAFETY: for_each_level only runs levels the CPU has.
+            let t44 = unsafe { t::tile_q5_1::<4, 4>(ws, xs) };
+            for a in 0..4 {
+                for b in 0..4 {
+                    // SAFETY: as above.
+                    let one = unsafe { t::tile_q5_1::<1, 1>([ws[a]], [xs[b]]) }[0][0];
+                    assert_eq!(t44[a][b].to_bits(), one.to_bits(), "{name} nb={nb} 4x4 [{a}][{b}]");
+                    let want = scalar::dot_q5_1(ws[a], xs[b]);
+                    let s = (dot64(&ws_f[a], &ws_f[a]).sqrt() * dot64(&xs_f[b], &xs_f[b]).sqrt()) as f32;
+                    assert!(close32(want, one, s * 4.0), "{name} nb={nb}: {want} vs {one}");
+                }
+            }
+            match first {
+                None => first = Some(t44[1][2].to_bits()),
+                Some(f) => assert_eq!(f, t44[1][2].to_bits(), "{name}: differs from AVX2"),
+            }
+        });
+    }
+}
+
+// ------------------------------------------------------------ IQ4_NL
+
+#[test]
+fn iq4_nl_quantizer_picks_nearest_table_values_and_a_good_scale() {
+    let mut r = Rng(51);
+    // An all-zero block: d = 0 and every index at the table's 1 (index 8).
+    let mut b = [BlockIQ4NL::default()];
+    quantize_row_iq4_nl(&[0.0; 32], &mut b);
+    assert_eq!(b[0], BlockIQ4NL { d: 0, qs: [0x88; 16] });
+    for case in 0..200 {
+        let x: Vec<f32> = (0..32).map(|_| r.normal() * 0.05 + if case % 3 == 0 { 0.02 } else { 0.0 }).collect();
+        quantize_row_iq4_nl(&x, &mut b);
+        let d = f16_to_f32(b[0].d);
+        let mut y = [0.0f32; 32];
+        dequantize_row_iq4_nl(&b, &mut y);
+        // Every element is the nearest table value at the stored scale.
+        for (j, (&v, &q)) in x.iter().zip(&y).enumerate() {
+            let best = KVALUES_IQ4NL.iter().map(|&k| (d * f32::from(k) - v).abs()).fold(f32::INFINITY, f32::min);
+            assert!((q - v).abs() <= best * (1.0 + 1e-5) + 1e-9, "case {case} element {j}: {q} for {v}");
+        }
+        // The chosen scale does at least as well (weights x^2) as the plain
+        // one from the value of largest magnitude.
+        let (_, max) = x.iter().fold((0.0f32, 0.0f32), |(a, m), &v| if v.abs() > a { (v.abs(), v) } else { (a, m) });
+        let plain = max / -127.0;
+        let err = |d: f32| -> f32 {
+            x.iter()
+                .map(|&v| {
+                    let q = KVALUES_IQ4NL.iter().map(|&k| d * f32::from(k)).fold(f32::NAN, |b, c| {
+                        if b.is_nan() || (c - v).abs() < (b - v).abs() {
+                            c
+                        } else {
+                            b
+                        }
+                    });
+                    v * v * (q - v) * (q - v)
+                })
+                .sum()
+        };
+        assert!(err(d) <= err(plain) * 1.01 + 1e-12, "case {case}: {} vs {}", err(d), err(plain));
+    }
+}
+
+#[test]
+#[allow(unused_assignments)]
+fn iq4_nl_dots_match_scalar_and_dequantized_at_every_level() {
+    let mut r = Rng(52);
+    for nb in [1usize, 2, 3, 7, 9, 16] {
+        let n = 32 * nb;
+        type Nl = (Vec<f32>, Vec<f32>, Vec<BlockIQ4NL>, Vec<BlockQ8_0>);
+        let cs: Vec<Nl> = (0..8)
+            .map(|_| {
+                let (w, x) = (r.weights(n), (0..n).map(|_| r.normal()).collect::<Vec<f32>>());
+                let (mut wq, mut xq) = (std::vec![BlockIQ4NL::default(); nb], std::vec![BlockQ8_0::default(); nb]);
+                quantize_row_iq4_nl(&w, &mut wq);
+                quantize_row_q8_0(&x, &mut xq);
+                (w, x, wq, xq)
+            })
+            .collect();
+        let scale = |a: usize, b: usize| (dot64(&cs[a].0, &cs[a].0).sqrt() * dot64(&cs[b].1, &cs[b].1).sqrt()) as f32;
+        for (a, c) in cs.iter().enumerate() {
+            // Scalar: the integer dot per block equals the dequantized one.
+            let (mut wd, mut xd) = (std::vec![0.0f32; n], std::vec![0.0f32; n]);
+            dequantize_row_iq4_nl(&c.2, &mut wd);
+            dequantize_row_q8_0(&c.3, &mut xd);
+            let got = scalar::dot_iq4_nl(&c.2, &c.3);
+            let terms: f64 = wd.iter().zip(&xd).map(|(p, q)| f64::from((p * q).abs())).sum();
+            assert!((f64::from(got) - dot64(&wd, &xd)).abs() <= 1e-5 * terms + 1e-9, "nb={nb}");
+            assert!((f64::from(got) - dot64(&c.0, &c.1)).abs() < 0.1 * f64::from(scale(a, a)), "nb={nb}");
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            let ws: [&[BlockIQ4NL]; 4] = core::array::from_fn(|k| cs[k].2.as_slice());
+            let xs: [&[BlockQ8_0]; 4] = core::array::from_fn(|k| cs[k].3.as_slice());
+            let mut first: Option<u32> = None;
+            crate::tests::for_each_level!(|t, name| {
+                // SAFETY: for_each_level only runs levels the CPU has.
+                let t44 = unsafe { t::tile_iq4_nl::<4, 4>(ws, xs) };
+                for a in 0..4 {
+                    for b in 0..4 {
+                        // SAFETY: as above.
+                        let one = unsafe { t::tile_iq4_nl::<1, 1>([ws[a]], [xs[b]]) }[0][0];
+                        assert_eq!(t44[a][b].to_bits(), one.to_bits(), "{name} nb={nb}");
+                        let want = scalar::dot_iq4_nl(ws[a], xs[b]);
+                        assert!(close32(want, one, scale(a, b) * 4.0), "{name} nb={nb}: {want} vs {one}");
+                    }
+                }
+                match first {
+                    None => first = Some(t44[3][0].to_bits()),
+                    Some(f) => assert_eq!(f, t44[3][0].to_bits(), "{name}: differs from AVX2"),
+                }
+            });
+            if detect().best_level() >= SimdLevel::Avx512Vnni {
+                let w8: [&[BlockIQ4NL]; 8] = core::array::from_fn(|k| cs[k].2.as_slice());
+                let x8: [&[BlockQ8_0]; 8] = core::array::from_fn(|k| cs[k].3.as_slice());
+                let sums: Vec<Vec<i32>> =
+                    cs.iter().map(|c| c.3.iter().map(|b| b.qs.iter().map(|&q| i32::from(q)).sum()).collect()).collect();
+                let s8: [&[i32]; 8] = core::array::from_fn(|k| sums[k].as_slice());
+                // SAFETY: VNNI checked above.
+                let o = unsafe { crate::avx512::oct_iq4_nl::<8>(w8, x8, s8) };
+                for c in 0..8 {
+                    for k in 0..8 {
+                        let want = scalar::dot_iq4_nl(w8[k], x8[c]);
+                        assert!(close32(want, o[c][k], scale(k, c) * 4.0), "oct nb={nb}: {want} vs {}", o[c][k]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------ Q2_K, Q3_K, IQ4_XS
+
+/// `n` blocks of random bytes, then `fix` (which sets sane f16 scales).
+fn random_blocks<T: crate::cast::Pod>(r: &mut Rng, n: usize, fix: impl Fn(&mut T, &mut Rng)) -> Vec<T> {
+    let size = core::mem::size_of::<T>();
+    (0..n)
+        .map(|_| {
+            let bytes: Vec<u8> = (0..size).map(|_| r.u32() as u8).collect();
+            let mut b: T = crate::cast::read_pod(&bytes);
+            fix(&mut b, r);
+            b
+        })
+        .collect()
+}
+
+/// A random f16 with magnitude in [lo, 2 lo), of either sign if `signed`.
+fn f16_scale(r: &mut Rng, lo: f32, signed: bool) -> u16 {
+    let v = lo * (1.0 + r.uniform().abs());
+    f32_to_f16(if signed && r.u32().is_multiple_of(2) { -v } else { v })
+}
+
+/// Random Q2_K, Q3_K and IQ4_XS rows of `nb` super-blocks.
+fn k_rows(r: &mut Rng, nb: usize) -> (Vec<BlockQ2K>, Vec<BlockQ3K>, Vec<BlockIQ4XS>) {
+    (
+        random_blocks(r, nb, |b: &mut BlockQ2K, r| {
+            b.d = f16_scale(r, 0.01, false);
+            b.dmin = f16_scale(r, 0.01, false);
+        }),
+        random_blocks(r, nb, |b: &mut BlockQ3K, r| b.d = f16_scale(r, 0.002, true)),
+        random_blocks(r, nb, |b: &mut BlockIQ4XS, r| b.d = f16_scale(r, 0.001, true)),
+    )
+}
+
+#[test]
+fn q2_k_q3_k_iq4_xs_scalar_dots_equal_dequantized_dots() {
+    let mut r = Rng(61);
+    for nb in [1usize, 2, 3, 5] {
+        let n = 256 * nb;
+        let (w2, w3, wx) = k_rows(&mut r, nb);
+        let x: Vec<f32> = (0..n).map(|_| r.normal()).collect();
+        let mut xq = std::vec![BlockQ8K::default(); nb];
+        quantize_row_q8_k(&x, &mut xq);
+        let mut xd = std::vec![0.0f32; n];
+        dequantize_row_q8_k(&xq, &mut xd);
+        let mut wd = std::vec![0.0f32; n];
+        // Integer sums are exact; only the float terms per super-block round.
+        let tol = |w: &[f32]| 1e-5 * w.iter().zip(&xd).map(|(a, b)| f64::from((a * b).abs())).sum::<f64>() + 1e-9;
+        dequantize_row_q2_k(&w2, &mut wd);
+        let got = f64::from(scalar::dot_q2_k(&w2, &xq));
+        assert!((got - dot64(&wd, &xd)).abs() <= tol(&wd), "q2_k nb={nb}: {got} vs {}", dot64(&wd, &xd));
+        dequantize_row_q3_k(&w3, &mut wd);
+        let got = f64::from(scalar::dot_q3_k(&w3, &xq));
+        assert!((got - dot64(&wd, &xd)).abs() <= tol(&wd), "q3_k nb={nb}: {got} vs {}", dot64(&wd, &xd));
+        dequantize_row_iq4_xs(&wx, &mut wd);
+        let got = f64::from(scalar::dot_iq4_xs(&wx, &xq));
+        assert!((got - dot64(&wd, &xd)).abs() <= tol(&wd), "iq4_xs nb={nb}: {got} vs {}", dot64(&wd, &xd));
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn q2_k_q3_k_iq4_xs_tiles_are_bit_identical_to_scalar() {
+    let mut r = Rng(62);
+    for nb in [1usize, 2, 3, 7] {
+        let rows: Vec<_> = (0..4).map(|_| k_rows(&mut r, nb)).collect();
+        let acts: Vec<Vec<BlockQ8K>> = (0..4)
+            .map(|_| {
+                let x: Vec<f32> = (0..256 * nb).map(|_| r.normal()).collect();
+                let mut q = std::vec![BlockQ8K::default(); nb];
+                quantize_row_q8_k(&x, &mut q);
+                q
+            })
+            .collect();
+        let xs: [&[BlockQ8K]; 4] = core::array::from_fn(|k| acts[k].as_slice());
+        macro_rules! check {
+            ($t:ident, $name:expr, $f:ident, $field:tt, $scalar:path) => {{
+                let ws: [&[_]; 4] = core::array::from_fn(|k| rows[k].$field.as_slice());
+                // SAFETY: for_each_level only runs levels the CPU has.
+                let t44 = unsafe { $t::$f::<4, 4>(ws, xs) };
+                // SAFETY: as above.
+                let t18 = unsafe { $t::$f::<1, 4>([ws[2]], xs) };
+                for a in 0..4 {
+                    for b in 0..4 {
+                        let want = $scalar(ws[a], xs[b]).to_bits();
+                        assert_eq!(t44[a][b].to_bits(), want, "{} {} nb={nb} [{a}][{b}]", $name, stringify!($f));
+                        if a == 2 {
+                            assert_eq!(t18[0][b].to_bits(), want, "{} {} 1x4", $name, stringify!($f));
+                        }
+                    }
+                }
+            }};
+        }
+        crate::tests::for_each_level!(|t, name| {
+            check!(t, name, tile_q2_k, 0, scalar::dot_q2_k);
+            check!(t, name, tile_q3_k, 1, scalar::dot_q3_k);
+            check!(t, name, tile_iq4_xs, 2, scalar::dot_iq4_xs);
+        });
+    }
+}
+
+#[test]
+fn q2_k_q3_k_iq4_xs_matmul_equals_matvec() {
+    use crate::ops::{self, Weights};
+    let mut r = Rng(63);
+    let (rows, nb) = (19, 2);
+    let cols = 256 * nb;
+    let ms: Vec<_> = (0..rows).map(|_| k_rows(&mut r, nb)).collect();
+    let w2: Vec<BlockQ2K> = ms.iter().flat_map(|m| m.0.clone()).collect();
+    let w3: Vec<BlockQ3K> = ms.iter().flat_map(|m| m.1.clone()).collect();
+    let wx: Vec<BlockIQ4XS> = ms.iter().flat_map(|m| m.2.clone()).collect();
+    let n = 5;
+    let xs: Vec<f32> = (0..n * cols).map(|_| r.normal()).collect();
+    let mut scratch = ops::ActScratch::new(cols, n);
+    for w in [Weights::Q2_K(&w2), Weights::Q3_K(&w3), Weights::IQ4_XS(&wx)] {
+        let mut mm = std::vec![0.0f32; n * rows];
+        ops::matmul(&crate::exec::Serial, w, cols, &xs, n, &mut scratch, &mut mm);
+        for j in 0..n {
+            let x = &xs[j * cols..(j + 1) * cols];
+            let mut mv = std::vec![0.0f32; rows];
+            ops::matvec(&crate::exec::Serial, w, cols, x, &mut scratch, &mut mv);
+            let mut row = std::vec![0.0f32; cols];
+            for (i, (&a, &b)) in mv.iter().zip(&mm[j * rows..(j + 1) * rows]).enumerate() {
+                assert_eq!(a.to_bits(), b.to_bits(), "{} act {j} row {i}", w.type_name());
+                // And near the dequantized row's f64 dot (activations rounded to Q8_K).
+                ops::dequantize_row(w, i, cols, &mut row);
+                let exact = dot64(&row, x);
+                let size: f64 = row.iter().zip(x).map(|(p, q)| f64::from((p * q).abs())).sum();
+                assert!((f64::from(a) - exact).abs() <= 0.02 * size + 1e-6, "{} row {i}: {a} vs {exact}", w.type_name());
+            }
+        }
+    }
+}

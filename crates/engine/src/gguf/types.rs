@@ -109,9 +109,19 @@ impl GgmlType {
         self.layout().1
     }
 
-    /// (elements per block, bytes per block), from ggml's block structs.
+    /// The kernels' storage type for this GGUF type, if they run it.
+    pub fn weight_type(self) -> Option<kernels::types::WType> {
+        kernels::types::WType::from_gguf_id(self.id())
+    }
+
+    /// (elements per block, bytes per block): from the kernels' table of
+    /// types (the `size_of` of their blocks) for the types we run, else
+    /// from ggml's block structs.
     fn layout(self) -> (u64, u64) {
         use GgmlType::*;
+        if let Some(t) = self.weight_type() {
+            return (t.info().block_size as u64, t.info().block_bytes as u64);
+        }
         match self {
             F32 | I32 => (1, 4),
             F16 | BF16 | I16 => (1, 2),

@@ -4,71 +4,15 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use kernels::cast;
 use kernels::ops::{self, Weights};
-use kernels::quant::{BlockQ8_0, QK8_0, QK_K};
+use kernels::quant::{BlockQ8_0, QK8_0};
 
 use crate::{Error, Result};
 
-/// Storage types the model can run (GGUF's names and layouts).
-#[allow(non_camel_case_types)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DType {
-    F32,
-    F16,
-    BF16,
-    Q8_0,
-    Q4_0,
-    Q4_1,
-    Q5_0,
-    Q4_K,
-    Q5_K,
-    Q6_K,
-}
-
-impl DType {
-    /// (elements per block, bytes per block).
-    fn layout(self) -> (usize, usize) {
-        match self {
-            DType::F32 => (1, 4),
-            DType::F16 | DType::BF16 => (1, 2),
-            DType::Q8_0 => (QK8_0, 34),
-            DType::Q4_0 => (QK8_0, 18),
-            DType::Q4_1 => (QK8_0, 20),
-            DType::Q5_0 => (QK8_0, 22),
-            DType::Q4_K => (QK_K, 144),
-            DType::Q5_K => (QK_K, 176),
-            DType::Q6_K => (QK_K, 210),
-        }
-    }
-    /// Elements per block (1 for plain floats).
-    pub fn block_size(self) -> usize {
-        self.layout().0
-    }
-    /// Bytes for `n` elements (n must be a multiple of the block size for quant types).
-    pub fn bytes(self, n: usize) -> Option<usize> {
-        let (bs, size) = self.layout();
-        if !n.is_multiple_of(bs) {
-            return None;
-        }
-        (n / bs).checked_mul(size)
-    }
-    /// The GGUF name of the type.
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "F32",
-            DType::F16 => "F16",
-            DType::BF16 => "BF16",
-            DType::Q8_0 => "Q8_0",
-            DType::Q4_0 => "Q4_0",
-            DType::Q4_1 => "Q4_1",
-            DType::Q5_0 => "Q5_0",
-            DType::Q4_K => "Q4_K",
-            DType::Q5_K => "Q5_K",
-            DType::Q6_K => "Q6_K",
-        }
-    }
-}
+/// Storage types the model can run (GGUF's names and layouts): the
+/// kernels' table of types (`kernels::types`), which gives each one's block
+/// size, bytes, GGUF id and name.
+pub use kernels::types::WType as DType;
 
 /// Where a tensor's bytes live.
 #[derive(Debug, Clone)]
@@ -177,25 +121,9 @@ impl Tensor {
             size: len as u64,
             file_len: file.len() as u64,
         })?;
-        let misaligned = || Error::invalid(alloc::format!("tensor '{}'", self.name), "data is not aligned in memory");
-        if let Data::Octets { .. } = self.data {
-            return Ok(match self.dtype {
-                DType::Q4_K => Weights::Q4_Kx8(cast::view(bytes).ok_or_else(misaligned)?),
-                DType::Q6_K => Weights::Q6_Kx8(cast::view(bytes).ok_or_else(misaligned)?),
-                _ => Weights::Q4_0x8(cast::view(bytes).ok_or_else(misaligned)?),
-            });
-        }
-        Ok(match self.dtype {
-            DType::F32 => Weights::F32(cast::view(bytes).ok_or_else(misaligned)?),
-            DType::F16 => Weights::F16(cast::view(bytes).ok_or_else(misaligned)?),
-            DType::BF16 => Weights::BF16(cast::view(bytes).ok_or_else(misaligned)?),
-            DType::Q8_0 => Weights::Q8_0(cast::view(bytes).ok_or_else(misaligned)?),
-            DType::Q4_0 => Weights::Q4_0(cast::view(bytes).ok_or_else(misaligned)?),
-            DType::Q4_1 => Weights::Q4_1(cast::view(bytes).ok_or_else(misaligned)?),
-            DType::Q5_0 => Weights::Q5_0(cast::view(bytes).ok_or_else(misaligned)?),
-            DType::Q4_K => Weights::Q4_K(cast::view(bytes).ok_or_else(misaligned)?),
-            DType::Q5_K => Weights::Q5_K(cast::view(bytes).ok_or_else(misaligned)?),
-            DType::Q6_K => Weights::Q6_K(cast::view(bytes).ok_or_else(misaligned)?),
+        let octets = matches!(self.data, Data::Octets { .. });
+        Weights::from_bytes(self.dtype, bytes, octets).ok_or_else(|| {
+            Error::invalid(alloc::format!("tensor '{}'", self.name), "data is not aligned in memory")
         })
     }
 
@@ -212,13 +140,9 @@ impl Tensor {
     /// tensors are left alone. Returns whether it repacked.
     pub(crate) fn repack_octets(&mut self, file: &mut [u8]) -> bool {
         let Data::File { offset, len } = self.data else { return false };
-        type Repack = fn(&mut [u8], usize, usize) -> bool;
-        let (repack, bs): (Repack, usize) = match self.dtype {
-            DType::Q4_0 => (kernels::quant::repack_q4_0x8_in_place, QK8_0),
-            DType::Q4_K => (kernels::quant::repack_q4_kx8_in_place, QK_K),
-            DType::Q6_K => (kernels::quant::repack_q6_kx8_in_place, QK_K),
-            _ => return false,
-        };
+        let info = self.dtype.info();
+        let Some(oct) = info.octets else { return false };
+        let (repack, bs) = (oct.repack, info.block_size);
         if !self.rows.is_multiple_of(8) || !self.cols.is_multiple_of(bs) {
             return false;
         }
