@@ -327,7 +327,7 @@ fn install_packages(missing: &[&str]) -> Result<(), String> {
     };
     run_status(&mut apt(&["update"]), "apt-get update")?;
     let mut install = apt(&["install", "-y", "--no-install-recommends"]);
-    install.args(&missing);
+    install.args(missing);
     run_status(&mut install, "apt-get install")?;
     println!("setup: done");
     Ok(())
