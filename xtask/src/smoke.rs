@@ -1,15 +1,15 @@
-//! `cargo xtask efi-smoke`: boots the built UEFI app under QEMU + OVMF with a
-//! throwaway directory served as a FAT disk (QEMU's vvfat), then plays a
-//! script of expected output and keys to send over the serial console.
+//! `cargo xtask efi-smoke`: boots the built UEFI app under QEMU + OVMF (the
+//! `qemu` crate) with a throwaway directory served as a FAT disk (QEMU's
+//! vvfat), then plays a script of expected output and keys to send over the
+//! serial console.
 //!
 //! This is a developer harness for the firmware layer; `lbm image` / `lbm
 //! qemu` are the user-facing tools.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use qemu::{Disk, Exit, Vm, VmConfig};
 
 const HELP: &str = "\
 usage: cargo xtask efi-smoke [OPTIONS]
@@ -22,7 +22,8 @@ options:
   --file SRC[=DEST]    copy SRC into the ESP (DEST is a path inside it, with /;
                        default: the root); may repeat
   --expect TEXT        wait until TEXT appears in the output (after the
-                       previous expectation)
+                       previous expectation; the output is matched without
+                       ANSI escapes and carriage returns)
   --reject TEXT        fail if TEXT ever appears in the output
   --send TEXT          send TEXT to the serial port; escapes: \\r \\n \\e \\t
                        \\xHH \\\\ ; sent one character at a time
@@ -37,7 +38,8 @@ options:
 
 /// One step of a console script.
 pub enum Step {
-    /// Wait for this text (after the previous expectation).
+    /// Wait for this text (after the previous expectation), in the output
+    /// without ANSI escapes and carriage returns.
     Expect(String),
     /// Send these bytes.
     Send(Vec<u8>),
@@ -162,14 +164,6 @@ fn parse(root: &Path, args: &[String]) -> Result<Opts, String> {
     Ok(o)
 }
 
-/// Position of `needle` in `hay`.
-pub fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() {
-        return Some(0);
-    }
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 /// `cargo xtask efi-smoke ...`.
 pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
     let o = parse(root, args)?;
@@ -205,139 +199,64 @@ pub fn boot(root: &Path, o: &Opts) -> Result<Vec<u8>, String> {
         }
         std::fs::write(&to, text).map_err(|e| format!("cannot write {}: {e}", to.display()))?;
     }
-    let vars = work.join("OVMF_VARS_4M.fd");
-    std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars)
-        .map_err(|e| format!("cannot copy OVMF_VARS_4M.fd: {e} (run `cargo xtask setup`)"))?;
-
-    let result = boot_and_play(o, &esp, &vars);
+    let disk = match &o.image {
+        Some(img) => Disk::Image(img.clone()),
+        None => Disk::FatDir(esp),
+    };
+    let result = boot_and_play(o, disk);
     let _ = std::fs::remove_dir_all(&work);
     result
 }
 
-fn boot_and_play(o: &Opts, esp: &Path, vars: &Path) -> Result<Vec<u8>, String> {
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-machine", "q35", "-cpu", "max", "-m", &o.mem, "-smp", &o.smp.to_string()]);
-    cmd.args(["-display", "none", "-vga", "none", "-monitor", "none", "-serial", "stdio"]);
-    cmd.args(["-no-reboot", "-net", "none"]);
-    cmd.arg("-drive").arg("if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd");
-    cmd.arg("-drive").arg(format!("if=pflash,format=raw,file={}", vars.display()));
-    match &o.image {
-        Some(img) => cmd.arg("-drive").arg(format!("if=none,id=esp,format=raw,readonly=on,file={}", img.display())),
-        None => cmd.arg("-drive").arg(format!("if=none,id=esp,format=raw,file=fat:rw:{}", esp.display())),
-    };
-    cmd.args(["-device", "virtio-blk-pci,drive=esp,bootindex=0"]);
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
-    let mut stdin = child.stdin.take().ok_or("no stdin pipe to qemu")?;
-    let mut stdout = child.stdout.take().ok_or("no stdout pipe from qemu")?;
-
-    let (tx, rx) = mpsc::channel::<Vec<u8>>();
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        loop {
-            match stdout.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if tx.send(buf[..n].to_vec()).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
-
+fn boot_and_play(o: &Opts, disk: Disk) -> Result<Vec<u8>, String> {
     let start = Instant::now();
-    let mut output: Vec<u8> = Vec::new();
-    let mut searched_from = 0usize;
-    let mut step = 0usize;
-    let mut exited = None;
-    let mut err: Option<String> = None;
-    let mut echo = std::io::stderr();
-    loop {
-        // Take in what arrived.
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(chunk) => {
-                let _ = echo.write_all(&chunk);
-                output.extend_from_slice(&chunk);
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {}
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            // Drain what is left.
-            while let Ok(chunk) = rx.recv_timeout(Duration::from_millis(200)) {
-                let _ = echo.write_all(&chunk);
-                output.extend_from_slice(&chunk);
-            }
-            exited = Some(status);
-        }
-        let text = String::from_utf8_lossy(&output);
-        if let Some(r) = o.rejects.iter().find(|r| text.contains(r.as_str())) {
-            err = Some(format!("rejected text '{r}' appeared"));
-            break;
-        }
-        // Advance the script as far as possible.
-        while step < o.steps.len() {
-            match &o.steps[step] {
-                Step::Expect(t) => match find_bytes(&output[searched_from..], t.as_bytes()) {
-                    Some(pos) => {
-                        searched_from += pos + t.len();
-                        step += 1;
-                    }
-                    None => break,
-                },
-                Step::Send(bytes) => {
-                    for b in bytes {
-                        if stdin.write_all(&[*b]).and_then(|_| stdin.flush()).is_err() {
-                            err = Some("cannot write to qemu's stdin".into());
-                            break;
-                        }
-                        // ConIn takes about 100 characters per second.
-                        std::thread::sleep(Duration::from_millis(15));
-                    }
-                    step += 1;
+    let config = VmConfig {
+        memory: o.mem.clone(),
+        cores: o.smp as usize,
+        readonly: true,
+        deadline: o.timeout,
+        exclusive: false,
+        ..VmConfig::default()
+    };
+    let mut vm = Vm::boot_with(disk, config).map_err(|e| format!("efi-smoke: {e:#}"))?;
+    let played = play(o, &mut vm, start);
+    if let Some(log) = &o.log {
+        std::fs::write(log, vm.raw_output()).map_err(|e| format!("cannot write {}: {e}", log.display()))?;
+    }
+    played.map_err(|e| format!("efi-smoke: {e}"))?;
+    eprintln!("efi-smoke: ok ({} s)", start.elapsed().as_secs());
+    Ok(vm.raw_output())
+}
+
+/// Plays the script on `vm`: each expectation races the rejected texts.
+fn play(o: &Opts, vm: &mut Vm, start: Instant) -> Result<(), String> {
+    let left = || o.timeout.saturating_sub(start.elapsed());
+    for (i, step) in o.steps.iter().enumerate() {
+        match step {
+            Step::Expect(t) => {
+                let mut needles = vec![t.as_str()];
+                needles.extend(o.rejects.iter().map(String::as_str));
+                let (which, _) = vm
+                    .expect_any(&needles, left())
+                    .map_err(|e| format!("at step {} of {}: {e:#}", i + 1, o.steps.len()))?;
+                if which > 0 {
+                    return Err(format!("rejected text '{}' appeared", needles[which]));
                 }
             }
-        }
-        if err.is_some() {
-            break;
-        }
-        let script_done = step >= o.steps.len();
-        if script_done && (!o.until_exit || exited.is_some()) {
-            break;
-        }
-        if let Some(status) = exited {
-            err = Some(format!(
-                "qemu exited ({status}) before the script finished (at step {} of {})",
-                step + 1,
-                o.steps.len()
-            ));
-            break;
-        }
-        if start.elapsed() > o.timeout {
-            err = Some(if script_done {
-                format!("timeout after {} s waiting for QEMU to exit", o.timeout.as_secs())
-            } else {
-                format!("timeout after {} s at step {} of {}", o.timeout.as_secs(), step + 1, o.steps.len())
-            });
-            break;
+            Step::Send(bytes) => vm.send_slowly(bytes).map_err(|e| format!("{e:#}"))?,
         }
     }
-    if exited.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let _ = reader.join();
-    if let Some(log) = &o.log {
-        std::fs::write(log, &output).map_err(|e| format!("cannot write {}: {e}", log.display()))?;
-    }
-    eprintln!();
-    match err {
-        Some(e) => Err(format!("efi-smoke: {e}")),
-        None => {
-            eprintln!("efi-smoke: ok ({} s)", start.elapsed().as_secs());
-            Ok(output)
+    if o.until_exit {
+        match vm.wait_end(left()) {
+            Some(Exit::PoweredOff) => {}
+            Some(other) => return Err(format!("QEMU ended with {other:?}")),
+            None => return Err(format!("timeout after {} s waiting for QEMU to exit", o.timeout.as_secs())),
         }
+    }
+    let out = vm.output();
+    match o.rejects.iter().find(|r| out.contains(r.as_str())) {
+        Some(r) => Err(format!("rejected text '{r}' appeared")),
+        None => Ok(()),
     }
 }
 
@@ -352,12 +271,5 @@ mod tests {
         assert!(unescape("\\x01").is_err());
         assert!(unescape("\\q").is_err());
         assert!(unescape("x\\").is_err());
-    }
-
-    #[test]
-    fn find_bytes_finds() {
-        assert_eq!(find_bytes(b"abc LBM-READY\r\n", b"LBM-READY"), Some(4));
-        assert_eq!(find_bytes(b"abc", b"abcd"), None);
-        assert_eq!(find_bytes(b"abc", b""), Some(0));
     }
 }

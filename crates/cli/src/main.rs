@@ -40,15 +40,19 @@ enum Cmd {
     /// Describe a model file.
     Info(InfoArgs),
     /// Convert a Hugging Face model folder (config.json + safetensors) to GGUF.
+    #[cfg(feature = "convert")]
     Convert(ConvertArgs),
     /// Download a model from the Hugging Face hub: REPO:FILE (e.g. a .gguf),
     /// or REPO, a safetensors checkpoint converted to GGUF. Prints its path.
+    #[cfg(feature = "hub")]
     Pull(PullArgs),
     /// Render a conversation with a chat template and show the token ids the model is fed.
     Template(lbm::template_cmd::TemplateArgs),
     /// Build a bootable disk image (GPT + FAT32 EFI system partition) with models.
+    #[cfg(feature = "image")]
     Image(ImageArgs),
     /// Boot a disk image in QEMU with OVMF, the serial console on this terminal.
+    #[cfg(feature = "qemu")]
     Qemu(QemuArgs),
     /// Quantize a GGUF file (llama.cpp's types per tensor).
     Quantize(QuantizeArgs),
@@ -56,6 +60,7 @@ enum Cmd {
     Bench(lbm::bench::BenchArgs),
 }
 
+#[cfg(feature = "image")]
 #[derive(Args)]
 struct ImageArgs {
     /// The image file to write.
@@ -78,6 +83,7 @@ struct ImageArgs {
     efi: Option<PathBuf>,
 }
 
+#[cfg(feature = "qemu")]
 #[derive(Args)]
 struct QemuArgs {
     /// The disk image.
@@ -90,6 +96,7 @@ struct QemuArgs {
     cores: usize,
 }
 
+#[cfg(feature = "hub")]
 #[derive(Args)]
 struct PullArgs {
     /// REPO:FILE, e.g. TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF:tinyllama-1.1b-chat-v1.0.Q4_K_M.gguf,
@@ -124,6 +131,7 @@ struct QuantizeArgs {
     threads: Option<usize>,
 }
 
+#[cfg(feature = "convert")]
 #[derive(Args)]
 struct ConvertArgs {
     /// The Hugging Face model folder.
@@ -573,6 +581,7 @@ fn cmd_info(a: InfoArgs) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "image")]
 /// The UEFI app to install: --efi, $LBM_EFI, target/efi/BOOTX64.EFI under the
 /// current directory, or beside this executable's target directory.
 fn find_efi(arg: Option<PathBuf>) -> Result<PathBuf> {
@@ -595,24 +604,34 @@ fn find_efi(arg: Option<PathBuf>) -> Result<PathBuf> {
     )
 }
 
+/// The model files `args` name, pulling `REPO:FILE` ones from the hub.
+#[cfg(all(feature = "image", feature = "hub"))]
+fn model_files(args: &[String]) -> Result<Vec<PathBuf>> {
+    if args.iter().any(|m| !std::path::Path::new(m).exists() && m.contains(':')) {
+        let popts = hub::PullOptions::from_env();
+        let mut bar = hub::StderrProgress::new();
+        args.iter().map(|m| hub::resolve_model_arg(m, &popts, &mut |e| bar.event(e))).collect()
+    } else {
+        Ok(args.iter().map(PathBuf::from).collect())
+    }
+}
+
+/// The model files `args` name (a build without the hub client).
+#[cfg(all(feature = "image", not(feature = "hub")))]
+fn model_files(args: &[String]) -> Result<Vec<PathBuf>> {
+    Ok(args.iter().map(PathBuf::from).collect())
+}
+
+#[cfg(feature = "image")]
 fn cmd_image(a: ImageArgs) -> Result<()> {
     let efi = find_efi(a.efi)?;
-    let size = a.size.as_deref().map(lbm::image::parse_size).transpose()?;
+    let size = a.size.as_deref().map(image::parse_size).transpose()?;
     let mut extra = Vec::new();
     if let Some(c) = a.config {
         extra.push((c, "lbm.cfg".to_string()));
     }
-    let mut models = Vec::new();
-    if a.models.iter().any(|m| !std::path::Path::new(m).exists() && m.contains(':')) {
-        let popts = lbm::pull::PullOptions::from_env();
-        let mut bar = lbm::pull::StderrProgress::new();
-        for m in &a.models {
-            models.push(lbm::pull::resolve_model_arg(m, &popts, &mut |e| bar.event(e))?);
-        }
-    } else {
-        models = a.models.iter().map(PathBuf::from).collect();
-    }
-    let opts = lbm::image::ImageOptions {
+    let models = model_files(&a.models)?;
+    let opts = image::ImageOptions {
         output: a.output.clone(),
         efi,
         models,
@@ -622,7 +641,7 @@ fn cmd_image(a: ImageArgs) -> Result<()> {
     };
     let start = std::time::Instant::now();
     let mut last = String::new();
-    lbm::image::build_image(&opts, &mut |file, done, total| {
+    image::build_image(&opts, &mut |file, done, total| {
         let secs = start.elapsed().as_secs_f64().max(1e-3);
         let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
         let line = format!("\r{file}: {:.1}/{:.1} MB ({:.0} MB/s)", mb(done), mb(total), mb(done) / secs);
@@ -680,31 +699,35 @@ fn run() -> Result<()> {
         Cmd::Detokenize(a) => cmd_detokenize(a),
         Cmd::Info(a) => cmd_info(a),
         Cmd::Template(a) => lbm::template_cmd::run(&a),
+        #[cfg(feature = "image")]
         Cmd::Image(a) => cmd_image(a),
+        #[cfg(feature = "qemu")]
         Cmd::Qemu(a) => {
-            let mut o = lbm::qemu::QemuOptions::new(a.image);
-            o.memory = a.memory;
-            o.cores = a.cores;
-            let code = lbm::qemu::run(&o)?;
-            std::process::exit(code);
+            let config = qemu::VmConfig { memory: a.memory, cores: a.cores, readonly: false, ..Default::default() };
+            let exit = qemu::run_on_terminal(&qemu::Disk::Image(a.image), &config)?;
+            match exit.code() {
+                Some(code) => std::process::exit(code),
+                None => bail!("QEMU was ended by a signal"),
+            }
         }
+        #[cfg(feature = "convert")]
         Cmd::Convert(a) => {
             use engine::quantize::QuantType;
             let (ty, quant) = match a.r#type {
-                QuantType::F32 => (lbm::convert::OutType::F32, None),
-                QuantType::F16 => (lbm::convert::OutType::F16, None),
-                q => (lbm::convert::OutType::F32, Some(q)),
+                QuantType::F32 => (convert::OutType::F32, None),
+                QuantType::F16 => (convert::OutType::F16, None),
+                q => (convert::OutType::F32, Some(q)),
             };
             match quant {
                 None => {
-                    let opts = lbm::convert::ConvertOptions { input: a.input, output: a.output, ty };
-                    lbm::convert::convert(&opts, &mut |m| eprintln!("{m}"))
+                    let opts = convert::ConvertOptions { input: a.input, output: a.output, ty };
+                    convert::convert(&opts, &mut |m| eprintln!("{m}"))
                 }
                 Some(q) => {
                     // Convert to F32 beside the output, then quantize it.
                     let tmp = a.output.with_extension("f32.partial.gguf");
-                    let opts = lbm::convert::ConvertOptions { input: a.input, output: tmp.clone(), ty };
-                    let r = lbm::convert::convert(&opts, &mut |m| eprintln!("{m}"))
+                    let opts = convert::ConvertOptions { input: a.input, output: tmp.clone(), ty };
+                    let r = convert::convert(&opts, &mut |m| eprintln!("{m}"))
                         .and_then(|_| lbm::quantize::quantize(&tmp, &a.output, q));
                     let _ = std::fs::remove_file(&tmp);
                     r
@@ -712,21 +735,22 @@ fn run() -> Result<()> {
             }
         }
         Cmd::Bench(a) => lbm::bench::run(&a),
+        #[cfg(feature = "hub")]
         Cmd::Pull(a) => {
-            let spec = lbm::pull::PullSpec::parse(&a.spec)?;
-            let mut opts = lbm::pull::PullOptions::from_env();
+            let spec = hub::PullSpec::parse(&a.spec)?;
+            let mut opts = hub::PullOptions::from_env();
             opts.revision = a.revision;
             opts.output = a.output;
             if let Some(c) = a.cache {
                 opts.cache = c;
             }
             opts.ty = match a.r#type {
-                engine::quantize::QuantType::F32 => lbm::convert::OutType::F32,
-                engine::quantize::QuantType::F16 => lbm::convert::OutType::F16,
+                engine::quantize::QuantType::F32 => convert::OutType::F32,
+                engine::quantize::QuantType::F16 => convert::OutType::F16,
                 _ => bail!("lbm pull converts checkpoints to f32 or f16; quantize the result with `lbm quantize`"),
             };
-            let mut bar = lbm::pull::StderrProgress::new();
-            let path = lbm::pull::pull(&spec, &opts, &mut |e| bar.event(e))?;
+            let mut bar = hub::StderrProgress::new();
+            let path = hub::pull(&spec, &opts, &mut |e| bar.event(e))?;
             println!("{}", path.display());
             Ok(())
         }

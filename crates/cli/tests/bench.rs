@@ -2,7 +2,6 @@
 //! itself (its numbers are not asserted: speed is for `lbm bench` to report,
 //! not for tests).
 
-use std::path::PathBuf;
 
 use engine::gguf::{GgmlType, Gguf, Value};
 use engine::load::load_model;

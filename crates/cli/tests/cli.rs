@@ -1,7 +1,6 @@
 //! The `lbm` binary end to end on the shared stories260K files.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 fn lbm(args: &[&str]) -> (i32, String, String) {

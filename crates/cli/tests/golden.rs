@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use engine::load::load_model;
 use engine::sampler::argmax;
 use kernels::exec::Serial;
-use lbm::convert::{convert, ConvertOptions, OutType};
+use convert::{convert, ConvertOptions, OutType};
 
 fn golden(name: &str) -> PathBuf {
     testdata::path("golden").join(name)

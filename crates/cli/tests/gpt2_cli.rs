@@ -2,7 +2,6 @@
 //! GPT-2 124M shape with random weights (Q8_0) and the real 50257-token
 //! vocabulary from ../shared.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 fn lbm(args: &[&str]) -> (bool, String, String) {

@@ -7,8 +7,8 @@
 
 use engine::load::load_model;
 use kernels::exec::Serial;
-use lbm::convert::OutType;
-use lbm::pull::{pull, resolve_model_arg, Event, PullOptions, PullSpec, WriterFactory};
+use convert::OutType;
+use hub::{pull, resolve_model_arg, Event, PullOptions, PullSpec, WriterFactory};
 use sha2::Digest;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};

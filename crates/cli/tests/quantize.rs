@@ -11,7 +11,7 @@ use engine::quantize::{plan, quantize_gguf, quantize_gguf_with, QuantType};
 use engine::sampler::argmax;
 use kernels::exec::{Executor, Serial};
 use kernels::pool::ThreadPool;
-use lbm::convert::{convert, ConvertOptions, OutType};
+use convert::{convert, ConvertOptions, OutType};
 use lbm::quantize::{quantize, quantize_with};
 
 struct Reference {

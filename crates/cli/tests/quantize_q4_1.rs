@@ -2,14 +2,13 @@
 //! types per tensor for a Q4_1 file, the same bytes both ways, and a model
 //! that runs close to transformers' logits.
 
-use std::path::PathBuf;
 
 use engine::gguf::{GgmlType, Gguf, Value};
 use engine::load::load_model;
 use engine::quantize::{quantize_gguf, QuantType};
 use engine::sampler::argmax;
 use kernels::exec::Serial;
-use lbm::convert::{convert, ConvertOptions, OutType};
+use convert::{convert, ConvertOptions, OutType};
 
 
 fn lbm(args: &[&str]) {
@@ -61,7 +60,7 @@ fn q4_1_files_from_quantize_and_convert() {
     let m = load_model(Box::new(bytes)).unwrap();
     let mut s = engine::model::Session::new(&m, 4096).unwrap();
     let (mut err, mut agree) = (0.0f32, 0);
-    for (pos, (&id, w)) in ids.iter().zip(want.chunks_exact(vocab)).enumerate() {
+    for (&id, w) in ids.iter().zip(want.chunks_exact(vocab)) {
         let got = s.eval(&m, &[id], &Serial).unwrap();
         err = got.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(err, f32::max);
         agree += usize::from(argmax(got) == argmax(w));

@@ -1,14 +1,12 @@
 //! The product end to end: the real UEFI app (`cargo xtask build-efi`) boots
-//! in QEMU (TCG, `-cpu max`) from an image made by `lbm::image`, and a
+//! in QEMU (TCG, `-cpu max`) from an image made by the `image` crate, and a
 //! harness drives its serial console. The greedy reply is checked against
 //! the independent reference in ../shared, not against our own output.
 
-mod vm;
-
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use vm::{Vm, VmConfig};
+use qemu::{Vm, VmConfig};
 
 fn read(rel: &str) -> Vec<u8> {
     std::fs::read(testdata::path(rel)).unwrap()
@@ -17,10 +15,10 @@ fn read(rel: &str) -> Vec<u8> {
 /// The UEFI app, or None (with a skip notice) when it is not built and CI is
 /// not set; with CI set a missing app fails the test.
 fn app(test: &str) -> Option<Vec<u8>> {
-    if !vm::qemu_available(test) {
+    if !qemu::available(test) {
         return None;
     }
-    match vm::real_app() {
+    match testdata::efi_app() {
         Some(p) => Some(std::fs::read(p).unwrap()),
         None if std::env::var_os("CI").is_some() => {
             panic!("{test}: target/efi/BOOTX64.EFI is missing; run `cargo xtask build-efi` first (cargo xtask test does)")
@@ -34,6 +32,13 @@ fn app(test: &str) -> Option<Vec<u8>> {
 
 fn config() -> VmConfig {
     VmConfig { memory: "1G".into(), cores: 2, deadline: Duration::from_secs(420), ..Default::default() }
+}
+
+/// `dir/name`, an image holding `efi` and `files`.
+fn make_image(dir: &Path, name: &str, efi: &[u8], files: &[(&str, &[u8])], size: Option<u64>) -> PathBuf {
+    let output = dir.join(name);
+    image::build_image_from_bytes(&output, efi, files, size).expect("build test image");
+    output
 }
 
 const T: Duration = Duration::from_secs(120);
@@ -58,7 +63,7 @@ fn boot_menu_chat_commands_and_exit() {
     let model = read("testdata/stories260K/stories260K.bin");
     let tok = read("testdata/stories260K/tok512.bin");
     let f16 = read("testdata/stories260K-gguf/stories260K-F16.gguf");
-    let img = vm::make_image(
+    let img = make_image(
         dir.path(),
         "two",
         &efi,
@@ -113,7 +118,7 @@ fn bad_models_are_listed_with_errors_and_the_good_one_chats() {
     let gguf = read("testdata/stories260K-gguf/stories260K.gguf");
     let cut = &gguf[..gguf.len() / 2];
     let garbage: Vec<u8> = b"GGUF\x03\x00\x00\x00".iter().copied().chain((0..5000u32).map(|i| (i * 7919 % 251) as u8)).collect();
-    let img = vm::make_image(
+    let img = make_image(
         dir.path(),
         "bad",
         &efi,

@@ -4,20 +4,18 @@
 //! model's real layer shape and (where ../shared has it) its real vocabulary.
 //! Words are random; loading, menus, tokens, templates and stops are real.
 
-mod vm;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use engine::quantize::QuantType;
 use lbm::bench::{gen_model, Shape};
-use vm::{Vm, VmConfig};
+use qemu::{Vm, VmConfig};
 
 fn app(test: &str) -> Option<PathBuf> {
-    if !vm::qemu_available(test) {
+    if !qemu::available(test) {
         return None;
     }
-    match vm::real_app() {
+    match testdata::efi_app() {
         Some(p) => Some(p),
         None if std::env::var_os("CI").is_some() => panic!("{test}: the UEFI app is not built (cargo xtask build-efi)"),
         None => {
@@ -44,8 +42,8 @@ fn two_layers_of(dir: &Path, shape: &str, vocab: Option<&str>, ty: QuantType) ->
 
 fn image(dir: &Path, efi: &Path, models: Vec<PathBuf>) -> PathBuf {
     let output = dir.join("disk.img");
-    let opts = lbm::image::ImageOptions { output: output.clone(), efi: efi.to_path_buf(), models, ..Default::default() };
-    lbm::image::build_image(&opts, &mut |_, _, _| {}).expect("image");
+    let opts = image::ImageOptions { output: output.clone(), efi: efi.to_path_buf(), models, ..Default::default() };
+    image::build_image(&opts, &mut |_, _, _| {}).expect("image");
     output
 }
 

@@ -1244,7 +1244,7 @@ impl KvSlice<'_> {
 /// Rounds to the nearest f16 and back.
 #[inline]
 pub fn round_f16(x: f32) -> f32 {
-    f16_to_f32(crate::half::f32_to_f16(x))
+    crate::half::f16_to_f32(crate::half::f32_to_f16(x))
 }
 
 /// Causal attention for `n` consecutive query positions `pos0..pos0 + n`
@@ -1308,7 +1308,7 @@ pub fn attention_batch(
                 let at = t * kv_dim + kvh * head_dim;
                 *s = match k_cache {
                     KvSlice::F32(kc) => dot_f32(qh, &kc[at..][..head_dim]),
-                    KvSlice::F16(kc) => qh.iter().zip(&kc[at..][..head_dim]).map(|(&x, &h)| x * f16_to_f32(h)).sum(),
+                    KvSlice::F16(kc) => qh.iter().zip(&kc[at..][..head_dim]).map(|(&x, &h)| x * crate::half::f16_to_f32(h)).sum(),
                 } * scale;
             }
             softmax(a);
@@ -1319,7 +1319,7 @@ pub fn attention_batch(
                     KvSlice::F32(vc) => axpy(o, w, &vc[at..][..head_dim]),
                     KvSlice::F16(vc) => {
                         let w = round_f16(w);
-                        o.iter_mut().zip(&vc[at..][..head_dim]).for_each(|(o, &h)| *o += w * f16_to_f32(h));
+                        o.iter_mut().zip(&vc[at..][..head_dim]).for_each(|(o, &h)| *o += w * crate::half::f16_to_f32(h));
                     }
                 }
             }

@@ -22,6 +22,17 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
 }
 
+/// The built UEFI app (`cargo xtask build-efi` makes `target/efi/BOOTX64.EFI`,
+/// under `$CARGO_TARGET_DIR` when set), if it exists. `LBM_EFI_APP`
+/// overrides the path.
+pub fn efi_app() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("LBM_EFI_APP") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
+    Some(target.join("efi/BOOTX64.EFI")).filter(|p| p.is_file())
+}
+
 /// The cache folder `cargo xtask setup` downloads into.
 pub fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("LBM_CACHE") {

@@ -1,15 +1,13 @@
-//! `lbm::image`: images read back with the `gpt` and `fatfs` crates, sizes,
+//! `image`: images read back with the `gpt` and `fatfs` crates, sizes,
 //! and the errors for bad inputs.
-
-mod vm;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use lbm::image::{build_image, parse_size, ImageOptions};
-use vm::tiny_efi::{tiny_efi_app, Finish};
+use image::{build_image, parse_size, ImageOptions};
+use qemu::tiny_efi::{tiny_efi_app, Finish};
 
 const MIB: u64 = 1 << 20;
 
@@ -133,7 +131,7 @@ fn image_layout_and_contents() {
     // Size: fitted, whole MiB, at least FAT32's minimum; no temp files left.
     let len = fs::metadata(&opts.output).unwrap().len();
     assert_eq!(len % MIB, 0);
-    assert!(len >= lbm::image::FAT32_MIN_IMAGE);
+    assert!(len >= image::FAT32_MIN_IMAGE);
     let leftovers: Vec<_> = fs::read_dir(inp.dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -196,7 +194,7 @@ fn image_layout_and_contents() {
     let part = &disk.partitions()[&1];
     assert_eq!(
         part.part_type_guid.guid.to_string().to_uppercase(),
-        lbm::image::ESP_TYPE_GUID
+        image::ESP_TYPE_GUID
     );
     assert_eq!(part.first_lba, 2048, "partition starts at 1 MiB");
     assert_eq!(
@@ -351,7 +349,7 @@ fn explicit_sizes() {
     drop(fs);
 
     // The smallest FAT32 image; anything smaller is refused.
-    opts.size = Some(lbm::image::FAT32_MIN_IMAGE);
+    opts.size = Some(image::FAT32_MIN_IMAGE);
     build(&opts).unwrap();
     let fs = open_fat(&opts.output);
     assert_eq!(fs.fat_type(), fatfs::FatType::Fat32);

@@ -6,10 +6,15 @@
 //! it: read and validate the hyper-parameters, map and check every tensor
 //! before converting any, then transform (Q/K RoPE permutation, Conv1D
 //! transposition, Gemma's `1 + w` norms), encode (F32 or F16) and write.
+//!
+//! The API: [`convert`] with [`ConvertOptions`]; [`spm_model`] reads
+//! SentencePiece `tokenizer.model` files.
+#![forbid(unsafe_code)]
 
 mod arch;
 mod config;
 mod source;
+pub mod spm_model;
 mod vocab;
 
 use anyhow::{bail, ensure, Context, Result};

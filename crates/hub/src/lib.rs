@@ -4,7 +4,7 @@
 //!   `TheBloke/TinyLlama-1.1B-Chat-v1.0-GGUF:tinyllama-1.1b-chat-v1.0.Q4_K_M.gguf`.
 //! * `REPO` alone downloads a transformers checkpoint (config.json, the
 //!   safetensors weights or the shards its index lists, and the tokenizer
-//!   files it has) and converts it to GGUF with [`crate::convert`].
+//!   files it has) and converts it to GGUF with the `convert` crate.
 //!
 //! Downloads go through `.part` files that a later call resumes (HTTP
 //! `Range`), are checked against the hub's checksum (the sha256 of LFS
@@ -18,13 +18,18 @@
 //! repositories; also the token file `huggingface-cli login` writes) and
 //! `HF_HUB_OFFLINE` are honoured by [`PullOptions::from_env`]; `LBM_CACHE`
 //! moves the cache (default `$XDG_CACHE_HOME/lbm`, i.e. `~/.cache/lbm`).
+//!
+//! The API: [`pull`] a [`PullSpec`] with [`PullOptions`], reporting
+//! [`Event`]s ([`StderrProgress`] draws them); [`resolve_model_arg`] for a
+//! command-line model argument that may be `REPO:FILE`.
+#![forbid(unsafe_code)]
 
 mod cache;
 mod download;
 mod hub;
 mod progress;
 
-use crate::convert::{convert, ConvertOptions, OutType};
+use convert::{convert, ConvertOptions, OutType};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use cache::{copy_atomic, create_parent, flat_name, is_commit, Lock, RepoCache};
 use hub::{Hub, HubError, Kind, Target};

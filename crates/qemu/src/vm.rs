@@ -1,74 +1,34 @@
-//! Host-side harness for end-to-end tests that boot a disk image in QEMU +
-//! OVMF and talk to it over the serial console. Include it from a test file
-//! with `mod vm;`.
+//! [`Vm`]: a running QEMU with its serial console on pipes, for programs and
+//! tests that drive the guest.
 //!
 //! ```ignore
-//! let mut vm = vm::Vm::boot(&image)?;
+//! let mut vm = qemu::Vm::boot(&image)?;
 //! vm.expect("Pick a model", Duration::from_secs(60))?;
 //! vm.send_line("1")?;
 //! let reply = vm.expect("> ", Duration::from_secs(120))?;
 //! ```
 //!
-//! The console is QEMU's stdin/stdout (`lbm::qemu::Serial::Pipe`). A reader
-//! thread collects everything the guest prints into a shared buffer, with ANSI
-//! escape sequences, carriage returns and NULs removed (so matching sees plain
-//! text lines ending in `\n`), and echoes it to stderr prefixed `[vm] ` (the
-//! test harness shows it when a test fails). Every VM has a global deadline: a
-//! watchdog thread kills QEMU when it passes, whatever the test is doing, and
-//! dropping the `Vm` kills QEMU too, so a test can never leave one running or
-//! hang CI.
-
-#![allow(dead_code)]
-
-pub mod tiny_efi;
+//! A reader thread collects everything the guest prints into a shared buffer,
+//! raw and also with ANSI escape sequences, carriage returns and NULs removed
+//! (so matching sees plain text lines ending in `\n`), and echoes it to stderr
+//! prefixed `[vm] ` (the test harness shows it when a test fails). Every VM
+//! has a global deadline: a watchdog thread kills QEMU when it passes,
+//! whatever the caller is doing, and dropping the `Vm` kills QEMU too, so a
+//! caller can never leave one running.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ExitStatus};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use lbm::qemu::{self, QemuOptions, Serial};
+use anyhow::{anyhow, bail, Result};
+
+use crate::{command, Disk, Exit, Ovmf, Serial, VmConfig};
 
 /// Delay between characters sent by `send_line`: OVMF's ConIn takes about
 /// 100 characters a second from the serial port and drops the excess.
 pub const CHAR_DELAY: Duration = Duration::from_millis(15);
-
-/// How a VM is started.
-#[derive(Debug, Clone)]
-pub struct VmConfig {
-    pub memory: String,
-    pub cores: usize,
-    pub readonly: bool,
-    /// The VM is killed this long after it started, whatever happens.
-    pub deadline: Duration,
-    pub extra_args: Vec<String>,
-    /// Wait until no other exclusive VM of this test process runs (tests in
-    /// a file run in parallel; TCG VMs on a small shared machine then get so
-    /// slow that console timing suffers). Released when the `Vm` is dropped:
-    /// a test that needs two VMs at once must clear it on the second.
-    pub exclusive: bool,
-}
-
-impl Default for VmConfig {
-    /// 1 GiB, 1 core, read-only image, exclusive, deadline from
-    /// `LBM_VM_DEADLINE_SECS` or 300 s.
-    fn default() -> Self {
-        let secs = std::env::var("LBM_VM_DEADLINE_SECS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(300);
-        VmConfig {
-            memory: "1G".into(),
-            cores: 1,
-            readonly: true,
-            deadline: Duration::from_secs(secs),
-            extra_args: Vec::new(),
-            exclusive: true,
-        }
-    }
-}
 
 /// One exclusive VM at a time in this process (see [`VmConfig::exclusive`]).
 struct Turn;
@@ -99,6 +59,8 @@ struct State {
     /// Guest output, cleaned and decoded (invalid UTF-8, such as the CP437
     /// box drawing of OVMF's menus, becomes U+FFFD).
     text: String,
+    /// Guest output as it came.
+    raw: Vec<u8>,
     /// QEMU's own stderr.
     stderr: Vec<u8>,
     stdout_closed: bool,
@@ -190,35 +152,29 @@ fn tail_of(bytes: &[u8], max: usize) -> String {
 }
 
 impl Vm {
-    /// Boots `image` with the default [`VmConfig`].
-    pub fn boot(image: &Path) -> Result<Vm, String> {
-        Vm::boot_with(image, VmConfig::default())
+    /// Boots `disk` (an image path, or a [`Disk`]) with the default
+    /// [`VmConfig`].
+    pub fn boot(disk: impl Into<Disk>) -> Result<Vm> {
+        Vm::boot_with(disk, VmConfig::default())
     }
 
-    /// Boots `image` with `config`.
-    pub fn boot_with(image: &Path, config: VmConfig) -> Result<Vm, String> {
+    /// Boots `disk` with `config`, the console on pipes.
+    pub fn boot_with(disk: impl Into<Disk>, config: VmConfig) -> Result<Vm> {
+        let disk = disk.into();
         let turn = config.exclusive.then(Turn::take);
         let dir = tempfile::Builder::new()
             .prefix("lbm-vm-")
             .tempdir()
-            .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
-        let vars = qemu::fresh_vars(dir.path()).map_err(|e| format!("{e:#}"))?;
-        let opts = QemuOptions {
-            image: image.to_path_buf(),
-            memory: config.memory.clone(),
-            cores: config.cores,
-            serial: Serial::Pipe,
-            readonly: config.readonly,
-            extra_args: config.extra_args.clone(),
-        };
-        let mut cmd = qemu::command(&opts, &vars).map_err(|e| format!("{e:#}"))?;
+            .map_err(|e| anyhow!("cannot create a temporary directory: {e}"))?;
+        let vars = Ovmf::find()?.fresh_vars(dir.path())?;
+        let mut cmd = command(&disk, &config, Serial::Pipe, &vars)?;
         eprintln!("[vm] starting {cmd:?}");
-        let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
+        let mut child = cmd.spawn().map_err(|e| anyhow!("cannot start QEMU: {e}"))?;
         let started = Instant::now();
         let pid = child.id();
         let stdin = child.stdin.take();
-        let stdout = child.stdout.take().ok_or("QEMU's stdout is not a pipe")?;
-        let stderr = child.stderr.take().ok_or("QEMU's stderr is not a pipe")?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("QEMU's stdout is not a pipe"))?;
+        let stderr = child.stderr.take().ok_or_else(|| anyhow!("QEMU's stderr is not a pipe"))?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
@@ -272,12 +228,17 @@ impl Vm {
         self.shared.lock().text.clone()
     }
 
+    /// Everything the guest printed so far, as it came.
+    pub fn raw_output(&self) -> Vec<u8> {
+        self.shared.lock().raw.clone()
+    }
+
     /// What QEMU itself wrote to stderr.
     pub fn qemu_stderr(&self) -> String {
         String::from_utf8_lossy(&self.shared.lock().stderr).into_owned()
     }
 
-    fn failure(&self, st: &State, what: String) -> String {
+    fn failure(&self, st: &State, what: String) -> anyhow::Error {
         let mut msg = format!(
             "{what} (after {:.1} s)\n--- last guest output ---\n{}\n---",
             self.started.elapsed().as_secs_f64(),
@@ -289,12 +250,12 @@ impl Vm {
                 tail_of(&st.stderr, 2000)
             ));
         }
-        msg
+        anyhow!(msg)
     }
 
     /// Waits until `needle` appears in the output after the previous match,
     /// and returns the output from there up to and including it.
-    pub fn expect(&mut self, needle: &str, timeout: Duration) -> Result<String, String> {
+    pub fn expect(&mut self, needle: &str, timeout: Duration) -> Result<String> {
         self.expect_any(&[needle], timeout).map(|(_, text)| text)
     }
 
@@ -304,7 +265,7 @@ impl Vm {
         &mut self,
         needles: &[&str],
         timeout: Duration,
-    ) -> Result<(usize, String), String> {
+    ) -> Result<(usize, String)> {
         let mut which = 0;
         let text = self.wait_for(&format!("{needles:?}"), timeout, |hay| {
             let best = needles
@@ -329,7 +290,7 @@ impl Vm {
         what: &str,
         timeout: Duration,
         mut matcher: impl FnMut(&str) -> Option<usize>,
-    ) -> Result<String, String> {
+    ) -> Result<String> {
         let until = Instant::now() + timeout;
         let mut st = self.shared.lock();
         loop {
@@ -381,21 +342,29 @@ impl Vm {
         }
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
         if Instant::now() >= self.deadline {
             self.kill();
-            return Err("global VM deadline passed; QEMU was killed".into());
+            bail!("global VM deadline passed; QEMU was killed");
         }
-        let stdin = self.stdin.as_mut().ok_or("the console input is closed")?;
+        let Some(stdin) = self.stdin.as_mut() else {
+            bail!("the console input is closed");
+        };
         stdin
             .write_all(bytes)
             .and_then(|()| stdin.flush())
-            .map_err(|e| format!("cannot write to the console (QEMU gone?): {e}"))
+            .map_err(|e| anyhow!("cannot write to the console (QEMU gone?): {e}"))
     }
 
     /// Types `text` then Enter (`\r`), one byte every [`CHAR_DELAY`].
-    pub fn send_line(&mut self, text: &str) -> Result<(), String> {
-        for &b in text.as_bytes().iter().chain(b"\r") {
+    pub fn send_line(&mut self, text: &str) -> Result<()> {
+        self.send_slowly(text.as_bytes())?;
+        self.send_slowly(b"\r")
+    }
+
+    /// Types `bytes` one every [`CHAR_DELAY`].
+    pub fn send_slowly(&mut self, bytes: &[u8]) -> Result<()> {
+        for &b in bytes {
             self.write(&[b])?;
             std::thread::sleep(CHAR_DELAY);
         }
@@ -403,7 +372,7 @@ impl Vm {
     }
 
     /// Writes `bytes` to the console at once (escape sequences, Ctrl-C, ...).
-    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), String> {
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<()> {
         self.write(bytes)
     }
 
@@ -421,6 +390,12 @@ impl Vm {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Like [`Vm::wait_exit`], mapped: `None` while QEMU still runs.
+    pub fn wait_end(&mut self, timeout: Duration) -> Option<Exit> {
+        self.wait_exit(timeout);
+        self.try_status().map(|s| Exit::from_code(s.code()))
     }
 
     fn try_status(&mut self) -> Option<ExitStatus> {
@@ -515,7 +490,11 @@ fn read_console(mut out: impl Read, shared: &Shared) {
                 line.push(c);
             }
         }
-        shared.lock().text.push_str(&text);
+        {
+            let mut st = shared.lock();
+            st.raw.extend_from_slice(&buf[..n]);
+            st.text.push_str(&text);
+        }
         shared.changed.notify_all();
     }
     if !pending.is_empty() {
@@ -571,63 +550,4 @@ fn watchdog(shared: &Shared, child: &Mutex<Child>, deadline: Instant) {
     }
     drop(child);
     shared.changed.notify_all();
-}
-
-/// Whether QEMU and OVMF are here. When they are not: with `CI` set, panics
-/// with a message saying what is missing (a QEMU test must not pass silently
-/// in CI); otherwise prints a skip notice and returns `false`.
-pub fn qemu_available(test: &str) -> bool {
-    let missing = match (qemu::find_qemu(), qemu::find_ovmf()) {
-        (Ok(_), Ok(_)) => return true,
-        (Err(e), _) | (_, Err(e)) => format!("{e:#}"),
-    };
-    if std::env::var_os("CI").is_some() {
-        panic!("{test}: QEMU tests need QEMU and OVMF, and CI is set: {missing}");
-    }
-    eprintln!("SKIPPING {test}: {missing}");
-    false
-}
-
-/// The real UEFI app, `target/efi/BOOTX64.EFI`, if it has been built
-/// (`cargo xtask build-efi`). `LBM_EFI_APP` overrides the path.
-pub fn real_app() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("LBM_EFI_APP") {
-        return Some(PathBuf::from(p)).filter(|p| p.is_file());
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    Some(target.join("efi/BOOTX64.EFI")).filter(|p| p.is_file())
-}
-
-/// Builds an image in `dir` named `name` holding the EFI application `efi`
-/// (bytes) and `files` (destination on the partition, contents), of `size`
-/// bytes or fitted.
-pub fn make_image(
-    dir: &Path,
-    name: &str,
-    efi: &[u8],
-    files: &[(&str, &[u8])],
-    size: Option<u64>,
-) -> PathBuf {
-    let src = dir.join(format!("{name}.src"));
-    std::fs::create_dir_all(&src).expect("create source dir");
-    let efi_path = src.join("app.efi");
-    std::fs::write(&efi_path, efi).expect("write efi");
-    let mut extra = Vec::new();
-    for (i, (dest, bytes)) in files.iter().enumerate() {
-        let p = src.join(format!("file{i}"));
-        std::fs::write(&p, bytes).expect("write file");
-        extra.push((p, dest.to_string()));
-    }
-    let output = dir.join(name);
-    let opts = lbm::image::ImageOptions {
-        output: output.clone(),
-        efi: efi_path,
-        extra_files: extra,
-        size,
-        ..Default::default()
-    };
-    lbm::image::build_image(&opts, &mut |_, _, _| {}).expect("build test image");
-    output
 }

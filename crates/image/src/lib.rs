@@ -25,6 +25,12 @@
 //!
 //! The image is written to a temporary file beside the output and renamed into
 //! place at the end, so a failure never leaves a half-built image behind.
+//!
+//! The API: [`build_image`] from files ([`ImageOptions`]), or
+//! [`build_image_from_bytes`] from contents in memory; [`parse_size`] and
+//! [`format_size`] for sizes such as `64M`; [`efi_app_problem`] checks a
+//! UEFI application's header.
+#![forbid(unsafe_code)]
 
 mod fat;
 mod pe;
@@ -470,6 +476,37 @@ fn volume_id() -> u32 {
     h.write_u128(now.map(|d| d.as_nanos()).unwrap_or(0));
     let v = h.finish();
     (v ^ (v >> 32)) as u32
+}
+
+/// Builds `output` holding the UEFI application `efi` (its bytes) and
+/// `files` (destination on the partition, contents), of `size` bytes or
+/// fitted. The contents go through a temporary directory.
+pub fn build_image_from_bytes(
+    output: &Path,
+    efi: &[u8],
+    files: &[(&str, &[u8])],
+    size: Option<u64>,
+) -> Result<()> {
+    let src = tempfile::Builder::new()
+        .prefix("lbm-image-src-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let efi_path = src.path().join("app.efi");
+    fs::write(&efi_path, efi).with_context(|| format!("cannot write {}", efi_path.display()))?;
+    let mut extra_files = Vec::new();
+    for (i, (dest, bytes)) in files.iter().enumerate() {
+        let p = src.path().join(format!("file{i}"));
+        fs::write(&p, bytes).with_context(|| format!("cannot write {}", p.display()))?;
+        extra_files.push((p, dest.to_string()));
+    }
+    let opts = ImageOptions {
+        output: output.to_path_buf(),
+        efi: efi_path,
+        extra_files,
+        size,
+        ..Default::default()
+    };
+    build_image(&opts, &mut |_, _, _| {})
 }
 
 #[cfg(test)]

@@ -1,19 +1,24 @@
-//! End-to-end checks of `lbm::qemu` and of the VM harness in `tests/vm/`:
-//! images built by `lbm::image` boot in QEMU + OVMF (TCG here), the console is
+//! End-to-end checks of the `qemu` crate: images built by the `image` crate
+//! boot in QEMU + OVMF (TCG here), the console is
 //! captured and driven, and QEMU never outlives a test.
 //!
 //! Needs `qemu-system-x86_64` and OVMF: without them these tests print a skip
 //! notice, or fail when `CI` is set.
 
-mod vm;
-
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use vm::tiny_efi::{tiny_efi_app, Finish};
-use vm::{Vm, VmConfig};
+use qemu::tiny_efi::{tiny_efi_app, Finish};
+use qemu::{Disk, Ovmf, Serial, Vm, VmConfig};
 
 const BOOT: Duration = Duration::from_secs(90);
+
+/// `dir/name`, an image holding `efi` and `files`.
+fn make_image(dir: &Path, name: &str, efi: &[u8], files: &[(&str, &[u8])], size: Option<u64>) -> PathBuf {
+    let output = dir.join(name);
+    image::build_image_from_bytes(&output, efi, files, size).expect("build test image");
+    output
+}
 
 fn process_gone(pid: u32) -> bool {
     !Path::new(&format!("/proc/{pid}")).exists()
@@ -22,32 +27,33 @@ fn process_gone(pid: u32) -> bool {
 #[test]
 fn console_text_is_cleaned() {
     let raw = b"\x1b[1;33mHi\x1b[0m\r\n\x1b(Bok\x1b]0;title\x07!\x1b[2J\x1b[01;01H\0end";
-    assert_eq!(vm::strip_ansi(raw), "Hi\nok!end");
+    assert_eq!(qemu::strip_ansi(raw), "Hi\nok!end");
     // A sequence split across reads is still removed.
-    let mut s = vm::AnsiStripper::default();
+    let mut s = qemu::AnsiStripper::default();
     let mut out = Vec::new();
     s.feed(b"a\x1b[3", &mut out);
     s.feed(b"1mb", &mut out);
     assert_eq!(out, b"ab");
 }
 
-/// `lbm::qemu::command` builds the documented command line.
+/// `qemu::command` builds the documented command line.
 #[test]
 fn qemu_command_line() {
-    if !vm::qemu_available("qemu_command_line") {
+    if !qemu::available("qemu_command_line") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("disk.img");
     std::fs::write(&image, [0u8; 512]).unwrap();
-    let vars = lbm::qemu::fresh_vars(dir.path()).unwrap();
-    let mut opts = lbm::qemu::QemuOptions::new(&image);
-    opts.memory = "3G".into();
-    opts.cores = 2;
-    opts.readonly = true;
-    opts.serial = lbm::qemu::Serial::Pipe;
-    opts.extra_args = vec!["-S".into()];
-    let cmd = lbm::qemu::command(&opts, &vars).unwrap();
+    let vars = Ovmf::find().unwrap().fresh_vars(dir.path()).unwrap();
+    let config = VmConfig {
+        memory: "3G".into(),
+        cores: 2,
+        readonly: true,
+        extra_args: vec!["-S".into()],
+        ..VmConfig::default()
+    };
+    let cmd = qemu::command(&Disk::Image(image.clone()), &config, Serial::Pipe, &vars).unwrap();
     let args: Vec<String> = cmd
         .get_args()
         .map(|a| a.to_string_lossy().into_owned())
@@ -84,13 +90,21 @@ fn qemu_command_line() {
         Some("-S"),
         "extra args come last"
     );
-    assert!(lbm::qemu::command(
-        &lbm::qemu::QemuOptions::new(dir.path().join("none.img")),
+    assert!(qemu::command(
+        &Disk::Image(dir.path().join("none.img")),
+        &VmConfig::default(),
+        Serial::Pipe,
         &vars
     )
     .unwrap_err()
     .to_string()
     .contains("does not exist"));
+    // A directory served as a FAT disk.
+    let esp = dir.path().join("esp");
+    std::fs::create_dir(&esp).unwrap();
+    let cmd = qemu::command(&Disk::FatDir(esp.clone()), &config, Serial::Pipe, &vars).unwrap();
+    let line: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+    assert!(line.join(" ").contains(&format!("file=fat:rw:{}", esp.display())), "{line:?}");
 }
 
 /// OVMF loads `EFI/BOOT/BOOTX64.EFI` from the FAT32 ESP on virtio-blk, runs
@@ -98,7 +112,7 @@ fn qemu_command_line() {
 /// comes back as QEMU's exit status.
 #[test]
 fn boots_fat32_image_and_reports_exit_code() {
-    if !vm::qemu_available("boots_fat32_image_and_reports_exit_code") {
+    if !qemu::available("boots_fat32_image_and_reports_exit_code") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -106,7 +120,7 @@ fn boots_fat32_image_and_reports_exit_code() {
         "LBM-TINY-EFI: hello from FAT32\r\n",
         Finish::DebugExit(0x21),
     );
-    let image = vm::make_image(dir.path(), "fat32.img", &app, &[], None);
+    let image = make_image(dir.path(), "fat32.img", &app, &[], None);
     let mut vm = Vm::boot(&image).unwrap();
     vm.expect("LBM-TINY-EFI: hello from FAT32", BOOT).unwrap();
     assert_eq!(vm.wait_exit(Duration::from_secs(20)), Some((0x21 << 1) | 1));
@@ -117,7 +131,7 @@ fn boots_fat32_image_and_reports_exit_code() {
 /// too; the fitted image above has 512-byte clusters, the shell test's 32 KiB.
 #[test]
 fn boots_8k_cluster_image() {
-    if !vm::qemu_available("boots_8k_cluster_image") {
+    if !qemu::available("boots_8k_cluster_image") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -125,12 +139,12 @@ fn boots_8k_cluster_image() {
         "LBM-TINY-EFI: hello from a 600 MiB image\r\n",
         Finish::DebugExit(0x05),
     );
-    let image = vm::make_image(
+    let image = make_image(
         dir.path(),
         "min.img",
         &app,
         &[],
-        Some(lbm::image::FAT32_MIN_IMAGE),
+        Some(image::FAT32_MIN_IMAGE),
     );
     let mut vm = Vm::boot(&image).unwrap();
     vm.expect("LBM-TINY-EFI: hello from a 600 MiB image", BOOT)
@@ -145,7 +159,7 @@ fn boots_8k_cluster_image() {
 /// that its FAT32 has 32 KiB clusters, the size big models get.
 #[test]
 fn ovmf_shell_reads_the_image() {
-    if !vm::qemu_available("ovmf_shell_reads_the_image") {
+    if !qemu::available("ovmf_shell_reads_the_image") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -161,7 +175,7 @@ fn ovmf_shell_reads_the_image() {
         ),
         ("models/tokenizer.json", b"{}"),
     ];
-    let image = vm::make_image(dir.path(), "shell.img", &app, files, Some(3 << 30));
+    let image = make_image(dir.path(), "shell.img", &app, files, Some(3 << 30));
     let mut vm = Vm::boot(&image).unwrap();
     vm.expect("LBM-TINY-EFI: returning to the firmware", BOOT)
         .unwrap();
@@ -212,12 +226,12 @@ fn ovmf_shell_reads_the_image() {
 /// while the test waits for more; dropping a `Vm` kills its QEMU.
 #[test]
 fn timeouts_deadline_and_drop_kill_qemu() {
-    if !vm::qemu_available("timeouts_deadline_and_drop_kill_qemu") {
+    if !qemu::available("timeouts_deadline_and_drop_kill_qemu") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let app = tiny_efi_app("LBM-TINY-EFI: hanging now\r\n", Finish::Hang);
-    let image = vm::make_image(dir.path(), "hang.img", &app, &[], None);
+    let image = make_image(dir.path(), "hang.img", &app, &[], None);
 
     let config = VmConfig {
         deadline: Duration::from_secs(25),
@@ -228,7 +242,8 @@ fn timeouts_deadline_and_drop_kill_qemu() {
     let started = Instant::now();
     let err = vm
         .expect("this text never appears", Duration::from_secs(2))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(err.contains("timed out"), "{err}");
     assert!(
@@ -239,7 +254,8 @@ fn timeouts_deadline_and_drop_kill_qemu() {
 
     let err = vm
         .expect("this text never appears", Duration::from_secs(600))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("deadline"), "{err}");
     assert!(
         vm.elapsed() < Duration::from_secs(40),
@@ -268,23 +284,23 @@ fn timeouts_deadline_and_drop_kill_qemu() {
 /// own without faulting.
 #[test]
 fn real_app_starts() {
-    let Some(app) = vm::real_app() else {
+    let Some(app) = testdata::efi_app() else {
         eprintln!(
             "SKIPPING real_app_starts: target/efi/BOOTX64.EFI not built (cargo xtask build-efi)"
         );
         return;
     };
-    if !vm::qemu_available("real_app_starts") {
+    if !qemu::available("real_app_starts") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("real.img");
-    let opts = lbm::image::ImageOptions {
+    let opts = image::ImageOptions {
         output: image.clone(),
         efi: app,
         ..Default::default()
     };
-    lbm::image::build_image(&opts, &mut |_, _, _| {}).unwrap();
+    image::build_image(&opts, &mut |_, _, _| {}).unwrap();
     let mut vm = Vm::boot_with(
         &image,
         VmConfig {

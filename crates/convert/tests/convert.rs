@@ -9,7 +9,7 @@
 //! `half` crate.
 
 use engine::gguf::{GgmlType, Gguf, Value};
-use lbm::convert::{convert, ConvertOptions, OutType};
+use convert::{convert, ConvertOptions, OutType};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -952,7 +952,7 @@ fn ints(c: &Converted, k: &str) -> Vec<i64> {
 fn spm_model_reader_matches_llamacpp_vocab() {
     let bytes =
         std::fs::read(testdata::path("testdata").join("llama2c-tokenizer/tokenizer.model")).unwrap();
-    let m = lbm::spm_model::SpmModel::parse(&bytes).unwrap();
+    let m = convert::spm_model::SpmModel::parse(&bytes).unwrap();
     let r = reference_vocab("ggml-vocab-llama-spm.gguf");
     let tokens = strs(&r, "tokenizer.ggml.tokens");
     let scores = r.g.get_f32_array("tokenizer.ggml.scores").unwrap();
@@ -964,7 +964,7 @@ fn spm_model_reader_matches_llamacpp_vocab() {
         assert_eq!(p.score.to_bits(), scores[i].to_bits(), "score {i}");
         assert_eq!(p.kind as i64, types[i], "type {i} ({:?})", p.piece);
     }
-    assert_eq!(m.trainer.model_type, lbm::spm_model::ModelType::Bpe);
+    assert_eq!(m.trainer.model_type, convert::spm_model::ModelType::Bpe);
     assert!(m.trainer.byte_fallback);
     assert_eq!(
         (m.trainer.unk_id, m.trainer.bos_id, m.trainer.eos_id),
@@ -973,7 +973,7 @@ fn spm_model_reader_matches_llamacpp_vocab() {
     assert!(m.normalizer.add_dummy_prefix);
     // Every truncation of the real file is refused, never a panic.
     for cut in [1usize, 2, 17, 1000, bytes.len() / 3, bytes.len() - 1] {
-        let _ = lbm::spm_model::SpmModel::parse(&bytes[..cut]);
+        let _ = convert::spm_model::SpmModel::parse(&bytes[..cut]);
     }
 }
 

@@ -1,0 +1,527 @@
+//! Booting UEFI disks in QEMU with OVMF, one driver for `lbm qemu`, `cargo
+//! xtask efi-smoke`/`efi-e2e` and the VM tests.
+//!
+//! [`Ovmf::find`] finds the firmware, [`VmConfig`] describes the VM (memory,
+//! cores, a [`Disk`]: an image file or a directory served as a FAT disk,
+//! extra arguments), [`run_on_terminal`] boots it with the serial console on
+//! this terminal, and [`Vm::boot_with`] boots it with the console on pipes
+//! for a program to drive: sentinel waits with deadlines, QEMU killed on
+//! drop, its exit status mapped by [`Exit`].
+//!
+//! The VM is a q35 machine with the image on virtio-blk (IDE is ~100x slower
+//! under OVMF), no display (`-vga none` makes the serial console 4x faster),
+//! no network and no default devices, `-no-reboot` (a reset ends QEMU), and an
+//! `isa-debug-exit` device at port 0xf4: a guest that writes `v` there ends
+//! QEMU with status `(v << 1) | 1`. Each run gets a fresh copy of the OVMF
+//! variable store, since stale boot entries drop OVMF into its shell.
+//!
+//! Environment overrides: `LBM_QEMU` (the QEMU binary), `LBM_OVMF_CODE` and
+//! `LBM_OVMF_VARS` (firmware files; for a unified `OVMF.fd` give the same file
+//! twice), `LBM_ACCEL` (`kvm` or `tcg`, skipping the KVM probe).
+#![forbid(unsafe_code)]
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+mod vm;
+pub mod tiny_efi;
+
+pub use vm::{strip_ansi, AnsiStripper, Vm, CHAR_DELAY};
+
+/// The QEMU binary looked for on `PATH`.
+pub const QEMU_BINARY: &str = "qemu-system-x86_64";
+/// The I/O port of the `isa-debug-exit` device.
+pub const DEBUG_EXIT_PORT: u16 = 0xf4;
+
+/// OVMF firmware pairs (code, variable-store template) looked for, in order.
+/// A pair whose two paths are equal is a unified image (code and variables in
+/// one file).
+pub const OVMF_CANDIDATES: &[(&str, &str)] = &[
+    // Debian, Ubuntu (package `ovmf`)
+    (
+        "/usr/share/OVMF/OVMF_CODE_4M.fd",
+        "/usr/share/OVMF/OVMF_VARS_4M.fd",
+    ),
+    (
+        "/usr/share/OVMF/OVMF_CODE.fd",
+        "/usr/share/OVMF/OVMF_VARS.fd",
+    ),
+    // Fedora (edk2-ovmf), Arch (edk2-ovmf)
+    (
+        "/usr/share/edk2/ovmf/OVMF_CODE.fd",
+        "/usr/share/edk2/ovmf/OVMF_VARS.fd",
+    ),
+    (
+        "/usr/share/edk2/x64/OVMF_CODE.4m.fd",
+        "/usr/share/edk2/x64/OVMF_VARS.4m.fd",
+    ),
+    // Older Debian/Ubuntu unified image
+    ("/usr/share/ovmf/OVMF.fd", "/usr/share/ovmf/OVMF.fd"),
+    ("/usr/share/qemu/OVMF.fd", "/usr/share/qemu/OVMF.fd"),
+];
+
+/// `qemu-system-x86_64` from `LBM_QEMU` or `PATH`.
+pub fn find_qemu() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("LBM_QEMU") {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+        bail!("LBM_QEMU is set to {}, which is not a file", p.display());
+    }
+    find_qemu_in(&std::env::var_os("PATH").unwrap_or_default())
+}
+
+fn find_qemu_in(path: &std::ffi::OsStr) -> Result<PathBuf> {
+    for dir in std::env::split_paths(path) {
+        let candidate = dir.join(QEMU_BINARY);
+        if is_executable(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    bail!(
+        "{QEMU_BINARY} was not found on PATH; install it with `sudo apt-get install qemu-system-x86` \
+         (or run `cargo xtask setup`)"
+    )
+}
+
+#[cfg(unix)]
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+#[cfg(not(unix))]
+fn is_executable(p: &Path) -> bool {
+    p.is_file()
+}
+
+/// The OVMF firmware files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ovmf {
+    /// The firmware code (mapped read-only).
+    pub code: PathBuf,
+    /// The variable-store template, copied for each run. Equal to `code`
+    /// for a unified image (code and variables in one file).
+    pub vars: PathBuf,
+}
+
+impl Ovmf {
+    /// From `LBM_OVMF_CODE` and `LBM_OVMF_VARS` (both or neither), else the
+    /// first of [`OVMF_CANDIDATES`] present. The error says how to install
+    /// OVMF.
+    pub fn find() -> Result<Ovmf> {
+        match (
+            std::env::var_os("LBM_OVMF_CODE"),
+            std::env::var_os("LBM_OVMF_VARS"),
+        ) {
+            (Some(code), Some(vars)) => {
+                let (code, vars) = (PathBuf::from(code), PathBuf::from(vars));
+                for p in [&code, &vars] {
+                    if !p.is_file() {
+                        bail!(
+                            "OVMF file {} (from LBM_OVMF_CODE/LBM_OVMF_VARS) does not exist",
+                            p.display()
+                        );
+                    }
+                }
+                Ok(Ovmf { code, vars })
+            }
+            (None, None) => Ovmf::find_in(OVMF_CANDIDATES),
+            _ => bail!("set both LBM_OVMF_CODE and LBM_OVMF_VARS, or neither"),
+        }
+    }
+
+    fn find_in(candidates: &[(&str, &str)]) -> Result<Ovmf> {
+        for (code, vars) in candidates {
+            if Path::new(code).is_file() && Path::new(vars).is_file() {
+                return Ok(Ovmf {
+                    code: PathBuf::from(code),
+                    vars: PathBuf::from(vars),
+                });
+            }
+        }
+        let looked: Vec<&str> = candidates.iter().map(|(c, _)| *c).collect();
+        bail!(
+            "no OVMF UEFI firmware found (looked for {}); install it with `sudo apt-get install ovmf` \
+             (or run `cargo xtask setup`)",
+            looked.join(", ")
+        )
+    }
+
+    /// Whether code and variables are one file.
+    pub fn is_unified(&self) -> bool {
+        self.code == self.vars
+    }
+
+    /// Copies the variable-store template into `dir` (a fresh store for one
+    /// run: stale boot entries drop OVMF into its shell) and returns the
+    /// copy's path.
+    pub fn fresh_vars(&self, dir: &Path) -> Result<PathBuf> {
+        let copy = dir.join("OVMF_VARS.fd");
+        fs::copy(&self.vars, &copy).with_context(|| {
+            format!("cannot copy {} to {}", self.vars.display(), copy.display())
+        })?;
+        #[cfg(unix)]
+        {
+            // The template is read-only; the copy must be writable.
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&copy, fs::Permissions::from_mode(0o644))
+                .with_context(|| format!("cannot make {} writable", copy.display()))?;
+        }
+        Ok(copy)
+    }
+}
+
+/// Whether KVM works here: `/dev/kvm` opens read-write and QEMU can set up a
+/// q35 VM with `-cpu max` on it (on nested machines without VMX it cannot;
+/// QEMU then aborts). Probed once per process, ~0.1 s. `LBM_ACCEL=kvm|tcg`
+/// skips the probe.
+pub fn kvm_usable() -> bool {
+    static KVM: OnceLock<bool> = OnceLock::new();
+    *KVM.get_or_init(|| match std::env::var("LBM_ACCEL").as_deref() {
+        Ok("kvm") => true,
+        Ok("tcg") => false,
+        _ => probe_kvm(),
+    })
+}
+
+fn probe_kvm() -> bool {
+    if fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        return false;
+    }
+    let Ok(qemu) = find_qemu() else { return false };
+    let child = Command::new(qemu)
+        .args([
+            "-accel", "kvm", "-machine", "q35", "-cpu", "max", "-m", "64M",
+        ])
+        .args(["-nodefaults", "-display", "none", "-S", "-monitor", "stdio"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else { return false };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(b"quit\n");
+    }
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
+}
+
+/// What the guest boots from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disk {
+    /// A raw disk image (GPT + ESP, e.g. from `lbm image`).
+    Image(PathBuf),
+    /// A host directory served as a FAT disk (QEMU's vvfat, read-write):
+    /// the ESP's files, `EFI/BOOT/BOOTX64.EFI` included.
+    FatDir(PathBuf),
+}
+
+impl From<&Path> for Disk {
+    fn from(p: &Path) -> Disk {
+        Disk::Image(p.to_path_buf())
+    }
+}
+
+impl From<&PathBuf> for Disk {
+    fn from(p: &PathBuf) -> Disk {
+        Disk::Image(p.clone())
+    }
+}
+
+impl From<PathBuf> for Disk {
+    fn from(p: PathBuf) -> Disk {
+        Disk::Image(p)
+    }
+}
+
+/// Where the guest's serial console goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serial {
+    /// On the terminal, like `-nographic`: keys go to the guest (Ctrl-C
+    /// included), Ctrl-A X quits QEMU, Ctrl-A C toggles the QEMU monitor.
+    Terminal,
+    /// On QEMU's stdin/stdout as plain pipes (for programs driving the VM):
+    /// [`command`] sets stdin, stdout and stderr to `Stdio::piped()`.
+    Pipe,
+}
+
+/// How a VM is started.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    /// Guest memory as QEMU's `-m` takes it, e.g. `"4G"`.
+    pub memory: String,
+    /// Virtual CPUs.
+    pub cores: usize,
+    /// Attach a [`Disk::Image`] read-only (several VMs can then share it).
+    pub readonly: bool,
+    /// Appended to QEMU's command line.
+    pub extra_args: Vec<String>,
+    /// [`Vm`] only: the VM is killed this long after it started, whatever
+    /// happens.
+    pub deadline: Duration,
+    /// [`Vm`] only: wait until no other exclusive VM of this process runs
+    /// (tests in a file run in parallel; TCG VMs on a small shared machine
+    /// then get so slow that console timing suffers). Released when the
+    /// `Vm` is dropped: a test that needs two VMs at once must clear it on
+    /// the second.
+    pub exclusive: bool,
+}
+
+impl Default for VmConfig {
+    /// 1 GiB, 1 core, read-only image, exclusive, deadline from
+    /// `LBM_VM_DEADLINE_SECS` or 300 s.
+    fn default() -> Self {
+        let secs = std::env::var("LBM_VM_DEADLINE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(300);
+        VmConfig {
+            memory: "1G".into(),
+            cores: 1,
+            readonly: true,
+            extra_args: Vec::new(),
+            deadline: Duration::from_secs(secs),
+            exclusive: true,
+        }
+    }
+}
+
+/// How QEMU ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Status 0: the guest powered off (or Ctrl-A X on the terminal).
+    PoweredOff,
+    /// The guest wrote this value to the `isa-debug-exit` port
+    /// ([`DEBUG_EXIT_PORT`]); QEMU's status was `(value << 1) | 1`. (A 0
+    /// gives status 1, QEMU's own failure status: it maps to `Failed(1)`.)
+    DebugExit(u8),
+    /// Any other status: QEMU itself failed (bad arguments, missing files).
+    Failed(i32),
+    /// Ended by a signal (killed).
+    Killed,
+}
+
+impl Exit {
+    /// Maps QEMU's exit code (`None`: ended by a signal).
+    pub fn from_code(code: Option<i32>) -> Exit {
+        match code {
+            Some(0) => Exit::PoweredOff,
+            Some(c) if c & 1 == 1 && (3..=511).contains(&c) => Exit::DebugExit((c >> 1) as u8),
+            Some(c) => Exit::Failed(c),
+            None => Exit::Killed,
+        }
+    }
+
+    /// The exit code QEMU had (`None` when killed).
+    pub fn code(self) -> Option<i32> {
+        match self {
+            Exit::PoweredOff => Some(0),
+            Exit::DebugExit(v) => Some(((v as i32) << 1) | 1),
+            Exit::Failed(c) => Some(c),
+            Exit::Killed => None,
+        }
+    }
+}
+
+/// The QEMU command booting `disk` as `config` says, with the console on
+/// `serial` and `vars` as the (writable) OVMF variable store: make it with
+/// [`Ovmf::fresh_vars`] in a temporary directory.
+///
+/// The VM is a q35 machine (KVM when [`kvm_usable`], else TCG) with the disk
+/// on virtio-blk (IDE is ~100x slower under OVMF), no display (`-vga none`
+/// makes the serial console 4x faster), no network and no default devices,
+/// `-no-reboot` (a reset ends QEMU), and an `isa-debug-exit` device at
+/// [`DEBUG_EXIT_PORT`].
+pub fn command(disk: &Disk, config: &VmConfig, serial: Serial, vars: &Path) -> Result<Command> {
+    let qemu = find_qemu()?;
+    let ovmf = Ovmf::find()?;
+    match disk {
+        Disk::Image(p) if !p.is_file() => bail!(
+            "disk image {} does not exist; build one with `lbm image`",
+            p.display()
+        ),
+        Disk::FatDir(p) if !p.is_dir() => bail!("ESP directory {} does not exist", p.display()),
+        _ => {}
+    }
+    if !vars.is_file() {
+        bail!("OVMF variable store {} does not exist", vars.display());
+    }
+    if config.cores == 0 {
+        bail!("the VM needs at least one core");
+    }
+    if config.memory.trim().is_empty() {
+        bail!("no VM memory size given");
+    }
+
+    let mut cmd = Command::new(qemu);
+    let accel = if kvm_usable() { "kvm" } else { "tcg" };
+    cmd.args(["-machine", "q35", "-accel", accel, "-cpu", "max"]);
+    cmd.arg("-m").arg(&config.memory);
+    cmd.arg("-smp").arg(config.cores.to_string());
+    cmd.arg("-nodefaults");
+    if ovmf.is_unified() {
+        // Unified image: the whole (fresh) copy is the flash.
+        cmd.arg("-drive")
+            .arg(drive_arg("if=pflash,format=raw,unit=0,file=", vars, ""));
+    } else {
+        cmd.arg("-drive").arg(drive_arg(
+            "if=pflash,format=raw,unit=0,file=",
+            &ovmf.code,
+            ",readonly=on",
+        ));
+        cmd.arg("-drive")
+            .arg(drive_arg("if=pflash,format=raw,unit=1,file=", vars, ""));
+    }
+    match disk {
+        Disk::Image(p) => {
+            let ro = if config.readonly { ",readonly=on" } else { "" };
+            cmd.arg("-drive")
+                .arg(drive_arg("if=none,id=disk0,format=raw,file=", p, ro));
+        }
+        Disk::FatDir(p) => {
+            cmd.arg("-drive")
+                .arg(drive_arg("if=none,id=disk0,format=raw,file=fat:rw:", p, ""));
+        }
+    }
+    cmd.args(["-device", "virtio-blk-pci,drive=disk0,bootindex=0"]);
+    cmd.args(["-vga", "none", "-display", "none", "-no-reboot"]);
+    cmd.args([
+        "-device",
+        &format!("isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04"),
+    ]);
+    match serial {
+        Serial::Terminal => {
+            cmd.args(["-chardev", "stdio,id=con0,mux=on,signal=off"]);
+            cmd.args([
+                "-serial",
+                "chardev:con0",
+                "-mon",
+                "chardev=con0,mode=readline",
+            ]);
+        }
+        Serial::Pipe => {
+            cmd.args([
+                "-chardev",
+                "stdio,id=con0,signal=off",
+                "-serial",
+                "chardev:con0",
+            ]);
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+        }
+    }
+    cmd.args(&config.extra_args);
+    Ok(cmd)
+}
+
+/// `prefix` + path (commas doubled, as QEMU's option syntax wants) + `suffix`.
+fn drive_arg(prefix: &str, path: &Path, suffix: &str) -> OsString {
+    let mut s = OsString::from(prefix);
+    let p = path.as_os_str();
+    match p.to_str() {
+        Some(text) => s.push(text.replace(',', ",,")),
+        None => s.push(p),
+    }
+    s.push(suffix);
+    s
+}
+
+/// Boots `disk` with the serial console on this terminal (Ctrl-A X quits)
+/// and waits for QEMU to end ([`VmConfig::deadline`] and
+/// [`VmConfig::exclusive`] do not apply).
+pub fn run_on_terminal(disk: &Disk, config: &VmConfig) -> Result<Exit> {
+    let dir = tempfile::Builder::new()
+        .prefix("lbm-qemu-")
+        .tempdir()
+        .context("cannot create a temporary directory for the OVMF variables")?;
+    let vars = Ovmf::find()?.fresh_vars(dir.path())?;
+    let mut cmd = command(disk, config, Serial::Terminal, &vars)?;
+    eprintln!("[lbm qemu] serial console on this terminal; Ctrl-A X quits QEMU");
+    let status = cmd
+        .status()
+        .map_err(|e| anyhow!("cannot start {}: {e}", cmd.get_program().to_string_lossy()))?;
+    Ok(Exit::from_code(status.code()))
+}
+
+/// Whether QEMU and OVMF are here, for tests that need them. When they are
+/// not: with `CI` set, panics with a message saying what is missing (a QEMU
+/// test must not pass silently in CI); otherwise prints a skip notice naming
+/// `test` and returns `false`.
+pub fn available(test: &str) -> bool {
+    let missing = match (find_qemu(), Ovmf::find()) {
+        (Ok(_), Ok(_)) => return true,
+        (Err(e), _) | (_, Err(e)) => format!("{e:#}"),
+    };
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: QEMU tests need QEMU and OVMF, and CI is set: {missing}");
+    }
+    eprintln!("SKIPPING {test}: {missing}");
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_tools_say_how_to_install_them() {
+        let err = find_qemu_in(std::ffi::OsStr::new("/nonexistent-dir"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sudo apt-get install qemu-system-x86"),
+            "{err}"
+        );
+        assert!(err.contains("cargo xtask setup"), "{err}");
+        let err = Ovmf::find_in(&[("/nonexistent/OVMF_CODE.fd", "/nonexistent/OVMF_VARS.fd")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sudo apt-get install ovmf"), "{err}");
+        assert!(err.contains("/nonexistent/OVMF_CODE.fd"), "{err}");
+    }
+
+    #[test]
+    fn exit_codes_map() {
+        assert_eq!(Exit::from_code(Some(0)), Exit::PoweredOff);
+        assert_eq!(Exit::from_code(Some((0x21 << 1) | 1)), Exit::DebugExit(0x21));
+        assert_eq!(Exit::from_code(Some(1)), Exit::Failed(1));
+        assert_eq!(Exit::from_code(Some(2)), Exit::Failed(2));
+        assert_eq!(Exit::from_code(None), Exit::Killed);
+        for e in [Exit::PoweredOff, Exit::DebugExit(1), Exit::DebugExit(255), Exit::Failed(2), Exit::Killed] {
+            assert_eq!(Exit::from_code(e.code()), e);
+        }
+    }
+
+    #[test]
+    fn drive_paths_escape_commas() {
+        let arg = drive_arg("file=", Path::new("/tmp/a,b.img"), ",readonly=on");
+        assert_eq!(arg, "file=/tmp/a,,b.img,readonly=on");
+    }
+}
