@@ -141,3 +141,45 @@ fn every_family_is_listed_and_qwen2_chats() {
     vm.send_line("/exit").unwrap();
     assert_eq!(vm.wait_exit(Duration::from_secs(60)), Some(0));
 }
+
+/// A real trained chat model in the firmware: SmolLM2-135M-Instruct (Q4_1,
+/// the `smollm` pre-tokenizer, ChatML with its default system prompt, an
+/// f16 KV cache from `\lbm.cfg`) answers the reference question with the
+/// reply llama.cpp gives on the same file, as `lbm` does on the host.
+#[test]
+fn smollm2_answers_as_llama_cpp_does() {
+    let test = "smollm2_answers_as_llama_cpp_does";
+    let Some(efi) = app(test) else { return };
+    let Some(model) = testdata::optional(test, "testdata/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") else { return };
+    let reference: serde_json::Value =
+        serde_json::from_slice(&testdata::read("testdata/smollm2/llama-cpp-reference.json")).unwrap();
+    let case = &reference["chat"][0];
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("lbm.cfg");
+    std::fs::write(&cfg, "temperature = 0\nmax_tokens = 8\nkv_type = f16\n").unwrap();
+    let output = dir.path().join("disk.img");
+    let opts = image::ImageOptions {
+        output: output.clone(),
+        efi,
+        models: vec![model],
+        extra_files: vec![(cfg, "lbm.cfg".into())],
+        ..Default::default()
+    };
+    image::build_image(&opts, &mut |_, _, _| {}).expect("image");
+    let mut vm = Vm::boot_with(&output, config()).unwrap();
+    let menu = vm.expect("LBM-READY", T).unwrap();
+    assert!(menu.contains("Q4_1") && !menu.contains("warning"), "{menu}");
+    vm.expect("You: ", T).unwrap();
+    vm.send_line(case["messages"][0]["content"].as_str().unwrap()).unwrap();
+    vm.expect("AI: ", T).unwrap();
+    let out = vm.expect("tok/s]", T).unwrap();
+    assert_eq!(reply_tokens(&out), 8, "{out}");
+    let reply = &out[..out.rfind("\n[").unwrap()];
+    // OVMF's serial console shows non-ASCII as '?': compare in ASCII.
+    let want: String = case["reply"].as_str().unwrap().chars().map(|c| if c.is_ascii() { c } else { '?' }).collect();
+    assert!(reply.len() > 10 && want.starts_with(reply), "firmware {reply:?}, llama.cpp {want:?}");
+    vm.send_line("/system").unwrap();
+    vm.expect("named SmolLM, trained by Hugging Face", T).unwrap();
+    vm.send_line("/exit").unwrap();
+    assert_eq!(vm.wait_exit(Duration::from_secs(60)), Some(0));
+}
