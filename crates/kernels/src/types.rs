@@ -6,11 +6,18 @@
 //! names in messages) reads this table; only the kernel dispatch in `ops`
 //! (which needs the typed blocks) matches on the type.
 //!
-//! Adding a type: its block and row functions in `quant`, its dot kernels
-//! (`scalar` twin, SIMD tiles), a [`WType`] variant with its row in
-//! [`TYPES`], its [`crate::ops::Weights`] variant (and the arm in
-//! `Weights::from_bytes`, `Weights::raw`, and the two dispatch matches in
-//! `ops`).
+//! Adding a type:
+//! 1. `quant`: its `#[repr(C)]` block (with size checks), reference
+//!    dequantizer and, where ggml has one, quantizer; `cast`: its `Pod` impl.
+//! 2. Its dot kernels: the `scalar` twin and the tile in `avx2::tile_kernels`
+//!    (which builds the AVX-512 tiles too), for the activation kind it takes.
+//! 3. Here: a [`WType`] variant and its row in [`TYPES`].
+//! 4. `ops`: its [`crate::ops::Weights`] variant, with its arms in
+//!    `Weights::raw` and `Weights::from_bytes`, and its line in
+//!    `ops::dot_kernels!`.
+//!
+//! The engine (tensor types, GGUF sizes and type mapping, `lbm quantize`'s
+//! encoder) needs no change: it reads this table.
 //!
 //! As ggml's `type_traits` table and candle's `GgmlType` trait do, one
 //! entry per type; the byte-level functions here take and give the blocks'
