@@ -648,6 +648,12 @@ fn drive_oct(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out:
     }
 }
 
+/// Whether `drive_oct` has a row-octet kernel for `w`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_oct_kernel(w: &Weights<'_>) -> bool {
+    matches!(w, Weights::Q8_0(_) | Weights::Q4_0(_) | Weights::Q5_0(_) | Weights::IQ4_NL(_))
+}
+
 /// Repacked Q4_0, Q4_K or Q6_K octets against `n` activation rows (`n` = 1
 /// decodes), at every level; the result for a (row, activation) pair does
 /// not depend on `n`, the tiling or the thread count.
@@ -905,7 +911,7 @@ pub fn matmul(
         #[cfg(target_arch = "x86_64")]
         (_, ActKind::Q8_K) => drive::<1, 8>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]
-        (Isa::Vnni, ActKind::Q8_0) => drive_oct(exec, w, acts, n, out),
+        (Isa::Vnni, ActKind::Q8_0) if has_oct_kernel(&w) => drive_oct(exec, w, acts, n, out),
         #[cfg(target_arch = "x86_64")]
         (Isa::Vnni, _) => drive::<2, 4>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]
