@@ -43,7 +43,10 @@ fn encoded_and_dequantized(f32_file: &[u8], ty: GgmlType) -> (Vec<u8>, Vec<u8>) 
 }
 
 fn max_err(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(u, v)| (u - v).abs()).fold(0.0f32, |m, e| if e.is_nan() || m.is_nan() { f32::NAN } else { m.max(e) })
+    a.iter()
+        .zip(b)
+        .map(|(u, v)| (u - v).abs())
+        .fold(0.0f32, |m, e| if e.is_nan() || m.is_nan() { f32::NAN } else { m.max(e) })
 }
 
 #[test]
@@ -73,11 +76,8 @@ fn every_table_type_runs_like_its_dequantized_weights() {
             last = a;
         }
         // A prompt batch gives the bits of token-by-token decoding.
-        let mut mb = load_model(
-            common::blob(encoded_and_dequantized(&f32_file, ty).0),
-            &LoadOptions { n_ctx: 64 },
-        )
-        .unwrap();
+        let mut mb =
+            load_model(common::blob(encoded_and_dequantized(&f32_file, ty).0), &LoadOptions { n_ctx: 64 }).unwrap();
         mb.forward_batch(&toks[..toks.len() - 1], 0, &Serial).unwrap();
         let c = mb.forward(toks[toks.len() - 1], toks.len() - 1, &Serial).unwrap();
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();

@@ -149,7 +149,9 @@ pub static TYPES: [TypeInfo; 15] = [
         block_bytes: core::mem::size_of::<u16>(),
         act: ActKind::F32,
         dequantize: |b, o| with_blocks::<u16>(b, |v| o.iter_mut().zip(v).for_each(|(y, &h)| *y = f16_to_f32(h))),
-        quantize: Some(|x, o| o.chunks_exact_mut(2).zip(x).for_each(|(b, &v)| b.copy_from_slice(&f32_to_f16(v).to_le_bytes()))),
+        quantize: Some(|x, o| {
+            o.chunks_exact_mut(2).zip(x).for_each(|(b, &v)| b.copy_from_slice(&f32_to_f16(v).to_le_bytes()))
+        }),
         octets: None,
     },
     TypeInfo {
@@ -160,7 +162,9 @@ pub static TYPES: [TypeInfo; 15] = [
         block_bytes: core::mem::size_of::<u16>(),
         act: ActKind::F32,
         dequantize: |b, o| with_blocks::<u16>(b, |v| o.iter_mut().zip(v).for_each(|(y, &h)| *y = bf16_to_f32(h))),
-        quantize: Some(|x, o| o.chunks_exact_mut(2).zip(x).for_each(|(b, &v)| b.copy_from_slice(&f32_to_bf16(v).to_le_bytes()))),
+        quantize: Some(|x, o| {
+            o.chunks_exact_mut(2).zip(x).for_each(|(b, &v)| b.copy_from_slice(&f32_to_bf16(v).to_le_bytes()))
+        }),
         octets: None,
     },
     quant_entry!(
