@@ -21,7 +21,8 @@ fn q4_1_files_from_quantize_and_convert() {
     let dir = tempfile::tempdir().unwrap();
     let golden = testdata::path("golden/llama-mha-tied");
     let f32_path = dir.path().join("f32.gguf");
-    convert(&ConvertOptions { input: golden.clone(), output: f32_path.clone(), ty: OutType::F32 }, &mut |_| {}).unwrap();
+    convert(&ConvertOptions { input: golden.clone(), output: f32_path.clone(), ty: OutType::F32 }, &mut |_| {})
+        .unwrap();
     let f32_bytes = std::fs::read(&f32_path).unwrap();
 
     let q = dir.path().join("q4_1.gguf");

@@ -42,7 +42,10 @@ fn dequantized(file: &[u8], main: GgmlType) -> (Vec<u8>, usize) {
 }
 
 fn max_err(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(u, v)| (u - v).abs()).fold(0.0f32, |m, e| if e.is_nan() || m.is_nan() { f32::NAN } else { m.max(e) })
+    a.iter()
+        .zip(b)
+        .map(|(u, v)| (u - v).abs())
+        .fold(0.0f32, |m, e| if e.is_nan() || m.is_nan() { f32::NAN } else { m.max(e) })
 }
 
 fn logits(bytes: Vec<u8>, toks: &[u32], batched: bool) -> Vec<Vec<f32>> {
@@ -128,7 +131,18 @@ fn smollm2_q4_1_file_loads_runs_and_continues_like_llama_cpp() {
     let want = common::json("testdata/smollm2/llama-cpp-reference.json");
     let prompts: [&[&str]; 2] = [
         &["The", "\u{120}capital", "\u{120}of", "\u{120}France", "\u{120}is"],
-        &["Once", "\u{120}upon", "\u{120}a", "\u{120}time", ",", "\u{120}in", "\u{120}a", "\u{120}small", "\u{120}village", ","],
+        &[
+            "Once",
+            "\u{120}upon",
+            "\u{120}a",
+            "\u{120}time",
+            ",",
+            "\u{120}in",
+            "\u{120}a",
+            "\u{120}small",
+            "\u{120}village",
+            ",",
+        ],
     ];
     let m = load_model(common::blob(file.clone())).unwrap();
     let mut s = Session::new(&m, 64).unwrap();
@@ -154,6 +168,9 @@ fn smollm2_q4_1_file_loads_runs_and_continues_like_llama_cpp() {
         }
         let text = detok(&file, &out);
         let reference = want["greedy"][k]["text"].as_str().unwrap();
-        assert!(text.len() > 30 && reference.starts_with(&text), "prompt {k}: greedy text {text:?}, llama.cpp {reference:?}");
+        assert!(
+            text.len() > 30 && reference.starts_with(&text),
+            "prompt {k}: greedy text {text:?}, llama.cpp {reference:?}"
+        );
     }
 }

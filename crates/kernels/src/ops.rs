@@ -364,6 +364,33 @@ fn isa() -> Isa {
     Isa::Scalar
 }
 
+/// The dot kernels of each storage type, one line per type: its weights'
+/// activation format, its scalar twin and its tile kernel (the same name in
+/// `avx2::tiles` and `avx512::tiles`). `$go!(weights, acts, len, scalar,
+/// tile)` is the caller's way of running them.
+macro_rules! dot_kernels {
+    ($w:expr, $acts:expr, $cols:expr, $go:ident) => {
+        match ($w, $acts) {
+            (Weights::F32(m), Acts::F32(x)) => $go!(m, x, $cols, scalar::dot_f32, tile_f32),
+            (Weights::F16(m), Acts::F32(x)) => $go!(m, x, $cols, scalar::dot_f16, tile_f16),
+            (Weights::BF16(m), Acts::F32(x)) => $go!(m, x, $cols, scalar::dot_bf16, tile_bf16),
+            (Weights::Q8_0(m), Acts::Q8_0(q, _, _, nb)) => $go!(m, q, nb, scalar::dot_q8_0, tile_q8_0),
+            (Weights::Q4_0(m), Acts::Q8_0(q, _, _, nb)) => $go!(m, q, nb, scalar::dot_q4_0, tile_q4_0),
+            (Weights::Q4_1(m), Acts::Q8_1(q, nb)) => $go!(m, q, nb, scalar::dot_q4_1, tile_q4_1),
+            (Weights::Q5_0(m), Acts::Q8_0(q, _, _, nb)) => $go!(m, q, nb, scalar::dot_q5_0, tile_q5_0),
+            (Weights::Q5_1(m), Acts::Q8_1(q, nb)) => $go!(m, q, nb, scalar::dot_q5_1, tile_q5_1),
+            (Weights::IQ4_NL(m), Acts::Q8_0(q, _, _, nb)) => $go!(m, q, nb, scalar::dot_iq4_nl, tile_iq4_nl),
+            (Weights::Q2_K(m), Acts::Q8K(q, nb)) => $go!(m, q, nb, scalar::dot_q2_k, tile_q2_k),
+            (Weights::Q3_K(m), Acts::Q8K(q, nb)) => $go!(m, q, nb, scalar::dot_q3_k, tile_q3_k),
+            (Weights::IQ4_XS(m), Acts::Q8K(q, nb)) => $go!(m, q, nb, scalar::dot_iq4_xs, tile_iq4_xs),
+            (Weights::Q4_K(m), Acts::Q8K(q, nb)) => $go!(m, q, nb, scalar::dot_q4_k, tile_q4_k),
+            (Weights::Q5_K(m), Acts::Q8K(q, nb)) => $go!(m, q, nb, scalar::dot_q5_k, tile_q5_k),
+            (Weights::Q6_K(m), Acts::Q8K(q, nb)) => $go!(m, q, nb, scalar::dot_q6_k, tile_q6_k),
+            _ => unreachable!("activations are quantized for the weight type"),
+        }
+    };
+}
+
 /// Dots of weight rows `r0..r0 + R` with activation rows `j0..j0 + C`:
 /// `out[r][c]`. Every pair goes through the same operations whatever the
 /// tile size (see `avx2`), so results do not depend on how rows are tiled.
@@ -403,24 +430,7 @@ fn tile<const R: usize, const C: usize>(
             return [[v; C]; R];
         }
     }
-    match (w, acts) {
-        (Weights::F32(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_f32, tile_f32),
-        (Weights::F16(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_f16, tile_f16),
-        (Weights::BF16(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_bf16, tile_bf16),
-        (Weights::Q8_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q8_0, tile_q8_0),
-        (Weights::Q4_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q4_0, tile_q4_0),
-        (Weights::Q4_1(m), Acts::Q8_1(q, nb)) => go!(m, q, nb, scalar::dot_q4_1, tile_q4_1),
-        (Weights::Q5_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q5_0, tile_q5_0),
-        (Weights::Q5_1(m), Acts::Q8_1(q, nb)) => go!(m, q, nb, scalar::dot_q5_1, tile_q5_1),
-        (Weights::IQ4_NL(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_iq4_nl, tile_iq4_nl),
-        (Weights::Q2_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q2_k, tile_q2_k),
-        (Weights::Q3_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q3_k, tile_q3_k),
-        (Weights::IQ4_XS(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_iq4_xs, tile_iq4_xs),
-        (Weights::Q4_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q4_k, tile_q4_k),
-        (Weights::Q5_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q5_k, tile_q5_k),
-        (Weights::Q6_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q6_k, tile_q6_k),
-        _ => unreachable!("activations are quantized for the weight type"),
-    }
+    dot_kernels!(w, acts, cols, go)
 }
 
 /// A pointer that tasks on other cores may write through, each to its own
@@ -638,6 +648,12 @@ fn drive_oct(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out:
     }
 }
 
+/// Whether `drive_oct` has a row-octet kernel for `w`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_oct_kernel(w: &Weights<'_>) -> bool {
+    matches!(w, Weights::Q8_0(_) | Weights::Q4_0(_) | Weights::Q5_0(_) | Weights::IQ4_NL(_))
+}
+
 /// Repacked Q4_0, Q4_K or Q6_K octets against `n` activation rows (`n` = 1
 /// decodes), at every level; the result for a (row, activation) pair does
 /// not depend on `n`, the tiling or the thread count.
@@ -836,32 +852,17 @@ fn matvec_rows(w: Weights<'_>, cols: usize, acts: Acts<'_>, r0: usize, out: &mut
             }
         }};
     }
-    match (w, acts) {
-        (Weights::F32(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_f32, tile_f32),
-        (Weights::F16(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_f16, tile_f16),
-        (Weights::BF16(m), Acts::F32(x)) => go!(m, x, cols, scalar::dot_bf16, tile_bf16),
-        (Weights::Q8_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q8_0, tile_q8_0),
-        #[cfg(target_arch = "x86_64")]
-        (Weights::Q4_0(m), Acts::Q8_0(q, _, d, nb)) if level == Isa::Vnni => {
-            let (x, xd, n) = (&q[..nb], &d[..nb], out.len());
-            for (o, row) in out.iter_mut().zip(m[r0 * nb..(r0 + n) * nb].chunks_exact(nb)) {
-                // SAFETY: level is Vnni: AVX-512 F/BW/VL/VNNI present and enabled.
-                *o = unsafe { crate::avx512::q4_0_row(row, x, xd) };
-            }
+    // Decoding Q4_0 with AVX-512: two blocks per vector, the same bits.
+    #[cfg(target_arch = "x86_64")]
+    if let (Weights::Q4_0(m), Acts::Q8_0(q, _, d, nb), Isa::Vnni) = (w, acts, level) {
+        let (x, xd, n) = (&q[..nb], &d[..nb], out.len());
+        for (o, row) in out.iter_mut().zip(m[r0 * nb..(r0 + n) * nb].chunks_exact(nb)) {
+            // SAFETY: level is Vnni: AVX-512 F/BW/VL/VNNI present and enabled.
+            *o = unsafe { crate::avx512::q4_0_row(row, x, xd) };
         }
-        (Weights::Q4_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q4_0, tile_q4_0),
-        (Weights::Q4_1(m), Acts::Q8_1(q, nb)) => go!(m, q, nb, scalar::dot_q4_1, tile_q4_1),
-        (Weights::Q5_0(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_q5_0, tile_q5_0),
-        (Weights::Q5_1(m), Acts::Q8_1(q, nb)) => go!(m, q, nb, scalar::dot_q5_1, tile_q5_1),
-        (Weights::IQ4_NL(m), Acts::Q8_0(q, _, _, nb)) => go!(m, q, nb, scalar::dot_iq4_nl, tile_iq4_nl),
-        (Weights::Q2_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q2_k, tile_q2_k),
-        (Weights::Q3_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q3_k, tile_q3_k),
-        (Weights::IQ4_XS(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_iq4_xs, tile_iq4_xs),
-        (Weights::Q4_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q4_k, tile_q4_k),
-        (Weights::Q5_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q5_k, tile_q5_k),
-        (Weights::Q6_K(m), Acts::Q8K(q, nb)) => go!(m, q, nb, scalar::dot_q6_k, tile_q6_k),
-        _ => unreachable!("activations are quantized for the weight type"),
+        return;
     }
+    dot_kernels!(w, acts, cols, go)
 }
 
 /// `out[j] = W xs[j]` for the `n` activation rows of `xs` (`[n, cols]`), with
@@ -910,7 +911,7 @@ pub fn matmul(
         #[cfg(target_arch = "x86_64")]
         (_, ActKind::Q8_K) => drive::<1, 8>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]
-        (Isa::Vnni, ActKind::Q8_0) => drive_oct(exec, w, acts, n, out),
+        (Isa::Vnni, ActKind::Q8_0) if has_oct_kernel(&w) => drive_oct(exec, w, acts, n, out),
         #[cfg(target_arch = "x86_64")]
         (Isa::Vnni, _) => drive::<2, 4>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]

@@ -569,42 +569,51 @@ fn best_index_iq4nl(x: f32) -> u8 {
 /// scales around it by weighted least squares, then every element to its
 /// nearest table value at the stored scale.
 pub fn quantize_row_iq4_nl(x: &[f32], out: &mut [BlockIQ4NL]) {
-    const GROUP_MAX_EPS: f32 = 1e-15;
-    const NTRY: i32 = 7;
     debug_assert_eq!(x.len(), out.len() * QK4_NL);
-    let v0 = f32::from(KVALUES_IQ4NL[0]);
     for (blk, xs) in out.iter_mut().zip(x.chunks_exact(QK4_NL)) {
-        let (amax, max) = signed_absmax(xs);
-        let mut d = 0.0f32;
-        if amax >= GROUP_MAX_EPS {
-            // Weighted sums for the scale 1 / id: (sum w q x, sum w q^2).
-            let sums = |id: f32| {
-                let (mut sqx, mut sq2) = (0.0f32, 0.0f32);
-                for &v in xs {
-                    let q = f32::from(KVALUES_IQ4NL[usize::from(best_index_iq4nl(id * v))]);
-                    let w = v * v;
-                    sqx += w * q * v;
-                    sq2 += w * q * q;
-                }
-                (sqx, sq2)
-            };
-            let (sqx, sq2) = sums(1.0 / (-max / v0));
-            d = if sq2 > 0.0 { sqx / sq2 } else { 0.0 };
-            let mut best = d * sqx;
-            for itry in -NTRY..=NTRY {
-                let (sqx, sq2) = sums((itry as f32 + v0) / max);
-                if sq2 > 0.0 && sqx * sqx > best * sq2 {
-                    d = sqx / sq2;
-                    best = d * sqx;
-                }
-            }
-        }
+        let d = iq4_nl_scale(xs);
         blk.d = f32_to_f16(d);
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         for j in 0..16 {
             blk.qs[j] = best_index_iq4nl(id * xs[j]) | (best_index_iq4nl(id * xs[j + 16]) << 4);
         }
     }
+}
+
+/// The scale ggml's `quantize_row_iq4_nl_impl` finds for 32 values without
+/// importance weights (weights x^2, `ntry` = 7): from the value of largest
+/// magnitude, then the best of 15 scales around it by weighted least
+/// squares; 0 for an all-zero block.
+fn iq4_nl_scale(xs: &[f32]) -> f32 {
+    const GROUP_MAX_EPS: f32 = 1e-15;
+    const NTRY: i32 = 7;
+    let v0 = f32::from(KVALUES_IQ4NL[0]);
+    let (amax, max) = signed_absmax(xs);
+    if amax < GROUP_MAX_EPS {
+        return 0.0;
+    }
+    // Weighted sums for the inverse scale id: (sum w q x, sum w q^2).
+    let sums = |id: f32| {
+        let (mut sqx, mut sq2) = (0.0f32, 0.0f32);
+        for &v in xs {
+            let q = f32::from(KVALUES_IQ4NL[usize::from(best_index_iq4nl(id * v))]);
+            let w = v * v;
+            sqx += w * q * v;
+            sq2 += w * q * q;
+        }
+        (sqx, sq2)
+    };
+    let (sqx, sq2) = sums(1.0 / (-max / v0));
+    let mut d = if sq2 > 0.0 { sqx / sq2 } else { 0.0 };
+    let mut best = d * sqx;
+    for itry in -NTRY..=NTRY {
+        let (sqx, sq2) = sums((itry as f32 + v0) / max);
+        if sq2 > 0.0 && sqx * sqx > best * sq2 {
+            d = sqx / sq2;
+            best = d * sqx;
+        }
+    }
+    d
 }
 
 /// Dequantizes IQ4_NL blocks into `out` (ggml's `dequantize_row_iq4_nl`).
@@ -626,6 +635,231 @@ pub fn dequantize_row_iq4_nl(blocks: &[BlockIQ4NL], out: &mut [f32]) {
 pub fn k2_value(qs: &[u8; QK_K / 4], i: usize) -> u8 {
     let (n, r) = (i / 128, i % 128);
     (qs[32 * n + r % 32] >> (2 * (r / 32))) & 3
+}
+
+/// Packs 256 2-bit values into a Q2_K/Q3_K `qs` (element 128n + 32j + l at
+/// byte 32n + l, shift 2j).
+fn pack_k2(l: &[u8; QK_K], qs: &mut [u8; QK_K / 4]) {
+    for n in 0..2 {
+        for i in 0..32 {
+            let b = 128 * n + i;
+            qs[32 * n + i] = l[b] | (l[b + 32] << 2) | (l[b + 64] << 4) | (l[b + 96] << 6);
+        }
+    }
+}
+
+/// Quantizes `x` (length a multiple of 256) as ggml's `quantize_row_q2_K_ref`:
+/// per group of 16, a scale and a min by [`make_qkx2_quants`] (weights |x|,
+/// absolute error), both quantized to 4 bits against their maxima, then the
+/// values re-quantized against the stored scales.
+pub fn quantize_row_q2_k(x: &[f32], out: &mut [BlockQ2K]) {
+    debug_assert_eq!(x.len(), out.len() * QK_K);
+    const Q4SCALE: f32 = 15.0;
+    let mut l = [0u8; QK_K];
+    let mut laux = [0u8; 16];
+    let mut weights = [0f32; 16];
+    let (mut mins, mut scales) = ([0f32; 16], [0f32; 16]);
+    for (blk, xs) in out.iter_mut().zip(x.chunks_exact(QK_K)) {
+        let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+        for j in 0..16 {
+            let xg = &xs[16 * j..16 * j + 16];
+            for (w, &v) in weights.iter_mut().zip(xg) {
+                *w = v.abs();
+            }
+            scales[j] =
+                make_qkx2_quants(3, xg, &weights, &mut l[16 * j..16 * j + 16], &mut mins[j], &mut laux, -0.5, 0.1, 15, true);
+            if scales[j] > max_scale {
+                max_scale = scales[j];
+            }
+            if mins[j] > max_min {
+                max_min = mins[j];
+            }
+        }
+        if max_scale > 0.0 {
+            let iscale = Q4SCALE / max_scale;
+            for (q, &sc) in blk.scales.iter_mut().zip(&scales) {
+                // C stores the int in a uint8_t (wrapping).
+                *q = nearest_int(iscale * sc) as u8;
+            }
+            blk.d = f32_to_f16(max_scale / Q4SCALE);
+        } else {
+            blk.scales = [0; 16];
+            blk.d = f32_to_f16(0.0);
+        }
+        if max_min > 0.0 {
+            let iscale = Q4SCALE / max_min;
+            for (q, &m) in blk.scales.iter_mut().zip(&mins) {
+                *q |= (nearest_int(iscale * m) << 4) as u8;
+            }
+            blk.dmin = f32_to_f16(max_min / Q4SCALE);
+        } else {
+            blk.dmin = f32_to_f16(0.0);
+        }
+        for j in 0..16 {
+            let d = f16_to_f32(blk.d) * f32::from(blk.scales[j] & 0xF);
+            if d == 0.0 {
+                continue;
+            }
+            let dm = f16_to_f32(blk.dmin) * f32::from(blk.scales[j] >> 4);
+            for ii in 0..16 {
+                l[16 * j + ii] = nearest_int((xs[16 * j + ii] + dm) / d).clamp(0, 3) as u8;
+            }
+        }
+        pack_k2(&l, &mut blk.qs);
+    }
+}
+
+/// ggml's `make_q3_quants` with `do_rmse`: symmetric quantization to
+/// -nmax..nmax-1 from the value of largest magnitude, then up to five rounds
+/// of moving single values where that improves the weighted (x^2) fit.
+/// Writes L + nmax and returns the scale.
+fn make_q3_quants(nmax: i32, x: &[f32], l_out: &mut [i8]) -> f32 {
+    const GROUP_MAX_EPS: f32 = 1e-15;
+    let (amax, max) = signed_absmax(x);
+    if amax < GROUP_MAX_EPS {
+        l_out[..x.len()].fill(0);
+        return 0.0;
+    }
+    let iscale = -(nmax as f32) / max;
+    let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+    for (q, &v) in l_out.iter_mut().zip(x) {
+        let l = nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+        *q = l as i8;
+        let w = v * v;
+        sumlx += w * v * l as f32;
+        suml2 += w * l as f32 * l as f32;
+    }
+    for _ in 0..5 {
+        let mut changed = false;
+        for (q, &v) in l_out.iter_mut().zip(x) {
+            let w = v * v;
+            let li = f32::from(*q);
+            let mut slx = sumlx - w * v * li;
+            if slx > 0.0 {
+                let mut sl2 = suml2 - w * li * li;
+                let new_l = nearest_int(v * sl2 / slx).clamp(-nmax, nmax - 1);
+                if new_l != i32::from(*q) {
+                    let nl = new_l as f32;
+                    slx += w * v * nl;
+                    sl2 += w * nl * nl;
+                    if sl2 > 0.0 && slx * slx * suml2 > sumlx * sumlx * sl2 {
+                        *q = new_l as i8;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for q in l_out[..x.len()].iter_mut() {
+        *q += nmax as i8;
+    }
+    if suml2 > 0.0 {
+        sumlx / suml2
+    } else {
+        0.0
+    }
+}
+
+/// Quantizes `x` (length a multiple of 256) as ggml's `quantize_row_q3_K_ref`:
+/// per group of 16 a scale by [`make_q3_quants`], the scales quantized to 6
+/// signed bits against the one of largest magnitude, then the values
+/// re-quantized against the stored scales.
+pub fn quantize_row_q3_k(x: &[f32], out: &mut [BlockQ3K]) {
+    debug_assert_eq!(x.len(), out.len() * QK_K);
+    let mut l = [0i8; QK_K];
+    let mut scales = [0f32; 16];
+    for (blk, xs) in out.iter_mut().zip(x.chunks_exact(QK_K)) {
+        let (mut max_scale, mut amax) = (0.0f32, 0.0f32);
+        for j in 0..16 {
+            scales[j] = make_q3_quants(4, &xs[16 * j..16 * j + 16], &mut l[16 * j..16 * j + 16]);
+            if scales[j].abs() > amax {
+                amax = scales[j].abs();
+                max_scale = scales[j];
+            }
+        }
+        blk.scales = [0; 12];
+        if max_scale != 0.0 {
+            let iscale = -32.0 / max_scale;
+            for (j, &sc) in scales.iter().enumerate() {
+                // C keeps the int in an int8_t before clamping.
+                let q = (i32::from(nearest_int(iscale * sc) as i8).clamp(-32, 31) + 32) as u8;
+                if j < 8 {
+                    blk.scales[j] = q & 0xF;
+                } else {
+                    blk.scales[j - 8] |= (q & 0xF) << 4;
+                }
+                blk.scales[j % 4 + 8] |= (q >> 4) << (2 * (j / 4));
+            }
+            blk.d = f32_to_f16(1.0 / iscale);
+        } else {
+            blk.d = f32_to_f16(0.0);
+        }
+        for j in 0..16 {
+            let sc = i32::from(q3_k_scale(&blk.scales, j)) - 32;
+            let d = f16_to_f32(blk.d) * sc as f32;
+            if d == 0.0 {
+                continue;
+            }
+            for ii in 0..16 {
+                l[16 * j + ii] = (nearest_int(xs[16 * j + ii] / d).clamp(-4, 3) + 4) as i8;
+            }
+        }
+        blk.hmask = [0; QK_K / 8];
+        let mut lo = [0u8; QK_K];
+        for (i, (&q, o)) in l.iter().zip(lo.iter_mut()).enumerate() {
+            let mut q = q as u8;
+            if q > 3 {
+                blk.hmask[i % 32] |= 1 << (i / 32);
+                q -= 4;
+            }
+            *o = q;
+        }
+        pack_k2(&lo, &mut blk.qs);
+    }
+}
+
+/// Quantizes `x` (length a multiple of 256) to IQ4_XS as llama-quantize does
+/// without an importance matrix (ggml's `quantize_iq4_xs`: weights x^2,
+/// `ntry` = 7): per sub-block of 32 the IQ4_NL scale search, the scales
+/// quantized to 6 signed bits against the one of largest magnitude, then
+/// every element to its nearest table value at its sub-block's scale.
+pub fn quantize_row_iq4_xs(x: &[f32], out: &mut [BlockIQ4XS]) {
+    debug_assert_eq!(x.len(), out.len() * QK_K);
+    let mut scales = [0f32; 8];
+    for (blk, xs) in out.iter_mut().zip(x.chunks_exact(QK_K)) {
+        let (mut max_scale, mut amax_scale) = (0.0f32, 0.0f32);
+        for (ib, sc) in scales.iter_mut().enumerate() {
+            *sc = iq4_nl_scale(&xs[32 * ib..32 * ib + 32]);
+            if sc.abs() > amax_scale {
+                amax_scale = sc.abs();
+                max_scale = *sc;
+            }
+        }
+        let d = -max_scale / 32.0;
+        blk.d = f32_to_f16(d);
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        blk.scales_h = 0;
+        blk.scales_l = [0; 4];
+        for (ib, &sc) in scales.iter().enumerate() {
+            let l = nearest_int(id * sc).clamp(-32, 31);
+            // The f32 d, not its f16 rounding, as ggml.
+            let dl = d * l as f32;
+            let idl = if dl != 0.0 { 1.0 / dl } else { 0.0 };
+            let xb = &xs[32 * ib..32 * ib + 32];
+            let q = &mut blk.qs[16 * ib..16 * ib + 16];
+            for j in 0..16 {
+                q[j] = best_index_iq4nl(idl * xb[j]) | (best_index_iq4nl(idl * xb[j + 16]) << 4);
+            }
+            let l = (l + 32) as u8;
+            blk.scales_l[ib / 2] |= (l & 0xF) << (4 * (ib % 2));
+            blk.scales_h |= u16::from(l >> 4) << (2 * ib);
+        }
+    }
 }
 
 /// Dequantizes Q2_K blocks into `out` (ggml's `dequantize_row_q2_K`):
@@ -1047,7 +1281,10 @@ fn make_qkx2_quants(
     rmin: f32,
     rdelta: f32,
     nstep: i32,
+    use_mad: bool,
 ) -> f32 {
+    // The error measure: |diff| (use_mad) or diff^2.
+    let err = |d: f32| if use_mad { d.abs() } else { d * d };
     let n = x.len();
     let mut min = x[0];
     let mut max = x[0];
@@ -1079,7 +1316,7 @@ fn make_qkx2_quants(
         let l = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
         l_out[i] = l as u8;
         let diff = scale * l as f32 + min - x[i];
-        best += weights[i] * (diff * diff);
+        best += weights[i] * err(diff);
     }
     if nstep < 1 {
         *the_min = -min;
@@ -1108,7 +1345,7 @@ fn make_qkx2_quants(
             let mut cur = 0.0f32;
             for i in 0..n {
                 let diff = this_scale * f32::from(laux[i]) + this_min - x[i];
-                cur += weights[i] * (diff * diff);
+                cur += weights[i] * err(diff);
             }
             if cur < best {
                 l_out[..n].copy_from_slice(&laux[..n]);
@@ -1199,7 +1436,7 @@ fn quantize_k_super_block(xs: &[f32], nmax: i32, rmin: f32, nstep: i32, l: &mut 
             *w = av_x + v.abs();
         }
         scales[j] =
-            make_qkx2_quants(nmax, x, &weights, &mut l[32 * j..32 * j + 32], &mut mins[j], &mut laux, rmin, 0.1, nstep);
+            make_qkx2_quants(nmax, x, &weights, &mut l[32 * j..32 * j + 32], &mut mins[j], &mut laux, rmin, 0.1, nstep, false);
         if scales[j] > max_scale {
             max_scale = scales[j];
         }

@@ -297,7 +297,10 @@ impl crate::exec::Executor for Reversed {
 /// Whether matmul uses the row-octet kernels (rows in lanes) for `w` on this
 /// CPU: then it agrees with matvec to rounding, otherwise bit for bit.
 pub(crate) fn matmul_uses_row_octets(w: &ops::Weights<'_>) -> bool {
-    cfg!(target_arch = "x86_64") && crate::cpu::level() >= SimdLevel::Avx512Vnni && w.act_kind() == ops::ActKind::Q8_0
+    #[cfg(target_arch = "x86_64")]
+    return crate::cpu::level() >= SimdLevel::Avx512Vnni && ops::has_oct_kernel(w);
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 #[test]

@@ -1353,3 +1353,72 @@ fn q2_k_q3_k_iq4_xs_matmul_equals_matvec() {
         }
     }
 }
+
+#[test]
+fn q2_k_q3_k_iq4_xs_quantizers_requantize_against_their_stored_scales() {
+    let mut r = Rng(64);
+    for case in 0..6 {
+        let mut x = r.weights(512);
+        if case == 1 {
+            x[..256].fill(0.0);
+        }
+        if case == 2 {
+            x.iter_mut().for_each(|v| *v = v.abs());
+        }
+        let mut b2 = [BlockQ2K::default(); 2];
+        let mut b3 = [BlockQ3K::default(); 2];
+        let mut bx = [BlockIQ4XS::default(); 2];
+        quantize_row_q2_k(&x, &mut b2);
+        quantize_row_q3_k(&x, &mut b3);
+        quantize_row_iq4_xs(&x, &mut bx);
+        for (k, xs) in x.chunks_exact(256).enumerate() {
+            // Q2_K: every value the nearest of its group's 4 levels d*sc*q - dmin*m.
+            let b = &b2[k];
+            for (i, &v) in xs.iter().enumerate() {
+                let sc = b.scales[i / 16];
+                let d = f16_to_f32(b.d) * f32::from(sc & 0xF);
+                if d == 0.0 {
+                    continue;
+                }
+                let dm = f16_to_f32(b.dmin) * f32::from(sc >> 4);
+                assert_eq!(k2_value(&b.qs, i) as i32, nearest_int((v + dm) / d).clamp(0, 3), "q2_k case {case} {i}");
+            }
+            // Q3_K: the nearest of d*(sc-32)*(-4..4).
+            let b = &b3[k];
+            for (i, &v) in xs.iter().enumerate() {
+                let d = f16_to_f32(b.d) * (i32::from(q3_k_scale(&b.scales, i / 16)) - 32) as f32;
+                if d == 0.0 {
+                    continue;
+                }
+                assert_eq!(i32::from(q3_k_value(b, i)), nearest_int(v / d).clamp(-4, 3), "q3_k case {case} {i}");
+            }
+            // IQ4_XS: every value at the nearest table entry of its sub-block's scale.
+            let mut y = [0.0f32; 256];
+            dequantize_row_iq4_xs(core::slice::from_ref(&bx[k]), &mut y);
+            for (i, (&v, &q)) in xs.iter().zip(&y).enumerate() {
+                let dl = f16_to_f32(bx[k].d) * (i32::from(iq4_xs_scale(&bx[k], i / 32)) - 32) as f32;
+                let best = KVALUES_IQ4NL.iter().map(|&t| (dl * f32::from(t) - v).abs()).fold(f32::INFINITY, f32::min);
+                // The index comes from the f32 scale, the stored one is its f16
+                // (relative error 2^-11): each level moves by up to 127 |dl| 2^-11.
+                let slack = 2.0 * 127.0 * dl.abs() / 2048.0;
+                assert!((q - v).abs() <= best + slack + 1e-9, "iq4_xs case {case} {i}: {q} for {v} (best {best})");
+            }
+        }
+        // And the reconstruction is as good as these bit widths give.
+        let mut y = std::vec![0.0f32; 512];
+        let rms = rmse(&x, &std::vec![0.0; 512]);
+        dequantize_row_q2_k(&b2, &mut y);
+        assert!(rmse(&x, &y) < 0.6 * rms + 1e-9, "q2_k case {case}: {} of {rms}", rmse(&x, &y));
+        dequantize_row_q3_k(&b3, &mut y);
+        assert!(rmse(&x, &y) < 0.3 * rms + 1e-9, "q3_k case {case}: {} of {rms}", rmse(&x, &y));
+        dequantize_row_iq4_xs(&bx, &mut y);
+        assert!(rmse(&x, &y) < 0.15 * rms + 1e-9, "iq4_xs case {case}: {} of {rms}", rmse(&x, &y));
+    }
+    // All-zero super-blocks: zero scales.
+    let mut b2 = [BlockQ2K::default()];
+    quantize_row_q2_k(&[0.0; 256], &mut b2);
+    assert_eq!((b2[0].d, b2[0].dmin, b2[0].scales), (0, 0, [0; 16]));
+    let mut b3 = [BlockQ3K::default()];
+    quantize_row_q3_k(&[0.0; 256], &mut b3);
+    assert_eq!(b3[0].d, 0);
+}

@@ -22,7 +22,13 @@ fn load(name: &str) -> Data {
     let b = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     assert_eq!(&b[..4], b"LBMQ", "{name}");
     let u = |i: usize| u32::from_le_bytes(b[4 + 4 * i..8 + 4 * i].try_into().unwrap());
-    let d = Data { id: u(0), nblocks: u(1) as usize, block_bytes: u(2) as usize, block_size: u(3) as usize, body: b[20..].to_vec() };
+    let d = Data {
+        id: u(0),
+        nblocks: u(1) as usize,
+        block_bytes: u(2) as usize,
+        block_size: u(3) as usize,
+        body: b[20..].to_vec(),
+    };
     assert_eq!(d.body.len(), d.nblocks * (d.block_bytes + 4 * d.block_size), "{name}: size");
     d
 }
