@@ -13,6 +13,7 @@ extern crate std;
 
 pub mod generate;
 pub mod error;
+pub mod format;
 pub mod gguf;
 pub mod gguf_model;
 pub mod llama2c;
