@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use engine::console::{Console, Key, PlatformInfo};
 use engine::load::Blob;
 use engine::model::Model;
 use engine::tokenizer::Tokenizer;
+use repl::{Console, Key, KeyDecoder, PlatformInfo, RawKey};
 
 /// Reads a whole file.
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {
@@ -204,8 +204,9 @@ pub struct StdConsole {
     start: Instant,
     tty: bool,
     interrupt: Arc<AtomicBool>,
+    /// Bytes read and not yet decoded, last first.
     pending: Vec<u8>,
-    last_cr: bool,
+    keys: KeyDecoder,
     pub platform: PlatformInfo,
     stdin: std::io::Stdin,
 }
@@ -217,7 +218,7 @@ impl StdConsole {
             tty: std::io::stdin().is_terminal(),
             interrupt,
             pending: Vec::new(),
-            last_cr: false,
+            keys: KeyDecoder::new(),
             platform,
             stdin: std::io::stdin(),
         }
@@ -246,49 +247,17 @@ impl Console for StdConsole {
 
     fn read_key(&mut self) -> Option<Key> {
         loop {
-            let b = self.byte()?;
-            let was_cr = std::mem::replace(&mut self.last_cr, b == b'\r');
-            return Some(match b {
-                b'\n' if was_cr => continue,
-                b'\r' | b'\n' => Key::Enter,
-                0x7f | 0x08 => Key::Backspace,
-                0x03 => Key::CtrlC,
-                0x04 => Key::CtrlD,
-                b'\t' => Key::Tab,
-                0x1b => match self.byte() {
-                    Some(b'[') => match self.byte()? {
-                        b'A' => Key::Up,
-                        b'B' => Key::Down,
-                        b'C' => Key::Right,
-                        b'D' => Key::Left,
-                        b'H' => Key::Home,
-                        b'F' => Key::End,
-                        b'3' => {
-                            self.byte();
-                            Key::Delete
-                        }
-                        _ => continue,
-                    },
-                    Some(other) => {
-                        self.pending.push(other);
-                        Key::Esc
-                    }
-                    None => Key::Esc,
-                },
-                b if b < 0x80 => Key::Char(b as char),
-                b => {
-                    // Re-assemble a UTF-8 character.
-                    let len = if b >= 0xf0 { 4 } else if b >= 0xe0 { 3 } else { 2 };
-                    let mut buf = vec![b];
-                    for _ in 1..len {
-                        buf.push(self.byte()?);
-                    }
-                    match std::str::from_utf8(&buf).ok().and_then(|s| s.chars().next()) {
-                        Some(c) => Key::Char(c),
-                        None => continue,
-                    }
+            if let Some(k) = self.keys.pop() {
+                return Some(k);
+            }
+            match self.byte() {
+                Some(b) => self.keys.feed(RawKey::Char(u32::from(b))),
+                None => {
+                    // The input ended: what is pending is all there is.
+                    self.keys.flush_partial();
+                    return self.keys.pop();
                 }
-            });
+            }
         }
     }
 

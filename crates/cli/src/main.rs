@@ -6,14 +6,13 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use engine::chat::{Chat, ChatSettings};
-use engine::console::PlatformInfo;
 use engine::generate::Hooks;
 use engine::model::{KvType, Session};
 use engine::sampler::{Sampler, SamplerConfig};
 use kernels::exec::Executor;
 use kernels::pool::ThreadPool;
 use lbm::host;
+use repl::{Chat, ChatSettings, PlatformInfo};
 
 #[derive(Parser)]
 #[command(name = "lbm", version, about = "llm-baremetal: run language models in a terminal or on bare metal")]
@@ -472,12 +471,12 @@ fn cmd_chat(a: ChatArgs) -> Result<()> {
         let name = model.name.clone();
         let mut chat = Chat::new(model, tok, settings.clone(), name, a.model.ctx)?;
         match chat.run(&mut con, &exec) {
-            engine::chat::ReplExit::Exit => {
+            repl::ReplExit::Exit => {
                 println!("Bye.");
                 return Ok(());
             }
             // There is no menu on the host: reload the same model.
-            engine::chat::ReplExit::ChangeModel => {
+            repl::ReplExit::ChangeModel => {
                 settings = chat.settings.clone();
                 println!("(lbm chat has one model; reloading {})", a.model.model.display());
             }
@@ -527,15 +526,6 @@ fn cmd_detokenize(a: DetokenizeArgs) -> Result<()> {
     Ok(())
 }
 
-fn human(n: u64) -> String {
-    match n {
-        n if n >= 1 << 30 => format!("{:.2} GiB", n as f64 / (1u64 << 30) as f64),
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
-}
-
 fn cmd_info(a: InfoArgs) -> Result<()> {
     let bytes = host::read_file(&a.model)?;
     let s = engine::load::probe(&bytes, bytes.len() as u64).with_context(|| format!("reading {}", a.model.display()))?;
@@ -565,7 +555,7 @@ fn cmd_info(a: InfoArgs) -> Result<()> {
         println!("{v}");
         return Ok(());
     }
-    println!("file:         {} ({})", a.model.display(), human(s.file_size));
+    println!("file:         {} ({})", a.model.display(), repl::format_size(s.file_size));
     println!("format:       {}", s.format);
     println!("architecture: {}", s.arch);
     println!("parameters:   {} ({:.1}M)", s.n_params, s.n_params as f64 / 1e6);
@@ -577,7 +567,7 @@ fn cmd_info(a: InfoArgs) -> Result<()> {
         types.iter().map(|(k, v)| if *v > 0 { format!("{k} x{v}") } else { k.clone() }).collect();
     println!("tensor types: {} (main {})", tt.join(", "), s.tensor_type);
     println!("tokenizer:    {tokenizer}");
-    println!("memory:       {} to run with a {}-token context", human(s.mem_needed), s.n_ctx.min(4096));
+    println!("memory:       {} to run with a {}-token context", repl::format_size(s.mem_needed), s.n_ctx.min(4096));
     Ok(())
 }
 

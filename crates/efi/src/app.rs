@@ -5,15 +5,14 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use engine::chat::{Chat, ChatSettings, ReplExit};
-use engine::console::{Console, Key};
 use kernels::exec::{Executor, Serial};
+use repl::{format_size, Chat, ChatSettings, Console, Key, ReplExit};
 use uefi::runtime::{self, ResetType};
 use uefi::{boot, Status};
 
 use crate::console::{self, UefiConsole};
 use crate::fs::Esp;
-use crate::menu::{self, format_size, Entry};
+use crate::menu::{self, Entry};
 use crate::mp::{self, Exec};
 use crate::{cpu, mem};
 
@@ -202,8 +201,8 @@ fn choose(con: &mut UefiConsole, entries: &[Entry], usable: &[usize], settings: 
     }
     sayln("(type q to shut down)");
     loop {
-        say(&format!("Select a model [1-{}]: ", usable.len()));
-        let Some(line) = menu::read_line(con, 16) else { return Pick::Quit };
+        let prompt = format!("Select a model [1-{}]: ", usable.len());
+        let Some(line) = repl::read_answer(con, &prompt, 16) else { return Pick::Quit };
         let t = line.trim();
         if t.eq_ignore_ascii_case("q") || t.eq_ignore_ascii_case("quit") {
             return Pick::Quit;

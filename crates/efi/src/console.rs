@@ -3,145 +3,33 @@
 //! ConIn delivers UEFI keys (scan code or UCS-2 char). Over OVMF's serial
 //! terminal, Backspace (0x7F) arrives as the DELETE scan code, UTF-8 text
 //! arrives as one Latin-1 char per byte, and Enter may come as CR, LF or
-//! CRLF; [`KeyDecoder`] turns all that into [`Key`]s.
+//! CRLF; [`scan_key`] maps the scan codes and `repl`'s [`KeyDecoder`] turns
+//! the rest into [`Key`]s.
 
-use alloc::collections::VecDeque;
 use alloc::string::String;
 use core::time::Duration;
 
-use engine::console::{Console, Key, PlatformInfo};
+use repl::{Console, Key, KeyDecoder, PlatformInfo, RawKey};
 use uefi::proto::console::text::{Key as UefiKey, ScanCode};
 use uefi::{boot, system, CStr16};
 
 use crate::{cpu, mem};
 
-/// A key as ConIn reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RawKey {
-    /// A scan code (arrows, function keys, ...), no character.
-    Scan(u16),
-    /// A UCS-2 character.
-    Char(u16),
-}
-
-/// Turns [`RawKey`]s into [`Key`]s.
-#[derive(Debug, Default)]
-pub struct KeyDecoder {
-    /// The previous key was a CR (an LF right after it is dropped).
-    after_cr: bool,
-    /// Bytes of an incomplete UTF-8 sequence that arrived as Latin-1 chars.
-    partial: [u8; 4],
-    have: usize,
-    need: usize,
-    out: VecDeque<Key>,
-}
-
-impl KeyDecoder {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The next decoded key.
-    pub fn pop(&mut self) -> Option<Key> {
-        self.out.pop_front()
-    }
-
-    /// Whether an incomplete UTF-8 sequence is waiting for more bytes.
-    pub fn has_partial(&self) -> bool {
-        self.have > 0
-    }
-
-    /// Gives up waiting for the rest of a UTF-8 sequence: its bytes were
-    /// Latin-1 characters after all (e.g. 'é' typed on a real keyboard).
-    pub fn flush_partial(&mut self) {
-        for i in 0..self.have {
-            self.out.push_back(Key::Char(char::from(self.partial[i])));
-        }
-        self.have = 0;
-        self.need = 0;
-    }
-
-    /// Feeds one raw key.
-    pub fn feed(&mut self, raw: RawKey) {
-        match raw {
-            RawKey::Scan(code) => {
-                self.flush_partial();
-                self.after_cr = false;
-                let key = match ScanCode(code) {
-                    ScanCode::UP => Key::Up,
-                    ScanCode::DOWN => Key::Down,
-                    ScanCode::LEFT => Key::Left,
-                    ScanCode::RIGHT => Key::Right,
-                    ScanCode::HOME => Key::Home,
-                    ScanCode::END => Key::End,
-                    // A terminal's Backspace (0x7F) arrives as DELETE and
-                    // cannot be told apart from the Delete key: erase left.
-                    ScanCode::DELETE => Key::Backspace,
-                    ScanCode::ESCAPE => Key::Esc,
-                    _ => return,
-                };
-                self.out.push_back(key);
-            }
-            RawKey::Char(c) => self.feed_char(c),
-        }
-    }
-
-    fn feed_char(&mut self, c: u16) {
-        if self.have > 0 {
-            if (0x80..=0xBF).contains(&c) {
-                self.partial[self.have] = c as u8;
-                self.have += 1;
-                if self.have == self.need {
-                    match core::str::from_utf8(&self.partial[..self.have]) {
-                        Ok(s) => {
-                            self.out.extend(s.chars().map(Key::Char));
-                            self.have = 0;
-                            self.need = 0;
-                        }
-                        Err(_) => self.flush_partial(),
-                    }
-                }
-                return;
-            }
-            self.flush_partial();
-        }
-        if c == 0x0D {
-            self.after_cr = true;
-            self.out.push_back(Key::Enter);
-            return;
-        }
-        if c == 0x0A {
-            if !self.after_cr {
-                self.out.push_back(Key::Enter);
-            }
-            self.after_cr = false;
-            return;
-        }
-        self.after_cr = false;
-        let key = match c {
-            0x08 | 0x7F => Key::Backspace,
-            0x09 => Key::Tab,
-            0x03 => Key::CtrlC,
-            0x04 => Key::CtrlD,
-            0x1B => Key::Esc,
-            0x00..=0x1F => return,
-            0xC2..=0xF4 => {
-                self.partial[0] = c as u8;
-                self.have = 1;
-                self.need = match c {
-                    0xC2..=0xDF => 2,
-                    0xE0..=0xEF => 3,
-                    _ => 4,
-                };
-                return;
-            }
-            _ => match char::from_u32(u32::from(c)) {
-                Some(ch) => Key::Char(ch),
-                None => return,
-            },
-        };
-        self.out.push_back(key);
-    }
+/// The key a UEFI scan code stands for (`None`: one the chat does not use).
+pub fn scan_key(code: u16) -> Option<Key> {
+    Some(match ScanCode(code) {
+        ScanCode::UP => Key::Up,
+        ScanCode::DOWN => Key::Down,
+        ScanCode::LEFT => Key::Left,
+        ScanCode::RIGHT => Key::Right,
+        ScanCode::HOME => Key::Home,
+        ScanCode::END => Key::End,
+        // A terminal's Backspace (0x7F) arrives as DELETE and cannot be told
+        // apart from the Delete key: erase left.
+        ScanCode::DELETE => Key::Backspace,
+        ScanCode::ESCAPE => Key::Esc,
+        _ => return None,
+    })
 }
 
 /// Writes text to ConOut: `\n` becomes `\r\n`; characters outside UCS-2
@@ -193,10 +81,12 @@ impl core::fmt::Write for ConOut {
 /// Reads what ConIn has, without waiting.
 fn read_raw() -> Option<RawKey> {
     // A key the uefi crate cannot convert is dropped by the firmware call
-    // anyway; treat it as nothing.
+    // anyway; treat it as nothing. A scan code the chat does not use still
+    // ends a pending UTF-8 or escape sequence, as any key does: it is fed as
+    // a NUL, which decodes to nothing.
     match system::with_stdin(|input| input.read_key()) {
-        Ok(Some(UefiKey::Printable(c))) => Some(RawKey::Char(u16::from(c))),
-        Ok(Some(UefiKey::Special(code))) => Some(RawKey::Scan(code.0)),
+        Ok(Some(UefiKey::Printable(c))) => Some(RawKey::Char(u32::from(u16::from(c)))),
+        Ok(Some(UefiKey::Special(code))) => Some(scan_key(code.0).map_or(RawKey::Char(0), RawKey::Key)),
         Ok(None) | Err(_) => None,
     }
 }
@@ -215,8 +105,8 @@ pub fn calibrate_tsc() -> u64 {
     }
 }
 
-/// How long to wait for the rest of a UTF-8 sequence (ConIn over serial
-/// delivers about 100 characters per second).
+/// How long to wait for the rest of a UTF-8 or escape sequence (ConIn over
+/// serial delivers about 100 characters per second).
 const UTF8_WAIT_US: u64 = 250_000;
 
 /// The chat's console on UEFI.
@@ -263,7 +153,7 @@ impl UefiConsole {
     }
 
     fn has_pending(&self) -> bool {
-        !self.dec.out.is_empty()
+        self.dec.has_keys()
     }
 
     /// Waits until ConIn signals a key (the CPU idles meanwhile).
@@ -320,81 +210,12 @@ impl Console for UefiConsole {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::vec::Vec;
-
-    fn decode(raw: &[RawKey]) -> Vec<Key> {
-        let mut d = KeyDecoder::new();
-        for &r in raw {
-            d.feed(r);
-        }
-        let mut v = Vec::new();
-        while let Some(k) = d.pop() {
-            v.push(k);
-        }
-        v
-    }
-
-    fn chars(s: &[u16]) -> Vec<RawKey> {
-        s.iter().map(|&c| RawKey::Char(c)).collect()
-    }
 
     #[test]
     fn scan_codes() {
-        let keys = decode(&[
-            RawKey::Scan(1),
-            RawKey::Scan(2),
-            RawKey::Scan(3),
-            RawKey::Scan(4),
-            RawKey::Scan(5),
-            RawKey::Scan(6),
-            RawKey::Scan(8),
-            RawKey::Scan(0x17),
-            RawKey::Scan(0x0B), // F1: ignored
-        ]);
-        assert_eq!(keys, [Key::Up, Key::Down, Key::Right, Key::Left, Key::Home, Key::End, Key::Backspace, Key::Esc]);
-    }
-
-    #[test]
-    fn control_chars() {
-        let keys = decode(&chars(&[0x08, 0x7F, 0x09, 0x03, 0x04, 0x1B, 0x01, 0x00, b'a' as u16]));
-        assert_eq!(keys, [Key::Backspace, Key::Backspace, Key::Tab, Key::CtrlC, Key::CtrlD, Key::Esc, Key::Char('a')]);
-    }
-
-    #[test]
-    fn enter_variants() {
-        assert_eq!(decode(&chars(&[0x0D])), [Key::Enter]);
-        assert_eq!(decode(&chars(&[0x0A])), [Key::Enter]);
-        assert_eq!(decode(&chars(&[0x0D, 0x0A])), [Key::Enter]);
-        assert_eq!(decode(&chars(&[0x0D, 0x0D, 0x0A])), [Key::Enter, Key::Enter]);
-        assert_eq!(decode(&chars(&[0x0A, 0x0A])), [Key::Enter, Key::Enter]);
-        assert_eq!(decode(&chars(&[0x0D, b'x' as u16, 0x0A])), [Key::Enter, Key::Char('x'), Key::Enter]);
-    }
-
-    #[test]
-    fn utf8_reassembly() {
-        // "é" = C3 A9, "€" = E2 82 AC, "😀" = F0 9F 98 80
-        let keys = decode(&chars(&[0xC3, 0xA9, 0xE2, 0x82, 0xAC, 0xF0, 0x9F, 0x98, 0x80, b'!' as u16]));
-        assert_eq!(keys, [Key::Char('é'), Key::Char('€'), Key::Char('😀'), Key::Char('!')]);
-    }
-
-    #[test]
-    fn latin1_fallback() {
-        // 'é' typed as a Latin-1 char (0xE9) followed by 'a': not UTF-8.
-        assert_eq!(decode(&chars(&[0xE9, b'a' as u16])), [Key::Char('é'), Key::Char('a')]);
-        // A lone lead byte waits until flushed.
-        let mut d = KeyDecoder::new();
-        d.feed(RawKey::Char(0xC3));
-        assert!(d.has_partial());
-        assert_eq!(d.pop(), None);
-        d.flush_partial();
-        assert_eq!(d.pop(), Some(Key::Char('Ã')));
-        // A stray continuation byte and plain Latin-1 letters.
-        assert_eq!(decode(&chars(&[0xA9, 0xFC])), [Key::Char('©'), Key::Char('ü')]);
-        // An overlong/invalid sequence falls back to Latin-1.
-        assert_eq!(decode(&chars(&[0xE0, 0x80, 0x80])), [Key::Char('à'), Key::Char('\u{80}'), Key::Char('\u{80}')]);
-        // A scan code in the middle flushes.
-        assert_eq!(decode(&[RawKey::Char(0xC3), RawKey::Scan(4)]), [Key::Char('Ã'), Key::Left]);
-        // UCS-2 chars beyond Latin-1 pass through; surrogates are dropped.
-        assert_eq!(decode(&chars(&[0x20AC, 0xD800])), [Key::Char('€')]);
+        let keys: alloc::vec::Vec<Option<Key>> = [1, 2, 3, 4, 5, 6, 8, 0x17, 0x0B].into_iter().map(scan_key).collect();
+        let want = [Key::Up, Key::Down, Key::Right, Key::Left, Key::Home, Key::End, Key::Backspace, Key::Esc];
+        assert_eq!(keys[..8], want.map(Some));
+        assert_eq!(keys[8], None, "F1 is ignored");
     }
 }

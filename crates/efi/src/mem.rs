@@ -345,7 +345,7 @@ impl Pages {
         }
         let pages = len.div_ceil(PAGE);
         let ptr = boot::allocate_pages(AllocateType::AnyPages, MemoryType::LOADER_DATA, pages).map_err(|e| {
-            alloc::format!("cannot allocate {} of memory: {:?}", crate::menu::format_size(len as u64), e.status())
+            alloc::format!("cannot allocate {} of memory: {:?}", repl::format_size(len as u64), e.status())
         })?;
         LIVE_BYTES.fetch_add((pages * PAGE) as u64, Ordering::Relaxed);
         Ok(Pages { ptr, pages, len })

@@ -4,8 +4,8 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use engine::console::{Console, Key};
 use engine::load::ModelSummary;
+use repl::{format_params, format_size};
 
 use crate::fs::{DirEntry, Esp};
 
@@ -71,39 +71,6 @@ pub fn find_tokenizer<'a>(model: &str, names: &[&'a str]) -> Option<&'a str> {
         .collect();
     toks.sort_by_key(|n| n.to_ascii_lowercase());
     toks.first().copied()
-}
-
-/// A count with a K/M/B suffix: 260K, 15M, 1.1B.
-pub fn format_params(n: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [(1_000_000_000_000, "T"), (1_000_000_000, "B"), (1_000_000, "M"), (1_000, "K")];
-    for (scale, unit) in UNITS {
-        if n >= scale {
-            return scaled(n, scale, unit, "");
-        }
-    }
-    n.to_string()
-}
-
-/// A byte size in KiB/MiB/GiB.
-pub fn format_size(bytes: u64) -> String {
-    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
-    for (scale, unit) in UNITS {
-        if bytes >= scale {
-            return scaled(bytes, scale, unit, " ");
-        }
-    }
-    format!("{bytes} B")
-}
-
-/// `n / scale` with one decimal below 10 and none above, rounded.
-fn scaled(n: u64, scale: u64, unit: &str, sep: &str) -> String {
-    let tenths = (u128::from(n) * 10 + u128::from(scale) / 2) / u128::from(scale);
-    if tenths < 100 {
-        format!("{}.{}{sep}{unit}", tenths / 10, tenths % 10)
-    } else {
-        let whole = (u128::from(n) + u128::from(scale) / 2) / u128::from(scale);
-        format!("{whole}{sep}{unit}")
-    }
 }
 
 /// Parses a menu choice ("1".."n").
@@ -251,40 +218,6 @@ pub fn entry_line(e: &Entry, n: Option<usize>) -> String {
     }
 }
 
-/// Reads a line with echo and Backspace. `None` if input ended.
-pub fn read_line(con: &mut dyn Console, max: usize) -> Option<String> {
-    let mut line = String::new();
-    loop {
-        match con.read_key()? {
-            Key::Enter => {
-                con.write_str("\n");
-                return Some(line);
-            }
-            Key::Backspace => {
-                if line.pop().is_some() {
-                    con.write_str("\x08 \x08");
-                }
-            }
-            Key::CtrlC | Key::Esc => {
-                con.write_str("\n");
-                return Some(String::new());
-            }
-            Key::CtrlD => {
-                if line.is_empty() {
-                    con.write_str("\n");
-                    return None;
-                }
-            }
-            Key::Char(c) if !c.is_control() && line.chars().count() < max => {
-                line.push(c);
-                let mut b = [0u8; 4];
-                con.write_str(c.encode_utf8(&mut b));
-            }
-            _ => {}
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,23 +244,6 @@ mod tests {
         assert_eq!(find_tokenizer("B.BIN", &["B.TOK.BIN", "TOKENIZER.BIN"]), Some("B.TOK.BIN"));
         assert_eq!(find_tokenizer("b.bin", &["b.bin", "c.bin"]), None);
         assert_eq!(find_tokenizer("stories260K.bin", &["stories260K.bin", "tok512.bin"]), Some("tok512.bin"));
-    }
-
-    #[test]
-    fn params_and_sizes() {
-        assert_eq!(format_params(999), "999");
-        assert_eq!(format_params(262_656), "263K");
-        assert_eq!(format_params(260_000), "260K");
-        assert_eq!(format_params(15_191_712), "15M");
-        assert_eq!(format_params(1_100_048_384), "1.1B");
-        assert_eq!(format_params(6_738_415_616), "6.7B");
-        assert_eq!(format_params(110_000_000), "110M");
-        assert_eq!(format_size(512), "512 B");
-        assert_eq!(format_size(1_056_540), "1.0 MiB");
-        assert_eq!(format_size(6227), "6.1 KiB");
-        assert_eq!(format_size(60_816_028), "58 MiB");
-        assert_eq!(format_size(1_170_000_000), "1.1 GiB");
-        assert_eq!(format_size(4 << 30), "4.0 GiB");
     }
 
     #[test]

@@ -6,8 +6,8 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::gguf::{Gguf, TensorInfo};
-use crate::load::{Blob, ModelSummary};
-use crate::model::{Arch, Config, DType, FfnKind, Layer, Model, Norm, NormKind, Tensor, Weights};
+use crate::format::{ModelFormat, ModelSummary, DEFAULT_CTX};
+use crate::model::{Arch, Blob, Config, DType, FfnKind, Layer, Model, Norm, NormKind, Tensor, Weights};
 use crate::tokenizer::{bpe, spm, Tokenizer};
 use crate::{Error, Result};
 
@@ -105,7 +105,7 @@ pub fn probe(prefix: &[u8], file_len: u64) -> Result<ModelSummary> {
     let cfg = config(&g)?;
     let n_params = g.tensors.iter().map(TensorInfo::n_elements).sum();
     let main = g.tensor("blk.0.attn_q.weight").or_else(|_| g.tensor("blk.0.attn_qkv.weight"))?;
-    let n_ctx = cfg.max_ctx.min(crate::load::DEFAULT_CTX);
+    let n_ctx = cfg.max_ctx.min(DEFAULT_CTX);
     Ok(ModelSummary {
         format: "gguf",
         arch: g.architecture()?.to_string(),
@@ -198,8 +198,14 @@ pub(crate) fn split_rows(t: &Tensor, parts: [usize; 3]) -> Result<[Tensor; 3]> {
 pub fn load(blob: Blob) -> Result<Model> {
     let file: &[u8] = (*blob).as_ref();
     let g = Gguf::parse(file, file.len() as u64)?;
-    let c = config(&g)?;
-    let x = Ctx { g: &g, file };
+    load_parsed(&g, blob)
+}
+
+/// Loads a runnable model from a GGUF file already parsed into `g`.
+fn load_parsed(g: &Gguf, blob: Blob) -> Result<Model> {
+    let file: &[u8] = (*blob).as_ref();
+    let c = config(g)?;
+    let x = Ctx { g, file };
     let (d, h, q, kv) = (c.dim, c.hidden_dim, c.q_dim(), c.kv_dim());
     let token_embd = x.mat("token_embd.weight", c.vocab_size, d)?;
     let pos_embd = if c.arch == Arch::Gpt2 { Some(x.mat("position_embd.weight", c.max_ctx, d)?) } else { None };
@@ -296,5 +302,30 @@ pub fn tokenizer_from(g: &Gguf) -> Result<Tokenizer> {
         }
         "gpt2" => Ok(Tokenizer::Bpe(bpe::BpeTokenizer::from_gguf(g)?)),
         other => Err(Error::invalid("tokenizer.ggml.model", format!("'{other}' is not supported"))),
+    }
+}
+
+/// GGUF files as a [`ModelFormat`]: the tokenizer is in the metadata, and
+/// [`ModelFormat::load`] parses the file once for both.
+pub struct GgufFormat;
+
+impl ModelFormat for GgufFormat {
+    fn sniff(&self, prefix: &[u8]) -> bool {
+        prefix.starts_with(b"GGUF")
+    }
+
+    fn probe(&self, prefix: &[u8], file_len: u64) -> Result<ModelSummary> {
+        probe(prefix, file_len)
+    }
+
+    fn load_model(&self, file: Blob) -> Result<Model> {
+        load(file)
+    }
+
+    fn load(&self, file: Blob, _tokenizer: Option<&[u8]>) -> Result<(Model, Tokenizer)> {
+        let bytes: &[u8] = (*file).as_ref();
+        let g = Gguf::parse(bytes, bytes.len() as u64)?;
+        let tok = tokenizer_from(&g)?;
+        Ok((load_parsed(&g, file)?, tok))
     }
 }

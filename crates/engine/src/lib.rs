@@ -3,7 +3,7 @@
 //! Layers: [`gguf`] and [`llama2c`] read model files (hostile input, every
 //! size and offset checked); [`tokenizer`] turns text into ids and back;
 //! [`model`] holds weights and runs the forward pass; [`sampler`] picks
-//! tokens; [`chat`] is the REPL shared by the UEFI app and `lbm chat`.
+//! tokens; [`generate`] runs them. The chat REPL on top is the `repl` crate.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -11,10 +11,9 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
-pub mod chat;
-pub mod console;
 pub mod generate;
 pub mod error;
+pub mod format;
 pub mod gguf;
 pub mod gguf_model;
 pub mod llama2c;

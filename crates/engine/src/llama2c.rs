@@ -10,8 +10,9 @@ use alloc::vec::Vec;
 
 use kernels::quant::{BlockQ8_0, QK8_0};
 
-use crate::load::Blob;
-use crate::model::{Arch, Config, DType, FfnKind, Layer, Model, Norm, NormKind, Tensor, Weights};
+use crate::format::{ModelFormat, ModelSummary, DEFAULT_CTX};
+use crate::model::{Arch, Blob, Config, DType, FfnKind, Layer, Model, Norm, NormKind, Tensor, Weights};
+use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
 /// `ak42` as a little-endian u32.
@@ -334,4 +335,72 @@ pub fn load(blob: Blob) -> Result<Model> {
     // v2 weights were converted: the file bytes are no longer needed.
     let blob = if h.version == 2 { Box::new(vec![0u8; 0]) as Blob } else { blob };
     Model::new(cfg, weights, blob, h.format_name())
+}
+
+/// Parameter count of a Llama-shaped model.
+fn count_params(c: &Config, untied: bool) -> u64 {
+    let (d, h, q, kv) = (c.dim as u64, c.hidden_dim as u64, c.q_dim() as u64, c.kv_dim() as u64);
+    let per_layer = 2 * d + d * q + 2 * d * kv + q * d + 3 * d * h;
+    let v = c.vocab_size as u64 * d;
+    v * if untied { 2 } else { 1 } + d + c.n_layers as u64 * per_layer
+}
+
+/// llama2.c checkpoints as a [`ModelFormat`]. Legacy v0 files have no magic,
+/// so any file may be one: this format is the fallback when no other
+/// recognises a file. They need a separate `tokenizer.bin`.
+pub struct Llama2cFormat;
+
+impl ModelFormat for Llama2cFormat {
+    fn sniff(&self, _prefix: &[u8]) -> bool {
+        true
+    }
+
+    fn probe(&self, prefix: &[u8], file_len: u64) -> Result<ModelSummary> {
+        if file_len == 0 {
+            return Err(Error::truncated("model file", 0, 28, 0));
+        }
+        let h = Header::parse(prefix)?;
+        let cfg = h.config();
+        cfg.validate()?;
+        let expected = h.expected_len()?;
+        if file_len < expected {
+            return Err(Error::truncated(
+                format!("{} weights", h.format_name()),
+                h.header_len as u64,
+                expected - h.header_len as u64,
+                file_len.saturating_sub(h.header_len as u64),
+            ));
+        }
+        let n_params = count_params(&cfg, !h.shared_classifier);
+        let n_ctx = cfg.max_ctx.min(DEFAULT_CTX);
+        let weights_in_memory = if h.version == 2 { n_params * 4 } else { file_len };
+        Ok(ModelSummary {
+            format: h.format_name(),
+            arch: "llama".into(),
+            n_params,
+            tensor_type: (if h.version == 2 { "Q8_0" } else { "F32" }).into(),
+            file_size: file_len,
+            mem_needed: weights_in_memory + cfg.state_bytes(n_ctx),
+            needs_tokenizer: true,
+            dim: cfg.dim,
+            n_layers: cfg.n_layers,
+            n_heads: cfg.n_heads,
+            n_kv_heads: cfg.n_kv_heads,
+            vocab_size: cfg.vocab_size,
+            n_ctx: cfg.max_ctx,
+        })
+    }
+
+    fn load_model(&self, file: Blob) -> Result<Model> {
+        load(file)
+    }
+
+    fn load(&self, file: Blob, tokenizer: Option<&[u8]>) -> Result<(Model, Tokenizer)> {
+        let Some(t) = tokenizer else {
+            return Err(Error::Usage("a llama2.c checkpoint needs a tokenizer file (tokenizer.bin)".into()));
+        };
+        let h = Header::parse((*file).as_ref())?;
+        let tok = Tokenizer::from_llama2c(t, h.vocab_size)?;
+        Ok((load(file)?, tok))
+    }
 }

@@ -4,8 +4,9 @@
 use alloc::format;
 use alloc::vec::Vec;
 
-use crate::load::Blob;
-use crate::model::{Arch, Config, DType, FfnKind, Layer, Model, Norm, NormKind, Tensor, Weights};
+use crate::format::{ModelFormat, ModelSummary, DEFAULT_CTX};
+use crate::model::{Arch, Blob, Config, DType, FfnKind, Layer, Model, Norm, NormKind, Tensor, Weights};
+use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
 /// The header's first word.
@@ -192,4 +193,55 @@ pub fn load(blob: Blob) -> Result<Model> {
         output_bias: None,
     };
     Model::new(cfg, weights, blob, "llm.c")
+}
+
+/// llm.c checkpoints as a [`ModelFormat`]. They carry no tokenizer: load
+/// them with [`ModelFormat::load_model`] and a GPT-2 tokenizer.
+pub struct LlmcFormat;
+
+impl ModelFormat for LlmcFormat {
+    fn sniff(&self, prefix: &[u8]) -> bool {
+        prefix.starts_with(&MAGIC.to_le_bytes())
+    }
+
+    fn probe(&self, prefix: &[u8], file_len: u64) -> Result<ModelSummary> {
+        let h = Header::parse(prefix)?;
+        let cfg = h.config();
+        cfg.validate()?;
+        let expected = h.expected_len()?;
+        if file_len < expected {
+            return Err(Error::truncated(
+                "llm.c parameters",
+                HEADER as u64,
+                expected - HEADER as u64,
+                file_len.saturating_sub(HEADER as u64),
+            ));
+        }
+        let n_ctx = cfg.max_ctx.min(DEFAULT_CTX);
+        Ok(ModelSummary {
+            format: "llm.c",
+            arch: "gpt2".into(),
+            n_params: h.n_params(),
+            tensor_type: h.dtype.name().into(),
+            file_size: file_len,
+            mem_needed: file_len + cfg.state_bytes(n_ctx),
+            needs_tokenizer: true,
+            dim: cfg.dim,
+            n_layers: cfg.n_layers,
+            n_heads: cfg.n_heads,
+            n_kv_heads: cfg.n_kv_heads,
+            vocab_size: cfg.vocab_size,
+            n_ctx: cfg.max_ctx,
+        })
+    }
+
+    fn load_model(&self, file: Blob) -> Result<Model> {
+        load(file)
+    }
+
+    fn load(&self, _file: Blob, _tokenizer: Option<&[u8]>) -> Result<(Model, Tokenizer)> {
+        Err(Error::Usage(
+            "an llm.c checkpoint has no tokenizer: use load_model and a GPT-2 tokenizer (encoder.json + vocab.bpe)".into(),
+        ))
+    }
 }

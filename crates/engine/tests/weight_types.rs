@@ -6,7 +6,8 @@
 mod common;
 
 use engine::gguf::{GgmlType, Gguf, GgufWriter};
-use engine::load::{load_model, LoadOptions};
+use engine::load::load_model;
+use engine::model::Session;
 use engine::quantize::encode;
 use kernels::exec::Serial;
 use kernels::ops::{dequantize_row, Weights};
@@ -61,12 +62,13 @@ fn every_table_type_runs_like_its_dequantized_weights() {
             continue;
         }
         let (q, d) = encoded_and_dequantized(&f32_file, ty);
-        let mut mq = load_model(common::blob(q), &LoadOptions { n_ctx: 64 }).unwrap();
-        let mut md = load_model(common::blob(d), &LoadOptions { n_ctx: 64 }).unwrap();
+        let mq = load_model(common::blob(q)).unwrap();
+        let md = load_model(common::blob(d)).unwrap();
+        let (mut sq, mut sd) = (Session::new(&mq, 64).unwrap(), Session::new(&md, 64).unwrap());
         let mut last = Vec::new();
         for (p, &t) in toks.iter().enumerate() {
-            let a = mq.forward(t, p, &Serial).unwrap().to_vec();
-            let b = md.forward(t, p, &Serial).unwrap();
+            let a = sq.eval(&mq, &[t], &Serial).unwrap().to_vec();
+            let b = sd.eval(&md, &[t], &Serial).unwrap();
             let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             let err = max_err(&a, b);
             // The same weights: only the rounding of the activations (to Q8_0,
@@ -76,10 +78,10 @@ fn every_table_type_runs_like_its_dequantized_weights() {
             last = a;
         }
         // A prompt batch gives the bits of token-by-token decoding.
-        let mut mb =
-            load_model(common::blob(encoded_and_dequantized(&f32_file, ty).0), &LoadOptions { n_ctx: 64 }).unwrap();
-        mb.forward_batch(&toks[..toks.len() - 1], 0, &Serial).unwrap();
-        let c = mb.forward(toks[toks.len() - 1], toks.len() - 1, &Serial).unwrap();
+        let mb = load_model(common::blob(encoded_and_dequantized(&f32_file, ty).0)).unwrap();
+        let mut sb = Session::new(&mb, 64).unwrap();
+        sb.eval(&mb, &toks[..toks.len() - 1], &Serial).unwrap();
+        let c = sb.eval(&mb, &toks[toks.len() - 1..], &Serial).unwrap();
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         if wt.info().octets.is_none() {
             assert_eq!(bits(c), bits(&last), "{}: prompt batch against token by token", wt.name());
@@ -108,7 +110,7 @@ fn a_type_the_kernels_lack_is_refused_by_name() {
             w.add_tensor(&t.name, &t.dims, t.ty, data.to_vec()).unwrap();
         }
     }
-    let err = load_model(common::blob(w.to_bytes().unwrap()), &LoadOptions::default()).err().expect("refused");
+    let err = load_model(common::blob(w.to_bytes().unwrap())).err().expect("refused");
     let msg = err.to_string();
     assert!(msg.contains("blk.0.attn_q.weight") && msg.contains("IQ2_XXS"), "{msg}");
 }

@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-mod vm;
 pub mod tiny_efi;
+mod vm;
 
 pub use vm::{strip_ansi, AnsiStripper, Vm, CHAR_DELAY};
 
@@ -45,23 +45,11 @@ pub const DEBUG_EXIT_PORT: u16 = 0xf4;
 /// one file).
 pub const OVMF_CANDIDATES: &[(&str, &str)] = &[
     // Debian, Ubuntu (package `ovmf`)
-    (
-        "/usr/share/OVMF/OVMF_CODE_4M.fd",
-        "/usr/share/OVMF/OVMF_VARS_4M.fd",
-    ),
-    (
-        "/usr/share/OVMF/OVMF_CODE.fd",
-        "/usr/share/OVMF/OVMF_VARS.fd",
-    ),
+    ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
+    ("/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"),
     // Fedora (edk2-ovmf), Arch (edk2-ovmf)
-    (
-        "/usr/share/edk2/ovmf/OVMF_CODE.fd",
-        "/usr/share/edk2/ovmf/OVMF_VARS.fd",
-    ),
-    (
-        "/usr/share/edk2/x64/OVMF_CODE.4m.fd",
-        "/usr/share/edk2/x64/OVMF_VARS.4m.fd",
-    ),
+    ("/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd"),
+    ("/usr/share/edk2/x64/OVMF_CODE.4m.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd"),
     // Older Debian/Ubuntu unified image
     ("/usr/share/ovmf/OVMF.fd", "/usr/share/ovmf/OVMF.fd"),
     ("/usr/share/qemu/OVMF.fd", "/usr/share/qemu/OVMF.fd"),
@@ -95,9 +83,7 @@ fn find_qemu_in(path: &std::ffi::OsStr) -> Result<PathBuf> {
 #[cfg(unix)]
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    fs::metadata(p)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
+    fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }
 
 #[cfg(not(unix))]
@@ -120,18 +106,12 @@ impl Ovmf {
     /// first of [`OVMF_CANDIDATES`] present. The error says how to install
     /// OVMF.
     pub fn find() -> Result<Ovmf> {
-        match (
-            std::env::var_os("LBM_OVMF_CODE"),
-            std::env::var_os("LBM_OVMF_VARS"),
-        ) {
+        match (std::env::var_os("LBM_OVMF_CODE"), std::env::var_os("LBM_OVMF_VARS")) {
             (Some(code), Some(vars)) => {
                 let (code, vars) = (PathBuf::from(code), PathBuf::from(vars));
                 for p in [&code, &vars] {
                     if !p.is_file() {
-                        bail!(
-                            "OVMF file {} (from LBM_OVMF_CODE/LBM_OVMF_VARS) does not exist",
-                            p.display()
-                        );
+                        bail!("OVMF file {} (from LBM_OVMF_CODE/LBM_OVMF_VARS) does not exist", p.display());
                     }
                 }
                 Ok(Ovmf { code, vars })
@@ -144,10 +124,7 @@ impl Ovmf {
     fn find_in(candidates: &[(&str, &str)]) -> Result<Ovmf> {
         for (code, vars) in candidates {
             if Path::new(code).is_file() && Path::new(vars).is_file() {
-                return Ok(Ovmf {
-                    code: PathBuf::from(code),
-                    vars: PathBuf::from(vars),
-                });
+                return Ok(Ovmf { code: PathBuf::from(code), vars: PathBuf::from(vars) });
             }
         }
         let looked: Vec<&str> = candidates.iter().map(|(c, _)| *c).collect();
@@ -168,9 +145,8 @@ impl Ovmf {
     /// copy's path.
     pub fn fresh_vars(&self, dir: &Path) -> Result<PathBuf> {
         let copy = dir.join("OVMF_VARS.fd");
-        fs::copy(&self.vars, &copy).with_context(|| {
-            format!("cannot copy {} to {}", self.vars.display(), copy.display())
-        })?;
+        fs::copy(&self.vars, &copy)
+            .with_context(|| format!("cannot copy {} to {}", self.vars.display(), copy.display()))?;
         #[cfg(unix)]
         {
             // The template is read-only; the copy must be writable.
@@ -196,19 +172,12 @@ pub fn kvm_usable() -> bool {
 }
 
 fn probe_kvm() -> bool {
-    if fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_err()
-    {
+    if fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_err() {
         return false;
     }
     let Ok(qemu) = find_qemu() else { return false };
     let child = Command::new(qemu)
-        .args([
-            "-accel", "kvm", "-machine", "q35", "-cpu", "max", "-m", "64M",
-        ])
+        .args(["-accel", "kvm", "-machine", "q35", "-cpu", "max", "-m", "64M"])
         .args(["-nodefaults", "-display", "none", "-S", "-monitor", "stdio"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -297,10 +266,7 @@ impl Default for VmConfig {
     /// 1 GiB, 1 core, read-only image, exclusive, deadline from
     /// `LBM_VM_DEADLINE_SECS` or 300 s.
     fn default() -> Self {
-        let secs = std::env::var("LBM_VM_DEADLINE_SECS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(300);
+        let secs = std::env::var("LBM_VM_DEADLINE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
         VmConfig {
             memory: "1G".into(),
             cores: 1,
@@ -362,10 +328,9 @@ pub fn command(disk: &Disk, config: &VmConfig, serial: Serial, vars: &Path) -> R
     let qemu = find_qemu()?;
     let ovmf = Ovmf::find()?;
     match disk {
-        Disk::Image(p) if !p.is_file() => bail!(
-            "disk image {} does not exist; build one with `lbm image`",
-            p.display()
-        ),
+        Disk::Image(p) if !p.is_file() => {
+            bail!("disk image {} does not exist; build one with `lbm image`", p.display())
+        }
         Disk::FatDir(p) if !p.is_dir() => bail!("ESP directory {} does not exist", p.display()),
         _ => {}
     }
@@ -387,54 +352,31 @@ pub fn command(disk: &Disk, config: &VmConfig, serial: Serial, vars: &Path) -> R
     cmd.arg("-nodefaults");
     if ovmf.is_unified() {
         // Unified image: the whole (fresh) copy is the flash.
-        cmd.arg("-drive")
-            .arg(drive_arg("if=pflash,format=raw,unit=0,file=", vars, ""));
+        cmd.arg("-drive").arg(drive_arg("if=pflash,format=raw,unit=0,file=", vars, ""));
     } else {
-        cmd.arg("-drive").arg(drive_arg(
-            "if=pflash,format=raw,unit=0,file=",
-            &ovmf.code,
-            ",readonly=on",
-        ));
-        cmd.arg("-drive")
-            .arg(drive_arg("if=pflash,format=raw,unit=1,file=", vars, ""));
+        cmd.arg("-drive").arg(drive_arg("if=pflash,format=raw,unit=0,file=", &ovmf.code, ",readonly=on"));
+        cmd.arg("-drive").arg(drive_arg("if=pflash,format=raw,unit=1,file=", vars, ""));
     }
     match disk {
         Disk::Image(p) => {
             let ro = if config.readonly { ",readonly=on" } else { "" };
-            cmd.arg("-drive")
-                .arg(drive_arg("if=none,id=disk0,format=raw,file=", p, ro));
+            cmd.arg("-drive").arg(drive_arg("if=none,id=disk0,format=raw,file=", p, ro));
         }
         Disk::FatDir(p) => {
-            cmd.arg("-drive")
-                .arg(drive_arg("if=none,id=disk0,format=raw,file=fat:rw:", p, ""));
+            cmd.arg("-drive").arg(drive_arg("if=none,id=disk0,format=raw,file=fat:rw:", p, ""));
         }
     }
     cmd.args(["-device", "virtio-blk-pci,drive=disk0,bootindex=0"]);
     cmd.args(["-vga", "none", "-display", "none", "-no-reboot"]);
-    cmd.args([
-        "-device",
-        &format!("isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04"),
-    ]);
+    cmd.args(["-device", &format!("isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04")]);
     match serial {
         Serial::Terminal => {
             cmd.args(["-chardev", "stdio,id=con0,mux=on,signal=off"]);
-            cmd.args([
-                "-serial",
-                "chardev:con0",
-                "-mon",
-                "chardev=con0,mode=readline",
-            ]);
+            cmd.args(["-serial", "chardev:con0", "-mon", "chardev=con0,mode=readline"]);
         }
         Serial::Pipe => {
-            cmd.args([
-                "-chardev",
-                "stdio,id=con0,signal=off",
-                "-serial",
-                "chardev:con0",
-            ]);
-            cmd.stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
+            cmd.args(["-chardev", "stdio,id=con0,signal=off", "-serial", "chardev:con0"]);
+            cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         }
     }
     cmd.args(&config.extra_args);
@@ -464,9 +406,7 @@ pub fn run_on_terminal(disk: &Disk, config: &VmConfig) -> Result<Exit> {
     let vars = Ovmf::find()?.fresh_vars(dir.path())?;
     let mut cmd = command(disk, config, Serial::Terminal, &vars)?;
     eprintln!("[lbm qemu] serial console on this terminal; Ctrl-A X quits QEMU");
-    let status = cmd
-        .status()
-        .map_err(|e| anyhow!("cannot start {}: {e}", cmd.get_program().to_string_lossy()))?;
+    let status = cmd.status().map_err(|e| anyhow!("cannot start {}: {e}", cmd.get_program().to_string_lossy()))?;
     Ok(Exit::from_code(status.code()))
 }
 
@@ -492,17 +432,10 @@ mod tests {
 
     #[test]
     fn missing_tools_say_how_to_install_them() {
-        let err = find_qemu_in(std::ffi::OsStr::new("/nonexistent-dir"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("sudo apt-get install qemu-system-x86"),
-            "{err}"
-        );
+        let err = find_qemu_in(std::ffi::OsStr::new("/nonexistent-dir")).unwrap_err().to_string();
+        assert!(err.contains("sudo apt-get install qemu-system-x86"), "{err}");
         assert!(err.contains("cargo xtask setup"), "{err}");
-        let err = Ovmf::find_in(&[("/nonexistent/OVMF_CODE.fd", "/nonexistent/OVMF_VARS.fd")])
-            .unwrap_err()
-            .to_string();
+        let err = Ovmf::find_in(&[("/nonexistent/OVMF_CODE.fd", "/nonexistent/OVMF_VARS.fd")]).unwrap_err().to_string();
         assert!(err.contains("sudo apt-get install ovmf"), "{err}");
         assert!(err.contains("/nonexistent/OVMF_CODE.fd"), "{err}");
     }

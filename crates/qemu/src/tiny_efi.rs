@@ -67,10 +67,7 @@ pub fn tiny_efi_app(message: &str, finish: Finish) -> Vec<u8> {
     // DOS header: signature and the offset of the PE header.
     f[0..2].copy_from_slice(b"MZ");
     f[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
-    let mut w = Writer {
-        buf: &mut f,
-        at: 0x40,
-    };
+    let mut w = Writer { buf: &mut f, at: 0x40 };
     w.bytes(b"PE\0\0");
     // COFF file header.
     w.u16(0x8664); // machine: x86-64

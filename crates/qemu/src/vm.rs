@@ -175,10 +175,7 @@ impl Vm {
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("QEMU's stdout is not a pipe"))?;
         let stderr = child.stderr.take().ok_or_else(|| anyhow!("QEMU's stderr is not a pipe"))?;
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
-            changed: Condvar::new(),
-        });
+        let shared = Arc::new(Shared { state: Mutex::new(State::default()), changed: Condvar::new() });
         let child = Arc::new(Mutex::new(child));
         let deadline = started + config.deadline;
 
@@ -194,23 +191,9 @@ impl Vm {
         {
             let shared = shared.clone();
             let child = child.clone();
-            threads.push(std::thread::spawn(move || {
-                watchdog(&shared, &child, deadline)
-            }));
+            threads.push(std::thread::spawn(move || watchdog(&shared, &child, deadline)));
         }
-        Ok(Vm {
-            child,
-            pid,
-            stdin,
-            shared,
-            seen: 0,
-            started,
-            deadline,
-            threads,
-            exit: None,
-            turn,
-            _dir: dir,
-        })
+        Ok(Vm { child, pid, stdin, shared, seen: 0, started, deadline, threads, exit: None, turn, _dir: dir })
     }
 
     /// QEMU's process id.
@@ -245,10 +228,7 @@ impl Vm {
             tail_of(st.text.as_bytes(), 3000)
         );
         if !st.stderr.is_empty() {
-            msg.push_str(&format!(
-                "\n--- QEMU stderr ---\n{}\n---",
-                tail_of(&st.stderr, 2000)
-            ));
+            msg.push_str(&format!("\n--- QEMU stderr ---\n{}\n---", tail_of(&st.stderr, 2000)));
         }
         anyhow!(msg)
     }
@@ -261,18 +241,10 @@ impl Vm {
 
     /// Like [`Vm::expect`] for several needles: returns the index of the one
     /// that appears first and the output up to and including it.
-    pub fn expect_any(
-        &mut self,
-        needles: &[&str],
-        timeout: Duration,
-    ) -> Result<(usize, String)> {
+    pub fn expect_any(&mut self, needles: &[&str], timeout: Duration) -> Result<(usize, String)> {
         let mut which = 0;
         let text = self.wait_for(&format!("{needles:?}"), timeout, |hay| {
-            let best = needles
-                .iter()
-                .enumerate()
-                .filter_map(|(i, n)| hay.find(n).map(|at| (at + n.len(), i)))
-                .min();
+            let best = needles.iter().enumerate().filter_map(|(i, n)| hay.find(n).map(|at| (at + n.len(), i))).min();
             best.map(|(end, i)| {
                 which = i;
                 end
@@ -309,28 +281,20 @@ impl Vm {
                 drop(st);
                 self.kill();
                 let st = self.shared.lock();
-                return Err(self.failure(
-                    &st,
-                    format!("global VM deadline passed while waiting for {what}; QEMU was killed"),
-                ));
+                return Err(
+                    self.failure(&st, format!("global VM deadline passed while waiting for {what}; QEMU was killed"))
+                );
             }
             if st.stdout_closed {
                 drop(st);
                 let status = self.wait_exit(Duration::from_secs(5));
                 let st = self.shared.lock();
-                return Err(self.failure(
-                    &st,
-                    format!("QEMU exited (status {status:?}) before {what} appeared"),
-                ));
+                return Err(self.failure(&st, format!("QEMU exited (status {status:?}) before {what} appeared")));
             }
             if now >= until {
-                return Err(self.failure(
-                    &st,
-                    format!(
-                        "timed out after {:.1} s waiting for {what}",
-                        timeout.as_secs_f64()
-                    ),
-                ));
+                return Err(
+                    self.failure(&st, format!("timed out after {:.1} s waiting for {what}", timeout.as_secs_f64()))
+                );
             }
             let wait = until.min(self.deadline) - now;
             st = self
@@ -532,20 +496,13 @@ fn watchdog(shared: &Shared, child: &Mutex<Child>, deadline: Instant) {
         if now >= deadline {
             break;
         }
-        st = shared
-            .changed
-            .wait_timeout(st, deadline - now)
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
+        st = shared.changed.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
     }
     st.killed_at_deadline = true;
     drop(st);
     let mut child = child.lock().unwrap_or_else(|e| e.into_inner());
     if let Ok(None) = child.try_wait() {
-        eprintln!(
-            "[vm] global deadline passed: killing QEMU (pid {})",
-            child.id()
-        );
+        eprintln!("[vm] global deadline passed: killing QEMU (pid {})", child.id());
         let _ = child.kill();
     }
     drop(child);

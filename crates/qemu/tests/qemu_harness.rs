@@ -54,10 +54,7 @@ fn qemu_command_line() {
         ..VmConfig::default()
     };
     let cmd = qemu::command(&Disk::Image(image.clone()), &config, Serial::Pipe, &vars).unwrap();
-    let args: Vec<String> = cmd
-        .get_args()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
     let line = args.join(" ");
     for want in [
         "-machine q35",
@@ -73,32 +70,14 @@ fn qemu_command_line() {
     ] {
         assert!(line.contains(want), "{want:?} missing from {line}");
     }
-    assert!(
-        line.contains(&format!("file={},readonly=on", image.display())),
-        "{line}"
-    );
-    assert!(
-        line.contains(&format!("unit=1,file={}", vars.display())),
-        "{line}"
-    );
-    assert!(
-        line.contains("-accel tcg") || line.contains("-accel kvm"),
-        "{line}"
-    );
-    assert_eq!(
-        args.last().map(String::as_str),
-        Some("-S"),
-        "extra args come last"
-    );
-    assert!(qemu::command(
-        &Disk::Image(dir.path().join("none.img")),
-        &VmConfig::default(),
-        Serial::Pipe,
-        &vars
-    )
-    .unwrap_err()
-    .to_string()
-    .contains("does not exist"));
+    assert!(line.contains(&format!("file={},readonly=on", image.display())), "{line}");
+    assert!(line.contains(&format!("unit=1,file={}", vars.display())), "{line}");
+    assert!(line.contains("-accel tcg") || line.contains("-accel kvm"), "{line}");
+    assert_eq!(args.last().map(String::as_str), Some("-S"), "extra args come last");
+    assert!(qemu::command(&Disk::Image(dir.path().join("none.img")), &VmConfig::default(), Serial::Pipe, &vars)
+        .unwrap_err()
+        .to_string()
+        .contains("does not exist"));
     // A directory served as a FAT disk.
     let esp = dir.path().join("esp");
     std::fs::create_dir(&esp).unwrap();
@@ -116,10 +95,7 @@ fn boots_fat32_image_and_reports_exit_code() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let app = tiny_efi_app(
-        "LBM-TINY-EFI: hello from FAT32\r\n",
-        Finish::DebugExit(0x21),
-    );
+    let app = tiny_efi_app("LBM-TINY-EFI: hello from FAT32\r\n", Finish::DebugExit(0x21));
     let image = make_image(dir.path(), "fat32.img", &app, &[], None);
     let mut vm = Vm::boot(&image).unwrap();
     vm.expect("LBM-TINY-EFI: hello from FAT32", BOOT).unwrap();
@@ -135,20 +111,10 @@ fn boots_8k_cluster_image() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let app = tiny_efi_app(
-        "LBM-TINY-EFI: hello from a 600 MiB image\r\n",
-        Finish::DebugExit(0x05),
-    );
-    let image = make_image(
-        dir.path(),
-        "min.img",
-        &app,
-        &[],
-        Some(image::FAT32_MIN_IMAGE),
-    );
+    let app = tiny_efi_app("LBM-TINY-EFI: hello from a 600 MiB image\r\n", Finish::DebugExit(0x05));
+    let image = make_image(dir.path(), "min.img", &app, &[], Some(image::FAT32_MIN_IMAGE));
     let mut vm = Vm::boot(&image).unwrap();
-    vm.expect("LBM-TINY-EFI: hello from a 600 MiB image", BOOT)
-        .unwrap();
+    vm.expect("LBM-TINY-EFI: hello from a 600 MiB image", BOOT).unwrap();
     assert_eq!(vm.wait_exit(Duration::from_secs(20)), Some(0x0b));
 }
 
@@ -163,22 +129,15 @@ fn ovmf_shell_reads_the_image() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let app = tiny_efi_app(
-        "LBM-TINY-EFI: returning to the firmware\r\n",
-        Finish::Return,
-    );
+    let app = tiny_efi_app("LBM-TINY-EFI: returning to the firmware\r\n", Finish::Return);
     let files: &[(&str, &[u8])] = &[
         ("lbm.cfg", b"model=models/tiny.gguf\r\nthreads=2\r\n"),
-        (
-            "models/tiny.gguf",
-            b"GGUF\x03\x00\x00\x00not really a model",
-        ),
+        ("models/tiny.gguf", b"GGUF\x03\x00\x00\x00not really a model"),
         ("models/tokenizer.json", b"{}"),
     ];
     let image = make_image(dir.path(), "shell.img", &app, files, Some(3 << 30));
     let mut vm = Vm::boot(&image).unwrap();
-    vm.expect("LBM-TINY-EFI: returning to the firmware", BOOT)
-        .unwrap();
+    vm.expect("LBM-TINY-EFI: returning to the firmware", BOOT).unwrap();
     let key = |vm: &mut Vm, k: &[u8]| {
         vm.send_raw(k).unwrap();
         std::thread::sleep(Duration::from_millis(300));
@@ -190,8 +149,7 @@ fn ovmf_shell_reads_the_image() {
     key(&mut vm, b"\x1b[B");
     key(&mut vm, b"\r");
     // Boot Manager: UEFI Misc Device (our disk), EFI Internal Shell.
-    vm.expect("EFI Internal Shell", Duration::from_secs(30))
-        .unwrap();
+    vm.expect("EFI Internal Shell", Duration::from_secs(30)).unwrap();
     vm.expect("Select Entry", Duration::from_secs(30)).unwrap();
     std::thread::sleep(Duration::from_secs(1));
     key(&mut vm, b"\x1b[B");
@@ -204,20 +162,13 @@ fn ovmf_shell_reads_the_image() {
     vm.expect("Shell>", Duration::from_secs(30)).unwrap();
     vm.send_line("type fs0:\\lbm.cfg").unwrap();
     let typed = vm.expect("Shell>", Duration::from_secs(30)).unwrap();
-    assert!(
-        typed.contains("model=models/tiny.gguf\nthreads=2"),
-        "{typed}"
-    );
+    assert!(typed.contains("model=models/tiny.gguf\nthreads=2"), "{typed}");
     vm.send_line("ls fs0:\\models").unwrap();
     let listing = vm.expect("Shell>", Duration::from_secs(30)).unwrap();
     assert!(listing.contains(" 26  tiny.gguf"), "{listing}");
     assert!(listing.contains(" 2  tokenizer.json"), "{listing}");
     vm.send_line("reset -s").unwrap();
-    assert_eq!(
-        vm.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "reset -s powers off: QEMU exits 0"
-    );
+    assert_eq!(vm.wait_exit(Duration::from_secs(30)), Some(0), "reset -s powers off: QEMU exits 0");
     eprintln!("shell session: {:.1} s", vm.elapsed().as_secs_f64());
 }
 
@@ -233,41 +184,22 @@ fn timeouts_deadline_and_drop_kill_qemu() {
     let app = tiny_efi_app("LBM-TINY-EFI: hanging now\r\n", Finish::Hang);
     let image = make_image(dir.path(), "hang.img", &app, &[], None);
 
-    let config = VmConfig {
-        deadline: Duration::from_secs(25),
-        ..VmConfig::default()
-    };
+    let config = VmConfig { deadline: Duration::from_secs(25), ..VmConfig::default() };
     let mut vm = Vm::boot_with(&image, config).unwrap();
     vm.expect("LBM-TINY-EFI: hanging now", BOOT).unwrap();
     let started = Instant::now();
-    let err = vm
-        .expect("this text never appears", Duration::from_secs(2))
-        .unwrap_err()
-        .to_string();
+    let err = vm.expect("this text never appears", Duration::from_secs(2)).unwrap_err().to_string();
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(err.contains("timed out"), "{err}");
-    assert!(
-        err.contains("hanging now"),
-        "the error carries the output tail: {err}"
-    );
+    assert!(err.contains("hanging now"), "the error carries the output tail: {err}");
     assert!(vm.is_running(), "a plain timeout leaves the VM running");
 
-    let err = vm
-        .expect("this text never appears", Duration::from_secs(600))
-        .unwrap_err()
-        .to_string();
+    let err = vm.expect("this text never appears", Duration::from_secs(600)).unwrap_err().to_string();
     assert!(err.contains("deadline"), "{err}");
-    assert!(
-        vm.elapsed() < Duration::from_secs(40),
-        "killed at the deadline, not at the timeout"
-    );
+    assert!(vm.elapsed() < Duration::from_secs(40), "killed at the deadline, not at the timeout");
     assert!(!vm.is_running());
     assert!(process_gone(vm.pid()), "QEMU {} still exists", vm.pid());
-    assert_eq!(
-        vm.wait_exit(Duration::from_secs(1)),
-        None,
-        "killed by a signal: no exit code"
-    );
+    assert_eq!(vm.wait_exit(Duration::from_secs(1)), None, "killed by a signal: no exit code");
     assert!(vm.send_line("x").is_err());
     drop(vm);
 
@@ -285,9 +217,7 @@ fn timeouts_deadline_and_drop_kill_qemu() {
 #[test]
 fn real_app_starts() {
     let Some(app) = testdata::efi_app() else {
-        eprintln!(
-            "SKIPPING real_app_starts: target/efi/BOOTX64.EFI not built (cargo xtask build-efi)"
-        );
+        eprintln!("SKIPPING real_app_starts: target/efi/BOOTX64.EFI not built (cargo xtask build-efi)");
         return;
     };
     if !qemu::available("real_app_starts") {
@@ -295,38 +225,18 @@ fn real_app_starts() {
     }
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("real.img");
-    let opts = image::ImageOptions {
-        output: image.clone(),
-        efi: app,
-        ..Default::default()
-    };
+    let opts = image::ImageOptions { output: image.clone(), efi: app, ..Default::default() };
     image::build_image(&opts, &mut |_, _, _| {}).unwrap();
-    let mut vm = Vm::boot_with(
-        &image,
-        VmConfig {
-            memory: "2G".into(),
-            ..VmConfig::default()
-        },
-    )
-    .unwrap();
+    let mut vm = Vm::boot_with(&image, VmConfig { memory: "2G".into(), ..VmConfig::default() }).unwrap();
     vm.expect("BdsDxe: starting", BOOT).unwrap();
     vm.expect("\n", BOOT).unwrap();
     // Whatever the app prints first (any visible character), or a fault.
     let text = vm
         .wait_for("the app's first output", Duration::from_secs(60), |out| {
-            out.find("X64 Exception")
-                .or_else(|| out.find(|c: char| !c.is_whitespace()).map(|i| i + 1))
+            out.find("X64 Exception").or_else(|| out.find(|c: char| !c.is_whitespace()).map(|i| i + 1))
         })
         .unwrap();
-    assert!(
-        !text.contains("X64 Exception"),
-        "the app faulted:\n{}",
-        vm.output()
-    );
+    assert!(!text.contains("X64 Exception"), "the app faulted:\n{}", vm.output());
     std::thread::sleep(Duration::from_secs(2));
-    assert!(
-        !vm.output().contains("X64 Exception"),
-        "the app faulted:\n{}",
-        vm.output()
-    );
+    assert!(!vm.output().contains("X64 Exception"), "the app faulted:\n{}", vm.output());
 }

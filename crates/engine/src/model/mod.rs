@@ -9,6 +9,7 @@ mod tensor;
 
 pub(crate) use tensor::Data as tensor_data;
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -202,8 +203,16 @@ pub struct Weights {
     pub output_bias: Option<Vec<f32>>,
 }
 
-/// Where the weights' bytes come from.
-pub use crate::load::Blob;
+/// The bytes of a model file, owned by the model once loaded. The host passes
+/// a `Vec<u8>`; the UEFI app passes its page allocation. Loading may rewrite
+/// weight matrices in place (Q4_0 matrices are repacked into row octets), so
+/// the bytes must be writable.
+pub type Blob = Box<dyn BlobBytes>;
+
+/// What a [`Blob`] holds: writable bytes that may move between threads.
+pub trait BlobBytes: AsRef<[u8]> + AsMut<[u8]> + Send + Sync {}
+impl<T: AsRef<[u8]> + AsMut<[u8]> + Send + Sync> BlobBytes for T {}
+
 
 /// A model ready to run: hyper-parameters and weights, immutable after load
 /// and shared (`Sync`) by every [`Session`] that runs on it. A session holds

@@ -86,6 +86,28 @@ pub fn read_line(
     hist: &InputHistory,
     complete: &dyn Fn(&str) -> Vec<&'static str>,
 ) -> LineEvent {
+    edit(con, prompt, hist, complete, usize::MAX)
+}
+
+/// Reads a short answer (a menu choice) of at most `max` characters, with
+/// the same editing but no history or completion. `None` if the input
+/// ended; Ctrl-C gives an empty answer.
+pub fn read_answer(con: &mut dyn Console, prompt: &str, max: usize) -> Option<String> {
+    match edit(con, prompt, &InputHistory::default(), &|_| Vec::new(), max) {
+        LineEvent::Line(s) => Some(s),
+        LineEvent::Cancelled => Some(String::new()),
+        LineEvent::Eof => None,
+    }
+}
+
+/// [`read_line`] taking at most `max` characters.
+fn edit(
+    con: &mut dyn Console,
+    prompt: &str,
+    hist: &InputHistory,
+    complete: &dyn Fn(&str) -> Vec<&'static str>,
+    max: usize,
+) -> LineEvent {
     con.write_str(prompt);
     let echo = !con.is_interactive();
     let mut ed = Editor { con, buf: Vec::new(), cur: 0, echo };
@@ -99,7 +121,7 @@ pub fn read_line(
                 ed.put("\n");
                 return LineEvent::Line(ed.buf.iter().collect());
             }
-            Key::Char(c) if !c.is_control() => {
+            Key::Char(c) if !c.is_control() && ed.buf.len() < max => {
                 ed.buf.insert(ed.cur, c);
                 let mut s = [0u8; 4];
                 ed.put(c.encode_utf8(&mut s));
@@ -190,7 +212,6 @@ pub fn read_line(
         }
     }
 }
-
 
 /// The longest prefix all of `words` share.
 fn common_prefix<'a>(words: &[&'a str]) -> &'a str {

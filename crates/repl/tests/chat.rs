@@ -1,12 +1,13 @@
 //! The chat REPL driven by a scripted console over stories260K.
 
+#[path = "../../engine/tests/common/mod.rs"]
 mod common;
 use common::*;
 
 use std::collections::VecDeque;
 
-use engine::chat::{Chat, ChatSettings, ReplExit};
-use engine::console::{Console, Key};
+use repl::{Chat, ChatSettings, ReplExit};
+use repl::{Console, Key};
 use engine::load::load;
 use kernels::exec::Serial;
 

@@ -1,11 +1,12 @@
 //! A templated multi-turn chat on a random-weight model with the real Llama-2
 //! vocabulary and TinyLlama's zephyr template.
 
+#[path = "../../engine/tests/common/mod.rs"]
 mod common;
 use common::*;
 
-use engine::chat::{Chat, ChatSettings};
-use engine::console::{Console, Key};
+use repl::{Chat, ChatSettings};
+use repl::{Console, Key};
 use engine::gguf::Value;
 use engine::load::load;
 use engine::template::{Message, Template};

@@ -2,22 +2,20 @@
 //! editing, slash commands, streaming replies, and a conversation whose
 //! history lives in the KV cache.
 
-mod line;
-
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+use engine::generate::{Generation, Hooks, StopReason};
+use engine::model::{KvType, Model, Session};
+use engine::sampler::{Sampler, SamplerConfig};
+use engine::template::{ChatEncoder, Stops, Template};
+use engine::tokenizer::Tokenizer;
+use engine::{Error, Result};
 use kernels::exec::Executor;
 
 use crate::console::{Console, Key};
-use crate::generate::{Generation, Hooks, StopReason};
-use crate::model::{KvType, Model, Session};
-use crate::sampler::{Sampler, SamplerConfig};
-use crate::template::{ChatEncoder, Stops, Template};
-use crate::tokenizer::Tokenizer;
-use crate::{Error, Result};
-pub use line::{read_line, InputHistory, LineEvent};
+use crate::line::{read_line, InputHistory, LineEvent};
 
 /// Turns kept in a conversation; the prompt shows `[Turn k/10]`.
 pub const MAX_TURNS: usize = 10;
@@ -281,14 +279,14 @@ impl Chat {
         let session = Session::with_kv_type(&model, n_ctx, settings.kv_type)?;
         let sampler = Sampler::new(settings.sampler_config(), model.config.vocab_size);
         let (template, template_note) =
-            match crate::template::choose(model.chat_template.as_deref(), model.config.arch.name(), None) {
+            match engine::template::choose(model.chat_template.as_deref(), model.config.arch.name(), None) {
                 Ok(t) => t,
                 Err(e) => (Template::None, Some(e.to_string())),
             };
         let enc = ChatEncoder::new(&tokenizer, template);
         let stops = enc.stops(&tokenizer);
         let default_system = match template {
-            Template::ChatMl => model.chat_template.as_deref().and_then(crate::template::default_system_prompt),
+            Template::ChatMl => model.chat_template.as_deref().and_then(engine::template::default_system_prompt),
             _ => None,
         };
         Ok(Chat {
@@ -566,8 +564,11 @@ impl Chat {
                 self.print_stats(con, exec);
                 Ok(())
             }
-            "/temp" => set("temperature", self).map(|_| con.write_str(&format!("temperature = {:.2}\n", self.settings.temperature))),
-            "/tokens" => set("max_tokens", self).map(|_| con.write_str(&format!("max tokens = {}\n", self.settings.max_tokens))),
+            "/temp" => set("temperature", self)
+                .map(|_| con.write_str(&format!("temperature = {:.2}\n", self.settings.temperature))),
+            "/tokens" => {
+                set("max_tokens", self).map(|_| con.write_str(&format!("max tokens = {}\n", self.settings.max_tokens)))
+            }
             "/top_p" => set("top_p", self).map(|_| con.write_str(&format!("top_p = {:.2}\n", self.settings.top_p))),
             "/top_k" => set("top_k", self).map(|_| con.write_str(&format!("top_k = {}\n", self.settings.top_k))),
             "/seed" => set("seed", self).map(|_| con.write_str(&format!("seed = {}\n", self.settings.seed))),
@@ -628,7 +629,7 @@ impl Chat {
         let mut run = || -> Result<()> {
             for _ in 0..n {
                 let l = self.session.eval(&self.model, &[tok], exec)?;
-                tok = crate::sampler::argmax(l);
+                tok = engine::sampler::argmax(l);
             }
             Ok(())
         };
