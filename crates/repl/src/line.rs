@@ -86,28 +86,30 @@ pub fn read_line(
     hist: &InputHistory,
     complete: &dyn Fn(&str) -> Vec<&'static str>,
 ) -> LineEvent {
-    edit(con, prompt, hist, complete, usize::MAX)
+    edit(con, prompt, hist, complete, None)
 }
 
 /// Reads a short answer (a menu choice) of at most `max` characters, with
 /// the same editing but no history or completion. `None` if the input
-/// ended; Ctrl-C gives an empty answer.
+/// ended; Esc or Ctrl-C give an empty answer.
 pub fn read_answer(con: &mut dyn Console, prompt: &str, max: usize) -> Option<String> {
-    match edit(con, prompt, &InputHistory::default(), &|_| Vec::new(), max) {
+    match edit(con, prompt, &InputHistory::default(), &|_| Vec::new(), Some(max)) {
         LineEvent::Line(s) => Some(s),
         LineEvent::Cancelled => Some(String::new()),
         LineEvent::Eof => None,
     }
 }
 
-/// [`read_line`] taking at most `max` characters.
+/// [`read_line`], or with `answer` set [`read_answer`] taking at most that
+/// many characters.
 fn edit(
     con: &mut dyn Console,
     prompt: &str,
     hist: &InputHistory,
     complete: &dyn Fn(&str) -> Vec<&'static str>,
-    max: usize,
+    answer: Option<usize>,
 ) -> LineEvent {
+    let max = answer.unwrap_or(usize::MAX);
     con.write_str(prompt);
     let echo = !con.is_interactive();
     let mut ed = Editor { con, buf: Vec::new(), cur: 0, echo };
@@ -199,6 +201,10 @@ fn edit(
                     ed.put(&text);
                     ed.cur = ed.buf.len();
                 }
+            }
+            Key::CtrlC | Key::Esc if answer.is_some() => {
+                ed.put("\n");
+                return LineEvent::Cancelled;
             }
             Key::CtrlC => {
                 ed.put("^C\n");

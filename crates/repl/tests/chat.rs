@@ -212,3 +212,18 @@ fn line_editing_keys() {
     let users: Vec<&str> = c.turns.iter().map(|t| t.user.as_str()).collect();
     assert_eq!(users, ["Lily", "Lily"], "{}", con.out);
 }
+
+#[test]
+fn menu_answers_are_short_and_esc_or_ctrl_c_abandon_them() {
+    let mut con = Script::new(&[]);
+    con.keys =
+        [Key::Char('1'), Key::Char('2'), Key::Char('3'), Key::Backspace, Key::Enter, Key::Char('9'), Key::Esc, Key::CtrlC]
+            .into_iter()
+            .collect();
+    // '3' is past the limit of 2; Backspace then erases the '2'.
+    assert_eq!(repl::read_answer(&mut con, "pick: ", 2).as_deref(), Some("1"));
+    assert_eq!(repl::read_answer(&mut con, "pick: ", 2).as_deref(), Some(""));
+    assert_eq!(repl::read_answer(&mut con, "pick: ", 2).as_deref(), Some(""));
+    assert_eq!(repl::read_answer(&mut con, "pick: ", 2), None, "the input ended");
+    assert_eq!(con.out, "pick: 12\x08 \x08\npick: 9\npick: \npick: ");
+}
