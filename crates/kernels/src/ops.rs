@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use crate::cast::{bytes_of, view};
 use crate::cpu::{level, SimdLevel};
 use crate::exec::Executor;
+pub use crate::math::{exp, exp_f64, gelu_tanh, libm_sqrt, ln_f64, powf_f64, silu, sin_cos, sin_cos_f64};
 use crate::quant::{
     self, BlockIQ4NL, BlockIQ4XS, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ6Kx8, BlockQ8K,
     BlockQ8_0, BlockQ8_1, QK8_0, QK8_1, QK_K,
@@ -296,7 +297,7 @@ pub fn quantize_row_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
     #[cfg(target_arch = "x86_64")]
     if simd() {
         // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        return unsafe { crate::avx2::quantize_row_q8_0(x, out) };
+        return unsafe { crate::arch::x86_64::avx2::quantize_row_q8_0(x, out) };
     }
     quant::quantize_row_q8_0(x, out)
 }
@@ -306,7 +307,7 @@ pub fn quantize_row_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
     #[cfg(target_arch = "x86_64")]
     if simd() {
         // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        return unsafe { crate::avx2::quantize_row_q8_1(x, out) };
+        return unsafe { crate::arch::x86_64::avx2::quantize_row_q8_1(x, out) };
     }
     quant::quantize_row_q8_1(x, out)
 }
@@ -316,7 +317,7 @@ pub fn quantize_row_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
     #[cfg(target_arch = "x86_64")]
     if simd() {
         // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        return unsafe { crate::avx2::quantize_row_q8_k(x, out) };
+        return unsafe { crate::arch::x86_64::avx2::quantize_row_q8_k(x, out) };
     }
     quant::quantize_row_q8_k(x, out)
 }
@@ -327,7 +328,7 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if simd() {
         // SAFETY: level() >= Avx2 means AVX2, FMA and F16C are present and enabled.
-        return unsafe { crate::avx2::dot_f32(a, b) };
+        return unsafe { crate::arch::x86_64::avx2::dot_f32(a, b) };
     }
     scalar::dot_f32(a, b)
 }
@@ -338,7 +339,7 @@ pub fn axpy(out: &mut [f32], a: f32, x: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     if simd() {
         // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        return unsafe { crate::avx2::axpy(out, a, x) };
+        return unsafe { crate::arch::x86_64::avx2::axpy(out, a, x) };
     }
     scalar::axpy(out, a, x)
 }
@@ -412,10 +413,10 @@ fn tile<const R: usize, const C: usize>(
                 // SAFETY: isa() is Vnni only when level() >= Avx512Vnni: AVX-512 F/BW/VL/VNNI, AVX2, FMA and
                 // F16C are present and enabled.
                 #[cfg(target_arch = "x86_64")]
-                Isa::Vnni => unsafe { crate::avx512::tiles::$name::<R, C>(ws, xs) },
+                Isa::Vnni => unsafe { crate::arch::x86_64::avx512::tiles::$name::<R, C>(ws, xs) },
                 // SAFETY: isa() is Avx2 only when level() >= Avx2: AVX2, FMA and F16C are present and enabled.
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => unsafe { crate::avx2::tiles::$name::<R, C>(ws, xs) },
+                Isa::Avx2 => unsafe { crate::arch::x86_64::avx2::tiles::$name::<R, C>(ws, xs) },
                 Isa::Scalar => core::array::from_fn(|r| core::array::from_fn(|c| $scalar(ws[r], xs[c]))),
             }
         }};
@@ -426,7 +427,7 @@ fn tile<const R: usize, const C: usize>(
         if let (Weights::Q4_0(m), Acts::Q8_0(q, _, d, nb)) = (w, acts) {
             let (x, xd) = (&q[j0 * nb..(j0 + 1) * nb], &d[j0 * nb..(j0 + 1) * nb]);
             // SAFETY: isa() is Vnni only when level() >= Avx512Vnni: AVX-512 F/BW/VL/VNNI present and enabled.
-            let v = unsafe { crate::avx512::q4_0_row(&m[r0 * nb..(r0 + 1) * nb], x, xd) };
+            let v = unsafe { crate::arch::x86_64::avx512::q4_0_row(&m[r0 * nb..(r0 + 1) * nb], x, xd) };
             return [[v; C]; R];
         }
     }
@@ -621,11 +622,11 @@ fn drive_oct(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out:
                 let mut o = [[0.0f32; 8]; C];
                 if cw == C {
                     // SAFETY: drive_oct runs only when isa() is Vnni: AVX-512 F/BW/VL/VNNI present and enabled.
-                    o = unsafe { crate::avx512::$f::<C>(ws, core::array::from_fn(x), core::array::from_fn(s)) };
+                    o = unsafe { crate::arch::x86_64::avx512::$f::<C>(ws, core::array::from_fn(x), core::array::from_fn(s)) };
                 } else {
                     for c in 0..cw {
                         // SAFETY: as above.
-                        o[c] = unsafe { crate::avx512::$f::<1>(ws, [x(c)], [s(c)]) }[0];
+                        o[c] = unsafe { crate::arch::x86_64::avx512::$f::<1>(ws, [x(c)], [s(c)]) }[0];
                     }
                 }
                 o
@@ -675,12 +676,12 @@ fn drive_x8(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: 
                             // SAFETY: the module matches isa(): Vnni only when level() >= Avx512Vnni (AVX-512
                             // F/BW/VL/VNNI, AVX2, FMA, F16C present and enabled), Avx2 when level() >= Avx2.
                             o = unsafe {
-                                crate::x8::$m::q4_0x8::<C>(w, core::array::from_fn(x), core::array::from_fn(xd), core::array::from_fn(s))
+                                crate::arch::x86_64::x8::$m::q4_0x8::<C>(w, core::array::from_fn(x), core::array::from_fn(xd), core::array::from_fn(s))
                             };
                         } else {
                             for c in 0..cw {
                                 // SAFETY: as above.
-                                o[c] = unsafe { crate::x8::$m::q4_0x8::<1>(w, [x(c)], [xd(c)], [s(c)]) }[0];
+                                o[c] = unsafe { crate::arch::x86_64::x8::$m::q4_0x8::<1>(w, [x(c)], [xd(c)], [s(c)]) }[0];
                             }
                         }
                     }};
@@ -706,13 +707,13 @@ fn drive_x8(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: 
                         let mut c = 0;
                         while c + 4 <= cw {
                             // SAFETY: as for Q4_0 above.
-                            let r = unsafe { crate::x8::$m::$f::<4>(w, core::array::from_fn(|k| x(c + k))) };
+                            let r = unsafe { crate::arch::x86_64::x8::$m::$f::<4>(w, core::array::from_fn(|k| x(c + k))) };
                             o[c..c + 4].copy_from_slice(&r);
                             c += 4;
                         }
                         for c in c..cw {
                             // SAFETY: as above.
-                            o[c] = unsafe { crate::x8::$m::$f::<1>(w, [x(c)]) }[0];
+                            o[c] = unsafe { crate::arch::x86_64::x8::$m::$f::<1>(w, [x(c)]) }[0];
                         }
                     }};
                 }
@@ -834,14 +835,14 @@ fn matvec_rows(w: Weights<'_>, cols: usize, acts: Acts<'_>, r0: usize, out: &mut
                     for (o, row) in out.iter_mut().zip(rows) {
                         // SAFETY: isa() is Vnni only when level() >= Avx512Vnni: AVX-512 F/BW/VL/VNNI,
                         // AVX2, FMA and F16C are present and enabled.
-                        *o = unsafe { crate::avx512::tiles::$name::<1, 1>([row], [x]) }[0][0];
+                        *o = unsafe { crate::arch::x86_64::avx512::tiles::$name::<1, 1>([row], [x]) }[0][0];
                     }
                 }
                 #[cfg(target_arch = "x86_64")]
                 Isa::Avx2 => {
                     for (o, row) in out.iter_mut().zip(rows) {
                         // SAFETY: isa() is Avx2 only when level() >= Avx2: AVX2, FMA and F16C are present.
-                        *o = unsafe { crate::avx2::tiles::$name::<1, 1>([row], [x]) }[0][0];
+                        *o = unsafe { crate::arch::x86_64::avx2::tiles::$name::<1, 1>([row], [x]) }[0][0];
                     }
                 }
                 Isa::Scalar => {
@@ -858,7 +859,7 @@ fn matvec_rows(w: Weights<'_>, cols: usize, acts: Acts<'_>, r0: usize, out: &mut
         let (x, xd, n) = (&q[..nb], &d[..nb], out.len());
         for (o, row) in out.iter_mut().zip(m[r0 * nb..(r0 + n) * nb].chunks_exact(nb)) {
             // SAFETY: level is Vnni: AVX-512 F/BW/VL/VNNI present and enabled.
-            *o = unsafe { crate::avx512::q4_0_row(row, x, xd) };
+            *o = unsafe { crate::arch::x86_64::avx512::q4_0_row(row, x, xd) };
         }
         return;
     }
@@ -930,7 +931,7 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     #[cfg(target_arch = "x86_64")]
     if simd() {
         // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        return unsafe { crate::avx2::scale_mul(out, x, s, w) };
+        return unsafe { crate::arch::x86_64::avx2::scale_mul(out, x, s, w) };
     }
     scalar::scale_mul(out, x, s, w)
 }
@@ -952,15 +953,9 @@ pub fn softmax(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if simd() {
         // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        return unsafe { crate::avx2::softmax(x) };
+        return unsafe { crate::arch::x86_64::avx2::softmax(x) };
     }
     scalar::softmax(x)
-}
-
-/// SiLU: x * sigmoid(x).
-#[inline]
-pub fn silu(x: f32) -> f32 {
-    x / (1.0 + exp(-x))
 }
 
 /// `h[i] = silu(h[i]) * u[i]` (SwiGLU), vectorised; the same bits as the
@@ -969,24 +964,10 @@ pub fn swiglu(h: &mut [f32], u: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     if simd() {
         // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        return unsafe { crate::avx2::swiglu(h, u) };
+        return unsafe { crate::arch::x86_64::avx2::swiglu(h, u) };
     }
     scalar::swiglu(h, u)
 }
-
-/// GELU, tanh approximation (`gelu_new`, `gelu_pytorch_tanh`), with
-/// tanh(y) = 1 - 2 / (exp(2y) + 1) from the libm-free [`exp`], so that the
-/// vectorised form ([`geglu`]) has the same bits.
-#[inline]
-pub fn gelu_tanh(x: f32) -> f32 {
-    let y = GELU_S * (x + GELU_C * x * x * x);
-    let t = 1.0 - 2.0 / (exp(2.0 * y) + 1.0);
-    0.5 * x * (1.0 + t)
-}
-
-/// sqrt(2/pi) and the cubic coefficient of the GELU tanh approximation.
-pub(crate) const GELU_S: f32 = 0.797_884_6;
-pub(crate) const GELU_C: f32 = 0.044_715;
 
 /// `h[i] = gelu_tanh(h[i]) * u[i]` (GeGLU), or `h[i] = gelu_tanh(h[i])`
 /// without `u`; vectorised, the same bits as [`gelu_tanh`] per element.
@@ -997,7 +978,7 @@ pub fn geglu(h: &mut [f32], u: Option<&[f32]>) {
     #[cfg(target_arch = "x86_64")]
     if simd() {
         // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        return unsafe { crate::avx2::geglu(h, u) };
+        return unsafe { crate::arch::x86_64::avx2::geglu(h, u) };
     }
     scalar::geglu(h, u)
 }
@@ -1035,183 +1016,12 @@ pub fn rope_heads(v: &mut [f32], head_dim: usize, pos: usize, n_rot: usize, inv_
             #[cfg(target_arch = "x86_64")]
             if simd() {
                 // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-                unsafe { crate::avx2::rotate_pairs(h, start, cos, sin, neox, n_rot / 2) };
+                unsafe { crate::arch::x86_64::avx2::rotate_pairs(h, start, cos, sin, neox, n_rot / 2) };
                 continue;
             }
             scalar::rotate_pairs(h, start, cos, sin, neox, n_rot / 2);
         }
         start = end;
-    }
-}
-
-// ---- libm-free math (core has no transcendental functions) ----
-
-/// Square root. `core` has no `sqrt` on f32 in no_std; SSE2 has it in hardware.
-#[inline]
-pub fn libm_sqrt(x: f32) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use core::arch::x86_64::{_mm_cvtss_f32, _mm_set_ss, _mm_sqrt_ss};
-        // SAFETY: SSE is part of the x86_64 baseline and of our UEFI target
-        // spec (+sse,+sse2), so these instructions always exist.
-        unsafe { _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(x))) }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        // Newton iterations from a bit-level guess.
-        if x <= 0.0 {
-            return if x == 0.0 { 0.0 } else { f32::NAN };
-        }
-        let mut y = f32::from_bits((x.to_bits() >> 1) + 0x1fc0_0000);
-        for _ in 0..4 {
-            y = 0.5 * (y + x / y);
-        }
-        y
-    }
-}
-
-/// Cody-Waite split of ln 2: the high part has few bits, so n * LN2_HI is exact.
-pub(crate) const LN2_HI: f32 = 0.693_359_4;
-pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
-/// Minimax coefficients of (e^r - 1 - r) / r^2 on |r| <= ln2 / 2 (Cephes expf).
-pub(crate) const EXP_P: [f32; 6] = [1.987_569_2e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5];
-
-/// e^x in f32, within 2 ulp: x = n ln2 + r, a degree-7 polynomial in r, then
-/// 2^n in two steps (so subnormal results round once). The SIMD twins
-/// (`avx2::exp8`) use the same operations (no fused multiply-adds), so
-/// vectorised softmax and SwiGLU give the same bits as this.
-#[inline]
-pub fn exp(x: f32) -> f32 {
-    if x.is_nan() {
-        return x;
-    }
-    // Outside these bounds the result is infinite or rounds to zero.
-    let x = x.clamp(-104.0, 89.0);
-    let t = x * core::f32::consts::LOG2_E + 0.5;
-    // floor without libm: truncate, then step down for negative non-integers.
-    let ti = t as i32;
-    let n = (ti - i32::from((ti as f32) > t)) as f32;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
-    let r2 = r * r;
-    let mut p = EXP_P[0];
-    for &c in &EXP_P[1..] {
-        p = p * r + c;
-    }
-    let y = (p * r2 + r) + 1.0;
-    let n = n as i32;
-    let n1 = n >> 1;
-    let n2 = n - n1;
-    y * f32::from_bits(((n1 + 127) as u32) << 23) * f32::from_bits(((n2 + 127) as u32) << 23)
-}
-
-/// e^x in f64: range reduction by ln2 and a degree-13 Taylor polynomial.
-pub fn exp_f64(x: f64) -> f64 {
-    if x.is_nan() {
-        return x;
-    }
-    if x > 709.0 {
-        return f64::INFINITY;
-    }
-    if x < -745.0 {
-        return 0.0;
-    }
-    const LN2: f64 = core::f64::consts::LN_2;
-    let k = (x / LN2 + if x >= 0.0 { 0.5 } else { -0.5 }) as i64;
-    let r = x - k as f64 * LN2;
-    // |r| <= ln2/2: Taylor series converges quickly.
-    let mut term = 1.0;
-    let mut sum = 1.0;
-    for i in 1..14 {
-        term *= r / i as f64;
-        sum += term;
-    }
-    // Multiply by 2^k in two steps to cover subnormal results.
-    let k1 = k / 2;
-    let k2 = k - k1;
-    sum * pow2(k1) * pow2(k2)
-}
-
-#[inline]
-fn pow2(k: i64) -> f64 {
-    f64::from_bits(((k + 1023).clamp(0, 2046) as u64) << 52)
-}
-
-/// Natural log in f64 (for RoPE frequency tables and samplers).
-pub fn ln_f64(x: f64) -> f64 {
-    if x.is_nan() || x < 0.0 {
-        return f64::NAN;
-    }
-    if x == 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if x.is_infinite() {
-        return x;
-    }
-    // x = m * 2^e with m in [1, 2)
-    let bits = x.to_bits();
-    let mut e = ((bits >> 52) & 0x7ff) as i64 - 1023;
-    let mut m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
-    if (bits >> 52) & 0x7ff == 0 {
-        // subnormal
-        let y = x * f64::from_bits(0x4350_0000_0000_0000); // 2^54
-        return ln_f64(y) - 54.0 * core::f64::consts::LN_2;
-    }
-    if m > core::f64::consts::SQRT_2 {
-        m /= 2.0;
-        e += 1;
-    }
-    // ln(m) = 2 atanh((m-1)/(m+1))
-    let t = (m - 1.0) / (m + 1.0);
-    let t2 = t * t;
-    let mut term = t;
-    let mut sum = 0.0;
-    let mut k = 1.0;
-    while k < 60.0 {
-        sum += term / k;
-        term *= t2;
-        k += 2.0;
-    }
-    2.0 * sum + e as f64 * core::f64::consts::LN_2
-}
-
-/// base^y for base > 0, in f64.
-pub fn powf_f64(base: f64, y: f64) -> f64 {
-    exp_f64(y * ln_f64(base))
-}
-
-/// sin and cos of an f32 angle, computed in f64 with range reduction.
-pub fn sin_cos(x: f32) -> (f32, f32) {
-    let (s, c) = sin_cos_f64(f64::from(x));
-    (s as f32, c as f32)
-}
-
-/// sin and cos in f64, accurate to ~1e-15 for |x| up to ~1e6.
-pub fn sin_cos_f64(x: f64) -> (f64, f64) {
-    use core::f64::consts::FRAC_PI_2;
-    // Reduce by pi/2 using a two-part constant (Cody-Waite).
-    const P1: f64 = FRAC_PI_2; // pi/2 rounded to f64: the high part
-    const P2: f64 = 6.123_233_995_736_766e-17; // pi/2 - P1
-    let k = (x / FRAC_PI_2 + if x >= 0.0 { 0.5 } else { -0.5 }) as i64;
-    let r = (x - k as f64 * P1) - k as f64 * P2;
-    let r2 = r * r;
-    // Taylor series on |r| <= pi/4.
-    let mut s = r;
-    let mut c = 1.0;
-    let mut ts = r;
-    let mut tc = 1.0;
-    // |r| <= pi/4: the terms after the eighth are below 1e-19.
-    for i in 1..9 {
-        let i = i as f64;
-        ts *= -r2 / ((2.0 * i) * (2.0 * i + 1.0));
-        tc *= -r2 / ((2.0 * i - 1.0) * (2.0 * i));
-        s += ts;
-        c += tc;
-    }
-    match k.rem_euclid(4) {
-        0 => (s, c),
-        1 => (c, -s),
-        2 => (-s, -c),
-        _ => (-c, s),
     }
 }
 
@@ -1341,7 +1151,7 @@ pub fn attention_batch(
 /// doing nothing, if that memory cannot be had.
 #[cfg(target_arch = "x86_64")]
 fn drive_f32(exec: &dyn Executor, w: &[f32], cols: usize, xs: &[f32], n: usize, xq: &mut ActScratch, out: &mut [f32]) -> bool {
-    use crate::avx512_f32::{act_stride, rows as f32_rows, scratch_len, R};
+    use crate::arch::x86_64::avx512_f32::{act_stride, rows as f32_rows, scratch_len, R};
     let rows = out.len() / n;
     let tiles = rows.div_ceil(R);
     let threads = exec.n_threads().max(1);

@@ -50,7 +50,7 @@ fn avx2_dot_f32_matches_scalar() {
         let (a, b) = (r.vec(n), r.vec(n));
         let s = scalar::dot_f32(&a, &b);
         // SAFETY: AVX2 checked above.
-        let v = unsafe { crate::avx2::dot_f32(&a, &b) };
+        let v = unsafe { crate::arch::x86_64::avx2::dot_f32(&a, &b) };
         assert!(close(s, v, n), "n={n}: {s} vs {v}");
     }
 }
@@ -62,13 +62,13 @@ macro_rules! for_each_level {
     (|$m:ident, $name:ident| $body:block) => {{
         if have_avx2() {
             #[allow(unused_imports)]
-            use crate::avx2::tiles as $m;
+            use crate::arch::x86_64::avx2::tiles as $m;
             let $name = "avx2";
             $body
         }
         if detect().best_level() >= SimdLevel::Avx512Vnni {
             #[allow(unused_imports)]
-            use crate::avx512::tiles as $m;
+            use crate::arch::x86_64::avx512::tiles as $m;
             let $name = "avx512vnni";
             $body
         } else {
@@ -139,7 +139,7 @@ fn avx2_axpy_matches_scalar() {
         let mut b = a.clone();
         scalar::axpy(&mut a, 0.7, &x);
         // SAFETY: AVX2 checked above.
-        unsafe { crate::avx2::axpy(&mut b, 0.7, &x) };
+        unsafe { crate::arch::x86_64::avx2::axpy(&mut b, 0.7, &x) };
         for (p, q) in a.iter().zip(&b) {
             assert!((p - q).abs() <= 1e-6 * (1.0 + p.abs()));
         }
@@ -424,7 +424,7 @@ fn avx2_softmax_and_swiglu_are_bit_identical_to_scalar() {
         let mut b = x.clone();
         scalar::softmax(&mut a);
         // SAFETY: AVX2 checked above.
-        unsafe { crate::avx2::softmax(&mut b) };
+        unsafe { crate::arch::x86_64::avx2::softmax(&mut b) };
         assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "softmax n={n}");
         if n > 0 {
             let s: f32 = a.iter().sum();
@@ -435,7 +435,7 @@ fn avx2_softmax_and_swiglu_are_bit_identical_to_scalar() {
         let mut b = x;
         scalar::swiglu(&mut a, &u);
         // SAFETY: AVX2 checked above.
-        unsafe { crate::avx2::swiglu(&mut b, &u) };
+        unsafe { crate::arch::x86_64::avx2::swiglu(&mut b, &u) };
         assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "swiglu n={n}");
     }
     // Large negative inputs (exp underflows) and huge ones.
@@ -444,7 +444,7 @@ fn avx2_softmax_and_swiglu_are_bit_identical_to_scalar() {
     let u = [1.0f32; 9];
     scalar::swiglu(&mut a, &u);
     // SAFETY: AVX2 checked above.
-    unsafe { crate::avx2::swiglu(&mut b, &u) };
+    unsafe { crate::arch::x86_64::avx2::swiglu(&mut b, &u) };
     assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits));
 }
 
@@ -483,14 +483,14 @@ fn avx2_rmsnorm_and_geglu_are_bit_identical_to_scalar() {
         let (mut a, mut b) = (std::vec![0.0f32; n], std::vec![0.0f32; n]);
         scalar::scale_mul(&mut a, &x, 0.37, &w);
         // SAFETY: AVX2 checked above.
-        unsafe { crate::avx2::scale_mul(&mut b, &x, 0.37, &w) };
+        unsafe { crate::arch::x86_64::avx2::scale_mul(&mut b, &x, 0.37, &w) };
         assert_eq!(a, b, "scale_mul n={n}");
         for gate in [false, true] {
             let u = gate.then(|| r.vec(n));
             let (mut a, mut b) = (x.clone(), x.clone());
             scalar::geglu(&mut a, u.as_deref());
             // SAFETY: AVX2 checked above.
-            unsafe { crate::avx2::geglu(&mut b, u.as_deref()) };
+            unsafe { crate::arch::x86_64::avx2::geglu(&mut b, u.as_deref()) };
             assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "geglu n={n} gate={gate}");
         }
     }
@@ -498,7 +498,7 @@ fn avx2_rmsnorm_and_geglu_are_bit_identical_to_scalar() {
     let mut b = a;
     scalar::geglu(&mut a, None);
     // SAFETY: AVX2 checked above.
-    unsafe { crate::avx2::geglu(&mut b, None) };
+    unsafe { crate::arch::x86_64::avx2::geglu(&mut b, None) };
     assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits));
     assert_eq!(&a[..9], &[-0.0, -0.0, -0.0, 0.0, 5e-31, -5e-31, a[6], 60.0, 1e20]);
     assert!(a[9].is_nan());
@@ -579,7 +579,7 @@ fn avx2_rope_rotation_is_bit_identical_to_scalar() {
                 let (mut a, mut b) = (h.clone(), h.clone());
                 scalar::rotate_pairs(&mut a, start, &cos, &sin, neox, off);
                 // SAFETY: AVX2 checked above.
-                unsafe { crate::avx2::rotate_pairs(&mut b, start, &cos, &sin, neox, off) };
+                unsafe { crate::arch::x86_64::avx2::rotate_pairs(&mut b, start, &cos, &sin, neox, off) };
                 assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "n={n} start={start} neox={neox}");
                 if n > 0 {
                     assert_ne!(a, h, "n={n}: nothing rotated");

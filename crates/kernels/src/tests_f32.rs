@@ -31,7 +31,7 @@ fn have_avx512() -> bool {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn zmm_f32_tiles_match_scalar_twin() {
-    use crate::avx512_f32::{gemm_ref, rows as f32_rows, scratch_len};
+    use crate::arch::x86_64::avx512_f32::{gemm_ref, rows as f32_rows, scratch_len};
     if !have_avx512() {
         return;
     }
@@ -76,7 +76,7 @@ fn scalar_twin_is_near_exact() {
     let (rows, cols, n) = (9, 301, 4);
     let (w, xs) = (rng.vec(rows * cols), rng.vec(n * cols));
     let mut got = std::vec![0.0f32; n * rows];
-    crate::avx512_f32::gemm_ref(&w, cols, &xs, n, &mut got);
+    crate::arch::x86_64::avx512_f32::gemm_ref(&w, cols, &xs, n, &mut got);
     let want: Vec<f32> = (0..n * rows)
         .map(|i| {
             let (j, r) = (i / rows, i % rows);

@@ -209,7 +209,7 @@ fn word_wise_scale_unpacking_equals_scale_min_k4() {
     let mut r = Rng(30);
     for _ in 0..2000 {
         let q: [u8; 12] = core::array::from_fn(|_| r.u32() as u8);
-        let (sc, m) = crate::avx2::scales_mins(&q);
+        let (sc, m) = crate::arch::x86_64::avx2::scales_mins(&q);
         for j in 0..8 {
             assert_eq!((sc[j], m[j]), scale_min_k4(j, &q), "{q:?} sub-block {j}");
         }
@@ -571,10 +571,10 @@ fn vnni_row_octets_match_scalar() {
             ($f:ident, $field:ident, $scalar:path) => {{
                 let ws: [&[_]; 8] = core::array::from_fn(|k| rows[k].$field.as_slice());
                 // SAFETY: VNNI checked above.
-                let eight = unsafe { crate::avx512::$f::<8>(ws, xs, ss) };
+                let eight = unsafe { crate::arch::x86_64::avx512::$f::<8>(ws, xs, ss) };
                 for c in 0..8 {
                     // SAFETY: as above.
-                    let one = unsafe { crate::avx512::$f::<1>(ws, [xs[c]], [ss[c]]) }[0];
+                    let one = unsafe { crate::arch::x86_64::avx512::$f::<1>(ws, [xs[c]], [ss[c]]) }[0];
                     for k in 0..8 {
                         let want = $scalar(ws[k], xs[c]);
                         let scale =
@@ -609,9 +609,9 @@ fn vnni_q4_0_row_kernel_has_the_bits_of_the_tiles() {
         // SAFETY: VNNI (and so AVX2) checked above.
         let (row, vnni, avx2) = unsafe {
             (
-                crate::avx512::q4_0_row(&c.w4, &c.q8_0, &c.q8_0.iter().map(|b| f16_to_f32(b.d)).collect::<Vec<f32>>()),
-                crate::avx512::tiles::tile_q4_0::<1, 1>([&c.w4], [&c.q8_0])[0][0],
-                crate::avx2::tiles::tile_q4_0::<1, 1>([&c.w4], [&c.q8_0])[0][0],
+                crate::arch::x86_64::avx512::q4_0_row(&c.w4, &c.q8_0, &c.q8_0.iter().map(|b| f16_to_f32(b.d)).collect::<Vec<f32>>()),
+                crate::arch::x86_64::avx512::tiles::tile_q4_0::<1, 1>([&c.w4], [&c.q8_0])[0][0],
+                crate::arch::x86_64::avx2::tiles::tile_q4_0::<1, 1>([&c.w4], [&c.q8_0])[0][0],
             )
         };
         assert_eq!(row.to_bits(), vnni.to_bits(), "nb={nb}: {row} vs {vnni}");
@@ -758,13 +758,13 @@ fn avx2_activation_quantizers_are_bit_identical() {
         let mut b = a.clone();
         quantize_row_q8_0(&x, &mut a);
         // SAFETY: AVX2 + FMA checked above.
-        unsafe { crate::avx2::quantize_row_q8_0(&x, &mut b) };
+        unsafe { crate::arch::x86_64::avx2::quantize_row_q8_0(&x, &mut b) };
         assert_eq!(a, b, "q8_0 trial {trial}");
         let mut a = std::vec![BlockQ8K::default(); 4];
         let mut b = a.clone();
         quantize_row_q8_k(&x, &mut a);
         // SAFETY: AVX2 + FMA checked above.
-        unsafe { crate::avx2::quantize_row_q8_k(&x, &mut b) };
+        unsafe { crate::arch::x86_64::avx2::quantize_row_q8_k(&x, &mut b) };
         for (p, q) in a.iter().zip(&b) {
             assert_eq!((p.d.to_bits(), p.qs, p.bsums), (q.d.to_bits(), q.qs, q.bsums), "q8_k trial {trial}");
         }
@@ -896,7 +896,7 @@ fn avx2_q8_1_quantizer_is_bit_identical() {
         let mut b = a.clone();
         quantize_row_q8_1(&x, &mut a);
         // SAFETY: AVX2 + FMA checked above.
-        unsafe { crate::avx2::quantize_row_q8_1(&x, &mut b) };
+        unsafe { crate::arch::x86_64::avx2::quantize_row_q8_1(&x, &mut b) };
         assert_eq!(a, b, "trial {trial}");
     }
 }
@@ -1209,7 +1209,7 @@ fn iq4_nl_dots_match_scalar_and_dequantized_at_every_level() {
                     cs.iter().map(|c| c.3.iter().map(|b| b.qs.iter().map(|&q| i32::from(q)).sum()).collect()).collect();
                 let s8: [&[i32]; 8] = core::array::from_fn(|k| sums[k].as_slice());
                 // SAFETY: VNNI checked above.
-                let o = unsafe { crate::avx512::oct_iq4_nl::<8>(w8, x8, s8) };
+                let o = unsafe { crate::arch::x86_64::avx512::oct_iq4_nl::<8>(w8, x8, s8) };
                 for c in 0..8 {
                     for k in 0..8 {
                         let want = scalar::dot_iq4_nl(w8[k], x8[c]);

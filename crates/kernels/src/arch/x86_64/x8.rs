@@ -326,7 +326,7 @@ pub(crate) mod avx2 {
     #[inline]
     #[target_feature(enable = "avx2")]
     fn mac(acc: __m256i, u: __m256i, x: __m256i) -> __m256i {
-        _mm256_add_epi32(acc, crate::avx2::mul_sum_u8i8(u, x))
+        _mm256_add_epi32(acc, crate::arch::x86_64::avx2::mul_sum_u8i8(u, x))
     }
     octet_kernels!("avx2,fma,f16c", mac);
 }

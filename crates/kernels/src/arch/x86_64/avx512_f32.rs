@@ -23,7 +23,7 @@
 
 use core::arch::x86_64::*;
 
-use crate::avx2::hsum;
+use crate::arch::x86_64::avx2::hsum;
 
 /// Weight rows per register tile.
 pub(crate) const R: usize = 6;

@@ -223,7 +223,7 @@ macro_rules! tile_kernels {
     ($feat:literal, $mulsum:path) => {
         use core::arch::x86_64::*;
 
-        use crate::avx2::{
+        use crate::arch::x86_64::avx2::{
             bytes_from_bits, hsum, hsum_i32, load32, load_at, mins_dot_bsums, q6_scale_pair, scales_mins, unpack_iq4nl,
             unpack_nibbles, unpack_q4_0, unpack_q5_0,
         };
@@ -779,7 +779,7 @@ pub(crate) use tile_kernels;
 
 /// The tile kernels compiled for AVX2 + FMA + F16C.
 pub(crate) mod tiles {
-    super::tile_kernels!("avx2,fma,f16c", crate::avx2::mul_sum_u8i8);
+    super::tile_kernels!("avx2,fma,f16c", crate::arch::x86_64::avx2::mul_sum_u8i8);
 }
 
 // ---------------------------------------------------------------- activation quantizers
@@ -923,7 +923,7 @@ pub(crate) unsafe fn quantize_row_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn exp8(x: __m256) -> __m256 {
-    use crate::ops::{EXP_P, LN2_HI, LN2_LO};
+    use crate::math::{EXP_P, LN2_HI, LN2_LO};
     let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x);
     let xc = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-104.0)), _mm256_set1_ps(89.0));
     let t = _mm256_add_ps(_mm256_mul_ps(xc, _mm256_set1_ps(core::f32::consts::LOG2_E)), _mm256_set1_ps(0.5));
@@ -982,7 +982,7 @@ fn softmax_impl(x: &mut [f32]) {
     }
     let mut s = hsum(sum);
     for v in &mut x[n8..] {
-        *v = crate::ops::exp(*v - max);
+        *v = crate::math::exp(*v - max);
         s += *v;
     }
     let inv = 1.0 / s;
@@ -1025,7 +1025,7 @@ fn swiglu_impl(h: &mut [f32], u: &[f32]) {
         i += 8;
     }
     for j in n8..n {
-        h[j] = crate::ops::silu(h[j]) * u[j];
+        h[j] = crate::math::silu(h[j]) * u[j];
     }
 }
 
@@ -1060,7 +1060,7 @@ pub(crate) unsafe fn scale_mul(out: &mut [f32], x: &[f32], s: f32, w: &[f32]) {
 
 #[target_feature(enable = "avx2,fma")]
 fn geglu_impl(h: &mut [f32], u: Option<&[f32]>) {
-    use crate::ops::{GELU_C, GELU_S};
+    use crate::math::{GELU_C, GELU_S};
     let n = h.len();
     let n8 = n / 8 * 8;
     let ph = h.as_mut_ptr();
@@ -1085,7 +1085,7 @@ fn geglu_impl(h: &mut [f32], u: Option<&[f32]>) {
         i += 8;
     }
     for j in n8..n {
-        h[j] = crate::ops::gelu_tanh(h[j]) * u.map_or(1.0, |u| u[j]);
+        h[j] = crate::math::gelu_tanh(h[j]) * u.map_or(1.0, |u| u[j]);
     }
 }
 
