@@ -4,7 +4,7 @@
 use alloc::vec::Vec;
 
 use crate::cast::{bytes_of, view};
-use crate::cpu::{level, SimdLevel};
+use crate::cpu::{caps, Caps};
 use crate::exec::Executor;
 pub use crate::math::{exp, exp_f64, gelu_tanh, libm_sqrt, ln_f64, powf_f64, silu, sin_cos, sin_cos_f64};
 use crate::quant::{
@@ -286,18 +286,11 @@ enum Acts<'a> {
     Q8K(&'a [BlockQ8K], usize),
 }
 
-/// Whether the AVX2 kernels may run.
-#[inline]
-fn simd() -> bool {
-    cfg!(target_arch = "x86_64") && level() >= SimdLevel::Avx2
-}
-
 /// Quantizes activations to Q8_0 (bit-identical at every SIMD level).
 pub fn quantize_row_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
     #[cfg(target_arch = "x86_64")]
-    if simd() {
-        // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        return unsafe { crate::arch::x86_64::avx2::quantize_row_q8_0(x, out) };
+    if let Some(t) = crate::cpu::avx2() {
+        return crate::arch::x86_64::avx2::quantize_row_q8_0(t, x, out);
     }
     quant::quantize_row_q8_0(x, out)
 }
@@ -305,9 +298,8 @@ pub fn quantize_row_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
 /// Quantizes activations to Q8_1 (bit-identical at every SIMD level).
 pub fn quantize_row_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
     #[cfg(target_arch = "x86_64")]
-    if simd() {
-        // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        return unsafe { crate::arch::x86_64::avx2::quantize_row_q8_1(x, out) };
+    if let Some(t) = crate::cpu::avx2() {
+        return crate::arch::x86_64::avx2::quantize_row_q8_1(t, x, out);
     }
     quant::quantize_row_q8_1(x, out)
 }
@@ -315,9 +307,8 @@ pub fn quantize_row_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
 /// Quantizes activations to Q8_K (bit-identical at every SIMD level).
 pub fn quantize_row_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
     #[cfg(target_arch = "x86_64")]
-    if simd() {
-        // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        return unsafe { crate::arch::x86_64::avx2::quantize_row_q8_k(x, out) };
+    if let Some(t) = crate::cpu::avx2() {
+        return crate::arch::x86_64::avx2::quantize_row_q8_k(t, x, out);
     }
     quant::quantize_row_q8_k(x, out)
 }
@@ -326,9 +317,8 @@ pub fn quantize_row_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
 #[inline]
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if simd() {
-        // SAFETY: level() >= Avx2 means AVX2, FMA and F16C are present and enabled.
-        return unsafe { crate::arch::x86_64::avx2::dot_f32(a, b) };
+    if let Some(t) = crate::cpu::avx2() {
+        return crate::arch::x86_64::avx2::dot_f32(t, a, b);
     }
     scalar::dot_f32(a, b)
 }
@@ -337,32 +327,10 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 #[inline]
 pub fn axpy(out: &mut [f32], a: f32, x: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    if simd() {
-        // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        return unsafe { crate::arch::x86_64::avx2::axpy(out, a, x) };
+    if let Some(t) = crate::cpu::avx2() {
+        return crate::arch::x86_64::avx2::axpy(t, out, a, x);
     }
     scalar::axpy(out, a, x)
-}
-
-/// The instruction set the matrix kernels use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Isa {
-    Scalar,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    #[cfg(target_arch = "x86_64")]
-    Vnni,
-}
-
-#[inline]
-fn isa() -> Isa {
-    #[cfg(target_arch = "x86_64")]
-    match level() {
-        SimdLevel::Avx512Vnni => return Isa::Vnni,
-        SimdLevel::Avx2 | SimdLevel::Avx512 => return Isa::Avx2,
-        SimdLevel::Scalar => {}
-    }
-    Isa::Scalar
 }
 
 /// The dot kernels of each storage type, one line per type: its weights'
@@ -403,30 +371,30 @@ fn tile<const R: usize, const C: usize>(
     acts: Acts<'_>,
     j0: usize,
 ) -> [[f32; C]; R] {
-    let level = isa();
+    let level = caps();
     macro_rules! go {
         ($m:expr, $x:expr, $len:expr, $scalar:path, $name:ident) => {{
             let len = $len;
             let ws: [&[_]; R] = core::array::from_fn(|r| &$m[(r0 + r) * len..(r0 + r + 1) * len]);
             let xs: [&[_]; C] = core::array::from_fn(|c| &$x[(j0 + c) * len..(j0 + c + 1) * len]);
             match level {
-                // SAFETY: isa() is Vnni only when level() >= Avx512Vnni: AVX-512 F/BW/VL/VNNI, AVX2, FMA and
+                // SAFETY: Caps::Vnni holds the Avx512VnniToken, proof of AVX-512 F/BW/VL/VNNI, AVX2, FMA and
                 // F16C are present and enabled.
                 #[cfg(target_arch = "x86_64")]
-                Isa::Vnni => unsafe { crate::arch::x86_64::avx512::tiles::$name::<R, C>(ws, xs) },
-                // SAFETY: isa() is Avx2 only when level() >= Avx2: AVX2, FMA and F16C are present and enabled.
+                Caps::Vnni(_) => unsafe { crate::arch::x86_64::avx512::tiles::$name::<R, C>(ws, xs) },
+                // SAFETY: Caps::Avx2 holds the Avx2Token, proof of AVX2, FMA and F16C are present and enabled.
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => unsafe { crate::arch::x86_64::avx2::tiles::$name::<R, C>(ws, xs) },
-                Isa::Scalar => core::array::from_fn(|r| core::array::from_fn(|c| $scalar(ws[r], xs[c]))),
+                Caps::Avx2(_) => unsafe { crate::arch::x86_64::avx2::tiles::$name::<R, C>(ws, xs) },
+                Caps::Scalar => core::array::from_fn(|r| core::array::from_fn(|c| $scalar(ws[r], xs[c]))),
             }
         }};
     }
     // Decoding Q4_0 with AVX-512: two blocks per vector, the same bits.
     #[cfg(target_arch = "x86_64")]
-    if R == 1 && C == 1 && level == Isa::Vnni {
+    if R == 1 && C == 1 && matches!(level, Caps::Vnni(_)) {
         if let (Weights::Q4_0(m), Acts::Q8_0(q, _, d, nb)) = (w, acts) {
             let (x, xd) = (&q[j0 * nb..(j0 + 1) * nb], &d[j0 * nb..(j0 + 1) * nb]);
-            // SAFETY: isa() is Vnni only when level() >= Avx512Vnni: AVX-512 F/BW/VL/VNNI present and enabled.
+            // SAFETY: Caps::Vnni holds the Avx512VnniToken, proof of AVX-512 F/BW/VL/VNNI present and enabled.
             let v = unsafe { crate::arch::x86_64::avx512::q4_0_row(&m[r0 * nb..(r0 + 1) * nb], x, xd) };
             return [[v; C]; R];
         }
@@ -621,7 +589,7 @@ fn drive_oct(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out:
                 let s = |c: usize| &sums[(j + c) * nb..(j + c + 1) * nb];
                 let mut o = [[0.0f32; 8]; C];
                 if cw == C {
-                    // SAFETY: drive_oct runs only when isa() is Vnni: AVX-512 F/BW/VL/VNNI present and enabled.
+                    // SAFETY: drive_oct runs only when caps() is Vnni, whose token proves AVX-512 F/BW/VL/VNNI.
                     o = unsafe { crate::arch::x86_64::avx512::$f::<C>(ws, core::array::from_fn(x), core::array::from_fn(s)) };
                 } else {
                     for c in 0..cw {
@@ -661,7 +629,7 @@ pub(crate) fn has_oct_kernel(w: &Weights<'_>) -> bool {
 fn drive_x8(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: &mut [f32]) {
     const C: usize = 8;
     let rows = out.len() / n;
-    let level = isa();
+    let level = caps();
     let kernel = |r0: usize, j: usize, cw: usize| -> [[f32; 8]; C] {
         let mut o = [[0.0f32; 8]; C];
         match (w, acts) {
@@ -673,8 +641,8 @@ fn drive_x8(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: 
                 macro_rules! call {
                     ($m:ident) => {{
                         if cw == C {
-                            // SAFETY: the module matches isa(): Vnni only when level() >= Avx512Vnni (AVX-512
-                            // F/BW/VL/VNNI, AVX2, FMA, F16C present and enabled), Avx2 when level() >= Avx2.
+                            // SAFETY: the module matches caps(): Vnni holds the Avx512VnniToken (AVX-512
+                            // F/BW/VL/VNNI, AVX2, FMA, F16C present and enabled), Avx2 the Avx2Token.
                             o = unsafe {
                                 crate::arch::x86_64::x8::$m::q4_0x8::<C>(w, core::array::from_fn(x), core::array::from_fn(xd), core::array::from_fn(s))
                             };
@@ -688,10 +656,10 @@ fn drive_x8(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: 
                 }
                 match level {
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Vnni => call!(vnni),
+                    Caps::Vnni(_) => call!(vnni),
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 => call!(avx2),
-                    Isa::Scalar => {
+                    Caps::Avx2(_) => call!(avx2),
+                    Caps::Scalar => {
                         for (c, oc) in o.iter_mut().enumerate().take(cw) {
                             *oc = scalar::dot_q4_0x8(w, x(c));
                         }
@@ -720,13 +688,13 @@ fn drive_x8(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: 
                 let oct = r0 / 8 * nb..(r0 / 8 + 1) * nb;
                 match (level, w) {
                     #[cfg(target_arch = "x86_64")]
-                    (Isa::Vnni, Weights::Q4_Kx8(m)) => call!(vnni, q4_kx8, &m[oct]),
+                    (Caps::Vnni(_), Weights::Q4_Kx8(m)) => call!(vnni, q4_kx8, &m[oct]),
                     #[cfg(target_arch = "x86_64")]
-                    (Isa::Avx2, Weights::Q4_Kx8(m)) => call!(avx2, q4_kx8, &m[oct]),
+                    (Caps::Avx2(_), Weights::Q4_Kx8(m)) => call!(avx2, q4_kx8, &m[oct]),
                     #[cfg(target_arch = "x86_64")]
-                    (Isa::Vnni, Weights::Q6_Kx8(m)) => call!(vnni, q6_kx8, &m[oct]),
+                    (Caps::Vnni(_), Weights::Q6_Kx8(m)) => call!(vnni, q6_kx8, &m[oct]),
                     #[cfg(target_arch = "x86_64")]
-                    (Isa::Avx2, Weights::Q6_Kx8(m)) => call!(avx2, q6_kx8, &m[oct]),
+                    (Caps::Avx2(_), Weights::Q6_Kx8(m)) => call!(avx2, q6_kx8, &m[oct]),
                     (_, Weights::Q4_Kx8(m)) => {
                         for (c, oc) in o.iter_mut().enumerate().take(cw) {
                             *oc = scalar::dot_q4_kx8(&m[oct.clone()], x(c));
@@ -822,7 +790,7 @@ fn matvec_drive(exec: &dyn Executor, w: Weights<'_>, cols: usize, acts: Acts<'_>
 /// `out[k]` = row `r0 + k` of `w` . the activation row, with the 1 x 1 tiles
 /// (the same bits as [`tile`]`::<1, 1>`).
 fn matvec_rows(w: Weights<'_>, cols: usize, acts: Acts<'_>, r0: usize, out: &mut [f32]) {
-    let level = isa();
+    let level = caps();
     macro_rules! go {
         ($m:expr, $x:expr, $len:expr, $scalar:path, $name:ident) => {{
             let len = $len;
@@ -831,21 +799,21 @@ fn matvec_rows(w: Weights<'_>, cols: usize, acts: Acts<'_>, r0: usize, out: &mut
             let rows = $m[r0 * len..(r0 + n) * len].chunks_exact(len);
             match level {
                 #[cfg(target_arch = "x86_64")]
-                Isa::Vnni => {
+                Caps::Vnni(_) => {
                     for (o, row) in out.iter_mut().zip(rows) {
-                        // SAFETY: isa() is Vnni only when level() >= Avx512Vnni: AVX-512 F/BW/VL/VNNI,
+                        // SAFETY: Caps::Vnni holds the Avx512VnniToken, proof of AVX-512 F/BW/VL/VNNI,
                         // AVX2, FMA and F16C are present and enabled.
                         *o = unsafe { crate::arch::x86_64::avx512::tiles::$name::<1, 1>([row], [x]) }[0][0];
                     }
                 }
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => {
+                Caps::Avx2(_) => {
                     for (o, row) in out.iter_mut().zip(rows) {
-                        // SAFETY: isa() is Avx2 only when level() >= Avx2: AVX2, FMA and F16C are present.
+                        // SAFETY: Caps::Avx2 holds the Avx2Token, proof of AVX2, FMA and F16C are present.
                         *o = unsafe { crate::arch::x86_64::avx2::tiles::$name::<1, 1>([row], [x]) }[0][0];
                     }
                 }
-                Isa::Scalar => {
+                Caps::Scalar => {
                     for (o, row) in out.iter_mut().zip(rows) {
                         *o = $scalar(row, x);
                     }
@@ -855,10 +823,10 @@ fn matvec_rows(w: Weights<'_>, cols: usize, acts: Acts<'_>, r0: usize, out: &mut
     }
     // Decoding Q4_0 with AVX-512: two blocks per vector, the same bits.
     #[cfg(target_arch = "x86_64")]
-    if let (Weights::Q4_0(m), Acts::Q8_0(q, _, d, nb), Isa::Vnni) = (w, acts, level) {
+    if let (Weights::Q4_0(m), Acts::Q8_0(q, _, d, nb), Caps::Vnni(_)) = (w, acts, level) {
         let (x, xd, n) = (&q[..nb], &d[..nb], out.len());
         for (o, row) in out.iter_mut().zip(m[r0 * nb..(r0 + n) * nb].chunks_exact(nb)) {
-            // SAFETY: level is Vnni: AVX-512 F/BW/VL/VNNI present and enabled.
+            // SAFETY: level is Caps::Vnni, whose token proves AVX-512 F/BW/VL/VNNI present and enabled.
             *o = unsafe { crate::arch::x86_64::avx512::q4_0_row(row, x, xd) };
         }
         return;
@@ -890,7 +858,7 @@ pub fn matmul(
     check_shape(&w, cols, rows);
     assert!(xs.len() >= n * cols, "{n} activation rows of {cols} need {} values, got {}", n * cols, xs.len());
     #[cfg(target_arch = "x86_64")]
-    if let (Isa::Vnni, Weights::F32(m), true) = (isa(), w, n > 1) {
+    if let (Caps::Vnni(_), Weights::F32(m), true) = (caps(), w, n > 1) {
         xq.check(cols, n);
         if drive_f32(exec, m, cols, &xs[..n * cols], n, xq, out) {
             return;
@@ -907,18 +875,18 @@ pub fn matmul(
     // K-quants reduce each super-block to an integer per pair, so one row
     // against 8 activations; 32-blocks and floats share activation loads over
     // rows as well.
-    match (isa(), w.act_kind()) {
-        (Isa::Scalar, _) => drive::<1, 1>(exec, w, cols, acts, n, out),
+    match (caps(), w.act_kind()) {
+        (Caps::Scalar, _) => drive::<1, 1>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]
         (_, ActKind::Q8_K) => drive::<1, 8>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]
-        (Isa::Vnni, ActKind::Q8_0) if has_oct_kernel(&w) => drive_oct(exec, w, acts, n, out),
+        (Caps::Vnni(_), ActKind::Q8_0) if has_oct_kernel(&w) => drive_oct(exec, w, acts, n, out),
         #[cfg(target_arch = "x86_64")]
-        (Isa::Vnni, _) => drive::<2, 4>(exec, w, cols, acts, n, out),
+        (Caps::Vnni(_), _) => drive::<2, 4>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx2, ActKind::Q8_0 | ActKind::Q8_1) => drive::<1, 8>(exec, w, cols, acts, n, out),
+        (Caps::Avx2(_), ActKind::Q8_0 | ActKind::Q8_1) => drive::<1, 8>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx2, ActKind::F32) => drive::<4, 2>(exec, w, cols, acts, n, out),
+        (Caps::Avx2(_), ActKind::F32) => drive::<4, 2>(exec, w, cols, acts, n, out),
     }
 }
 
@@ -929,9 +897,8 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     let mean = (scalar::sum_squares(x) / x.len().max(1) as f64) as f32;
     let s = 1.0 / libm_sqrt(mean + eps);
     #[cfg(target_arch = "x86_64")]
-    if simd() {
-        // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        return unsafe { crate::arch::x86_64::avx2::scale_mul(out, x, s, w) };
+    if let Some(t) = crate::cpu::avx2() {
+        return crate::arch::x86_64::avx2::scale_mul(t, out, x, s, w);
     }
     scalar::scale_mul(out, x, s, w)
 }
@@ -951,9 +918,8 @@ pub fn layernorm(out: &mut [f32], x: &[f32], w: &[f32], b: Option<&[f32]>, eps: 
 /// twin does, so both give the same bits.
 pub fn softmax(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if simd() {
-        // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        return unsafe { crate::arch::x86_64::avx2::softmax(x) };
+    if let Some(t) = crate::cpu::avx2() {
+        return crate::arch::x86_64::avx2::softmax(t, x);
     }
     scalar::softmax(x)
 }
@@ -962,9 +928,8 @@ pub fn softmax(x: &mut [f32]) {
 /// scalar [`silu`] per element.
 pub fn swiglu(h: &mut [f32], u: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    if simd() {
-        // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        return unsafe { crate::arch::x86_64::avx2::swiglu(h, u) };
+    if let Some(t) = crate::cpu::avx2() {
+        return crate::arch::x86_64::avx2::swiglu(t, h, u);
     }
     scalar::swiglu(h, u)
 }
@@ -976,9 +941,8 @@ pub fn geglu(h: &mut [f32], u: Option<&[f32]>) {
         assert!(u.len() >= h.len(), "geglu: {} gates for {} values", u.len(), h.len());
     }
     #[cfg(target_arch = "x86_64")]
-    if simd() {
-        // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        return unsafe { crate::arch::x86_64::avx2::geglu(h, u) };
+    if let Some(t) = crate::cpu::avx2() {
+        return crate::arch::x86_64::avx2::geglu(t, h, u);
     }
     scalar::geglu(h, u)
 }
@@ -1014,9 +978,8 @@ pub fn rope_heads(v: &mut [f32], head_dim: usize, pos: usize, n_rot: usize, inv_
         let (cos, sin) = (&cos[..end - start], &sin[..end - start]);
         for h in v.chunks_exact_mut(head_dim) {
             #[cfg(target_arch = "x86_64")]
-            if simd() {
-                // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-                unsafe { crate::arch::x86_64::avx2::rotate_pairs(h, start, cos, sin, neox, n_rot / 2) };
+            if let Some(t) = crate::cpu::avx2() {
+                crate::arch::x86_64::avx2::rotate_pairs(t, h, start, cos, sin, neox, n_rot / 2);
                 continue;
             }
             scalar::rotate_pairs(h, start, cos, sin, neox, n_rot / 2);
@@ -1181,8 +1144,8 @@ fn drive_f32(exec: &dyn Executor, w: &[f32], cols: usize, xs: &[f32], n: usize, 
         let buf = unsafe { core::slice::from_raw_parts_mut(ps.0.add(t * len), len) };
         let r0 = t * per_task * R;
         let r1 = (r0 + per_task * R).min(rows);
-        // SAFETY: drive_f32 runs only when isa() is Vnni: AVX-512 F/VL, AVX2 and FMA present and
-        // enabled. out[j * rows + r] for j < n, r < r1 <= rows is inside `out`; only this task
+        // SAFETY: drive_f32 runs only when caps() is Vnni, whose token proves AVX-512 F/VL, AVX2 and FMA
+        // present and enabled. out[j * rows + r] for j < n, r < r1 <= rows is inside `out`; only this task
         // writes rows r0..r1; `out` outlives exec.run, which returns after every task.
         unsafe { f32_rows(w, cols, xs, xld, n, r0, r1, po.0, rows, buf) };
     };

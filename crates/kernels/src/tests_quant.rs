@@ -46,6 +46,11 @@ impl Rng {
     }
 }
 
+/// The AVX2 token (call only after [`have_avx2`] said yes).
+fn avx2_token() -> crate::cpu::Avx2Token {
+    crate::cpu::avx2().expect("AVX2 detected")
+}
+
 fn have_avx2() -> bool {
     let ok = detect().best_level() >= SimdLevel::Avx2;
     if !ok {
@@ -757,14 +762,12 @@ fn avx2_activation_quantizers_are_bit_identical() {
         let mut a = std::vec![BlockQ8_0::default(); 32];
         let mut b = a.clone();
         quantize_row_q8_0(&x, &mut a);
-        // SAFETY: AVX2 + FMA checked above.
-        unsafe { crate::arch::x86_64::avx2::quantize_row_q8_0(&x, &mut b) };
+        crate::arch::x86_64::avx2::quantize_row_q8_0(avx2_token(), &x, &mut b);
         assert_eq!(a, b, "q8_0 trial {trial}");
         let mut a = std::vec![BlockQ8K::default(); 4];
         let mut b = a.clone();
         quantize_row_q8_k(&x, &mut a);
-        // SAFETY: AVX2 + FMA checked above.
-        unsafe { crate::arch::x86_64::avx2::quantize_row_q8_k(&x, &mut b) };
+        crate::arch::x86_64::avx2::quantize_row_q8_k(avx2_token(), &x, &mut b);
         for (p, q) in a.iter().zip(&b) {
             assert_eq!((p.d.to_bits(), p.qs, p.bsums), (q.d.to_bits(), q.qs, q.bsums), "q8_k trial {trial}");
         }
@@ -895,8 +898,7 @@ fn avx2_q8_1_quantizer_is_bit_identical() {
         let mut a = std::vec![BlockQ8_1::default(); 32];
         let mut b = a.clone();
         quantize_row_q8_1(&x, &mut a);
-        // SAFETY: AVX2 + FMA checked above.
-        unsafe { crate::arch::x86_64::avx2::quantize_row_q8_1(&x, &mut b) };
+        crate::arch::x86_64::avx2::quantize_row_q8_1(avx2_token(), &x, &mut b);
         assert_eq!(a, b, "trial {trial}");
     }
 }

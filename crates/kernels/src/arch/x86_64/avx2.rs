@@ -16,6 +16,7 @@
 
 use core::arch::x86_64::*;
 
+use crate::cpu::Avx2Token;
 use crate::half::f32_to_f16;
 use crate::quant::{BlockQ4_0, BlockQ5_0, BlockQ8K, BlockQ8_0, BlockQ8_1, QK8_0, QK8_1, QK_K};
 
@@ -71,11 +72,8 @@ fn dot_f32_impl(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// AVX2 twin of [`crate::scalar::dot_f32`].
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA and the OS must have enabled AVX state.
-pub(crate) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    // SAFETY: the caller guarantees AVX2 + FMA.
+pub(crate) fn dot_f32(_: Avx2Token, a: &[f32], b: &[f32]) -> f32 {
+    // SAFETY: the token proves AVX2, FMA and F16C are present and enabled.
     unsafe { dot_f32_impl(a, b) }
 }
 
@@ -830,11 +828,8 @@ fn quantize_row_q8_0_impl(x: &[f32], out: &mut [BlockQ8_0]) {
 }
 
 /// AVX2 twin of [`crate::quant::quantize_row_q8_0`] (bit-identical for finite input).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA with AVX state enabled.
-pub(crate) unsafe fn quantize_row_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
-    // SAFETY: the caller guarantees AVX2 + FMA.
+pub(crate) fn quantize_row_q8_0(_: Avx2Token, x: &[f32], out: &mut [BlockQ8_0]) {
+    // SAFETY: the token proves AVX2, FMA and F16C are present and enabled.
     unsafe { quantize_row_q8_0_impl(x, out) }
 }
 
@@ -863,11 +858,8 @@ fn quantize_row_q8_1_impl(x: &[f32], out: &mut [BlockQ8_1]) {
 }
 
 /// AVX2 twin of [`crate::quant::quantize_row_q8_1`] (bit-identical for finite input).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA with AVX state enabled.
-pub(crate) unsafe fn quantize_row_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
-    // SAFETY: the caller guarantees AVX2 + FMA.
+pub(crate) fn quantize_row_q8_1(_: Avx2Token, x: &[f32], out: &mut [BlockQ8_1]) {
+    // SAFETY: the token proves AVX2, FMA and F16C are present and enabled.
     unsafe { quantize_row_q8_1_impl(x, out) }
 }
 
@@ -908,11 +900,8 @@ fn quantize_row_q8_k_impl(x: &[f32], out: &mut [BlockQ8K]) {
 }
 
 /// AVX2 twin of [`crate::quant::quantize_row_q8_k`] (bit-identical for finite input).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA with AVX state enabled.
-pub(crate) unsafe fn quantize_row_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
-    // SAFETY: the caller guarantees AVX2 + FMA.
+pub(crate) fn quantize_row_q8_k(_: Avx2Token, x: &[f32], out: &mut [BlockQ8K]) {
+    // SAFETY: the token proves AVX2, FMA and F16C are present and enabled.
     unsafe { quantize_row_q8_k_impl(x, out) }
 }
 
@@ -999,11 +988,8 @@ fn softmax_impl(x: &mut [f32]) {
 }
 
 /// AVX2 twin of [`crate::scalar::softmax`] (bit-identical).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA with AVX state enabled.
-pub(crate) unsafe fn softmax(x: &mut [f32]) {
-    // SAFETY: the caller guarantees AVX2 + FMA.
+pub(crate) fn softmax(_: Avx2Token, x: &mut [f32]) {
+    // SAFETY: the token proves AVX2, FMA and F16C are present and enabled.
     unsafe { softmax_impl(x) }
 }
 
@@ -1050,11 +1036,8 @@ fn scale_mul_impl(out: &mut [f32], x: &[f32], s: f32, w: &[f32]) {
 }
 
 /// AVX2 twin of [`crate::scalar::scale_mul`] (bit-identical).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA with AVX state enabled.
-pub(crate) unsafe fn scale_mul(out: &mut [f32], x: &[f32], s: f32, w: &[f32]) {
-    // SAFETY: the caller guarantees AVX2 + FMA.
+pub(crate) fn scale_mul(_: Avx2Token, out: &mut [f32], x: &[f32], s: f32, w: &[f32]) {
+    // SAFETY: the token proves AVX2, FMA and F16C are present and enabled.
     unsafe { scale_mul_impl(out, x, s, w) }
 }
 
@@ -1091,11 +1074,8 @@ fn geglu_impl(h: &mut [f32], u: Option<&[f32]>) {
 
 /// AVX2 twin of [`crate::scalar::geglu`] (bit-identical); `u`, when given,
 /// must be at least as long as `h`.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA with AVX state enabled.
-pub(crate) unsafe fn geglu(h: &mut [f32], u: Option<&[f32]>) {
-    // SAFETY: the caller guarantees AVX2 + FMA.
+pub(crate) fn geglu(_: Avx2Token, h: &mut [f32], u: Option<&[f32]>) {
+    // SAFETY: the token proves AVX2, FMA and F16C are present and enabled.
     unsafe { geglu_impl(h, u) }
 }
 
@@ -1146,20 +1126,14 @@ fn rotate_pairs_impl(h: &mut [f32], start: usize, cos: &[f32], sin: &[f32], neox
 }
 
 /// AVX2 twin of [`crate::scalar::rotate_pairs`] (bit-identical).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA with AVX state enabled.
-pub(crate) unsafe fn rotate_pairs(h: &mut [f32], start: usize, cos: &[f32], sin: &[f32], neox: bool, off: usize) {
-    // SAFETY: the caller guarantees AVX2 + FMA.
+pub(crate) fn rotate_pairs(_: Avx2Token, h: &mut [f32], start: usize, cos: &[f32], sin: &[f32], neox: bool, off: usize) {
+    // SAFETY: the token proves AVX2, FMA and F16C are present and enabled.
     unsafe { rotate_pairs_impl(h, start, cos, sin, neox, off) }
 }
 
 /// AVX2 twin of [`crate::scalar::swiglu`] (bit-identical).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA with AVX state enabled.
-pub(crate) unsafe fn swiglu(h: &mut [f32], u: &[f32]) {
-    // SAFETY: the caller guarantees AVX2 + FMA.
+pub(crate) fn swiglu(_: Avx2Token, h: &mut [f32], u: &[f32]) {
+    // SAFETY: the token proves AVX2, FMA and F16C are present and enabled.
     unsafe { swiglu_impl(h, u) }
 }
 
@@ -1184,10 +1158,7 @@ fn axpy_impl(out: &mut [f32], a: f32, x: &[f32]) {
 }
 
 /// AVX2 twin of [`crate::scalar::axpy`].
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA with AVX state enabled.
-pub(crate) unsafe fn axpy(out: &mut [f32], a: f32, x: &[f32]) {
-    // SAFETY: the caller guarantees AVX2 + FMA.
+pub(crate) fn axpy(_: Avx2Token, out: &mut [f32], a: f32, x: &[f32]) {
+    // SAFETY: the token proves AVX2, FMA and F16C are present and enabled.
     unsafe { axpy_impl(out, a, x) }
 }
