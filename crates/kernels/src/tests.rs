@@ -49,6 +49,7 @@ fn have_avx2() -> bool {
 #[test]
 fn avx2_dot_f32_matches_scalar() {
     if !have_avx2() {
+        crate::tests::skipped("avx2_dot_f32_matches_scalar", "AVX2+FMA+F16C");
         return;
     }
     let mut r = Rng(1);
@@ -135,6 +136,7 @@ fn simd_q8_0_tiles_match_scalar() {
 #[test]
 fn avx2_axpy_matches_scalar() {
     if !have_avx2() {
+        crate::tests::skipped("avx2_axpy_matches_scalar", "AVX2+FMA+F16C");
         return;
     }
     let mut r = Rng(4);
@@ -419,6 +421,7 @@ fn fast_exp_is_within_two_ulp_of_std() {
 #[test]
 fn avx2_softmax_and_swiglu_are_bit_identical_to_scalar() {
     if !have_avx2() {
+        crate::tests::skipped("avx2_softmax_and_swiglu_are_bit_identical_to_scalar", "AVX2+FMA+F16C");
         return;
     }
     let mut r = Rng(41);
@@ -472,6 +475,7 @@ fn rope_heads_equals_rope_per_head() {
 #[test]
 fn avx2_rmsnorm_and_geglu_are_bit_identical_to_scalar() {
     if !have_avx2() {
+        crate::tests::skipped("avx2_rmsnorm_and_geglu_are_bit_identical_to_scalar", "AVX2+FMA+F16C");
         return;
     }
     let mut r = Rng(43);
@@ -563,6 +567,7 @@ fn batched_attention_equals_one_query_at_a_time() {
 #[test]
 fn avx2_rope_rotation_is_bit_identical_to_scalar() {
     if !have_avx2() {
+        crate::tests::skipped("avx2_rope_rotation_is_bit_identical_to_scalar", "AVX2+FMA+F16C");
         return;
     }
     let mut r = Rng(46);
@@ -584,4 +589,9 @@ fn avx2_rope_rotation_is_bit_identical_to_scalar() {
             }
         }
     }
+}
+
+/// Says on stderr that `test` did not run its SIMD half: this CPU lacks `feature`.
+pub(crate) fn skipped(test: &str, feature: &str) {
+    std::eprintln!("SKIPPED: {test}: needs {feature}");
 }

@@ -33,6 +33,7 @@ fn have_avx512() -> bool {
 fn zmm_f32_tiles_match_scalar_twin() {
     use crate::arch::x86_64::avx512_f32::{gemm_ref, rows as f32_rows, scratch_len};
     if !have_avx512() {
+        crate::tests::skipped("zmm_f32_tiles_match_scalar_twin", "AVX-512 VNNI");
         return;
     }
     let mut rng = Rng(0x5eed);

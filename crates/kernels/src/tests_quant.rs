@@ -560,7 +560,7 @@ fn scalar_quant_dots_equal_dequantized_dots() {
 #[test]
 fn vnni_row_octets_match_scalar() {
     if detect().best_level() < SimdLevel::Avx512Vnni {
-        std::eprintln!("AVX-512 VNNI not available on this CPU: not tested");
+        crate::tests::skipped("vnni_row_octets_match_scalar", "AVX-512 VNNI");
         return;
     }
     let mut r = Rng(19);
@@ -605,7 +605,7 @@ fn vnni_row_octets_match_scalar() {
 #[test]
 fn vnni_q4_0_row_kernel_has_the_bits_of_the_tiles() {
     if detect().best_level() < SimdLevel::Avx512Vnni {
-        std::eprintln!("AVX-512 VNNI not available on this CPU: not tested");
+        crate::tests::skipped("vnni_q4_0_row_kernel_has_the_bits_of_the_tiles", "AVX-512 VNNI");
         return;
     }
     let mut r = Rng(20);
@@ -742,6 +742,7 @@ fn tiles_of_every_size_give_the_same_bits() {
 #[test]
 fn avx2_activation_quantizers_are_bit_identical() {
     if !have_avx2() {
+        crate::tests::skipped("avx2_activation_quantizers_are_bit_identical", "AVX2+FMA+F16C");
         return;
     }
     let mut r = Rng(18);
@@ -879,6 +880,7 @@ fn q8_1_quantizer_matches_llama_cpp_x86_formula() {
 #[test]
 fn avx2_q8_1_quantizer_is_bit_identical() {
     if !have_avx2() {
+        crate::tests::skipped("avx2_q8_1_quantizer_is_bit_identical", "AVX2+FMA+F16C");
         return;
     }
     let mut r = Rng(33);

@@ -120,7 +120,7 @@ fn scalar_octet_dot_equals_the_row_dots() {
 fn simd_octet_kernels_match_scalar_at_every_level() {
     let best = detect().best_level();
     if best < SimdLevel::Avx2 {
-        std::eprintln!("AVX2 not available on this CPU: comparing scalar only");
+        crate::tests::skipped("simd_octet_kernels_match_scalar_at_every_level", "AVX2+FMA+F16C");
         return;
     }
     for nb in [1usize, 2, 5, 17, 64] {
@@ -303,7 +303,7 @@ fn scalar_q4_k_octet_dot_equals_the_row_dots() {
 fn simd_q4_k_octet_kernels_match_scalar_at_every_level() {
     let best = detect().best_level();
     if best < SimdLevel::Avx2 {
-        std::eprintln!("AVX2 not available on this CPU: comparing scalar only");
+        crate::tests::skipped("simd_q4_k_octet_kernels_match_scalar_at_every_level", "AVX2+FMA+F16C");
         return;
     }
     for nb in [1usize, 3, 8] {
@@ -402,7 +402,7 @@ fn q6_k_repacking_interleaves_and_dequantizes_to_the_original_rows() {
 fn simd_q6_k_octet_kernels_match_scalar_at_every_level() {
     let best = detect().best_level();
     if best < SimdLevel::Avx2 {
-        std::eprintln!("AVX2 not available on this CPU: comparing scalar only");
+        crate::tests::skipped("simd_q6_k_octet_kernels_match_scalar_at_every_level", "AVX2+FMA+F16C");
         return;
     }
     for nb in [1usize, 3, 8] {
