@@ -4,6 +4,8 @@
 use alloc::vec::Vec;
 
 use crate::cast::{bytes_of, view};
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::Avx512VnniToken;
 use crate::cpu::{caps, Caps};
 use crate::exec::Executor;
 pub use crate::math::{exp, exp_f64, gelu_tanh, libm_sqrt, ln_f64, powf_f64, silu, sin_cos, sin_cos_f64};
@@ -378,24 +380,20 @@ fn tile<const R: usize, const C: usize>(
             let ws: [&[_]; R] = core::array::from_fn(|r| &$m[(r0 + r) * len..(r0 + r + 1) * len]);
             let xs: [&[_]; C] = core::array::from_fn(|c| &$x[(j0 + c) * len..(j0 + c + 1) * len]);
             match level {
-                // SAFETY: Caps::Vnni holds the Avx512VnniToken, proof of AVX-512 F/BW/VL/VNNI, AVX2, FMA and
-                // F16C are present and enabled.
                 #[cfg(target_arch = "x86_64")]
-                Caps::Vnni(_) => unsafe { crate::arch::x86_64::avx512::tiles::$name::<R, C>(ws, xs) },
-                // SAFETY: Caps::Avx2 holds the Avx2Token, proof of AVX2, FMA and F16C are present and enabled.
+                Caps::Vnni(t) => crate::arch::x86_64::avx512::tiles::$name::<R, C>(t, ws, xs),
                 #[cfg(target_arch = "x86_64")]
-                Caps::Avx2(_) => unsafe { crate::arch::x86_64::avx2::tiles::$name::<R, C>(ws, xs) },
+                Caps::Avx2(t) => crate::arch::x86_64::avx2::tiles::$name::<R, C>(t, ws, xs),
                 Caps::Scalar => core::array::from_fn(|r| core::array::from_fn(|c| $scalar(ws[r], xs[c]))),
             }
         }};
     }
     // Decoding Q4_0 with AVX-512: two blocks per vector, the same bits.
     #[cfg(target_arch = "x86_64")]
-    if R == 1 && C == 1 && matches!(level, Caps::Vnni(_)) {
+    if let (1, 1, Caps::Vnni(t)) = (R, C, level) {
         if let (Weights::Q4_0(m), Acts::Q8_0(q, _, d, nb)) = (w, acts) {
             let (x, xd) = (&q[j0 * nb..(j0 + 1) * nb], &d[j0 * nb..(j0 + 1) * nb]);
-            // SAFETY: Caps::Vnni holds the Avx512VnniToken, proof of AVX-512 F/BW/VL/VNNI present and enabled.
-            let v = unsafe { crate::arch::x86_64::avx512::q4_0_row(&m[r0 * nb..(r0 + 1) * nb], x, xd) };
+            let v = crate::arch::x86_64::avx512::q4_0_row(t, &m[r0 * nb..(r0 + 1) * nb], x, xd);
             return [[v; C]; R];
         }
     }
@@ -575,7 +573,7 @@ fn drive<const R: usize, const C: usize>(
 /// weight rows (in the lanes) against 8 activations. For the leftover rows
 /// and activations, smaller calls of the same kernel or 1 x 1 tiles.
 #[cfg(target_arch = "x86_64")]
-fn drive_oct(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: &mut [f32]) {
+fn drive_oct(t: Avx512VnniToken, exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: &mut [f32]) {
     const C: usize = 8;
     let Acts::Q8_0(q, sums, _, nb) = acts else {
         unreachable!("row octets take Q8_0 activations")
@@ -589,12 +587,10 @@ fn drive_oct(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out:
                 let s = |c: usize| &sums[(j + c) * nb..(j + c + 1) * nb];
                 let mut o = [[0.0f32; 8]; C];
                 if cw == C {
-                    // SAFETY: drive_oct runs only when caps() is Vnni, whose token proves AVX-512 F/BW/VL/VNNI.
-                    o = unsafe { crate::arch::x86_64::avx512::$f::<C>(ws, core::array::from_fn(x), core::array::from_fn(s)) };
+                    o = crate::arch::x86_64::avx512::$f::<C>(t, ws, core::array::from_fn(x), core::array::from_fn(s));
                 } else {
                     for c in 0..cw {
-                        // SAFETY: as above.
-                        o[c] = unsafe { crate::arch::x86_64::avx512::$f::<1>(ws, [x(c)], [s(c)]) }[0];
+                        o[c] = crate::arch::x86_64::avx512::$f::<1>(t, ws, [x(c)], [s(c)])[0];
                     }
                 }
                 o
@@ -639,26 +635,27 @@ fn drive_x8(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: 
                 let xd = |c: usize| &d[(j + c) * nb..(j + c + 1) * nb];
                 let s = |c: usize| &sums[(j + c) * nb..(j + c + 1) * nb];
                 macro_rules! call {
-                    ($m:ident) => {{
+                    ($m:ident, $t:expr) => {{
                         if cw == C {
-                            // SAFETY: the module matches caps(): Vnni holds the Avx512VnniToken (AVX-512
-                            // F/BW/VL/VNNI, AVX2, FMA, F16C present and enabled), Avx2 the Avx2Token.
-                            o = unsafe {
-                                crate::arch::x86_64::x8::$m::q4_0x8::<C>(w, core::array::from_fn(x), core::array::from_fn(xd), core::array::from_fn(s))
-                            };
+                            o = crate::arch::x86_64::x8::$m::q4_0x8::<C>(
+                                $t,
+                                w,
+                                core::array::from_fn(x),
+                                core::array::from_fn(xd),
+                                core::array::from_fn(s),
+                            );
                         } else {
                             for c in 0..cw {
-                                // SAFETY: as above.
-                                o[c] = unsafe { crate::arch::x86_64::x8::$m::q4_0x8::<1>(w, [x(c)], [xd(c)], [s(c)]) }[0];
+                                o[c] = crate::arch::x86_64::x8::$m::q4_0x8::<1>($t, w, [x(c)], [xd(c)], [s(c)])[0];
                             }
                         }
                     }};
                 }
                 match level {
                     #[cfg(target_arch = "x86_64")]
-                    Caps::Vnni(_) => call!(vnni),
+                    Caps::Vnni(t) => call!(vnni, t),
                     #[cfg(target_arch = "x86_64")]
-                    Caps::Avx2(_) => call!(avx2),
+                    Caps::Avx2(t) => call!(avx2, t),
                     Caps::Scalar => {
                         for (c, oc) in o.iter_mut().enumerate().take(cw) {
                             *oc = scalar::dot_q4_0x8(w, x(c));
@@ -670,31 +667,29 @@ fn drive_x8(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: 
                 let x = |c: usize| &q[(j + c) * nb..(j + c + 1) * nb];
                 // Four activations at a time keep the sums in registers.
                 macro_rules! call {
-                    ($m:ident, $f:ident, $w:expr) => {{
+                    ($m:ident, $t:expr, $f:ident, $w:expr) => {{
                         let w = $w;
                         let mut c = 0;
                         while c + 4 <= cw {
-                            // SAFETY: as for Q4_0 above.
-                            let r = unsafe { crate::arch::x86_64::x8::$m::$f::<4>(w, core::array::from_fn(|k| x(c + k))) };
+                            let r = crate::arch::x86_64::x8::$m::$f::<4>($t, w, core::array::from_fn(|k| x(c + k)));
                             o[c..c + 4].copy_from_slice(&r);
                             c += 4;
                         }
                         for c in c..cw {
-                            // SAFETY: as above.
-                            o[c] = unsafe { crate::arch::x86_64::x8::$m::$f::<1>(w, [x(c)]) }[0];
+                            o[c] = crate::arch::x86_64::x8::$m::$f::<1>($t, w, [x(c)])[0];
                         }
                     }};
                 }
                 let oct = r0 / 8 * nb..(r0 / 8 + 1) * nb;
                 match (level, w) {
                     #[cfg(target_arch = "x86_64")]
-                    (Caps::Vnni(_), Weights::Q4_Kx8(m)) => call!(vnni, q4_kx8, &m[oct]),
+                    (Caps::Vnni(t), Weights::Q4_Kx8(m)) => call!(vnni, t, q4_kx8, &m[oct]),
                     #[cfg(target_arch = "x86_64")]
-                    (Caps::Avx2(_), Weights::Q4_Kx8(m)) => call!(avx2, q4_kx8, &m[oct]),
+                    (Caps::Avx2(t), Weights::Q4_Kx8(m)) => call!(avx2, t, q4_kx8, &m[oct]),
                     #[cfg(target_arch = "x86_64")]
-                    (Caps::Vnni(_), Weights::Q6_Kx8(m)) => call!(vnni, q6_kx8, &m[oct]),
+                    (Caps::Vnni(t), Weights::Q6_Kx8(m)) => call!(vnni, t, q6_kx8, &m[oct]),
                     #[cfg(target_arch = "x86_64")]
-                    (Caps::Avx2(_), Weights::Q6_Kx8(m)) => call!(avx2, q6_kx8, &m[oct]),
+                    (Caps::Avx2(t), Weights::Q6_Kx8(m)) => call!(avx2, t, q6_kx8, &m[oct]),
                     (_, Weights::Q4_Kx8(m)) => {
                         for (c, oc) in o.iter_mut().enumerate().take(cw) {
                             *oc = scalar::dot_q4_kx8(&m[oct.clone()], x(c));
@@ -799,18 +794,15 @@ fn matvec_rows(w: Weights<'_>, cols: usize, acts: Acts<'_>, r0: usize, out: &mut
             let rows = $m[r0 * len..(r0 + n) * len].chunks_exact(len);
             match level {
                 #[cfg(target_arch = "x86_64")]
-                Caps::Vnni(_) => {
+                Caps::Vnni(t) => {
                     for (o, row) in out.iter_mut().zip(rows) {
-                        // SAFETY: Caps::Vnni holds the Avx512VnniToken, proof of AVX-512 F/BW/VL/VNNI,
-                        // AVX2, FMA and F16C are present and enabled.
-                        *o = unsafe { crate::arch::x86_64::avx512::tiles::$name::<1, 1>([row], [x]) }[0][0];
+                        *o = crate::arch::x86_64::avx512::tiles::$name::<1, 1>(t, [row], [x])[0][0];
                     }
                 }
                 #[cfg(target_arch = "x86_64")]
-                Caps::Avx2(_) => {
+                Caps::Avx2(t) => {
                     for (o, row) in out.iter_mut().zip(rows) {
-                        // SAFETY: Caps::Avx2 holds the Avx2Token, proof of AVX2, FMA and F16C are present.
-                        *o = unsafe { crate::arch::x86_64::avx2::tiles::$name::<1, 1>([row], [x]) }[0][0];
+                        *o = crate::arch::x86_64::avx2::tiles::$name::<1, 1>(t, [row], [x])[0][0];
                     }
                 }
                 Caps::Scalar => {
@@ -823,11 +815,10 @@ fn matvec_rows(w: Weights<'_>, cols: usize, acts: Acts<'_>, r0: usize, out: &mut
     }
     // Decoding Q4_0 with AVX-512: two blocks per vector, the same bits.
     #[cfg(target_arch = "x86_64")]
-    if let (Weights::Q4_0(m), Acts::Q8_0(q, _, d, nb), Caps::Vnni(_)) = (w, acts, level) {
+    if let (Weights::Q4_0(m), Acts::Q8_0(q, _, d, nb), Caps::Vnni(t)) = (w, acts, level) {
         let (x, xd, n) = (&q[..nb], &d[..nb], out.len());
         for (o, row) in out.iter_mut().zip(m[r0 * nb..(r0 + n) * nb].chunks_exact(nb)) {
-            // SAFETY: level is Caps::Vnni, whose token proves AVX-512 F/BW/VL/VNNI present and enabled.
-            *o = unsafe { crate::arch::x86_64::avx512::q4_0_row(row, x, xd) };
+            *o = crate::arch::x86_64::avx512::q4_0_row(t, row, x, xd);
         }
         return;
     }
@@ -858,9 +849,9 @@ pub fn matmul(
     check_shape(&w, cols, rows);
     assert!(xs.len() >= n * cols, "{n} activation rows of {cols} need {} values, got {}", n * cols, xs.len());
     #[cfg(target_arch = "x86_64")]
-    if let (Caps::Vnni(_), Weights::F32(m), true) = (caps(), w, n > 1) {
+    if let (Caps::Vnni(t), Weights::F32(m), true) = (caps(), w, n > 1) {
         xq.check(cols, n);
-        if drive_f32(exec, m, cols, &xs[..n * cols], n, xq, out) {
+        if drive_f32(t, exec, m, cols, &xs[..n * cols], n, xq, out) {
             return;
         }
     }
@@ -880,7 +871,7 @@ pub fn matmul(
         #[cfg(target_arch = "x86_64")]
         (_, ActKind::Q8_K) => drive::<1, 8>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]
-        (Caps::Vnni(_), ActKind::Q8_0) if has_oct_kernel(&w) => drive_oct(exec, w, acts, n, out),
+        (Caps::Vnni(t), ActKind::Q8_0) if has_oct_kernel(&w) => drive_oct(t, exec, w, acts, n, out),
         #[cfg(target_arch = "x86_64")]
         (Caps::Vnni(_), _) => drive::<2, 4>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]
@@ -1113,7 +1104,17 @@ pub fn attention_batch(
 /// (padded activations, per-task sums) comes from `xq`; returns false,
 /// doing nothing, if that memory cannot be had.
 #[cfg(target_arch = "x86_64")]
-fn drive_f32(exec: &dyn Executor, w: &[f32], cols: usize, xs: &[f32], n: usize, xq: &mut ActScratch, out: &mut [f32]) -> bool {
+#[allow(clippy::too_many_arguments)]
+fn drive_f32(
+    tok: Avx512VnniToken,
+    exec: &dyn Executor,
+    w: &[f32],
+    cols: usize,
+    xs: &[f32],
+    n: usize,
+    xq: &mut ActScratch,
+    out: &mut [f32],
+) -> bool {
     use crate::arch::x86_64::avx512_f32::{act_stride, rows as f32_rows, scratch_len, R};
     let rows = out.len() / n;
     let tiles = rows.div_ceil(R);
@@ -1144,10 +1145,9 @@ fn drive_f32(exec: &dyn Executor, w: &[f32], cols: usize, xs: &[f32], n: usize, 
         let buf = unsafe { core::slice::from_raw_parts_mut(ps.0.add(t * len), len) };
         let r0 = t * per_task * R;
         let r1 = (r0 + per_task * R).min(rows);
-        // SAFETY: drive_f32 runs only when caps() is Vnni, whose token proves AVX-512 F/VL, AVX2 and FMA
-        // present and enabled. out[j * rows + r] for j < n, r < r1 <= rows is inside `out`; only this task
+        // SAFETY: the token `tok` proves AVX-512 F/VL, AVX2 and FMA present and enabled. out[j * rows + r] for j < n, r < r1 <= rows is inside `out`; only this task
         // writes rows r0..r1; `out` outlives exec.run, which returns after every task.
-        unsafe { f32_rows(w, cols, xs, xld, n, r0, r1, po.0, rows, buf) };
+        unsafe { f32_rows(tok, w, cols, xs, xld, n, r0, r1, po.0, rows, buf) };
     };
     if tasks > 1 && threads > 1 {
         exec.run(tasks, &task);

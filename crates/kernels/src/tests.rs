@@ -95,16 +95,13 @@ fn simd_float_tiles_match_scalar() {
         let b: Vec<u16> = w.iter().map(|&v| f32_to_bf16(v)).collect();
         for_each_level!(|t, name| {
             let s = scalar::dot_f32(&w, &x);
-            // SAFETY: for_each_level only runs levels the CPU has.
-            let v = unsafe { t::tile_f32::<1, 1>([&w], [&x]) }[0][0];
+            let v = t::tile_f32::<1, 1>(t::token().unwrap(), [&w], [&x])[0][0];
             assert!(close(s, v, n), "{name} f32 n={n}: {s} vs {v}");
             let s = scalar::dot_f16(&h, &x);
-            // SAFETY: as above.
-            let v = unsafe { t::tile_f16::<1, 1>([&h], [&x]) }[0][0];
+            let v = t::tile_f16::<1, 1>(t::token().unwrap(), [&h], [&x])[0][0];
             assert!(close(s, v, n), "{name} f16 n={n}: {s} vs {v}");
             let s = scalar::dot_bf16(&b, &x);
-            // SAFETY: as above.
-            let v = unsafe { t::tile_bf16::<1, 1>([&b], [&x]) }[0][0];
+            let v = t::tile_bf16::<1, 1>(t::token().unwrap(), [&b], [&x])[0][0];
             assert!(close(s, v, n), "{name} bf16 n={n}: {s} vs {v}");
         });
     }
@@ -125,8 +122,7 @@ fn simd_q8_0_tiles_match_scalar() {
         wq[0].qs[5] = -128;
         let s = scalar::dot_q8_0(&wq, &xq);
         for_each_level!(|t, name| {
-            // SAFETY: for_each_level only runs levels the CPU has.
-            let v = unsafe { t::tile_q8_0::<1, 1>([&wq], [&xq]) }[0][0];
+            let v = t::tile_q8_0::<1, 1>(t::token().unwrap(), [&wq], [&xq])[0][0];
             assert!(close(s, v, nb * 32), "{name} nb={nb}: {s} vs {v}");
         });
     }

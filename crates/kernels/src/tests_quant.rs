@@ -575,11 +575,9 @@ fn vnni_row_octets_match_scalar() {
         macro_rules! check {
             ($f:ident, $field:ident, $scalar:path) => {{
                 let ws: [&[_]; 8] = core::array::from_fn(|k| rows[k].$field.as_slice());
-                // SAFETY: VNNI checked above.
-                let eight = unsafe { crate::arch::x86_64::avx512::$f::<8>(ws, xs, ss) };
+                let eight = crate::arch::x86_64::avx512::$f::<8>(crate::arch::x86_64::avx512::token().unwrap(), ws, xs, ss);
                 for c in 0..8 {
-                    // SAFETY: as above.
-                    let one = unsafe { crate::arch::x86_64::avx512::$f::<1>(ws, [xs[c]], [ss[c]]) }[0];
+                    let one = crate::arch::x86_64::avx512::$f::<1>(crate::arch::x86_64::avx512::token().unwrap(), ws, [xs[c]], [ss[c]])[0];
                     for k in 0..8 {
                         let want = $scalar(ws[k], xs[c]);
                         let scale =
@@ -611,14 +609,13 @@ fn vnni_q4_0_row_kernel_has_the_bits_of_the_tiles() {
     let mut r = Rng(20);
     for nb in [1usize, 2, 3, 7, 8, 64, 65] {
         let c = case32(&mut r, 32 * nb);
-        // SAFETY: VNNI (and so AVX2) checked above.
-        let (row, vnni, avx2) = unsafe {
-            (
-                crate::arch::x86_64::avx512::q4_0_row(&c.w4, &c.q8_0, &c.q8_0.iter().map(|b| f16_to_f32(b.d)).collect::<Vec<f32>>()),
-                crate::arch::x86_64::avx512::tiles::tile_q4_0::<1, 1>([&c.w4], [&c.q8_0])[0][0],
-                crate::arch::x86_64::avx2::tiles::tile_q4_0::<1, 1>([&c.w4], [&c.q8_0])[0][0],
-            )
-        };
+        let (v, a) = (crate::arch::x86_64::avx512::token().unwrap(), crate::arch::x86_64::avx2::tiles::token().unwrap());
+        let xd = c.q8_0.iter().map(|b| f16_to_f32(b.d)).collect::<Vec<f32>>();
+        let (row, vnni, avx2) = (
+            crate::arch::x86_64::avx512::q4_0_row(v, &c.w4, &c.q8_0, &xd),
+            crate::arch::x86_64::avx512::tiles::tile_q4_0::<1, 1>(v, [&c.w4], [&c.q8_0])[0][0],
+            crate::arch::x86_64::avx2::tiles::tile_q4_0::<1, 1>(a, [&c.w4], [&c.q8_0])[0][0],
+        );
         assert_eq!(row.to_bits(), vnni.to_bits(), "nb={nb}: {row} vs {vnni}");
         assert_eq!(row.to_bits(), avx2.to_bits(), "nb={nb}");
     }
@@ -656,14 +653,12 @@ fn simd_quant_tiles_match_scalar_at_every_level() {
         let (x0, xk) = ([c.q8_0.as_slice()], [c.q8_k.as_slice()]);
         let mut first: Option<[u32; 3]> = None;
         crate::tests::for_each_level!(|t, name| {
-            // SAFETY: for_each_level only runs levels the CPU has.
-            let got = unsafe {
-                [
-                    t::tile_q8_0::<1, 1>([&c.w8], x0)[0][0],
-                    t::tile_q4_0::<1, 1>([&c.w4], x0)[0][0],
-                    t::tile_q5_0::<1, 1>([&c.w5], x0)[0][0],
-                ]
-            };
+            let tok = t::token().unwrap();
+            let got = [
+                t::tile_q8_0::<1, 1>(tok, [&c.w8], x0)[0][0],
+                t::tile_q4_0::<1, 1>(tok, [&c.w4], x0)[0][0],
+                t::tile_q5_0::<1, 1>(tok, [&c.w5], x0)[0][0],
+            ];
             let want =
                 [scalar::dot_q8_0(&c.w8, &c.q8_0), scalar::dot_q4_0(&c.w4, &c.q8_0), scalar::dot_q5_0(&c.w5, &c.q8_0)];
             for k in 0..3 {
@@ -676,14 +671,11 @@ fn simd_quant_tiles_match_scalar_at_every_level() {
                 Some(f) => assert_eq!(f, bits, "{name}: 32-block results differ from AVX2"),
             }
             // K-quants reduce each super-block to one integer: bit-identical to scalar.
-            // SAFETY: as above.
-            let got = unsafe {
-                [
-                    t::tile_q4_k::<1, 1>([&c.w4k], xk)[0][0],
-                    t::tile_q5_k::<1, 1>([&c.w5k], xk)[0][0],
-                    t::tile_q6_k::<1, 1>([&c.w6k], xk)[0][0],
-                ]
-            };
+            let got = [
+                t::tile_q4_k::<1, 1>(tok, [&c.w4k], xk)[0][0],
+                t::tile_q5_k::<1, 1>(tok, [&c.w5k], xk)[0][0],
+                t::tile_q6_k::<1, 1>(tok, [&c.w6k], xk)[0][0],
+            ];
             let want = [
                 scalar::dot_q4_k(&c.w4k, &c.q8_k),
                 scalar::dot_q5_k(&c.w5k, &c.q8_k),
@@ -706,16 +698,12 @@ fn tiles_of_every_size_give_the_same_bits() {
         ($t:ident, $name:expr, $f:ident, $field:ident, $act:ident) => {{
             let ws: [&[_]; 4] = core::array::from_fn(|k| cs[k].$field.as_slice());
             let xs: [&[_]; 4] = core::array::from_fn(|k| cs[k].$act.as_slice());
-            // SAFETY: for_each_level only runs levels the CPU has.
-            let t44 = unsafe { $t::$f::<4, 4>(ws, xs) };
-            // SAFETY: as above.
-            let t24 = unsafe { $t::$f::<2, 4>([ws[2], ws[3]], xs) };
-            // SAFETY: as above.
-            let t31 = unsafe { $t::$f::<3, 1>([ws[1], ws[2], ws[3]], [xs[2]]) };
+            let t44 = $t::$f::<4, 4>($t::token().unwrap(), ws, xs);
+            let t24 = $t::$f::<2, 4>($t::token().unwrap(), [ws[2], ws[3]], xs);
+            let t31 = $t::$f::<3, 1>($t::token().unwrap(), [ws[1], ws[2], ws[3]], [xs[2]]);
             for a in 0..4 {
                 for b in 0..4 {
-                    // SAFETY: as above.
-                    let one = unsafe { $t::$f::<1, 1>([ws[a]], [xs[b]]) }[0][0].to_bits();
+                    let one = $t::$f::<1, 1>($t::token().unwrap(), [ws[a]], [xs[b]])[0][0].to_bits();
                     assert_eq!(t44[a][b].to_bits(), one, "{} {} 4x4 [{a}][{b}]", $name, stringify!($f));
                     if a >= 2 {
                         assert_eq!(t24[a - 2][b].to_bits(), one, "{} {} 2x4", $name, stringify!($f));
@@ -959,14 +947,11 @@ fn simd_q4_1_tiles_match_scalar_and_each_other() {
         let xs: [&[BlockQ8_1]; 4] = core::array::from_fn(|k| cs[k].3.as_slice());
         let mut first: Option<u32> = None;
         crate::tests::for_each_level!(|t, name| {
-            // SAFETY: for_each_level only runs levels the CPU has.
-            let t44 = unsafe { t::tile_q4_1::<4, 4>(ws, xs) };
-            // SAFETY: as above.
-            let t18 = unsafe { t::tile_q4_1::<1, 4>([ws[1]], xs) };
+            let t44 = t::tile_q4_1::<4, 4>(t::token().unwrap(), ws, xs);
+            let t18 = t::tile_q4_1::<1, 4>(t::token().unwrap(), [ws[1]], xs);
             for a in 0..4 {
                 for b in 0..4 {
-                    // SAFETY: as above.
-                    let one = unsafe { t::tile_q4_1::<1, 1>([ws[a]], [xs[b]]) }[0][0];
+                    let one = t::tile_q4_1::<1, 1>(t::token().unwrap(), [ws[a]], [xs[b]])[0][0];
                     assert_eq!(
                         t44[a][b].to_bits(),
                         one.to_bits(),
@@ -1095,12 +1080,10 @@ fn simd_q5_1_tiles_match_scalar_and_each_other() {
         let xs: [&[BlockQ8_1]; 4] = core::array::from_fn(|k| xq[k].as_slice());
         let mut first: Option<u32> = None;
         crate::tests::for_each_level!(|t, name| {
-            // SAFETY: for_each_level only runs levels the CPU has.
-            let t44 = unsafe { t::tile_q5_1::<4, 4>(ws, xs) };
+            let t44 = t::tile_q5_1::<4, 4>(t::token().unwrap(), ws, xs);
             for a in 0..4 {
                 for b in 0..4 {
-                    // SAFETY: as above.
-                    let one = unsafe { t::tile_q5_1::<1, 1>([ws[a]], [xs[b]]) }[0][0];
+                    let one = t::tile_q5_1::<1, 1>(t::token().unwrap(), [ws[a]], [xs[b]])[0][0];
                     assert_eq!(t44[a][b].to_bits(), one.to_bits(), "{name} nb={nb} 4x4 [{a}][{b}]");
                     let want = scalar::dot_q5_1(ws[a], xs[b]);
                     let s = (dot64(&ws_f[a], &ws_f[a]).sqrt() * dot64(&xs_f[b], &xs_f[b]).sqrt()) as f32;
@@ -1190,12 +1173,10 @@ fn iq4_nl_dots_match_scalar_and_dequantized_at_every_level() {
             let xs: [&[BlockQ8_0]; 4] = core::array::from_fn(|k| cs[k].3.as_slice());
             let mut first: Option<u32> = None;
             crate::tests::for_each_level!(|t, name| {
-                // SAFETY: for_each_level only runs levels the CPU has.
-                let t44 = unsafe { t::tile_iq4_nl::<4, 4>(ws, xs) };
+                let t44 = t::tile_iq4_nl::<4, 4>(t::token().unwrap(), ws, xs);
                 for a in 0..4 {
                     for b in 0..4 {
-                        // SAFETY: as above.
-                        let one = unsafe { t::tile_iq4_nl::<1, 1>([ws[a]], [xs[b]]) }[0][0];
+                        let one = t::tile_iq4_nl::<1, 1>(t::token().unwrap(), [ws[a]], [xs[b]])[0][0];
                         assert_eq!(t44[a][b].to_bits(), one.to_bits(), "{name} nb={nb}");
                         let want = scalar::dot_iq4_nl(ws[a], xs[b]);
                         assert!(close32(want, one, scale(a, b) * 4.0), "{name} nb={nb}: {want} vs {one}");
@@ -1212,8 +1193,7 @@ fn iq4_nl_dots_match_scalar_and_dequantized_at_every_level() {
                 let sums: Vec<Vec<i32>> =
                     cs.iter().map(|c| c.3.iter().map(|b| b.qs.iter().map(|&q| i32::from(q)).sum()).collect()).collect();
                 let s8: [&[i32]; 8] = core::array::from_fn(|k| sums[k].as_slice());
-                // SAFETY: VNNI checked above.
-                let o = unsafe { crate::arch::x86_64::avx512::oct_iq4_nl::<8>(w8, x8, s8) };
+                let o = crate::arch::x86_64::avx512::oct_iq4_nl::<8>(crate::arch::x86_64::avx512::token().unwrap(), w8, x8, s8);
                 for c in 0..8 {
                     for k in 0..8 {
                         let want = scalar::dot_iq4_nl(w8[k], x8[c]);
@@ -1302,10 +1282,8 @@ fn q2_k_q3_k_iq4_xs_tiles_are_bit_identical_to_scalar() {
         macro_rules! check {
             ($t:ident, $name:expr, $f:ident, $field:tt, $scalar:path) => {{
                 let ws: [&[_]; 4] = core::array::from_fn(|k| rows[k].$field.as_slice());
-                // SAFETY: for_each_level only runs levels the CPU has.
-                let t44 = unsafe { $t::$f::<4, 4>(ws, xs) };
-                // SAFETY: as above.
-                let t18 = unsafe { $t::$f::<1, 4>([ws[2]], xs) };
+                let t44 = $t::$f::<4, 4>($t::token().unwrap(), ws, xs);
+                let t18 = $t::$f::<1, 4>($t::token().unwrap(), [ws[2]], xs);
                 for a in 0..4 {
                     for b in 0..4 {
                         let want = $scalar(ws[a], xs[b]).to_bits();

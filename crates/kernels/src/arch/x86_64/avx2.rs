@@ -218,8 +218,14 @@ pub(crate) fn load_at<T>(p: &[T], off: usize) -> __m256i {
 /// - Floats: eight lanes of fma over the row, a horizontal sum, then the tail
 ///   in order.
 macro_rules! tile_kernels {
-    ($feat:literal, $mulsum:path) => {
+    ($feat:literal, $mulsum:path, $tok:ty, $detect:path) => {
         use core::arch::x86_64::*;
+
+        /// This level's capability token, from `cpu` (for the tests).
+        #[cfg(test)]
+        pub(crate) fn token() -> Option<$tok> {
+            $detect()
+        }
 
         use crate::arch::x86_64::avx2::{
             bytes_from_bits, hsum, hsum_i32, load32, load_at, mins_dot_bsums, q6_scale_pair, scales_mins, unpack_iq4nl,
@@ -744,14 +750,14 @@ macro_rules! tile_kernels {
                 /// The tile kernel: `R` weight rows (whole blocks, equal lengths)
                 /// against `C` activation rows; `out[r][c]` = row r . activation c.
                 ///
-                /// # Safety
-                /// The CPU must support the target features this module is
-                /// compiled for, with AVX state enabled.
-                pub(crate) unsafe fn $name<const R: usize, const C: usize>(
+                /// The token proves the target features this module is compiled for.
+                pub(crate) fn $name<const R: usize, const C: usize>(
+                    _: $tok,
                     ws: [&[$w]; R],
                     xs: [&[$x]; C],
                 ) -> [[f32; C]; R] {
-                    // SAFETY: the caller guarantees the target features.
+                    // SAFETY: the token (only `cpu` creates it, from the detected level) proves the target
+                    // features this module is compiled for are present and enabled.
                     unsafe { $impl::<R, C>(ws, xs) }
                 }
             };
@@ -777,7 +783,12 @@ pub(crate) use tile_kernels;
 
 /// The tile kernels compiled for AVX2 + FMA + F16C.
 pub(crate) mod tiles {
-    super::tile_kernels!("avx2,fma,f16c", crate::arch::x86_64::avx2::mul_sum_u8i8);
+    super::tile_kernels!(
+        "avx2,fma,f16c",
+        crate::arch::x86_64::avx2::mul_sum_u8i8,
+        crate::cpu::Avx2Token,
+        crate::cpu::avx2
+    );
 }
 
 // ---------------------------------------------------------------- activation quantizers

@@ -9,7 +9,14 @@
 
 use core::arch::x86_64::*;
 
+use crate::cpu::Avx512VnniToken;
 use crate::quant::{BlockQ4_0, BlockQ8_0};
+
+/// This level's capability token, from `cpu` (for the tests).
+#[cfg(test)]
+pub(crate) fn token() -> Option<Avx512VnniToken> {
+    crate::cpu::avx512_vnni()
+}
 
 /// `vpdpbusd` from zero: unsigned bytes `a` times signed bytes `b`, summed in
 /// groups of four into eight i32 lanes (no intermediate saturation).
@@ -143,15 +150,15 @@ mod oct {
         ($name:ident, $impl:ident, $blk:ty) => {
             /// The row-octet kernel: `out[c][r]` = row r . activation c.
             ///
-            /// # Safety
-            /// The CPU must support AVX-512 F/BW/VL and VNNI (and AVX2, FMA,
-            /// F16C) with AVX-512 state enabled.
-            pub(crate) unsafe fn $name<const C: usize>(
+            /// The token proves AVX-512 F/BW/VL and VNNI (and AVX2, FMA, F16C).
+            pub(crate) fn $name<const C: usize>(
+                _: crate::cpu::Avx512VnniToken,
                 ws: [&[$blk]; 8],
                 xs: [&[BlockQ8_0]; C],
                 sums: [&[i32]; C],
             ) -> [[f32; 8]; C] {
-                // SAFETY: the caller guarantees the target features.
+                // SAFETY: the token (only `cpu` creates it, from the detected level) proves AVX-512
+                // F/BW/VL and VNNI, AVX2, FMA and F16C present and enabled.
                 unsafe { $impl::<C>(ws, xs, sums) }
             }
         };
@@ -220,16 +227,18 @@ fn q4_0_row_impl(w: &[BlockQ4_0], x: &[BlockQ8_0], xd: &[f32]) -> f32 {
 
 /// Decoding dot of a Q4_0 row with Q8_0 activations (`xd`: their scales as
 /// f32); bit-identical to the 1 x 1 tile of either x86 level.
-///
-/// # Safety
-/// The CPU must support AVX-512 F/BW/VL and VNNI (and AVX2, FMA, F16C) with
-/// AVX-512 state enabled.
-pub(crate) unsafe fn q4_0_row(w: &[BlockQ4_0], x: &[BlockQ8_0], xd: &[f32]) -> f32 {
-    // SAFETY: the caller guarantees the target features.
+/// The token proves AVX-512 F/BW/VL and VNNI (and AVX2, FMA, F16C).
+pub(crate) fn q4_0_row(_: Avx512VnniToken, w: &[BlockQ4_0], x: &[BlockQ8_0], xd: &[f32]) -> f32 {
+    // SAFETY: the token (only `cpu` creates it, from the detected level) proves the target features.
     unsafe { q4_0_row_impl(w, x, xd) }
 }
 
 /// The tile kernels compiled for AVX-512 F/BW/VL + VNNI (plus AVX2, FMA, F16C).
 pub(crate) mod tiles {
-    crate::arch::x86_64::avx2::tile_kernels!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", crate::arch::x86_64::avx512::mul_sum_vnni);
+    crate::arch::x86_64::avx2::tile_kernels!(
+        "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+        crate::arch::x86_64::avx512::mul_sum_vnni,
+        crate::cpu::Avx512VnniToken,
+        crate::cpu::avx512_vnni
+    );
 }
