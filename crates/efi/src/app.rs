@@ -53,7 +53,7 @@ pub fn run() -> Status {
 
     sayln(&format!("llm-baremetal {}", env!("CARGO_PKG_VERSION")));
     sayln(&format!("CPU:    {}", cpu::brand_string()));
-    let level = cpu::simd_level();
+    let level = kernels::cpu::level().name();
     let mut simd_line = format!("SIMD:   {level} (XCR0 {:#x})", simd_state.xcr0);
     if let Some((fast, slow)) = cpu::fma_selftest() {
         let ok = (fast - slow).abs() <= 1e-4 * slow.abs().max(1.0);

@@ -1,5 +1,6 @@
 //! CPU state: enabling AVX (CR4.OSXSAVE + XCR0) on each core, the brand
-//! string, the SIMD level, APIC ids and the TSC.
+//! string, APIC ids and the TSC. The SIMD level is `kernels::cpu::level()`:
+//! detected once there, after [`enable_simd`] has enabled the state.
 //!
 //! Everything here except [`brand_string`] runs on application processors
 //! too: no allocation, no firmware calls, tiny stack.
@@ -114,32 +115,6 @@ pub fn enable_simd() -> SimdState {
     SimdState { xcr0: xgetbv0() }
 }
 
-/// SIMD level the kernels can use on this core: "avx512" (F+BW+VL with
-/// ZMM state enabled), "avx2" (AVX2+FMA with YMM state enabled) or "sse2".
-pub fn simd_level() -> &'static str {
-    let leaf1 = cpuid(1, 0);
-    let osxsave = leaf1.ecx & (1 << 27) != 0;
-    if !osxsave {
-        return "sse2";
-    }
-    let xcr0 = xgetbv0();
-    let max_leaf = cpuid(0, 0).eax;
-    let leaf7_ebx = if max_leaf >= 7 { cpuid(7, 0).ebx } else { 0 };
-    let avx = leaf1.ecx & (1 << 28) != 0;
-    let fma = leaf1.ecx & (1 << 12) != 0;
-    let avx2 = leaf7_ebx & (1 << 5) != 0;
-    let ymm_ok = xcr0 & 0x6 == 0x6;
-    let zmm_ok = xcr0 & 0xE6 == 0xE6;
-    let avx512 = leaf7_ebx & (1 << 16) != 0 && leaf7_ebx & (1 << 30) != 0 && leaf7_ebx & (1 << 31) != 0;
-    if avx && avx2 && fma && ymm_ok && avx512 && zmm_ok {
-        "avx512"
-    } else if avx && avx2 && fma && ymm_ok {
-        "avx2"
-    } else {
-        "sse2"
-    }
-}
-
 /// The processor brand string, e.g. "QEMU TCG CPU version 2.5+".
 pub fn brand_string() -> alloc::string::String {
     let max_ext = cpuid(0x8000_0000, 0).eax;
@@ -247,13 +222,12 @@ pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
 /// Checks that AVX2+FMA code runs on this core and agrees with scalar code.
 /// Returns (fma result, scalar result), or `None` if AVX2/FMA is not usable.
 pub fn fma_selftest() -> Option<(f32, f32)> {
-    if simd_level() == "sse2" {
-        return None;
-    }
+    // The level the kernels use, from the one detection in `kernels::cpu`.
+    kernels::cpu::avx2()?;
     let a: [f32; 67] = core::array::from_fn(|i| (i as f32) * 0.25 - 3.0);
     let b: [f32; 67] = core::array::from_fn(|i| 1.0 / (i as f32 + 1.0));
     let a = core::hint::black_box(a);
-    // SAFETY: simd_level() is "avx2" or better: AVX2 and FMA exist and the
+    // SAFETY: kernels::cpu::avx2() gave its token: AVX2 and FMA exist and the
     // YMM state is enabled on this core.
     let fast = unsafe { dot_fma(&a, &b) };
     Some((fast, dot_scalar(&a, &b)))
@@ -275,12 +249,11 @@ mod tests {
 
     #[test]
     fn host_queries_do_not_crash() {
-        // Unprivileged parts only: CPUID, TSC and the (host) SIMD level.
+        // Unprivileged parts only: CPUID and TSC.
         assert!(!brand_string().is_empty());
         let a = rdtsc();
         let b = rdtsc();
         assert!(b >= a);
-        assert!(["sse2", "avx2", "avx512"].contains(&simd_level()));
         assert!(on_bsp());
     }
 

@@ -3,6 +3,12 @@
 //! Detection only reads CPUID and XCR0; it never enables anything. On UEFI the
 //! firmware layer must enable AVX state (CR4.OSXSAVE, XCR0) on every core
 //! before the first kernel call, because the level is detected once and cached.
+//!
+//! [`SimdLevel`] is the one name of the level (banners, `/stats`, `--simd`).
+//! The capability tokens ([`Avx2Token`], [`Avx512VnniToken`]) are zero-sized
+//! proofs that the level was detected: only this module can create them, and
+//! the per-ISA kernel entry points take them, so the one `unsafe` call into
+//! each private `#[target_feature]` function cites the token.
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
@@ -166,4 +172,54 @@ pub fn force_level(max: SimdLevel) -> SimdLevel {
     let l = detect().best_level().min(max);
     LEVEL.store(l as u8, Ordering::Relaxed);
     l
+}
+
+/// Proof that AVX2, FMA and F16C are present and their (YMM) state enabled:
+/// only [`avx2`] and [`caps`] create it, from the detected level.
+#[derive(Debug, Clone, Copy)]
+pub struct Avx2Token(());
+
+/// Proof that AVX-512 F/BW/VL and VNNI (and AVX2, FMA, F16C) are present and
+/// their (ZMM) state enabled: only [`avx512_vnni`] and [`caps`] create it.
+#[derive(Debug, Clone, Copy)]
+pub struct Avx512VnniToken(());
+
+impl Avx512VnniToken {
+    /// Every CPU with AVX-512 VNNI at our level has the AVX2 kernels too.
+    #[inline]
+    pub fn avx2(self) -> Avx2Token {
+        Avx2Token(())
+    }
+}
+
+/// The AVX2 token, if the level in use is at least [`SimdLevel::Avx2`].
+#[inline]
+pub fn avx2() -> Option<Avx2Token> {
+    (cfg!(target_arch = "x86_64") && level() >= SimdLevel::Avx2).then_some(Avx2Token(()))
+}
+
+/// The AVX-512 VNNI token, if the level in use is [`SimdLevel::Avx512Vnni`].
+#[inline]
+pub fn avx512_vnni() -> Option<Avx512VnniToken> {
+    (cfg!(target_arch = "x86_64") && level() >= SimdLevel::Avx512Vnni).then_some(Avx512VnniToken(()))
+}
+
+/// The kernel family the matrix kernels run, with its token: the level in
+/// use, folded to the families that have kernels (AVX-512 without VNNI runs
+/// the AVX2 ones).
+#[derive(Debug, Clone, Copy)]
+pub enum Caps {
+    Scalar,
+    Avx2(Avx2Token),
+    Vnni(Avx512VnniToken),
+}
+
+/// The [`Caps`] of the level in use.
+#[inline]
+pub fn caps() -> Caps {
+    match (avx512_vnni(), avx2()) {
+        (Some(v), _) => Caps::Vnni(v),
+        (None, Some(a)) => Caps::Avx2(a),
+        (None, None) => Caps::Scalar,
+    }
 }

@@ -4,8 +4,11 @@
 use alloc::vec::Vec;
 
 use crate::cast::{bytes_of, view};
-use crate::cpu::{level, SimdLevel};
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::Avx512VnniToken;
+use crate::cpu::{caps, Caps};
 use crate::exec::Executor;
+pub use crate::math::{exp, exp_f64, gelu_tanh, libm_sqrt, ln_f64, powf_f64, silu, sin_cos, sin_cos_f64};
 use crate::quant::{
     self, BlockIQ4NL, BlockIQ4XS, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ6Kx8, BlockQ8K,
     BlockQ8_0, BlockQ8_1, QK8_0, QK8_1, QK_K,
@@ -285,18 +288,11 @@ enum Acts<'a> {
     Q8K(&'a [BlockQ8K], usize),
 }
 
-/// Whether the AVX2 kernels may run.
-#[inline]
-fn simd() -> bool {
-    cfg!(target_arch = "x86_64") && level() >= SimdLevel::Avx2
-}
-
 /// Quantizes activations to Q8_0 (bit-identical at every SIMD level).
 pub fn quantize_row_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
     #[cfg(target_arch = "x86_64")]
-    if simd() {
-        // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        return unsafe { crate::avx2::quantize_row_q8_0(x, out) };
+    if let Some(t) = crate::cpu::avx2() {
+        return crate::arch::x86_64::avx2::quantize_row_q8_0(t, x, out);
     }
     quant::quantize_row_q8_0(x, out)
 }
@@ -304,9 +300,8 @@ pub fn quantize_row_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
 /// Quantizes activations to Q8_1 (bit-identical at every SIMD level).
 pub fn quantize_row_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
     #[cfg(target_arch = "x86_64")]
-    if simd() {
-        // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        return unsafe { crate::avx2::quantize_row_q8_1(x, out) };
+    if let Some(t) = crate::cpu::avx2() {
+        return crate::arch::x86_64::avx2::quantize_row_q8_1(t, x, out);
     }
     quant::quantize_row_q8_1(x, out)
 }
@@ -314,9 +309,8 @@ pub fn quantize_row_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
 /// Quantizes activations to Q8_K (bit-identical at every SIMD level).
 pub fn quantize_row_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
     #[cfg(target_arch = "x86_64")]
-    if simd() {
-        // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        return unsafe { crate::avx2::quantize_row_q8_k(x, out) };
+    if let Some(t) = crate::cpu::avx2() {
+        return crate::arch::x86_64::avx2::quantize_row_q8_k(t, x, out);
     }
     quant::quantize_row_q8_k(x, out)
 }
@@ -325,9 +319,8 @@ pub fn quantize_row_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
 #[inline]
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if simd() {
-        // SAFETY: level() >= Avx2 means AVX2, FMA and F16C are present and enabled.
-        return unsafe { crate::avx2::dot_f32(a, b) };
+    if let Some(t) = crate::cpu::avx2() {
+        return crate::arch::x86_64::avx2::dot_f32(t, a, b);
     }
     scalar::dot_f32(a, b)
 }
@@ -336,32 +329,10 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 #[inline]
 pub fn axpy(out: &mut [f32], a: f32, x: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    if simd() {
-        // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        return unsafe { crate::avx2::axpy(out, a, x) };
+    if let Some(t) = crate::cpu::avx2() {
+        return crate::arch::x86_64::avx2::axpy(t, out, a, x);
     }
     scalar::axpy(out, a, x)
-}
-
-/// The instruction set the matrix kernels use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Isa {
-    Scalar,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    #[cfg(target_arch = "x86_64")]
-    Vnni,
-}
-
-#[inline]
-fn isa() -> Isa {
-    #[cfg(target_arch = "x86_64")]
-    match level() {
-        SimdLevel::Avx512Vnni => return Isa::Vnni,
-        SimdLevel::Avx2 | SimdLevel::Avx512 => return Isa::Avx2,
-        SimdLevel::Scalar => {}
-    }
-    Isa::Scalar
 }
 
 /// The dot kernels of each storage type, one line per type: its weights'
@@ -402,31 +373,27 @@ fn tile<const R: usize, const C: usize>(
     acts: Acts<'_>,
     j0: usize,
 ) -> [[f32; C]; R] {
-    let level = isa();
+    let level = caps();
     macro_rules! go {
         ($m:expr, $x:expr, $len:expr, $scalar:path, $name:ident) => {{
             let len = $len;
             let ws: [&[_]; R] = core::array::from_fn(|r| &$m[(r0 + r) * len..(r0 + r + 1) * len]);
             let xs: [&[_]; C] = core::array::from_fn(|c| &$x[(j0 + c) * len..(j0 + c + 1) * len]);
             match level {
-                // SAFETY: isa() is Vnni only when level() >= Avx512Vnni: AVX-512 F/BW/VL/VNNI, AVX2, FMA and
-                // F16C are present and enabled.
                 #[cfg(target_arch = "x86_64")]
-                Isa::Vnni => unsafe { crate::avx512::tiles::$name::<R, C>(ws, xs) },
-                // SAFETY: isa() is Avx2 only when level() >= Avx2: AVX2, FMA and F16C are present and enabled.
+                Caps::Vnni(t) => crate::arch::x86_64::avx512::tiles::$name::<R, C>(t, ws, xs),
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => unsafe { crate::avx2::tiles::$name::<R, C>(ws, xs) },
-                Isa::Scalar => core::array::from_fn(|r| core::array::from_fn(|c| $scalar(ws[r], xs[c]))),
+                Caps::Avx2(t) => crate::arch::x86_64::avx2::tiles::$name::<R, C>(t, ws, xs),
+                Caps::Scalar => core::array::from_fn(|r| core::array::from_fn(|c| $scalar(ws[r], xs[c]))),
             }
         }};
     }
     // Decoding Q4_0 with AVX-512: two blocks per vector, the same bits.
     #[cfg(target_arch = "x86_64")]
-    if R == 1 && C == 1 && level == Isa::Vnni {
+    if let (1, 1, Caps::Vnni(t)) = (R, C, level) {
         if let (Weights::Q4_0(m), Acts::Q8_0(q, _, d, nb)) = (w, acts) {
             let (x, xd) = (&q[j0 * nb..(j0 + 1) * nb], &d[j0 * nb..(j0 + 1) * nb]);
-            // SAFETY: isa() is Vnni only when level() >= Avx512Vnni: AVX-512 F/BW/VL/VNNI present and enabled.
-            let v = unsafe { crate::avx512::q4_0_row(&m[r0 * nb..(r0 + 1) * nb], x, xd) };
+            let v = crate::arch::x86_64::avx512::q4_0_row(t, &m[r0 * nb..(r0 + 1) * nb], x, xd);
             return [[v; C]; R];
         }
     }
@@ -606,7 +573,7 @@ fn drive<const R: usize, const C: usize>(
 /// weight rows (in the lanes) against 8 activations. For the leftover rows
 /// and activations, smaller calls of the same kernel or 1 x 1 tiles.
 #[cfg(target_arch = "x86_64")]
-fn drive_oct(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: &mut [f32]) {
+fn drive_oct(t: Avx512VnniToken, exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: &mut [f32]) {
     const C: usize = 8;
     let Acts::Q8_0(q, sums, _, nb) = acts else {
         unreachable!("row octets take Q8_0 activations")
@@ -620,12 +587,10 @@ fn drive_oct(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out:
                 let s = |c: usize| &sums[(j + c) * nb..(j + c + 1) * nb];
                 let mut o = [[0.0f32; 8]; C];
                 if cw == C {
-                    // SAFETY: drive_oct runs only when isa() is Vnni: AVX-512 F/BW/VL/VNNI present and enabled.
-                    o = unsafe { crate::avx512::$f::<C>(ws, core::array::from_fn(x), core::array::from_fn(s)) };
+                    o = crate::arch::x86_64::avx512::$f::<C>(t, ws, core::array::from_fn(x), core::array::from_fn(s));
                 } else {
                     for c in 0..cw {
-                        // SAFETY: as above.
-                        o[c] = unsafe { crate::avx512::$f::<1>(ws, [x(c)], [s(c)]) }[0];
+                        o[c] = crate::arch::x86_64::avx512::$f::<1>(t, ws, [x(c)], [s(c)])[0];
                     }
                 }
                 o
@@ -660,7 +625,7 @@ pub(crate) fn has_oct_kernel(w: &Weights<'_>) -> bool {
 fn drive_x8(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: &mut [f32]) {
     const C: usize = 8;
     let rows = out.len() / n;
-    let level = isa();
+    let level = caps();
     let kernel = |r0: usize, j: usize, cw: usize| -> [[f32; 8]; C] {
         let mut o = [[0.0f32; 8]; C];
         match (w, acts) {
@@ -670,27 +635,28 @@ fn drive_x8(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: 
                 let xd = |c: usize| &d[(j + c) * nb..(j + c + 1) * nb];
                 let s = |c: usize| &sums[(j + c) * nb..(j + c + 1) * nb];
                 macro_rules! call {
-                    ($m:ident) => {{
+                    ($m:ident, $t:expr) => {{
                         if cw == C {
-                            // SAFETY: the module matches isa(): Vnni only when level() >= Avx512Vnni (AVX-512
-                            // F/BW/VL/VNNI, AVX2, FMA, F16C present and enabled), Avx2 when level() >= Avx2.
-                            o = unsafe {
-                                crate::x8::$m::q4_0x8::<C>(w, core::array::from_fn(x), core::array::from_fn(xd), core::array::from_fn(s))
-                            };
+                            o = crate::arch::x86_64::x8::$m::q4_0x8::<C>(
+                                $t,
+                                w,
+                                core::array::from_fn(x),
+                                core::array::from_fn(xd),
+                                core::array::from_fn(s),
+                            );
                         } else {
                             for c in 0..cw {
-                                // SAFETY: as above.
-                                o[c] = unsafe { crate::x8::$m::q4_0x8::<1>(w, [x(c)], [xd(c)], [s(c)]) }[0];
+                                o[c] = crate::arch::x86_64::x8::$m::q4_0x8::<1>($t, w, [x(c)], [xd(c)], [s(c)])[0];
                             }
                         }
                     }};
                 }
                 match level {
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Vnni => call!(vnni),
+                    Caps::Vnni(t) => call!(vnni, t),
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 => call!(avx2),
-                    Isa::Scalar => {
+                    Caps::Avx2(t) => call!(avx2, t),
+                    Caps::Scalar => {
                         for (c, oc) in o.iter_mut().enumerate().take(cw) {
                             *oc = scalar::dot_q4_0x8(w, x(c));
                         }
@@ -701,31 +667,29 @@ fn drive_x8(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: 
                 let x = |c: usize| &q[(j + c) * nb..(j + c + 1) * nb];
                 // Four activations at a time keep the sums in registers.
                 macro_rules! call {
-                    ($m:ident, $f:ident, $w:expr) => {{
+                    ($m:ident, $t:expr, $f:ident, $w:expr) => {{
                         let w = $w;
                         let mut c = 0;
                         while c + 4 <= cw {
-                            // SAFETY: as for Q4_0 above.
-                            let r = unsafe { crate::x8::$m::$f::<4>(w, core::array::from_fn(|k| x(c + k))) };
+                            let r = crate::arch::x86_64::x8::$m::$f::<4>($t, w, core::array::from_fn(|k| x(c + k)));
                             o[c..c + 4].copy_from_slice(&r);
                             c += 4;
                         }
                         for c in c..cw {
-                            // SAFETY: as above.
-                            o[c] = unsafe { crate::x8::$m::$f::<1>(w, [x(c)]) }[0];
+                            o[c] = crate::arch::x86_64::x8::$m::$f::<1>($t, w, [x(c)])[0];
                         }
                     }};
                 }
                 let oct = r0 / 8 * nb..(r0 / 8 + 1) * nb;
                 match (level, w) {
                     #[cfg(target_arch = "x86_64")]
-                    (Isa::Vnni, Weights::Q4_Kx8(m)) => call!(vnni, q4_kx8, &m[oct]),
+                    (Caps::Vnni(t), Weights::Q4_Kx8(m)) => call!(vnni, t, q4_kx8, &m[oct]),
                     #[cfg(target_arch = "x86_64")]
-                    (Isa::Avx2, Weights::Q4_Kx8(m)) => call!(avx2, q4_kx8, &m[oct]),
+                    (Caps::Avx2(t), Weights::Q4_Kx8(m)) => call!(avx2, t, q4_kx8, &m[oct]),
                     #[cfg(target_arch = "x86_64")]
-                    (Isa::Vnni, Weights::Q6_Kx8(m)) => call!(vnni, q6_kx8, &m[oct]),
+                    (Caps::Vnni(t), Weights::Q6_Kx8(m)) => call!(vnni, t, q6_kx8, &m[oct]),
                     #[cfg(target_arch = "x86_64")]
-                    (Isa::Avx2, Weights::Q6_Kx8(m)) => call!(avx2, q6_kx8, &m[oct]),
+                    (Caps::Avx2(t), Weights::Q6_Kx8(m)) => call!(avx2, t, q6_kx8, &m[oct]),
                     (_, Weights::Q4_Kx8(m)) => {
                         for (c, oc) in o.iter_mut().enumerate().take(cw) {
                             *oc = scalar::dot_q4_kx8(&m[oct.clone()], x(c));
@@ -821,7 +785,7 @@ fn matvec_drive(exec: &dyn Executor, w: Weights<'_>, cols: usize, acts: Acts<'_>
 /// `out[k]` = row `r0 + k` of `w` . the activation row, with the 1 x 1 tiles
 /// (the same bits as [`tile`]`::<1, 1>`).
 fn matvec_rows(w: Weights<'_>, cols: usize, acts: Acts<'_>, r0: usize, out: &mut [f32]) {
-    let level = isa();
+    let level = caps();
     macro_rules! go {
         ($m:expr, $x:expr, $len:expr, $scalar:path, $name:ident) => {{
             let len = $len;
@@ -830,21 +794,18 @@ fn matvec_rows(w: Weights<'_>, cols: usize, acts: Acts<'_>, r0: usize, out: &mut
             let rows = $m[r0 * len..(r0 + n) * len].chunks_exact(len);
             match level {
                 #[cfg(target_arch = "x86_64")]
-                Isa::Vnni => {
+                Caps::Vnni(t) => {
                     for (o, row) in out.iter_mut().zip(rows) {
-                        // SAFETY: isa() is Vnni only when level() >= Avx512Vnni: AVX-512 F/BW/VL/VNNI,
-                        // AVX2, FMA and F16C are present and enabled.
-                        *o = unsafe { crate::avx512::tiles::$name::<1, 1>([row], [x]) }[0][0];
+                        *o = crate::arch::x86_64::avx512::tiles::$name::<1, 1>(t, [row], [x])[0][0];
                     }
                 }
                 #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => {
+                Caps::Avx2(t) => {
                     for (o, row) in out.iter_mut().zip(rows) {
-                        // SAFETY: isa() is Avx2 only when level() >= Avx2: AVX2, FMA and F16C are present.
-                        *o = unsafe { crate::avx2::tiles::$name::<1, 1>([row], [x]) }[0][0];
+                        *o = crate::arch::x86_64::avx2::tiles::$name::<1, 1>(t, [row], [x])[0][0];
                     }
                 }
-                Isa::Scalar => {
+                Caps::Scalar => {
                     for (o, row) in out.iter_mut().zip(rows) {
                         *o = $scalar(row, x);
                     }
@@ -854,11 +815,10 @@ fn matvec_rows(w: Weights<'_>, cols: usize, acts: Acts<'_>, r0: usize, out: &mut
     }
     // Decoding Q4_0 with AVX-512: two blocks per vector, the same bits.
     #[cfg(target_arch = "x86_64")]
-    if let (Weights::Q4_0(m), Acts::Q8_0(q, _, d, nb), Isa::Vnni) = (w, acts, level) {
+    if let (Weights::Q4_0(m), Acts::Q8_0(q, _, d, nb), Caps::Vnni(t)) = (w, acts, level) {
         let (x, xd, n) = (&q[..nb], &d[..nb], out.len());
         for (o, row) in out.iter_mut().zip(m[r0 * nb..(r0 + n) * nb].chunks_exact(nb)) {
-            // SAFETY: level is Vnni: AVX-512 F/BW/VL/VNNI present and enabled.
-            *o = unsafe { crate::avx512::q4_0_row(row, x, xd) };
+            *o = crate::arch::x86_64::avx512::q4_0_row(t, row, x, xd);
         }
         return;
     }
@@ -889,9 +849,9 @@ pub fn matmul(
     check_shape(&w, cols, rows);
     assert!(xs.len() >= n * cols, "{n} activation rows of {cols} need {} values, got {}", n * cols, xs.len());
     #[cfg(target_arch = "x86_64")]
-    if let (Isa::Vnni, Weights::F32(m), true) = (isa(), w, n > 1) {
+    if let (Caps::Vnni(t), Weights::F32(m), true) = (caps(), w, n > 1) {
         xq.check(cols, n);
-        if drive_f32(exec, m, cols, &xs[..n * cols], n, xq, out) {
+        if drive_f32(t, exec, m, cols, &xs[..n * cols], n, xq, out) {
             return;
         }
     }
@@ -906,18 +866,18 @@ pub fn matmul(
     // K-quants reduce each super-block to an integer per pair, so one row
     // against 8 activations; 32-blocks and floats share activation loads over
     // rows as well.
-    match (isa(), w.act_kind()) {
-        (Isa::Scalar, _) => drive::<1, 1>(exec, w, cols, acts, n, out),
+    match (caps(), w.act_kind()) {
+        (Caps::Scalar, _) => drive::<1, 1>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]
         (_, ActKind::Q8_K) => drive::<1, 8>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]
-        (Isa::Vnni, ActKind::Q8_0) if has_oct_kernel(&w) => drive_oct(exec, w, acts, n, out),
+        (Caps::Vnni(t), ActKind::Q8_0) if has_oct_kernel(&w) => drive_oct(t, exec, w, acts, n, out),
         #[cfg(target_arch = "x86_64")]
-        (Isa::Vnni, _) => drive::<2, 4>(exec, w, cols, acts, n, out),
+        (Caps::Vnni(_), _) => drive::<2, 4>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx2, ActKind::Q8_0 | ActKind::Q8_1) => drive::<1, 8>(exec, w, cols, acts, n, out),
+        (Caps::Avx2(_), ActKind::Q8_0 | ActKind::Q8_1) => drive::<1, 8>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]
-        (Isa::Avx2, ActKind::F32) => drive::<4, 2>(exec, w, cols, acts, n, out),
+        (Caps::Avx2(_), ActKind::F32) => drive::<4, 2>(exec, w, cols, acts, n, out),
     }
 }
 
@@ -928,9 +888,8 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     let mean = (scalar::sum_squares(x) / x.len().max(1) as f64) as f32;
     let s = 1.0 / libm_sqrt(mean + eps);
     #[cfg(target_arch = "x86_64")]
-    if simd() {
-        // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        return unsafe { crate::avx2::scale_mul(out, x, s, w) };
+    if let Some(t) = crate::cpu::avx2() {
+        return crate::arch::x86_64::avx2::scale_mul(t, out, x, s, w);
     }
     scalar::scale_mul(out, x, s, w)
 }
@@ -950,43 +909,21 @@ pub fn layernorm(out: &mut [f32], x: &[f32], w: &[f32], b: Option<&[f32]>, eps: 
 /// twin does, so both give the same bits.
 pub fn softmax(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if simd() {
-        // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        return unsafe { crate::avx2::softmax(x) };
+    if let Some(t) = crate::cpu::avx2() {
+        return crate::arch::x86_64::avx2::softmax(t, x);
     }
     scalar::softmax(x)
-}
-
-/// SiLU: x * sigmoid(x).
-#[inline]
-pub fn silu(x: f32) -> f32 {
-    x / (1.0 + exp(-x))
 }
 
 /// `h[i] = silu(h[i]) * u[i]` (SwiGLU), vectorised; the same bits as the
 /// scalar [`silu`] per element.
 pub fn swiglu(h: &mut [f32], u: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    if simd() {
-        // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        return unsafe { crate::avx2::swiglu(h, u) };
+    if let Some(t) = crate::cpu::avx2() {
+        return crate::arch::x86_64::avx2::swiglu(t, h, u);
     }
     scalar::swiglu(h, u)
 }
-
-/// GELU, tanh approximation (`gelu_new`, `gelu_pytorch_tanh`), with
-/// tanh(y) = 1 - 2 / (exp(2y) + 1) from the libm-free [`exp`], so that the
-/// vectorised form ([`geglu`]) has the same bits.
-#[inline]
-pub fn gelu_tanh(x: f32) -> f32 {
-    let y = GELU_S * (x + GELU_C * x * x * x);
-    let t = 1.0 - 2.0 / (exp(2.0 * y) + 1.0);
-    0.5 * x * (1.0 + t)
-}
-
-/// sqrt(2/pi) and the cubic coefficient of the GELU tanh approximation.
-pub(crate) const GELU_S: f32 = 0.797_884_6;
-pub(crate) const GELU_C: f32 = 0.044_715;
 
 /// `h[i] = gelu_tanh(h[i]) * u[i]` (GeGLU), or `h[i] = gelu_tanh(h[i])`
 /// without `u`; vectorised, the same bits as [`gelu_tanh`] per element.
@@ -995,9 +932,8 @@ pub fn geglu(h: &mut [f32], u: Option<&[f32]>) {
         assert!(u.len() >= h.len(), "geglu: {} gates for {} values", u.len(), h.len());
     }
     #[cfg(target_arch = "x86_64")]
-    if simd() {
-        // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-        return unsafe { crate::avx2::geglu(h, u) };
+    if let Some(t) = crate::cpu::avx2() {
+        return crate::arch::x86_64::avx2::geglu(t, h, u);
     }
     scalar::geglu(h, u)
 }
@@ -1033,185 +969,13 @@ pub fn rope_heads(v: &mut [f32], head_dim: usize, pos: usize, n_rot: usize, inv_
         let (cos, sin) = (&cos[..end - start], &sin[..end - start]);
         for h in v.chunks_exact_mut(head_dim) {
             #[cfg(target_arch = "x86_64")]
-            if simd() {
-                // SAFETY: level() >= Avx2 means AVX2 and FMA are present and enabled.
-                unsafe { crate::avx2::rotate_pairs(h, start, cos, sin, neox, n_rot / 2) };
+            if let Some(t) = crate::cpu::avx2() {
+                crate::arch::x86_64::avx2::rotate_pairs(t, h, start, cos, sin, neox, n_rot / 2);
                 continue;
             }
             scalar::rotate_pairs(h, start, cos, sin, neox, n_rot / 2);
         }
         start = end;
-    }
-}
-
-// ---- libm-free math (core has no transcendental functions) ----
-
-/// Square root. `core` has no `sqrt` on f32 in no_std; SSE2 has it in hardware.
-#[inline]
-pub fn libm_sqrt(x: f32) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use core::arch::x86_64::{_mm_cvtss_f32, _mm_set_ss, _mm_sqrt_ss};
-        // SAFETY: SSE is part of the x86_64 baseline and of our UEFI target
-        // spec (+sse,+sse2), so these instructions always exist.
-        unsafe { _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(x))) }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        // Newton iterations from a bit-level guess.
-        if x <= 0.0 {
-            return if x == 0.0 { 0.0 } else { f32::NAN };
-        }
-        let mut y = f32::from_bits((x.to_bits() >> 1) + 0x1fc0_0000);
-        for _ in 0..4 {
-            y = 0.5 * (y + x / y);
-        }
-        y
-    }
-}
-
-/// Cody-Waite split of ln 2: the high part has few bits, so n * LN2_HI is exact.
-pub(crate) const LN2_HI: f32 = 0.693_359_4;
-pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
-/// Minimax coefficients of (e^r - 1 - r) / r^2 on |r| <= ln2 / 2 (Cephes expf).
-pub(crate) const EXP_P: [f32; 6] = [1.987_569_2e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5];
-
-/// e^x in f32, within 2 ulp: x = n ln2 + r, a degree-7 polynomial in r, then
-/// 2^n in two steps (so subnormal results round once). The SIMD twins
-/// (`avx2::exp8`) use the same operations (no fused multiply-adds), so
-/// vectorised softmax and SwiGLU give the same bits as this.
-#[inline]
-pub fn exp(x: f32) -> f32 {
-    if x.is_nan() {
-        return x;
-    }
-    // Outside these bounds the result is infinite or rounds to zero.
-    let x = x.clamp(-104.0, 89.0);
-    let t = x * core::f32::consts::LOG2_E + 0.5;
-    // floor without libm: truncate, then step down for negative non-integers.
-    let ti = t as i32;
-    let n = (ti - i32::from((ti as f32) > t)) as f32;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
-    let r2 = r * r;
-    let mut p = EXP_P[0];
-    for &c in &EXP_P[1..] {
-        p = p * r + c;
-    }
-    let y = (p * r2 + r) + 1.0;
-    let n = n as i32;
-    let n1 = n >> 1;
-    let n2 = n - n1;
-    y * f32::from_bits(((n1 + 127) as u32) << 23) * f32::from_bits(((n2 + 127) as u32) << 23)
-}
-
-/// e^x in f64: range reduction by ln2 and a degree-13 Taylor polynomial.
-pub fn exp_f64(x: f64) -> f64 {
-    if x.is_nan() {
-        return x;
-    }
-    if x > 709.0 {
-        return f64::INFINITY;
-    }
-    if x < -745.0 {
-        return 0.0;
-    }
-    const LN2: f64 = core::f64::consts::LN_2;
-    let k = (x / LN2 + if x >= 0.0 { 0.5 } else { -0.5 }) as i64;
-    let r = x - k as f64 * LN2;
-    // |r| <= ln2/2: Taylor series converges quickly.
-    let mut term = 1.0;
-    let mut sum = 1.0;
-    for i in 1..14 {
-        term *= r / i as f64;
-        sum += term;
-    }
-    // Multiply by 2^k in two steps to cover subnormal results.
-    let k1 = k / 2;
-    let k2 = k - k1;
-    sum * pow2(k1) * pow2(k2)
-}
-
-#[inline]
-fn pow2(k: i64) -> f64 {
-    f64::from_bits(((k + 1023).clamp(0, 2046) as u64) << 52)
-}
-
-/// Natural log in f64 (for RoPE frequency tables and samplers).
-pub fn ln_f64(x: f64) -> f64 {
-    if x.is_nan() || x < 0.0 {
-        return f64::NAN;
-    }
-    if x == 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if x.is_infinite() {
-        return x;
-    }
-    // x = m * 2^e with m in [1, 2)
-    let bits = x.to_bits();
-    let mut e = ((bits >> 52) & 0x7ff) as i64 - 1023;
-    let mut m = f64::from_bits((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000);
-    if (bits >> 52) & 0x7ff == 0 {
-        // subnormal
-        let y = x * f64::from_bits(0x4350_0000_0000_0000); // 2^54
-        return ln_f64(y) - 54.0 * core::f64::consts::LN_2;
-    }
-    if m > core::f64::consts::SQRT_2 {
-        m /= 2.0;
-        e += 1;
-    }
-    // ln(m) = 2 atanh((m-1)/(m+1))
-    let t = (m - 1.0) / (m + 1.0);
-    let t2 = t * t;
-    let mut term = t;
-    let mut sum = 0.0;
-    let mut k = 1.0;
-    while k < 60.0 {
-        sum += term / k;
-        term *= t2;
-        k += 2.0;
-    }
-    2.0 * sum + e as f64 * core::f64::consts::LN_2
-}
-
-/// base^y for base > 0, in f64.
-pub fn powf_f64(base: f64, y: f64) -> f64 {
-    exp_f64(y * ln_f64(base))
-}
-
-/// sin and cos of an f32 angle, computed in f64 with range reduction.
-pub fn sin_cos(x: f32) -> (f32, f32) {
-    let (s, c) = sin_cos_f64(f64::from(x));
-    (s as f32, c as f32)
-}
-
-/// sin and cos in f64, accurate to ~1e-15 for |x| up to ~1e6.
-pub fn sin_cos_f64(x: f64) -> (f64, f64) {
-    use core::f64::consts::FRAC_PI_2;
-    // Reduce by pi/2 using a two-part constant (Cody-Waite).
-    const P1: f64 = FRAC_PI_2; // pi/2 rounded to f64: the high part
-    const P2: f64 = 6.123_233_995_736_766e-17; // pi/2 - P1
-    let k = (x / FRAC_PI_2 + if x >= 0.0 { 0.5 } else { -0.5 }) as i64;
-    let r = (x - k as f64 * P1) - k as f64 * P2;
-    let r2 = r * r;
-    // Taylor series on |r| <= pi/4.
-    let mut s = r;
-    let mut c = 1.0;
-    let mut ts = r;
-    let mut tc = 1.0;
-    // |r| <= pi/4: the terms after the eighth are below 1e-19.
-    for i in 1..9 {
-        let i = i as f64;
-        ts *= -r2 / ((2.0 * i) * (2.0 * i + 1.0));
-        tc *= -r2 / ((2.0 * i - 1.0) * (2.0 * i));
-        s += ts;
-        c += tc;
-    }
-    match k.rem_euclid(4) {
-        0 => (s, c),
-        1 => (c, -s),
-        2 => (-s, -c),
-        _ => (-c, s),
     }
 }
 
@@ -1340,8 +1104,18 @@ pub fn attention_batch(
 /// (padded activations, per-task sums) comes from `xq`; returns false,
 /// doing nothing, if that memory cannot be had.
 #[cfg(target_arch = "x86_64")]
-fn drive_f32(exec: &dyn Executor, w: &[f32], cols: usize, xs: &[f32], n: usize, xq: &mut ActScratch, out: &mut [f32]) -> bool {
-    use crate::avx512_f32::{act_stride, rows as f32_rows, scratch_len, R};
+#[allow(clippy::too_many_arguments)]
+fn drive_f32(
+    tok: Avx512VnniToken,
+    exec: &dyn Executor,
+    w: &[f32],
+    cols: usize,
+    xs: &[f32],
+    n: usize,
+    xq: &mut ActScratch,
+    out: &mut [f32],
+) -> bool {
+    use crate::arch::x86_64::avx512_f32::{act_stride, rows as f32_rows, scratch_len, R};
     let rows = out.len() / n;
     let tiles = rows.div_ceil(R);
     let threads = exec.n_threads().max(1);
@@ -1371,10 +1145,9 @@ fn drive_f32(exec: &dyn Executor, w: &[f32], cols: usize, xs: &[f32], n: usize, 
         let buf = unsafe { core::slice::from_raw_parts_mut(ps.0.add(t * len), len) };
         let r0 = t * per_task * R;
         let r1 = (r0 + per_task * R).min(rows);
-        // SAFETY: drive_f32 runs only when isa() is Vnni: AVX-512 F/VL, AVX2 and FMA present and
-        // enabled. out[j * rows + r] for j < n, r < r1 <= rows is inside `out`; only this task
+        // SAFETY: the token `tok` proves AVX-512 F/VL, AVX2 and FMA present and enabled. out[j * rows + r] for j < n, r < r1 <= rows is inside `out`; only this task
         // writes rows r0..r1; `out` outlives exec.run, which returns after every task.
-        unsafe { f32_rows(w, cols, xs, xld, n, r0, r1, po.0, rows, buf) };
+        unsafe { f32_rows(tok, w, cols, xs, xld, n, r0, r1, po.0, rows, buf) };
     };
     if tasks > 1 && threads > 1 {
         exec.run(tasks, &task);

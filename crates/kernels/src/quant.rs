@@ -40,7 +40,7 @@
 //! - Q8_K: activations for K-quant dot products: f32 scale, 256 int8 values
 //!   and the sums of each group of 16 (292 bytes).
 
-use crate::cast::{bytes_of, read_pod, Pod};
+use crate::cast::{bytes_of, read_pod, view, Pod};
 use crate::half::{f16_to_f32, f32_to_f16};
 
 /// Elements per Q8_0 block.
@@ -375,7 +375,7 @@ pub fn pack_scale_min_k4(scales: &[u8; 8], mins: &[u8; 8]) -> [u8; 12] {
 
 #[inline]
 fn sqrt(x: f32) -> f32 {
-    crate::ops::libm_sqrt(x)
+    crate::math::libm_sqrt(x)
 }
 
 /// The value with the largest magnitude (the first one on ties) and that
@@ -1680,6 +1680,55 @@ pub fn dequantize_row_q8_k(blocks: &[BlockQ8K], out: &mut [f32]) {
             *y = blk.d * f32::from(q);
         }
     }
+}
+
+// ---- Pod: the blocks are plain bytes (see `cast`) ----
+
+// SAFETY: repr(C) u16 + [i8; 32] = 34 bytes, align 2, no padding (size checked at compile time).
+unsafe impl Pod for BlockQ8_0 {}
+// SAFETY: repr(C) u16 + [u8; 16] = 18 bytes, align 2, no padding (size checked at compile time).
+unsafe impl Pod for BlockQ4_0 {}
+// SAFETY: repr(C) [u16; 8] + [u8; 128] = 144 bytes, align 2, no padding (size checked at compile time).
+unsafe impl Pod for BlockQ4_0x8 {}
+// SAFETY: repr(C) 2 x u16 + [u8; 16] = 20 bytes, align 2, no padding (size checked at compile time).
+unsafe impl Pod for BlockQ4_1 {}
+// SAFETY: repr(C) 2 x u16 + [u8; 4] + [u8; 16] = 24 bytes, align 2, no padding (size checked at compile time).
+unsafe impl Pod for BlockQ5_1 {}
+// SAFETY: repr(C) u16 + [u8; 16] = 18 bytes, align 2, no padding (size checked at compile time).
+unsafe impl Pod for BlockIQ4NL {}
+// SAFETY: repr(C) [u8; 16] + [u8; 64] + 2 x u16 = 84 bytes, align 2, no padding (size checked at compile time).
+unsafe impl Pod for BlockQ2K {}
+// SAFETY: repr(C) [u8; 32] + [u8; 64] + [u8; 12] + u16 = 110 bytes, align 2, no padding (size checked at compile time).
+unsafe impl Pod for BlockQ3K {}
+// SAFETY: repr(C) 2 x u16 + [u8; 4] + [u8; 128] = 136 bytes, align 2, no padding (size checked at compile time).
+unsafe impl Pod for BlockIQ4XS {}
+// SAFETY: repr(C) 2 x u16 + [i8; 32] = 36 bytes, align 2, no padding (size checked at compile time).
+unsafe impl Pod for BlockQ8_1 {}
+// SAFETY: repr(C) u16 + [u8; 4] + [u8; 16] = 22 bytes, align 2, no padding (size checked at compile time).
+unsafe impl Pod for BlockQ5_0 {}
+// SAFETY: repr(C) 2 x u16 + [u8; 12] + [u8; 128] = 144 bytes, align 2, no padding (size checked at compile time).
+unsafe impl Pod for BlockQ4K {}
+// SAFETY: repr(C) 2 x [u16; 8] + [u8; 96] + [u8; 1024] = 1152 bytes, align 2, no padding (size checked).
+unsafe impl Pod for BlockQ4Kx8 {}
+// SAFETY: repr(C) 2 x u16 + [u8; 12] + [u8; 32] + [u8; 128] = 176 bytes, align 2, no padding (size checked).
+unsafe impl Pod for BlockQ5K {}
+// SAFETY: repr(C) [u8; 128] + [u8; 64] + [i8; 16] + u16 = 210 bytes, align 2, no padding (size checked).
+unsafe impl Pod for BlockQ6K {}
+// SAFETY: repr(C) [u16; 8] + [i8; 128] + [u8; 1536] = 1680 bytes, align 2, no padding (size
+// checked).
+unsafe impl Pod for BlockQ6Kx8 {}
+// SAFETY: repr(C) f32 + [i8; 256] + [i16; 16] = 292 bytes, align 4, no padding (size checked); every
+// bit pattern is a valid f32/i8/i16.
+unsafe impl Pod for BlockQ8K {}
+
+/// `&[u8]` as Q8_0 blocks, if aligned to 2 and a whole number of blocks.
+pub fn as_q8_0(b: &[u8]) -> Option<&[BlockQ8_0]> {
+    view(b)
+}
+
+/// A byte view of Q8_0 blocks (for writing files).
+pub fn q8_0_bytes(v: &[BlockQ8_0]) -> &[u8] {
+    bytes_of(v)
 }
 
 #[cfg(test)]

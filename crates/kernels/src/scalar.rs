@@ -295,13 +295,13 @@ pub fn softmax(x: &mut [f32]) {
     let n8 = x.len() / 8 * 8;
     for c in x[..n8].chunks_exact_mut(8) {
         for (l, v) in lanes.iter_mut().zip(c.iter_mut()) {
-            *v = crate::ops::exp(*v - max);
+            *v = crate::math::exp(*v - max);
             *l += *v;
         }
     }
     let mut sum = hsum8(&lanes);
     for v in &mut x[n8..] {
-        *v = crate::ops::exp(*v - max);
+        *v = crate::math::exp(*v - max);
         sum += *v;
     }
     let inv = 1.0 / sum;
@@ -337,8 +337,8 @@ pub fn scale_mul(out: &mut [f32], x: &[f32], s: f32, w: &[f32]) {
 /// without `u`.
 pub fn geglu(h: &mut [f32], u: Option<&[f32]>) {
     match u {
-        Some(u) => h.iter_mut().zip(u).for_each(|(a, &b)| *a = crate::ops::gelu_tanh(*a) * b),
-        None => h.iter_mut().for_each(|a| *a = crate::ops::gelu_tanh(*a)),
+        Some(u) => h.iter_mut().zip(u).for_each(|(a, &b)| *a = crate::math::gelu_tanh(*a) * b),
+        None => h.iter_mut().for_each(|a| *a = crate::math::gelu_tanh(*a)),
     }
 }
 
@@ -358,6 +358,6 @@ pub fn rotate_pairs(h: &mut [f32], start: usize, cos: &[f32], sin: &[f32], neox:
 /// `h[i] = silu(h[i]) * u[i]`.
 pub fn swiglu(h: &mut [f32], u: &[f32]) {
     for (a, &b) in h.iter_mut().zip(u) {
-        *a = crate::ops::silu(*a) * b;
+        *a = crate::math::silu(*a) * b;
     }
 }

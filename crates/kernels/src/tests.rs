@@ -30,6 +30,12 @@ fn close(a: f32, b: f32, n: usize) -> bool {
     (a - b).abs() <= 1e-5 * (n as f32).sqrt().max(1.0) * (1.0 + a.abs().max(b.abs()))
 }
 
+/// The AVX2 token (call only after [`have_avx2`] said yes).
+#[cfg(target_arch = "x86_64")]
+fn avx2_token() -> crate::cpu::Avx2Token {
+    crate::cpu::avx2().expect("AVX2 detected")
+}
+
 #[cfg(target_arch = "x86_64")]
 fn have_avx2() -> bool {
     let ok = detect().best_level() >= SimdLevel::Avx2;
@@ -43,14 +49,14 @@ fn have_avx2() -> bool {
 #[test]
 fn avx2_dot_f32_matches_scalar() {
     if !have_avx2() {
+        crate::tests::skipped("avx2_dot_f32_matches_scalar", "AVX2+FMA+F16C");
         return;
     }
     let mut r = Rng(1);
     for n in LENGTHS {
         let (a, b) = (r.vec(n), r.vec(n));
         let s = scalar::dot_f32(&a, &b);
-        // SAFETY: AVX2 checked above.
-        let v = unsafe { crate::avx2::dot_f32(&a, &b) };
+        let v = crate::arch::x86_64::avx2::dot_f32(avx2_token(), &a, &b);
         assert!(close(s, v, n), "n={n}: {s} vs {v}");
     }
 }
@@ -62,13 +68,13 @@ macro_rules! for_each_level {
     (|$m:ident, $name:ident| $body:block) => {{
         if have_avx2() {
             #[allow(unused_imports)]
-            use crate::avx2::tiles as $m;
+            use crate::arch::x86_64::avx2::tiles as $m;
             let $name = "avx2";
             $body
         }
         if detect().best_level() >= SimdLevel::Avx512Vnni {
             #[allow(unused_imports)]
-            use crate::avx512::tiles as $m;
+            use crate::arch::x86_64::avx512::tiles as $m;
             let $name = "avx512vnni";
             $body
         } else {
@@ -89,16 +95,13 @@ fn simd_float_tiles_match_scalar() {
         let b: Vec<u16> = w.iter().map(|&v| f32_to_bf16(v)).collect();
         for_each_level!(|t, name| {
             let s = scalar::dot_f32(&w, &x);
-            // SAFETY: for_each_level only runs levels the CPU has.
-            let v = unsafe { t::tile_f32::<1, 1>([&w], [&x]) }[0][0];
+            let v = t::tile_f32::<1, 1>(t::token().unwrap(), [&w], [&x])[0][0];
             assert!(close(s, v, n), "{name} f32 n={n}: {s} vs {v}");
             let s = scalar::dot_f16(&h, &x);
-            // SAFETY: as above.
-            let v = unsafe { t::tile_f16::<1, 1>([&h], [&x]) }[0][0];
+            let v = t::tile_f16::<1, 1>(t::token().unwrap(), [&h], [&x])[0][0];
             assert!(close(s, v, n), "{name} f16 n={n}: {s} vs {v}");
             let s = scalar::dot_bf16(&b, &x);
-            // SAFETY: as above.
-            let v = unsafe { t::tile_bf16::<1, 1>([&b], [&x]) }[0][0];
+            let v = t::tile_bf16::<1, 1>(t::token().unwrap(), [&b], [&x])[0][0];
             assert!(close(s, v, n), "{name} bf16 n={n}: {s} vs {v}");
         });
     }
@@ -119,8 +122,7 @@ fn simd_q8_0_tiles_match_scalar() {
         wq[0].qs[5] = -128;
         let s = scalar::dot_q8_0(&wq, &xq);
         for_each_level!(|t, name| {
-            // SAFETY: for_each_level only runs levels the CPU has.
-            let v = unsafe { t::tile_q8_0::<1, 1>([&wq], [&xq]) }[0][0];
+            let v = t::tile_q8_0::<1, 1>(t::token().unwrap(), [&wq], [&xq])[0][0];
             assert!(close(s, v, nb * 32), "{name} nb={nb}: {s} vs {v}");
         });
     }
@@ -130,6 +132,7 @@ fn simd_q8_0_tiles_match_scalar() {
 #[test]
 fn avx2_axpy_matches_scalar() {
     if !have_avx2() {
+        crate::tests::skipped("avx2_axpy_matches_scalar", "AVX2+FMA+F16C");
         return;
     }
     let mut r = Rng(4);
@@ -138,8 +141,7 @@ fn avx2_axpy_matches_scalar() {
         let mut a = r.vec(n);
         let mut b = a.clone();
         scalar::axpy(&mut a, 0.7, &x);
-        // SAFETY: AVX2 checked above.
-        unsafe { crate::avx2::axpy(&mut b, 0.7, &x) };
+        crate::arch::x86_64::avx2::axpy(avx2_token(), &mut b, 0.7, &x);
         for (p, q) in a.iter().zip(&b) {
             assert!((p - q).abs() <= 1e-6 * (1.0 + p.abs()));
         }
@@ -415,6 +417,7 @@ fn fast_exp_is_within_two_ulp_of_std() {
 #[test]
 fn avx2_softmax_and_swiglu_are_bit_identical_to_scalar() {
     if !have_avx2() {
+        crate::tests::skipped("avx2_softmax_and_swiglu_are_bit_identical_to_scalar", "AVX2+FMA+F16C");
         return;
     }
     let mut r = Rng(41);
@@ -423,8 +426,7 @@ fn avx2_softmax_and_swiglu_are_bit_identical_to_scalar() {
         let mut a = x.clone();
         let mut b = x.clone();
         scalar::softmax(&mut a);
-        // SAFETY: AVX2 checked above.
-        unsafe { crate::avx2::softmax(&mut b) };
+        crate::arch::x86_64::avx2::softmax(avx2_token(), &mut b);
         assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "softmax n={n}");
         if n > 0 {
             let s: f32 = a.iter().sum();
@@ -434,8 +436,7 @@ fn avx2_softmax_and_swiglu_are_bit_identical_to_scalar() {
         let mut a = x.clone();
         let mut b = x;
         scalar::swiglu(&mut a, &u);
-        // SAFETY: AVX2 checked above.
-        unsafe { crate::avx2::swiglu(&mut b, &u) };
+        crate::arch::x86_64::avx2::swiglu(avx2_token(), &mut b, &u);
         assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "swiglu n={n}");
     }
     // Large negative inputs (exp underflows) and huge ones.
@@ -443,8 +444,7 @@ fn avx2_softmax_and_swiglu_are_bit_identical_to_scalar() {
     let mut b = a;
     let u = [1.0f32; 9];
     scalar::swiglu(&mut a, &u);
-    // SAFETY: AVX2 checked above.
-    unsafe { crate::avx2::swiglu(&mut b, &u) };
+    crate::arch::x86_64::avx2::swiglu(avx2_token(), &mut b, &u);
     assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits));
 }
 
@@ -471,6 +471,7 @@ fn rope_heads_equals_rope_per_head() {
 #[test]
 fn avx2_rmsnorm_and_geglu_are_bit_identical_to_scalar() {
     if !have_avx2() {
+        crate::tests::skipped("avx2_rmsnorm_and_geglu_are_bit_identical_to_scalar", "AVX2+FMA+F16C");
         return;
     }
     let mut r = Rng(43);
@@ -482,23 +483,20 @@ fn avx2_rmsnorm_and_geglu_are_bit_identical_to_scalar() {
         assert!((v - exact).abs() <= 1e-7 * exact.max(1e-30), "sum_squares n={n}: {v} vs {exact}");
         let (mut a, mut b) = (std::vec![0.0f32; n], std::vec![0.0f32; n]);
         scalar::scale_mul(&mut a, &x, 0.37, &w);
-        // SAFETY: AVX2 checked above.
-        unsafe { crate::avx2::scale_mul(&mut b, &x, 0.37, &w) };
+        crate::arch::x86_64::avx2::scale_mul(avx2_token(), &mut b, &x, 0.37, &w);
         assert_eq!(a, b, "scale_mul n={n}");
         for gate in [false, true] {
             let u = gate.then(|| r.vec(n));
             let (mut a, mut b) = (x.clone(), x.clone());
             scalar::geglu(&mut a, u.as_deref());
-            // SAFETY: AVX2 checked above.
-            unsafe { crate::avx2::geglu(&mut b, u.as_deref()) };
+            crate::arch::x86_64::avx2::geglu(avx2_token(), &mut b, u.as_deref());
             assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "geglu n={n} gate={gate}");
         }
     }
     let mut a = [-200.0f32, -90.0, -10.0, 0.0, 1e-30, -1e-30, 3.0, 60.0, 1e20, f32::NAN];
     let mut b = a;
     scalar::geglu(&mut a, None);
-    // SAFETY: AVX2 checked above.
-    unsafe { crate::avx2::geglu(&mut b, None) };
+    crate::arch::x86_64::avx2::geglu(avx2_token(), &mut b, None);
     assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits));
     assert_eq!(&a[..9], &[-0.0, -0.0, -0.0, 0.0, 5e-31, -5e-31, a[6], 60.0, 1e20]);
     assert!(a[9].is_nan());
@@ -565,6 +563,7 @@ fn batched_attention_equals_one_query_at_a_time() {
 #[test]
 fn avx2_rope_rotation_is_bit_identical_to_scalar() {
     if !have_avx2() {
+        crate::tests::skipped("avx2_rope_rotation_is_bit_identical_to_scalar", "AVX2+FMA+F16C");
         return;
     }
     let mut r = Rng(46);
@@ -578,8 +577,7 @@ fn avx2_rope_rotation_is_bit_identical_to_scalar() {
                 let h = r.vec(len);
                 let (mut a, mut b) = (h.clone(), h.clone());
                 scalar::rotate_pairs(&mut a, start, &cos, &sin, neox, off);
-                // SAFETY: AVX2 checked above.
-                unsafe { crate::avx2::rotate_pairs(&mut b, start, &cos, &sin, neox, off) };
+                crate::arch::x86_64::avx2::rotate_pairs(avx2_token(), &mut b, start, &cos, &sin, neox, off);
                 assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "n={n} start={start} neox={neox}");
                 if n > 0 {
                     assert_ne!(a, h, "n={n}: nothing rotated");
@@ -587,4 +585,9 @@ fn avx2_rope_rotation_is_bit_identical_to_scalar() {
             }
         }
     }
+}
+
+/// Says on stderr that `test` did not run its SIMD half: this CPU lacks `feature`.
+pub(crate) fn skipped(test: &str, feature: &str) {
+    std::eprintln!("SKIPPED: {test}: needs {feature}");
 }

@@ -31,10 +31,12 @@ fn have_avx512() -> bool {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn zmm_f32_tiles_match_scalar_twin() {
-    use crate::avx512_f32::{gemm_ref, rows as f32_rows, scratch_len};
+    use crate::arch::x86_64::avx512_f32::{gemm_ref, rows as f32_rows, scratch_len};
     if !have_avx512() {
+        crate::tests::skipped("zmm_f32_tiles_match_scalar_twin", "AVX-512 VNNI");
         return;
     }
+    let tok = crate::cpu::avx512_vnni().expect("AVX-512 VNNI detected");
     let mut rng = Rng(0x5eed);
     for &rows in &[1usize, 3, 5, 6, 7, 12, 13, 33] {
         for &cols in &[0usize, 1, 7, 8, 9, 15, 16, 17, 24, 127, 128, 129, 300, 1030, 1048] {
@@ -52,9 +54,9 @@ fn zmm_f32_tiles_match_scalar_twin() {
                     let mut r0 = 0;
                     while r0 < rows {
                         let r1 = (r0 + step).min(rows);
-                        // SAFETY: have_avx512() checked the features; out[j * rows + r]
+                        // SAFETY: the token proves the features; out[j * rows + r]
                         // for j < n, r < r1 is inside `got`; one thread.
-                        unsafe { f32_rows(&w, cols, &xs, cols, n, r0, r1, got.as_mut_ptr(), rows, &mut buf) };
+                        unsafe { f32_rows(tok, &w, cols, &xs, cols, n, r0, r1, got.as_mut_ptr(), rows, &mut buf) };
                         r0 = r1;
                     }
                     let what = std::format!("rows {rows} cols {cols} n {n} step {step}");
@@ -76,7 +78,7 @@ fn scalar_twin_is_near_exact() {
     let (rows, cols, n) = (9, 301, 4);
     let (w, xs) = (rng.vec(rows * cols), rng.vec(n * cols));
     let mut got = std::vec![0.0f32; n * rows];
-    crate::avx512_f32::gemm_ref(&w, cols, &xs, n, &mut got);
+    crate::arch::x86_64::avx512_f32::gemm_ref(&w, cols, &xs, n, &mut got);
     let want: Vec<f32> = (0..n * rows)
         .map(|i| {
             let (j, r) = (i / rows, i % rows);

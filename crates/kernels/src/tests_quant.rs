@@ -46,6 +46,11 @@ impl Rng {
     }
 }
 
+/// The AVX2 token (call only after [`have_avx2`] said yes).
+fn avx2_token() -> crate::cpu::Avx2Token {
+    crate::cpu::avx2().expect("AVX2 detected")
+}
+
 fn have_avx2() -> bool {
     let ok = detect().best_level() >= SimdLevel::Avx2;
     if !ok {
@@ -209,7 +214,7 @@ fn word_wise_scale_unpacking_equals_scale_min_k4() {
     let mut r = Rng(30);
     for _ in 0..2000 {
         let q: [u8; 12] = core::array::from_fn(|_| r.u32() as u8);
-        let (sc, m) = crate::avx2::scales_mins(&q);
+        let (sc, m) = crate::arch::x86_64::avx2::scales_mins(&q);
         for j in 0..8 {
             assert_eq!((sc[j], m[j]), scale_min_k4(j, &q), "{q:?} sub-block {j}");
         }
@@ -555,7 +560,7 @@ fn scalar_quant_dots_equal_dequantized_dots() {
 #[test]
 fn vnni_row_octets_match_scalar() {
     if detect().best_level() < SimdLevel::Avx512Vnni {
-        std::eprintln!("AVX-512 VNNI not available on this CPU: not tested");
+        crate::tests::skipped("vnni_row_octets_match_scalar", "AVX-512 VNNI");
         return;
     }
     let mut r = Rng(19);
@@ -570,11 +575,9 @@ fn vnni_row_octets_match_scalar() {
         macro_rules! check {
             ($f:ident, $field:ident, $scalar:path) => {{
                 let ws: [&[_]; 8] = core::array::from_fn(|k| rows[k].$field.as_slice());
-                // SAFETY: VNNI checked above.
-                let eight = unsafe { crate::avx512::$f::<8>(ws, xs, ss) };
+                let eight = crate::arch::x86_64::avx512::$f::<8>(crate::arch::x86_64::avx512::token().unwrap(), ws, xs, ss);
                 for c in 0..8 {
-                    // SAFETY: as above.
-                    let one = unsafe { crate::avx512::$f::<1>(ws, [xs[c]], [ss[c]]) }[0];
+                    let one = crate::arch::x86_64::avx512::$f::<1>(crate::arch::x86_64::avx512::token().unwrap(), ws, [xs[c]], [ss[c]])[0];
                     for k in 0..8 {
                         let want = $scalar(ws[k], xs[c]);
                         let scale =
@@ -600,20 +603,19 @@ fn vnni_row_octets_match_scalar() {
 #[test]
 fn vnni_q4_0_row_kernel_has_the_bits_of_the_tiles() {
     if detect().best_level() < SimdLevel::Avx512Vnni {
-        std::eprintln!("AVX-512 VNNI not available on this CPU: not tested");
+        crate::tests::skipped("vnni_q4_0_row_kernel_has_the_bits_of_the_tiles", "AVX-512 VNNI");
         return;
     }
     let mut r = Rng(20);
     for nb in [1usize, 2, 3, 7, 8, 64, 65] {
         let c = case32(&mut r, 32 * nb);
-        // SAFETY: VNNI (and so AVX2) checked above.
-        let (row, vnni, avx2) = unsafe {
-            (
-                crate::avx512::q4_0_row(&c.w4, &c.q8_0, &c.q8_0.iter().map(|b| f16_to_f32(b.d)).collect::<Vec<f32>>()),
-                crate::avx512::tiles::tile_q4_0::<1, 1>([&c.w4], [&c.q8_0])[0][0],
-                crate::avx2::tiles::tile_q4_0::<1, 1>([&c.w4], [&c.q8_0])[0][0],
-            )
-        };
+        let (v, a) = (crate::arch::x86_64::avx512::token().unwrap(), crate::arch::x86_64::avx2::tiles::token().unwrap());
+        let xd = c.q8_0.iter().map(|b| f16_to_f32(b.d)).collect::<Vec<f32>>();
+        let (row, vnni, avx2) = (
+            crate::arch::x86_64::avx512::q4_0_row(v, &c.w4, &c.q8_0, &xd),
+            crate::arch::x86_64::avx512::tiles::tile_q4_0::<1, 1>(v, [&c.w4], [&c.q8_0])[0][0],
+            crate::arch::x86_64::avx2::tiles::tile_q4_0::<1, 1>(a, [&c.w4], [&c.q8_0])[0][0],
+        );
         assert_eq!(row.to_bits(), vnni.to_bits(), "nb={nb}: {row} vs {vnni}");
         assert_eq!(row.to_bits(), avx2.to_bits(), "nb={nb}");
     }
@@ -651,14 +653,12 @@ fn simd_quant_tiles_match_scalar_at_every_level() {
         let (x0, xk) = ([c.q8_0.as_slice()], [c.q8_k.as_slice()]);
         let mut first: Option<[u32; 3]> = None;
         crate::tests::for_each_level!(|t, name| {
-            // SAFETY: for_each_level only runs levels the CPU has.
-            let got = unsafe {
-                [
-                    t::tile_q8_0::<1, 1>([&c.w8], x0)[0][0],
-                    t::tile_q4_0::<1, 1>([&c.w4], x0)[0][0],
-                    t::tile_q5_0::<1, 1>([&c.w5], x0)[0][0],
-                ]
-            };
+            let tok = t::token().unwrap();
+            let got = [
+                t::tile_q8_0::<1, 1>(tok, [&c.w8], x0)[0][0],
+                t::tile_q4_0::<1, 1>(tok, [&c.w4], x0)[0][0],
+                t::tile_q5_0::<1, 1>(tok, [&c.w5], x0)[0][0],
+            ];
             let want =
                 [scalar::dot_q8_0(&c.w8, &c.q8_0), scalar::dot_q4_0(&c.w4, &c.q8_0), scalar::dot_q5_0(&c.w5, &c.q8_0)];
             for k in 0..3 {
@@ -671,14 +671,11 @@ fn simd_quant_tiles_match_scalar_at_every_level() {
                 Some(f) => assert_eq!(f, bits, "{name}: 32-block results differ from AVX2"),
             }
             // K-quants reduce each super-block to one integer: bit-identical to scalar.
-            // SAFETY: as above.
-            let got = unsafe {
-                [
-                    t::tile_q4_k::<1, 1>([&c.w4k], xk)[0][0],
-                    t::tile_q5_k::<1, 1>([&c.w5k], xk)[0][0],
-                    t::tile_q6_k::<1, 1>([&c.w6k], xk)[0][0],
-                ]
-            };
+            let got = [
+                t::tile_q4_k::<1, 1>(tok, [&c.w4k], xk)[0][0],
+                t::tile_q5_k::<1, 1>(tok, [&c.w5k], xk)[0][0],
+                t::tile_q6_k::<1, 1>(tok, [&c.w6k], xk)[0][0],
+            ];
             let want = [
                 scalar::dot_q4_k(&c.w4k, &c.q8_k),
                 scalar::dot_q5_k(&c.w5k, &c.q8_k),
@@ -701,16 +698,12 @@ fn tiles_of_every_size_give_the_same_bits() {
         ($t:ident, $name:expr, $f:ident, $field:ident, $act:ident) => {{
             let ws: [&[_]; 4] = core::array::from_fn(|k| cs[k].$field.as_slice());
             let xs: [&[_]; 4] = core::array::from_fn(|k| cs[k].$act.as_slice());
-            // SAFETY: for_each_level only runs levels the CPU has.
-            let t44 = unsafe { $t::$f::<4, 4>(ws, xs) };
-            // SAFETY: as above.
-            let t24 = unsafe { $t::$f::<2, 4>([ws[2], ws[3]], xs) };
-            // SAFETY: as above.
-            let t31 = unsafe { $t::$f::<3, 1>([ws[1], ws[2], ws[3]], [xs[2]]) };
+            let t44 = $t::$f::<4, 4>($t::token().unwrap(), ws, xs);
+            let t24 = $t::$f::<2, 4>($t::token().unwrap(), [ws[2], ws[3]], xs);
+            let t31 = $t::$f::<3, 1>($t::token().unwrap(), [ws[1], ws[2], ws[3]], [xs[2]]);
             for a in 0..4 {
                 for b in 0..4 {
-                    // SAFETY: as above.
-                    let one = unsafe { $t::$f::<1, 1>([ws[a]], [xs[b]]) }[0][0].to_bits();
+                    let one = $t::$f::<1, 1>($t::token().unwrap(), [ws[a]], [xs[b]])[0][0].to_bits();
                     assert_eq!(t44[a][b].to_bits(), one, "{} {} 4x4 [{a}][{b}]", $name, stringify!($f));
                     if a >= 2 {
                         assert_eq!(t24[a - 2][b].to_bits(), one, "{} {} 2x4", $name, stringify!($f));
@@ -737,6 +730,7 @@ fn tiles_of_every_size_give_the_same_bits() {
 #[test]
 fn avx2_activation_quantizers_are_bit_identical() {
     if !have_avx2() {
+        crate::tests::skipped("avx2_activation_quantizers_are_bit_identical", "AVX2+FMA+F16C");
         return;
     }
     let mut r = Rng(18);
@@ -757,14 +751,12 @@ fn avx2_activation_quantizers_are_bit_identical() {
         let mut a = std::vec![BlockQ8_0::default(); 32];
         let mut b = a.clone();
         quantize_row_q8_0(&x, &mut a);
-        // SAFETY: AVX2 + FMA checked above.
-        unsafe { crate::avx2::quantize_row_q8_0(&x, &mut b) };
+        crate::arch::x86_64::avx2::quantize_row_q8_0(avx2_token(), &x, &mut b);
         assert_eq!(a, b, "q8_0 trial {trial}");
         let mut a = std::vec![BlockQ8K::default(); 4];
         let mut b = a.clone();
         quantize_row_q8_k(&x, &mut a);
-        // SAFETY: AVX2 + FMA checked above.
-        unsafe { crate::avx2::quantize_row_q8_k(&x, &mut b) };
+        crate::arch::x86_64::avx2::quantize_row_q8_k(avx2_token(), &x, &mut b);
         for (p, q) in a.iter().zip(&b) {
             assert_eq!((p.d.to_bits(), p.qs, p.bsums), (q.d.to_bits(), q.qs, q.bsums), "q8_k trial {trial}");
         }
@@ -876,6 +868,7 @@ fn q8_1_quantizer_matches_llama_cpp_x86_formula() {
 #[test]
 fn avx2_q8_1_quantizer_is_bit_identical() {
     if !have_avx2() {
+        crate::tests::skipped("avx2_q8_1_quantizer_is_bit_identical", "AVX2+FMA+F16C");
         return;
     }
     let mut r = Rng(33);
@@ -895,8 +888,7 @@ fn avx2_q8_1_quantizer_is_bit_identical() {
         let mut a = std::vec![BlockQ8_1::default(); 32];
         let mut b = a.clone();
         quantize_row_q8_1(&x, &mut a);
-        // SAFETY: AVX2 + FMA checked above.
-        unsafe { crate::avx2::quantize_row_q8_1(&x, &mut b) };
+        crate::arch::x86_64::avx2::quantize_row_q8_1(avx2_token(), &x, &mut b);
         assert_eq!(a, b, "trial {trial}");
     }
 }
@@ -955,14 +947,11 @@ fn simd_q4_1_tiles_match_scalar_and_each_other() {
         let xs: [&[BlockQ8_1]; 4] = core::array::from_fn(|k| cs[k].3.as_slice());
         let mut first: Option<u32> = None;
         crate::tests::for_each_level!(|t, name| {
-            // SAFETY: for_each_level only runs levels the CPU has.
-            let t44 = unsafe { t::tile_q4_1::<4, 4>(ws, xs) };
-            // SAFETY: as above.
-            let t18 = unsafe { t::tile_q4_1::<1, 4>([ws[1]], xs) };
+            let t44 = t::tile_q4_1::<4, 4>(t::token().unwrap(), ws, xs);
+            let t18 = t::tile_q4_1::<1, 4>(t::token().unwrap(), [ws[1]], xs);
             for a in 0..4 {
                 for b in 0..4 {
-                    // SAFETY: as above.
-                    let one = unsafe { t::tile_q4_1::<1, 1>([ws[a]], [xs[b]]) }[0][0];
+                    let one = t::tile_q4_1::<1, 1>(t::token().unwrap(), [ws[a]], [xs[b]])[0][0];
                     assert_eq!(
                         t44[a][b].to_bits(),
                         one.to_bits(),
@@ -1091,12 +1080,10 @@ fn simd_q5_1_tiles_match_scalar_and_each_other() {
         let xs: [&[BlockQ8_1]; 4] = core::array::from_fn(|k| xq[k].as_slice());
         let mut first: Option<u32> = None;
         crate::tests::for_each_level!(|t, name| {
-            // SAFETY: for_each_level only runs levels the CPU has.
-            let t44 = unsafe { t::tile_q5_1::<4, 4>(ws, xs) };
+            let t44 = t::tile_q5_1::<4, 4>(t::token().unwrap(), ws, xs);
             for a in 0..4 {
                 for b in 0..4 {
-                    // SAFETY: as above.
-                    let one = unsafe { t::tile_q5_1::<1, 1>([ws[a]], [xs[b]]) }[0][0];
+                    let one = t::tile_q5_1::<1, 1>(t::token().unwrap(), [ws[a]], [xs[b]])[0][0];
                     assert_eq!(t44[a][b].to_bits(), one.to_bits(), "{name} nb={nb} 4x4 [{a}][{b}]");
                     let want = scalar::dot_q5_1(ws[a], xs[b]);
                     let s = (dot64(&ws_f[a], &ws_f[a]).sqrt() * dot64(&xs_f[b], &xs_f[b]).sqrt()) as f32;
@@ -1186,12 +1173,10 @@ fn iq4_nl_dots_match_scalar_and_dequantized_at_every_level() {
             let xs: [&[BlockQ8_0]; 4] = core::array::from_fn(|k| cs[k].3.as_slice());
             let mut first: Option<u32> = None;
             crate::tests::for_each_level!(|t, name| {
-                // SAFETY: for_each_level only runs levels the CPU has.
-                let t44 = unsafe { t::tile_iq4_nl::<4, 4>(ws, xs) };
+                let t44 = t::tile_iq4_nl::<4, 4>(t::token().unwrap(), ws, xs);
                 for a in 0..4 {
                     for b in 0..4 {
-                        // SAFETY: as above.
-                        let one = unsafe { t::tile_iq4_nl::<1, 1>([ws[a]], [xs[b]]) }[0][0];
+                        let one = t::tile_iq4_nl::<1, 1>(t::token().unwrap(), [ws[a]], [xs[b]])[0][0];
                         assert_eq!(t44[a][b].to_bits(), one.to_bits(), "{name} nb={nb}");
                         let want = scalar::dot_iq4_nl(ws[a], xs[b]);
                         assert!(close32(want, one, scale(a, b) * 4.0), "{name} nb={nb}: {want} vs {one}");
@@ -1208,8 +1193,7 @@ fn iq4_nl_dots_match_scalar_and_dequantized_at_every_level() {
                 let sums: Vec<Vec<i32>> =
                     cs.iter().map(|c| c.3.iter().map(|b| b.qs.iter().map(|&q| i32::from(q)).sum()).collect()).collect();
                 let s8: [&[i32]; 8] = core::array::from_fn(|k| sums[k].as_slice());
-                // SAFETY: VNNI checked above.
-                let o = unsafe { crate::avx512::oct_iq4_nl::<8>(w8, x8, s8) };
+                let o = crate::arch::x86_64::avx512::oct_iq4_nl::<8>(crate::arch::x86_64::avx512::token().unwrap(), w8, x8, s8);
                 for c in 0..8 {
                     for k in 0..8 {
                         let want = scalar::dot_iq4_nl(w8[k], x8[c]);
@@ -1298,10 +1282,8 @@ fn q2_k_q3_k_iq4_xs_tiles_are_bit_identical_to_scalar() {
         macro_rules! check {
             ($t:ident, $name:expr, $f:ident, $field:tt, $scalar:path) => {{
                 let ws: [&[_]; 4] = core::array::from_fn(|k| rows[k].$field.as_slice());
-                // SAFETY: for_each_level only runs levels the CPU has.
-                let t44 = unsafe { $t::$f::<4, 4>(ws, xs) };
-                // SAFETY: as above.
-                let t18 = unsafe { $t::$f::<1, 4>([ws[2]], xs) };
+                let t44 = $t::$f::<4, 4>($t::token().unwrap(), ws, xs);
+                let t18 = $t::$f::<1, 4>($t::token().unwrap(), [ws[2]], xs);
                 for a in 0..4 {
                     for b in 0..4 {
                         let want = $scalar(ws[a], xs[b]).to_bits();

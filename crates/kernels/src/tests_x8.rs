@@ -120,7 +120,7 @@ fn scalar_octet_dot_equals_the_row_dots() {
 fn simd_octet_kernels_match_scalar_at_every_level() {
     let best = detect().best_level();
     if best < SimdLevel::Avx2 {
-        std::eprintln!("AVX2 not available on this CPU: comparing scalar only");
+        crate::tests::skipped("simd_octet_kernels_match_scalar_at_every_level", "AVX2+FMA+F16C");
         return;
     }
     for nb in [1usize, 2, 5, 17, 64] {
@@ -132,20 +132,16 @@ fn simd_octet_kernels_match_scalar_at_every_level() {
         let xs: [&[BlockQ8_0]; 8] = core::array::from_fn(|c| &x[c * nb..(c + 1) * nb]);
         let ds: [&[f32]; 8] = core::array::from_fn(|c| &d[c * nb..(c + 1) * nb]);
         let ss: [&[i32]; 8] = core::array::from_fn(|c| &s[c * nb..(c + 1) * nb]);
-        // SAFETY: AVX2, FMA and F16C are present (best level checked above).
-        let a8 = unsafe { crate::x8::avx2::q4_0x8::<8>(&x8, xs, ds, ss) };
-        // SAFETY: as above.
-        let a1 = unsafe { crate::x8::avx2::q4_0x8::<1>(&x8, [xs[3]], [ds[3]], [ss[3]]) };
+        let a8 = crate::arch::x86_64::x8::avx2::q4_0x8::<8>(crate::arch::x86_64::x8::avx2::token().unwrap(), &x8, xs, ds, ss);
+        let a1 = crate::arch::x86_64::x8::avx2::q4_0x8::<1>(crate::arch::x86_64::x8::avx2::token().unwrap(), &x8, [xs[3]], [ds[3]], [ss[3]]);
         assert_eq!(
             a1[0], a8[3],
             "nb={nb}: one activation or eight, the same bits"
         );
         let mut levels = std::vec![("avx2", a8)];
         if best >= SimdLevel::Avx512Vnni {
-            // SAFETY: AVX-512 F/BW/VL/VNNI present (best level checked).
-            levels.push(("vnni", unsafe {
-                crate::x8::vnni::q4_0x8::<8>(&x8, xs, ds, ss)
-            }));
+            let v = crate::arch::x86_64::x8::vnni::token().unwrap();
+            levels.push(("vnni", crate::arch::x86_64::x8::vnni::q4_0x8::<8>(v, &x8, xs, ds, ss)));
         }
         for (name, got) in &levels {
             assert_eq!(got, &a8, "{name} nb={nb}: levels differ in bits");
@@ -303,22 +299,19 @@ fn scalar_q4_k_octet_dot_equals_the_row_dots() {
 fn simd_q4_k_octet_kernels_match_scalar_at_every_level() {
     let best = detect().best_level();
     if best < SimdLevel::Avx2 {
-        std::eprintln!("AVX2 not available on this CPU: comparing scalar only");
+        crate::tests::skipped("simd_q4_k_octet_kernels_match_scalar_at_every_level", "AVX2+FMA+F16C");
         return;
     }
     for nb in [1usize, 3, 8] {
         let (_, x8) = matrix_k(70 + nb as u64, 8, nb * QK_K);
         let x = acts_k(71, 4, nb);
         let xs: [&[BlockQ8K]; 4] = core::array::from_fn(|c| &x[c * nb..(c + 1) * nb]);
-        // SAFETY: AVX2, FMA and F16C are present (best level checked above).
-        let a4 = unsafe { crate::x8::avx2::q4_kx8::<4>(&x8, xs) };
-        // SAFETY: as above.
-        let a1 = unsafe { crate::x8::avx2::q4_kx8::<1>(&x8, [xs[2]]) };
+        let a4 = crate::arch::x86_64::x8::avx2::q4_kx8::<4>(crate::arch::x86_64::x8::avx2::token().unwrap(), &x8, xs);
+        let a1 = crate::arch::x86_64::x8::avx2::q4_kx8::<1>(crate::arch::x86_64::x8::avx2::token().unwrap(), &x8, [xs[2]]);
         assert_eq!(a1[0], a4[2], "nb={nb}: one activation or four, the same bits");
         let mut levels = std::vec![("avx2", a4)];
         if best >= SimdLevel::Avx512Vnni {
-            // SAFETY: AVX-512 F/BW/VL/VNNI present (best level checked).
-            levels.push(("vnni", unsafe { crate::x8::vnni::q4_kx8::<4>(&x8, xs) }));
+            levels.push(("vnni", crate::arch::x86_64::x8::vnni::q4_kx8::<4>(crate::arch::x86_64::x8::vnni::token().unwrap(), &x8, xs)));
         }
         for (name, got) in &levels {
             assert_eq!(got, &a4, "{name} nb={nb}: levels differ in bits");
@@ -402,7 +395,7 @@ fn q6_k_repacking_interleaves_and_dequantizes_to_the_original_rows() {
 fn simd_q6_k_octet_kernels_match_scalar_at_every_level() {
     let best = detect().best_level();
     if best < SimdLevel::Avx2 {
-        std::eprintln!("AVX2 not available on this CPU: comparing scalar only");
+        crate::tests::skipped("simd_q6_k_octet_kernels_match_scalar_at_every_level", "AVX2+FMA+F16C");
         return;
     }
     for nb in [1usize, 3, 8] {
@@ -416,15 +409,12 @@ fn simd_q6_k_octet_kernels_match_scalar_at_every_level() {
                 assert_eq!(want[c][r].to_bits(), scalar::dot_q6_k(&q[r * nb..(r + 1) * nb], xs[c]).to_bits());
             }
         }
-        // SAFETY: AVX2, FMA and F16C are present (best level checked above).
-        let a4 = unsafe { crate::x8::avx2::q6_kx8::<4>(&x8, xs) };
-        // SAFETY: as above.
-        let a1 = unsafe { crate::x8::avx2::q6_kx8::<1>(&x8, [xs[1]]) };
+        let a4 = crate::arch::x86_64::x8::avx2::q6_kx8::<4>(crate::arch::x86_64::x8::avx2::token().unwrap(), &x8, xs);
+        let a1 = crate::arch::x86_64::x8::avx2::q6_kx8::<1>(crate::arch::x86_64::x8::avx2::token().unwrap(), &x8, [xs[1]]);
         assert_eq!(a1[0], a4[1], "nb={nb}: one activation or four, the same bits");
         let mut levels = std::vec![("avx2", a4)];
         if best >= SimdLevel::Avx512Vnni {
-            // SAFETY: AVX-512 F/BW/VL/VNNI present (best level checked).
-            levels.push(("vnni", unsafe { crate::x8::vnni::q6_kx8::<4>(&x8, xs) }));
+            levels.push(("vnni", crate::arch::x86_64::x8::vnni::q6_kx8::<4>(crate::arch::x86_64::x8::vnni::token().unwrap(), &x8, xs)));
         }
         for (name, got) in &levels {
             assert_eq!(got, &a4, "{name} nb={nb}: levels differ in bits");

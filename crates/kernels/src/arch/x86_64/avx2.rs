@@ -16,6 +16,7 @@
 
 use core::arch::x86_64::*;
 
+use crate::cpu::Avx2Token;
 use crate::half::f32_to_f16;
 use crate::quant::{BlockQ4_0, BlockQ5_0, BlockQ8K, BlockQ8_0, BlockQ8_1, QK8_0, QK8_1, QK_K};
 
@@ -71,11 +72,8 @@ fn dot_f32_impl(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// AVX2 twin of [`crate::scalar::dot_f32`].
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA and the OS must have enabled AVX state.
-pub(crate) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    // SAFETY: the caller guarantees AVX2 + FMA.
+pub(crate) fn dot_f32(_: Avx2Token, a: &[f32], b: &[f32]) -> f32 {
+    // SAFETY: the token proves AVX2, FMA and F16C are present and enabled.
     unsafe { dot_f32_impl(a, b) }
 }
 
@@ -220,10 +218,16 @@ pub(crate) fn load_at<T>(p: &[T], off: usize) -> __m256i {
 /// - Floats: eight lanes of fma over the row, a horizontal sum, then the tail
 ///   in order.
 macro_rules! tile_kernels {
-    ($feat:literal, $mulsum:path) => {
+    ($feat:literal, $mulsum:path, $tok:ty, $detect:path) => {
         use core::arch::x86_64::*;
 
-        use crate::avx2::{
+        /// This level's capability token, from `cpu` (for the tests).
+        #[cfg(test)]
+        pub(crate) fn token() -> Option<$tok> {
+            $detect()
+        }
+
+        use crate::arch::x86_64::avx2::{
             bytes_from_bits, hsum, hsum_i32, load32, load_at, mins_dot_bsums, q6_scale_pair, scales_mins, unpack_iq4nl,
             unpack_nibbles, unpack_q4_0, unpack_q5_0,
         };
@@ -746,14 +750,14 @@ macro_rules! tile_kernels {
                 /// The tile kernel: `R` weight rows (whole blocks, equal lengths)
                 /// against `C` activation rows; `out[r][c]` = row r . activation c.
                 ///
-                /// # Safety
-                /// The CPU must support the target features this module is
-                /// compiled for, with AVX state enabled.
-                pub(crate) unsafe fn $name<const R: usize, const C: usize>(
+                /// The token proves the target features this module is compiled for.
+                pub(crate) fn $name<const R: usize, const C: usize>(
+                    _: $tok,
                     ws: [&[$w]; R],
                     xs: [&[$x]; C],
                 ) -> [[f32; C]; R] {
-                    // SAFETY: the caller guarantees the target features.
+                    // SAFETY: the token (only `cpu` creates it, from the detected level) proves the target
+                    // features this module is compiled for are present and enabled.
                     unsafe { $impl::<R, C>(ws, xs) }
                 }
             };
@@ -779,7 +783,12 @@ pub(crate) use tile_kernels;
 
 /// The tile kernels compiled for AVX2 + FMA + F16C.
 pub(crate) mod tiles {
-    super::tile_kernels!("avx2,fma,f16c", crate::avx2::mul_sum_u8i8);
+    super::tile_kernels!(
+        "avx2,fma,f16c",
+        crate::arch::x86_64::avx2::mul_sum_u8i8,
+        crate::cpu::Avx2Token,
+        crate::cpu::avx2
+    );
 }
 
 // ---------------------------------------------------------------- activation quantizers
@@ -830,11 +839,8 @@ fn quantize_row_q8_0_impl(x: &[f32], out: &mut [BlockQ8_0]) {
 }
 
 /// AVX2 twin of [`crate::quant::quantize_row_q8_0`] (bit-identical for finite input).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA with AVX state enabled.
-pub(crate) unsafe fn quantize_row_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
-    // SAFETY: the caller guarantees AVX2 + FMA.
+pub(crate) fn quantize_row_q8_0(_: Avx2Token, x: &[f32], out: &mut [BlockQ8_0]) {
+    // SAFETY: the token proves AVX2, FMA and F16C are present and enabled.
     unsafe { quantize_row_q8_0_impl(x, out) }
 }
 
@@ -863,11 +869,8 @@ fn quantize_row_q8_1_impl(x: &[f32], out: &mut [BlockQ8_1]) {
 }
 
 /// AVX2 twin of [`crate::quant::quantize_row_q8_1`] (bit-identical for finite input).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA with AVX state enabled.
-pub(crate) unsafe fn quantize_row_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
-    // SAFETY: the caller guarantees AVX2 + FMA.
+pub(crate) fn quantize_row_q8_1(_: Avx2Token, x: &[f32], out: &mut [BlockQ8_1]) {
+    // SAFETY: the token proves AVX2, FMA and F16C are present and enabled.
     unsafe { quantize_row_q8_1_impl(x, out) }
 }
 
@@ -908,11 +911,8 @@ fn quantize_row_q8_k_impl(x: &[f32], out: &mut [BlockQ8K]) {
 }
 
 /// AVX2 twin of [`crate::quant::quantize_row_q8_k`] (bit-identical for finite input).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA with AVX state enabled.
-pub(crate) unsafe fn quantize_row_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
-    // SAFETY: the caller guarantees AVX2 + FMA.
+pub(crate) fn quantize_row_q8_k(_: Avx2Token, x: &[f32], out: &mut [BlockQ8K]) {
+    // SAFETY: the token proves AVX2, FMA and F16C are present and enabled.
     unsafe { quantize_row_q8_k_impl(x, out) }
 }
 
@@ -923,7 +923,7 @@ pub(crate) unsafe fn quantize_row_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn exp8(x: __m256) -> __m256 {
-    use crate::ops::{EXP_P, LN2_HI, LN2_LO};
+    use crate::math::{EXP_P, LN2_HI, LN2_LO};
     let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x);
     let xc = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-104.0)), _mm256_set1_ps(89.0));
     let t = _mm256_add_ps(_mm256_mul_ps(xc, _mm256_set1_ps(core::f32::consts::LOG2_E)), _mm256_set1_ps(0.5));
@@ -982,7 +982,7 @@ fn softmax_impl(x: &mut [f32]) {
     }
     let mut s = hsum(sum);
     for v in &mut x[n8..] {
-        *v = crate::ops::exp(*v - max);
+        *v = crate::math::exp(*v - max);
         s += *v;
     }
     let inv = 1.0 / s;
@@ -999,11 +999,8 @@ fn softmax_impl(x: &mut [f32]) {
 }
 
 /// AVX2 twin of [`crate::scalar::softmax`] (bit-identical).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA with AVX state enabled.
-pub(crate) unsafe fn softmax(x: &mut [f32]) {
-    // SAFETY: the caller guarantees AVX2 + FMA.
+pub(crate) fn softmax(_: Avx2Token, x: &mut [f32]) {
+    // SAFETY: the token proves AVX2, FMA and F16C are present and enabled.
     unsafe { softmax_impl(x) }
 }
 
@@ -1025,7 +1022,7 @@ fn swiglu_impl(h: &mut [f32], u: &[f32]) {
         i += 8;
     }
     for j in n8..n {
-        h[j] = crate::ops::silu(h[j]) * u[j];
+        h[j] = crate::math::silu(h[j]) * u[j];
     }
 }
 
@@ -1050,17 +1047,14 @@ fn scale_mul_impl(out: &mut [f32], x: &[f32], s: f32, w: &[f32]) {
 }
 
 /// AVX2 twin of [`crate::scalar::scale_mul`] (bit-identical).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA with AVX state enabled.
-pub(crate) unsafe fn scale_mul(out: &mut [f32], x: &[f32], s: f32, w: &[f32]) {
-    // SAFETY: the caller guarantees AVX2 + FMA.
+pub(crate) fn scale_mul(_: Avx2Token, out: &mut [f32], x: &[f32], s: f32, w: &[f32]) {
+    // SAFETY: the token proves AVX2, FMA and F16C are present and enabled.
     unsafe { scale_mul_impl(out, x, s, w) }
 }
 
 #[target_feature(enable = "avx2,fma")]
 fn geglu_impl(h: &mut [f32], u: Option<&[f32]>) {
-    use crate::ops::{GELU_C, GELU_S};
+    use crate::math::{GELU_C, GELU_S};
     let n = h.len();
     let n8 = n / 8 * 8;
     let ph = h.as_mut_ptr();
@@ -1085,17 +1079,14 @@ fn geglu_impl(h: &mut [f32], u: Option<&[f32]>) {
         i += 8;
     }
     for j in n8..n {
-        h[j] = crate::ops::gelu_tanh(h[j]) * u.map_or(1.0, |u| u[j]);
+        h[j] = crate::math::gelu_tanh(h[j]) * u.map_or(1.0, |u| u[j]);
     }
 }
 
 /// AVX2 twin of [`crate::scalar::geglu`] (bit-identical); `u`, when given,
 /// must be at least as long as `h`.
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA with AVX state enabled.
-pub(crate) unsafe fn geglu(h: &mut [f32], u: Option<&[f32]>) {
-    // SAFETY: the caller guarantees AVX2 + FMA.
+pub(crate) fn geglu(_: Avx2Token, h: &mut [f32], u: Option<&[f32]>) {
+    // SAFETY: the token proves AVX2, FMA and F16C are present and enabled.
     unsafe { geglu_impl(h, u) }
 }
 
@@ -1146,20 +1137,14 @@ fn rotate_pairs_impl(h: &mut [f32], start: usize, cos: &[f32], sin: &[f32], neox
 }
 
 /// AVX2 twin of [`crate::scalar::rotate_pairs`] (bit-identical).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA with AVX state enabled.
-pub(crate) unsafe fn rotate_pairs(h: &mut [f32], start: usize, cos: &[f32], sin: &[f32], neox: bool, off: usize) {
-    // SAFETY: the caller guarantees AVX2 + FMA.
+pub(crate) fn rotate_pairs(_: Avx2Token, h: &mut [f32], start: usize, cos: &[f32], sin: &[f32], neox: bool, off: usize) {
+    // SAFETY: the token proves AVX2, FMA and F16C are present and enabled.
     unsafe { rotate_pairs_impl(h, start, cos, sin, neox, off) }
 }
 
 /// AVX2 twin of [`crate::scalar::swiglu`] (bit-identical).
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA with AVX state enabled.
-pub(crate) unsafe fn swiglu(h: &mut [f32], u: &[f32]) {
-    // SAFETY: the caller guarantees AVX2 + FMA.
+pub(crate) fn swiglu(_: Avx2Token, h: &mut [f32], u: &[f32]) {
+    // SAFETY: the token proves AVX2, FMA and F16C are present and enabled.
     unsafe { swiglu_impl(h, u) }
 }
 
@@ -1184,10 +1169,7 @@ fn axpy_impl(out: &mut [f32], a: f32, x: &[f32]) {
 }
 
 /// AVX2 twin of [`crate::scalar::axpy`].
-///
-/// # Safety
-/// The CPU must support AVX2 and FMA with AVX state enabled.
-pub(crate) unsafe fn axpy(out: &mut [f32], a: f32, x: &[f32]) {
-    // SAFETY: the caller guarantees AVX2 + FMA.
+pub(crate) fn axpy(_: Avx2Token, out: &mut [f32], a: f32, x: &[f32]) {
+    // SAFETY: the token proves AVX2, FMA and F16C are present and enabled.
     unsafe { axpy_impl(out, a, x) }
 }

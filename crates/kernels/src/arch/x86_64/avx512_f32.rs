@@ -23,7 +23,7 @@
 
 use core::arch::x86_64::*;
 
-use crate::avx2::hsum;
+use crate::arch::x86_64::avx2::hsum;
 
 /// Weight rows per register tile.
 pub(crate) const R: usize = 6;
@@ -149,12 +149,12 @@ pub(crate) fn scratch_len(cols: usize, n: usize) -> usize {
 /// scratch of [`scratch_len`] floats.
 ///
 /// # Safety
-/// The CPU must support AVX-512 F and VL (and AVX2, FMA) with the state
-/// enabled; `out` must be valid for writing `out[j * ld + r]` for every
+/// The token proves AVX-512 F and VL (and AVX2, FMA); `out` must be valid for writing `out[j * ld + r]` for every
 /// j < n and r0 <= r < r1, with no other thread accessing those elements
 /// during the call.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn rows(
+    _: crate::cpu::Avx512VnniToken,
     w: &[f32],
     cols: usize,
     xs: &[f32],
@@ -166,7 +166,7 @@ pub(crate) unsafe fn rows(
     ld: usize,
     buf: &mut [f32],
 ) {
-    // SAFETY: the caller guarantees the features and the output range.
+    // SAFETY: the token proves the features; the caller guarantees the output range.
     unsafe { rows_impl(w, cols, xs, xld, n, r0, r1, out, ld, buf) }
 }
 

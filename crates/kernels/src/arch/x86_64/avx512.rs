@@ -9,7 +9,14 @@
 
 use core::arch::x86_64::*;
 
+use crate::cpu::Avx512VnniToken;
 use crate::quant::{BlockQ4_0, BlockQ8_0};
+
+/// This level's capability token, from `cpu` (for the tests).
+#[cfg(test)]
+pub(crate) fn token() -> Option<Avx512VnniToken> {
+    crate::cpu::avx512_vnni()
+}
 
 /// `vpdpbusd` from zero: unsigned bytes `a` times signed bytes `b`, summed in
 /// groups of four into eight i32 lanes (no intermediate saturation).
@@ -33,7 +40,7 @@ pub(crate) fn mul_sum_vnni(a: __m256i, b: __m256i) -> __m256i {
 mod oct {
     use core::arch::x86_64::*;
 
-    use crate::avx2::{load32, unpack_nibbles};
+    use crate::arch::x86_64::avx2::{load32, unpack_nibbles};
     use crate::quant::{BlockIQ4NL, BlockQ4_0, BlockQ5_0, BlockQ8_0};
 
     /// 8 x 8 transpose of 32-bit lanes: out[g] lane r = rows[r] lane g.
@@ -129,13 +136,13 @@ mod oct {
     oct_kernel!(q4_0_impl, BlockQ4_0, 3, |b| unpack_nibbles(&b.qs));
     // Q5_0: nibbles plus the fifth bit, offset 16.
     oct_kernel!(q5_0_impl, BlockQ5_0, 4, |b| {
-        let hi = crate::avx2::bytes_from_bits(u32::from_le_bytes(b.qh));
+        let hi = crate::arch::x86_64::avx2::bytes_from_bits(u32::from_le_bytes(b.qh));
         _mm256_or_si256(unpack_nibbles(&b.qs), _mm256_and_si256(hi, _mm256_set1_epi8(0x10)))
     });
 
     // IQ4_NL: the table values (-127..=113) + 128 (flip the sign bit), offset 128.
     oct_kernel!(iq4_nl_impl, BlockIQ4NL, 7, |b| _mm256_xor_si256(
-        crate::avx2::unpack_iq4nl(&b.qs),
+        crate::arch::x86_64::avx2::unpack_iq4nl(&b.qs),
         _mm256_set1_epi8(-128)
     ));
 
@@ -143,15 +150,15 @@ mod oct {
         ($name:ident, $impl:ident, $blk:ty) => {
             /// The row-octet kernel: `out[c][r]` = row r . activation c.
             ///
-            /// # Safety
-            /// The CPU must support AVX-512 F/BW/VL and VNNI (and AVX2, FMA,
-            /// F16C) with AVX-512 state enabled.
-            pub(crate) unsafe fn $name<const C: usize>(
+            /// The token proves AVX-512 F/BW/VL and VNNI (and AVX2, FMA, F16C).
+            pub(crate) fn $name<const C: usize>(
+                _: crate::cpu::Avx512VnniToken,
                 ws: [&[$blk]; 8],
                 xs: [&[BlockQ8_0]; C],
                 sums: [&[i32]; C],
             ) -> [[f32; 8]; C] {
-                // SAFETY: the caller guarantees the target features.
+                // SAFETY: the token (only `cpu` creates it, from the detected level) proves AVX-512
+                // F/BW/VL and VNNI, AVX2, FMA and F16C present and enabled.
                 unsafe { $impl::<C>(ws, xs, sums) }
             }
         };
@@ -210,26 +217,28 @@ fn q4_0_row_impl(w: &[BlockQ4_0], x: &[BlockQ8_0], xd: &[f32]) -> f32 {
     if nb % 2 == 1 {
         // The last block of an odd count goes with the even ones (lanes 0..8).
         let (a, b) = (&w[nb - 1], &x[nb - 1]);
-        let v = _mm256_sub_epi8(crate::avx2::unpack_nibbles(&a.qs), _mm256_set1_epi8(8));
-        let p = mul_sum_vnni(_mm256_sign_epi8(v, v), _mm256_sign_epi8(crate::avx2::load32(&b.qs), v));
+        let v = _mm256_sub_epi8(crate::arch::x86_64::avx2::unpack_nibbles(&a.qs), _mm256_set1_epi8(8));
+        let p = mul_sum_vnni(_mm256_sign_epi8(v, v), _mm256_sign_epi8(crate::arch::x86_64::avx2::load32(&b.qs), v));
         let d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_set1_epi16(a.d as i16)), _mm256_set1_ps(xd[nb - 1]));
         even = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), even);
     }
-    crate::avx2::hsum(_mm256_add_ps(even, hi))
+    crate::arch::x86_64::avx2::hsum(_mm256_add_ps(even, hi))
 }
 
 /// Decoding dot of a Q4_0 row with Q8_0 activations (`xd`: their scales as
 /// f32); bit-identical to the 1 x 1 tile of either x86 level.
-///
-/// # Safety
-/// The CPU must support AVX-512 F/BW/VL and VNNI (and AVX2, FMA, F16C) with
-/// AVX-512 state enabled.
-pub(crate) unsafe fn q4_0_row(w: &[BlockQ4_0], x: &[BlockQ8_0], xd: &[f32]) -> f32 {
-    // SAFETY: the caller guarantees the target features.
+/// The token proves AVX-512 F/BW/VL and VNNI (and AVX2, FMA, F16C).
+pub(crate) fn q4_0_row(_: Avx512VnniToken, w: &[BlockQ4_0], x: &[BlockQ8_0], xd: &[f32]) -> f32 {
+    // SAFETY: the token (only `cpu` creates it, from the detected level) proves the target features.
     unsafe { q4_0_row_impl(w, x, xd) }
 }
 
 /// The tile kernels compiled for AVX-512 F/BW/VL + VNNI (plus AVX2, FMA, F16C).
 pub(crate) mod tiles {
-    crate::avx2::tile_kernels!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", crate::avx512::mul_sum_vnni);
+    crate::arch::x86_64::avx2::tile_kernels!(
+        "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+        crate::arch::x86_64::avx512::mul_sum_vnni,
+        crate::cpu::Avx512VnniToken,
+        crate::cpu::avx512_vnni
+    );
 }

@@ -17,8 +17,14 @@
 /// products of unsigned bytes `u` and signed bytes `x`, in groups of four,
 /// to the i32 lanes of `acc`.
 macro_rules! octet_kernels {
-    ($features:literal, $mac:path) => {
+    ($features:literal, $mac:path, $tok:ty, $detect:path) => {
         use core::arch::x86_64::*;
+
+        /// This level's capability token, from `cpu` (for the tests).
+        #[cfg(test)]
+        pub(crate) fn token() -> Option<$tok> {
+            $detect()
+        }
 
         use crate::quant::{BlockQ4Kx8, BlockQ4_0x8, BlockQ6Kx8, BlockQ8K, BlockQ8_0};
 
@@ -204,11 +210,9 @@ macro_rules! octet_kernels {
 
         /// See [`kernel_k`].
         ///
-        /// # Safety
-        /// The CPU must support the features this module is compiled for,
-        /// with their state enabled.
-        pub(crate) unsafe fn q4_kx8<const C: usize>(w: &[BlockQ4Kx8], xs: [&[BlockQ8K]; C]) -> [[f32; 8]; C] {
-            // SAFETY: the caller guarantees the target features.
+        /// The token proves the features this module is compiled for.
+        pub(crate) fn q4_kx8<const C: usize>(_: $tok, w: &[BlockQ4Kx8], xs: [&[BlockQ8K]; C]) -> [[f32; 8]; C] {
+            // SAFETY: the token (only `cpu` creates it, from the detected level) proves the features.
             unsafe { kernel_k::<C>(w, xs) }
         }
 
@@ -295,26 +299,23 @@ macro_rules! octet_kernels {
 
         /// See [`kernel_6k`].
         ///
-        /// # Safety
-        /// The CPU must support the features this module is compiled for,
-        /// with their state enabled.
-        pub(crate) unsafe fn q6_kx8<const C: usize>(w: &[BlockQ6Kx8], xs: [&[BlockQ8K]; C]) -> [[f32; 8]; C] {
-            // SAFETY: the caller guarantees the target features.
+        /// The token proves the features this module is compiled for.
+        pub(crate) fn q6_kx8<const C: usize>(_: $tok, w: &[BlockQ6Kx8], xs: [&[BlockQ8K]; C]) -> [[f32; 8]; C] {
+            // SAFETY: the token (only `cpu` creates it, from the detected level) proves the features.
             unsafe { kernel_6k::<C>(w, xs) }
         }
 
         /// See [`kernel`].
         ///
-        /// # Safety
-        /// The CPU must support the features this module is compiled for,
-        /// with their state enabled.
-        pub(crate) unsafe fn q4_0x8<const C: usize>(
+        /// The token proves the features this module is compiled for.
+        pub(crate) fn q4_0x8<const C: usize>(
+            _: $tok,
             w: &[BlockQ4_0x8],
             xs: [&[BlockQ8_0]; C],
             xd: [&[f32]; C],
             sums: [&[i32]; C],
         ) -> [[f32; 8]; C] {
-            // SAFETY: the caller guarantees the target features.
+            // SAFETY: the token (only `cpu` creates it, from the detected level) proves the features.
             unsafe { kernel::<C>(w, xs, xd, sums) }
         }
     };
@@ -326,9 +327,9 @@ pub(crate) mod avx2 {
     #[inline]
     #[target_feature(enable = "avx2")]
     fn mac(acc: __m256i, u: __m256i, x: __m256i) -> __m256i {
-        _mm256_add_epi32(acc, crate::avx2::mul_sum_u8i8(u, x))
+        _mm256_add_epi32(acc, crate::arch::x86_64::avx2::mul_sum_u8i8(u, x))
     }
-    octet_kernels!("avx2,fma,f16c", mac);
+    octet_kernels!("avx2,fma,f16c", mac, crate::cpu::Avx2Token, crate::cpu::avx2);
 }
 
 /// AVX-512 VL + VNNI: `vpdpbusd` accumulates in one instruction.
@@ -338,5 +339,10 @@ pub(crate) mod vnni {
     fn mac(acc: __m256i, u: __m256i, x: __m256i) -> __m256i {
         _mm256_dpbusd_epi32(acc, u, x)
     }
-    octet_kernels!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", mac);
+    octet_kernels!(
+        "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+        mac,
+        crate::cpu::Avx512VnniToken,
+        crate::cpu::avx512_vnni
+    );
 }
