@@ -1,6 +1,6 @@
 //! Memory read bandwidth against the matvec kernels' effective bandwidth.
 //!
-//! `cargo run --release -p kernels --features std --example bandwidth -- [MiB] [threads]`
+//! `cargo run --release -p host --example bandwidth -- [MiB] [threads]`
 //!
 //! 1. A plain read probe: sums a buffer of MiB with four independent 64-bit
 //!    accumulators per thread (best of 30 passes), on 1..=threads threads,
