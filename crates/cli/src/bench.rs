@@ -20,7 +20,7 @@ use engine::model::Session;
 use engine::quantize::{encode, plan_tensors, QuantType, TensorPlan, TensorSpec};
 use kernels::exec::Executor;
 use kernels::ops::par_chunks_mut;
-use kernels::pool::ThreadPool;
+use ::host::pool::ThreadPool;
 
 /// Command-line arguments of `lbm bench`.
 #[derive(clap::Args, Debug, Clone)]

@@ -1,6 +1,6 @@
 //! Host glue: reading model files, the terminal console, the clock.
 
-use kernels::hugebuf::HugeBuf;
+use ::host::hugebuf::HugeBuf;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +19,7 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Reads a model file into memory backed by transparent huge pages
-/// (`kernels::hugebuf`): decoding streams every weight once per token.
+/// (`host::hugebuf`): decoding streams every weight once per token.
 pub fn read_model(path: &Path) -> Result<HugeBuf> {
     use std::io::Read;
     let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;

@@ -10,7 +10,7 @@ use engine::generate::Hooks;
 use engine::model::{KvType, Session};
 use engine::sampler::{Sampler, SamplerConfig};
 use kernels::exec::Executor;
-use kernels::pool::ThreadPool;
+use ::host::pool::ThreadPool;
 use lbm::host;
 use repl::{Chat, ChatSettings, PlatformInfo};
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use engine::quantize::{quantize_gguf_with, summarize, QuantType, TensorPlan};
-use kernels::pool::ThreadPool;
+use ::host::pool::ThreadPool;
 
 /// Quantizes `input` into `output` with all cores.
 pub fn quantize(input: &Path, output: &Path, ty: QuantType) -> Result<()> {

@@ -10,7 +10,7 @@ use engine::load::load_model;
 use engine::quantize::{plan, quantize_gguf, quantize_gguf_with, QuantType};
 use engine::sampler::argmax;
 use kernels::exec::{Executor, Serial};
-use kernels::pool::ThreadPool;
+use ::host::pool::ThreadPool;
 use convert::{convert, ConvertOptions, OutType};
 use lbm::quantize::{quantize, quantize_with};
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use engine::load::load_model;
-use kernels::pool::ThreadPool;
+use ::host::pool::ThreadPool;
 use lbm::bench::Shape;
 
 fn lbm(args: &[&str]) -> (bool, String, String) {

@@ -6,10 +6,10 @@
 //! per-ISA tree `arch/<isa>/` (e.g. `arch/x86_64/avx2.rs`), and [`ops`] (the
 //! dispatching entry points the engine calls). [`cpu`] detects the one
 //! [`cpu::SimdLevel`].
-#![cfg_attr(not(feature = "std"), no_std)]
+#![no_std]
 
 extern crate alloc;
-#[cfg(all(test, not(feature = "std")))]
+#[cfg(test)]
 extern crate std;
 
 pub(crate) mod arch;
@@ -17,12 +17,8 @@ pub mod cast;
 pub mod cpu;
 pub mod exec;
 pub mod half;
-#[cfg(feature = "std")]
-pub mod hugebuf;
 pub mod math;
 pub mod ops;
-#[cfg(feature = "std")]
-pub mod pool;
 pub mod quant;
 pub mod scalar;
 pub mod types;

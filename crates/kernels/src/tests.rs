@@ -591,3 +591,64 @@ fn avx2_rope_rotation_is_bit_identical_to_scalar() {
 pub(crate) fn skipped(test: &str, feature: &str) {
     std::eprintln!("SKIPPED: {test}: needs {feature}");
 }
+
+/// A std-thread [`Executor`](crate::exec::Executor) for the tests (the host's
+/// pool lives in the `host` crate): `.0` scoped threads claim task indices
+/// from one counter.
+struct Threads(usize);
+
+impl crate::exec::Executor for Threads {
+    fn n_threads(&self) -> usize {
+        self.0
+    }
+    fn run(&self, n_tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let next = AtomicUsize::new(0);
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= n_tasks {
+                break;
+            }
+            f(i);
+        };
+        std::thread::scope(|s| {
+            for _ in 1..self.0 {
+                s.spawn(work);
+            }
+            work();
+        });
+    }
+}
+
+#[test]
+fn matmul_of_every_type_is_identical_on_1_2_and_4_threads() {
+    let (rows, cols, n) = (301, 512, 7);
+    let all = AllTypes::new(31, rows, cols);
+    let xs: Vec<f32> = (0..n * cols).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+    let mut scratch = ops::ActScratch::new(cols, n);
+    let pools = [Threads(1), Threads(2), Threads(4)];
+    for w in all.views() {
+        let outs: Vec<Vec<f32>> = pools
+            .iter()
+            .map(|p| {
+                let mut out = std::vec![0.0f32; n * rows];
+                ops::matmul(p, w, cols, &xs, n, &mut scratch, &mut out);
+                out
+            })
+            .collect();
+        for o in &outs[1..] {
+            assert!(o.iter().zip(&outs[0]).all(|(a, b)| a.to_bits() == b.to_bits()), "{}", w.type_name());
+        }
+        let mut mv = std::vec![0.0f32; rows];
+        ops::matvec(&pools[2], w, cols, &xs[..cols], &mut scratch, &mut mv);
+        if matmul_uses_row_octets(&w) {
+            assert!(
+                mv.iter().zip(&outs[0]).all(|(a, b)| (a - b).abs() <= 1e-4 * (1.0 + a.abs())),
+                "{}",
+                w.type_name()
+            );
+        } else {
+            assert!(mv.iter().zip(&outs[0]).all(|(a, b)| a.to_bits() == b.to_bits()), "{} matvec", w.type_name());
+        }
+    }
+}

@@ -22,7 +22,7 @@ use crate::quant::{BlockQ4_0, BlockQ5_0, BlockQ8K, BlockQ8_0, BlockQ8_1, QK8_0, 
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-pub(crate) fn hsum(v: __m256) -> f32 {
+pub(super) fn hsum(v: __m256) -> f32 {
     let lo = _mm256_castps256_ps128(v);
     let hi = _mm256_extractf128_ps::<1>(v);
     let s = _mm_add_ps(lo, hi);
@@ -34,7 +34,7 @@ pub(crate) fn hsum(v: __m256) -> f32 {
 /// Sum of eight i32 lanes (wrapping, as exact as the lanes).
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(crate) fn hsum_i32(v: __m256i) -> i32 {
+pub(super) fn hsum_i32(v: __m256i) -> i32 {
     let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
     let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
     let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
@@ -82,7 +82,7 @@ pub(crate) fn dot_f32(_: Avx2Token, a: &[f32], b: &[f32]) -> f32 {
 /// Loads 32 bytes (no alignment needed).
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(crate) fn load32(p: &[i8; 32]) -> __m256i {
+pub(super) fn load32(p: &[i8; 32]) -> __m256i {
     // SAFETY: p is 32 readable bytes; loadu has no alignment requirement.
     unsafe { _mm256_loadu_si256(p.as_ptr().cast()) }
 }
@@ -93,14 +93,14 @@ pub(crate) fn load32(p: &[i8; 32]) -> __m256i {
 /// this equals the VNNI `vpdpbusd` exactly.
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(crate) fn mul_sum_u8i8(a: __m256i, b: __m256i) -> __m256i {
+pub(super) fn mul_sum_u8i8(a: __m256i, b: __m256i) -> __m256i {
     _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1))
 }
 
 /// The 32 nibbles of a Q4_0-layout `qs` as bytes 0..16 in element order.
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(crate) fn unpack_nibbles(qs: &[u8; 16]) -> __m256i {
+pub(super) fn unpack_nibbles(qs: &[u8; 16]) -> __m256i {
     // SAFETY: qs is 16 readable bytes; loadu has no alignment requirement.
     let q = unsafe { _mm_loadu_si128(qs.as_ptr().cast()) };
     let m = _mm_set1_epi8(0x0F);
@@ -112,7 +112,7 @@ pub(crate) fn unpack_nibbles(qs: &[u8; 16]) -> __m256i {
 /// 0xFF in byte j where bit j of `bits` is set, else 0.
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(crate) fn bytes_from_bits(bits: u32) -> __m256i {
+pub(super) fn bytes_from_bits(bits: u32) -> __m256i {
     let v = _mm256_set1_epi32(bits as i32);
     // Byte j takes byte j / 8 of the word...
     let shuf = _mm256_setr_epi64x(0, 0x0101_0101_0101_0101, 0x0202_0202_0202_0202, 0x0303_0303_0303_0303);
@@ -125,14 +125,14 @@ pub(crate) fn bytes_from_bits(bits: u32) -> __m256i {
 /// The signed weights of a Q4_0 block.
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(crate) fn unpack_q4_0(b: &BlockQ4_0) -> __m256i {
+pub(super) fn unpack_q4_0(b: &BlockQ4_0) -> __m256i {
     _mm256_sub_epi8(unpack_nibbles(&b.qs), _mm256_set1_epi8(8))
 }
 
 /// The signed weights of a Q5_0 block (q - 16).
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(crate) fn unpack_q5_0(b: &BlockQ5_0) -> __m256i {
+pub(super) fn unpack_q5_0(b: &BlockQ5_0) -> __m256i {
     // With the fifth bit set the nibble already is q - 16; without it, the
     // nibble with the top four bits set is (q - 16) as a signed byte.
     let hi = bytes_from_bits(u32::from_le_bytes(b.qh));
@@ -143,7 +143,7 @@ pub(crate) fn unpack_q5_0(b: &BlockQ5_0) -> __m256i {
 /// nibbles) in element order.
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(crate) fn unpack_iq4nl(qs: &[u8; 16]) -> __m256i {
+pub(super) fn unpack_iq4nl(qs: &[u8; 16]) -> __m256i {
     // SAFETY: the table is 16 readable bytes; loadu has no alignment requirement.
     let t = unsafe { _mm_loadu_si128(crate::quant::KVALUES_IQ4NL.as_ptr().cast()) };
     _mm256_shuffle_epi8(_mm256_set_m128i(t, t), unpack_nibbles(qs))
@@ -152,7 +152,7 @@ pub(crate) fn unpack_iq4nl(qs: &[u8; 16]) -> __m256i {
 /// Sum over the eight sub-blocks of m_j * (bsums[2j] + bsums[2j + 1]).
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(crate) fn mins_dot_bsums(mins: &[u8; 8], b: &BlockQ8K) -> i32 {
+pub(super) fn mins_dot_bsums(mins: &[u8; 8], b: &BlockQ8K) -> i32 {
     // SAFETY: bsums is 32 readable bytes, mins 8; loadu has no alignment requirement.
     let (s, m) = unsafe { (_mm256_loadu_si256(b.bsums.as_ptr().cast()), _mm_loadl_epi64(mins.as_ptr().cast())) };
     // Pairwise sums fit i16 (|bsum| <= 16 * 128).
@@ -188,7 +188,7 @@ pub(crate) fn scales_mins(q: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
 /// Scales (2p, 2p + 1) of a Q6_K block spread over 8 i16 lanes each.
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(crate) fn q6_scale_pair(scales: __m128i, p: usize) -> __m256i {
+pub(super) fn q6_scale_pair(scales: __m128i, p: usize) -> __m256i {
     let a = (2 * p) as i8;
     let b = a + 1;
     let mask = _mm_setr_epi8(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b);
@@ -198,7 +198,7 @@ pub(crate) fn q6_scale_pair(scales: __m128i, p: usize) -> __m256i {
 /// Loads 32 bytes at `p + off`.
 #[inline]
 #[target_feature(enable = "avx2")]
-pub(crate) fn load_at<T>(p: &[T], off: usize) -> __m256i {
+pub(super) fn load_at<T>(p: &[T], off: usize) -> __m256i {
     assert!(off + 32 <= core::mem::size_of_val(p));
     // SAFETY: off + 32 <= the slice's size in bytes (checked); loadu has no alignment requirement.
     unsafe { _mm256_loadu_si256(p.as_ptr().cast::<u8>().add(off).cast()) }

@@ -22,7 +22,7 @@ pub(crate) fn token() -> Option<Avx512VnniToken> {
 /// groups of four into eight i32 lanes (no intermediate saturation).
 #[inline]
 #[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(crate) fn mul_sum_vnni(a: __m256i, b: __m256i) -> __m256i {
+pub(super) fn mul_sum_vnni(a: __m256i, b: __m256i) -> __m256i {
     _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b)
 }
 

@@ -1,10 +1,10 @@
 //! Memory read bandwidth against the matvec kernels' effective bandwidth.
 //!
-//! `cargo run --release -p kernels --features std --example bandwidth -- [MiB] [threads]`
+//! `cargo run --release -p host --example bandwidth -- [MiB] [threads]`
 //!
 //! 1. A plain read probe: sums a buffer of MiB with four independent 64-bit
 //!    accumulators per thread (best of 30 passes), on 1..=threads threads,
-//!    on ordinary 4 KiB pages and on transparent huge pages (`kernels::hugebuf`).
+//!    on ordinary 4 KiB pages and on transparent huge pages (`host::hugebuf`).
 //! 2. `ops::matvec` over a Q8_0 / Q4_0 / Q4_K / Q6_K / F32 matrix of about the
 //!    same size, and Q4_0 / Q4_K repacked into row octets as the engine loads
 //!    them: bytes of weights read per second (best of 30).
@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use kernels::exec::Executor;
 use kernels::ops::{self, ActScratch, Weights};
-use kernels::pool::ThreadPool;
+use host::pool::ThreadPool;
 use kernels::quant::*;
 
 fn best<F: FnMut()>(mut f: F) -> f64 {
@@ -39,7 +39,7 @@ fn main() {
     }
     println!("simd level: {}", kernels::cpu::level().name());
     // The same buffer on transparent huge pages, as `lbm` loads models.
-    let mut huge = kernels::hugebuf::HugeBuf::zeroed(n).expect("memory");
+    let mut huge = host::hugebuf::HugeBuf::zeroed(n).expect("memory");
     huge.as_mut().copy_from_slice(kernels::cast::bytes_of(&buf));
     let huge_words: &[u64] = kernels::cast::view(huge.as_ref()).expect("aligned");
     for (pages, buf) in [("4 KiB pages", &buf[..]), ("huge pages", huge_words)] {

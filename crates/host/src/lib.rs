@@ -1,0 +1,12 @@
+//! Host-only support for the kernels, kept out of the `no_std` `kernels`
+//! crate: [`pool::ThreadPool`], the std thread pool that implements
+//! [`kernels::exec::Executor`], and [`hugebuf::HugeBuf`], the 2 MiB-aligned
+//! model buffer advised to use transparent huge pages.
+//!
+//! Like `kernels` (and unlike the crates above it), this kernel-layer support
+//! crate may use `unsafe`: the pool hands disjoint task indices to threads
+//! and the buffer calls the allocator and `madvise`. Every block carries a
+//! `// SAFETY:` comment.
+
+pub mod hugebuf;
+pub mod pool;
