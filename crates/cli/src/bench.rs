@@ -13,6 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use ::host::pool::ThreadPool;
 use anyhow::{bail, ensure, Context, Result};
 use engine::gguf::{write_header, GgmlType, Gguf, TensorEntry, Value};
 use engine::load::load_model;
@@ -20,7 +21,6 @@ use engine::model::Session;
 use engine::quantize::{encode, plan_tensors, QuantType, TensorPlan, TensorSpec};
 use kernels::exec::Executor;
 use kernels::ops::par_chunks_mut;
-use ::host::pool::ThreadPool;
 
 /// Command-line arguments of `lbm bench`.
 #[derive(clap::Args, Debug, Clone)]

@@ -25,8 +25,8 @@ pub fn read_model(path: &Path) -> Result<HugeBuf> {
     let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
     let len = f.metadata().with_context(|| format!("reading {}", path.display()))?.len();
     let len = usize::try_from(len).with_context(|| format!("{} is too large for this machine", path.display()))?;
-    let mut buf = HugeBuf::zeroed(len)
-        .with_context(|| format!("out of memory: {} needs {len} bytes", path.display()))?;
+    let mut buf =
+        HugeBuf::zeroed(len).with_context(|| format!("out of memory: {} needs {len} bytes", path.display()))?;
     f.read_exact(buf.as_mut()).with_context(|| format!("reading {}", path.display()))?;
     Ok(buf)
 }
@@ -169,7 +169,8 @@ pub fn load_tokenizer(path: &Path, tokenizer: Option<&Path>) -> Result<Tokenizer
             return Ok(Tokenizer::from_llama2c(&read_file(&tp)?, h.vocab_size)?);
         }
     }
-    let n = llama2c_token_count(&bytes).with_context(|| format!("{} is not a tokenizer or model file", path.display()))?;
+    let n =
+        llama2c_token_count(&bytes).with_context(|| format!("{} is not a tokenizer or model file", path.display()))?;
     Ok(Tokenizer::from_llama2c(&bytes, n)?)
 }
 

@@ -4,13 +4,13 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use ::host::pool::ThreadPool;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use engine::generate::Hooks;
 use engine::model::{KvType, Session};
 use engine::sampler::{Sampler, SamplerConfig};
 use kernels::exec::Executor;
-use ::host::pool::ThreadPool;
 use lbm::host;
 use repl::{Chat, ChatSettings, PlatformInfo};
 
@@ -528,7 +528,8 @@ fn cmd_detokenize(a: DetokenizeArgs) -> Result<()> {
 
 fn cmd_info(a: InfoArgs) -> Result<()> {
     let bytes = host::read_file(&a.model)?;
-    let s = engine::load::probe(&bytes, bytes.len() as u64).with_context(|| format!("reading {}", a.model.display()))?;
+    let s =
+        engine::load::probe(&bytes, bytes.len() as u64).with_context(|| format!("reading {}", a.model.display()))?;
     let mut types: std::collections::BTreeMap<String, usize> = Default::default();
     let mut tokenizer = String::from("none (needs tokenizer.bin)");
     if bytes.starts_with(b"GGUF") {
@@ -563,8 +564,7 @@ fn cmd_info(a: InfoArgs) -> Result<()> {
         "dimensions:   dim {}, {} layers, {} heads, {} kv heads, vocab {}, context {}",
         s.dim, s.n_layers, s.n_heads, s.n_kv_heads, s.vocab_size, s.n_ctx
     );
-    let tt: Vec<String> =
-        types.iter().map(|(k, v)| if *v > 0 { format!("{k} x{v}") } else { k.clone() }).collect();
+    let tt: Vec<String> = types.iter().map(|(k, v)| if *v > 0 { format!("{k} x{v}") } else { k.clone() }).collect();
     println!("tensor types: {} (main {})", tt.join(", "), s.tensor_type);
     println!("tokenizer:    {tokenizer}");
     println!("memory:       {} to run with a {}-token context", repl::format_size(s.mem_needed), s.n_ctx.min(4096));
@@ -673,7 +673,13 @@ fn cmd_perplexity(a: PerplexityArgs) -> Result<()> {
     } else {
         println!();
         println!("Final estimate: PPL = {:.4} +/- {:.5}", r.ppl, r.ppl_err);
-        eprintln!("[{} tokens scored in {:.1} s, {} threads, {}]", r.count, t0.elapsed().as_secs_f64(), exec.n_threads(), kernels::cpu::level().name());
+        eprintln!(
+            "[{} tokens scored in {:.1} s, {} threads, {}]",
+            r.count,
+            t0.elapsed().as_secs_f64(),
+            exec.n_threads(),
+            kernels::cpu::level().name()
+        );
     }
     Ok(())
 }
@@ -757,4 +763,3 @@ fn main() {
         std::process::exit(1);
     }
 }
-

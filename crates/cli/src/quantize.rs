@@ -4,9 +4,9 @@
 use std::io::Write;
 use std::path::Path;
 
+use ::host::pool::ThreadPool;
 use anyhow::{Context, Result};
 use engine::quantize::{quantize_gguf_with, summarize, QuantType, TensorPlan};
-use ::host::pool::ThreadPool;
 
 /// Quantizes `input` into `output` with all cores.
 pub fn quantize(input: &Path, output: &Path, ty: QuantType) -> Result<()> {

@@ -67,10 +67,12 @@ fn load(path: &Path, tokenizer: Option<&Path>) -> Result<(Tokenizer, Option<Stri
         return Ok((host::load_tokenizer(path, tokenizer)?, None, String::new()));
     }
     let bytes = host::read_file(path)?;
-    let g = engine::gguf::Gguf::parse(&bytes, bytes.len() as u64).with_context(|| format!("reading {}", path.display()))?;
+    let g =
+        engine::gguf::Gguf::parse(&bytes, bytes.len() as u64).with_context(|| format!("reading {}", path.display()))?;
     let template = g.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string);
     let arch = g.get("general.architecture").and_then(|v| v.as_str()).unwrap_or("").to_string();
-    let tok = engine::gguf_model::tokenizer_from(&g).with_context(|| format!("loading the tokenizer of {}", path.display()))?;
+    let tok = engine::gguf_model::tokenizer_from(&g)
+        .with_context(|| format!("loading the tokenizer of {}", path.display()))?;
     Ok((tok, template, arch))
 }
 
@@ -81,15 +83,17 @@ pub fn render(a: &TemplateArgs) -> Result<(serde_json::Value, Option<String>)> {
     if a.template.is_some() {
         choose(None, "", a.template.as_deref())?;
     }
-    let messages = parse_messages(&host::read_file(&a.messages)?)
-        .with_context(|| format!("reading {}", a.messages.display()))?;
+    let messages =
+        parse_messages(&host::read_file(&a.messages)?).with_context(|| format!("reading {}", a.messages.display()))?;
     let (tok, chat_template, arch) = load(&a.model, a.tokenizer.as_deref())?;
     let (template, warning) = choose(chat_template.as_deref(), &arch, a.template.as_deref())?;
     let enc = ChatEncoder::new(&tok, template);
     let mut msgs: Vec<Message> = messages.iter().map(|(role, content)| Message { role: *role, content }).collect();
     // The system prompt the file's template writes when the conversation has none.
     let default_system = match template {
-        engine::template::Template::ChatMl => chat_template.as_deref().and_then(engine::template::default_system_prompt),
+        engine::template::Template::ChatMl => {
+            chat_template.as_deref().and_then(engine::template::default_system_prompt)
+        }
         _ => None,
     };
     if let Some(sys) = &default_system {

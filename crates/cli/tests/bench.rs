@@ -2,7 +2,6 @@
 //! itself (its numbers are not asserted: speed is for `lbm bench` to report,
 //! not for tests).
 
-
 use engine::gguf::{GgmlType, Gguf, Value};
 use engine::load::load_model;
 use engine::quantize::{plan, quantize_gguf, QuantType};

@@ -5,12 +5,17 @@ use std::process::{Command, Stdio};
 
 fn lbm(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_lbm")).args(args).output().expect("run lbm");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 fn expected_run(prompt: &str) -> serde_json::Value {
     let e: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(testdata::path("testdata/expected/llama2c-generation.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(testdata::path("testdata/expected/llama2c-generation.json")).unwrap())
+            .unwrap();
     e["stories260K"]["runs"].as_array().unwrap().iter().find(|r| r["prompt"] == prompt).unwrap().clone()
 }
 
@@ -18,7 +23,8 @@ fn expected_run(prompt: &str) -> serde_json::Value {
 fn generate_json_matches_the_reference() {
     let model = testdata::path("testdata/stories260K/stories260K.bin");
     let run = expected_run("Tom and Sue");
-    let (code, out, err) = lbm(&["generate", "-m", model.to_str().unwrap(), "-p", "Tom and Sue", "--temp", "0", "-n", "20", "--json"]);
+    let (code, out, err) =
+        lbm(&["generate", "-m", model.to_str().unwrap(), "-p", "Tom and Sue", "--temp", "0", "-n", "20", "--json"]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["prompt_ids"], run["prompt_ids"]);
@@ -34,7 +40,20 @@ fn generate_json_matches_the_reference() {
 #[test]
 fn generate_streams_text_and_stops_at_the_context_end() {
     let model = testdata::path("testdata/stories260K-gguf/stories260K.gguf");
-    let (code, out, err) = lbm(&["generate", "-m", model.to_str().unwrap(), "--ids", "1,403", "--temp", "0", "-n", "100", "-c", "16", "--json"]);
+    let (code, out, err) = lbm(&[
+        "generate",
+        "-m",
+        model.to_str().unwrap(),
+        "--ids",
+        "1,403",
+        "--temp",
+        "0",
+        "-n",
+        "100",
+        "-c",
+        "16",
+        "--json",
+    ]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["stop"], "context");
@@ -49,7 +68,8 @@ fn logits_file_has_the_reference_values() {
     let model = testdata::path("testdata/stories260K/stories260K.bin");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("l.f32");
-    let (code, _, err) = lbm(&["logits", "-m", model.to_str().unwrap(), "--ids", "1,403,407", "-o", out.to_str().unwrap()]);
+    let (code, _, err) =
+        lbm(&["logits", "-m", model.to_str().unwrap(), "--ids", "1,403,407", "-o", out.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let raw = std::fs::read(&out).unwrap();
     assert_eq!(raw.len(), 3 * 512 * 4);
@@ -82,7 +102,10 @@ fn tokenize_detokenize_and_info() {
     let (code, out, _) = lbm(&["info", "--json", f16.to_str().unwrap()]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!((v["arch"].as_str(), v["dim"].as_u64(), v["n_layers"].as_u64(), v["tensor_type"].as_str()), (Some("llama"), Some(64), Some(5), Some("F16")));
+    assert_eq!(
+        (v["arch"].as_str(), v["dim"].as_u64(), v["n_layers"].as_u64(), v["tensor_type"].as_str()),
+        (Some("llama"), Some(64), Some(5), Some("F16"))
+    );
     assert_eq!(v["tensor_types"]["F16"], 37);
 }
 

@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
+use convert::{convert, ConvertOptions, OutType};
 use engine::load::load_model;
 use engine::sampler::argmax;
 use kernels::exec::Serial;
-use convert::{convert, ConvertOptions, OutType};
 
 fn golden(name: &str) -> PathBuf {
     testdata::path("golden").join(name)
@@ -29,7 +29,13 @@ fn reference(name: &str) -> Reference {
     let shape = t["logits_shape"].as_array().unwrap();
     let (n, vocab) = (shape[0].as_u64().unwrap() as usize, shape[1].as_u64().unwrap() as usize);
     assert_eq!(logits.len(), n * vocab);
-    Reference { input_ids: ids("input_ids"), logits, greedy_prompt: ids("greedy_prompt"), greedy_output: ids("greedy_output"), vocab }
+    Reference {
+        input_ids: ids("input_ids"),
+        logits,
+        greedy_prompt: ids("greedy_prompt"),
+        greedy_output: ids("greedy_output"),
+        vocab,
+    }
 }
 
 /// Converts, runs every position, and returns the largest logit error.
@@ -136,7 +142,8 @@ fn every_golden_model_through_the_lbm_binary_without_a_tokenizer() {
         assert!(ok, "{name}: convert: {err}");
 
         let lg = dir.path().join(format!("{name}.logits"));
-        let (ok, _, err) = lbm(&["logits", "-m", g, "-t", "1", "--ids", &join(&r.input_ids), "-o", lg.to_str().unwrap()]);
+        let (ok, _, err) =
+            lbm(&["logits", "-m", g, "-t", "1", "--ids", &join(&r.input_ids), "-o", lg.to_str().unwrap()]);
         assert!(ok, "{name}: logits: {err}");
         let raw = std::fs::read(&lg).unwrap();
         let got: Vec<f32> = raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();

@@ -15,13 +15,17 @@ fn gpt2_through_every_command() {
     let m = dir.path().join("gpt2.gguf");
     let ms = m.to_str().unwrap();
     let vocab = testdata::path("testdata/llamacpp-vocab/ggml-vocab-gpt-2.gguf");
-    let (ok, _, err) = lbm(&["bench", "--gen-model", "gpt2-124M", "--type", "q8_0", "-o", ms, "--vocab", vocab.to_str().unwrap()]);
+    let (ok, _, err) =
+        lbm(&["bench", "--gen-model", "gpt2-124M", "--type", "q8_0", "-o", ms, "--vocab", vocab.to_str().unwrap()]);
     assert!(ok, "{err}");
 
     let (ok, out, err) = lbm(&["info", "--json", ms]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!((v["arch"].as_str(), v["dim"].as_u64(), v["n_layers"].as_u64(), v["vocab_size"].as_u64()), (Some("gpt2"), Some(768), Some(12), Some(50257)));
+    assert_eq!(
+        (v["arch"].as_str(), v["dim"].as_u64(), v["n_layers"].as_u64(), v["vocab_size"].as_u64()),
+        (Some("gpt2"), Some(768), Some(12), Some(50257))
+    );
     assert!(v["tokenizer"].as_str().unwrap().starts_with("gpt2"), "{v}");
 
     // The tokenizer in the model is GPT-2's: the tiktoken reference ids.
@@ -32,7 +36,8 @@ fn gpt2_through_every_command() {
     assert!(ok);
     assert_eq!(out.trim_end_matches('\n'), "Hello world");
 
-    let (ok, out, err) = lbm(&["generate", "-m", ms, "-p", "Hello world", "-n", "4", "--temp", "0", "--json", "-t", "2"]);
+    let (ok, out, err) =
+        lbm(&["generate", "-m", ms, "-p", "Hello world", "-n", "4", "--temp", "0", "--json", "-t", "2"]);
     assert!(ok, "{err}");
     let g: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(g["prompt_ids"], serde_json::json!([15496, 995]), "GPT-2 adds no BOS");
@@ -52,7 +57,8 @@ fn gpt2_through_every_command() {
     assert!(b["pp_tok_s"].as_f64().unwrap() > 0.0 && b["tg_tok_s"].as_f64().unwrap() > 0.0, "{b}");
 
     // Positions past the context: GPT-2's learned positions end at n_ctx.
-    let (ok, out, err) = lbm(&["generate", "-m", ms, "--ids", "15496,995", "-n", "50", "-c", "8", "--temp", "0", "--json"]);
+    let (ok, out, err) =
+        lbm(&["generate", "-m", ms, "--ids", "15496,995", "-n", "50", "-c", "8", "--temp", "0", "--json"]);
     assert!(ok, "{err}");
     let g: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(g["stop"], "context");

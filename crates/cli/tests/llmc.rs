@@ -32,7 +32,16 @@ fn write_llmc(bf16: bool, pad_vocab_to: usize) -> Vec<u8> {
     };
     let (l, c, v, maxt, nh) = (2usize, 64usize, 512usize, 128usize, 4usize);
     let mut header = [0i32; 256];
-    header[..8].copy_from_slice(&[20240326, if bf16 { 5 } else { 3 }, maxt as i32, v as i32, l as i32, nh as i32, c as i32, pad_vocab_to as i32]);
+    header[..8].copy_from_slice(&[
+        20240326,
+        if bf16 { 5 } else { 3 },
+        maxt as i32,
+        v as i32,
+        l as i32,
+        nh as i32,
+        c as i32,
+        pad_vocab_to as i32,
+    ]);
     let mut params: Vec<Vec<f32>> = Vec::new();
     let mut wte = get("transformer.wte.weight").0;
     wte.resize(pad_vocab_to * c, 0.25); // padding rows are never used

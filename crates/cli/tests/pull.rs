@@ -60,18 +60,8 @@ fn lbm_pull_prints_the_path_with_hf_endpoint() {
     assert_mentions(&err, &["in the cache"]);
 
     let o = tmp.path().join("copy.gguf");
-    let (code, out3, err) = lbm_pull(
-        &[
-            &format!("{REPO}:{GGUF}"),
-            "--cache",
-            c,
-            "--revision",
-            COMMIT,
-            "-o",
-            o.to_str().unwrap(),
-        ],
-        &hub.url,
-    );
+    let (code, out3, err) =
+        lbm_pull(&[&format!("{REPO}:{GGUF}"), "--cache", c, "--revision", COMMIT, "-o", o.to_str().unwrap()], &hub.url);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out3.trim(), o.to_str().unwrap());
     assert_eq!(std::fs::read(&o).unwrap(), gguf_bytes());
@@ -117,20 +107,10 @@ fn lbm_pull_reads_hf_token_lbm_cache_and_hf_hub_offline() {
     let c = cache.to_str().unwrap();
     let file = format!("{REPO}:README.md");
 
-    let (code, out, err) = lbm_pull_env(
-        &[&file],
-        &hub.url,
-        &[("HF_TOKEN", "hf_from_env"), ("LBM_CACHE", c)],
-    );
+    let (code, out, err) = lbm_pull_env(&[&file], &hub.url, &[("HF_TOKEN", "hf_from_env"), ("LBM_CACHE", c)]);
     assert_eq!(code, 0, "{err}");
     assert!(Path::new(out.trim()).starts_with(&cache), "{out}");
-    assert!(
-        hub.log()
-            .iter()
-            .all(|r| r.auth.as_deref() == Some("Bearer hf_from_env")),
-        "{:?}",
-        hub.log()
-    );
+    assert!(hub.log().iter().all(|r| r.auth.as_deref() == Some("Bearer hf_from_env")), "{:?}", hub.log());
 
     // The token file `huggingface-cli login` writes.
     hub.clear_log();
@@ -147,18 +127,11 @@ fn lbm_pull_reads_hf_token_lbm_cache_and_hf_hub_offline() {
 
     // Offline: the cached file is there without a request; another is not.
     hub.clear_log();
-    let (code, out2, err) = lbm_pull_env(
-        &[&file],
-        &hub.url,
-        &[("LBM_CACHE", c), ("HF_HUB_OFFLINE", "1")],
-    );
+    let (code, out2, err) = lbm_pull_env(&[&file], &hub.url, &[("LBM_CACHE", c), ("HF_HUB_OFFLINE", "1")]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out2, out);
-    let (code, _, err) = lbm_pull_env(
-        &[&format!("{REPO}:{GGUF}")],
-        &hub.url,
-        &[("LBM_CACHE", c), ("HF_HUB_OFFLINE", "1")],
-    );
+    let (code, _, err) =
+        lbm_pull_env(&[&format!("{REPO}:{GGUF}")], &hub.url, &[("LBM_CACHE", c), ("HF_HUB_OFFLINE", "1")]);
     assert_eq!(code, 1);
     assert_mentions(&err, &["not in the cache", "HF_HUB_OFFLINE"]);
     assert!(hub.log().is_empty(), "{:?}", hub.log());

@@ -5,13 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
+use ::host::pool::ThreadPool;
+use convert::{convert, ConvertOptions, OutType};
 use engine::gguf::{GgmlType, Gguf, GgufWriter, Value};
 use engine::load::load_model;
 use engine::quantize::{plan, quantize_gguf, quantize_gguf_with, QuantType};
 use engine::sampler::argmax;
 use kernels::exec::{Executor, Serial};
-use ::host::pool::ThreadPool;
-use convert::{convert, ConvertOptions, OutType};
 use lbm::quantize::{quantize, quantize_with};
 
 struct Reference {
@@ -286,7 +286,8 @@ fn failures_leave_no_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("q.gguf");
     // ffn_down of stories260K has 172 columns: not whole Q4_0 blocks, as llama-quantize also refuses.
-    let err = quantize(&testdata::path("testdata/stories260K-gguf/stories260K.gguf"), &out, QuantType::Q4_0).unwrap_err();
+    let err =
+        quantize(&testdata::path("testdata/stories260K-gguf/stories260K.gguf"), &out, QuantType::Q4_0).unwrap_err();
     assert!(format!("{err:#}").contains("172"), "{err:#}");
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "a file was left behind");
     // F16 works on any shape and matches llama.cpp's F16 file in types.
@@ -326,7 +327,14 @@ fn convert_type_q8_0_equals_convert_then_quantize() {
     let dir = tempfile::tempdir().unwrap();
     let direct = dir.path().join("direct.gguf");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbm"))
-        .args(["convert", testdata::path("golden/llama-mha-tied").to_str().unwrap(), "-o", direct.to_str().unwrap(), "--type", "q8_0"])
+        .args([
+            "convert",
+            testdata::path("golden/llama-mha-tied").to_str().unwrap(),
+            "-o",
+            direct.to_str().unwrap(),
+            "--type",
+            "q8_0",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -2,14 +2,12 @@
 //! types per tensor for a Q4_1 file, the same bytes both ways, and a model
 //! that runs close to transformers' logits.
 
-
+use convert::{convert, ConvertOptions, OutType};
 use engine::gguf::{GgmlType, Gguf, Value};
 use engine::load::load_model;
 use engine::quantize::{quantize_gguf, QuantType};
 use engine::sampler::argmax;
 use kernels::exec::Serial;
-use convert::{convert, ConvertOptions, OutType};
-
 
 fn lbm(args: &[&str]) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbm")).args(args).output().unwrap();

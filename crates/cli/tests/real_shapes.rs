@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use engine::load::load_model;
 use ::host::pool::ThreadPool;
+use engine::load::load_model;
 use lbm::bench::Shape;
 
 fn lbm(args: &[&str]) -> (bool, String, String) {

@@ -61,7 +61,8 @@ fn greedy_continuations_equal_llama_cpp() {
         for case in reference()["greedy"].as_array().unwrap() {
             let prompt = case["prompt"].as_str().unwrap();
             let want = case["text"].as_str().unwrap();
-            let args = ["generate", "-m", ms, "-p", prompt, "-n", n, "--temp", "0", "-t", "2", "--kv-type", kv, "--json"];
+            let args =
+                ["generate", "-m", ms, "-p", prompt, "-n", n, "--temp", "0", "-t", "2", "--kv-type", kv, "--json"];
             let (ok, out, err) = lbm(&args);
             assert!(ok, "{err}");
             let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();

@@ -17,7 +17,11 @@ fn reference() -> serde_json::Value {
 
 fn lbm(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_lbm")).args(args).output().expect("run lbm");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 /// Runs `lbm template` and parses its JSON; panics with stderr on failure.
@@ -58,7 +62,9 @@ fn reference_cases_through_the_binary() {
                     Some(want) => ids(want),
                     // ChatML markers are plain text in this vocabulary: the
                     // ids are those of the text with special-token parsing.
-                    None => tok.encode_with_special(c["text"].as_str().unwrap(), true).into_iter().map(u64::from).collect(),
+                    None => {
+                        tok.encode_with_special(c["text"].as_str().unwrap(), true).into_iter().map(u64::from).collect()
+                    }
                 };
                 assert_eq!(ids(&v["ids"]), want, "{name}/{case} with {}", model.display());
                 n += 1;
@@ -144,7 +150,11 @@ fn template_from_gguf_metadata() {
     assert_eq!(v["template"], "gemma");
     assert_eq!(v["text"], "<s><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n");
     assert_eq!(ids(&v["ids"])[0], 1);
-    assert_eq!(ids(&v["ids"]).iter().filter(|&&i| i == 1).count(), 1, "the template writes BOS; the tokenizer adds none");
+    assert_eq!(
+        ids(&v["ids"]).iter().filter(|&&i| i == 1).count(),
+        1,
+        "the template writes BOS; the tokenizer adds none"
+    );
     assert!(err.contains("warning"), "{err}");
 }
 

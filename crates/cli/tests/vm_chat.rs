@@ -21,7 +21,9 @@ fn app(test: &str) -> Option<Vec<u8>> {
     match testdata::efi_app() {
         Some(p) => Some(std::fs::read(p).unwrap()),
         None if std::env::var_os("CI").is_some() => {
-            panic!("{test}: target/efi/BOOTX64.EFI is missing; run `cargo xtask build-efi` first (cargo xtask test does)")
+            panic!(
+                "{test}: target/efi/BOOTX64.EFI is missing; run `cargo xtask build-efi` first (cargo xtask test does)"
+            )
         }
         None => {
             eprintln!("SKIPPING {test}: the UEFI app is not built (cargo xtask build-efi)");
@@ -51,7 +53,10 @@ fn expected_text(prompt: &str) -> String {
 
 /// The number the menu gives the model whose line mentions `name`.
 fn menu_number(menu: &str, name: &str) -> String {
-    let line = menu.lines().find(|l| l.contains(name) && l.trim_start().starts_with('[')).unwrap_or_else(|| panic!("{name} not in menu:\n{menu}"));
+    let line = menu
+        .lines()
+        .find(|l| l.contains(name) && l.trim_start().starts_with('['))
+        .unwrap_or_else(|| panic!("{name} not in menu:\n{menu}"));
     let n = &line[line.find('[').unwrap() + 1..line.find(']').unwrap()];
     n.to_string()
 }
@@ -92,7 +97,12 @@ fn boot_menu_chat_commands_and_exit() {
     assert!(out.contains("[24 tokens, token limit;"), "{out}");
     vm.send_line("/stats").unwrap();
     let stats = vm.expect("memory:", T).unwrap();
-    assert!(stats.contains("turns:       1/10") && stats.contains("/512 tokens") && stats.contains("generated:   24 tokens"), "{stats}");
+    assert!(
+        stats.contains("turns:       1/10")
+            && stats.contains("/512 tokens")
+            && stats.contains("generated:   24 tokens"),
+        "{stats}"
+    );
     vm.send_line("/history").unwrap();
     vm.expect("1. You: Once upon a time", T).unwrap();
     vm.send_line("/temp 0.5").unwrap();
@@ -117,7 +127,8 @@ fn bad_models_are_listed_with_errors_and_the_good_one_chats() {
     let tok = read("testdata/stories260K/tok512.bin");
     let gguf = read("testdata/stories260K-gguf/stories260K.gguf");
     let cut = &gguf[..gguf.len() / 2];
-    let garbage: Vec<u8> = b"GGUF\x03\x00\x00\x00".iter().copied().chain((0..5000u32).map(|i| (i * 7919 % 251) as u8)).collect();
+    let garbage: Vec<u8> =
+        b"GGUF\x03\x00\x00\x00".iter().copied().chain((0..5000u32).map(|i| (i * 7919 % 251) as u8)).collect();
     let img = make_image(
         dir.path(),
         "bad",

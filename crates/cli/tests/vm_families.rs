@@ -60,7 +60,10 @@ fn reply_tokens(after_reply: &str) -> usize {
 }
 
 fn menu_number(menu: &str, name: &str) -> String {
-    let line = menu.lines().find(|l| l.contains(name) && l.contains('[')).unwrap_or_else(|| panic!("{name} not in menu:\n{menu}"));
+    let line = menu
+        .lines()
+        .find(|l| l.contains(name) && l.contains('['))
+        .unwrap_or_else(|| panic!("{name} not in menu:\n{menu}"));
     line[line.find('[').unwrap() + 1..line.find(']').unwrap()].to_string()
 }
 
@@ -68,7 +71,8 @@ fn menu_number(menu: &str, name: &str) -> String {
 fn gpt2_shape_with_the_real_vocabulary_completes_a_prompt() {
     let Some(efi) = app("gpt2_shape_with_the_real_vocabulary_completes_a_prompt") else { return };
     let dir = tempfile::tempdir().unwrap();
-    let m = two_layers_of(dir.path(), "gpt2-124M", Some("testdata/llamacpp-vocab/ggml-vocab-gpt-2.gguf"), QuantType::Q4_0);
+    let m =
+        two_layers_of(dir.path(), "gpt2-124M", Some("testdata/llamacpp-vocab/ggml-vocab-gpt-2.gguf"), QuantType::Q4_0);
     let img = image(dir.path(), &efi, vec![m]);
     let mut vm = Vm::boot_with(&img, config()).unwrap();
     let menu = vm.expect("LBM-READY", T).unwrap();
@@ -89,7 +93,12 @@ fn gpt2_shape_with_the_real_vocabulary_completes_a_prompt() {
 fn tinyllama_shape_answers_one_templated_turn() {
     let Some(efi) = app("tinyllama_shape_answers_one_templated_turn") else { return };
     let dir = tempfile::tempdir().unwrap();
-    let m = two_layers_of(dir.path(), "tinyllama-1.1B", Some("testdata/llamacpp-vocab/ggml-vocab-llama-spm.gguf"), QuantType::Q4_K_M);
+    let m = two_layers_of(
+        dir.path(),
+        "tinyllama-1.1B",
+        Some("testdata/llamacpp-vocab/ggml-vocab-llama-spm.gguf"),
+        QuantType::Q4_K_M,
+    );
     let img = image(dir.path(), &efi, vec![m]);
     let mut vm = Vm::boot_with(&img, config()).unwrap();
     vm.expect("LBM-READY", T).unwrap();
@@ -120,7 +129,8 @@ fn tinyllama_shape_answers_one_templated_turn() {
 fn every_family_is_listed_and_qwen2_chats() {
     let Some(efi) = app("every_family_is_listed_and_qwen2_chats") else { return };
     let dir = tempfile::tempdir().unwrap();
-    let models: Vec<PathBuf> = ["qwen2-0.5B", "gemma-2b", "phi-2", "mistral-7b"].iter().map(|s| two_layers(dir.path(), s, None)).collect();
+    let models: Vec<PathBuf> =
+        ["qwen2-0.5B", "gemma-2b", "phi-2", "mistral-7b"].iter().map(|s| two_layers(dir.path(), s, None)).collect();
     let img = image(dir.path(), &efi, models);
     let mut vm = Vm::boot_with(&img, config()).unwrap();
     let menu = vm.expect("Select a model [1-4]: ", T).unwrap();

@@ -79,23 +79,11 @@ pub struct Map {
 }
 
 const fn m(hf: &'static str, gguf: &'static str, role: Role, bias: Bias) -> Map {
-    Map {
-        hf,
-        gguf,
-        role,
-        bias,
-        optional: false,
-    }
+    Map { hf, gguf, role, bias, optional: false }
 }
 
 const fn opt(hf: &'static str, gguf: &'static str, role: Role, bias: Bias) -> Map {
-    Map {
-        hf,
-        gguf,
-        role,
-        bias,
-        optional: true,
-    }
+    Map { hf, gguf, role, bias, optional: true }
 }
 
 /// An architecture's conversion recipe.
@@ -320,49 +308,25 @@ pub static ARCHS: &[Arch] = &[
 /// missing, by `model_type`).
 pub fn select(cfg: &JsonFile) -> Result<&'static Arch> {
     if let Some(v) = cfg.get("architectures") {
-        let Some(first) = v
-            .as_array()
-            .and_then(|a| a.first())
-            .and_then(|x| x.as_str())
-        else {
-            bail!(
-                "{}: 'architectures' must be a non-empty list of names, found {v}",
-                cfg.name
-            );
+        let Some(first) = v.as_array().and_then(|a| a.first()).and_then(|x| x.as_str()) else {
+            bail!("{}: 'architectures' must be a non-empty list of names, found {v}", cfg.name);
         };
         return ARCHS
             .iter()
             .find(|a| a.hf_names.contains(&first))
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "unsupported architecture '{first}' (supported: {})",
-                    supported()
-                )
-            });
+            .ok_or_else(|| anyhow::anyhow!("unsupported architecture '{first}' (supported: {})", supported()));
     }
     let Some(mt) = cfg.str(&["model_type"])? else {
-        bail!(
-            "{}: missing 'architectures' (and no 'model_type')",
-            cfg.name
-        );
+        bail!("{}: missing 'architectures' (and no 'model_type')", cfg.name);
     };
     ARCHS
         .iter()
         .find(|a| a.model_types.contains(&mt))
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "unsupported architecture (model_type '{mt}'; supported: {})",
-                supported()
-            )
-        })
+        .ok_or_else(|| anyhow::anyhow!("unsupported architecture (model_type '{mt}'; supported: {})", supported()))
 }
 
 fn supported() -> String {
-    ARCHS
-        .iter()
-        .flat_map(|a| a.hf_names.iter().copied())
-        .collect::<Vec<_>>()
-        .join(", ")
+    ARCHS.iter().flat_map(|a| a.hf_names.iter().copied()).collect::<Vec<_>>().join(", ")
 }
 
 /// Limits for "absurd" configuration values. They are generous (no real
@@ -417,9 +381,7 @@ impl HParams {
         let n_head = c.req_uint(&["num_attention_heads", "n_head"], MAX_HEADS)?;
         // llama.cpp's phi2 converter writes n_head here; HF Phi honours
         // num_key_value_heads, so we do too (the shapes are checked against it).
-        let n_head_kv = c
-            .uint(&["num_key_value_heads"], MAX_HEADS)?
-            .unwrap_or(n_head);
+        let n_head_kv = c.uint(&["num_key_value_heads"], MAX_HEADS)?.unwrap_or(n_head);
         ensure!(
             n_head % n_head_kv == 0,
             "{}: num_attention_heads ({n_head}) is not a multiple of num_key_value_heads ({n_head_kv})",
@@ -437,29 +399,19 @@ impl HParams {
                 n_embd / n_head
             }
         };
-        ensure!(
-            n_head * head_dim <= MAX_DIM * 4,
-            "{}: num_attention_heads x head_dim is absurdly large",
-            c.name
-        );
+        ensure!(n_head * head_dim <= MAX_DIM * 4, "{}: num_attention_heads x head_dim is absurdly large", c.name);
 
         // Deviation from llama.cpp's converter, which writes 4 x n_embd for
         // phi2 and gpt2 whatever the config says: its loader sizes ffn_up by
         // this key, so it must be the real width (phi golden: 192 = 3 x 64).
-        let n_ff = match (
-            arch.name,
-            c.uint(&["intermediate_size", "n_inner"], MAX_DIM * 4)?,
-        ) {
+        let n_ff = match (arch.name, c.uint(&["intermediate_size", "n_inner"], MAX_DIM * 4)?) {
             (_, Some(f)) => f,
             // GPT-2's n_inner = null means 4 x n_embd.
             ("gpt2", None) => 4 * n_embd,
             (_, None) => return Err(c.missing(&["intermediate_size"])),
         };
         // GPT-2 configs from recent transformers have n_positions only.
-        let n_ctx = c.req_uint(
-            &["max_position_embeddings", "n_positions", "n_ctx"],
-            MAX_CTX,
-        )?;
+        let n_ctx = c.req_uint(&["max_position_embeddings", "n_positions", "n_ctx"], MAX_CTX)?;
         let vocab_size = c.uint(&["vocab_size"], MAX_VOCAB)?;
 
         let eps_keys: &[&str] = match arch.norm {
@@ -477,27 +429,14 @@ impl HParams {
         let (mut rope_theta, mut rope_dim, mut rope_scaling) = (None, None, None);
         if arch.rope != Rope::None {
             // transformers 5 writes rope_parameters.rope_theta; older files a top-level rope_theta.
-            let theta = c
-                .float(&["rope_theta", "rope_parameters.rope_theta"])?
-                .unwrap_or(10000.0);
-            ensure!(
-                theta > 0.0,
-                "{}: 'rope_theta' must be positive, found {theta}",
-                c.name
-            );
+            let theta = c.float(&["rope_theta", "rope_parameters.rope_theta"])?.unwrap_or(10000.0);
+            ensure!(theta > 0.0, "{}: 'rope_theta' must be positive, found {theta}", c.name);
             rope_theta = Some(theta);
             let dim = match arch.rope {
                 Rope::Partial => {
-                    let keys = [
-                        "partial_rotary_factor",
-                        "rope_parameters.partial_rotary_factor",
-                    ];
+                    let keys = ["partial_rotary_factor", "rope_parameters.partial_rotary_factor"];
                     let f = c.float(&keys)?.ok_or_else(|| c.missing(&keys))?;
-                    ensure!(
-                        f > 0.0 && f <= 1.0,
-                        "{}: 'partial_rotary_factor' = {f} must be in (0, 1]",
-                        c.name
-                    );
+                    ensure!(f > 0.0 && f <= 1.0, "{}: 'partial_rotary_factor' = {f} must be in (0, 1]", c.name);
                     // llama.cpp: int(partial_rotary_factor * n_embd) // n_head.
                     ((f * n_embd as f64) as u64) / n_head
                 }
@@ -512,17 +451,9 @@ impl HParams {
             rope_scaling = read_rope_scaling(c)?;
         }
         if arch.permute_qk {
-            ensure!(
-                head_dim % 2 == 0,
-                "{}: head_dim {head_dim} must be even for RoPE",
-                c.name
-            );
+            ensure!(head_dim % 2 == 0, "{}: head_dim {head_dim} must be even for RoPE", c.name);
         }
-        let sliding_window = if arch.sliding_window {
-            c.uint(&["sliding_window"], MAX_CTX)?
-        } else {
-            None
-        };
+        let sliding_window = if arch.sliding_window { c.uint(&["sliding_window"], MAX_CTX)? } else { None };
         Ok(HParams {
             vocab_size,
             n_embd,
@@ -549,14 +480,8 @@ impl HParams {
 fn read_rope_scaling(c: &JsonFile) -> Result<Option<RopeScaling>> {
     for base in ["rope_scaling", "rope_parameters"] {
         let Some(obj) = c.get(base) else { continue };
-        ensure!(
-            obj.is_object(),
-            "{}: '{base}' must be an object, found {obj}",
-            c.name
-        );
-        let ty = c
-            .str(&[&format!("{base}.rope_type"), &format!("{base}.type")])?
-            .unwrap_or("default");
+        ensure!(obj.is_object(), "{}: '{base}' must be an object, found {obj}", c.name);
+        let ty = c.str(&[&format!("{base}.rope_type"), &format!("{base}.type")])?.unwrap_or("default");
         match ty {
             "default" => {}
             "linear" => {
@@ -565,10 +490,7 @@ fn read_rope_scaling(c: &JsonFile) -> Result<Option<RopeScaling>> {
                 ensure!(f > 0.0, "{}: '{key}' = {f} must be positive", c.name);
                 return Ok(Some(RopeScaling::Linear { factor: f }));
             }
-            other => bail!(
-                "{}: unsupported RoPE scaling type '{other}' in '{base}'",
-                c.name
-            ),
+            other => bail!("{}: unsupported RoPE scaling type '{other}' in '{base}'", c.name),
         }
     }
     Ok(None)

@@ -18,14 +18,10 @@ pub struct JsonFile {
 impl JsonFile {
     /// Reads and parses `path`, which must hold a JSON object.
     pub fn load(path: &Path) -> Result<JsonFile> {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.display().to_string());
-        let text =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let v: Value =
-            serde_json::from_slice(&text).with_context(|| format!("{name} is not valid JSON"))?;
+        let name =
+            path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
+        let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let v: Value = serde_json::from_slice(&text).with_context(|| format!("{name} is not valid JSON"))?;
         match v {
             Value::Object(map) => Ok(JsonFile { name, map }),
             _ => bail!("{name} must hold a JSON object"),
@@ -131,12 +127,7 @@ impl JsonFile {
         if keys.len() == 1 {
             anyhow::anyhow!("{}: missing '{}'", self.name, keys[0])
         } else {
-            anyhow::anyhow!(
-                "{}: missing '{}' (also looked for {})",
-                self.name,
-                keys[0],
-                keys[1..].join(", ")
-            )
+            anyhow::anyhow!("{}: missing '{}' (also looked for {})", self.name, keys[0], keys[1..].join(", "))
         }
     }
 }
@@ -146,27 +137,16 @@ mod tests {
     use super::*;
 
     fn cfg(text: &str) -> JsonFile {
-        let Value::Object(map) = serde_json::from_str(text).unwrap() else {
-            panic!()
-        };
-        JsonFile {
-            name: "config.json".into(),
-            map,
-        }
+        let Value::Object(map) = serde_json::from_str(text).unwrap() else { panic!() };
+        JsonFile { name: "config.json".into(), map }
     }
 
     #[test]
     fn getters_validate_and_name_keys() {
-        let c = cfg(
-            r#"{"a": 5, "b": -1, "c": 1e30, "d": "x", "e": null, "n": {"t": 2.5},
-                         "big": 99999999999, "ids": [7, 8], "f": 1.5}"#,
-        );
+        let c = cfg(r#"{"a": 5, "b": -1, "c": 1e30, "d": "x", "e": null, "n": {"t": 2.5},
+                         "big": 99999999999, "ids": [7, 8], "f": 1.5}"#);
         assert_eq!(c.req_uint(&["a"], 10).unwrap(), 5);
-        assert_eq!(
-            c.uint(&["e", "a"], 10).unwrap(),
-            Some(5),
-            "null counts as absent"
-        );
+        assert_eq!(c.uint(&["e", "a"], 10).unwrap(), Some(5), "null counts as absent");
         let e = c.req_uint(&["b"], 10).unwrap_err().to_string();
         assert!(e.contains("'b'") && e.contains("positive integer"), "{e}");
         let e = c.req_uint(&["big"], 1 << 20).unwrap_err().to_string();

@@ -106,30 +106,14 @@ fn plan<'a>(
         } else if let Some(b) = n.strip_suffix(".bias") {
             (b, true)
         } else {
-            bail!(
-                "tensor '{name}' is not a weight or bias of a {} model",
-                arch.name
-            );
+            bail!("tensor '{name}' is not a weight or bias of a {} model", arch.name);
         };
-        let unknown = || {
-            anyhow::anyhow!(
-                "tensor '{name}' has no place in a {} model (unknown name)",
-                arch.name
-            )
-        };
+        let unknown = || anyhow::anyhow!("tensor '{name}' has no place in a {} model (unknown name)", arch.name);
         let (m, block, order) = if let Some(rest) = base.strip_prefix(arch.block_prefix) {
             let (num, sub) = rest.split_once('.').ok_or_else(unknown)?;
-            ensure!(
-                !num.is_empty() && num.bytes().all(|c| c.is_ascii_digit()),
-                unknown()
-            );
+            ensure!(!num.is_empty() && num.bytes().all(|c| c.is_ascii_digit()), unknown());
             let b: u64 = num.parse().map_err(|_| unknown())?;
-            let (i, m) = arch
-                .block
-                .iter()
-                .enumerate()
-                .find(|(_, m)| m.hf == sub)
-                .ok_or_else(unknown)?;
+            let (i, m) = arch.block.iter().enumerate().find(|(_, m)| m.hf == sub).ok_or_else(unknown)?;
             ensure!(
                 b < hp.n_layer,
                 "tensor '{name}' belongs to block {b}, but config.json has only {} layers",
@@ -137,93 +121,48 @@ fn plan<'a>(
             );
             (m, Some(b), (1u8, b, i, bias))
         } else {
-            let (i, m) = arch
-                .globals
-                .iter()
-                .enumerate()
-                .find(|(_, m)| m.hf == base)
-                .ok_or_else(unknown)?;
-            let section = if matches!(m.role, Role::TokenEmbd | Role::PosEmbd) {
-                0
-            } else {
-                2
-            };
+            let (i, m) = arch.globals.iter().enumerate().find(|(_, m)| m.hf == base).ok_or_else(unknown)?;
+            let section = if matches!(m.role, Role::TokenEmbd | Role::PosEmbd) { 0 } else { 2 };
             (m, None, (section, 0, i, bias))
         };
         if bias && m.bias == Bias::No {
-            bail!(
-                "tensor '{name}': a {} model has no bias for {}",
-                arch.name,
-                m.gguf
-            );
+            bail!("tensor '{name}': a {} model has no bias for {}", arch.name, m.gguf);
         }
         let gguf = match block {
             Some(b) => blk(b, m.gguf, bias),
             None => glob(m.gguf, bias),
         };
-        out.push(Planned {
-            hf: name.clone(),
-            gguf,
-            role: m.role,
-            bias,
-            order,
-            src: t.clone(),
-        });
+        out.push(Planned { hf: name.clone(), gguf, role: m.role, bias, order, src: t.clone() });
     }
     out.sort_by_key(|p| p.order);
     Ok(out)
 }
 
 /// Checks that every tensor the architecture needs is present.
-fn check_complete(
-    arch: &Arch,
-    hp: &HParams,
-    planned: &[Planned<'_>],
-    uses_prefix: bool,
-) -> Result<()> {
+fn check_complete(arch: &Arch, hp: &HParams, planned: &[Planned<'_>], uses_prefix: bool) -> Result<()> {
     let have: std::collections::BTreeSet<&str> = planned.iter().map(|p| p.gguf.as_str()).collect();
     let hf_name = |base: &str, bias: bool| {
-        format!(
-            "{}{base}.{}",
-            if uses_prefix { arch.strip_prefix } else { "" },
-            if bias { "bias" } else { "weight" }
-        )
+        format!("{}{base}.{}", if uses_prefix { arch.strip_prefix } else { "" }, if bias { "bias" } else { "weight" })
     };
     for m in arch.globals {
         if !m.optional && !have.contains(glob(m.gguf, false).as_str()) {
-            bail!(
-                "missing tensor '{}' (GGUF {})",
-                hf_name(m.hf, false),
-                glob(m.gguf, false)
-            );
+            bail!("missing tensor '{}' (GGUF {})", hf_name(m.hf, false), glob(m.gguf, false));
         }
         if m.bias == Bias::Required
             && have.contains(glob(m.gguf, false).as_str())
             && !have.contains(glob(m.gguf, true).as_str())
         {
-            bail!(
-                "missing tensor '{}' (GGUF {})",
-                hf_name(m.hf, true),
-                glob(m.gguf, true)
-            );
+            bail!("missing tensor '{}' (GGUF {})", hf_name(m.hf, true), glob(m.gguf, true));
         }
     }
     for b in 0..hp.n_layer {
         for m in arch.block {
             let base = format!("{}{b}.{}", arch.block_prefix, m.hf);
             if !have.contains(blk(b, m.gguf, false).as_str()) {
-                bail!(
-                    "missing tensor '{}' (GGUF {})",
-                    hf_name(&base, false),
-                    blk(b, m.gguf, false)
-                );
+                bail!("missing tensor '{}' (GGUF {})", hf_name(&base, false), blk(b, m.gguf, false));
             }
             if m.bias == Bias::Required && !have.contains(blk(b, m.gguf, true).as_str()) {
-                bail!(
-                    "missing tensor '{}' (GGUF {})",
-                    hf_name(&base, true),
-                    blk(b, m.gguf, true)
-                );
+                bail!("missing tensor '{}' (GGUF {})", hf_name(&base, true), blk(b, m.gguf, true));
             }
         }
     }
@@ -232,12 +171,7 @@ fn check_complete(
 
 /// Is this a block matrix stored as GPT-2 Conv1D `[in, out]`?
 fn is_conv1d(arch: &Arch, p: &Planned<'_>) -> bool {
-    arch.conv1d
-        && !p.bias
-        && matches!(
-            p.role,
-            Role::AttnQkv | Role::AttnOut | Role::FfnUp | Role::FfnDown
-        )
+    arch.conv1d && !p.bias && matches!(p.role, Role::AttnQkv | Role::AttnOut | Role::FfnUp | Role::FfnDown)
 }
 
 /// Checks every tensor's shape against the hyper-parameters.
@@ -254,11 +188,7 @@ fn check_shapes(arch: &Arch, hp: &HParams, n_vocab: u64, planned: &[Planned<'_>]
             found == want,
             "tensor '{}' has shape {found:?}, expected {want:?} (from config.json{})",
             p.hf,
-            if is_conv1d(arch, p) {
-                "; GPT-2 Conv1D weights are stored [in, out]"
-            } else {
-                ""
-            }
+            if is_conv1d(arch, p) { "; GPT-2 Conv1D weights are stored [in, out]" } else { "" }
         );
     }
     Ok(())
@@ -278,8 +208,7 @@ pub fn permute_qk(data: &[f32], n_head: usize, head_dim: usize, cols: usize) -> 
             for j in 0..2 {
                 let dst = h * head_dim + 2 * i + j;
                 let src = h * head_dim + j * half + i;
-                out[dst * cols..(dst + 1) * cols]
-                    .copy_from_slice(&data[src * cols..(src + 1) * cols]);
+                out[dst * cols..(dst + 1) * cols].copy_from_slice(&data[src * cols..(src + 1) * cols]);
             }
         }
     }
@@ -299,10 +228,7 @@ fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 
 fn encode(data: &[f32], ty: GgmlType) -> Vec<u8> {
     match ty {
-        GgmlType::F16 => data
-            .iter()
-            .flat_map(|&x| f32_to_f16(x).to_le_bytes())
-            .collect(),
+        GgmlType::F16 => data.iter().flat_map(|&x| f32_to_f16(x).to_le_bytes()).collect(),
         _ => data.iter().flat_map(|&x| x.to_le_bytes()).collect(),
     }
 }
@@ -347,94 +273,50 @@ fn convert_tensor(
         (false, OutType::F16) => GgmlType::F16,
         _ => GgmlType::F32,
     };
-    let dims = if shape.len() == 1 {
-        vec![rows as u64]
-    } else {
-        vec![cols as u64, rows as u64]
-    };
+    let dims = if shape.len() == 1 { vec![rows as u64] } else { vec![cols as u64, rows as u64] };
     Ok((dims, ty, encode(&data, ty)))
 }
 
 fn model_name(input: &Path) -> String {
     let p = input.canonicalize().unwrap_or_else(|_| input.to_path_buf());
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into())
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
 }
 
 fn hparam_kvs(arch: &Arch, hp: &HParams, n_vocab: u64) -> Result<Vec<(String, Value)>> {
     let a = arch.name;
     let u = |v: u64, what: &str| -> Result<Value> {
-        Ok(Value::U32(u32::try_from(v).with_context(|| {
-            format!("{what} = {v} does not fit in 32 bits")
-        })?))
+        Ok(Value::U32(u32::try_from(v).with_context(|| format!("{what} = {v} does not fit in 32 bits"))?))
     };
     let mut kv = vec![
         (format!("{a}.vocab_size"), u(n_vocab, "vocab_size")?),
-        (
-            format!("{a}.context_length"),
-            u(hp.n_ctx, "context_length")?,
-        ),
-        (
-            format!("{a}.embedding_length"),
-            u(hp.n_embd, "embedding_length")?,
-        ),
+        (format!("{a}.context_length"), u(hp.n_ctx, "context_length")?),
+        (format!("{a}.embedding_length"), u(hp.n_embd, "embedding_length")?),
         (format!("{a}.block_count"), u(hp.n_layer, "block_count")?),
-        (
-            format!("{a}.feed_forward_length"),
-            u(hp.n_ff, "feed_forward_length")?,
-        ),
-        (
-            format!("{a}.attention.head_count"),
-            u(hp.n_head, "head_count")?,
-        ),
-        (
-            format!("{a}.attention.head_count_kv"),
-            u(hp.n_head_kv, "head_count_kv")?,
-        ),
+        (format!("{a}.feed_forward_length"), u(hp.n_ff, "feed_forward_length")?),
+        (format!("{a}.attention.head_count"), u(hp.n_head, "head_count")?),
+        (format!("{a}.attention.head_count_kv"), u(hp.n_head_kv, "head_count_kv")?),
     ];
     let eps_key = match arch.norm {
         arch::Norm::Rms => "layer_norm_rms_epsilon",
         arch::Norm::Layer => "layer_norm_epsilon",
     };
-    kv.push((
-        format!("{a}.attention.{eps_key}"),
-        Value::F32(hp.norm_eps as f32),
-    ));
+    kv.push((format!("{a}.attention.{eps_key}"), Value::F32(hp.norm_eps as f32)));
     if let Some(d) = hp.rope_dim {
-        kv.push((
-            format!("{a}.rope.dimension_count"),
-            u(d, "rope.dimension_count")?,
-        ));
+        kv.push((format!("{a}.rope.dimension_count"), u(d, "rope.dimension_count")?));
     }
     if let Some(t) = hp.rope_theta {
         kv.push((format!("{a}.rope.freq_base"), Value::F32(t as f32)));
     }
     if let Some(RopeScaling::Linear { factor }) = hp.rope_scaling {
-        kv.push((
-            format!("{a}.rope.scaling.type"),
-            Value::String("linear".into()),
-        ));
-        kv.push((
-            format!("{a}.rope.scaling.factor"),
-            Value::F32(factor as f32),
-        ));
+        kv.push((format!("{a}.rope.scaling.type"), Value::String("linear".into())));
+        kv.push((format!("{a}.rope.scaling.factor"), Value::F32(factor as f32)));
     }
     if hp.head_dim_explicit {
-        kv.push((
-            format!("{a}.attention.key_length"),
-            u(hp.head_dim, "key_length")?,
-        ));
-        kv.push((
-            format!("{a}.attention.value_length"),
-            u(hp.head_dim, "value_length")?,
-        ));
+        kv.push((format!("{a}.attention.key_length"), u(hp.head_dim, "key_length")?));
+        kv.push((format!("{a}.attention.value_length"), u(hp.head_dim, "value_length")?));
     }
     if let Some(w) = hp.sliding_window {
-        kv.push((
-            format!("{a}.attention.sliding_window"),
-            u(w, "sliding_window")?,
-        ));
+        kv.push((format!("{a}.attention.sliding_window"), u(w, "sliding_window")?));
     }
     Ok(kv)
 }
@@ -455,39 +337,23 @@ pub fn convert(opts: &ConvertOptions, log: &mut dyn FnMut(&str)) -> anyhow::Resu
 
     let files = source::Files::open(dir)?;
     let tensors = files.tensors()?;
-    let uses_prefix =
-        !arch.strip_prefix.is_empty() && tensors.keys().any(|k| k.starts_with(arch.strip_prefix));
+    let uses_prefix = !arch.strip_prefix.is_empty() && tensors.keys().any(|k| k.starts_with(arch.strip_prefix));
     let mut planned = plan(arch, &hp, &tensors, log)?;
     check_complete(arch, &hp, &planned, uses_prefix)?;
 
     // The vocabulary size is the embedding's row count; config.json must agree.
-    let embd = planned
-        .iter()
-        .find(|p| p.role == Role::TokenEmbd)
-        .context("no token embedding")?;
-    ensure!(
-        embd.src.shape.len() == 2,
-        "tensor '{}' has shape {:?}, expected 2 dimensions",
-        embd.hf,
-        embd.src.shape
-    );
+    let embd = planned.iter().find(|p| p.role == Role::TokenEmbd).context("no token embedding")?;
+    ensure!(embd.src.shape.len() == 2, "tensor '{}' has shape {:?}, expected 2 dimensions", embd.hf, embd.src.shape);
     let n_vocab = embd.src.shape[0] as u64;
     ensure!(n_vocab >= 1, "tensor '{}' has no rows", embd.hf);
     if let Some(v) = hp.vocab_size {
-        ensure!(
-            v == n_vocab,
-            "tensor '{}' has shape {:?}, but config.json vocab_size is {v}",
-            embd.hf,
-            embd.src.shape
-        );
+        ensure!(v == n_vocab, "tensor '{}' has shape {:?}, but config.json vocab_size is {v}", embd.hf, embd.src.shape);
     }
     check_shapes(arch, &hp, n_vocab, &planned)?;
 
     let has_head = planned.iter().any(|p| p.role == Role::Output && !p.bias);
     if hp.tie_word_embeddings == Some(false) && !has_head && arch.output != OutputRule::Never {
-        bail!(
-            "config.json has tie_word_embeddings = false, but the checkpoint has no lm_head.weight"
-        );
+        bail!("config.json has tie_word_embeddings = false, but the checkpoint has no lm_head.weight");
     }
     match arch.output {
         OutputRule::Never => {
@@ -517,51 +383,29 @@ pub fn convert(opts: &ConvertOptions, log: &mut dyn FnMut(&str)) -> anyhow::Resu
     for p in &planned {
         let (dims, ty, data) = convert_tensor(arch, &hp, p, opts.ty)?;
         total += data.len() as u64;
-        log(&format!(
-            "{:<28} {:<4} {:?}  <- {}",
-            p.gguf,
-            ty.name(),
-            dims,
-            p.hf
-        ));
+        log(&format!("{:<28} {:<4} {:?}  <- {}", p.gguf, ty.name(), dims, p.hf));
         if arch.output == OutputRule::CopyOfEmbedding && p.role == Role::TokenEmbd && !has_head {
             // llama.cpp's gpt2 loader requires output.weight: the tied head.
-            w.add_tensor("output.weight", &dims, ty, data.clone())
-                .map_err(anyhow::Error::new)?;
+            w.add_tensor("output.weight", &dims, ty, data.clone()).map_err(anyhow::Error::new)?;
             total += data.len() as u64;
-            log(&format!(
-                "{:<28} {:<4} {:?}  <- {} (tied)",
-                "output.weight",
-                ty.name(),
-                dims,
-                p.hf
-            ));
+            log(&format!("{:<28} {:<4} {:?}  <- {} (tied)", "output.weight", ty.name(), dims, p.hf));
         }
-        w.add_tensor(&p.gguf, &dims, ty, data)
-            .map_err(anyhow::Error::new)?;
+        w.add_tensor(&p.gguf, &dims, ty, data).map_err(anyhow::Error::new)?;
     }
 
     write_atomically(&opts.output, &w)?;
-    log(&format!(
-        "wrote {} ({} tensor bytes)",
-        opts.output.display(),
-        total
-    ));
+    log(&format!("wrote {} ({} tensor bytes)", opts.output.display(), total));
     Ok(())
 }
 
 /// Writes to a temporary file beside `out`, then renames it into place, so a
 /// failed conversion never leaves a half-written GGUF behind.
 fn write_atomically(out: &Path, w: &GgufWriter) -> Result<()> {
-    let mut tmp_name = out
-        .file_name()
-        .context("the output path has no file name")?
-        .to_os_string();
+    let mut tmp_name = out.file_name().context("the output path has no file name")?.to_os_string();
     tmp_name.push(".partial");
     let tmp = out.with_file_name(tmp_name);
     let result = (|| -> Result<()> {
-        let f = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        let f = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         let mut bw = std::io::BufWriter::with_capacity(1 << 20, f);
         let mut io_err = None;
         let r = w.write(&mut |b: &[u8]| {
@@ -575,13 +419,9 @@ fn write_atomically(out: &Path, w: &GgufWriter) -> Result<()> {
             return Err(anyhow::Error::new(e).context(format!("cannot write {}", tmp.display())));
         }
         r.map_err(anyhow::Error::new)?;
-        let f = bw
-            .into_inner()
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {}", tmp.display(), e.error()))?;
-        f.sync_all()
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, out)
-            .with_context(|| format!("cannot move {} to {}", tmp.display(), out.display()))
+        let f = bw.into_inner().map_err(|e| anyhow::anyhow!("cannot write {}: {}", tmp.display(), e.error()))?;
+        f.sync_all().with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, out).with_context(|| format!("cannot move {} to {}", tmp.display(), out.display()))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -597,9 +437,7 @@ mod tests {
     fn permutation_matches_the_reshape_swap_definition() {
         // 2 heads of dim 6, 3 columns: element (row, col) = 100*row + col.
         let (nh, hd, cols) = (2usize, 6usize, 3usize);
-        let data: Vec<f32> = (0..nh * hd * cols)
-            .map(|k| (100 * (k / cols) + k % cols) as f32)
-            .collect();
+        let data: Vec<f32> = (0..nh * hd * cols).map(|k| (100 * (k / cols) + k % cols) as f32).collect();
         let out = permute_qk(&data, nh, hd, cols);
         // Within a head, rotate-half rows [0 1 2 | 3 4 5] become pairs
         // (0,3) (1,4) (2,5).

@@ -50,10 +50,9 @@ impl Files {
     pub fn open(dir: &Path) -> Result<Files> {
         let index = dir.join(INDEX);
         if index.is_file() {
-            let text = std::fs::read(&index)
-                .with_context(|| format!("cannot read {}", index.display()))?;
-            let v: serde_json::Value = serde_json::from_slice(&text)
-                .with_context(|| format!("{INDEX} is not valid JSON"))?;
+            let text = std::fs::read(&index).with_context(|| format!("cannot read {}", index.display()))?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&text).with_context(|| format!("{INDEX} is not valid JSON"))?;
             let Some(wm) = v.get("weight_map").and_then(|w| w.as_object()) else {
                 bail!("{INDEX}: missing 'weight_map' object");
             };
@@ -69,26 +68,15 @@ impl Files {
             let shards: BTreeSet<&String> = weight_map.values().collect();
             let mut files = Vec::new();
             for s in shards {
-                files.push((
-                    s.clone(),
-                    map_file(&dir.join(s)).with_context(|| format!("shard listed in {INDEX}"))?,
-                ));
+                files.push((s.clone(), map_file(&dir.join(s)).with_context(|| format!("shard listed in {INDEX}"))?));
             }
-            return Ok(Files {
-                files,
-                weight_map: Some(weight_map),
-            });
+            return Ok(Files { files, weight_map: Some(weight_map) });
         }
         let single = dir.join(SINGLE);
         if single.is_file() {
-            return Ok(Files {
-                files: vec![(SINGLE.to_string(), map_file(&single)?)],
-                weight_map: None,
-            });
+            return Ok(Files { files: vec![(SINGLE.to_string(), map_file(&single)?)], weight_map: None });
         }
-        let hint = if dir.join("pytorch_model.bin").exists()
-            || dir.join("pytorch_model.bin.index.json").exists()
-        {
+        let hint = if dir.join("pytorch_model.bin").exists() || dir.join("pytorch_model.bin.index.json").exists() {
             " (PyTorch .bin checkpoints are not supported; re-save the model with safetensors)"
         } else {
             ""
@@ -100,23 +88,12 @@ impl Files {
     pub fn tensors(&self) -> Result<BTreeMap<String, Tensor<'_>>> {
         let mut out = BTreeMap::new();
         for (name, map) in &self.files {
-            let st = SafeTensors::deserialize(map).map_err(|e| {
-                anyhow::anyhow!(
-                    "{name} is not a valid safetensors file (truncated or corrupt?): {e}"
-                )
-            })?;
+            let st = SafeTensors::deserialize(map)
+                .map_err(|e| anyhow::anyhow!("{name} is not a valid safetensors file (truncated or corrupt?): {e}"))?;
             for (tname, view) in st.iter() {
-                let t = Tensor {
-                    file: name,
-                    dtype: view.dtype(),
-                    shape: view.shape().to_vec(),
-                    data: view.data(),
-                };
+                let t = Tensor { file: name, dtype: view.dtype(), shape: view.shape().to_vec(), data: view.data() };
                 if let Some(prev) = out.insert(tname.to_string(), t) {
-                    bail!(
-                        "tensor '{tname}' is stored twice (in {} and {name})",
-                        prev.file
-                    );
+                    bail!("tensor '{tname}' is stored twice (in {} and {name})", prev.file);
                 }
             }
         }
@@ -145,22 +122,12 @@ pub use kernels::half::{f16_to_f32, f32_to_f16};
 pub fn to_f32(name: &str, t: &Tensor<'_>) -> Result<Vec<f32>> {
     let d = t.data;
     Ok(match t.dtype {
-        Dtype::F32 => d
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F16 => d
-            .chunks_exact(2)
-            .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
-            .collect(),
-        Dtype::BF16 => d
-            .chunks_exact(2)
-            .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))
-            .collect(),
-        other => bail!(
-            "tensor '{name}' in {} has dtype {other:?}; only F32, F16 and BF16 are supported",
-            t.file
-        ),
+        Dtype::F32 => d.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        Dtype::F16 => d.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
+        Dtype::BF16 => {
+            d.chunks_exact(2).map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16)).collect()
+        }
+        other => bail!("tensor '{name}' in {} has dtype {other:?}; only F32, F16 and BF16 are supported", t.file),
     })
 }
 
@@ -182,14 +149,7 @@ mod tests {
 
     #[test]
     fn shard_names_must_be_plain() {
-        for bad in [
-            "../x.safetensors",
-            "/etc/passwd",
-            "a/b.safetensors",
-            "",
-            ".",
-            "..",
-        ] {
+        for bad in ["../x.safetensors", "/etc/passwd", "a/b.safetensors", "", ".", ".."] {
             assert!(check_shard_name(bad).is_err(), "{bad}");
         }
         check_shard_name("model-00001-of-00002.safetensors").unwrap();

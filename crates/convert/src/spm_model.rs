@@ -144,11 +144,7 @@ pub struct SpmError {
 
 impl fmt::Display for SpmError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "bad SentencePiece model at byte {}: {}",
-            self.offset, self.detail
-        )
+        write!(f, "bad SentencePiece model at byte {}: {}", self.offset, self.detail)
     }
 }
 
@@ -176,10 +172,7 @@ impl<'a> Reader<'a> {
     }
 
     fn err(&self, detail: impl Into<String>) -> SpmError {
-        SpmError {
-            offset: self.base + self.pos,
-            detail: detail.into(),
-        }
+        SpmError { offset: self.base + self.pos, detail: detail.into() }
     }
 
     fn done(&self) -> bool {
@@ -261,9 +254,7 @@ impl<'a> Reader<'a> {
         if wire == want {
             Ok(())
         } else {
-            Err(self.err(format!(
-                "{msg} field {field} has wire type {wire}, expected {want}"
-            )))
+            Err(self.err(format!("{msg} field {field} has wire type {wire}, expected {want}")))
         }
     }
 }
@@ -292,16 +283,12 @@ fn parse_piece(buf: &[u8], base: usize, index: usize) -> Res<Piece> {
             3 => {
                 r.expect(field, wire, VARINT, "SentencePiece")?;
                 let v = r.varint()?;
-                kind = PieceType::from_proto(v)
-                    .ok_or_else(|| r.err(format!("piece {index} has unknown type {v}")))?;
+                kind = PieceType::from_proto(v).ok_or_else(|| r.err(format!("piece {index} has unknown type {v}")))?;
             }
             _ => r.skip(wire)?,
         }
     }
-    let piece = piece.ok_or_else(|| SpmError {
-        offset: base,
-        detail: format!("piece {index} has no string"),
-    })?;
+    let piece = piece.ok_or_else(|| SpmError { offset: base, detail: format!("piece {index} has no string") })?;
     Ok(Piece { piece, score, kind })
 }
 
@@ -407,10 +394,7 @@ impl SpmModel {
             }
         }
         if m.pieces.is_empty() {
-            return Err(SpmError {
-                offset: 0,
-                detail: "the model has no pieces".into(),
-            });
+            return Err(SpmError { offset: 0, detail: "the model has no pieces".into() });
         }
         Ok(m)
     }
@@ -418,9 +402,7 @@ impl SpmModel {
     /// The id of a special token from the trainer spec, if it names a piece.
     /// SentencePiece uses -1 for "none".
     pub fn special_id(&self, id: i32) -> Option<u32> {
-        u32::try_from(id)
-            .ok()
-            .filter(|&i| (i as usize) < self.pieces.len())
+        u32::try_from(id).ok().filter(|&i| (i as usize) < self.pieces.len())
     }
 }
 
@@ -487,14 +469,7 @@ mod tests {
         let got = SpmModel::parse(&m).unwrap();
         assert_eq!(got.pieces.len(), 3);
         assert_eq!(got.pieces[0].kind, PieceType::Unknown);
-        assert_eq!(
-            got.pieces[1],
-            Piece {
-                piece: "\u{2581}a".into(),
-                score: -1.5,
-                kind: PieceType::Normal
-            }
-        );
+        assert_eq!(got.pieces[1], Piece { piece: "\u{2581}a".into(), score: -1.5, kind: PieceType::Normal });
         assert_eq!(got.pieces[2].kind, PieceType::Byte);
         assert_eq!(got.trainer.model_type, ModelType::Bpe);
         assert!(got.trainer.byte_fallback);
@@ -524,21 +499,12 @@ mod tests {
 
         let mut badty = Vec::new();
         len_field(1, &piece("x", 0.0, Some(9)), &mut badty);
-        assert!(SpmModel::parse(&badty)
-            .unwrap_err()
-            .detail
-            .contains("unknown type 9"));
+        assert!(SpmModel::parse(&badty).unwrap_err().detail.contains("unknown type 9"));
 
         // field 1 declared as varint instead of length-delimited
-        assert!(SpmModel::parse(&[1 << 3, 5])
-            .unwrap_err()
-            .detail
-            .contains("wire type"));
+        assert!(SpmModel::parse(&[1 << 3, 5]).unwrap_err().detail.contains("wire type"));
         // an endless varint
-        assert!(SpmModel::parse(&[
-            0x50, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01
-        ])
-        .is_err());
+        assert!(SpmModel::parse(&[0x50, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).is_err());
         assert!(SpmModel::parse(&[]).is_err());
     }
 }

@@ -51,14 +51,9 @@ fn read_json(path: &Path) -> Result<Option<Json>> {
     if !path.is_file() {
         return Ok(None);
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(Some(
-        serde_json::from_slice(&bytes).with_context(|| format!("{name} is not valid JSON"))?,
-    ))
+    Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("{name} is not valid JSON"))?))
 }
 
 fn id_of(v: &Json, what: &str) -> Result<u64> {
@@ -74,9 +69,7 @@ impl Files {
         let mut added = Vec::new();
         if let Some(tj) = &tokenizer_json {
             if let Some(list) = tj.get("added_tokens") {
-                let Some(list) = list.as_array() else {
-                    bail!("tokenizer.json: 'added_tokens' must be a list")
-                };
+                let Some(list) = list.as_array() else { bail!("tokenizer.json: 'added_tokens' must be a list") };
                 for (i, a) in list.iter().enumerate() {
                     let what = format!("tokenizer.json added_tokens[{i}]");
                     let id = id_of(a.get("id").unwrap_or(&Json::Null), &what)?;
@@ -84,22 +77,14 @@ impl Files {
                         bail!("{what}: missing 'content'");
                     };
                     let special = a.get("special").and_then(|s| s.as_bool()).unwrap_or(false);
-                    added.push(Added {
-                        id,
-                        content: content.to_string(),
-                        special,
-                    });
+                    added.push(Added { id, content: content.to_string(), special });
                 }
             }
         }
         if let Some(Json::Object(m)) = read_json(&dir.join("added_tokens.json"))? {
             for (content, id) in m {
                 let id = id_of(&id, &format!("added_tokens.json '{content}'"))?;
-                added.push(Added {
-                    id,
-                    content,
-                    special: false,
-                });
+                added.push(Added { id, content, special: false });
             }
         }
         if let Some(tc) = &tokenizer_config {
@@ -118,19 +103,11 @@ impl Files {
                         bail!("{what}: missing 'content'");
                     };
                     let special = a.get("special").and_then(|s| s.as_bool()).unwrap_or(false);
-                    added.push(Added {
-                        id,
-                        content: content.to_string(),
-                        special,
-                    });
+                    added.push(Added { id, content: content.to_string(), special });
                 }
             }
         }
-        Ok(Files {
-            tokenizer_config,
-            tokenizer_json,
-            added,
-        })
+        Ok(Files { tokenizer_config, tokenizer_json, added })
     }
 
     fn tc_bool(&self, key: &str) -> Result<Option<bool>> {
@@ -142,10 +119,7 @@ impl Files {
 
     /// `{typ}_token` of tokenizer_config.json: a string or `{content: ...}`.
     fn tc_token(&self, typ: &str) -> Option<&str> {
-        let v = self
-            .tokenizer_config
-            .as_ref()?
-            .get(&format!("{typ}_token"))?;
+        let v = self.tokenizer_config.as_ref()?.get(&format!("{typ}_token"))?;
         v.as_str().or_else(|| v.get("content")?.as_str())
     }
 }
@@ -196,47 +170,36 @@ fn special_ids(
 
 fn chat_template(dir: &Path, files: &Files) -> Result<Vec<(String, Value)>> {
     let mut out = Vec::new();
-    let from_tc = files
-        .tokenizer_config
-        .as_ref()
-        .and_then(|tc| tc.get("chat_template").cloned());
+    let from_tc = files.tokenizer_config.as_ref().and_then(|tc| tc.get("chat_template").cloned());
     let v = match from_tc {
         Some(v) => Some(v),
         None => {
             let jinja = dir.join("chat_template.jinja");
             if jinja.is_file() {
-                let s = std::fs::read_to_string(&jinja)
-                    .with_context(|| format!("cannot read {}", jinja.display()))?;
+                let s = std::fs::read_to_string(&jinja).with_context(|| format!("cannot read {}", jinja.display()))?;
                 Some(Json::String(s))
             } else {
-                read_json(&dir.join("chat_template.json"))?
-                    .and_then(|j| j.get("chat_template").cloned())
+                read_json(&dir.join("chat_template.json"))?.and_then(|j| j.get("chat_template").cloned())
             }
         }
     };
     match v {
         None => {}
-        Some(Json::String(s)) => {
-            out.push(("tokenizer.chat_template".to_string(), Value::String(s)))
-        }
+        Some(Json::String(s)) => out.push(("tokenizer.chat_template".to_string(), Value::String(s))),
         // A list of named templates: "default" is the main one, the others
         // go to tokenizer.chat_template.NAME (as llama.cpp's writer does).
         Some(Json::Array(list)) => {
             for t in list {
-                let (Some(name), Some(tpl)) = (
-                    t.get("name").and_then(|n| n.as_str()),
-                    t.get("template").and_then(|n| n.as_str()),
-                ) else {
+                let (Some(name), Some(tpl)) =
+                    (t.get("name").and_then(|n| n.as_str()), t.get("template").and_then(|n| n.as_str()))
+                else {
                     bail!("chat_template: each entry of the list needs 'name' and 'template'");
                 };
                 let key = if name == "default" {
                     "tokenizer.chat_template".to_string()
                 } else {
                     ensure!(
-                        !name.is_empty()
-                            && name
-                                .chars()
-                                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+                        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
                         "chat_template: bad template name '{name}'"
                     );
                     format!("tokenizer.chat_template.{name}")
@@ -244,10 +207,7 @@ fn chat_template(dir: &Path, files: &Files) -> Result<Vec<(String, Value)>> {
                 out.push((key, Value::String(tpl.to_string())));
             }
         }
-        Some(other) => bail!(
-            "chat_template must be a string or a list, found {}",
-            kind(&other)
-        ),
+        Some(other) => bail!("chat_template must be a string or a list, found {}", kind(&other)),
     }
     Ok(out)
 }
@@ -330,20 +290,13 @@ fn spm_vocab(
         let control = a.special || looks_special(&a.content);
         let same = i < model.pieces.len() && model.pieces[i].piece == a.content;
         if same {
-            if matches!(
-                model.pieces[i].kind,
-                PieceType::Normal | PieceType::Unused | PieceType::UserDefined
-            ) {
+            if matches!(model.pieces[i].kind, PieceType::Normal | PieceType::Unused | PieceType::UserDefined) {
                 types[i] = if control { CONTROL } else { USER_DEFINED };
             }
             continue;
         }
         types[i] = if control { CONTROL } else { USER_DEFINED };
-        tokens[i] = if control {
-            a.content.clone()
-        } else {
-            a.content.replace('\u{2581}', " ")
-        };
+        tokens[i] = if control { a.content.clone() } else { a.content.replace('\u{2581}', " ") };
         scores[i] = -1000.0;
     }
     let trainer = &model.trainer;
@@ -361,43 +314,19 @@ fn spm_vocab(
         None if arch.name == "gemma" => false,
         None => model.normalizer.add_dummy_prefix,
     };
-    log(&format!(
-        "tokenizer: SentencePiece, {} pieces, {n_vocab} tokens",
-        model.pieces.len()
-    ));
+    log(&format!("tokenizer: SentencePiece, {} pieces, {n_vocab} tokens", model.pieces.len()));
 
     let mut kv = vec![
-        (
-            "tokenizer.ggml.model".to_string(),
-            Value::String("llama".into()),
-        ),
-        (
-            "tokenizer.ggml.pre".to_string(),
-            Value::String("default".into()),
-        ),
+        ("tokenizer.ggml.model".to_string(), Value::String("llama".into())),
+        ("tokenizer.ggml.pre".to_string(), Value::String("default".into())),
         ("tokenizer.ggml.tokens".to_string(), strings(tokens)),
-        (
-            "tokenizer.ggml.scores".to_string(),
-            Value::Array(scores.into_iter().map(Value::F32).collect()),
-        ),
-        (
-            "tokenizer.ggml.token_type".to_string(),
-            Value::Array(types.into_iter().map(Value::I32).collect()),
-        ),
+        ("tokenizer.ggml.scores".to_string(), Value::Array(scores.into_iter().map(Value::F32).collect())),
+        ("tokenizer.ggml.token_type".to_string(), Value::Array(types.into_iter().map(Value::I32).collect())),
     ];
     kv.extend(specials);
-    kv.push((
-        "tokenizer.ggml.add_bos_token".into(),
-        Value::Bool(add_bos(&files, arch, true)?),
-    ));
-    kv.push((
-        "tokenizer.ggml.add_eos_token".into(),
-        Value::Bool(files.tc_bool("add_eos_token")?.unwrap_or(false)),
-    ));
-    kv.push((
-        "tokenizer.ggml.add_space_prefix".into(),
-        Value::Bool(add_space_prefix),
-    ));
+    kv.push(("tokenizer.ggml.add_bos_token".into(), Value::Bool(add_bos(&files, arch, true)?)));
+    kv.push(("tokenizer.ggml.add_eos_token".into(), Value::Bool(files.tc_bool("add_eos_token")?.unwrap_or(false))));
+    kv.push(("tokenizer.ggml.add_space_prefix".into(), Value::Bool(add_space_prefix)));
     kv.extend(chat_template(dir, &files)?);
     Ok(kv)
 }
@@ -413,14 +342,8 @@ fn add_bos(files: &Files, arch: &Arch, default: bool) -> Result<bool> {
 /// Merges from tokenizer.json (`"a b"` strings, or `["a", "b"]` pairs whose
 /// spaces are written as U+0120 as llama.cpp does), else from merges.txt.
 fn merges(dir: &Path, files: &Files) -> Result<Vec<String>> {
-    if let Some(list) = files
-        .tokenizer_json
-        .as_ref()
-        .and_then(|t| t.get("model")?.get("merges"))
-    {
-        let Some(list) = list.as_array() else {
-            bail!("tokenizer.json: 'model.merges' must be a list")
-        };
+    if let Some(list) = files.tokenizer_json.as_ref().and_then(|t| t.get("model")?.get("merges")) {
+        let Some(list) = list.as_array() else { bail!("tokenizer.json: 'model.merges' must be a list") };
         if !list.is_empty() {
             let mut out = Vec::with_capacity(list.len());
             for (i, m) in list.iter().enumerate() {
@@ -430,7 +353,9 @@ fn merges(dir: &Path, files: &Files) -> Result<Vec<String>> {
                         let enc = |x: &Json| x.as_str().unwrap_or_default().replace(' ', "\u{0120}");
                         out.push(format!("{} {}", enc(&p[0]), enc(&p[1])));
                     }
-                    other => bail!("tokenizer.json: model.merges[{i}] must be \"a b\" or [\"a\", \"b\"], found {other}"),
+                    other => {
+                        bail!("tokenizer.json: model.merges[{i}] must be \"a b\" or [\"a\", \"b\"], found {other}")
+                    }
                 }
             }
             return Ok(out);
@@ -440,8 +365,7 @@ fn merges(dir: &Path, files: &Files) -> Result<Vec<String>> {
     if !path.is_file() {
         bail!("BPE tokenizer without merges (no merges.txt and no model.merges in tokenizer.json)");
     }
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -449,12 +373,7 @@ fn merges(dir: &Path, files: &Files) -> Result<Vec<String>> {
             continue;
         }
         let parts: Vec<&str> = line.split_whitespace().collect();
-        ensure!(
-            parts.len() == 2,
-            "merges.txt line {}: expected two symbols, found {:?}",
-            i + 1,
-            line
-        );
+        ensure!(parts.len() == 2, "merges.txt line {}: expected two symbols, found {:?}", i + 1, line);
         out.push(format!("{} {}", parts[0], parts[1]));
     }
     ensure!(!out.is_empty(), "merges.txt has no merges");
@@ -468,35 +387,26 @@ fn bpe_vocab(
     config: &JsonFile,
     log: &mut dyn FnMut(&str),
 ) -> Result<Vec<(String, Value)>> {
-    ensure!(
-        !arch.bpe_pre.is_empty(),
-        "a byte-level BPE tokenizer is not supported for architecture '{}'",
-        arch.name
-    );
+    ensure!(!arch.bpe_pre.is_empty(), "a byte-level BPE tokenizer is not supported for architecture '{}'", arch.name);
     let files = Files::load(dir)?;
     // The base vocabulary: vocab.json, or tokenizer.json's model.vocab.
     let (source, vocab) = match read_json(&dir.join("vocab.json"))? {
         Some(v) => ("vocab.json", v),
         None => {
-            let tj = files
-                .tokenizer_json
-                .as_ref()
-                .context("no vocab.json and no tokenizer.json")?;
+            let tj = files.tokenizer_json.as_ref().context("no vocab.json and no tokenizer.json")?;
             let model = tj.get("model").context("tokenizer.json: missing 'model'")?;
             let ty = model.get("type").and_then(|t| t.as_str()).unwrap_or("BPE");
-            ensure!(ty == "BPE", "tokenizer.json: unsupported tokenizer type '{ty}' (only BPE, or a SentencePiece tokenizer.model)");
+            ensure!(
+                ty == "BPE",
+                "tokenizer.json: unsupported tokenizer type '{ty}' (only BPE, or a SentencePiece tokenizer.model)"
+            );
             (
                 "tokenizer.json model.vocab",
-                model
-                    .get("vocab")
-                    .cloned()
-                    .context("tokenizer.json: missing 'model.vocab'")?,
+                model.get("vocab").cloned().context("tokenizer.json: missing 'model.vocab'")?,
             )
         }
     };
-    let Json::Object(vocab) = vocab else {
-        bail!("{source} must map token strings to ids")
-    };
+    let Json::Object(vocab) = vocab else { bail!("{source} must map token strings to ids") };
     let mut by_id: BTreeMap<u64, (String, bool)> = BTreeMap::new();
     for (tok, id) in vocab {
         let id = id_of(&id, &format!("{source} '{tok}'"))?;
@@ -509,12 +419,7 @@ fn bpe_vocab(
         // An added token may restate a vocabulary entry; a different text for
         // the same id is a contradiction between the tokenizer files.
         if let Some((t, _)) = by_id.get(&a.id) {
-            ensure!(
-                *t == a.content,
-                "added token {:?} has id {} which the vocabulary gives to {t:?}",
-                a.content,
-                a.id
-            );
+            ensure!(*t == a.content, "added token {:?} has id {} which the vocabulary gives to {t:?}", a.content, a.id);
         }
         let special = a.special || looks_special(&a.content);
         let e = added_ids.entry(a.id).or_insert(special);
@@ -551,33 +456,16 @@ fn bpe_vocab(
     let merges = merges(dir, &files)?;
     let vocab_lookup = |_: &str| None;
     let specials = special_ids(&files, config, &tokens, &vocab_lookup, log)?;
-    log(&format!(
-        "tokenizer: byte-level BPE ({}), {} tokens, {} merges",
-        arch.bpe_pre,
-        tokens.len(),
-        merges.len()
-    ));
+    log(&format!("tokenizer: byte-level BPE ({}), {} tokens, {} merges", arch.bpe_pre, tokens.len(), merges.len()));
     let mut kv = vec![
-        (
-            "tokenizer.ggml.model".to_string(),
-            Value::String("gpt2".into()),
-        ),
-        (
-            "tokenizer.ggml.pre".to_string(),
-            Value::String(arch.bpe_pre.into()),
-        ),
+        ("tokenizer.ggml.model".to_string(), Value::String("gpt2".into())),
+        ("tokenizer.ggml.pre".to_string(), Value::String(arch.bpe_pre.into())),
         ("tokenizer.ggml.tokens".to_string(), strings(tokens)),
-        (
-            "tokenizer.ggml.token_type".to_string(),
-            Value::Array(types.into_iter().map(Value::I32).collect()),
-        ),
+        ("tokenizer.ggml.token_type".to_string(), Value::Array(types.into_iter().map(Value::I32).collect())),
         ("tokenizer.ggml.merges".to_string(), strings(merges)),
     ];
     kv.extend(specials);
-    kv.push((
-        "tokenizer.ggml.add_bos_token".into(),
-        Value::Bool(add_bos(&files, arch, false)?),
-    ));
+    kv.push(("tokenizer.ggml.add_bos_token".into(), Value::Bool(add_bos(&files, arch, false)?)));
     if let Some(b) = files.tc_bool("add_eos_token")? {
         kv.push(("tokenizer.ggml.add_eos_token".into(), Value::Bool(b)));
     }
@@ -591,13 +479,7 @@ mod tests {
 
     #[test]
     fn special_looking_tokens() {
-        for t in [
-            "<|endoftext|>",
-            "<|im_start|>",
-            "<pad>",
-            "<unused12>",
-            "<\u{ff5c}begin\u{ff5c}>",
-        ] {
+        for t in ["<|endoftext|>", "<|im_start|>", "<pad>", "<unused12>", "<\u{ff5c}begin\u{ff5c}>"] {
             assert!(looks_special(t), "{t}");
         }
         for t in ["<s>", "hello", "<|", "|>", "<unk>"] {

@@ -8,12 +8,11 @@
 //! spelled out per architecture below, and F16 rounding is checked with the
 //! `half` crate.
 
-use engine::gguf::{GgmlType, Gguf, Value};
 use convert::{convert, ConvertOptions, OutType};
+use engine::gguf::{GgmlType, Gguf, Value};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
 
 // ---------------------------------------------------------------- helpers
 
@@ -28,11 +27,7 @@ struct StTensor {
 impl StTensor {
     fn f32s(&self) -> Vec<f32> {
         match self.dtype.as_str() {
-            "F32" => self
-                .bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
+            "F32" => self.bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
             "F16" => self
                 .bytes
                 .chunks_exact(2)
@@ -59,20 +54,12 @@ fn read_st(path: &Path) -> BTreeMap<String, StTensor> {
             continue;
         }
         let off = info["data_offsets"].as_array().unwrap();
-        let (s, e) = (
-            off[0].as_u64().unwrap() as usize,
-            off[1].as_u64().unwrap() as usize,
-        );
+        let (s, e) = (off[0].as_u64().unwrap() as usize, off[1].as_u64().unwrap() as usize);
         out.insert(
             name.clone(),
             StTensor {
                 dtype: info["dtype"].as_str().unwrap().to_string(),
-                shape: info["shape"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|d| d.as_u64().unwrap() as usize)
-                    .collect(),
+                shape: info["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect(),
                 bytes: data[s..e].to_vec(),
             },
         );
@@ -104,23 +91,15 @@ fn write_st(path: &Path, tensors: &BTreeMap<String, StTensor>) {
 
 fn f32_tensor(shape: &[usize], vals: &[f32]) -> StTensor {
     assert_eq!(shape.iter().product::<usize>(), vals.len());
-    StTensor {
-        dtype: "F32".into(),
-        shape: shape.to_vec(),
-        bytes: vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
-    }
+    StTensor { dtype: "F32".into(), shape: shape.to_vec(), bytes: vals.iter().flat_map(|v| v.to_le_bytes()).collect() }
 }
 
 /// Deterministic pseudo-random values in [-1, 1).
 fn noise(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
@@ -143,25 +122,14 @@ fn copy_model(src: &Path, name: &str) -> (tempfile::TempDir, PathBuf) {
 
 fn run(input: &Path, out: &Path, ty: OutType) -> anyhow::Result<Vec<String>> {
     let mut lines = Vec::new();
-    convert(
-        &ConvertOptions {
-            input: input.into(),
-            output: out.into(),
-            ty,
-        },
-        &mut |l| lines.push(l.to_string()),
-    )?;
+    convert(&ConvertOptions { input: input.into(), output: out.into(), ty }, &mut |l| lines.push(l.to_string()))?;
     Ok(lines)
 }
 
 fn convert_err(input: &Path) -> String {
     let out = input.parent().unwrap().join("out.gguf");
     let e = run(input, &out, OutType::F32).expect_err("conversion should fail");
-    assert!(
-        !out.exists(),
-        "a failed conversion left {} behind",
-        out.display()
-    );
+    assert!(!out.exists(), "a failed conversion left {} behind", out.display());
     assert!(!input.parent().unwrap().join("out.gguf.partial").exists());
     format!("{e:#}")
 }
@@ -201,15 +169,8 @@ impl Converted {
 
     /// (dims, type, raw bytes) of a tensor.
     fn tensor(&self, name: &str) -> (Vec<u64>, GgmlType, &[u8]) {
-        let t = self
-            .g
-            .tensor(name)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        (
-            t.dims.clone(),
-            t.ty,
-            self.g.tensor_data(&self.bytes, name).unwrap(),
-        )
+        let t = self.g.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        (t.dims.clone(), t.ty, self.g.tensor_data(&self.bytes, name).unwrap())
     }
 }
 
@@ -261,25 +222,13 @@ fn expected_name(folder: &str, hf: &str) -> String {
             ("mlp.down_proj", "ffn_down"),
         ],
     };
-    let block_prefix = if folder == "gpt2" {
-        "transformer.h."
-    } else {
-        "model.layers."
-    };
+    let block_prefix = if folder == "gpt2" { "transformer.h." } else { "model.layers." };
     if let Some(rest) = base.strip_prefix(block_prefix) {
         let (n, sub) = rest.split_once('.').unwrap();
-        let g = arch_rows
-            .iter()
-            .find(|r| r.0 == sub)
-            .unwrap_or_else(|| panic!("no row for {hf}"))
-            .1;
+        let g = arch_rows.iter().find(|r| r.0 == sub).unwrap_or_else(|| panic!("no row for {hf}")).1;
         return format!("blk.{n}.{g}.{suffix}");
     }
-    let g = arch_rows
-        .iter()
-        .find(|r| r.0 == base)
-        .unwrap_or_else(|| panic!("no row for {hf}"))
-        .1;
+    let g = arch_rows.iter().find(|r| r.0 == base).unwrap_or_else(|| panic!("no row for {hf}")).1;
     format!("{g}.{suffix}")
 }
 
@@ -292,14 +241,10 @@ fn unpermuted_row(r: usize, head_dim: usize) -> usize {
 
 fn gguf_f32s(ty: GgmlType, b: &[u8]) -> Vec<f32> {
     match ty {
-        GgmlType::F32 => b
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect(),
-        GgmlType::F16 => b
-            .chunks_exact(2)
-            .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
-            .collect(),
+        GgmlType::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+        GgmlType::F16 => {
+            b.chunks_exact(2).map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32()).collect()
+        }
         t => panic!("unexpected type {t:?}"),
     }
 }
@@ -338,49 +283,28 @@ fn check_golden(folder: &str, arch: &str, ty: OutType) {
     // --- metadata
     assert_eq!(c.str("general.architecture"), arch);
     assert_eq!(c.str("general.name"), folder);
-    assert_eq!(
-        c.u32("general.file_type"),
-        if ty == OutType::F16 { 1 } else { 0 }
-    );
+    assert_eq!(c.u32("general.file_type"), if ty == OutType::F16 { 1 } else { 0 });
     let u = |keys: &[&str]| num(&cfg, keys).map(|v| v as u32);
     let n_embd = u(&["hidden_size", "n_embd"]).unwrap();
     let n_head = u(&["num_attention_heads", "n_head"]).unwrap();
     let n_kv = u(&["num_key_value_heads"]).unwrap_or(n_head);
     let head_dim = u(&["head_dim"]).unwrap_or(n_embd / n_head);
     assert_eq!(c.u32(&format!("{arch}.embedding_length")), n_embd);
-    assert_eq!(
-        c.u32(&format!("{arch}.block_count")),
-        u(&["num_hidden_layers", "n_layer"]).unwrap()
-    );
-    assert_eq!(
-        c.u32(&format!("{arch}.context_length")),
-        u(&["max_position_embeddings", "n_positions"]).unwrap()
-    );
+    assert_eq!(c.u32(&format!("{arch}.block_count")), u(&["num_hidden_layers", "n_layer"]).unwrap());
+    assert_eq!(c.u32(&format!("{arch}.context_length")), u(&["max_position_embeddings", "n_positions"]).unwrap());
     assert_eq!(
         c.u32(&format!("{arch}.feed_forward_length")),
         u(&["intermediate_size", "n_inner"]).unwrap_or(4 * n_embd)
     );
     assert_eq!(c.u32(&format!("{arch}.attention.head_count")), n_head);
     assert_eq!(c.u32(&format!("{arch}.attention.head_count_kv")), n_kv);
-    assert_eq!(
-        c.u32(&format!("{arch}.vocab_size")),
-        u(&["vocab_size"]).unwrap()
-    );
+    assert_eq!(c.u32(&format!("{arch}.vocab_size")), u(&["vocab_size"]).unwrap());
     if let Some(eps) = num(&cfg, &["rms_norm_eps"]) {
-        assert_eq!(
-            c.f32(&format!("{arch}.attention.layer_norm_rms_epsilon")),
-            eps as f32
-        );
-        assert!(c
-            .g
-            .get(&format!("{arch}.attention.layer_norm_epsilon"))
-            .is_none());
+        assert_eq!(c.f32(&format!("{arch}.attention.layer_norm_rms_epsilon")), eps as f32);
+        assert!(c.g.get(&format!("{arch}.attention.layer_norm_epsilon")).is_none());
     } else {
         let eps = num(&cfg, &["layer_norm_eps", "layer_norm_epsilon"]).unwrap();
-        assert_eq!(
-            c.f32(&format!("{arch}.attention.layer_norm_epsilon")),
-            eps as f32
-        );
+        assert_eq!(c.f32(&format!("{arch}.attention.layer_norm_epsilon")), eps as f32);
     }
     if arch == "gpt2" {
         assert!(c.g.get("gpt2.rope.freq_base").is_none());
@@ -388,18 +312,8 @@ fn check_golden(folder: &str, arch: &str, ty: OutType) {
     } else {
         let theta = num(&cfg, &["rope_theta", "rope_parameters.rope_theta"]).unwrap();
         assert_eq!(c.f32(&format!("{arch}.rope.freq_base")), theta as f32);
-        let rot = num(
-            &cfg,
-            &[
-                "partial_rotary_factor",
-                "rope_parameters.partial_rotary_factor",
-            ],
-        )
-        .unwrap_or(1.0);
-        assert_eq!(
-            c.u32(&format!("{arch}.rope.dimension_count")),
-            (head_dim as f64 * rot) as u32
-        );
+        let rot = num(&cfg, &["partial_rotary_factor", "rope_parameters.partial_rotary_factor"]).unwrap_or(1.0);
+        assert_eq!(c.u32(&format!("{arch}.rope.dimension_count")), (head_dim as f64 * rot) as u32);
     }
     if cfg.get("head_dim").is_some_and(|h| !h.is_null()) {
         assert_eq!(c.u32(&format!("{arch}.attention.key_length")), head_dim);
@@ -411,16 +325,11 @@ fn check_golden(folder: &str, arch: &str, ty: OutType) {
         Some(w) if folder == "mistral" => {
             assert_eq!(c.u32("llama.attention.sliding_window") as u64, w)
         }
-        _ => assert!(c
-            .g
-            .get(&format!("{arch}.attention.sliding_window"))
-            .is_none()),
+        _ => assert!(c.g.get(&format!("{arch}.attention.sliding_window")).is_none()),
     }
     // The golden folders ship no tokenizer: no tokenizer keys at all.
     assert!(
-        c.g.metadata
-            .iter()
-            .all(|(k, _)| !k.starts_with("tokenizer.")),
+        c.g.metadata.iter().all(|(k, _)| !k.starts_with("tokenizer.")),
         "{folder}: tokenizer keys without a tokenizer"
     );
 
@@ -443,19 +352,11 @@ fn check_golden(folder: &str, arch: &str, ty: OutType) {
             [a, b] => (*a, *b),
             s => panic!("{hf}: shape {s:?}"),
         };
-        let want_dims: Vec<u64> = if t.shape.len() == 1 {
-            vec![rows as u64]
-        } else {
-            vec![cols as u64, rows as u64]
-        };
+        let want_dims: Vec<u64> = if t.shape.len() == 1 { vec![rows as u64] } else { vec![cols as u64, rows as u64] };
         assert_eq!(dims, want_dims, "{name} dims");
         let one_d = t.shape.len() == 1;
         let keep_f32 = one_d || name.ends_with("_norm.weight") || name == "position_embd.weight";
-        let want_ty = if ty == OutType::F16 && !keep_f32 {
-            GgmlType::F16
-        } else {
-            GgmlType::F32
-        };
+        let want_ty = if ty == OutType::F16 && !keep_f32 { GgmlType::F16 } else { GgmlType::F32 };
         assert_eq!(gty, want_ty, "{name} type");
 
         let permuted_heads = if arch == "llama" && name.ends_with("attn_q.weight") {
@@ -469,14 +370,10 @@ fn check_golden(folder: &str, arch: &str, ty: OutType) {
             assert_eq!(rows as u32, h * head_dim);
         }
         let got = match gty {
-            GgmlType::F16 => bytes
-                .chunks_exact(2)
-                .map(|c| u16::from_le_bytes([c[0], c[1]]) as u32)
-                .collect::<Vec<u32>>(),
-            _ => bytes
-                .chunks_exact(4)
-                .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
+            GgmlType::F16 => {
+                bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as u32).collect::<Vec<u32>>()
+            }
+            _ => bytes.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect(),
         };
         assert_eq!(got.len(), rows * cols);
         for r in 0..rows {
@@ -490,20 +387,12 @@ fn check_golden(folder: &str, arch: &str, ty: OutType) {
                     src[r * cols + k]
                 };
                 // Gemma's RMSNorm scales by (1 + w): stored as 1 + w.
-                let v = if folder == "gemma" && name.ends_with("norm.weight") {
-                    v + 1.0
-                } else {
-                    v
-                };
+                let v = if folder == "gemma" && name.ends_with("norm.weight") { v + 1.0 } else { v };
                 let want = match gty {
                     GgmlType::F16 => half::f16::from_f32(v).to_bits() as u32,
                     _ => v.to_bits(),
                 };
-                assert_eq!(
-                    got[r * cols + k],
-                    want,
-                    "{folder} {name} [{r}][{k}] (from {hf})"
-                );
+                assert_eq!(got[r * cols + k], want, "{folder} {name} [{r}][{k}] (from {hf})");
             }
         }
     }
@@ -577,14 +466,7 @@ fn f16_and_bf16_checkpoints() {
                         _ => half::bf16::from_f32(v).to_bits().to_le_bytes(),
                     })
                     .collect();
-                (
-                    k.clone(),
-                    StTensor {
-                        dtype: dtype.into(),
-                        shape: t.shape.clone(),
-                        bytes,
-                    },
-                )
+                (k.clone(), StTensor { dtype: dtype.into(), shape: t.shape.clone(), bytes })
             })
             .collect();
         write_st(&dir.join("model.safetensors"), &conv);
@@ -593,17 +475,9 @@ fn f16_and_bf16_checkpoints() {
         let c = Converted::load(&out);
         let (_, ty, b) = c.tensor("blk.1.ffn_down.weight");
         assert_eq!(ty, GgmlType::F32);
-        assert_eq!(
-            gguf_f32s(ty, b),
-            conv["model.layers.1.mlp.down_proj.weight"].f32s(),
-            "{dtype}"
-        );
+        assert_eq!(gguf_f32s(ty, b), conv["model.layers.1.mlp.down_proj.weight"].f32s(), "{dtype}");
         let (_, ty, b) = c.tensor("blk.0.attn_k.bias");
-        assert_eq!(
-            gguf_f32s(ty, b),
-            conv["model.layers.0.self_attn.k_proj.bias"].f32s(),
-            "{dtype}"
-        );
+        assert_eq!(gguf_f32s(ty, b), conv["model.layers.0.self_attn.k_proj.bias"].f32s(), "{dtype}");
         // F16 output of an F16 checkpoint is bit-identical to the input.
         if dtype == "F16" {
             let out16 = tmp.path().join("o16.gguf");
@@ -628,30 +502,18 @@ fn sharded_checkpoint_matches_single_file() {
         std::fs::create_dir_all(d).unwrap();
         std::fs::copy(src.join("config.json"), d.join("config.json")).unwrap();
     }
-    std::fs::copy(
-        src.join("model.safetensors"),
-        single_dir.join("model.safetensors"),
-    )
-    .unwrap();
+    std::fs::copy(src.join("model.safetensors"), single_dir.join("model.safetensors")).unwrap();
     let (mut s1, mut s2) = (BTreeMap::new(), BTreeMap::new());
     let mut wm = serde_json::Map::new();
     for (i, (k, t)) in st.iter().enumerate() {
-        let shard = if i % 2 == 0 {
-            "model-00001-of-00002.safetensors"
-        } else {
-            "model-00002-of-00002.safetensors"
-        };
+        let shard = if i % 2 == 0 { "model-00001-of-00002.safetensors" } else { "model-00002-of-00002.safetensors" };
         if i % 2 == 0 { &mut s1 } else { &mut s2 }.insert(k.clone(), t.clone());
         wm.insert(k.clone(), Json::String(shard.into()));
     }
     write_st(&shard_dir.join("model-00001-of-00002.safetensors"), &s1);
     write_st(&shard_dir.join("model-00002-of-00002.safetensors"), &s2);
     let index = serde_json::json!({"metadata": {"total_size": 0}, "weight_map": wm});
-    std::fs::write(
-        shard_dir.join("model.safetensors.index.json"),
-        index.to_string(),
-    )
-    .unwrap();
+    std::fs::write(shard_dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
     let (o1, o2) = (tmp.path().join("1.gguf"), tmp.path().join("2.gguf"));
     run(&single_dir, &o1, OutType::F16).unwrap();
     run(&shard_dir, &o2, OutType::F16).unwrap();
@@ -660,28 +522,15 @@ fn sharded_checkpoint_matches_single_file() {
     // An index naming a shard outside the folder is refused.
     let mut bad = index.clone();
     bad["weight_map"]["lm_head.weight"] = Json::String("../1.gguf".into());
-    std::fs::write(
-        shard_dir.join("model.safetensors.index.json"),
-        bad.to_string(),
-    )
-    .unwrap();
+    std::fs::write(shard_dir.join("model.safetensors.index.json"), bad.to_string()).unwrap();
     assert!(convert_err(&shard_dir).contains("../1.gguf"));
     // An index listing a tensor that no shard has.
     let mut bad = index.clone();
-    bad["weight_map"]["model.layers.9.mlp.up_proj.weight"] =
-        Json::String("model-00001-of-00002.safetensors".into());
-    std::fs::write(
-        shard_dir.join("model.safetensors.index.json"),
-        bad.to_string(),
-    )
-    .unwrap();
+    bad["weight_map"]["model.layers.9.mlp.up_proj.weight"] = Json::String("model-00001-of-00002.safetensors".into());
+    std::fs::write(shard_dir.join("model.safetensors.index.json"), bad.to_string()).unwrap();
     assert!(convert_err(&shard_dir).contains("model.layers.9.mlp.up_proj.weight"));
     // A shard that is missing.
-    std::fs::write(
-        shard_dir.join("model.safetensors.index.json"),
-        index.to_string(),
-    )
-    .unwrap();
+    std::fs::write(shard_dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
     std::fs::remove_file(shard_dir.join("model-00002-of-00002.safetensors")).unwrap();
     assert!(convert_err(&shard_dir).contains("model-00002-of-00002.safetensors"));
 }
@@ -725,13 +574,8 @@ fn missing_config_or_weights() {
 #[test]
 fn unknown_architecture_is_named() {
     let (_t, dir) = copy_model(&testdata::path("golden").join("llama-gqa"), "m");
-    edit_config(&dir, |c| {
-        c["architectures"] = serde_json::json!(["FalconMambaForCausalLM"])
-    });
-    assert_mentions(
-        &convert_err(&dir),
-        &["unsupported architecture", "FalconMambaForCausalLM"],
-    );
+    edit_config(&dir, |c| c["architectures"] = serde_json::json!(["FalconMambaForCausalLM"]));
+    assert_mentions(&convert_err(&dir), &["unsupported architecture", "FalconMambaForCausalLM"]);
     edit_config(&dir, |c| c["architectures"] = serde_json::json!(42));
     assert_mentions(&convert_err(&dir), &["architectures"]);
 }
@@ -740,63 +584,19 @@ fn unknown_architecture_is_named() {
 fn absurd_config_values_are_named() {
     let src = testdata::path("golden").join("llama-gqa");
     let cases: Vec<(&str, Json, Vec<&str>)> = vec![
-        (
-            "hidden_size",
-            serde_json::json!(-64),
-            vec!["hidden_size", "positive integer"],
-        ),
+        ("hidden_size", serde_json::json!(-64), vec!["hidden_size", "positive integer"]),
         ("hidden_size", serde_json::json!("64"), vec!["hidden_size"]),
-        (
-            "num_attention_heads",
-            serde_json::json!(0),
-            vec!["num_attention_heads"],
-        ),
-        (
-            "num_hidden_layers",
-            serde_json::json!(1u64 << 40),
-            vec!["num_hidden_layers", "absurdly large"],
-        ),
-        (
-            "num_key_value_heads",
-            serde_json::json!(3),
-            vec!["num_key_value_heads"],
-        ),
-        (
-            "intermediate_size",
-            Json::Null,
-            vec!["intermediate_size", "missing"],
-        ),
-        (
-            "rms_norm_eps",
-            serde_json::json!(-1.0),
-            vec!["rms_norm_eps"],
-        ),
+        ("num_attention_heads", serde_json::json!(0), vec!["num_attention_heads"]),
+        ("num_hidden_layers", serde_json::json!(1u64 << 40), vec!["num_hidden_layers", "absurdly large"]),
+        ("num_key_value_heads", serde_json::json!(3), vec!["num_key_value_heads"]),
+        ("intermediate_size", Json::Null, vec!["intermediate_size", "missing"]),
+        ("rms_norm_eps", serde_json::json!(-1.0), vec!["rms_norm_eps"]),
         ("rms_norm_eps", Json::Null, vec!["rms_norm_eps", "missing"]),
-        (
-            "vocab_size",
-            serde_json::json!(513),
-            vec!["vocab_size", "model.embed_tokens.weight"],
-        ),
-        (
-            "rope_parameters",
-            serde_json::json!({"rope_type": "yarn", "factor": 4.0}),
-            vec!["yarn"],
-        ),
-        (
-            "rope_parameters",
-            serde_json::json!({"rope_theta": "big"}),
-            vec!["rope_parameters.rope_theta"],
-        ),
-        (
-            "max_position_embeddings",
-            serde_json::json!(0),
-            vec!["max_position_embeddings"],
-        ),
-        (
-            "tie_word_embeddings",
-            serde_json::json!("no"),
-            vec!["tie_word_embeddings"],
-        ),
+        ("vocab_size", serde_json::json!(513), vec!["vocab_size", "model.embed_tokens.weight"]),
+        ("rope_parameters", serde_json::json!({"rope_type": "yarn", "factor": 4.0}), vec!["yarn"]),
+        ("rope_parameters", serde_json::json!({"rope_theta": "big"}), vec!["rope_parameters.rope_theta"]),
+        ("max_position_embeddings", serde_json::json!(0), vec!["max_position_embeddings"]),
+        ("tie_word_embeddings", serde_json::json!("no"), vec!["tie_word_embeddings"]),
     ];
     for (key, val, needles) in cases {
         let (_t, dir) = copy_model(&src, "m");
@@ -807,10 +607,7 @@ fn absurd_config_values_are_named() {
     // A config that says the head is untied, over a checkpoint without one.
     let (_t, dir) = copy_model(&testdata::path("golden").join("llama-mha-tied"), "m");
     edit_config(&dir, |c| c["tie_word_embeddings"] = Json::Bool(false));
-    assert_mentions(
-        &convert_err(&dir),
-        &["tie_word_embeddings", "lm_head.weight"],
-    );
+    assert_mentions(&convert_err(&dir), &["tie_word_embeddings", "lm_head.weight"]);
 }
 
 #[test]
@@ -818,40 +615,19 @@ fn wrong_tensor_shapes_are_named() {
     let src = testdata::path("golden").join("llama-gqa");
     // Same byte size, transposed shape.
     let (_t, dir) = copy_model(&src, "m");
-    edit_tensors(&dir, |st| {
-        st.get_mut("model.layers.1.mlp.up_proj.weight")
-            .unwrap()
-            .shape = vec![64, 176]
-    });
-    assert_mentions(
-        &convert_err(&dir),
-        &[
-            "model.layers.1.mlp.up_proj.weight",
-            "[64, 176]",
-            "[176, 64]",
-        ],
-    );
+    edit_tensors(&dir, |st| st.get_mut("model.layers.1.mlp.up_proj.weight").unwrap().shape = vec![64, 176]);
+    assert_mentions(&convert_err(&dir), &["model.layers.1.mlp.up_proj.weight", "[64, 176]", "[176, 64]"]);
     // The config disagrees with the checkpoint about the KV heads.
     let (_t, dir) = copy_model(&src, "m");
     edit_config(&dir, |c| c["num_key_value_heads"] = serde_json::json!(1));
-    assert_mentions(
-        &convert_err(&dir),
-        &["self_attn.k_proj.weight", "[32, 64]", "[16, 64]"],
-    );
+    assert_mentions(&convert_err(&dir), &["self_attn.k_proj.weight", "[32, 64]", "[16, 64]"]);
     // A GPT-2 Conv1D weight stored the nn.Linear way round.
     let (_t, dir) = copy_model(&testdata::path("golden").join("gpt2"), "m");
-    edit_tensors(&dir, |st| {
-        st.get_mut("transformer.h.0.mlp.c_fc.weight").unwrap().shape = vec![256, 64]
-    });
-    assert_mentions(
-        &convert_err(&dir),
-        &["transformer.h.0.mlp.c_fc.weight", "Conv1D"],
-    );
+    edit_tensors(&dir, |st| st.get_mut("transformer.h.0.mlp.c_fc.weight").unwrap().shape = vec![256, 64]);
+    assert_mentions(&convert_err(&dir), &["transformer.h.0.mlp.c_fc.weight", "Conv1D"]);
     // A norm with a 2-D shape.
     let (_t, dir) = copy_model(&src, "m");
-    edit_tensors(&dir, |st| {
-        st.get_mut("model.norm.weight").unwrap().shape = vec![8, 8]
-    });
+    edit_tensors(&dir, |st| st.get_mut("model.norm.weight").unwrap().shape = vec![8, 8]);
     assert_mentions(&convert_err(&dir), &["model.norm.weight", "[8, 8]"]);
 }
 
@@ -859,34 +635,18 @@ fn wrong_tensor_shapes_are_named() {
 fn wrong_dtypes_missing_and_unknown_tensors_are_named() {
     let src = testdata::path("golden").join("llama-gqa");
     let (_t, dir) = copy_model(&src, "m");
-    edit_tensors(&dir, |st| {
-        st.get_mut("model.layers.0.self_attn.v_proj.weight")
-            .unwrap()
-            .dtype = "I32".into()
-    });
-    assert_mentions(
-        &convert_err(&dir),
-        &["model.layers.0.self_attn.v_proj.weight", "I32"],
-    );
+    edit_tensors(&dir, |st| st.get_mut("model.layers.0.self_attn.v_proj.weight").unwrap().dtype = "I32".into());
+    assert_mentions(&convert_err(&dir), &["model.layers.0.self_attn.v_proj.weight", "I32"]);
 
     let (_t, dir) = copy_model(&src, "m");
     edit_tensors(&dir, |st| {
         st.remove("model.layers.1.post_attention_layernorm.weight");
     });
-    assert_mentions(
-        &convert_err(&dir),
-        &[
-            "missing tensor",
-            "model.layers.1.post_attention_layernorm.weight",
-        ],
-    );
+    assert_mentions(&convert_err(&dir), &["missing tensor", "model.layers.1.post_attention_layernorm.weight"]);
 
     let (_t, dir) = copy_model(&src, "m");
     edit_tensors(&dir, |st| {
-        st.insert(
-            "model.layers.0.mlp.mystery.weight".into(),
-            f32_tensor(&[2], &[1.0, 2.0]),
-        );
+        st.insert("model.layers.0.mlp.mystery.weight".into(), f32_tensor(&[2], &[1.0, 2.0]));
     });
     assert_mentions(&convert_err(&dir), &["model.layers.0.mlp.mystery.weight"]);
 
@@ -895,10 +655,7 @@ fn wrong_dtypes_missing_and_unknown_tensors_are_named() {
         let t = st["model.layers.1.input_layernorm.weight"].clone();
         st.insert("model.layers.2.input_layernorm.weight".into(), t);
     });
-    assert_mentions(
-        &convert_err(&dir),
-        &["model.layers.2.input_layernorm.weight", "block 2"],
-    );
+    assert_mentions(&convert_err(&dir), &["model.layers.2.input_layernorm.weight", "block 2"]);
 
     // Phi needs its biases (llama.cpp's phi2 loader requires them).
     let (_t, dir) = copy_model(&testdata::path("golden").join("phi"), "m");
@@ -932,26 +689,17 @@ fn reference_vocab(name: &str) -> Converted {
 }
 
 fn strs(c: &Converted, k: &str) -> Vec<String> {
-    c.g.get_str_array(k)
-        .unwrap()
-        .into_iter()
-        .map(String::from)
-        .collect()
+    c.g.get_str_array(k).unwrap().into_iter().map(String::from).collect()
 }
 
 fn ints(c: &Converted, k: &str) -> Vec<i64> {
-    c.g.get_array(k)
-        .unwrap()
-        .iter()
-        .map(|v| v.as_i64().unwrap())
-        .collect()
+    c.g.get_array(k).unwrap().iter().map(|v| v.as_i64().unwrap()).collect()
 }
 
 /// The proto reader against llama.cpp's GGUF of the same vocabulary.
 #[test]
 fn spm_model_reader_matches_llamacpp_vocab() {
-    let bytes =
-        std::fs::read(testdata::path("testdata").join("llama2c-tokenizer/tokenizer.model")).unwrap();
+    let bytes = std::fs::read(testdata::path("testdata").join("llama2c-tokenizer/tokenizer.model")).unwrap();
     let m = convert::spm_model::SpmModel::parse(&bytes).unwrap();
     let r = reference_vocab("ggml-vocab-llama-spm.gguf");
     let tokens = strs(&r, "tokenizer.ggml.tokens");
@@ -966,10 +714,7 @@ fn spm_model_reader_matches_llamacpp_vocab() {
     }
     assert_eq!(m.trainer.model_type, convert::spm_model::ModelType::Bpe);
     assert!(m.trainer.byte_fallback);
-    assert_eq!(
-        (m.trainer.unk_id, m.trainer.bos_id, m.trainer.eos_id),
-        (0, 1, 2)
-    );
+    assert_eq!((m.trainer.unk_id, m.trainer.bos_id, m.trainer.eos_id), (0, 1, 2));
     assert!(m.normalizer.add_dummy_prefix);
     // Every truncation of the real file is refused, never a panic.
     for cut in [1usize, 2, 17, 1000, bytes.len() / 3, bytes.len() - 1] {
@@ -1017,11 +762,8 @@ fn sentencepiece_tokenizer_is_converted() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("tiny-llama");
     tiny_llama(&dir, 32000);
-    std::fs::copy(
-        testdata::path("testdata").join("llama2c-tokenizer/tokenizer.model"),
-        dir.join("tokenizer.model"),
-    )
-    .unwrap();
+    std::fs::copy(testdata::path("testdata").join("llama2c-tokenizer/tokenizer.model"), dir.join("tokenizer.model"))
+        .unwrap();
     let template = "{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}";
     let tc = serde_json::json!({"add_bos_token": true, "add_eos_token": false, "bos_token": "<s>",
         "eos_token": {"content": "</s>"}, "unk_token": "<unk>", "chat_template": template});
@@ -1032,19 +774,11 @@ fn sentencepiece_tokenizer_is_converted() {
     let r = reference_vocab("ggml-vocab-llama-spm.gguf");
     assert_eq!(c.str("tokenizer.ggml.model"), "llama");
     assert_eq!(c.str("tokenizer.ggml.pre"), "default");
-    assert_eq!(
-        strs(&c, "tokenizer.ggml.tokens"),
-        strs(&r, "tokenizer.ggml.tokens")
-    );
-    let (a, b) = (
-        c.g.get_f32_array("tokenizer.ggml.scores").unwrap(),
-        r.g.get_f32_array("tokenizer.ggml.scores").unwrap(),
-    );
+    assert_eq!(strs(&c, "tokenizer.ggml.tokens"), strs(&r, "tokenizer.ggml.tokens"));
+    let (a, b) =
+        (c.g.get_f32_array("tokenizer.ggml.scores").unwrap(), r.g.get_f32_array("tokenizer.ggml.scores").unwrap());
     assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()) && a.len() == b.len());
-    assert_eq!(
-        ints(&c, "tokenizer.ggml.token_type"),
-        ints(&r, "tokenizer.ggml.token_type")
-    );
+    assert_eq!(ints(&c, "tokenizer.ggml.token_type"), ints(&r, "tokenizer.ggml.token_type"));
     for k in ["bos_token_id", "eos_token_id", "unknown_token_id"] {
         let k = format!("tokenizer.ggml.{k}");
         assert_eq!(c.u32(&k), r.g.get_u32(&k).unwrap(), "{k}");
@@ -1059,10 +793,7 @@ fn sentencepiece_tokenizer_is_converted() {
     let src = st["model.layers.0.self_attn.k_proj.weight"].f32s();
     for r in 0..4 {
         for k in 0..8 {
-            assert_eq!(
-                got[r * 8 + k],
-                half::f16::from_f32(src[unpermuted_row(r, 4) * 8 + k]).to_f32()
-            );
+            assert_eq!(got[r * 8 + k], half::f16::from_f32(src[unpermuted_row(r, 4) * 8 + k]).to_f32());
         }
     }
 
@@ -1101,10 +832,7 @@ fn llama_biases_rope_theta_and_linear_scaling() {
     });
     edit_tensors(&dir, |st| {
         for (n, len, seed) in [("q", 8, 7), ("k", 4, 8), ("v", 4, 9), ("o", 8, 10)] {
-            st.insert(
-                format!("model.layers.0.self_attn.{n}_proj.bias"),
-                f32_tensor(&[len], &noise(len, seed)),
-            );
+            st.insert(format!("model.layers.0.self_attn.{n}_proj.bias"), f32_tensor(&[len], &noise(len, seed)));
         }
     });
     let out = tmp.path().join("o.gguf");
@@ -1115,29 +843,19 @@ fn llama_biases_rope_theta_and_linear_scaling() {
     assert_eq!(c.f32("llama.rope.scaling.factor"), 2.0);
     let st = read_st(&dir.join("model.safetensors"));
     for (n, len) in [("q", 8usize), ("k", 4), ("v", 4), ("o", 8)] {
-        let (dims, ty, b) = c.tensor(&format!(
-            "blk.0.attn_{}.bias",
-            if n == "o" { "output" } else { n }
-        ));
+        let (dims, ty, b) = c.tensor(&format!("blk.0.attn_{}.bias", if n == "o" { "output" } else { n }));
         assert_eq!((dims, ty), (vec![len as u64], GgmlType::F32), "{n} bias");
         let got = gguf_f32s(ty, b);
         let src = st[&format!("model.layers.0.self_attn.{n}_proj.bias")].f32s();
         assert_eq!(got.len(), len);
         for (r, g) in got.iter().enumerate() {
-            let from = if n == "q" || n == "k" {
-                unpermuted_row(r, 4)
-            } else {
-                r
-            };
+            let from = if n == "q" || n == "k" { unpermuted_row(r, 4) } else { r };
             assert_eq!(g.to_bits(), src[from].to_bits(), "{n} bias [{r}]");
         }
     }
     // A bias where the architecture has none is refused.
     edit_tensors(&dir, |st| {
-        st.insert(
-            "model.layers.0.input_layernorm.bias".into(),
-            f32_tensor(&[8], &[0.0; 8]),
-        );
+        st.insert("model.layers.0.input_layernorm.bias".into(), f32_tensor(&[8], &[0.0; 8]));
     });
     assert_mentions(&convert_err(&dir), &["model.layers.0.input_layernorm.bias"]);
 }
@@ -1177,10 +895,7 @@ fn tiny_gpt2(dir: &Path, vocab: usize) {
         st.insert(format!("transformer.h.0.{n}"), t(&s));
     }
     // Old checkpoints store the causal mask as a buffer: it is skipped.
-    st.insert(
-        "transformer.h.0.attn.bias".to_string(),
-        f32_tensor(&[1, 1, 2, 2], &[1.0, 0.0, 1.0, 1.0]),
-    );
+    st.insert("transformer.h.0.attn.bias".to_string(), f32_tensor(&[1, 1, 2, 2], &[1.0, 0.0, 1.0, 1.0]));
     write_st(&dir.join("model.safetensors"), &st);
 }
 
@@ -1205,26 +920,11 @@ fn gpt2_bpe_tokenizer_is_converted() {
     let r = reference_vocab("ggml-vocab-gpt-2.gguf");
     assert_eq!(c.str("tokenizer.ggml.model"), "gpt2");
     assert_eq!(c.str("tokenizer.ggml.pre"), "gpt-2");
-    assert_eq!(
-        strs(&c, "tokenizer.ggml.tokens"),
-        strs(&r, "tokenizer.ggml.tokens")
-    );
-    assert_eq!(
-        strs(&c, "tokenizer.ggml.merges"),
-        strs(&r, "tokenizer.ggml.merges")
-    );
-    assert_eq!(
-        ints(&c, "tokenizer.ggml.token_type"),
-        ints(&r, "tokenizer.ggml.token_type")
-    );
-    assert_eq!(
-        c.u32("tokenizer.ggml.bos_token_id"),
-        r.g.get_u32("tokenizer.ggml.bos_token_id").unwrap()
-    );
-    assert_eq!(
-        c.u32("tokenizer.ggml.eos_token_id"),
-        r.g.get_u32("tokenizer.ggml.eos_token_id").unwrap()
-    );
+    assert_eq!(strs(&c, "tokenizer.ggml.tokens"), strs(&r, "tokenizer.ggml.tokens"));
+    assert_eq!(strs(&c, "tokenizer.ggml.merges"), strs(&r, "tokenizer.ggml.merges"));
+    assert_eq!(ints(&c, "tokenizer.ggml.token_type"), ints(&r, "tokenizer.ggml.token_type"));
+    assert_eq!(c.u32("tokenizer.ggml.bos_token_id"), r.g.get_u32("tokenizer.ggml.bos_token_id").unwrap());
+    assert_eq!(c.u32("tokenizer.ggml.eos_token_id"), r.g.get_u32("tokenizer.ggml.eos_token_id").unwrap());
     assert!(!c.g.get_bool("tokenizer.ggml.add_bos_token").unwrap());
     // The hyper-parameters llama.cpp's reference vocab file records for gpt2
     // are all present (with this model's values).
@@ -1246,8 +946,7 @@ fn gpt2_bpe_tokenizer_is_converted() {
             serde_json::json!([a, b])
         })
         .collect();
-    let vocab: Json =
-        serde_json::from_slice(&std::fs::read(bpe.join("encoder.json")).unwrap()).unwrap();
+    let vocab: Json = serde_json::from_slice(&std::fs::read(bpe.join("encoder.json")).unwrap()).unwrap();
     let dir2 = tmp.path().join("fast");
     tiny_gpt2(&dir2, 50257);
     let tj = serde_json::json!({
@@ -1257,14 +956,8 @@ fn gpt2_bpe_tokenizer_is_converted() {
     std::fs::write(dir2.join("tokenizer.json"), tj.to_string()).unwrap();
     run(&dir2, &tmp.path().join("f.gguf"), OutType::F32).unwrap();
     let c2 = Converted::load(&tmp.path().join("f.gguf"));
-    assert_eq!(
-        strs(&c2, "tokenizer.ggml.merges"),
-        strs(&r, "tokenizer.ggml.merges")
-    );
-    assert_eq!(
-        strs(&c2, "tokenizer.ggml.tokens"),
-        strs(&r, "tokenizer.ggml.tokens")
-    );
+    assert_eq!(strs(&c2, "tokenizer.ggml.merges"), strs(&r, "tokenizer.ggml.merges"));
+    assert_eq!(strs(&c2, "tokenizer.ggml.tokens"), strs(&r, "tokenizer.ggml.tokens"));
 
     // A vocabulary id beyond the embedding is refused.
     let dir3 = tmp.path().join("short");

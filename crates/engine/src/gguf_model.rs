@@ -5,8 +5,8 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use crate::gguf::{Gguf, TensorInfo};
 use crate::format::{ModelFormat, ModelSummary, DEFAULT_CTX};
+use crate::gguf::{Gguf, TensorInfo};
 use crate::model::{Arch, Blob, Config, DType, FfnKind, Layer, Model, Norm, NormKind, Tensor, Weights};
 use crate::tokenizer::{bpe, spm, Tokenizer};
 use crate::{Error, Result};
@@ -155,7 +155,11 @@ impl Ctx<'_> {
     fn vec(&self, name: &str, len: usize) -> Result<Vec<f32>> {
         let t = self.g.tensor(name)?;
         if t.dims.as_slice() != [len as u64] {
-            return Err(Error::TensorShape { name: name.into(), expected: alloc::vec![len as u64], found: t.dims.clone() });
+            return Err(Error::TensorShape {
+                name: name.into(),
+                expected: alloc::vec![len as u64],
+                found: t.dims.clone(),
+            });
         }
         Tensor::in_file(name, dtype(t)?, 1, len, t.offset, self.file)?.to_f32(self.file)
     }
@@ -272,18 +276,30 @@ pub fn tokenizer(file: &[u8]) -> Result<Tokenizer> {
 
 /// The tokenizer from parsed GGUF metadata.
 pub fn tokenizer_from(g: &Gguf) -> Result<Tokenizer> {
-    let model = g.get_str("tokenizer.ggml.model").map_err(|_| Error::MissingKey("tokenizer.ggml.model (the file has no tokenizer)".into()))?;
+    let model = g
+        .get_str("tokenizer.ggml.model")
+        .map_err(|_| Error::MissingKey("tokenizer.ggml.model (the file has no tokenizer)".into()))?;
     match model {
         "llama" => {
             let pieces: Vec<String> = g.get_str_array("tokenizer.ggml.tokens")?.into_iter().map(String::from).collect();
             let n = pieces.len();
-            let scores = if g.get("tokenizer.ggml.scores").is_some() { g.get_f32_array("tokenizer.ggml.scores")? } else { alloc::vec![0.0; n] };
+            let scores = if g.get("tokenizer.ggml.scores").is_some() {
+                g.get_f32_array("tokenizer.ggml.scores")?
+            } else {
+                alloc::vec![0.0; n]
+            };
             let types = if g.get("tokenizer.ggml.token_type").is_some() {
                 g.get_i32_array("tokenizer.ggml.token_type")?.into_iter().map(spm::TokenType::from_gguf).collect()
             } else {
                 alloc::vec![spm::TokenType::Normal; n]
             };
-            let id = |k: &str, d: u32| -> Result<u32> { if g.get(k).is_some() { g.get_u32(k) } else { Ok(d) } };
+            let id = |k: &str, d: u32| -> Result<u32> {
+                if g.get(k).is_some() {
+                    g.get_u32(k)
+                } else {
+                    Ok(d)
+                }
+            };
             let mut t = spm::SpmTokenizer::new(
                 pieces,
                 scores,

@@ -11,9 +11,9 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
-pub mod generate;
 pub mod error;
 pub mod format;
+pub mod generate;
 pub mod gguf;
 pub mod gguf_model;
 pub mod llama2c;

@@ -39,9 +39,9 @@ pub struct Header {
 }
 
 fn i32_at(b: &[u8], off: usize, what: &str) -> Result<i32> {
-    b.get(off..off + 4)
-        .map(|s| i32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-        .ok_or_else(|| Error::truncated(format!("llama2.c header field {what}"), off as u64, 4, b.len().saturating_sub(off) as u64))
+    b.get(off..off + 4).map(|s| i32::from_le_bytes([s[0], s[1], s[2], s[3]])).ok_or_else(|| {
+        Error::truncated(format!("llama2.c header field {what}"), off as u64, 4, b.len().saturating_sub(off) as u64)
+    })
 }
 
 fn positive(v: i32, what: &str) -> Result<usize> {
@@ -93,7 +93,10 @@ impl Header {
             return Err(Error::truncated("llama2.c header", 0, h.header_len as u64, b.len() as u64));
         }
         if !h.dim.is_multiple_of(h.n_heads) {
-            return Err(Error::invalid("llama2.c header", format!("dim {} is not a multiple of n_heads {}", h.dim, h.n_heads)));
+            return Err(Error::invalid(
+                "llama2.c header",
+                format!("dim {} is not a multiple of n_heads {}", h.dim, h.n_heads),
+            ));
         }
         Ok(h)
     }
@@ -176,7 +179,9 @@ impl Header {
     pub fn expected_len(&self) -> Result<u64> {
         let mut off = self.header_len as u64;
         for (name, rows, cols, count) in self.layout() {
-            off = off.checked_add(self.stored_bytes(name, rows, cols, count)?).ok_or_else(|| Error::overflow("llama2.c size"))?;
+            off = off
+                .checked_add(self.stored_bytes(name, rows, cols, count)?)
+                .ok_or_else(|| Error::overflow("llama2.c size"))?;
         }
         Ok(off)
     }
@@ -207,7 +212,8 @@ impl Cursor<'_> {
         let mut out = Vec::with_capacity(count);
         if !quantized {
             for i in 0..count {
-                let t = Tensor::in_file(&tensor_name(name, i, count), DType::F32, rows, cols, self.off as u64, self.file)?;
+                let t =
+                    Tensor::in_file(&tensor_name(name, i, count), DType::F32, rows, cols, self.off as u64, self.file)?;
                 self.off += n * 4;
                 out.push(t);
             }
@@ -217,17 +223,21 @@ impl Cursor<'_> {
         // f32 scales; groups run over the flattened tensor, not per row.
         let gs = self.h.group_size;
         if !n.is_multiple_of(gs) {
-            return Err(Error::invalid(format!("llama2.c tensor {name}"), format!("{n} values are not a multiple of group size {gs}")));
+            return Err(Error::invalid(
+                format!("llama2.c tensor {name}"),
+                format!("{n} values are not a multiple of group size {gs}"),
+            ));
         }
         let slen = n / gs * 4;
         for i in 0..count {
             let tname = tensor_name(name, i, count);
-            let end = self.off.checked_add(n + slen).filter(|&e| e <= self.file.len()).ok_or(Error::TensorOutOfBounds {
-                name: tname.clone(),
-                offset: self.off as u64,
-                size: (n + slen) as u64,
-                file_len: self.file.len() as u64,
-            })?;
+            let end =
+                self.off.checked_add(n + slen).filter(|&e| e <= self.file.len()).ok_or(Error::TensorOutOfBounds {
+                    name: tname.clone(),
+                    offset: self.off as u64,
+                    size: (n + slen) as u64,
+                    file_len: self.file.len() as u64,
+                })?;
             let q = &self.file[self.off..self.off + n];
             let s = &self.file[self.off + n..end];
             self.off = end;
@@ -238,7 +248,8 @@ impl Cursor<'_> {
                 // Q8_0 scale type), and the model runs the integer kernels.
                 let mut b = Vec::new();
                 let nb = n / QK8_0;
-                b.try_reserve_exact(nb).map_err(|_| Error::OutOfMemory { what: format!("converting {tname}"), bytes: nb as u64 * 34 })?;
+                b.try_reserve_exact(nb)
+                    .map_err(|_| Error::OutOfMemory { what: format!("converting {tname}"), bytes: nb as u64 * 34 })?;
                 for (qs, sc) in q.chunks_exact(gs).zip(s.chunks_exact(4)) {
                     let d = kernels::half::f32_to_f16(scale(sc));
                     for c in qs.chunks_exact(QK8_0) {
@@ -250,7 +261,8 @@ impl Cursor<'_> {
             }
             // Otherwise (groups straddle rows) the weights are dequantized.
             let mut w = Vec::new();
-            w.try_reserve_exact(n).map_err(|_| Error::OutOfMemory { what: format!("dequantizing {tname}"), bytes: n as u64 * 4 })?;
+            w.try_reserve_exact(n)
+                .map_err(|_| Error::OutOfMemory { what: format!("dequantizing {tname}"), bytes: n as u64 * 4 })?;
             for (qs, sc) in q.chunks_exact(gs).zip(s.chunks_exact(4)) {
                 let scale = scale(sc);
                 w.extend(qs.iter().map(|&v| f32::from(v as i8) * scale));
@@ -283,7 +295,12 @@ pub fn load(blob: Blob) -> Result<Model> {
         for (name, rows, cols, count) in h.layout() {
             let size = h.stored_bytes(name, rows, cols, count)?;
             if off + size > file.len() as u64 {
-                return Err(Error::TensorOutOfBounds { name: name.into(), offset: off, size, file_len: file.len() as u64 });
+                return Err(Error::TensorOutOfBounds {
+                    name: name.into(),
+                    offset: off,
+                    size,
+                    file_len: file.len() as u64,
+                });
             }
             off += size;
         }
@@ -302,7 +319,9 @@ pub fn load(blob: Blob) -> Result<Model> {
         let i = parts.iter().position(|(p, _)| *p == n).ok_or_else(|| Error::MissingTensor(n.into()))?;
         Ok(parts.swap_remove(i).1)
     };
-    let to_norms = |ts: Vec<Tensor>| -> Result<Vec<Norm>> { ts.iter().map(|t| Ok(Norm { w: t.to_f32(file)?, b: None })).collect() };
+    let to_norms = |ts: Vec<Tensor>| -> Result<Vec<Norm>> {
+        ts.iter().map(|t| Ok(Norm { w: t.to_f32(file)?, b: None })).collect()
+    };
     let att_norms = to_norms(get("rms_att")?)?;
     let ffn_norms = to_norms(get("rms_ffn")?)?;
     let final_norm = to_norms(get("rms_final")?)?.pop().ok_or_else(|| Error::MissingTensor("rms_final".into()))?;

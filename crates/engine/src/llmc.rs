@@ -136,7 +136,12 @@ pub fn load(blob: Blob) -> Result<Model> {
     cfg.validate()?;
     let expected = h.expected_len()?;
     if (file.len() as u64) < expected {
-        return Err(Error::truncated("llm.c parameters", HEADER as u64, expected - HEADER as u64, file.len() as u64 - HEADER as u64));
+        return Err(Error::truncated(
+            "llm.c parameters",
+            HEADER as u64,
+            expected - HEADER as u64,
+            file.len() as u64 - HEADER as u64,
+        ));
     }
     let es = if h.dtype == DType::F32 { 4 } else { 2 };
     let mut off = HEADER;
@@ -241,7 +246,8 @@ impl ModelFormat for LlmcFormat {
 
     fn load(&self, _file: Blob, _tokenizer: Option<&[u8]>) -> Result<(Model, Tokenizer)> {
         Err(Error::Usage(
-            "an llm.c checkpoint has no tokenizer: use load_model and a GPT-2 tokenizer (encoder.json + vocab.bpe)".into(),
+            "an llm.c checkpoint has no tokenizer: use load_model and a GPT-2 tokenizer (encoder.json + vocab.bpe)"
+                .into(),
         ))
     }
 }

@@ -85,7 +85,9 @@ pub fn perplexity(
     let vocab = model.config.vocab_size;
     let len = n_ctx.checked_mul(vocab).ok_or_else(|| Error::overflow("chunk logits"))?;
     let mut logits: Vec<f32> = Vec::new();
-    logits.try_reserve_exact(len).map_err(|_| Error::OutOfMemory { what: "chunk logits".into(), bytes: len as u64 * 4 })?;
+    logits
+        .try_reserve_exact(len)
+        .map_err(|_| Error::OutOfMemory { what: "chunk logits".into(), bytes: len as u64 * 4 })?;
     logits.resize(len, 0.0);
     let mut chunk: Vec<u32> = Vec::with_capacity(n_ctx);
     let first = n_ctx / 2;

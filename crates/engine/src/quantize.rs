@@ -322,7 +322,8 @@ pub fn encode(exec: &dyn Executor, x: &[f32], to: GgmlType) -> Result<Vec<u8>> {
     }
     let n = x.len() / bs * bb;
     let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| Error::OutOfMemory { what: format!("{} tensor", info.name), bytes: n as u64 })?;
+    v.try_reserve_exact(n)
+        .map_err(|_| Error::OutOfMemory { what: format!("{} tensor", info.name), bytes: n as u64 })?;
     v.resize(n, 0u8);
     // Pieces of about 64K values keep every thread busy without much overhead.
     let per = (65536 / bs).max(1);

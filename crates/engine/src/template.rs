@@ -585,7 +585,11 @@ fn llama2_user_into(s: &mut Sink, content: &str, bos: &str) {
 /// suggests one. A file without a template whose architecture suggests
 /// nothing (a base model) gets `None` without a warning, as does Phi-2,
 /// which never has one.
-pub fn choose(chat_template: Option<&str>, arch: &str, override_name: Option<&str>) -> Result<(Template, Option<String>)> {
+pub fn choose(
+    chat_template: Option<&str>,
+    arch: &str,
+    override_name: Option<&str>,
+) -> Result<(Template, Option<String>)> {
     let known = || Template::ALL.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ");
     if let Some(name) = override_name {
         return match Template::from_name(name) {
@@ -646,7 +650,12 @@ pub fn default_system_prompt(chat_template: &str) -> Option<String> {
 
 /// Token ids of `messages` rendered with `template`, as the model is fed
 /// them: see [`ChatEncoder::conversation`].
-pub fn tokenize_conversation(tok: &Tokenizer, template: Template, messages: &[Message], add_generation_prompt: bool) -> Vec<u32> {
+pub fn tokenize_conversation(
+    tok: &Tokenizer,
+    template: Template,
+    messages: &[Message],
+    add_generation_prompt: bool,
+) -> Vec<u32> {
     ChatEncoder::new(tok, template).conversation(tok, messages, add_generation_prompt)
 }
 

@@ -20,9 +20,7 @@ fn parse(b: &[u8]) -> engine::Result<Gguf> {
 }
 
 fn f32s(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
+    b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -45,22 +43,13 @@ fn stories260k_header_and_metadata() {
     assert_eq!(g.get_u32("llama.attention.head_count_kv").unwrap(), 4);
     assert_eq!(g.get_u32("llama.rope.dimension_count").unwrap(), 8);
     assert_eq!(g.get_u64("llama.context_length").unwrap(), 2048);
-    assert_eq!(
-        g.get_f32("llama.attention.layer_norm_rms_epsilon").unwrap(),
-        1e-5
-    );
+    assert_eq!(g.get_f32("llama.attention.layer_norm_rms_epsilon").unwrap(), 1e-5);
     assert_eq!(g.get_str("tokenizer.ggml.model").unwrap(), "llama");
     assert_eq!(g.get_u32("tokenizer.ggml.bos_token_id").unwrap(), 1);
     assert_eq!(g.get_u32("tokenizer.ggml.eos_token_id").unwrap(), 2);
     assert_eq!(g.get_u32("tokenizer.ggml.unknown_token_id").unwrap(), 0);
-    assert_eq!(
-        g.get_u32("tokenizer.ggml.seperator_token_id").unwrap(),
-        u32::MAX
-    );
-    assert_eq!(
-        g.get_u32("tokenizer.ggml.padding_token_id").unwrap(),
-        u32::MAX
-    );
+    assert_eq!(g.get_u32("tokenizer.ggml.seperator_token_id").unwrap(), u32::MAX);
+    assert_eq!(g.get_u32("tokenizer.ggml.padding_token_id").unwrap(), u32::MAX);
 
     let tokens = g.get_str_array("tokenizer.ggml.tokens").unwrap();
     let scores = g.get_f32_array("tokenizer.ggml.scores").unwrap();
@@ -108,10 +97,7 @@ fn stories260k_tensors_match_llama2c_checkpoint() {
     let file = read(testdata!("stories260K-gguf/stories260K.gguf"));
     let g = parse(&file).unwrap();
     let t = g.tensor("blk.0.attn_k.weight").unwrap();
-    assert_eq!(
-        (t.dims.as_slice(), t.ty, t.size),
-        (&[64u64, 32][..], GgmlType::F32, 64 * 32 * 4)
-    );
+    assert_eq!((t.dims.as_slice(), t.ty, t.size), (&[64u64, 32][..], GgmlType::F32, 64 * 32 * 4));
     assert_eq!(t.n_elements(), 2048);
     let shapes: &[(&str, &[u64])] = &[
         ("token_embd.weight", &[64, 512]),
@@ -160,50 +146,20 @@ fn stories260k_tensors_match_llama2c_checkpoint() {
 
     let data = |name: &str| f32s(g.tensor_data(&file, name).unwrap());
     // token_embd.weight is byte for byte the floats right after the header.
-    assert_eq!(
-        g.tensor_data(&file, "token_embd.weight").unwrap(),
-        &bin[28..28 + 512 * 64 * 4]
-    );
+    assert_eq!(g.tensor_data(&file, "token_embd.weight").unwrap(), &bin[28..28 + 512 * 64 * 4]);
     assert_eq!(data("output.weight"), emb);
     assert_eq!(data("output_norm.weight"), rms_final);
     for l in 0..layers {
         let layer = |a: &[f32], n: usize| a[l * n..(l + 1) * n].to_vec();
-        assert_eq!(
-            data(&format!("blk.{l}.attn_norm.weight")),
-            layer(rms_att, dim)
-        );
-        assert_eq!(
-            data(&format!("blk.{l}.attn_q.weight")),
-            layer(wq, dim * dim)
-        );
-        assert_eq!(
-            data(&format!("blk.{l}.attn_k.weight")),
-            layer(wk, kv_dim * dim)
-        );
-        assert_eq!(
-            data(&format!("blk.{l}.attn_v.weight")),
-            layer(wv, kv_dim * dim)
-        );
-        assert_eq!(
-            data(&format!("blk.{l}.attn_output.weight")),
-            layer(wo, dim * dim)
-        );
-        assert_eq!(
-            data(&format!("blk.{l}.ffn_norm.weight")),
-            layer(rms_ffn, dim)
-        );
-        assert_eq!(
-            data(&format!("blk.{l}.ffn_gate.weight")),
-            layer(w1, hidden * dim)
-        );
-        assert_eq!(
-            data(&format!("blk.{l}.ffn_down.weight")),
-            layer(w2, dim * hidden)
-        );
-        assert_eq!(
-            data(&format!("blk.{l}.ffn_up.weight")),
-            layer(w3, hidden * dim)
-        );
+        assert_eq!(data(&format!("blk.{l}.attn_norm.weight")), layer(rms_att, dim));
+        assert_eq!(data(&format!("blk.{l}.attn_q.weight")), layer(wq, dim * dim));
+        assert_eq!(data(&format!("blk.{l}.attn_k.weight")), layer(wk, kv_dim * dim));
+        assert_eq!(data(&format!("blk.{l}.attn_v.weight")), layer(wv, kv_dim * dim));
+        assert_eq!(data(&format!("blk.{l}.attn_output.weight")), layer(wo, dim * dim));
+        assert_eq!(data(&format!("blk.{l}.ffn_norm.weight")), layer(rms_ffn, dim));
+        assert_eq!(data(&format!("blk.{l}.ffn_gate.weight")), layer(w1, hidden * dim));
+        assert_eq!(data(&format!("blk.{l}.ffn_down.weight")), layer(w2, dim * hidden));
+        assert_eq!(data(&format!("blk.{l}.ffn_up.weight")), layer(w3, hidden * dim));
     }
 }
 
@@ -232,28 +188,17 @@ fn stories260k_f16_found_by_name() {
     for t in &g.tensors {
         let rt = r.tensor(&t.name).unwrap();
         assert_eq!(t.dims, rt.dims, "{}", t.name);
-        let want = if t.dims.len() == 2 {
-            GgmlType::F16
-        } else {
-            GgmlType::F32
-        };
+        let want = if t.dims.len() == 2 { GgmlType::F16 } else { GgmlType::F32 };
         assert_eq!(t.ty, want, "{}", t.name);
         let reference = f32s(r.tensor_data(&f32_file, &t.name).unwrap());
         let raw = g.tensor_data(&file, &t.name).unwrap();
         let got: Vec<f32> = match t.ty {
-            GgmlType::F16 => raw
-                .chunks_exact(2)
-                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
-                .collect(),
+            GgmlType::F16 => raw.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
             _ => f32s(raw),
         };
         assert_eq!(got.len(), reference.len());
         for (a, b) in got.iter().zip(&reference) {
-            assert!(
-                (a - b).abs() <= b.abs() * 2f32.powi(-11) + 2f32.powi(-25),
-                "{}: {a} vs {b}",
-                t.name
-            );
+            assert!((a - b).abs() <= b.abs() * 2f32.powi(-11) + 2f32.powi(-25), "{}: {a} vs {b}", t.name);
         }
     }
 }
@@ -276,10 +221,7 @@ fn llama_spm_vocab() {
     let tokens = g.get_str_array("tokenizer.ggml.tokens").unwrap();
     let scores = g.get_f32_array("tokenizer.ggml.scores").unwrap();
     let types = g.get_i32_array("tokenizer.ggml.token_type").unwrap();
-    assert_eq!(
-        (tokens.len(), scores.len(), types.len()),
-        (32000, 32000, 32000)
-    );
+    assert_eq!((tokens.len(), scores.len(), types.len()), (32000, 32000, 32000));
     assert_eq!(&types[..4], [2, 3, 3, 6]);
 
     // llama2.c's tokenizer.bin: same vocabulary (ids 1 and 2 differ by newlines).
@@ -308,10 +250,7 @@ fn gpt2_vocab_is_fast_and_matches_openai_files() {
     let tokens = g.get_str_array("tokenizer.ggml.tokens").unwrap();
     let merges = g.get_str_array("tokenizer.ggml.merges").unwrap();
     let types = g.get_i32_array("tokenizer.ggml.token_type").unwrap();
-    assert_eq!(
-        (tokens.len(), merges.len(), types.len()),
-        (50257, 50000, 50257)
-    );
+    assert_eq!((tokens.len(), merges.len(), types.len()), (50257, 50000, 50257));
     assert_eq!(merges[0], "\u{120} t");
 
     let bpe = String::from_utf8(read(testdata!("gpt2-bpe/vocab.bpe"))).unwrap();
@@ -331,45 +270,18 @@ fn getters_report_missing_and_wrong_types() {
     let g = parse(&file).unwrap();
     assert_eq!(g.get_u32("nope"), Err(Error::MissingKey("nope".into())));
     assert!(g.get("nope").is_none());
-    assert!(matches!(
-        g.get_u64("general.architecture"),
-        Err(Error::WrongKeyType {
-            expected: "u64",
-            ..
-        })
-    ));
-    assert!(matches!(
-        g.get_f32("llama.block_count"),
-        Err(Error::WrongKeyType { .. })
-    ));
-    assert!(matches!(
-        g.get_bool("llama.block_count"),
-        Err(Error::WrongKeyType { .. })
-    ));
-    assert!(matches!(
-        g.get_str("llama.block_count"),
-        Err(Error::WrongKeyType { .. })
-    ));
-    assert!(matches!(
-        g.get_array("llama.block_count"),
-        Err(Error::WrongKeyType { .. })
-    ));
+    assert!(matches!(g.get_u64("general.architecture"), Err(Error::WrongKeyType { expected: "u64", .. })));
+    assert!(matches!(g.get_f32("llama.block_count"), Err(Error::WrongKeyType { .. })));
+    assert!(matches!(g.get_bool("llama.block_count"), Err(Error::WrongKeyType { .. })));
+    assert!(matches!(g.get_str("llama.block_count"), Err(Error::WrongKeyType { .. })));
+    assert!(matches!(g.get_array("llama.block_count"), Err(Error::WrongKeyType { .. })));
     assert!(matches!(
         g.get_str_array("tokenizer.ggml.scores"),
         Err(Error::WrongKeyType { found, .. }) if found == "array of f32"
     ));
-    assert!(matches!(
-        g.get_f32_array("tokenizer.ggml.tokens"),
-        Err(Error::WrongKeyType { .. })
-    ));
-    assert!(matches!(
-        g.get_i32_array("tokenizer.ggml.scores"),
-        Err(Error::WrongKeyType { .. })
-    ));
-    assert_eq!(
-        g.tensor("x.weight"),
-        Err(Error::MissingTensor("x.weight".into()))
-    );
+    assert!(matches!(g.get_f32_array("tokenizer.ggml.tokens"), Err(Error::WrongKeyType { .. })));
+    assert!(matches!(g.get_i32_array("tokenizer.ggml.scores"), Err(Error::WrongKeyType { .. })));
+    assert_eq!(g.tensor("x.weight"), Err(Error::MissingTensor("x.weight".into())));
     // tensor_data is bounds-checked against the slice it is given.
     let t = g.tensor("output.weight").unwrap();
     assert!(matches!(
@@ -382,10 +294,7 @@ fn getters_report_missing_and_wrong_types() {
     w.add_kv("neg", Value::I32(-1));
     w.add_kv("ok", Value::I8(7));
     w.add_kv("f", Value::F64(0.25));
-    w.add_kv(
-        "ints",
-        Value::Array(vec![Value::U32(1), Value::U32(u32::MAX)]),
-    );
+    w.add_kv("ints", Value::Array(vec![Value::U32(1), Value::U32(u32::MAX)]));
     w.add_kv("i64s", Value::Array(vec![Value::I64(-5), Value::I64(6)]));
     let g = parse(&w.to_bytes().unwrap()).unwrap();
     assert_eq!(g.get_u64("big").unwrap(), 1 << 40);
@@ -393,10 +302,7 @@ fn getters_report_missing_and_wrong_types() {
     assert!(matches!(g.get_u64("neg"), Err(Error::Invalid { .. })));
     assert_eq!(g.get_u32("ok").unwrap(), 7);
     assert_eq!(g.get_f32("f").unwrap(), 0.25);
-    assert!(matches!(
-        g.get_i32_array("ints"),
-        Err(Error::Invalid { .. })
-    ));
+    assert!(matches!(g.get_i32_array("ints"), Err(Error::Invalid { .. })));
     assert_eq!(g.get_i32_array("i64s").unwrap(), [-5, 6]);
     assert!(matches!(g.architecture(), Err(Error::MissingKey(k)) if k == "general.architecture"));
 }
@@ -421,14 +327,8 @@ fn sample_values() -> Vec<(&'static str, Value)> {
         ("u64", Value::U64(u64::MAX)),
         ("i64", Value::I64(i64::MIN)),
         ("f64", Value::F64(std::f64::consts::PI)),
-        (
-            "strs",
-            Value::Array(vec![Value::String("a".into()), Value::String("".into())]),
-        ),
-        (
-            "bools",
-            Value::Array(vec![Value::Bool(true), Value::Bool(false)]),
-        ),
+        ("strs", Value::Array(vec![Value::String("a".into()), Value::String("".into())])),
+        ("bools", Value::Array(vec![Value::Bool(true), Value::Bool(false)])),
         ("empty_u8s", Value::Array(vec![])),
         (
             "nested",
@@ -446,17 +346,10 @@ fn writer_round_trip() {
     for (k, v) in sample_values() {
         w.add_kv(k, v);
     }
-    let f32_data: Vec<u8> = (0..24)
-        .flat_map(|i| (i as f32 * 0.5).to_le_bytes())
-        .collect();
+    let f32_data: Vec<u8> = (0..24).flat_map(|i| (i as f32 * 0.5).to_le_bytes()).collect();
     let tensors: Vec<(&str, Vec<u64>, GgmlType, Vec<u8>)> = vec![
         ("a", vec![4, 3, 2], GgmlType::F32, f32_data),
-        (
-            "b",
-            vec![64, 2],
-            GgmlType::Q8_0,
-            (0..136).map(|i| i as u8).collect(),
-        ),
+        ("b", vec![64, 2], GgmlType::Q8_0, (0..136).map(|i| i as u8).collect()),
         ("c", vec![256], GgmlType::Q4_K, vec![7; 144]),
         ("d", vec![3], GgmlType::F16, vec![1, 2, 3, 4, 5, 6]),
         ("e", vec![1, 1, 1, 5], GgmlType::I32, vec![9; 20]),
@@ -468,10 +361,7 @@ fn writer_round_trip() {
     let bytes = w.to_bytes().unwrap();
     let g = parse(&bytes).unwrap();
     assert_eq!(g.version, 3);
-    let expect: Vec<(String, Value)> = sample_values()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+    let expect: Vec<(String, Value)> = sample_values().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     assert_eq!(g.metadata, expect);
     assert_eq!(g.tensors.len(), tensors.len());
     for ((n, d, t, data), info) in tensors.iter().zip(&g.tensors) {
@@ -502,8 +392,7 @@ fn writer_matches_hand_encoded_layout() {
     w.add_kv("k", Value::U32(5));
     w.add_kv("s", Value::Array(vec![Value::String("ab".into())]));
     w.add_kv("k", Value::U16(9)); // replaces in place
-    w.add_tensor("t", &[2], GgmlType::F32, vec![1, 2, 3, 4, 5, 6, 7, 8])
-        .unwrap();
+    w.add_tensor("t", &[2], GgmlType::F32, vec![1, 2, 3, 4, 5, 6, 7, 8]).unwrap();
     let mut r = Raw::header(3, 1, 2);
     r.str("k").u32(2).bytes(&9u16.to_le_bytes());
     r.str("s").u32(9).u32(8).u64(1).str("ab");
@@ -532,10 +421,7 @@ fn writer_alignment() {
     // The default alignment writes no key.
     let mut w = GgufWriter::new();
     w.set_alignment(32);
-    assert!(parse(&w.to_bytes().unwrap())
-        .unwrap()
-        .get("general.alignment")
-        .is_none());
+    assert!(parse(&w.to_bytes().unwrap()).unwrap().get("general.alignment").is_none());
 
     for bad in [0, 48, 1 << 33] {
         let mut w = GgufWriter::new();
@@ -551,32 +437,13 @@ fn writer_alignment() {
 fn writer_rejects_bad_tensors_and_values() {
     let mut w = GgufWriter::new();
     w.add_tensor("x", &[4], GgmlType::F32, vec![0; 16]).unwrap();
-    assert!(matches!(
-        w.add_tensor("x", &[4], GgmlType::F32, vec![0; 16]),
-        Err(Error::Invalid { .. })
-    ));
-    assert!(matches!(
-        w.add_tensor("y", &[4], GgmlType::F32, vec![0; 15]),
-        Err(Error::Invalid { .. })
-    ));
-    assert!(matches!(
-        w.add_tensor("y", &[], GgmlType::F32, vec![0; 4]),
-        Err(Error::Invalid { .. })
-    ));
-    assert!(matches!(
-        w.add_tensor("y", &[1; 5], GgmlType::F32, vec![0; 4]),
-        Err(Error::Invalid { .. })
-    ));
-    assert!(matches!(
-        w.add_tensor("y", &[31], GgmlType::Q8_0, vec![0; 34]),
-        Err(Error::Invalid { .. })
-    ));
-    assert!(matches!(
-        w.add_tensor("y", &[u64::MAX, 2], GgmlType::F32, vec![]),
-        Err(Error::Overflow { .. })
-    ));
-    w.add_tensor("y", &[64], GgmlType::Q8_0, vec![0; 68])
-        .unwrap();
+    assert!(matches!(w.add_tensor("x", &[4], GgmlType::F32, vec![0; 16]), Err(Error::Invalid { .. })));
+    assert!(matches!(w.add_tensor("y", &[4], GgmlType::F32, vec![0; 15]), Err(Error::Invalid { .. })));
+    assert!(matches!(w.add_tensor("y", &[], GgmlType::F32, vec![0; 4]), Err(Error::Invalid { .. })));
+    assert!(matches!(w.add_tensor("y", &[1; 5], GgmlType::F32, vec![0; 4]), Err(Error::Invalid { .. })));
+    assert!(matches!(w.add_tensor("y", &[31], GgmlType::Q8_0, vec![0; 34]), Err(Error::Invalid { .. })));
+    assert!(matches!(w.add_tensor("y", &[u64::MAX, 2], GgmlType::F32, vec![]), Err(Error::Overflow { .. })));
+    w.add_tensor("y", &[64], GgmlType::Q8_0, vec![0; 68]).unwrap();
 
     let mut w = GgufWriter::new();
     w.add_kv("mixed", Value::Array(vec![Value::U8(1), Value::I8(1)]));
@@ -589,10 +456,7 @@ fn writer_rejects_bad_tensors_and_values() {
     assert!(matches!(w.to_bytes(), Err(Error::Invalid { .. })));
     let mut w = GgufWriter::new();
     w.add_kv("deep", nested(8));
-    assert_eq!(
-        parse(&w.to_bytes().unwrap()).unwrap().get("deep"),
-        Some(&nested(8))
-    );
+    assert_eq!(parse(&w.to_bytes().unwrap()).unwrap().get("deep"), Some(&nested(8)));
 }
 
 fn nested(levels: usize) -> Value {
@@ -602,16 +466,10 @@ fn nested(levels: usize) -> Value {
 /// Re-writing the real files through the writer: llama.cpp uses the same layout.
 #[test]
 fn rewrite_real_files() {
-    for path in [
-        testdata!("stories260K-gguf/stories260K.gguf"),
-        testdata!("stories260K-gguf/stories260K-F16.gguf"),
-    ] {
+    for path in [testdata!("stories260K-gguf/stories260K.gguf"), testdata!("stories260K-gguf/stories260K-F16.gguf")] {
         let file = read(path);
         let g = parse(&file).unwrap();
-        let out = GgufWriter::from_gguf(&g, &file)
-            .unwrap()
-            .to_bytes()
-            .unwrap();
+        let out = GgufWriter::from_gguf(&g, &file).unwrap().to_bytes().unwrap();
         let g2 = parse(&out).unwrap();
         assert_eq!(g2.metadata, g.metadata);
         assert_eq!(g2.tensors, g.tensors);
@@ -620,16 +478,12 @@ fn rewrite_real_files() {
     }
     // The vocab-only files were written by gguf-py, which does not pad the
     // end of a file without tensors; otherwise the bytes are identical.
-    for path in [
-        testdata!("llamacpp-vocab/ggml-vocab-llama-spm.gguf"),
-        testdata!("llamacpp-vocab/ggml-vocab-gpt-2.gguf"),
-    ] {
+    for path in
+        [testdata!("llamacpp-vocab/ggml-vocab-llama-spm.gguf"), testdata!("llamacpp-vocab/ggml-vocab-gpt-2.gguf")]
+    {
         let file = read(path);
         let g = parse(&file).unwrap();
-        let out = GgufWriter::from_gguf(&g, &file)
-            .unwrap()
-            .to_bytes()
-            .unwrap();
+        let out = GgufWriter::from_gguf(&g, &file).unwrap().to_bytes().unwrap();
         assert_eq!(out.len(), file.len().next_multiple_of(32));
         assert!(out[..file.len()] == file[..], "{path}");
         assert!(out[file.len()..].iter().all(|&b| b == 0));
@@ -710,17 +564,11 @@ fn small_file_parses() {
 
 #[test]
 fn empty_and_truncated() {
-    assert_eq!(
-        parse(&[]).err(),
-        Some(Error::truncated("GGUF magic", 0, 4, 0))
-    );
+    assert_eq!(parse(&[]).err(), Some(Error::truncated("GGUF magic", 0, 4, 0)));
     let (b, header) = small_file();
     // The last tensor ends at 256 + 34 bytes; only the final padding may be cut.
     let data_end = 256 + 34;
-    assert_eq!(
-        parse(&b).unwrap().tensor("q").unwrap().offset + 34,
-        data_end as u64
-    );
+    assert_eq!(parse(&b).unwrap().tensor("q").unwrap().offset + 34, data_end as u64);
     for n in 0..b.len() {
         match parse(&b[..n]) {
             Err(Error::Truncated { offset, need, .. }) => {
@@ -761,9 +609,7 @@ fn prefix_protocol_rereads_until_ok() {
         rounds += 1;
         match Gguf::parse(&real[..have], real.len() as u64) {
             Ok(g) => break g,
-            Err(Error::Truncated { offset, need, .. }) => {
-                have = (offset + need).max(have as u64 * 2) as usize
-            }
+            Err(Error::Truncated { offset, need, .. }) => have = (offset + need).max(have as u64 * 2) as usize,
             Err(e) => panic!("{e:?}"),
         }
         have = have.min(real.len());
@@ -777,33 +623,18 @@ fn prefix_protocol_rereads_until_ok() {
 fn bad_magic_and_versions() {
     let (mut b, _) = small_file();
     b[0] = b'X';
-    assert_eq!(
-        parse(&b).err(),
-        Some(Error::BadMagic {
-            format: "GGUF",
-            found: u32::from_le_bytes(*b"XGUF")
-        })
-    );
+    assert_eq!(parse(&b).err(), Some(Error::BadMagic { format: "GGUF", found: u32::from_le_bytes(*b"XGUF") }));
     for v in [0, 1, 4, 99] {
         let (mut b, _) = small_file();
         b[4..8].copy_from_slice(&u32::to_le_bytes(v));
-        assert_eq!(
-            parse(&b).err(),
-            Some(Error::UnsupportedVersion {
-                format: "GGUF",
-                version: v
-            })
-        );
+        assert_eq!(parse(&b).err(), Some(Error::UnsupportedVersion { format: "GGUF", version: v }));
     }
 }
 
 fn assert_absurd(b: &[u8]) {
     match parse(b) {
         Err(Error::Truncated { offset, need, .. }) => {
-            assert!(
-                offset.saturating_add(need) > b.len() as u64,
-                "re-reading must not help"
-            )
+            assert!(offset.saturating_add(need) > b.len() as u64, "re-reading must not help")
         }
         other => panic!("{other:?}"),
     }
@@ -857,14 +688,8 @@ fn hostile_tensor_infos() {
         Err(Error::TensorOutOfBounds { name, size: 64, .. }) => assert_eq!(name, "t"),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(
-        parse(&one_tensor(&[16], 0, u64::MAX - 31)),
-        Err(Error::TensorOutOfBounds { .. })
-    ));
-    invalid_mentioning(
-        parse(&one_tensor(&[4], 0, 4)),
-        "not a multiple of the alignment",
-    );
+    assert!(matches!(parse(&one_tensor(&[16], 0, u64::MAX - 31)), Err(Error::TensorOutOfBounds { .. })));
+    invalid_mentioning(parse(&one_tensor(&[4], 0, 4)), "not a multiple of the alignment");
     for dims in [&[1u64 << 32, 1 << 32, 2][..], &[u64::MAX, 2], &[1 << 62]] {
         match parse(&one_tensor(dims, 0, 0)) {
             Err(e @ Error::Overflow { .. }) => assert!(e.to_string().contains("'t'"), "{e}"),
@@ -873,10 +698,7 @@ fn hostile_tensor_infos() {
     }
     invalid_mentioning(parse(&one_tensor(&[1; 5], 0, 0)), "5 dimensions");
     invalid_mentioning(parse(&one_tensor(&[], 0, 0)), "0 dimensions");
-    invalid_mentioning(
-        parse(&one_tensor(&[31], 8, 0)),
-        "not a multiple of the Q8_0 block size",
-    );
+    invalid_mentioning(parse(&one_tensor(&[31], 8, 0)), "not a multiple of the Q8_0 block size");
     for ty in [4, 5, 31, 36, 40, 99, u32::MAX] {
         assert!(
             matches!(parse(&one_tensor(&[4], ty, 0)), Err(Error::UnsupportedTensorType { ref name, .. }) if name == "t"),
@@ -884,20 +706,10 @@ fn hostile_tensor_infos() {
         );
     }
     let mut r = Raw::header(3, 2, 0);
-    r.tensor("t", &[4], 0, 0)
-        .tensor("t", &[4], 0, 32)
-        .pad(32)
-        .bytes(&[0; 64]);
+    r.tensor("t", &[4], 0, 0).tensor("t", &[4], 0, 32).pad(32).bytes(&[0; 64]);
     invalid_mentioning(parse(&r.0), "twice");
     let mut r = Raw::header(3, 1, 0);
-    r.u64(2)
-        .bytes(&[0xff, 0xfe])
-        .u32(1)
-        .u64(4)
-        .u32(0)
-        .u64(0)
-        .pad(32)
-        .bytes(&[0; 16]);
+    r.u64(2).bytes(&[0xff, 0xfe]).u32(1).u64(4).u32(0).u64(0).pad(32).bytes(&[0; 16]);
     invalid_mentioning(parse(&r.0), "UTF-8");
 }
 
@@ -909,14 +721,8 @@ fn hostile_metadata() {
         parse(&r.0)
     }
     invalid_mentioning(kv(|r| r.str("k").u32(13).u32(0)), "unknown value type 13");
-    invalid_mentioning(
-        kv(|r| r.str("k").u32(9).u32(77).u64(0)),
-        "unknown value type 77",
-    );
-    invalid_mentioning(
-        kv(|r| r.u64(3).bytes(&[b'a', 0xc3, 0x28]).u32(0).bytes(&[0])),
-        "UTF-8",
-    );
+    invalid_mentioning(kv(|r| r.str("k").u32(9).u32(77).u64(0)), "unknown value type 77");
+    invalid_mentioning(kv(|r| r.u64(3).bytes(&[b'a', 0xc3, 0x28]).u32(0).bytes(&[0])), "UTF-8");
     invalid_mentioning(kv(|r| r.str("key").u32(8).u64(1).bytes(&[0x80])), "'key'");
     invalid_mentioning(kv(|r| r.str("k").u32(7).bytes(&[2])), "not 0 or 1");
     invalid_mentioning(kv(|r| r.str("").u32(0).bytes(&[0])), "empty");
@@ -925,15 +731,9 @@ fn hostile_metadata() {
     invalid_mentioning(parse(&r.0), "twice");
     // Alignment must be a u32 power of two.
     for a in [0u32, 48] {
-        invalid_mentioning(
-            kv(|r| r.str("general.alignment").u32(4).u32(a)),
-            "power of two",
-        );
+        invalid_mentioning(kv(|r| r.str("general.alignment").u32(4).u32(a)), "power of two");
     }
-    assert!(matches!(
-        kv(|r| r.str("general.alignment").u32(10).u64(32)),
-        Err(Error::WrongKeyType { .. })
-    ));
+    assert!(matches!(kv(|r| r.str("general.alignment").u32(10).u64(32)), Err(Error::WrongKeyType { .. })));
     // Nesting depth: 8 levels are accepted, 9 are not (and no stack overflow
     // from a file that nests an array in itself many times).
     let deep = |levels: usize| {
@@ -971,13 +771,7 @@ fn parse_and_use(b: &[u8], file_len: u64) -> bool {
         return false;
     };
     for (k, _) in &g.metadata {
-        let _ = (
-            g.get_u64(k),
-            g.get_u32(k),
-            g.get_f32(k),
-            g.get_str(k),
-            g.get_bool(k),
-        );
+        let _ = (g.get_u64(k), g.get_u32(k), g.get_f32(k), g.get_str(k), g.get_bool(k));
         let _ = (g.get_str_array(k), g.get_f32_array(k), g.get_i32_array(k));
     }
     for t in &g.tensors {
@@ -1055,8 +849,10 @@ fn a_streamed_header_plus_data_equals_the_writer() {
         w.add_tensor(n, d, *t, data.clone()).unwrap();
     }
     let whole = w.to_bytes().unwrap();
-    let entries: Vec<TensorEntry<'_>> =
-        tensors.iter().map(|(n, d, t, data)| TensorEntry { name: n, dims: d, ty: *t, size: data.len() as u64 }).collect();
+    let entries: Vec<TensorEntry<'_>> = tensors
+        .iter()
+        .map(|(n, d, t, data)| TensorEntry { name: n, dims: d, ty: *t, size: data.len() as u64 })
+        .collect();
     let mut streamed = Vec::new();
     let n = write_header(&kvs, &entries, 32, &mut |b: &[u8]| {
         streamed.extend_from_slice(b);

@@ -36,8 +36,7 @@ fn run_c_greedy(model: &engine::model::Model, prompt: &[u32], steps: usize) -> (
 fn check_runs(model_file: &str, tokenizer: Option<&str>, key: &str, tol: f64) {
     let expected = json("testdata/expected/llama2c-generation.json");
     let tok_bytes = tokenizer.map(read);
-    let (model, tok) =
-        load(blob(read(model_file)), tok_bytes.as_deref()).expect("load");
+    let (model, tok) = load(blob(read(model_file)), tok_bytes.as_deref()).expect("load");
     for run in expected[key]["runs"].as_array().unwrap() {
         let prompt_ids = ids(&run["prompt_ids"]);
         let prompt = run["prompt"].as_str().unwrap();
@@ -82,7 +81,12 @@ fn v2_q8_0_matches_dequantized_reference() {
     // engine runs the int8 values through the Q8_0 integer kernels (scales
     // rounded to f16, activations quantized to int8 per 32, as runq.c
     // quantizes them), except w2, whose 172-wide rows straddle the groups.
-    check_runs("testdata/llama2c-q80/stories260K_q80.bin", Some("testdata/stories260K/tok512.bin"), "stories260K_q80_dequantized", 0.01);
+    check_runs(
+        "testdata/llama2c-q80/stories260K_q80.bin",
+        Some("testdata/stories260K/tok512.bin"),
+        "stories260K_q80_dequantized",
+        0.01,
+    );
 }
 
 #[test]
@@ -94,7 +98,6 @@ fn gguf_f32_matches_reference() {
 fn gguf_f16_matches_reference() {
     check_runs("testdata/stories260K-gguf/stories260K-F16.gguf", None, "stories260K_gguf_f16", 0.0);
 }
-
 
 #[test]
 fn batched_prefill_matches_token_by_token() {

@@ -41,24 +41,23 @@ fn dequantized(file: &[u8]) -> Vec<u8> {
             dequantize_row(wts, r, cols, &mut out[r * cols..(r + 1) * cols]);
         }
         let bytes = out.iter().flat_map(|v| v.to_le_bytes()).collect();
-        w.add_tensor(&t.name, &t.dims, GgmlType::F32, bytes)
-            .unwrap();
+        w.add_tensor(&t.name, &t.dims, GgmlType::F32, bytes).unwrap();
     }
     w.to_bytes().unwrap()
 }
 
 /// Largest |a - b|; NaN if either holds a NaN.
 fn max_err(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(u, v)| (u - v).abs())
-        .fold(0.0f32, |m, e| {
+    a.iter().zip(b).map(|(u, v)| (u - v).abs()).fold(
+        0.0f32,
+        |m, e| {
             if e.is_nan() || m.is_nan() {
                 f32::NAN
             } else {
                 m.max(e)
             }
-        })
+        },
+    )
 }
 
 fn logits(bytes: Vec<u8>, toks: &[u32], batched: bool) -> Vec<Vec<f32>> {
@@ -92,37 +91,22 @@ fn repacked_q4_0_and_q4_k_models_equal_their_dequantized_weights() {
             kv_heads,
             &[],
         );
-        let q4 = quantize_gguf(&f32_file, ty)
-            .unwrap()
-            .to_bytes()
-            .unwrap();
+        let q4 = quantize_gguf(&f32_file, ty).unwrap().to_bytes().unwrap();
         // The same values in F32 (and F32 activations).
         let deq = dequantized(&q4);
         let toks: Vec<u32> = (0..40).map(|i| (i * 977 + 13) % 32000).collect();
-        let (a, b) = (
-            logits(q4.clone(), &toks, false),
-            logits(deq.clone(), &toks, false),
-        );
+        let (a, b) = (logits(q4.clone(), &toks, false), logits(deq.clone(), &toks, false));
         for (p, (x, y)) in a.iter().zip(&b).enumerate() {
             let scale = y.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             let err = max_err(x, y);
             // Only the activations' Q8_0 rounding separates the two.
-            assert!(
-                err <= 0.01 * scale.max(1.0),
-                "{ty:?} dim {dim} pos {p}: max error {err} (scale {scale})"
-            );
+            assert!(err <= 0.01 * scale.max(1.0), "{ty:?} dim {dim} pos {p}: max error {err} (scale {scale})");
         }
         let (c, d) = (logits(q4, &toks, true), logits(deq, &toks, true));
         let scale = d[0].iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let err = max_err(&c[0], &d[0]);
-        assert!(
-            err <= 0.01 * scale.max(1.0),
-            "{ty:?} dim {dim} batched: max error {err}"
-        );
+        assert!(err <= 0.01 * scale.max(1.0), "{ty:?} dim {dim} batched: max error {err}");
         let err = max_err(&c[0], a.last().unwrap());
-        assert!(
-            err <= 1e-4 * scale.max(1.0),
-            "{ty:?} dim {dim}: prompt batch against token by token {err}"
-        );
+        assert!(err <= 1e-4 * scale.max(1.0), "{ty:?} dim {dim}: prompt batch against token by token {err}");
     }
 }

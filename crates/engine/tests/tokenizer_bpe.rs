@@ -21,17 +21,12 @@ fn gpt2() -> &'static BpeTokenizer {
 }
 
 fn expected_cases() -> Vec<serde_json::Value> {
-    let v: serde_json::Value =
-        serde_json::from_slice(&read("expected/gpt2-bpe-tokenizer.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&read("expected/gpt2-bpe-tokenizer.json")).unwrap();
     v["cases"].as_array().unwrap().clone()
 }
 
 fn ids_of(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
 
 fn check_expected(tok: &BpeTokenizer) {
@@ -43,18 +38,9 @@ fn check_expected(tok: &BpeTokenizer) {
         let got = tok.encode(text, false);
         assert_eq!(got, want, "ids of {text:?}");
         let pieces: Vec<&str> = got.iter().map(|&id| tok.piece(id).unwrap()).collect();
-        let tokens: Vec<&str> = case["tokens"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_str().unwrap())
-            .collect();
+        let tokens: Vec<&str> = case["tokens"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
         assert_eq!(pieces, tokens, "tokens of {text:?}");
-        assert_eq!(
-            tok.decode(&got),
-            case["decoded"].as_str().unwrap(),
-            "decode of {text:?}"
-        );
+        assert_eq!(tok.decode(&got), case["decoded"].as_str().unwrap(), "decode of {text:?}");
     }
 }
 
@@ -73,9 +59,7 @@ fn gpt2_expected_cases() {
 #[test]
 fn gpt2_through_new() {
     let g = gpt2();
-    let tokens: Vec<String> = (0..g.vocab_size() as u32)
-        .map(|id| g.piece(id).unwrap().to_string())
-        .collect();
+    let tokens: Vec<String> = (0..g.vocab_size() as u32).map(|id| g.piece(id).unwrap().to_string()).collect();
     let (_, bpe) = gpt2_files();
     let bpe = String::from_utf8(bpe).unwrap();
     let merges: Vec<&str> = bpe.lines().skip(1).filter(|l| !l.is_empty()).collect();
@@ -85,10 +69,7 @@ fn gpt2_through_new() {
     types[50256] = 3;
     let tok = BpeTokenizer::new(tokens, &merges, &types, 50256, 50256, PreTokenizer::Gpt2).unwrap();
     check_expected(&tok);
-    assert_eq!(
-        tok.encode_with_special("a<|endoftext|>", false),
-        [64, 50256]
-    );
+    assert_eq!(tok.encode_with_special("a<|endoftext|>", false), [64, 50256]);
 }
 
 #[test]
@@ -102,10 +83,7 @@ fn llamacpp_gpt2_vectors() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!((texts.len(), lines.len()), (46, 46));
     for (text, line) in texts.iter().zip(lines) {
-        let want: Vec<u32> = line
-            .split_whitespace()
-            .map(|n| n.parse().unwrap())
-            .collect();
+        let want: Vec<u32> = line.split_whitespace().map(|n| n.parse().unwrap()).collect();
         let got = tok.encode(text, false);
         assert_eq!(got, want, "ids of {text:?}");
         assert_eq!(tok.decode(&got), *text);
@@ -140,10 +118,7 @@ fn special_tokens_only_when_asked() {
             assert_eq!(with, tok.encode(t, false));
         }
     }
-    assert_eq!(
-        tok.encode_with_special("<<|endoftext|>>", false),
-        [27, 50256, 29]
-    );
+    assert_eq!(tok.encode_with_special("<<|endoftext|>>", false), [27, 50256, 29]);
 
     // BOS only on request.
     assert_eq!(tok.encode("Hello", true), [50256, 15496]);
@@ -154,13 +129,8 @@ fn special_tokens_only_when_asked() {
 fn streaming_decode_of_multibyte_text() {
     let tok = gpt2();
     let mut split_chars = 0;
-    for text in [
-        "日本語のテキスト",
-        "emoji 🦙 😀👍🏽",
-        "한국어 텍스트",
-        "Cửa Việt",
-        "𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
-    ] {
+    for text in ["日本語のテキスト", "emoji 🦙 😀👍🏽", "한국어 텍스트", "Cửa Việt", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢"]
+    {
         let mut bytes = Vec::new();
         for id in tok.encode(text, false) {
             let piece = tok.decode_token(id);
@@ -169,10 +139,7 @@ fn streaming_decode_of_multibyte_text() {
         }
         assert_eq!(bytes, text.as_bytes());
     }
-    assert!(
-        split_chars > 5,
-        "these texts have characters split across tokens"
-    );
+    assert!(split_chars > 5, "these texts have characters split across tokens");
 }
 
 #[test]
@@ -221,26 +188,14 @@ fn gpt2_pre_tokenizer() {
         ("tab\there", &["tab", "\t", "here"]),
         (
             "I'M DON'T it's we'Re they'LL 'sa",
-            &[
-                "I", "'", "M", " DON", "'", "T", " it", "'s", " we", "'", "Re", " they", "'", "LL",
-                " '", "sa",
-            ],
+            &["I", "'", "M", " DON", "'", "T", " it", "'s", " we", "'", "Re", " they", "'", "LL", " '", "sa"],
         ),
-        (
-            "price: $12,345.67!",
-            &["price", ":", " $", "12", ",", "345", ".", "67", "!"],
-        ),
+        ("price: $12,345.67!", &["price", ":", " $", "12", ",", "345", ".", "67", "!"]),
         ("2024年5月", &["2024", "年", "5", "月"]),
-        (
-            "(hello) \"quoted\"",
-            &["(", "hello", ")", " \"", "quoted", "\""],
-        ),
+        ("(hello) \"quoted\"", &["(", "hello", ")", " \"", "quoted", "\""]),
         ("...\n\nNext", &["...", "\n", "\n", "Next"]),
         ("a!\r\nb", &["a", "!", "\r", "\n", "b"]),
-        (
-            "\u{3000}全角\u{3000}space",
-            &["\u{3000}", "全角", "\u{3000}", "space"],
-        ),
+        ("\u{3000}全角\u{3000}space", &["\u{3000}", "全角", "\u{3000}", "space"]),
         ("½ and ٣", &["½", " and", " ٣"]),
         ("e\u{301} café", &["e", "\u{301}", " café"]),
         ("🦙🦙 llama", &["🦙🦙", " llama"]),
@@ -274,31 +229,18 @@ fn qwen2_pre_tokenizer() {
         ("a \n\t\n  b", &["a", " \n\t\n", " ", " b"]),
         // Any one non-letter, non-digit, non-newline character joins a word.
         ("tab\there", &["tab", "\there"]),
-        (
-            "(hello) \"quoted\"",
-            &["(hello", ")", " \"", "quoted", "\""],
-        ),
+        ("(hello) \"quoted\"", &["(hello", ")", " \"", "quoted", "\""]),
         ("a'b", &["a", "'b"]),
         ("x\u{a0}y", &["x", "\u{a0}y"]),
-        (
-            "\u{3000}全角\u{3000}space",
-            &["\u{3000}全角", "\u{3000}space"],
-        ),
+        ("\u{3000}全角\u{3000}space", &["\u{3000}全角", "\u{3000}space"]),
         ("line\nnext", &["line", "\n", "next"]),
         // Contractions in any ASCII case.
         (
             "I'M DON'T it's we'Re they'LL 'sa",
-            &[
-                "I", "'M", " DON", "'T", " it", "'s", " we", "'Re", " they", "'LL", " '", "sa",
-            ],
+            &["I", "'M", " DON", "'T", " it", "'s", " we", "'Re", " they", "'LL", " '", "sa"],
         ),
         // Digits one at a time.
-        (
-            "price: $12,345.67!",
-            &[
-                "price", ":", " $", "1", "2", ",", "3", "4", "5", ".", "6", "7", "!",
-            ],
-        ),
+        ("price: $12,345.67!", &["price", ":", " $", "1", "2", ",", "3", "4", "5", ".", "6", "7", "!"]),
         ("2024年5月", &["2", "0", "2", "4", "年", "5", "月"]),
         ("½ and ٣", &["½", " and", " ", "٣"]),
         // Symbols keep the line breaks that follow them.
@@ -320,23 +262,15 @@ fn qwen2_pre_tokenizer() {
 #[test]
 fn qwen2_pre_tokenizer_in_encode() {
     let g = gpt2();
-    let tokens: Vec<String> = (0..g.vocab_size() as u32)
-        .map(|id| g.piece(id).unwrap().to_string())
-        .collect();
+    let tokens: Vec<String> = (0..g.vocab_size() as u32).map(|id| g.piece(id).unwrap().to_string()).collect();
     let (_, bpe) = gpt2_files();
     let bpe = String::from_utf8(bpe).unwrap();
     let merges: Vec<&str> = bpe.lines().skip(1).collect();
     let tok = BpeTokenizer::new(tokens, &merges, &[], 0, 0, PreTokenizer::Qwen2).unwrap();
-    let digits: Vec<u32> = "2024"
-        .chars()
-        .map(|c| g.token_id(&c.to_string()).unwrap())
-        .collect();
+    let digits: Vec<u32> = "2024".chars().map(|c| g.token_id(&c.to_string()).unwrap()).collect();
     assert_eq!(tok.encode("2024", false), digits);
     // With all types normal there are no special tokens.
-    assert_eq!(
-        tok.encode_with_special("<|endoftext|>", false),
-        g.encode("<|endoftext|>", false)
-    );
+    assert_eq!(tok.encode_with_special("<|endoftext|>", false), g.encode("<|endoftext|>", false));
 }
 
 #[test]
@@ -345,18 +279,9 @@ fn pre_tokenizer_names() {
     for name in ["gpt-2", "phi-2", "roberta-bpe"] {
         assert_eq!(PreTokenizer::from_gguf_pre(name), Ok(PreTokenizer::Gpt2));
     }
-    assert_eq!(
-        PreTokenizer::from_gguf_pre("default"),
-        Ok(PreTokenizer::Default)
-    );
-    assert_eq!(
-        PreTokenizer::from_gguf_pre("qwen2"),
-        Ok(PreTokenizer::Qwen2)
-    );
-    assert_eq!(
-        PreTokenizer::from_gguf_pre("llama-bpe"),
-        Ok(PreTokenizer::Llama3)
-    );
+    assert_eq!(PreTokenizer::from_gguf_pre("default"), Ok(PreTokenizer::Default));
+    assert_eq!(PreTokenizer::from_gguf_pre("qwen2"), Ok(PreTokenizer::Qwen2));
+    assert_eq!(PreTokenizer::from_gguf_pre("llama-bpe"), Ok(PreTokenizer::Llama3));
     // Unknown names (llama.cpp has no "gpt2") load with GPT-2's rules and a warning.
     let unknown = PreTokenizer::from_gguf_pre("gpt2").unwrap();
     assert_eq!(unknown, PreTokenizer::Unknown("gpt2".into()));
@@ -367,10 +292,7 @@ fn pre_tokenizer_names() {
 
 /// A tiny vocabulary: the 256 byte characters, then `extra`.
 fn byte_vocab(extra: &[&str]) -> Vec<String> {
-    (0..=255u8)
-        .map(|b| byte_to_char(b).to_string())
-        .chain(extra.iter().map(|s| s.to_string()))
-        .collect()
+    (0..=255u8).map(|b| byte_to_char(b).to_string()).chain(extra.iter().map(|s| s.to_string())).collect()
 }
 
 #[test]
@@ -388,15 +310,7 @@ fn merges_apply_by_rank_then_leftmost() {
     assert_eq!(c.encode("aaa", false), [259, u32::from(b'a')]);
     assert_eq!(c.encode("aaaa", false), [259, 259]);
     // A repeated merge keeps its first rank.
-    let d = BpeTokenizer::new(
-        vocab(),
-        &["b c", "a b", "ab c", "b c"],
-        &[],
-        0,
-        0,
-        pre.clone(),
-    )
-    .unwrap();
+    let d = BpeTokenizer::new(vocab(), &["b c", "a b", "ab c", "b c"], &[], 0, 0, pre.clone()).unwrap();
     assert_eq!(d.encode("abc", false), b.encode("abc", false));
 }
 
@@ -409,25 +323,12 @@ fn token_types_in_new() {
     types[258] = 4;
     let tok = BpeTokenizer::new(vocab, &["a b"], &types, 256, 256, PreTokenizer::Qwen2).unwrap();
     // The longest special token wins where several match.
-    assert_eq!(
-        tok.encode_with_special("<|im_start|>ab", true),
-        [256, 256, 259]
-    );
-    assert_eq!(
-        tok.encode_with_special("x<|im", false),
-        [u32::from(b'x'), 257]
-    );
+    assert_eq!(tok.encode_with_special("<|im_start|>ab", true), [256, 256, 259]);
+    assert_eq!(tok.encode_with_special("x<|im", false), [u32::from(b'x'), 257]);
     assert_eq!(tok.encode_with_special("<tool>", false), [258]);
     // Plain encode: control tokens are text, but user-defined ones are split
     // off (as llama.cpp does with parse_special = false).
-    assert_eq!(
-        tok.encode("<|im<tool>", false),
-        "<|im"
-            .bytes()
-            .map(u32::from)
-            .chain([258])
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(tok.encode("<|im<tool>", false), "<|im".bytes().map(u32::from).chain([258]).collect::<Vec<_>>());
     // Control decodes to nothing, user-defined to its raw text.
     assert_eq!(tok.decode(&[256, 258, 259]), "<tool>ab");
     assert_eq!(tok.decode_token(258), b"<tool>");
@@ -444,61 +345,22 @@ fn bad_vocabularies() {
         }
         other => panic!("expected Invalid naming {needle:?}, got {other:?}"),
     };
-    invalid(
-        BpeTokenizer::new(vec![], &[], &[], 0, 0, pre.clone()),
-        "no tokens",
-    );
-    invalid(
-        BpeTokenizer::new(v(), &["a c"], &[], 0, 0, pre.clone()),
-        "a c",
-    );
-    invalid(
-        BpeTokenizer::new(v(), &["a x"], &[], 0, 0, pre.clone()),
-        "'ax' is not in the vocabulary",
-    );
-    invalid(
-        BpeTokenizer::new(v(), &["a zzz"], &[], 0, 0, pre.clone()),
-        "'zzz'",
-    );
-    invalid(
-        BpeTokenizer::new(v(), &["ab"], &[], 0, 0, pre.clone()),
-        "'ab'",
-    );
-    invalid(
-        BpeTokenizer::new(v(), &[""], &[], 0, 0, pre.clone()),
-        "merge 0",
-    );
-    invalid(
-        BpeTokenizer::new(v(), &["a b", "a "], &[], 0, 0, pre.clone()),
-        "merge 1",
-    );
-    invalid(
-        BpeTokenizer::new(v(), &[], &[1, 1], 0, 0, pre.clone()),
-        "2 types for 257 tokens",
-    );
-    invalid(
-        BpeTokenizer::new(v(), &[], &[9; 257], 0, 0, pre.clone()),
-        "unknown type 9",
-    );
+    invalid(BpeTokenizer::new(vec![], &[], &[], 0, 0, pre.clone()), "no tokens");
+    invalid(BpeTokenizer::new(v(), &["a c"], &[], 0, 0, pre.clone()), "a c");
+    invalid(BpeTokenizer::new(v(), &["a x"], &[], 0, 0, pre.clone()), "'ax' is not in the vocabulary");
+    invalid(BpeTokenizer::new(v(), &["a zzz"], &[], 0, 0, pre.clone()), "'zzz'");
+    invalid(BpeTokenizer::new(v(), &["ab"], &[], 0, 0, pre.clone()), "'ab'");
+    invalid(BpeTokenizer::new(v(), &[""], &[], 0, 0, pre.clone()), "merge 0");
+    invalid(BpeTokenizer::new(v(), &["a b", "a "], &[], 0, 0, pre.clone()), "merge 1");
+    invalid(BpeTokenizer::new(v(), &[], &[1, 1], 0, 0, pre.clone()), "2 types for 257 tokens");
+    invalid(BpeTokenizer::new(v(), &[], &[9; 257], 0, 0, pre.clone()), "unknown type 9");
     assert_eq!(
         BpeTokenizer::new(v(), &[], &[], 0, 257, pre.clone()).unwrap_err(),
-        Error::TokenOutOfRange {
-            id: 257,
-            vocab: 257
-        }
+        Error::TokenOutOfRange { id: 257, vocab: 257 }
     );
     let tok = BpeTokenizer::new(v(), &["a b"], &[], 0, 0, pre.clone()).unwrap();
-    assert_eq!(
-        tok.clone().with_bos_eos(256, 1).map(|t| (t.bos(), t.eos())),
-        Ok((256, 1))
-    );
-    assert_eq!(
-        tok.with_bos_eos(300, 0).unwrap_err(),
-        Error::TokenOutOfRange {
-            id: 300,
-            vocab: 257
-        }
-    );
+    assert_eq!(tok.clone().with_bos_eos(256, 1).map(|t| (t.bos(), t.eos())), Ok((256, 1)));
+    assert_eq!(tok.with_bos_eos(300, 0).unwrap_err(), Error::TokenOutOfRange { id: 300, vocab: 257 });
 }
 
 #[test]
@@ -506,13 +368,8 @@ fn unknown_merge_in_vocab_bpe() {
     let (enc, bpe) = gpt2_files();
     let mut bpe = bpe;
     bpe.extend_from_slice("Ġthe zzqqxx\n".as_bytes());
-    let err = BpeTokenizer::from_encoder_json(&enc, &bpe)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("merge 50000 'Ġthe zzqqxx'") && err.contains("'zzqqxx'"),
-        "{err}"
-    );
+    let err = BpeTokenizer::from_encoder_json(&enc, &bpe).unwrap_err().to_string();
+    assert!(err.contains("merge 50000 'Ġthe zzqqxx'") && err.contains("'zzqqxx'"), "{err}");
 }
 
 #[test]
@@ -541,10 +398,7 @@ fn decode_is_lossy_only_for_invalid_utf8() {
 /// A small valid encoder.json (with `\u` escapes) and vocab.bpe.
 fn small_files() -> (String, String) {
     let mut json = String::from("{\n");
-    for (id, piece) in byte_vocab(&["Ġt", "he", "Ġthe", "<|endoftext|>"])
-        .iter()
-        .enumerate()
-    {
+    for (id, piece) in byte_vocab(&["Ġt", "he", "Ġthe", "<|endoftext|>"]).iter().enumerate() {
         let mut key = String::new();
         for c in piece.chars() {
             match c {
@@ -562,9 +416,7 @@ fn small_files() -> (String, String) {
 #[test]
 fn small_encoder_json() {
     let (json, bpe) = small_files();
-    assert!(
-        json.contains("\\u0120") && json.contains(r#""\"": 34"#) && json.contains(r#""\\": 92"#)
-    );
+    assert!(json.contains("\\u0120") && json.contains(r#""\"": 34"#) && json.contains(r#""\\": 92"#));
     let tok = BpeTokenizer::from_encoder_json(json.as_bytes(), bpe.as_bytes()).unwrap();
     assert_eq!(tok.vocab_size(), 260);
     assert_eq!((tok.bos(), tok.eos()), (259, 259));
@@ -630,24 +482,15 @@ fn bad_encoder_json() {
     ];
     for json in bad {
         let r = BpeTokenizer::from_encoder_json(json, bpe);
-        assert!(
-            r.is_err(),
-            "{:?} was accepted",
-            String::from_utf8_lossy(json)
-        );
+        assert!(r.is_err(), "{:?} was accepted", String::from_utf8_lossy(json));
     }
     let dup = BpeTokenizer::from_encoder_json(br#"{"a": 0, "a": 1}"#, bpe).unwrap_err();
     assert!(dup.to_string().contains("'a' appears twice"), "{dup}");
-    assert!(matches!(
-        BpeTokenizer::from_encoder_json(b"", bpe),
-        Err(Error::Truncated { .. })
-    ));
+    assert!(matches!(BpeTokenizer::from_encoder_json(b"", bpe), Err(Error::Truncated { .. })));
     // Valid: escapes, a surrogate pair, a BOM, and white space anywhere.
-    let ok = BpeTokenizer::from_encoder_json(
-        b"\xEF\xBB\xBF { \"\\ud83e\\udd99\" : 0 ,\"\\n\\t\\/\\b\\f\\r\":1 } ",
-        bpe,
-    )
-    .unwrap();
+    let ok =
+        BpeTokenizer::from_encoder_json(b"\xEF\xBB\xBF { \"\\ud83e\\udd99\" : 0 ,\"\\n\\t\\/\\b\\f\\r\":1 } ", bpe)
+            .unwrap();
     assert_eq!(ok.piece(0), Some("🦙"));
     assert_eq!(ok.piece(1), Some("\n\t/\u{8}\u{c}\r"));
     // Empty and non-UTF-8 vocab.bpe.

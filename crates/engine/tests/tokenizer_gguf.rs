@@ -11,8 +11,7 @@ fn vectors(name: &str) -> Vec<(String, Vec<u32>)> {
     let out = String::from_utf8(read(&format!("testdata/llamacpp-vocab/{name}.out"))).unwrap();
     let texts: Vec<&str> = inp.split("\n__ggml_vocab_test__\n").collect();
     let texts = &texts[..texts.len() - 1]; // the file ends with the separator
-    let ids: Vec<Vec<u32>> =
-        out.lines().map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect()).collect();
+    let ids: Vec<Vec<u32>> = out.lines().map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect()).collect();
     assert_eq!(texts.len(), ids.len());
     texts.iter().map(|t| t.to_string()).zip(ids).collect()
 }

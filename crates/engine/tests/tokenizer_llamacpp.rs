@@ -17,10 +17,7 @@ fn vectors(inp: &str, out: &str) -> Vec<(String, Vec<u32>)> {
     let out = String::from_utf8(read(out)).unwrap();
     let texts: Vec<&str> = inp.split("\n__ggml_vocab_test__\n").collect();
     let texts = &texts[..texts.len() - 1]; // the file ends with the separator
-    let ids: Vec<Vec<u32>> = out
-        .lines()
-        .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
-        .collect();
+    let ids: Vec<Vec<u32>> = out.lines().map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect()).collect();
     assert_eq!(texts.len(), ids.len());
     texts.iter().map(|t| t.to_string()).zip(ids).collect()
 }
@@ -32,9 +29,7 @@ fn check_vocab(name: &str, pre: &PreTokenizer) -> Option<Tokenizer> {
     // The larger vocabularies are not in tests/data: they come from ../shared.
     testdata::optional(&format!("vocab {name}"), &file)?;
     let tok = engine::gguf_model::tokenizer(&read(&file)).unwrap_or_else(|e| panic!("{file}: {e}"));
-    let Tokenizer::Bpe(bpe) = &tok else {
-        panic!("{file}: not BPE")
-    };
+    let Tokenizer::Bpe(bpe) = &tok else { panic!("{file}: not BPE") };
     assert_eq!(bpe.pre_tokenizer(), pre, "{file}");
     assert!(tok.warnings().is_empty(), "{file}: {:?}", tok.warnings());
     let cases = vectors(&format!("{file}.inp"), &format!("{file}.out"));
@@ -43,19 +38,10 @@ fn check_vocab(name: &str, pre: &PreTokenizer) -> Option<Tokenizer> {
     for (text, want) in &cases {
         let got = tok.encode(text, false);
         if &got != want {
-            bad.push(format!(
-                "{text:?}\n  got  {got:?}\n  want {want:?}\n  words {:?}",
-                bpe.split(text)
-            ));
+            bad.push(format!("{text:?}\n  got  {got:?}\n  want {want:?}\n  words {:?}", bpe.split(text)));
         }
     }
-    assert!(
-        bad.is_empty(),
-        "{file}: {} of {} differ:\n{}",
-        bad.len(),
-        cases.len(),
-        bad.join("\n")
-    );
+    assert!(bad.is_empty(), "{file}: {} of {} differ:\n{}", bad.len(), cases.len(), bad.join("\n"));
     Some(tok)
 }
 
@@ -112,25 +98,13 @@ fn smollm2_vocab() {
         return;
     }
     // Only the tokenizer is read from the file (its metadata), not the model.
-    let tok =
-        engine::gguf_model::tokenizer(&read("testdata/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
-            .unwrap();
-    let Tokenizer::Bpe(bpe) = &tok else {
-        panic!("not BPE")
-    };
+    let tok = engine::gguf_model::tokenizer(&read("testdata/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+    let Tokenizer::Bpe(bpe) = &tok else { panic!("not BPE") };
     assert_eq!(bpe.pre_tokenizer(), &PreTokenizer::Smollm);
-    let cases = vectors(
-        "testdata/smollm2/vocab-tests.inp",
-        "testdata/smollm2/vocab-tests.out",
-    );
+    let cases = vectors("testdata/smollm2/vocab-tests.inp", "testdata/smollm2/vocab-tests.out");
     assert_eq!(cases.len(), 46);
     for (text, want) in cases {
-        assert_eq!(
-            tok.encode(&text, false),
-            want,
-            "{text:?} words {:?}",
-            bpe.split(&text)
-        );
+        assert_eq!(tok.encode(&text, false), want, "{text:?} words {:?}", bpe.split(&text));
     }
 }
 
@@ -158,15 +132,9 @@ fn unknown_pre_tokenizer_loads_with_gpt2_rules_and_a_warning() {
     let tok = engine::gguf_model::tokenizer(&gpt2_vocab_with_pre("no-such-pre")).unwrap();
     let warnings = tok.warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(
-        warnings[0].contains("'no-such-pre'") && warnings[0].contains("GPT-2"),
-        "{warnings:?}"
-    );
+    assert!(warnings[0].contains("'no-such-pre'") && warnings[0].contains("GPT-2"), "{warnings:?}");
     let Tokenizer::Bpe(bpe) = &tok else { panic!() };
-    assert_eq!(
-        bpe.pre_tokenizer(),
-        &PreTokenizer::Unknown("no-such-pre".into())
-    );
+    assert_eq!(bpe.pre_tokenizer(), &PreTokenizer::Unknown("no-such-pre".into()));
     // It tokenizes exactly as the gpt-2 file does.
     let base = "testdata/llamacpp-vocab/ggml-vocab-gpt-2.gguf";
     for (text, want) in vectors(&format!("{base}.inp"), &format!("{base}.out")) {
@@ -234,8 +202,7 @@ fn every_llamacpp_name_is_known() {
     assert_eq!(PreTokenizer::all().len(), 28);
     // Every type's regexes compile.
     for pre in PreTokenizer::all() {
-        pre.compile()
-            .unwrap_or_else(|e| panic!("{}: {e}", pre.type_name()));
+        pre.compile().unwrap_or_else(|e| panic!("{}: {e}", pre.type_name()));
     }
 }
 
@@ -271,9 +238,7 @@ fn llama3_takes_whole_words_that_are_tokens_and_wants_bos() {
 // The regex engine, construct by construct.
 
 fn find(pattern: &str, text: &str) -> Option<(usize, usize)> {
-    Regex::new(pattern)
-        .unwrap_or_else(|e| panic!("{pattern}: {e}"))
-        .find_at(text, 0)
+    Regex::new(pattern).unwrap_or_else(|e| panic!("{pattern}: {e}")).find_at(text, 0)
 }
 
 /// The matched text.
@@ -366,10 +331,7 @@ fn regex_unicode_classes() {
     assert_eq!(m("\\w+", "é_a1"), Some("_a1"));
     assert_eq!(m("\\W", "aé"), Some("é"));
     // \s is White_Space: U+3000 and U+0085 yes, U+001C and U+200B no.
-    assert_eq!(
-        m("\\s+", "a\u{3000}\u{85}\u{a0}b"),
-        Some("\u{3000}\u{85}\u{a0}")
-    );
+    assert_eq!(m("\\s+", "a\u{3000}\u{85}\u{a0}b"), Some("\u{3000}\u{85}\u{a0}"));
     assert_eq!(m("\\s", "\u{1c}\u{200b}"), None);
     assert_eq!(m("\\S", " \u{200b}"), Some("\u{200b}"));
 }
@@ -485,97 +447,44 @@ fn hand_checked_splits_per_family() {
         ),
         (PreTokenizer::Dbrx, "x 1234", &["x", " ", "123", "4"]),
         // Qwen2 / stablelm2: single digits.
-        (
-            PreTokenizer::Qwen2,
-            "Hello world 123",
-            &["Hello", " world", " ", "1", "2", "3"],
-        ),
+        (PreTokenizer::Qwen2, "Hello world 123", &["Hello", " world", " ", "1", "2", "3"]),
         (PreTokenizer::Stablelm2, "a\n\n b", &["a", "\n\n", " b"]),
         // Default: punctuation runs first, then GPT-2, then digit runs, then
         // ASCII digit triples.
-        (
-            PreTokenizer::Default,
-            "x 1234567",
-            &["x", " ", "123", "456", "7"],
-        ),
+        (PreTokenizer::Default, "x 1234567", &["x", " ", "123", "456", "7"]),
         (PreTokenizer::Default, "a+=b", &["a", "+=", "b"]),
         // Falcon: punctuation (with `) first, GPT-2, then triples.
-        (
-            PreTokenizer::Falcon,
-            "a+b=12345",
-            &["a", "+", "b", "=", "123", "45"],
-        ),
+        (PreTokenizer::Falcon, "a+b=12345", &["a", "+", "b", "=", "123", "45"]),
         // Starcoder family: digits first, then GPT-2.
-        (
-            PreTokenizer::CommandR,
-            "abc 123",
-            &["abc", " ", "1", "2", "3"],
-        ),
+        (PreTokenizer::CommandR, "abc 123", &["abc", " ", "1", "2", "3"]),
         (PreTokenizer::Exaone, "I'll x2", &["I", "'ll", " x", "2"]),
         // GPT-2 family.
         (PreTokenizer::Olmo, "I'm  ok", &["I", "'m", " ", " ok"]),
         // deepseek-coder: line breaks, letter runs with one space before,
         // punctuation runs, CJK runs, single digits.
-        (
-            PreTokenizer::DeepseekCoder,
-            "Hi, 世界 42\n",
-            &["Hi", ",", " ", "世界", " ", "4", "2", "\n"],
-        ),
+        (PreTokenizer::DeepseekCoder, "Hi, 世界 42\n", &["Hi", ",", " ", "世界", " ", "4", "2", "\n"]),
         // deepseek-llm: its letter class, then `[!-/:-~...]` (which holds
         // ASCII letters too), trailing space, CJK, digit runs.
-        (
-            PreTokenizer::DeepseekLlm,
-            "ab 42  ",
-            &["ab", " ", "42", "  "],
-        ),
+        (PreTokenizer::DeepseekLlm, "ab 42  ", &["ab", " ", "42", "  "]),
         // deepseek-v3: digit triples, CJK/kana runs, then its main pattern
         // (a punctuation character may lead ASCII letters).
-        (
-            PreTokenizer::Deepseek3Llm,
-            "abc12345カタ.Net",
-            &["abc", "123", "45", "カタ", ".Net"],
-        ),
+        (PreTokenizer::Deepseek3Llm, "abc12345カタ.Net", &["abc", "123", "45", "カタ", ".Net"]),
         // Bloom / poro / gpt3-finnish: anything but space and the listed
         // punctuation, which (with `(`, `|`, `)`) is left in unmatched stretches.
-        (
-            PreTokenizer::Bloom,
-            "Hi there, (you)|me.",
-            &["Hi", " there", ", (", "you", ")|", "me", "."],
-        ),
+        (PreTokenizer::Bloom, "Hi there, (you)|me.", &["Hi", " there", ", (", "you", ")|", "me", "."]),
         (PreTokenizer::Poro, "a…b", &["a", "…", "b"]),
         // Viking: the same, then single digits.
         (PreTokenizer::Viking, "a 12", &["a", " ", "1", "2"]),
         // Tekken: an upper-case run then lower case; `/` and line breaks
         // after punctuation; a `/` may lead a word.
-        (
-            PreTokenizer::Tekken,
-            "HelloWorld ABCdef",
-            &["Hello", "World", " ABCdef"],
-        ),
-        (
-            PreTokenizer::Tekken,
-            "ABC a/b !!/\nx",
-            &["ABC", " a", "/b", " !!/\n", "x"],
-        ),
+        (PreTokenizer::Tekken, "HelloWorld ABCdef", &["Hello", "World", " ABCdef"]),
+        (PreTokenizer::Tekken, "ABC a/b !!/\nx", &["ABC", " a", "/b", " !!/\n", "x"]),
         // Chameleon: sentinels and image tokens, runs of 2 or 4 spaces and
         // tabs, digits, isolated punctuation, then GPT-2.
         (
             PreTokenizer::Chameleon,
             "<sentinel:12>IMGIMGABZ  \t7x!",
-            &[
-                "<",
-                "sentinel",
-                ":",
-                "1",
-                "2",
-                ">",
-                "IMGIMGABZ",
-                "  ",
-                "\t",
-                "7",
-                "x",
-                "!",
-            ],
+            &["<", "sentinel", ":", "1", "2", ">", "IMGIMGABZ", "  ", "\t", "7", "x", "!"],
         ),
     ];
     for (pre, text, want) in cases {
@@ -603,10 +512,9 @@ impl Rng {
     /// care about, sometimes from anywhere in Unicode.
     fn text(&mut self, len: usize) -> String {
         const PICK: &[char] = &[
-            'a', 'Z', 's', 'I', '\'', ' ', ' ', '\n', '\r', '\t', '0', '9', '.', ',', '!', '/',
-            '(', '|', '$', '~', 'é', 'É', 'ǅ', 'ʰ', '中', 'カ', '한', '²', '٣', '\u{a0}',
-            '\u{3000}', '\u{85}', '\u{301}', '😀', '€', '…', '、', '\u{200b}', '\u{e000}',
-            '\u{378}', '<', '>',
+            'a', 'Z', 's', 'I', '\'', ' ', ' ', '\n', '\r', '\t', '0', '9', '.', ',', '!', '/', '(', '|', '$', '~',
+            'é', 'É', 'ǅ', 'ʰ', '中', 'カ', '한', '²', '٣', '\u{a0}', '\u{3000}', '\u{85}', '\u{301}', '😀', '€', '…',
+            '、', '\u{200b}', '\u{e000}', '\u{378}', '<', '>',
         ];
         (0..len)
             .map(|_| {
@@ -627,18 +535,13 @@ impl Rng {
 #[test]
 fn every_pre_tokenizer_splits_random_text_into_pieces_that_rebuild_it() {
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-    let splitters: Vec<(String, Splitter)> = PreTokenizer::all()
-        .iter()
-        .map(|p| (p.type_name().to_string(), p.compile().unwrap()))
-        .collect();
+    let splitters: Vec<(String, Splitter)> =
+        PreTokenizer::all().iter().map(|p| (p.type_name().to_string(), p.compile().unwrap())).collect();
     for round in 0..400 {
         let text = rng.text(round % 60);
         for (name, sp) in &splitters {
             let words = sp.split(&text);
-            assert!(
-                words.iter().all(|w| !w.is_empty()),
-                "{name} {text:?}: {words:?}"
-            );
+            assert!(words.iter().all(|w| !w.is_empty()), "{name} {text:?}: {words:?}");
             assert_eq!(words.concat(), text, "{name} {text:?}");
         }
     }
@@ -661,10 +564,7 @@ fn gpt2_metadata(set: &[(&str, engine::gguf::Value)], drop: &[&str]) -> engine::
     let g = Gguf::parse(&v, v.len() as u64).unwrap();
     let mut w = GgufWriter::new();
     for (k, val) in &g.metadata {
-        if k.starts_with("tokenizer.")
-            && !drop.contains(&k.as_str())
-            && !set.iter().any(|(s, _)| s == k)
-        {
+        if k.starts_with("tokenizer.") && !drop.contains(&k.as_str()) && !set.iter().any(|(s, _)| s == k) {
             w.add_kv(k, val.clone());
         }
     }
@@ -690,10 +590,7 @@ fn bpe_from_gguf_reads_add_bos_and_defaults_a_missing_pre() {
     // add_bos_token overrides the pre-tokenizer's default both ways.
     let on = gpt2_metadata(&[("tokenizer.ggml.add_bos_token", Value::Bool(true))], &[]);
     assert!(BpeTokenizer::from_gguf(&on).unwrap().add_bos());
-    let llama3 = gpt2_metadata(
-        &[("tokenizer.ggml.pre", Value::String("llama-bpe".into()))],
-        &[],
-    );
+    let llama3 = gpt2_metadata(&[("tokenizer.ggml.pre", Value::String("llama-bpe".into()))], &[]);
     assert!(BpeTokenizer::from_gguf(&llama3).unwrap().add_bos());
     let off = gpt2_metadata(
         &[

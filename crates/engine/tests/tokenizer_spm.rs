@@ -7,7 +7,6 @@ use serde_json::Value;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-
 fn read(path: &str) -> Vec<u8> {
     std::fs::read(testdata::path(&format!("testdata/{path}"))).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
@@ -17,19 +16,13 @@ fn json(path: &str) -> Value {
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
 
 /// The Llama 2 vocabulary from llama2.c's tokenizer.bin (loaded once).
 fn llama() -> &'static SpmTokenizer {
     static TOK: OnceLock<SpmTokenizer> = OnceLock::new();
-    TOK.get_or_init(|| {
-        SpmTokenizer::from_llama2c(&read("llama2c-tokenizer/tokenizer.bin"), 32000).unwrap()
-    })
+    TOK.get_or_init(|| SpmTokenizer::from_llama2c(&read("llama2c-tokenizer/tokenizer.bin"), 32000).unwrap())
 }
 
 fn tok512_bytes() -> Vec<u8> {
@@ -89,11 +82,7 @@ fn llama2_reference_cases() {
         assert_eq!(tok.encode(text, true), with_bos, "ids with BOS of {text:?}");
         // encode_with_special equals encode when the text has no special pieces.
         if !text.contains("<s>") && !text.contains("</s>") {
-            assert_eq!(
-                tok.encode_with_special(text, false),
-                want,
-                "special ids of {text:?}"
-            );
+            assert_eq!(tok.encode_with_special(text, false), want, "special ids of {text:?}");
         }
         for (&id, piece) in want.iter().zip(case["pieces"].as_array().unwrap()) {
             let piece = piece.as_str().unwrap();
@@ -102,11 +91,7 @@ fn llama2_reference_cases() {
         }
         let decoded = case["decoded"].as_str().unwrap();
         assert_eq!(tok.decode(&want), decoded, "decode of {text:?}");
-        assert_eq!(
-            tok.decode(&with_bos),
-            decoded,
-            "decode with BOS of {text:?}"
-        );
+        assert_eq!(tok.decode(&with_bos), decoded, "decode with BOS of {text:?}");
     }
 }
 
@@ -137,19 +122,11 @@ fn tok512_reference_cases() {
         // The reference writes pieces with llama2.c's plain spaces.
         for (&id, piece) in want.iter().zip(case["pieces"].as_array().unwrap()) {
             let piece = piece.as_str().unwrap().replace(' ', "\u{2581}");
-            assert_eq!(
-                tok.piece(id),
-                Some(piece.as_str()),
-                "piece of {id} in {text:?}"
-            );
+            assert_eq!(tok.piece(id), Some(piece.as_str()), "piece of {id} in {text:?}");
         }
         // Every byte has a byte token and there is no normalization: lossless.
         assert_eq!(tok.decode(&want), text, "decode of {text:?}");
-        assert_eq!(
-            stream(&tok, &want),
-            text.as_bytes(),
-            "streamed decode of {text:?}"
-        );
+        assert_eq!(stream(&tok, &want), text.as_bytes(), "streamed decode of {text:?}");
     }
 }
 
@@ -158,19 +135,13 @@ fn llamacpp_vocab_vectors() {
     let tok = llama();
     let inp = String::from_utf8(read("llamacpp-vocab/ggml-vocab-llama-spm.gguf.inp")).unwrap();
     let out = String::from_utf8(read("llamacpp-vocab/ggml-vocab-llama-spm.gguf.out")).unwrap();
-    let texts: Vec<&str> = inp
-        .strip_suffix("\n__ggml_vocab_test__\n")
-        .unwrap()
-        .split("\n__ggml_vocab_test__\n")
-        .collect();
+    let texts: Vec<&str> =
+        inp.strip_suffix("\n__ggml_vocab_test__\n").unwrap().split("\n__ggml_vocab_test__\n").collect();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(texts.len(), 46);
     assert_eq!(lines.len(), 46);
     for (text, line) in texts.iter().zip(&lines) {
-        let want: Vec<u32> = line
-            .split_whitespace()
-            .map(|s| s.parse().unwrap())
-            .collect();
+        let want: Vec<u32> = line.split_whitespace().map(|s| s.parse().unwrap()).collect();
         assert_eq!(tok.encode(text, false), want, "ids of {text:?}");
         assert_eq!(tok.decode(&want), *text, "decode of {text:?}");
     }
@@ -186,11 +157,7 @@ fn chat_templates_parse_special_tokens() {
             assert_eq!(case["bos_added_by_tokenizer"].as_bool(), Some(bos));
             let text = case["text"].as_str().unwrap();
             let want = ids(&case["ids"]);
-            assert_eq!(
-                tok.encode_with_special(text, bos),
-                want,
-                "{template}/{name}"
-            );
+            assert_eq!(tok.encode_with_special(text, bos), want, "{template}/{name}");
             // Plain encode must not turn the template's "<s>"/"</s>" into control ids.
             assert!(!tok.encode(text, false).iter().any(|&id| id == 1 || id == 2));
             n += 1;
@@ -212,25 +179,14 @@ fn new_matches_from_llama2c() {
     let r = json("expected/llama2-spm-tokenizer.json");
     for case in r["cases"].as_array().unwrap() {
         let text = case["text"].as_str().unwrap();
-        assert_eq!(
-            rebuilt.encode(text, true),
-            tok.encode(text, true),
-            "{text:?}"
-        );
+        assert_eq!(rebuilt.encode(text, true), tok.encode(text, true), "{text:?}");
     }
 }
 
 #[test]
 fn token_type_from_gguf() {
     use TokenType::*;
-    let want = [
-        (1, Normal),
-        (2, Unknown),
-        (3, Control),
-        (4, UserDefined),
-        (5, Unused),
-        (6, Byte),
-    ];
+    let want = [(1, Normal), (2, Unknown), (3, Control), (4, UserDefined), (5, Unused), (6, Byte)];
     for (v, ty) in want {
         assert_eq!(TokenType::from_gguf(v), ty);
     }
@@ -250,11 +206,7 @@ fn streaming_multibyte_text() {
         " leading space, tabs\tand\nnewlines\n",
     ] {
         let ids = tok.encode(text, true);
-        assert!(
-            ids.iter()
-                .any(|&id| tok.token_type(id) == Some(TokenType::Byte))
-                || !text.contains('🦙')
-        );
+        assert!(ids.iter().any(|&id| tok.token_type(id) == Some(TokenType::Byte)) || !text.contains('🦙'));
         assert_eq!(stream(tok, &ids), text.as_bytes(), "{text:?}");
         // Without BOS the first piece's dummy prefix is dropped the same way.
         assert_eq!(stream(tok, &ids[1..]), text.as_bytes(), "{text:?}");
@@ -296,10 +248,7 @@ fn special_text_is_literal_in_plain_encode() {
     assert_eq!(tok.encode_with_special("", true), vec![1]);
     assert_eq!(tok.encode_with_special("</s>", false), vec![2]);
     // "<unk>" is Unknown, not Control: it stays text.
-    assert_eq!(
-        tok.encode_with_special("<unk>", false),
-        tok.encode("<unk>", false)
-    );
+    assert_eq!(tok.encode_with_special("<unk>", false), tok.encode("<unk>", false));
 }
 
 #[test]
@@ -322,10 +271,7 @@ fn user_defined_tokens_are_special() {
     want.push(n + 1); // longest match
     want.extend(bare.encode(" there", false));
     want.push(n);
-    assert_eq!(
-        tok.encode_with_special("Hi <|user|>! there<|user|>", true),
-        want
-    );
+    assert_eq!(tok.encode_with_special("Hi <|user|>! there<|user|>", true), want);
     // User-defined pieces decode as text.
     assert_eq!(tok.decode(&want), "Hi <|user|>! there<|user|>");
     // Plain encode never matches them as a whole.
@@ -365,13 +311,7 @@ fn merge_order_score_then_leftmost() {
     let ba_wins = toy(&[("a", 0.0), ("b", 0.0), ("ab", -2.0), ("ba", -1.0)]);
     assert_eq!(ba_wins.encode("aba", false), vec![3, 6]);
     // "abc" is reachable only through a piece for one of its halves.
-    let chain = toy(&[
-        ("a", 0.0),
-        ("b", 0.0),
-        ("c", 0.0),
-        ("bc", -1.0),
-        ("abc", -0.5),
-    ]);
+    let chain = toy(&[("a", 0.0), ("b", 0.0), ("c", 0.0), ("bc", -1.0), ("abc", -0.5)]);
     assert_eq!(chain.encode("abc", false), vec![7]);
     let gap = toy(&[("a", 0.0), ("b", 0.0), ("c", 0.0), ("abc", -0.5)]);
     assert_eq!(gap.encode("abc", false), vec![3, 4, 5]);
@@ -389,8 +329,7 @@ fn unknown_without_byte_tokens() {
 #[test]
 fn long_prompt_is_fast() {
     let tok = llama();
-    let chunk =
-        "Once upon a time, in a land far away, a small robot learned to boot without an OS.\n\
+    let chunk = "Once upon a time, in a land far away, a small robot learned to boot without an OS.\n\
                  fn main() { println!(\"hello, world\"); } // 1234567890\n\
                  日本語のテキスト、한국어 텍스트, emoji 🦙😀👍🏽, Ελληνικά, Русский текст.\n    \
                  indented   spaces\tand tabs, café naïve résumé über — “quotes”…\n";
@@ -404,16 +343,8 @@ fn long_prompt_is_fast() {
     let start = Instant::now();
     let ids = tok.encode(&text, true);
     let elapsed = start.elapsed();
-    eprintln!(
-        "encoded {} bytes into {} ids in {elapsed:?}",
-        text.len(),
-        ids.len()
-    );
-    assert!(
-        elapsed.as_millis() < 500,
-        "encoding {} bytes took {elapsed:?}",
-        text.len()
-    );
+    eprintln!("encoded {} bytes into {} ids in {elapsed:?}", text.len(), ids.len());
+    assert!(elapsed.as_millis() < 500, "encoding {} bytes took {elapsed:?}", text.len());
     assert_eq!(tok.decode(&ids), text);
     // The text is a repetition, so its chunks encode alike wherever a chunk
     // starts after a newline (no cross-chunk merges across "\n").
@@ -425,18 +356,9 @@ fn long_prompt_is_fast() {
 fn new_rejects_bad_vocabularies() {
     let p = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let t = |n| vec![TokenType::Normal; n];
-    assert!(matches!(
-        SpmTokenizer::new(vec![], vec![], vec![], 0, 0, 0),
-        Err(Error::Invalid { .. })
-    ));
-    assert!(matches!(
-        SpmTokenizer::new(p(&["a", "b"]), vec![0.0], t(2), 0, 1, 0),
-        Err(Error::Invalid { .. })
-    ));
-    assert!(matches!(
-        SpmTokenizer::new(p(&["a", "b"]), vec![0.0; 2], t(3), 0, 1, 0),
-        Err(Error::Invalid { .. })
-    ));
+    assert!(matches!(SpmTokenizer::new(vec![], vec![], vec![], 0, 0, 0), Err(Error::Invalid { .. })));
+    assert!(matches!(SpmTokenizer::new(p(&["a", "b"]), vec![0.0], t(2), 0, 1, 0), Err(Error::Invalid { .. })));
+    assert!(matches!(SpmTokenizer::new(p(&["a", "b"]), vec![0.0; 2], t(3), 0, 1, 0), Err(Error::Invalid { .. })));
     for (bos, eos, unk) in [(2, 1, 0), (0, 7, 0), (0, 1, u32::MAX)] {
         assert!(matches!(
             SpmTokenizer::new(p(&["a", "b"]), vec![0.0; 2], t(2), bos, eos, unk),
@@ -453,10 +375,7 @@ fn new_rejects_bad_vocabularies() {
     for bad in ["<0x1>", "<0xGG>", "0x41", "<0x411>", ""] {
         let types = vec![TokenType::Normal, TokenType::Byte];
         assert!(
-            matches!(
-                SpmTokenizer::new(p(&["a", bad]), vec![0.0; 2], types, 0, 0, 0),
-                Err(Error::Invalid { .. })
-            ),
+            matches!(SpmTokenizer::new(p(&["a", bad]), vec![0.0; 2], types, 0, 0, 0), Err(Error::Invalid { .. })),
             "{bad:?}"
         );
     }
@@ -483,38 +402,22 @@ fn llama2c_file(max_len: i32, tokens: &[(f32, i32, &[u8])]) -> Vec<u8> {
 
 #[test]
 fn from_llama2c_rejects_bad_files() {
-    let good: [(f32, i32, &[u8]); 3] = [
-        (0.0, 5, b"<unk>"),
-        (0.0, 5, b"\n<s>\n"),
-        (0.0, 6, b"\n</s>\n"),
-    ];
+    let good: [(f32, i32, &[u8]); 3] = [(0.0, 5, b"<unk>"), (0.0, 5, b"\n<s>\n"), (0.0, 6, b"\n</s>\n")];
     let ok = SpmTokenizer::from_llama2c(&llama2c_file(6, &good), 3).unwrap();
     assert_eq!(ok.piece(1), Some("<s>"));
-    assert!(matches!(
-        SpmTokenizer::from_llama2c(&[], 3),
-        Err(Error::Truncated { .. })
-    ));
-    assert!(matches!(
-        SpmTokenizer::from_llama2c(&[7, 0], 3),
-        Err(Error::Truncated { .. })
-    ));
+    assert!(matches!(SpmTokenizer::from_llama2c(&[], 3), Err(Error::Truncated { .. })));
+    assert!(matches!(SpmTokenizer::from_llama2c(&[7, 0], 3), Err(Error::Truncated { .. })));
     // Count does not match the model's vocabulary.
     for vocab in [2, 4, 32000] {
         assert_eq!(
             SpmTokenizer::from_llama2c(&llama2c_file(6, &good), vocab).unwrap_err(),
-            Error::VocabMismatch {
-                model: vocab,
-                tokenizer: 3
-            }
+            Error::VocabMismatch { model: vocab, tokenizer: 3 }
         );
     }
     // Header only: zero tokens.
     assert_eq!(
         SpmTokenizer::from_llama2c(&llama2c_file(6, &[]), 3).unwrap_err(),
-        Error::VocabMismatch {
-            model: 3,
-            tokenizer: 0
-        }
+        Error::VocabMismatch { model: 3, tokenizer: 0 }
     );
     assert!(SpmTokenizer::from_llama2c(&llama2c_file(6, &[]), 0).is_err());
     // Negative and huge lengths.
@@ -531,23 +434,14 @@ fn from_llama2c_rejects_bad_files() {
     let mut bad = good;
     bad[1].1 = 6; // swallows the next entry's score, leaving garbage
     assert!(SpmTokenizer::from_llama2c(&llama2c_file(6, &bad), 3).is_err());
-    assert!(matches!(
-        SpmTokenizer::from_llama2c(&llama2c_file(-1, &good), 3),
-        Err(Error::Invalid { .. })
-    ));
+    assert!(matches!(SpmTokenizer::from_llama2c(&llama2c_file(-1, &good), 3), Err(Error::Invalid { .. })));
     // Invalid UTF-8 and NaN scores.
     let mut bad = good;
     bad[0].2 = b"\xff<unk";
-    assert!(matches!(
-        SpmTokenizer::from_llama2c(&llama2c_file(6, &bad), 3),
-        Err(Error::Invalid { .. })
-    ));
+    assert!(matches!(SpmTokenizer::from_llama2c(&llama2c_file(6, &bad), 3), Err(Error::Invalid { .. })));
     let mut bad = good;
     bad[0].0 = f32::NAN;
-    assert!(matches!(
-        SpmTokenizer::from_llama2c(&llama2c_file(6, &bad), 3),
-        Err(Error::Invalid { .. })
-    ));
+    assert!(matches!(SpmTokenizer::from_llama2c(&llama2c_file(6, &bad), 3), Err(Error::Invalid { .. })));
 }
 
 #[test]
@@ -556,13 +450,7 @@ fn every_prefix_of_tok512_is_an_error() {
     assert!(SpmTokenizer::from_llama2c(&bytes, 512).is_ok());
     for len in 0..bytes.len() {
         let r = SpmTokenizer::from_llama2c(&bytes[..len], 512);
-        assert!(
-            matches!(
-                r,
-                Err(Error::Truncated { .. } | Error::VocabMismatch { .. })
-            ),
-            "prefix {len}: {r:?}"
-        );
+        assert!(matches!(r, Err(Error::Truncated { .. } | Error::VocabMismatch { .. })), "prefix {len}: {r:?}");
     }
     // Trailing bytes after the last token are not a token.
     let mut longer = bytes.clone();

@@ -13,9 +13,9 @@
 
 use std::time::Instant;
 
+use host::pool::ThreadPool;
 use kernels::exec::Executor;
 use kernels::ops::{self, ActScratch, Weights};
-use host::pool::ThreadPool;
 use kernels::quant::*;
 
 fn best<F: FnMut()>(mut f: F) -> f64 {

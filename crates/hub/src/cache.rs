@@ -29,11 +29,7 @@ pub(crate) fn flat_name(repo: &str) -> String {
 
 impl RepoCache {
     pub fn new(cache: &Path, repo: &str) -> RepoCache {
-        RepoCache {
-            dir: cache
-                .join("hub")
-                .join(format!("models--{}", flat_name(repo))),
-        }
+        RepoCache { dir: cache.join("hub").join(format!("models--{}", flat_name(repo))) }
     }
 
     pub fn blob(&self, etag: &str) -> PathBuf {
@@ -87,10 +83,8 @@ impl RepoCache {
         let pointer = self.pointer(commit, file);
         create_parent(&pointer)?;
         let blob = self.blob(etag);
-        let tmp = pointer.with_file_name(format!(
-            ".{}.lbm-tmp",
-            pointer.file_name().unwrap_or_default().to_string_lossy()
-        ));
+        let tmp =
+            pointer.with_file_name(format!(".{}.lbm-tmp", pointer.file_name().unwrap_or_default().to_string_lossy()));
         let _ = std::fs::remove_file(&tmp);
         #[cfg(unix)]
         {
@@ -102,13 +96,11 @@ impl RepoCache {
             }
             target.push("blobs");
             target.push(etag);
-            std::os::unix::fs::symlink(&target, &tmp)
-                .with_context(|| format!("cannot create {}", tmp.display()))?;
+            std::os::unix::fs::symlink(&target, &tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         }
         #[cfg(not(unix))]
         std::fs::copy(&blob, &tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        std::fs::rename(&tmp, &pointer)
-            .with_context(|| format!("cannot create {}", pointer.display()))?;
+        std::fs::rename(&tmp, &pointer).with_context(|| format!("cannot create {}", pointer.display()))?;
         if !pointer.is_file() {
             bail!("{} does not lead to {}", pointer.display(), blob.display());
         }
@@ -118,9 +110,7 @@ impl RepoCache {
 
 /// A full commit id (40 lowercase hex digits).
 pub(crate) fn is_commit(s: &str) -> bool {
-    s.len() == 40
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 pub(crate) fn create_parent(p: &Path) -> Result<()> {
@@ -144,9 +134,7 @@ pub(crate) fn copy_atomic(src: &Path, dst: &Path) -> Result<()> {
     let tmp = dst.with_file_name(format!(".{name}.lbm-tmp"));
     let r = std::fs::copy(src, &tmp)
         .with_context(|| format!("cannot copy {} to {}", src.display(), tmp.display()))
-        .and_then(|_| {
-            std::fs::rename(&tmp, dst).with_context(|| format!("cannot write {}", dst.display()))
-        });
+        .and_then(|_| std::fs::rename(&tmp, dst).with_context(|| format!("cannot write {}", dst.display())));
     if r.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -188,9 +176,7 @@ impl Lock {
         loop {
             match Self::try_acquire(path, what)? {
                 Try::Got(l) => return Ok(l),
-                Try::Busy(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(200))
-                }
+                Try::Busy(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
                 Try::Busy(why) => bail!("{why}"),
             }
         }
@@ -198,18 +184,12 @@ impl Lock {
 
     /// Creates the lock file, or finds it there (`None`).
     fn create(path: &Path) -> Result<Option<Lock>> {
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-        {
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
             Ok(mut f) => {
                 use std::io::Write;
                 f.write_all(std::process::id().to_string().as_bytes())
                     .with_context(|| format!("cannot write {}", path.display()))?;
-                Ok(Some(Lock {
-                    path: path.to_path_buf(),
-                }))
+                Ok(Some(Lock { path: path.to_path_buf() }))
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
             Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
@@ -227,9 +207,7 @@ impl Lock {
         if let Some(l) = Self::create(path)? {
             return Ok(Try::Got(l));
         }
-        let owner: Option<u32> = std::fs::read_to_string(path)
-            .ok()
-            .and_then(|s| s.trim().parse().ok());
+        let owner: Option<u32> = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse().ok());
         // An empty lock may be one being written right now.
         let fresh = std::fs::metadata(path)
             .and_then(|m| m.modified())

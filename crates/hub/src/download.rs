@@ -45,8 +45,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Reads `path` through and returns its length and checksum (as `c` names it).
 fn digest_file(path: &Path, c: &Checksum, size: u64) -> Result<(u64, String)> {
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut sha256 = sha2::Sha256::new();
     let mut sha1 = sha1::Sha1::new();
     sha1.update(format!("blob {size}\0").as_bytes());
@@ -76,10 +75,7 @@ fn digest_file(path: &Path, c: &Checksum, size: u64) -> Result<(u64, String)> {
 
 /// The default writer: append to the `.part` file.
 fn open_append(p: &Path) -> std::io::Result<Box<dyn Write>> {
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(p)?;
+    let f = std::fs::OpenOptions::new().create(true).append(true).open(p)?;
     Ok(Box::new(std::io::BufWriter::with_capacity(1 << 20, f)))
 }
 
@@ -137,18 +133,10 @@ fn attempt(job: &Job, on: &mut dyn FnMut(&Event)) -> Result<(), Stop> {
     }
     let mut resp = match job.hub.get_file(&job.target, start) {
         Ok(r) => r,
-        Err(HubError {
-            kind: Kind::Unreachable | Kind::Busy,
-            message,
-        }) => return Err(Stop::Cut(message)),
+        Err(HubError { kind: Kind::Unreachable | Kind::Busy, message }) => return Err(Stop::Cut(message)),
         Err(e) => return Err(Stop::Fatal(e.into())),
     };
-    let header = |name: &str| {
-        resp.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
+    let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let length = header("content-length").and_then(|s| s.trim().parse::<u64>().ok());
     match resp.status().as_u16() {
         206 => {
@@ -165,9 +153,7 @@ fn attempt(job: &Job, on: &mut dyn FnMut(&Event)) -> Result<(), Stop> {
         }
         200 => {
             if start > 0 {
-                on(&Event::Log(&format!(
-                    "{file}: the server cannot resume; starting over"
-                )));
+                on(&Event::Log(&format!("{file}: the server cannot resume; starting over")));
                 remove(job.part).map_err(Stop::Fatal)?;
                 start = 0;
             }
@@ -178,11 +164,7 @@ fn attempt(job: &Job, on: &mut dyn FnMut(&Event)) -> Result<(), Stop> {
                 "the server refused to resume at byte {start} (HTTP 416); the partial file was deleted"
             )));
         }
-        s => {
-            return Err(Stop::Fatal(anyhow!(
-                "unexpected HTTP {s} downloading {file}"
-            )))
-        }
+        s => return Err(Stop::Fatal(anyhow!("unexpected HTTP {s} downloading {file}"))),
     }
     if let Some(n) = length {
         if n != size - start {
@@ -197,11 +179,7 @@ fn attempt(job: &Job, on: &mut dyn FnMut(&Event)) -> Result<(), Stop> {
         None => open_append(p),
     };
     let mut out = open(job.part).map_err(|e| Stop::Fatal(write_error(e, job.part, start, size)))?;
-    on(&Event::Start {
-        file,
-        total: size,
-        resumed: start,
-    });
+    on(&Event::Start { file, total: size, resumed: start });
     let mut body = resp.body_mut().as_reader();
     let mut buf = vec![0u8; 256 << 10];
     let mut done = start;
@@ -222,37 +200,21 @@ fn attempt(job: &Job, on: &mut dyn FnMut(&Event)) -> Result<(), Stop> {
         if let Err(e) = out.write_all(&buf[..n]) {
             let _ = out.flush();
             drop(out);
-            return Err(Stop::Fatal(write_error(
-                e,
-                job.part,
-                part_len(job.part),
-                size,
-            )));
+            return Err(Stop::Fatal(write_error(e, job.part, part_len(job.part), size)));
         }
         done += n as u64;
-        on(&Event::Bytes {
-            file,
-            done,
-            total: size,
-        });
+        on(&Event::Bytes { file, done, total: size });
     };
     if let Err(e) = out.flush() {
         drop(out);
-        return Err(Stop::Fatal(write_error(
-            e,
-            job.part,
-            part_len(job.part),
-            size,
-        )));
+        return Err(Stop::Fatal(write_error(e, job.part, part_len(job.part), size)));
     }
     drop(out);
     match cut {
         Some(e) => Err(Stop::Cut(e)),
-        None if done < size => Err(Stop::Cut(format!(
-            "the server closed the connection after {} of {}",
-            human(done),
-            human(size)
-        ))),
+        None if done < size => {
+            Err(Stop::Cut(format!("the server closed the connection after {} of {}", human(done), human(size))))
+        }
         None => Ok(()),
     }
 }
@@ -268,10 +230,7 @@ fn write_error(e: std::io::Error, part: &Path, done: u64, size: u64) -> anyhow::
             human(size.saturating_sub(done))
         )
     } else {
-        anyhow!(
-            "cannot write {} ({at}): {e}; run the same command again to resume",
-            part.display()
-        )
+        anyhow!("cannot write {} ({at}): {e}; run the same command again to resume", part.display())
     }
 }
 
@@ -329,12 +288,8 @@ fn verify(part: &Path, etag: &str, size: u64, file: &str) -> Result<()> {
         Some(format!("it has {len} bytes, the hub announced {size}"))
     } else {
         match &c {
-            Checksum::Sha256(want) if *want != got => {
-                Some(format!("sha256 {got}, the hub announced {want}"))
-            }
-            Checksum::GitSha1(want) if *want != got => {
-                Some(format!("git blob id {got}, the hub announced {want}"))
-            }
+            Checksum::Sha256(want) if *want != got => Some(format!("sha256 {got}, the hub announced {want}")),
+            Checksum::GitSha1(want) if *want != got => Some(format!("git blob id {got}, the hub announced {want}")),
             _ => None,
         }
     };
@@ -356,10 +311,7 @@ mod tests {
     fn checksums_and_ranges() {
         let sha = "a".repeat(64);
         assert_eq!(Checksum::from_etag(&sha), Checksum::Sha256(sha.clone()));
-        assert_eq!(
-            Checksum::from_etag(&"B".repeat(40)),
-            Checksum::GitSha1("b".repeat(40))
-        );
+        assert_eq!(Checksum::from_etag(&"B".repeat(40)), Checksum::GitSha1("b".repeat(40)));
         assert_eq!(Checksum::from_etag("xyz"), Checksum::None);
         assert_eq!(content_range("bytes 10-99/100"), Some((10, Some(100))));
         assert_eq!(content_range("bytes 10-99/*"), Some((10, None)));

@@ -122,18 +122,12 @@ fn join(base: &str, location: &str) -> String {
 }
 
 fn header<'r>(r: &'r Response<Body>, name: &str) -> Option<&'r str> {
-    r.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
+    r.headers().get(name).and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
 /// An ETag without `W/` and quotes.
 fn clean_etag(e: &str) -> String {
-    e.trim()
-        .trim_start_matches("W/")
-        .trim_matches('"')
-        .to_string()
+    e.trim().trim_start_matches("W/").trim_matches('"').to_string()
 }
 
 fn is_loopback(endpoint: &str) -> bool {
@@ -145,11 +139,7 @@ impl Hub {
     pub fn new(endpoint: &str, token: Option<&str>) -> Hub {
         let endpoint = endpoint.trim_end_matches('/').to_string();
         // A proxy from the environment cannot reach a hub on this machine.
-        let proxy = if is_loopback(&endpoint) {
-            None
-        } else {
-            ureq::Proxy::try_from_env()
-        };
+        let proxy = if is_loopback(&endpoint) { None } else { ureq::Proxy::try_from_env() };
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
@@ -160,11 +150,7 @@ impl Hub {
             .timeout_recv_response(Some(Duration::from_secs(120)))
             .timeout_per_read(Some(Duration::from_secs(120)))
             .build();
-        Hub {
-            agent: config.into(),
-            endpoint,
-            token: token.filter(|t| !t.is_empty()).map(str::to_string),
-        }
+        Hub { agent: config.into(), endpoint, token: token.filter(|t| !t.is_empty()).map(str::to_string) }
     }
 
     pub fn endpoint(&self) -> &str {
@@ -173,35 +159,20 @@ impl Hub {
 
     /// The resolve URL of a file.
     pub fn file_url(&self, repo: &str, revision: &str, file: &str) -> String {
-        format!(
-            "{}/{}/resolve/{}/{}",
-            self.endpoint,
-            encode(repo, true),
-            encode(revision, false),
-            encode(file, true)
-        )
+        format!("{}/{}/resolve/{}/{}", self.endpoint, encode(repo, true), encode(revision, false), encode(file, true))
     }
 
     fn api_url(&self, repo: &str, revision: &str) -> String {
         if revision == "main" {
             format!("{}/api/models/{}", self.endpoint, encode(repo, true))
         } else {
-            format!(
-                "{}/api/models/{}/revision/{}",
-                self.endpoint,
-                encode(repo, true),
-                encode(revision, false)
-            )
+            format!("{}/api/models/{}/revision/{}", self.endpoint, encode(repo, true), encode(revision, false))
         }
     }
 
     /// One request, no redirect followed.
     fn send(&self, head: bool, url: &str, from: u64) -> Result<Response<Body>, HubError> {
-        let mut req = if head {
-            self.agent.head(url)
-        } else {
-            self.agent.get(url)
-        };
+        let mut req = if head { self.agent.head(url) } else { self.agent.get(url) };
         if from > 0 {
             req = req.header("Range", format!("bytes={from}-"));
         }
@@ -210,10 +181,8 @@ impl Hub {
                 req = req.header("Authorization", format!("Bearer {t}"));
             }
         }
-        req.call().map_err(|e| HubError {
-            kind: Kind::Unreachable,
-            message: format!("cannot reach {}: {e}", origin(url)),
-        })
+        req.call()
+            .map_err(|e| HubError { kind: Kind::Unreachable, message: format!("cannot reach {}: {e}", origin(url)) })
     }
 
     /// A request that follows redirects: all of them, or (`relative_only`)
@@ -240,10 +209,7 @@ impl Hub {
             }
             url = join(&url, loc);
         }
-        Err(HubError {
-            kind: Kind::Other,
-            message: format!("too many redirects from {url}"),
-        })
+        Err(HubError { kind: Kind::Other, message: format!("too many redirects from {url}") })
     }
 
     /// Describes a file (`HEAD` on its resolve URL).
@@ -256,10 +222,7 @@ impl Hub {
         }
         let not_a_hub = |what: &str| HubError {
             kind: Kind::Other,
-            message: format!(
-                "{} did not answer like a Hugging Face hub: no {what} header for {url}",
-                self.endpoint
-            ),
+            message: format!("{} did not answer like a Hugging Face hub: no {what} header for {url}", self.endpoint),
         };
         let commit = header(&resp, "x-repo-commit").ok_or_else(|| not_a_hub("X-Repo-Commit"))?;
         let etag = header(&resp, "x-linked-etag")
@@ -271,11 +234,7 @@ impl Hub {
             .or_else(|| header(&resp, "content-length"))
             .and_then(|s| s.parse::<u64>().ok())
             .ok_or_else(|| not_a_hub("X-Linked-Size or Content-Length"))?;
-        Ok(FileMeta {
-            commit: commit.to_string(),
-            etag,
-            size,
-        })
+        Ok(FileMeta { commit: commit.to_string(), etag, size })
     }
 
     /// Starts downloading a file from byte `from` (redirects followed).
@@ -296,48 +255,26 @@ impl Hub {
         if !resp.status().is_success() {
             return Err(self.status_error(&resp, &url, t));
         }
-        let bad = |why: String| HubError {
-            kind: Kind::Other,
-            message: format!("unexpected answer from {url}: {why}"),
-        };
+        let bad = |why: String| HubError { kind: Kind::Other, message: format!("unexpected answer from {url}: {why}") };
         let bytes = resp
             .body_mut()
             .with_config()
             .limit(64 << 20)
             .read_to_vec()
-            .map_err(|e| HubError {
-                kind: Kind::Unreachable,
-                message: format!("reading {url}: {e}"),
-            })?;
-        let v: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON ({e})")))?;
-        let commit = v
-            .get("sha")
-            .and_then(|s| s.as_str())
-            .ok_or_else(|| bad("no 'sha'".into()))?
-            .to_string();
-        let siblings = v
-            .get("siblings")
-            .and_then(|s| s.as_array())
-            .ok_or_else(|| bad("no 'siblings' list".into()))?;
-        let files = siblings
-            .iter()
-            .filter_map(|s| {
-                s.get("rfilename")
-                    .and_then(|n| n.as_str())
-                    .map(str::to_string)
-            })
-            .collect();
+            .map_err(|e| HubError { kind: Kind::Unreachable, message: format!("reading {url}: {e}") })?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON ({e})")))?;
+        let commit = v.get("sha").and_then(|s| s.as_str()).ok_or_else(|| bad("no 'sha'".into()))?.to_string();
+        let siblings = v.get("siblings").and_then(|s| s.as_array()).ok_or_else(|| bad("no 'siblings' list".into()))?;
+        let files =
+            siblings.iter().filter_map(|s| s.get("rfilename").and_then(|n| n.as_str()).map(str::to_string)).collect();
         Ok(RepoInfo { commit, files })
     }
 
     fn status_error(&self, resp: &Response<Body>, url: &str, t: &Target) -> HubError {
         let status = resp.status().as_u16();
         let code = header(resp, "x-error-code").unwrap_or("");
-        let said = header(resp, "x-error-message")
-            .filter(|m| !m.is_empty())
-            .map(|m| format!(": {m}"))
-            .unwrap_or_default();
+        let said =
+            header(resp, "x-error-message").filter(|m| !m.is_empty()).map(|m| format!(": {m}")).unwrap_or_default();
         let (repo, rev) = (t.repo, t.revision);
         let private_hint = if self.token.is_some() {
             "(HF_TOKEN is set: does it give access to it?)"
@@ -355,10 +292,9 @@ impl Hub {
             _ => Kind::Other,
         };
         let message = match kind {
-            Kind::RepoNotFound => format!(
-                "repository '{repo}' not found on {} {private_hint} (HTTP {status})",
-                self.endpoint
-            ),
+            Kind::RepoNotFound => {
+                format!("repository '{repo}' not found on {} {private_hint} (HTTP {status})", self.endpoint)
+            }
             Kind::RevisionNotFound => {
                 format!("revision '{rev}' not found in repository '{repo}' (HTTP {status})")
             }

@@ -29,9 +29,9 @@ mod download;
 mod hub;
 mod progress;
 
-use convert::{convert, ConvertOptions, OutType};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use cache::{copy_atomic, create_parent, flat_name, is_commit, Lock, RepoCache};
+use convert::{convert, ConvertOptions, OutType};
 use hub::{Hub, HubError, Kind, Target};
 use std::fmt;
 use std::io::Write;
@@ -62,33 +62,17 @@ fn check_repo(repo: &str) -> std::result::Result<(), String> {
     }
     let parts: Vec<&str> = repo.split('/').collect();
     if parts.len() > 2 {
-        return Err(format!(
-            "'{repo}' has {} parts; a repository is OWNER/NAME",
-            parts.len()
-        ));
+        return Err(format!("'{repo}' has {} parts; a repository is OWNER/NAME", parts.len()));
     }
     for p in parts {
         if p.is_empty() {
-            return Err(format!(
-                "'{repo}' has an empty part; a repository is OWNER/NAME"
-            ));
+            return Err(format!("'{repo}' has an empty part; a repository is OWNER/NAME"));
         }
-        if let Some(c) = p
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(*c)))
-        {
-            return Err(format!(
-                "'{c}' is not allowed in a repository name ('{repo}')"
-            ));
+        if let Some(c) = p.chars().find(|c| !(c.is_ascii_alphanumeric() || "-_.".contains(*c))) {
+            return Err(format!("'{c}' is not allowed in a repository name ('{repo}')"));
         }
-        if p.starts_with(['-', '.'])
-            || p.ends_with(['-', '.'])
-            || p.contains("--")
-            || p.contains("..")
-        {
-            return Err(format!(
-                "'{p}' is not a repository name: no '-' or '.' at the ends, no '--' or '..'"
-            ));
+        if p.starts_with(['-', '.']) || p.ends_with(['-', '.']) || p.contains("--") || p.contains("..") {
+            return Err(format!("'{p}' is not a repository name: no '-' or '.' at the ends, no '--' or '..'"));
         }
         if p.len() > 96 {
             return Err(format!("'{p}' is longer than 96 characters"));
@@ -102,14 +86,9 @@ fn check_file(file: &str) -> std::result::Result<(), String> {
         return Err("the file after ':' is empty".into());
     }
     if file.starts_with('/') || file.contains('\\') {
-        return Err(format!(
-            "'{file}' must be a path inside the repository, with '/' separators"
-        ));
+        return Err(format!("'{file}' must be a path inside the repository, with '/' separators"));
     }
-    if file
-        .split('/')
-        .any(|c| c.is_empty() || c == "." || c == "..")
-    {
+    if file.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
         return Err(format!("'{file}' has an empty, '.' or '..' component"));
     }
     if file.chars().any(char::is_control) {
@@ -129,10 +108,7 @@ impl PullSpec {
         if let Err(why) = checked {
             bail!("'{s}' is not a model to pull: {why} ({SPEC_FORM})");
         }
-        Ok(PullSpec {
-            repo: repo.to_string(),
-            file: file.map(str::to_string),
-        })
+        Ok(PullSpec { repo: repo.to_string(), file: file.map(str::to_string) })
     }
 }
 
@@ -202,9 +178,7 @@ fn env(name: &str) -> Option<String> {
 }
 
 fn home_cache() -> Option<PathBuf> {
-    env("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| env("HOME").map(|h| Path::new(&h).join(".cache")))
+    env("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| env("HOME").map(|h| Path::new(&h).join(".cache")))
 }
 
 impl PullOptions {
@@ -257,12 +231,8 @@ impl PullOptions {
         let endpoint = env("HF_ENDPOINT").unwrap_or_else(|| DEFAULT_ENDPOINT.into());
         let mut o = PullOptions::new(endpoint.trim(), &Self::default_cache());
         o.token = Self::token_from_env();
-        o.offline = env("HF_HUB_OFFLINE").is_some_and(|v| {
-            matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "1" | "true" | "yes" | "on"
-            )
-        });
+        o.offline = env("HF_HUB_OFFLINE")
+            .is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
         o
     }
 }
@@ -271,23 +241,11 @@ impl PullOptions {
 #[derive(Debug, Clone, Copy)]
 pub enum Event<'a> {
     /// Bytes of `file` start coming (from byte `resumed`).
-    Start {
-        file: &'a str,
-        total: u64,
-        resumed: u64,
-    },
+    Start { file: &'a str, total: u64, resumed: u64 },
     /// `done` of `total` bytes of `file` are on disk.
-    Bytes {
-        file: &'a str,
-        done: u64,
-        total: u64,
-    },
+    Bytes { file: &'a str, done: u64, total: u64 },
     /// `file` is complete at `path`; `cached`: no byte had to be downloaded.
-    Done {
-        file: &'a str,
-        path: &'a Path,
-        cached: bool,
-    },
+    Done { file: &'a str, path: &'a Path, cached: bool },
     /// A message for the user (conversion steps, retries).
     Log(&'a str),
 }
@@ -307,9 +265,7 @@ fn check_revision(r: &str) -> Result<()> {
         && !r.starts_with('/')
         && !r.ends_with('/')
         && !r.split('/').any(|c| c.is_empty() || c == "." || c == "..")
-        && !r
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '\\');
+        && !r.chars().any(|c| c.is_whitespace() || c.is_control() || c == '\\');
     ensure!(ok, "'{r}' is not a revision (a branch, tag or commit id)");
     Ok(())
 }
@@ -318,17 +274,12 @@ fn check_revision(r: &str) -> Result<()> {
 fn blob_name(etag: &str) -> String {
     let plain = !etag.starts_with('.')
         && etag.len() <= 128
-        && etag
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        && etag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if plain {
         etag.to_string()
     } else {
         use sha2::Digest;
-        sha2::Sha256::digest(etag.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        sha2::Sha256::digest(etag.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 
@@ -340,39 +291,20 @@ struct Fetched {
 /// A few files of the repository like `file` (same extension), for a
 /// "not found" message.
 fn suggest(hub: &Hub, repo: &str, revision: &str, file: &str) -> String {
-    let Ok(info) = hub.repo_info(&Target {
-        repo,
-        revision,
-        file: None,
-    }) else {
+    let Ok(info) = hub.repo_info(&Target { repo, revision, file: None }) else {
         return String::new();
     };
-    let ext = Path::new(file)
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    let ext = Path::new(file).extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
     let same: Vec<&String> = info
         .files
         .iter()
-        .filter(|f| {
-            Path::new(f)
-                .extension()
-                .map(|e| e.to_string_lossy().to_ascii_lowercase())
-                == ext
-        })
+        .filter(|f| Path::new(f).extension().map(|e| e.to_string_lossy().to_ascii_lowercase()) == ext)
         .collect();
-    let list = if same.is_empty() {
-        info.files.iter().collect()
-    } else {
-        same
-    };
+    let list = if same.is_empty() { info.files.iter().collect() } else { same };
     if list.is_empty() {
         return String::new();
     }
-    let more = if list.len() > 12 {
-        format!(", and {} more", list.len() - 12)
-    } else {
-        String::new()
-    };
+    let more = if list.len() > 12 { format!(", and {} more", list.len() - 12) } else { String::new() };
     let names: Vec<&str> = list.iter().take(12).map(|s| s.as_str()).collect();
     format!("; the repository has: {}{more}", names.join(", "))
 }
@@ -393,11 +325,7 @@ fn fetch(
         p.is_file().then_some(Fetched { path: p })
     };
     let hit = |f: Fetched, on: &mut dyn FnMut(&Event)| {
-        on(&Event::Done {
-            file,
-            path: &f.path,
-            cached: true,
-        });
+        on(&Event::Done { file, path: &f.path, cached: true });
         Ok(f)
     };
     if opts.offline {
@@ -416,33 +344,17 @@ fn fetch(
             return hit(f, on);
         }
     }
-    let target = Target {
-        repo,
-        revision,
-        file: Some(file),
-    };
+    let target = Target { repo, revision, file: Some(file) };
     let meta = match hub.file_meta(&target) {
         Ok(m) => m,
-        Err(
-            e @ HubError {
-                kind: Kind::Unreachable,
-                ..
-            },
-        ) => match cached() {
+        Err(e @ HubError { kind: Kind::Unreachable, .. }) => match cached() {
             Some(f) => {
-                on(&Event::Log(&format!(
-                    "{e}; using the cached copy of '{file}'"
-                )));
+                on(&Event::Log(&format!("{e}; using the cached copy of '{file}'")));
                 return hit(f, on);
             }
             None => return Err(e.into()),
         },
-        Err(
-            e @ HubError {
-                kind: Kind::EntryNotFound,
-                ..
-            },
-        ) => {
+        Err(e @ HubError { kind: Kind::EntryNotFound, .. }) => {
             bail!("{e}{}", suggest(hub, repo, revision, file))
         }
         Err(e) => return Err(e.into()),
@@ -469,29 +381,20 @@ fn fetch(
             create_parent(&part)?;
             let job = download::Job {
                 hub,
-                target: Target {
-                    repo,
-                    revision: &meta.commit,
-                    file: Some(file),
-                },
+                target: Target { repo, revision: &meta.commit, file: Some(file) },
                 meta: &meta,
                 part: &part,
                 writer: opts.writer.as_ref(),
                 retries: opts.retries,
             };
             download::download(&job, on)?;
-            std::fs::rename(&part, &blob).with_context(|| {
-                format!("cannot rename {} to {}", part.display(), blob.display())
-            })?;
+            std::fs::rename(&part, &blob)
+                .with_context(|| format!("cannot rename {} to {}", part.display(), blob.display()))?;
         }
     }
     let path = rc.link(&meta.commit, file, &etag)?;
     rc.write_ref(revision, &meta.commit)?;
-    on(&Event::Done {
-        file,
-        path: &path,
-        cached: !downloaded,
-    });
+    on(&Event::Done { file, path: &path, cached: !downloaded });
     Ok(Fetched { path })
 }
 
@@ -522,17 +425,12 @@ const INDEX: &str = "model.safetensors.index.json";
 /// The shard names an index lists (plain file names, each once).
 fn shards_of(index: &Path) -> Result<Vec<String>> {
     let bytes = std::fs::read(index).with_context(|| format!("cannot read {}", index.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&bytes).with_context(|| format!("{INDEX} is not valid JSON"))?;
-    let map = v
-        .get("weight_map")
-        .and_then(|m| m.as_object())
-        .ok_or_else(|| anyhow!("{INDEX} has no 'weight_map' object"))?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).with_context(|| format!("{INDEX} is not valid JSON"))?;
+    let map =
+        v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| anyhow!("{INDEX} has no 'weight_map' object"))?;
     let mut shards: Vec<String> = Vec::new();
     for (tensor, shard) in map {
-        let s = shard
-            .as_str()
-            .ok_or_else(|| anyhow!("{INDEX}: the shard of '{tensor}' is not a file name"))?;
+        let s = shard.as_str().ok_or_else(|| anyhow!("{INDEX}: the shard of '{tensor}' is not a file name"))?;
         ensure!(
             !s.is_empty() && !s.contains(['/', '\\']) && s != "." && s != "..",
             "{INDEX}: shard '{s}' is not a plain file name"
@@ -553,29 +451,15 @@ fn type_name(ty: OutType) -> &'static str {
 }
 
 /// Pulls a transformers checkpoint and converts it.
-fn pull_checkpoint(
-    hub: &Hub,
-    repo: &str,
-    opts: &PullOptions,
-    on: &mut dyn FnMut(&Event),
-) -> Result<PathBuf> {
+fn pull_checkpoint(hub: &Hub, repo: &str, opts: &PullOptions, on: &mut dyn FnMut(&Event)) -> Result<PathBuf> {
     let rc = RepoCache::new(&opts.cache, repo);
     let revision = opts.revision.as_str();
     let info = if opts.offline {
         None
     } else {
-        match hub.repo_info(&Target {
-            repo,
-            revision,
-            file: None,
-        }) {
+        match hub.repo_info(&Target { repo, revision, file: None }) {
             Ok(i) => Some(i),
-            Err(
-                e @ HubError {
-                    kind: Kind::Unreachable,
-                    ..
-                },
-            ) if rc.read_ref(revision).is_some() => {
+            Err(e @ HubError { kind: Kind::Unreachable, .. }) if rc.read_ref(revision).is_some() => {
                 on(&Event::Log(&format!("{e}; looking in the cache")));
                 None
             }
@@ -584,24 +468,13 @@ fn pull_checkpoint(
     };
     let commit = match &info {
         Some(i) => i.commit.clone(),
-        None => rc.read_ref(revision).ok_or_else(|| {
-            anyhow!(
-                "{repo} (revision {revision}) is not in the cache {}",
-                opts.cache.display()
-            )
-        })?,
+        None => rc
+            .read_ref(revision)
+            .ok_or_else(|| anyhow!("{repo} (revision {revision}) is not in the cache {}", opts.cache.display()))?,
     };
-    ensure!(
-        is_commit(&commit),
-        "{} listed {repo} at a commit id '{commit}' that is not 40 hex digits",
-        hub.endpoint()
-    );
+    ensure!(is_commit(&commit), "{} listed {repo} at a commit id '{commit}' that is not 40 hex digits", hub.endpoint());
     let name = repo.rsplit('/').next().unwrap_or(repo);
-    let work = opts
-        .cache
-        .join("converted")
-        .join(flat_name(repo))
-        .join(&commit);
+    let work = opts.cache.join("converted").join(flat_name(repo)).join(&commit);
     let gguf_name = format!("{name}-{}.gguf", type_name(opts.ty));
     let cached_gguf = work.join(&gguf_name);
     let out = match &opts.output {
@@ -610,11 +483,7 @@ fn pull_checkpoint(
     };
     if opts.output.is_none() && cached_gguf.is_file() {
         rc.write_ref(revision, &commit)?;
-        on(&Event::Done {
-            file: &gguf_name,
-            path: &cached_gguf,
-            cached: true,
-        });
+        on(&Event::Done { file: &gguf_name, path: &cached_gguf, cached: true });
         return Ok(cached_gguf);
     }
     let Some(info) = info else {
@@ -626,12 +495,8 @@ fn pull_checkpoint(
     };
     let has = |f: &str| info.files.iter().any(|x| x == f);
     if !has("config.json") {
-        let ggufs: Vec<&str> = info
-            .files
-            .iter()
-            .filter(|f| f.to_ascii_lowercase().ends_with(".gguf"))
-            .map(|s| s.as_str())
-            .collect();
+        let ggufs: Vec<&str> =
+            info.files.iter().filter(|f| f.to_ascii_lowercase().ends_with(".gguf")).map(|s| s.as_str()).collect();
         let hint = match ggufs.first() {
             Some(first) => format!(
                 "; it has GGUF files ({}): pull one with {repo}:{first}",
@@ -647,25 +512,13 @@ fn pull_checkpoint(
     } else if has("model.safetensors") {
         files.push("model.safetensors".into());
     } else {
-        let torch = info
-            .files
-            .iter()
-            .any(|f| f.ends_with(".bin") || f.ends_with(".pth"));
+        let torch = info.files.iter().any(|f| f.ends_with(".bin") || f.ends_with(".pth"));
         bail!(
             "{repo} has no model.safetensors or {INDEX} at revision {revision}{}",
-            if torch {
-                " (only PyTorch weights, which lbm does not convert)"
-            } else {
-                ""
-            }
+            if torch { " (only PyTorch weights, which lbm does not convert)" } else { "" }
         );
     }
-    files.extend(
-        CHECKPOINT_EXTRAS
-            .iter()
-            .filter(|f| has(f))
-            .map(|f| f.to_string()),
-    );
+    files.extend(CHECKPOINT_EXTRAS.iter().filter(|f| has(f)).map(|f| f.to_string()));
 
     let mut got: Vec<(String, PathBuf)> = Vec::new();
     for f in &files {
@@ -684,39 +537,22 @@ fn pull_checkpoint(
     // after the repository, holding links to the snapshot's files.
     let folder = work.join(name);
     if folder.exists() {
-        std::fs::remove_dir_all(&folder)
-            .with_context(|| format!("cannot clear {}", folder.display()))?;
+        std::fs::remove_dir_all(&folder).with_context(|| format!("cannot clear {}", folder.display()))?;
     }
-    std::fs::create_dir_all(&folder)
-        .with_context(|| format!("cannot create {}", folder.display()))?;
+    std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
     for (f, path) in &got {
-        let src = path
-            .canonicalize()
-            .with_context(|| format!("cannot resolve {}", path.display()))?;
+        let src = path.canonicalize().with_context(|| format!("cannot resolve {}", path.display()))?;
         let dst = folder.join(f);
         #[cfg(unix)]
-        std::os::unix::fs::symlink(&src, &dst)
-            .with_context(|| format!("cannot create {}", dst.display()))?;
+        std::os::unix::fs::symlink(&src, &dst).with_context(|| format!("cannot create {}", dst.display()))?;
         #[cfg(not(unix))]
         std::fs::copy(&src, &dst).with_context(|| format!("cannot create {}", dst.display()))?;
     }
     create_parent(&out)?;
-    on(&Event::Log(&format!(
-        "converting {repo} to {} ({})",
-        out.display(),
-        type_name(opts.ty)
-    )));
-    let copts = ConvertOptions {
-        input: folder,
-        output: out.clone(),
-        ty: opts.ty,
-    };
+    on(&Event::Log(&format!("converting {repo} to {} ({})", out.display(), type_name(opts.ty))));
+    let copts = ConvertOptions { input: folder, output: out.clone(), ty: opts.ty };
     convert(&copts, &mut |m| on(&Event::Log(m))).with_context(|| format!("converting {repo}"))?;
-    on(&Event::Done {
-        file: &gguf_name,
-        path: &out,
-        cached: false,
-    });
+    on(&Event::Done { file: &gguf_name, path: &out, cached: false });
     Ok(out)
 }
 
@@ -740,9 +576,7 @@ pub fn pull(spec: &PullSpec, opts: &PullOptions, on: &mut dyn FnMut(&Event)) -> 
     match &opts.output {
         None => Ok(got.path),
         Some(o) => {
-            let base = Path::new(file)
-                .file_name()
-                .map_or(file.as_str(), |n| n.to_str().unwrap_or(file));
+            let base = Path::new(file).file_name().map_or(file.as_str(), |n| n.to_str().unwrap_or(file));
             let out = output_path(o, base);
             create_parent(&out)?;
             copy_atomic(&got.path, &out)?;
@@ -754,19 +588,12 @@ pub fn pull(spec: &PullSpec, opts: &PullOptions, on: &mut dyn FnMut(&Event)) -> 
 /// Turns a `--model` argument into a local file: a path that exists is
 /// returned as it is (even with a `:` in it), as is anything without a
 /// `:`; `REPO:FILE` is pulled and its cached path returned.
-pub fn resolve_model_arg(
-    arg: &str,
-    opts: &PullOptions,
-    on: &mut dyn FnMut(&Event),
-) -> Result<PathBuf> {
+pub fn resolve_model_arg(arg: &str, opts: &PullOptions, on: &mut dyn FnMut(&Event)) -> Result<PathBuf> {
     let p = Path::new(arg);
     if p.exists() || !arg.contains(':') {
         return Ok(p.to_path_buf());
     }
     let spec = PullSpec::parse(arg).with_context(|| format!("there is no file {arg}"))?;
-    let opts = PullOptions {
-        output: None,
-        ..opts.clone()
-    };
+    let opts = PullOptions { output: None, ..opts.clone() };
     pull(&spec, &opts, on)
 }

@@ -67,11 +67,7 @@ impl StderrProgress {
     pub fn event(&mut self, ev: &Event) {
         let mut err = std::io::stderr().lock();
         match *ev {
-            Event::Start {
-                file,
-                total,
-                resumed,
-            } => {
+            Event::Start { file, total, resumed } => {
                 self.close_line(&mut err);
                 self.started = Instant::now();
                 self.resumed = resumed;
@@ -79,12 +75,7 @@ impl StderrProgress {
                 self.last_tenth = (resumed * 10).checked_div(total).unwrap_or(0);
                 self.active = true;
                 if resumed > 0 {
-                    let _ = writeln!(
-                        err,
-                        "{file}: resuming at {} of {}",
-                        human(resumed),
-                        human(total)
-                    );
+                    let _ = writeln!(err, "{file}: resuming at {} of {}", human(resumed), human(total));
                 } else {
                     let _ = writeln!(err, "{file}: downloading {}", human(total));
                 }
@@ -94,9 +85,7 @@ impl StderrProgress {
                 let moved = done.saturating_sub(self.resumed);
                 let pct = (done * 100).checked_div(total).unwrap_or(100);
                 if self.tty {
-                    let due = self
-                        .last_draw
-                        .is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
+                    let due = self.last_draw.is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
                     if due || done == total {
                         self.last_draw = Some(Instant::now());
                         let left = if moved > 0 && secs > 0.0 {
@@ -120,13 +109,8 @@ impl StderrProgress {
                     }
                 } else if total > 0 && done * 10 / total > self.last_tenth {
                     self.last_tenth = done * 10 / total;
-                    let _ = writeln!(
-                        err,
-                        "{file}: {pct}% ({} of {}, {})",
-                        human(done),
-                        human(total),
-                        rate(moved, secs)
-                    );
+                    let _ =
+                        writeln!(err, "{file}: {pct}% ({} of {}, {})", human(done), human(total), rate(moved, secs));
                 }
             }
             Event::Done { file, path, cached } => {
@@ -135,9 +119,7 @@ impl StderrProgress {
                     let _ = writeln!(err, "{file}: in the cache ({})", path.display());
                 } else if self.active {
                     let secs = self.started.elapsed().as_secs_f64();
-                    let moved = std::fs::metadata(path)
-                        .map_or(0, |m| m.len())
-                        .saturating_sub(self.resumed);
+                    let moved = std::fs::metadata(path).map_or(0, |m| m.len()).saturating_sub(self.resumed);
                     let _ = writeln!(
                         err,
                         "{file}: downloaded in {} ({}), {}",

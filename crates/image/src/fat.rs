@@ -86,12 +86,7 @@ impl Geometry {
         if clusters > FAT32_MAX_CLUSTERS {
             bail!("too many clusters for FAT32 ({clusters})");
         }
-        Ok(Geometry {
-            total_sectors: total,
-            cluster_size,
-            fat_sectors: fat,
-            clusters,
-        })
+        Ok(Geometry { total_sectors: total, cluster_size, fat_sectors: fat, clusters })
     }
 
     fn data_start(&self) -> u64 {
@@ -150,36 +145,17 @@ pub struct Plan {
 pub fn clusters_needed(files: &[FileSpec], cluster_size: u32) -> Result<(u64, Vec<u64>)> {
     let dirs = build_tree(files)?;
     let cs = u64::from(cluster_size);
-    let dir_total = dirs
-        .iter()
-        .enumerate()
-        .map(|(i, d)| dir_clusters(d, i == 0, cs))
-        .sum::<u64>();
-    Ok((
-        dir_total,
-        files.iter().map(|f| f.len.div_ceil(cs)).collect(),
-    ))
+    let dir_total = dirs.iter().enumerate().map(|(i, d)| dir_clusters(d, i == 0, cs)).sum::<u64>();
+    Ok((dir_total, files.iter().map(|f| f.len.div_ceil(cs)).collect()))
 }
 
 fn dir_entries(dir: &Dir, is_root: bool) -> u64 {
     let own = if is_root { 1 } else { 2 }; // volume label, or "." and ".."
-    own + dir
-        .children
-        .iter()
-        .map(|c| {
-            1 + if c.long {
-                lfn_entries(&c.name) as u64
-            } else {
-                0
-            }
-        })
-        .sum::<u64>()
+    own + dir.children.iter().map(|c| 1 + if c.long { lfn_entries(&c.name) as u64 } else { 0 }).sum::<u64>()
 }
 
 fn dir_clusters(dir: &Dir, is_root: bool, cluster_size: u64) -> u64 {
-    (dir_entries(dir, is_root) * 32)
-        .div_ceil(cluster_size)
-        .max(1)
+    (dir_entries(dir, is_root) * 32).div_ceil(cluster_size).max(1)
 }
 
 /// Lays out `files` (destinations already checked for conflicts and FAT
@@ -200,11 +176,7 @@ pub fn plan(geometry: Geometry, files: &[FileSpec]) -> Result<Plan> {
         next += n;
     }
     if next > limit {
-        bail!(NoRoom {
-            file: None,
-            needed: next - 2,
-            available: u64::from(geometry.clusters)
-        });
+        bail!(NoRoom { file: None, needed: next - 2, available: u64::from(geometry.clusters) });
     }
     let mut file_clusters = Vec::with_capacity(files.len());
     for (i, f) in files.iter().enumerate() {
@@ -215,22 +187,12 @@ pub fn plan(geometry: Geometry, files: &[FileSpec]) -> Result<Plan> {
         }
         if next + n > limit {
             let needed = next - 2 + files[i..].iter().map(|f| f.len.div_ceil(cs)).sum::<u64>();
-            bail!(NoRoom {
-                file: Some(i),
-                needed,
-                available: u64::from(geometry.clusters)
-            });
+            bail!(NoRoom { file: Some(i), needed, available: u64::from(geometry.clusters) });
         }
         file_clusters.push(next as u32);
         next += n;
     }
-    Ok(Plan {
-        geometry,
-        dirs,
-        file_clusters,
-        files: files.to_vec(),
-        next_free: next as u32,
-    })
+    Ok(Plan { geometry, dirs, file_clusters, files: files.to_vec(), next_free: next as u32 })
 }
 
 /// The files do not fit: `file` (index) is the first that does not, or
@@ -244,11 +206,7 @@ pub struct NoRoom {
 
 impl std::fmt::Display for NoRoom {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} clusters needed, {} available",
-            self.needed, self.available
-        )
+        write!(f, "{} clusters needed, {} available", self.needed, self.available)
     }
 }
 
@@ -261,17 +219,13 @@ fn build_tree(files: &[FileSpec]) -> Result<Vec<Dir>> {
         let mut cur = 0usize;
         for (pi, part) in parts.iter().enumerate() {
             let last = pi + 1 == parts.len();
-            let existing = dirs[cur]
-                .children
-                .iter()
-                .position(|c| c.name.to_uppercase() == part.to_uppercase());
+            let existing = dirs[cur].children.iter().position(|c| c.name.to_uppercase() == part.to_uppercase());
             match (existing, last) {
                 (Some(ci), false) => match dirs[cur].children[ci].kind {
                     Kind::Dir(d) => cur = d,
-                    Kind::File(_) => bail!(
-                        "{part:?} is a file on the partition and cannot also be a directory for {:?}",
-                        f.dest
-                    ),
+                    Kind::File(_) => {
+                        bail!("{part:?} is a file on the partition and cannot also be a directory for {:?}", f.dest)
+                    }
                 },
                 (Some(ci), true) => bail!(
                     "two files would be written to the same place on the partition, {:?}{}",
@@ -313,8 +267,7 @@ fn as_83(name: &str) -> Option<[u8; 11]> {
         Some((b, e)) => (b, e),
         None => (upper.as_str(), ""),
     };
-    if base.is_empty() || base.len() > 8 || ext.len() > 3 || (upper.contains('.') && ext.is_empty())
-    {
+    if base.is_empty() || base.len() > 8 || ext.len() > 3 || (upper.contains('.') && ext.is_empty()) {
         return None;
     }
     if !base.bytes().chain(ext.bytes()).all(is_short_char) {
@@ -374,17 +327,12 @@ fn lfn_entries(name: &str) -> usize {
 }
 
 fn lfn_checksum(short: &[u8; 11]) -> u8 {
-    short
-        .iter()
-        .fold(0u8, |sum, &b| (sum >> 1 | (sum & 1) << 7).wrapping_add(b))
+    short.iter().fold(0u8, |sum, &b| (sum >> 1 | (sum & 1) << 7).wrapping_add(b))
 }
 
 /// DOS date and time of now (UTC).
 fn dos_now() -> (u16, u16) {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rem) = (secs / 86400, secs % 86400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;
@@ -438,10 +386,7 @@ fn long_entries(name: &str, short: &[u8; 11]) -> Vec<[u8; 32]> {
         e[0] = (i as u8 + 1) | if i == n - 1 { 0x40 } else { 0 };
         e[11] = ATTR_LONG_NAME;
         e[13] = sum;
-        let spots = (1..11)
-            .step_by(2)
-            .chain((14..26).step_by(2))
-            .chain((28..32).step_by(2));
+        let spots = (1..11).step_by(2).chain((14..26).step_by(2)).chain((28..32).step_by(2));
         for (c, at) in chars.iter().zip(spots) {
             e[at..at + 2].copy_from_slice(&c.to_le_bytes());
         }
@@ -495,25 +440,9 @@ impl Plan {
         if i == 0 {
             out.extend(short_entry(label, ATTR_VOLUME_ID, 0, 0, stamp));
         } else {
-            let parent = if d.parent == 0 {
-                0
-            } else {
-                self.dirs[d.parent].first_cluster
-            };
-            out.extend(short_entry(
-                b".          ",
-                ATTR_DIRECTORY,
-                d.first_cluster,
-                0,
-                stamp,
-            ));
-            out.extend(short_entry(
-                b"..         ",
-                ATTR_DIRECTORY,
-                parent,
-                0,
-                stamp,
-            ));
+            let parent = if d.parent == 0 { 0 } else { self.dirs[d.parent].first_cluster };
+            out.extend(short_entry(b".          ", ATTR_DIRECTORY, d.first_cluster, 0, stamp));
+            out.extend(short_entry(b"..         ", ATTR_DIRECTORY, parent, 0, stamp));
         }
         for c in &d.children {
             if c.long {
@@ -522,13 +451,7 @@ impl Plan {
                 }
             }
             let e = match c.kind {
-                Kind::Dir(sub) => short_entry(
-                    &c.short,
-                    ATTR_DIRECTORY,
-                    self.dirs[sub].first_cluster,
-                    0,
-                    stamp,
-                ),
+                Kind::Dir(sub) => short_entry(&c.short, ATTR_DIRECTORY, self.dirs[sub].first_cluster, 0, stamp),
                 Kind::File(f) => short_entry(
                     &c.short,
                     ATTR_READ_ONLY_ARCHIVE,
@@ -552,12 +475,7 @@ impl Plan {
             .dirs
             .iter()
             .map(|d| (d.first_cluster, d.clusters))
-            .chain(
-                self.files
-                    .iter()
-                    .zip(&self.file_clusters)
-                    .map(|(f, &c)| (c, f.len.div_ceil(cs) as u32)),
-            );
+            .chain(self.files.iter().zip(&self.file_clusters).map(|(f, &c)| (c, f.len.div_ceil(cs) as u32)));
         for (start, n) in chains.filter(|&(_, n)| n > 0) {
             for c in start..start + n - 1 {
                 fat[c as usize] = c + 1;
@@ -584,12 +502,9 @@ impl Plan {
         let boot = boot_sector(g, volume_id, label, hidden);
         let free = g.clusters - (self.next_free - 2);
         let info = fsinfo_sector(free, self.next_free);
-        for (sector, bytes) in [
-            (0, &boot),
-            (FSINFO_SECTOR, &info),
-            (BACKUP_BOOT_SECTOR, &boot),
-            (BACKUP_BOOT_SECTOR + 1, &info),
-        ] {
+        for (sector, bytes) in
+            [(0, &boot), (FSINFO_SECTOR, &info), (BACKUP_BOOT_SECTOR, &boot), (BACKUP_BOOT_SECTOR + 1, &info)]
+        {
             write_all_at(file, bytes, offset + u64::from(sector) * SECTOR)?;
         }
         let fat: Vec<u8> = self.fat().iter().flat_map(|e| e.to_le_bytes()).collect();
@@ -606,17 +521,12 @@ impl Plan {
         let mut buf = vec![0u8; super::COPY_CHUNK];
         for (i, f) in self.files.iter().enumerate() {
             let mut src = open(i)?;
-            let mut at = if f.len == 0 {
-                0
-            } else {
-                offset + g.cluster_offset(self.file_clusters[i])
-            };
+            let mut at = if f.len == 0 { 0 } else { offset + g.cluster_offset(self.file_clusters[i]) };
             let mut done = 0u64;
             progress(&f.dest, 0, f.len);
             while done < f.len {
                 let want = (f.len - done).min(buf.len() as u64) as usize;
-                read_full(&mut src, &mut buf[..want])
-                    .with_context(|| format!("reading the source of {}", f.dest))?;
+                read_full(&mut src, &mut buf[..want]).with_context(|| format!("reading the source of {}", f.dest))?;
                 write_all_at(file, &buf[..want], at)
                     .with_context(|| format!("cannot write {} into the image", f.dest))?;
                 done += want as u64;
@@ -625,11 +535,7 @@ impl Plan {
             }
             let mut probe = [0u8; 1];
             if src.read(&mut probe)? != 0 {
-                bail!(
-                    "the source of {} grew while it was being copied (expected {} bytes)",
-                    f.dest,
-                    f.len
-                );
+                bail!("the source of {} grew while it was being copied (expected {} bytes)", f.dest, f.len);
             }
         }
         Ok(())
@@ -671,10 +577,7 @@ mod tests {
         assert_eq!(short_name("lbm.cfg", &[]), (*b"LBM     CFG", true));
         assert_eq!(short_name("tokenizer.json", &[]), (*b"TOKENI~1JSO", true));
         let taken = [*b"TOKENI~1JSO"];
-        assert_eq!(
-            short_name("tokenizer.jsonl", &taken),
-            (*b"TOKENI~2JSO", true)
-        );
+        assert_eq!(short_name("tokenizer.jsonl", &taken), (*b"TOKENI~2JSO", true));
         assert_eq!(short_name("Models", &[]), (*b"MODELS     ", true));
         assert_eq!(short_name("a b.c.d", &[]), (*b"ABC~1   D  ", true));
         assert_eq!(short_name(".hidden", &[]), (*b"HIDDEN~1   ", true));
@@ -690,8 +593,6 @@ mod tests {
         assert_eq!(e[1][1], b't');
         // "tokenizer.json" is 14 units: the second piece holds "n", NUL, then 0xFFFF.
         assert_eq!(&e[0][1..7], &[b'n', 0, 0, 0, 0xFF, 0xFF]);
-        assert!(e
-            .iter()
-            .all(|x| x[11] == ATTR_LONG_NAME && x[13] == lfn_checksum(&short)));
+        assert!(e.iter().all(|x| x[11] == ATTR_LONG_NAME && x[13] == lfn_checksum(&short)));
     }
 }

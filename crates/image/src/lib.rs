@@ -113,10 +113,7 @@ fn normalize_dest(dest: &str) -> Result<String> {
         if *p == "." || *p == ".." {
             bail!("destination path {dest:?} may not contain '.' or '..'");
         }
-        if let Some(c) = p
-            .chars()
-            .find(|c| (*c as u32) < 0x20 || "\"*:<>?|".contains(*c))
-        {
+        if let Some(c) = p.chars().find(|c| (*c as u32) < 0x20 || "\"*:<>?|".contains(*c)) {
             bail!("destination path {dest:?} has a character FAT does not allow: {c:?}");
         }
         if p.ends_with('.') || p.ends_with(' ') {
@@ -166,11 +163,7 @@ fn collect_entries(opts: &ImageOptions) -> Result<Vec<Entry>> {
     let mut entries = Vec::new();
     let mut push = |src: &Path, dest: String, what: &str| -> Result<()> {
         let len = file_len(src, what)?;
-        entries.push(Entry {
-            src: src.to_path_buf(),
-            dest,
-            len,
-        });
+        entries.push(Entry { src: src.to_path_buf(), dest, len });
         Ok(())
     };
     push(&opts.efi, BOOT_FILE.to_string(), "EFI application")?;
@@ -178,18 +171,10 @@ fn collect_entries(opts: &ImageOptions) -> Result<Vec<Entry>> {
         push(src, normalize_dest(dest)?, "file")?;
     }
     for t in &opts.tokenizers {
-        push(
-            t,
-            normalize_dest(&format!("{MODELS_DIR}/{}", file_name_of(t, "tokenizer")?))?,
-            "tokenizer",
-        )?;
+        push(t, normalize_dest(&format!("{MODELS_DIR}/{}", file_name_of(t, "tokenizer")?))?, "tokenizer")?;
     }
     for m in &opts.models {
-        push(
-            m,
-            normalize_dest(&format!("{MODELS_DIR}/{}", file_name_of(m, "model")?))?,
-            "model",
-        )?;
+        push(m, normalize_dest(&format!("{MODELS_DIR}/{}", file_name_of(m, "model")?))?, "model")?;
     }
     // Checks the destinations against each other (FAT names ignore case).
     fat::clusters_needed(&specs(&entries), 512)?;
@@ -198,13 +183,7 @@ fn collect_entries(opts: &ImageOptions) -> Result<Vec<Entry>> {
 }
 
 fn specs(entries: &[Entry]) -> Vec<fat::FileSpec> {
-    entries
-        .iter()
-        .map(|e| fat::FileSpec {
-            dest: e.dest.clone(),
-            len: e.len,
-        })
-        .collect()
+    entries.iter().map(|e| fat::FileSpec { dest: e.dest.clone(), len: e.len }).collect()
 }
 
 /// The geometry of an image.
@@ -231,11 +210,7 @@ fn layout_for_partition(partition_size: u64, disk_size: u64) -> Result<Layout> {
         )
     })?;
     fat::Geometry::new(partition_size, cluster)?;
-    Ok(Layout {
-        disk_size,
-        partition_size,
-        cluster,
-    })
+    Ok(Layout { disk_size, partition_size, cluster })
 }
 
 /// The smallest image that holds everything, with headroom: 1% of the
@@ -276,10 +251,7 @@ fn sized_layout(size: u64) -> Result<Layout> {
     }
     let part = (disk - PARTITION_START - GPT_BACKUP_BYTES) / ALIGNMENT * ALIGNMENT;
     if part / SECTOR_SIZE > u64::from(u32::MAX) {
-        bail!(
-            "an image of {} is larger than FAT32 allows (2 TiB)",
-            format_size(size)
-        );
+        bail!("an image of {} is larger than FAT32 allows (2 TiB)", format_size(size));
     }
     layout_for_partition(part, disk)
 }
@@ -301,10 +273,7 @@ pub fn build_image(opts: &ImageOptions, progress: &mut dyn FnMut(&str, u64, u64)
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let base = output
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("image");
+    let base = output.file_name().and_then(|n| n.to_str()).unwrap_or("image");
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{base}."))
         .suffix(".partial")
@@ -314,22 +283,14 @@ pub fn build_image(opts: &ImageOptions, progress: &mut dyn FnMut(&str, u64, u64)
     write_image(tmp.as_file(), &layout, &entries, progress)
         .with_context(|| format!("building {}", output.display()))?;
 
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("cannot flush {} to disk", tmp.path().display()))?;
+    tmp.as_file().sync_all().with_context(|| format!("cannot flush {} to disk", tmp.path().display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644))
             .with_context(|| format!("cannot set the permissions of {}", tmp.path().display()))?;
     }
-    tmp.persist(output).map_err(|e| {
-        anyhow!(
-            "cannot move the finished image to {}: {}",
-            output.display(),
-            e.error
-        )
-    })?;
+    tmp.persist(output).map_err(|e| anyhow!("cannot move the finished image to {}: {}", output.display(), e.error))?;
     Ok(())
 }
 
@@ -357,10 +318,7 @@ fn check_output(output: &Path, entries: &[Entry]) -> Result<()> {
     }
     if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
         if !parent.is_dir() {
-            bail!(
-                "the directory of the output, {}, does not exist",
-                parent.display()
-            );
+            bail!("the directory of the output, {}, does not exist", parent.display());
         }
     }
     Ok(())
@@ -380,23 +338,13 @@ fn write_image(
             None => return Err(e),
         },
     };
-    file.set_len(layout.disk_size)
-        .context("cannot size the image file")?;
+    file.set_len(layout.disk_size).context("cannot size the image file")?;
     write_gpt(file, layout)?;
     let mut open = |i: usize| -> Result<Box<dyn Read>> {
         let src = &entries[i].src;
-        Ok(Box::new(File::open(src).with_context(|| {
-            format!("cannot open {}", src.display())
-        })?))
+        Ok(Box::new(File::open(src).with_context(|| format!("cannot open {}", src.display()))?))
     };
-    plan.write(
-        file,
-        PARTITION_START,
-        volume_id(),
-        &VOLUME_LABEL,
-        &mut open,
-        progress,
-    )
+    plan.write(file, PARTITION_START, volume_id(), &VOLUME_LABEL, &mut open, progress)
 }
 
 /// The error for contents that do not fit, naming the first file that does not.
@@ -405,12 +353,7 @@ fn too_small(layout: &Layout, entries: &[Entry], no_room: &fat::NoRoom) -> anyho
     let culprit = match no_room.file {
         Some(i) => {
             let e = &entries[i];
-            format!(
-                "{} ({}, from {})",
-                e.dest,
-                format_size(e.len),
-                e.src.display()
-            )
+            format!("{} ({}, from {})", e.dest, format_size(e.len), e.src.display())
         }
         None => "the directories".to_string(),
     };
@@ -443,21 +386,15 @@ fn write_gpt(file: &File, layout: &Layout) -> Result<()> {
         .context("cannot set up the GPT")?;
     let first_lba = PARTITION_START / SECTOR_SIZE;
     let lbas = layout.partition_size / SECTOR_SIZE;
-    disk.add_partition_at(
-        "EFI System Partition",
-        1,
-        first_lba,
-        lbas,
-        gpt::partition_types::EFI,
-        0,
-    )
-    .with_context(|| {
-        format!(
-            "cannot place a {} partition at 1 MiB on a {} disk",
-            format_size(layout.partition_size),
-            format_size(layout.disk_size)
-        )
-    })?;
+    disk.add_partition_at("EFI System Partition", 1, first_lba, lbas, gpt::partition_types::EFI, 0).with_context(
+        || {
+            format!(
+                "cannot place a {} partition at 1 MiB on a {} disk",
+                format_size(layout.partition_size),
+                format_size(layout.disk_size)
+            )
+        },
+    )?;
     let mut device = disk.write().context("cannot write the GPT")?;
     let total_lbas = layout.disk_size / SECTOR_SIZE;
     let mbr_size = u32::try_from(total_lbas - 1).unwrap_or(u32::MAX);
@@ -481,16 +418,9 @@ fn volume_id() -> u32 {
 /// Builds `output` holding the UEFI application `efi` (its bytes) and
 /// `files` (destination on the partition, contents), of `size` bytes or
 /// fitted. The contents go through a temporary directory.
-pub fn build_image_from_bytes(
-    output: &Path,
-    efi: &[u8],
-    files: &[(&str, &[u8])],
-    size: Option<u64>,
-) -> Result<()> {
-    let src = tempfile::Builder::new()
-        .prefix("lbm-image-src-")
-        .tempdir()
-        .context("cannot create a temporary directory")?;
+pub fn build_image_from_bytes(output: &Path, efi: &[u8], files: &[(&str, &[u8])], size: Option<u64>) -> Result<()> {
+    let src =
+        tempfile::Builder::new().prefix("lbm-image-src-").tempdir().context("cannot create a temporary directory")?;
     let efi_path = src.path().join("app.efi");
     fs::write(&efi_path, efi).with_context(|| format!("cannot write {}", efi_path.display()))?;
     let mut extra_files = Vec::new();
@@ -499,13 +429,7 @@ pub fn build_image_from_bytes(
         fs::write(&p, bytes).with_context(|| format!("cannot write {}", p.display()))?;
         extra_files.push((p, dest.to_string()));
     }
-    let opts = ImageOptions {
-        output: output.to_path_buf(),
-        efi: efi_path,
-        extra_files,
-        size,
-        ..Default::default()
-    };
+    let opts = ImageOptions { output: output.to_path_buf(), efi: efi_path, extra_files, size, ..Default::default() };
     build_image(&opts, &mut |_, _, _| {})
 }
 

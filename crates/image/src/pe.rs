@@ -18,8 +18,7 @@ fn u16_at(b: &[u8], at: usize) -> Option<u16> {
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    b.get(at..at + 4)
-        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    b.get(at..at + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 /// Why `head` (the first bytes of a file) is not an x86-64 EFI application,
@@ -36,32 +35,20 @@ pub fn efi_app_problem(head: &[u8]) -> Option<String> {
     }
     match u16_at(head, pe + 4) {
         Some(IMAGE_FILE_MACHINE_AMD64) => {}
-        Some(m) => {
-            return Some(format!(
-                "it is built for machine type {m:#06x}, not x86-64 (0x8664)"
-            ))
-        }
+        Some(m) => return Some(format!("it is built for machine type {m:#06x}, not x86-64 (0x8664)")),
         None => return Some("its COFF header is truncated".into()),
     }
     let opt = pe + 24;
     match u16_at(head, opt) {
         Some(PE32_PLUS_MAGIC) => {}
-        Some(m) => {
-            return Some(format!(
-                "its optional header magic is {m:#06x}, not PE32+ (0x20b)"
-            ))
-        }
+        Some(m) => return Some(format!("its optional header magic is {m:#06x}, not PE32+ (0x20b)")),
         None => return Some("its optional header is truncated".into()),
     }
     match u16_at(head, opt + 68) {
         Some(SUBSYSTEM_EFI_APPLICATION) => None,
         Some(s) => Some(format!(
             "its PE subsystem is {s}, not 10 (EFI application){}",
-            if s == 3 {
-                ": this is a console program for an operating system"
-            } else {
-                ""
-            }
+            if s == 3 { ": this is a console program for an operating system" } else { "" }
         )),
         None => Some("its optional header is truncated".into()),
     }

@@ -18,12 +18,7 @@ fn write_at(file: &File, buf: &[u8], offset: u64) -> io::Result<usize> {
 pub fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
     while !buf.is_empty() {
         match write_at(file, buf, offset) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "the image file took no more bytes",
-                ))
-            }
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "the image file took no more bytes")),
             Ok(n) => {
                 buf = &buf[n..];
                 offset += n as u64;

@@ -18,9 +18,7 @@ pub fn parse_size(s: &str) -> Result<u64> {
     if text.starts_with('-') {
         bail!("bad size {s:?}: a size cannot be negative");
     }
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     let (number, unit) = (&text[..split], text[split..].trim_start());
     let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
@@ -45,11 +43,7 @@ pub fn parse_size(s: &str) -> Result<u64> {
         bail!("bad size {s:?}: expected a number such as 64M, 2G, 1.5GiB or 123456");
     }
     let overflow = || anyhow::anyhow!("size {s:?} is too large");
-    let whole_value: u64 = if whole.is_empty() {
-        0
-    } else {
-        whole.parse::<u64>().map_err(|_| overflow())?
-    };
+    let whole_value: u64 = if whole.is_empty() { 0 } else { whole.parse::<u64>().map_err(|_| overflow())? };
     let mut bytes = whole_value.checked_mul(multiplier).ok_or_else(overflow)?;
     if !frac.is_empty() {
         // frac digits * multiplier / 10^digits, exactly, in 128-bit arithmetic.

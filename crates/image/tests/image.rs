@@ -48,11 +48,7 @@ impl Inputs {
     }
 
     fn options(&self, output: &str) -> ImageOptions {
-        ImageOptions {
-            output: self.path(output),
-            efi: self.efi.clone(),
-            ..Default::default()
-        }
+        ImageOptions { output: self.path(output), efi: self.efi.clone(), ..Default::default() }
     }
 }
 
@@ -82,16 +78,8 @@ fn read_fat_file(fs: &fatfs::FileSystem<Cursor<Vec<u8>>>, path: &str) -> Vec<u8>
 }
 
 fn names_in(fs: &fatfs::FileSystem<Cursor<Vec<u8>>>, dir: &str) -> Vec<String> {
-    let d = if dir.is_empty() {
-        fs.root_dir()
-    } else {
-        fs.root_dir().open_dir(dir).unwrap()
-    };
-    let mut names: Vec<String> = d
-        .iter()
-        .map(|e| e.unwrap().file_name())
-        .filter(|n| n != "." && n != "..")
-        .collect();
+    let d = if dir.is_empty() { fs.root_dir() } else { fs.root_dir().open_dir(dir).unwrap() };
+    let mut names: Vec<String> = d.iter().map(|e| e.unwrap().file_name()).filter(|n| n != "." && n != "..").collect();
     names.sort();
     names
 }
@@ -106,24 +94,16 @@ fn image_layout_and_contents() {
     let mut opts = inp.options("lbm.img");
     opts.models = vec![inp.file("a.gguf", &model_a), inp.file("b.bin", &model_b)];
     opts.tokenizers = vec![inp.file("tokenizer.model", &tok)];
-    opts.extra_files = vec![
-        (inp.file("cfg", &cfg), "lbm.cfg".into()),
-        (inp.file("notes", b"hello"), "docs\\notes.txt".into()),
-    ];
+    opts.extra_files =
+        vec![(inp.file("cfg", &cfg), "lbm.cfg".into()), (inp.file("notes", b"hello"), "docs\\notes.txt".into())];
 
     let mut calls: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
-    build_image(&opts, &mut |f, done, total| {
-        calls.entry(f.to_string()).or_default().push((done, total))
-    })
-    .unwrap();
+    build_image(&opts, &mut |f, done, total| calls.entry(f.to_string()).or_default().push((done, total))).unwrap();
 
     // Progress: every file reported from 0 to its size, in order.
     let a = &calls["models/a.gguf"];
     assert_eq!(a.first(), Some(&(0, model_a.len() as u64)));
-    assert_eq!(
-        a.last(),
-        Some(&(model_a.len() as u64, model_a.len() as u64))
-    );
+    assert_eq!(a.last(), Some(&(model_a.len() as u64, model_a.len() as u64)));
     assert_eq!(a.len(), 1 + 3, "one call per 4 MiB chunk plus the start");
     assert!(a.windows(2).all(|w| w[0].0 < w[1].0));
     assert_eq!(calls.len(), 6);
@@ -144,27 +124,15 @@ fn image_layout_and_contents() {
     let total_lba = len / 512;
     assert_eq!(&raw[510..512], &[0x55, 0xaa]);
     assert_eq!(raw[446 + 4], 0xee, "protective partition type");
-    assert_eq!(
-        u32::from_le_bytes(raw[446 + 8..446 + 12].try_into().unwrap()),
-        1
-    );
-    assert_eq!(
-        u32::from_le_bytes(raw[446 + 12..446 + 16].try_into().unwrap()) as u64,
-        total_lba - 1
-    );
+    assert_eq!(u32::from_le_bytes(raw[446 + 8..446 + 12].try_into().unwrap()), 1);
+    assert_eq!(u32::from_le_bytes(raw[446 + 12..446 + 16].try_into().unwrap()) as u64, total_lba - 1);
     for rec in 1..4 {
-        assert!(raw[446 + 16 * rec..446 + 16 * rec + 16]
-            .iter()
-            .all(|&b| b == 0));
+        assert!(raw[446 + 16 * rec..446 + 16 * rec + 16].iter().all(|&b| b == 0));
     }
 
     // GPT: both headers valid (the crate checks signatures and CRCs), the
     // backup at the last LBA, one aligned ESP.
-    let disk = gpt::GptConfig::new()
-        .writable(false)
-        .only_valid_headers(true)
-        .open(&opts.output)
-        .unwrap();
+    let disk = gpt::GptConfig::new().writable(false).only_valid_headers(true).open(&opts.output).unwrap();
     let primary = disk.primary_header().unwrap().clone();
     let backup = disk.backup_header().unwrap().clone();
     assert_eq!(primary.current_lba, 1);
@@ -175,43 +143,26 @@ fn image_layout_and_contents() {
     assert_eq!(backup.part_start, total_lba - 33);
     assert_eq!(primary.num_parts, 128);
     assert_eq!(primary.crc32_parts, backup.crc32_parts);
-    assert_eq!(
-        (primary.first_usable, primary.last_usable),
-        (backup.first_usable, backup.last_usable)
-    );
+    assert_eq!((primary.first_usable, primary.last_usable), (backup.first_usable, backup.last_usable));
     assert_eq!(primary.disk_guid, backup.disk_guid);
     let primary_entries = &raw[2 * 512..34 * 512];
-    let backup_entries =
-        &raw[(backup.part_start * 512) as usize..((backup.part_start + 32) * 512) as usize];
+    let backup_entries = &raw[(backup.part_start * 512) as usize..((backup.part_start + 32) * 512) as usize];
     assert_eq!(primary_entries, backup_entries);
     assert_eq!(&raw[512..520], b"EFI PART");
-    assert_eq!(
-        &raw[(len - 512) as usize..(len - 504) as usize],
-        b"EFI PART"
-    );
+    assert_eq!(&raw[(len - 512) as usize..(len - 504) as usize], b"EFI PART");
 
     assert_eq!(disk.partitions().len(), 1);
     let part = &disk.partitions()[&1];
-    assert_eq!(
-        part.part_type_guid.guid.to_string().to_uppercase(),
-        image::ESP_TYPE_GUID
-    );
+    assert_eq!(part.part_type_guid.guid.to_string().to_uppercase(), image::ESP_TYPE_GUID);
     assert_eq!(part.first_lba, 2048, "partition starts at 1 MiB");
-    assert_eq!(
-        (part.last_lba + 1) % 2048,
-        0,
-        "partition ends on a MiB boundary"
-    );
+    assert_eq!((part.last_lba + 1) % 2048, 0, "partition ends on a MiB boundary");
     assert!(part.last_lba <= primary.last_usable);
     assert_eq!(part.name, "EFI System Partition");
 
     // FAT32 with every file byte-identical.
     let fs = open_fat(&opts.output);
     assert_eq!(fs.fat_type(), fatfs::FatType::Fat32);
-    assert_eq!(
-        read_fat_file(&fs, "EFI/BOOT/BOOTX64.EFI"),
-        fs::read(&inp.efi).unwrap()
-    );
+    assert_eq!(read_fat_file(&fs, "EFI/BOOT/BOOTX64.EFI"), fs::read(&inp.efi).unwrap());
     assert_eq!(read_fat_file(&fs, "models/a.gguf"), model_a);
     assert_eq!(read_fat_file(&fs, "models/b.bin"), model_b);
     assert_eq!(read_fat_file(&fs, "models/tokenizer.model"), tok);
@@ -219,15 +170,9 @@ fn image_layout_and_contents() {
     assert_eq!(read_fat_file(&fs, "docs/notes.txt"), b"hello");
     assert_eq!(names_in(&fs, ""), ["EFI", "docs", "lbm.cfg", "models"]);
     assert_eq!(names_in(&fs, "EFI"), ["BOOT"]);
-    assert_eq!(
-        names_in(&fs, "models"),
-        ["a.gguf", "b.bin", "tokenizer.model"]
-    );
+    assert_eq!(names_in(&fs, "models"), ["a.gguf", "b.bin", "tokenizer.model"]);
     let status = fs.read_status_flags().unwrap();
-    assert!(
-        !status.dirty() && !status.io_error(),
-        "file system cleanly unmounted"
-    );
+    assert!(!status.dirty() && !status.io_error(), "file system cleanly unmounted");
 
     // Every subdirectory starts with "." and ".." (no long-name entries in
     // front of them, which fsck.fat and strict FAT drivers reject).
@@ -238,16 +183,11 @@ fn image_layout_and_contents() {
     assert_eq!(reserved, 32);
     let data = (part.first_lba + reserved + 2 * fat_sectors) * 512;
     let dir_entry = |dir: &[u8], name: &[u8; 11]| -> Option<u32> {
-        dir.chunks(32)
-            .take_while(|e| e[0] != 0)
-            .find(|e| &e[..11] == name && e[11] != 0x0f)
-            .map(|e| {
-                u32::from(u16::from_le_bytes([e[26], e[27]]))
-                    | u32::from(u16::from_le_bytes([e[20], e[21]])) << 16
-            })
+        dir.chunks(32).take_while(|e| e[0] != 0).find(|e| &e[..11] == name && e[11] != 0x0f).map(|e| {
+            u32::from(u16::from_le_bytes([e[26], e[27]])) | u32::from(u16::from_le_bytes([e[20], e[21]])) << 16
+        })
     };
-    let cluster_bytes =
-        |c: u32| &raw[(data + (u64::from(c) - 2) * spc * 512) as usize..][..(spc * 512) as usize];
+    let cluster_bytes = |c: u32| &raw[(data + (u64::from(c) - 2) * spc * 512) as usize..][..(spc * 512) as usize];
     let root = cluster_bytes(2);
     let efi = dir_entry(root, b"EFI        ").expect("EFI has a plain 8.3 entry");
     let boot = dir_entry(cluster_bytes(efi), b"BOOT       ").expect("BOOT has a plain 8.3 entry");
@@ -259,11 +199,7 @@ fn image_layout_and_contents() {
         assert_eq!(dir_entry(d, b"..         "), Some(parent));
     }
     let bootx64 = cluster_bytes(boot);
-    assert_eq!(
-        &bootx64[64..75],
-        b"BOOTX64 EFI",
-        "the app's entry right after . and .."
-    );
+    assert_eq!(&bootx64[64..75], b"BOOTX64 EFI", "the app's entry right after . and ..");
     // FSInfo: signatures and the free cluster count fatfs agrees with.
     let info = &raw[(part.first_lba * 512 + 512) as usize..][..512];
     assert_eq!(&info[..4], b"RRaA");
@@ -274,25 +210,20 @@ fn image_layout_and_contents() {
     let fat = &raw[((part.first_lba + reserved) * 512) as usize..][..((clusters + 2) * 4) as usize];
     let zero_entries = fat.chunks(4).skip(2).filter(|e| e == &[0, 0, 0, 0]).count();
     assert_eq!(free as usize, zero_entries);
-    let second_fat =
-        &raw[((part.first_lba + reserved + fat_sectors) * 512) as usize..][..fat.len()];
+    let second_fat = &raw[((part.first_lba + reserved + fat_sectors) * 512) as usize..][..fat.len()];
     assert_eq!(fat, second_fat, "the two FATs match");
 
     // The boot sector records the partition offset (hidden sectors).
     let bs = (part.first_lba * 512) as usize;
-    assert_eq!(
-        u32::from_le_bytes(raw[bs + 0x1c..bs + 0x20].try_into().unwrap()),
-        2048
-    );
+    assert_eq!(u32::from_le_bytes(raw[bs + 0x1c..bs + 0x20].try_into().unwrap()), 2048);
     assert_eq!(&raw[bs + 510..bs + 512], &[0x55, 0xaa]);
 }
 
 /// `fsck.fat` (dosfstools), when installed, finds nothing to fix.
 #[test]
 fn fsck_fat_finds_no_errors() {
-    let Some(fsck) = ["/usr/sbin/fsck.fat", "/sbin/fsck.fat", "/usr/bin/fsck.fat"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
+    let Some(fsck) =
+        ["/usr/sbin/fsck.fat", "/sbin/fsck.fat", "/usr/bin/fsck.fat"].into_iter().find(|p| Path::new(p).exists())
     else {
         eprintln!("SKIPPING fsck_fat_finds_no_errors: fsck.fat not installed (apt-get install dosfstools)");
         return;
@@ -300,37 +231,18 @@ fn fsck_fat_finds_no_errors() {
     let inp = Inputs::new();
     let mut opts = inp.options("fsck.img");
     opts.models = vec![inp.file("a-rather-long-model-name.Q4_K_M.gguf", &noise(300_000, 7))];
-    opts.tokenizers = vec![
-        inp.file("tokenizer.json", b"{}"),
-        inp.file("tokenizer.jsonl", b"[]"),
-    ];
-    opts.extra_files = vec![
-        (inp.file("cfg", b"x=1"), "lbm.cfg".into()),
-        (inp.file("e", b""), "empty".into()),
-    ];
+    opts.tokenizers = vec![inp.file("tokenizer.json", b"{}"), inp.file("tokenizer.jsonl", b"[]")];
+    opts.extra_files = vec![(inp.file("cfg", b"x=1"), "lbm.cfg".into()), (inp.file("e", b""), "empty".into())];
     build(&opts).unwrap();
     let disk = gpt::GptConfig::new().open(&opts.output).unwrap();
     let part = &disk.partitions()[&1];
     let raw = fs::read(&opts.output).unwrap();
     let volume = inp.path("volume.bin");
-    fs::write(
-        &volume,
-        &raw[(part.first_lba * 512) as usize..((part.last_lba + 1) * 512) as usize],
-    )
-    .unwrap();
-    let out = std::process::Command::new(fsck)
-        .arg("-n")
-        .arg("-v")
-        .arg(&volume)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    fs::write(&volume, &raw[(part.first_lba * 512) as usize..((part.last_lba + 1) * 512) as usize]).unwrap();
+    let out = std::process::Command::new(fsck).arg("-n").arg("-v").arg(&volume).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "fsck.fat -n failed:\n{text}");
-    assert!(
-        text.contains("FAT32") || text.contains("32 bit entries"),
-        "{text}"
-    );
+    assert!(text.contains("FAT32") || text.contains("32 bit entries"), "{text}");
 }
 
 #[test]
@@ -357,10 +269,7 @@ fn explicit_sizes() {
     drop(fs);
     opts.size = Some(16 * MIB);
     let err = format!("{:#}", build(&opts).unwrap_err());
-    assert!(
-        err.contains("too small") && err.contains("35.0 MiB"),
-        "{err}"
-    );
+    assert!(err.contains("too small") && err.contains("35.0 MiB"), "{err}");
 
     // Big images get 32 KiB clusters (checked in the boot sector: reading
     // the whole 3 GiB partition here would be slow; the file is sparse).
@@ -370,11 +279,7 @@ fn explicit_sizes() {
     let mut f = fs::File::open(&opts.output).unwrap();
     f.seek(SeekFrom::Start(MIB)).unwrap();
     f.read_exact(&mut boot).unwrap();
-    assert_eq!(
-        u16::from_le_bytes([boot[11], boot[12]]),
-        512,
-        "bytes per sector"
-    );
+    assert_eq!(u16::from_le_bytes([boot[11], boot[12]]), 512, "bytes per sector");
     assert_eq!(boot[13], 64, "sectors per cluster");
     assert_eq!(&boot[82..90], b"FAT32   ");
 
@@ -382,10 +287,7 @@ fn explicit_sizes() {
     opts.size = Some(40 * MIB + 100);
     build(&opts).unwrap();
     assert_eq!(fs::metadata(&opts.output).unwrap().len(), 40 * MIB + 512);
-    gpt::GptConfig::new()
-        .only_valid_headers(true)
-        .open(&opts.output)
-        .unwrap();
+    gpt::GptConfig::new().only_valid_headers(true).open(&opts.output).unwrap();
 }
 
 #[test]
@@ -402,13 +304,9 @@ fn size_too_small_names_the_file_and_sizes() {
     assert!(err.contains("40.0 MiB"), "{err}");
     assert!(err.contains("leave the size out"), "{err}");
     assert!(!opts.output.exists(), "no half-built image is left");
-    let leftovers = fs::read_dir(inp.dir.path()).unwrap().filter(|e| {
-        e.as_ref()
-            .unwrap()
-            .file_name()
-            .to_string_lossy()
-            .contains("partial")
-    });
+    let leftovers = fs::read_dir(inp.dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("partial"));
     assert_eq!(leftovers.count(), 0);
 
     opts.size = Some(MIB);
@@ -428,18 +326,12 @@ fn missing_and_bad_inputs() {
     let mut opts = inp.options("x.img");
     opts.models = vec![inp.path("nope.gguf")];
     let err = format!("{:#}", build(&opts).unwrap_err());
-    assert!(
-        err.contains("model") && err.contains("nope.gguf") && err.contains("does not exist"),
-        "{err}"
-    );
+    assert!(err.contains("model") && err.contains("nope.gguf") && err.contains("does not exist"), "{err}");
 
     let mut opts = inp.options("x.img");
     opts.efi = inp.path("missing.efi");
     let err = format!("{:#}", build(&opts).unwrap_err());
-    assert!(
-        err.contains("EFI application") && err.contains("missing.efi"),
-        "{err}"
-    );
+    assert!(err.contains("EFI application") && err.contains("missing.efi"), "{err}");
 
     let mut opts = inp.options("x.img");
     opts.efi = inp.file("linux-binary", b"\x7fELF\x02\x01\x01 not a PE file");
@@ -491,18 +383,7 @@ fn parse_sizes() {
     assert_eq!(parse_size(" 8 MiB ").unwrap(), 8 << 20);
     assert_eq!(parse_size("0.5m").unwrap(), 512 << 10);
     assert_eq!(parse_size("10b").unwrap(), 10);
-    for bad in [
-        "",
-        "M",
-        "abc",
-        "-1G",
-        "1..5G",
-        "1.5.2G",
-        "12X",
-        "0.3",
-        "1e9",
-        "20000000000T",
-    ] {
+    for bad in ["", "M", "abc", "-1G", "1..5G", "1.5.2G", "12X", "0.3", "1e9", "20000000000T"] {
         assert!(parse_size(bad).is_err(), "{bad:?} should not parse");
     }
 }

@@ -58,4 +58,3 @@ pub fn as_u16(b: &[u8]) -> Option<&[u16]> {
 pub fn f32_bytes(v: &[f32]) -> &[u8] {
     bytes_of(v)
 }
-

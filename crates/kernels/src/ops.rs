@@ -10,8 +10,8 @@ use crate::cpu::{caps, Caps};
 use crate::exec::Executor;
 pub use crate::math::{exp, exp_f64, gelu_tanh, libm_sqrt, ln_f64, powf_f64, silu, sin_cos, sin_cos_f64};
 use crate::quant::{
-    self, BlockIQ4NL, BlockIQ4XS, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ6Kx8, BlockQ8K,
-    BlockQ8_0, BlockQ8_1, QK8_0, QK8_1, QK_K,
+    self, BlockIQ4NL, BlockIQ4XS, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ4_1,
+    BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ6Kx8, BlockQ8K, BlockQ8_0, BlockQ8_1, QK8_0, QK8_1, QK_K,
 };
 use crate::scalar;
 use crate::types::WType;
@@ -575,9 +575,7 @@ fn drive<const R: usize, const C: usize>(
 #[cfg(target_arch = "x86_64")]
 fn drive_oct(t: Avx512VnniToken, exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: &mut [f32]) {
     const C: usize = 8;
-    let Acts::Q8_0(q, sums, _, nb) = acts else {
-        unreachable!("row octets take Q8_0 activations")
-    };
+    let Acts::Q8_0(q, sums, _, nb) = acts else { unreachable!("row octets take Q8_0 activations") };
     let rows = out.len() / n;
     let kernel = |r0: usize, j: usize, cw: usize| -> [[f32; 8]; C] {
         macro_rules! call {
@@ -1073,7 +1071,9 @@ pub fn attention_batch(
                 let at = t * kv_dim + kvh * head_dim;
                 *s = match k_cache {
                     KvSlice::F32(kc) => dot_f32(qh, &kc[at..][..head_dim]),
-                    KvSlice::F16(kc) => qh.iter().zip(&kc[at..][..head_dim]).map(|(&x, &h)| x * crate::half::f16_to_f32(h)).sum(),
+                    KvSlice::F16(kc) => {
+                        qh.iter().zip(&kc[at..][..head_dim]).map(|(&x, &h)| x * crate::half::f16_to_f32(h)).sum()
+                    }
                 } * scale;
             }
             softmax(a);
@@ -1084,7 +1084,9 @@ pub fn attention_batch(
                     KvSlice::F32(vc) => axpy(o, w, &vc[at..][..head_dim]),
                     KvSlice::F16(vc) => {
                         let w = round_f16(w);
-                        o.iter_mut().zip(&vc[at..][..head_dim]).for_each(|(o, &h)| *o += w * crate::half::f16_to_f32(h));
+                        o.iter_mut()
+                            .zip(&vc[at..][..head_dim])
+                            .for_each(|(o, &h)| *o += w * crate::half::f16_to_f32(h));
                     }
                 }
             }

@@ -666,8 +666,18 @@ pub fn quantize_row_q2_k(x: &[f32], out: &mut [BlockQ2K]) {
             for (w, &v) in weights.iter_mut().zip(xg) {
                 *w = v.abs();
             }
-            scales[j] =
-                make_qkx2_quants(3, xg, &weights, &mut l[16 * j..16 * j + 16], &mut mins[j], &mut laux, -0.5, 0.1, 15, true);
+            scales[j] = make_qkx2_quants(
+                3,
+                xg,
+                &weights,
+                &mut l[16 * j..16 * j + 16],
+                &mut mins[j],
+                &mut laux,
+                -0.5,
+                0.1,
+                15,
+                true,
+            );
             if scales[j] > max_scale {
                 max_scale = scales[j];
             }
@@ -984,10 +994,7 @@ const _: () = assert!(core::mem::align_of::<BlockQ4_0x8>() == 2);
 
 impl Default for BlockQ4_0x8 {
     fn default() -> Self {
-        BlockQ4_0x8 {
-            d: [0; 8],
-            qs: [0; 128],
-        }
+        BlockQ4_0x8 { d: [0; 8], qs: [0; 128] }
     }
 }
 
@@ -1006,10 +1013,7 @@ impl BlockQ4_0x8 {
 
     /// Row `r`'s block (the inverse of [`BlockQ4_0x8::pack`]).
     pub fn row(&self, r: usize) -> BlockQ4_0 {
-        let mut b = BlockQ4_0 {
-            d: self.d[r],
-            qs: [0; 16],
-        };
+        let mut b = BlockQ4_0 { d: self.d[r], qs: [0; 16] };
         for k in 0..4 {
             b.qs[4 * k..4 * k + 4].copy_from_slice(&self.qs[32 * k + 4 * r..32 * k + 4 * r + 4]);
         }
@@ -1179,7 +1183,11 @@ impl BlockQ6Kx8 {
     /// three 4-byte pieces of lane r in step s: 0 = ql, 1 = qh.
     fn pieces(s: usize, r: usize) -> [(usize, usize, usize); 3] {
         let (n, g) = (s / 8, s % 8);
-        [(96 * s + 4 * r, 0, 64 * n + 4 * g), (96 * s + 32 + 4 * r, 0, 64 * n + 32 + 4 * g), (96 * s + 64 + 4 * r, 1, 32 * n + 4 * g)]
+        [
+            (96 * s + 4 * r, 0, 64 * n + 4 * g),
+            (96 * s + 32 + 4 * r, 0, 64 * n + 32 + 4 * g),
+            (96 * s + 64 + 4 * r, 1, 32 * n + 4 * g),
+        ]
     }
 
     /// Interleaves one super-block of each of eight rows.
@@ -1435,8 +1443,18 @@ fn quantize_k_super_block(xs: &[f32], nmax: i32, rmin: f32, nstep: i32, l: &mut 
         for (w, &v) in weights.iter_mut().zip(x) {
             *w = av_x + v.abs();
         }
-        scales[j] =
-            make_qkx2_quants(nmax, x, &weights, &mut l[32 * j..32 * j + 32], &mut mins[j], &mut laux, rmin, 0.1, nstep, false);
+        scales[j] = make_qkx2_quants(
+            nmax,
+            x,
+            &weights,
+            &mut l[32 * j..32 * j + 32],
+            &mut mins[j],
+            &mut laux,
+            rmin,
+            0.1,
+            nstep,
+            false,
+        );
         if scales[j] > max_scale {
             max_scale = scales[j];
         }

@@ -3,8 +3,8 @@
 
 use crate::half::{bf16_to_f32, f16_to_f32};
 use crate::quant::{
-    scale_min_k4, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockIQ4NL, BlockIQ4XS, BlockQ2K, BlockQ3K, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ6Kx8,
-    BlockQ8K, BlockQ8_0, BlockQ8_1,
+    scale_min_k4, BlockIQ4NL, BlockIQ4XS, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4Kx8, BlockQ4_0, BlockQ4_0x8, BlockQ4_1,
+    BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ6Kx8, BlockQ8K, BlockQ8_0, BlockQ8_1,
 };
 
 /// Dot product of two f32 rows.

@@ -538,21 +538,52 @@ fn batched_attention_equals_one_query_at_a_time() {
         let start = |pos: usize| window.map_or(0, |w| (pos + 1).saturating_sub(w));
         let mut att = std::vec![0.0f32; n_heads * n_ctx];
         let mut batched = std::vec![0.0f32; n * q_dim];
-        ops::attention_batch(&Reversed(3), &q, ops::KvSlice::F32(&k), ops::KvSlice::F32(&v), &mut att, &mut batched, n, shape, pos0, &start, 0.3);
+        ops::attention_batch(
+            &Reversed(3),
+            &q,
+            ops::KvSlice::F32(&k),
+            ops::KvSlice::F32(&v),
+            &mut att,
+            &mut batched,
+            n,
+            shape,
+            pos0,
+            &start,
+            0.3,
+        );
         for b in 0..n {
             let mut one = std::vec![0.0f32; q_dim];
             let p = pos0 + b;
-            ops::attention_batch(&crate::exec::Serial, &q[b * q_dim..(b + 1) * q_dim], ops::KvSlice::F32(&k), ops::KvSlice::F32(&v), &mut att, &mut one, 1, shape, p, &start, 0.3);
+            ops::attention_batch(
+                &crate::exec::Serial,
+                &q[b * q_dim..(b + 1) * q_dim],
+                ops::KvSlice::F32(&k),
+                ops::KvSlice::F32(&v),
+                &mut att,
+                &mut one,
+                1,
+                shape,
+                p,
+                &start,
+                0.3,
+            );
             assert_eq!(one, batched[b * q_dim..(b + 1) * q_dim], "window {window:?} query {b}");
             // Against the formula in f64 for head 0 (KV head 0).
             let qh = &q[b * q_dim..b * q_dim + head_dim];
             let scores: Vec<f64> = (start(p)..=p)
-                .map(|t| qh.iter().zip(&k[t * kv_dim..t * kv_dim + head_dim]).map(|(a, c)| f64::from(*a) * f64::from(*c)).sum::<f64>() * 0.3)
+                .map(|t| {
+                    qh.iter()
+                        .zip(&k[t * kv_dim..t * kv_dim + head_dim])
+                        .map(|(a, c)| f64::from(*a) * f64::from(*c))
+                        .sum::<f64>()
+                        * 0.3
+                })
                 .collect();
             let m = scores.iter().cloned().fold(f64::MIN, f64::max);
             let z: f64 = scores.iter().map(|s| (s - m).exp()).sum();
             for d in 0..head_dim {
-                let want: f64 = (start(p)..=p).zip(&scores).map(|(t, s)| (s - m).exp() / z * f64::from(v[t * kv_dim + d])).sum();
+                let want: f64 =
+                    (start(p)..=p).zip(&scores).map(|(t, s)| (s - m).exp() / z * f64::from(v[t * kv_dim + d])).sum();
                 assert!((f64::from(one[d]) - want).abs() < 1e-5, "query {b} dim {d}: {} vs {want}", one[d]);
             }
         }
@@ -642,11 +673,7 @@ fn matmul_of_every_type_is_identical_on_1_2_and_4_threads() {
         let mut mv = std::vec![0.0f32; rows];
         ops::matvec(&pools[2], w, cols, &xs[..cols], &mut scratch, &mut mv);
         if matmul_uses_row_octets(&w) {
-            assert!(
-                mv.iter().zip(&outs[0]).all(|(a, b)| (a - b).abs() <= 1e-4 * (1.0 + a.abs())),
-                "{}",
-                w.type_name()
-            );
+            assert!(mv.iter().zip(&outs[0]).all(|(a, b)| (a - b).abs() <= 1e-4 * (1.0 + a.abs())), "{}", w.type_name());
         } else {
             assert!(mv.iter().zip(&outs[0]).all(|(a, b)| a.to_bits() == b.to_bits()), "{} matvec", w.type_name());
         }

@@ -94,7 +94,17 @@ fn scalar_twin_is_near_exact() {
 #[test]
 fn f32_matmul_equals_matvec_for_any_thread_count() {
     let mut rng = Rng(99);
-    let shapes = [(100usize, 200usize, 30usize), (33, 129, 13), (64, 256, 2), (5, 8, 3), (70, 7, 25), (40, 1000, 32), (45, 2056, 9), (13, 2048, 7), (7, 1024, 5)];
+    let shapes = [
+        (100usize, 200usize, 30usize),
+        (33, 129, 13),
+        (64, 256, 2),
+        (5, 8, 3),
+        (70, 7, 25),
+        (40, 1000, 32),
+        (45, 2056, 9),
+        (13, 2048, 7),
+        (7, 1024, 5),
+    ];
     for &(rows, cols, n) in &shapes {
         let (w, xs) = (rng.vec(rows * cols), rng.vec(n * cols));
         let wv = ops::Weights::F32(&w);

@@ -575,9 +575,15 @@ fn vnni_row_octets_match_scalar() {
         macro_rules! check {
             ($f:ident, $field:ident, $scalar:path) => {{
                 let ws: [&[_]; 8] = core::array::from_fn(|k| rows[k].$field.as_slice());
-                let eight = crate::arch::x86_64::avx512::$f::<8>(crate::arch::x86_64::avx512::token().unwrap(), ws, xs, ss);
+                let eight =
+                    crate::arch::x86_64::avx512::$f::<8>(crate::arch::x86_64::avx512::token().unwrap(), ws, xs, ss);
                 for c in 0..8 {
-                    let one = crate::arch::x86_64::avx512::$f::<1>(crate::arch::x86_64::avx512::token().unwrap(), ws, [xs[c]], [ss[c]])[0];
+                    let one = crate::arch::x86_64::avx512::$f::<1>(
+                        crate::arch::x86_64::avx512::token().unwrap(),
+                        ws,
+                        [xs[c]],
+                        [ss[c]],
+                    )[0];
                     for k in 0..8 {
                         let want = $scalar(ws[k], xs[c]);
                         let scale =
@@ -609,7 +615,8 @@ fn vnni_q4_0_row_kernel_has_the_bits_of_the_tiles() {
     let mut r = Rng(20);
     for nb in [1usize, 2, 3, 7, 8, 64, 65] {
         let c = case32(&mut r, 32 * nb);
-        let (v, a) = (crate::arch::x86_64::avx512::token().unwrap(), crate::arch::x86_64::avx2::tiles::token().unwrap());
+        let (v, a) =
+            (crate::arch::x86_64::avx512::token().unwrap(), crate::arch::x86_64::avx2::tiles::token().unwrap());
         let xd = c.q8_0.iter().map(|b| f16_to_f32(b.d)).collect::<Vec<f32>>();
         let (row, vnni, avx2) = (
             crate::arch::x86_64::avx512::q4_0_row(v, &c.w4, &c.q8_0, &xd),
@@ -772,10 +779,7 @@ fn formula_q4_1(x: &[f32]) -> (u16, u16, Vec<u8>) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let d = (max - min) / 15.0;
     let id = if d == 0.0 { 0.0 } else { 1.0 / d };
-    let q = x
-        .iter()
-        .map(|&v| (((v - min) * id + 0.5).trunc() as i32).min(15) as u8)
-        .collect();
+    let q = x.iter().map(|&v| (((v - min) * id + 0.5).trunc() as i32).min(15) as u8).collect();
     (f32_to_f16(d), f32_to_f16(min), q)
 }
 
@@ -787,9 +791,7 @@ fn q4_1_bytes_follow_ggml_formula() {
             0 => std::vec![0.0; 32],
             1 => std::vec![-3.25; 32],
             2 => (0..32).map(|i| i as f32).collect(),
-            _ => (0..32)
-                .map(|_| r.normal() * 0.05 + if case % 5 == 0 { 0.03 } else { 0.0 })
-                .collect(),
+            _ => (0..32).map(|_| r.normal() * 0.05 + if case % 5 == 0 { 0.03 } else { 0.0 }).collect(),
         };
         let mut b = [BlockQ4_1::default()];
         quantize_row_q4_1(&x, &mut b);
@@ -812,11 +814,7 @@ fn q4_1_bytes_follow_ggml_formula() {
 #[test]
 fn q4_1_dequantizes_hand_built_block() {
     // d = 0.5, m = -2: x = 0.5 q - 2.
-    let mut b = BlockQ4_1 {
-        d: 0x3800,
-        m: 0xc000,
-        qs: [0; 16],
-    };
+    let mut b = BlockQ4_1 { d: 0x3800, m: 0xc000, qs: [0; 16] };
     for j in 0..16 {
         b.qs[j] = j as u8 | ((15 - j as u8) << 4);
     }
@@ -835,9 +833,7 @@ fn q8_1_quantizer_matches_llama_cpp_x86_formula() {
         let x: Vec<f32> = match case {
             0 => std::vec![0.0; 32],
             // Exact halves after scaling: amax 127 gives id = 1; 0.5 and 2.5 round to even.
-            1 => (0..32)
-                .map(|i| if i == 0 { 127.0 } else { i as f32 - 15.5 })
-                .collect(),
+            1 => (0..32).map(|i| if i == 0 { 127.0 } else { i as f32 - 15.5 }).collect(),
             _ => (0..32).map(|_| r.normal() * (case as f32 * 0.1)).collect(),
         };
         let mut b = [BlockQ8_1::default()];
@@ -845,19 +841,14 @@ fn q8_1_quantizer_matches_llama_cpp_x86_formula() {
         let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
         let id = if amax == 0.0 { 0.0 } else { 127.0 / amax };
-        let q: Vec<i8> = x
-            .iter()
-            .map(|&v| (v * id).round_ties_even() as i8)
-            .collect();
+        let q: Vec<i8> = x.iter().map(|&v| (v * id).round_ties_even() as i8).collect();
         let sum: i32 = q.iter().map(|&v| i32::from(v)).sum();
         assert_eq!(b[0].d, f32_to_f16(d), "case {case}");
         assert_eq!(b[0].qs.to_vec(), q, "case {case}");
         assert_eq!(b[0].s, f32_to_f16(d * sum as f32), "case {case}");
     }
     // Hand-worked: -15.5 -> -16 (even), 0.5 -> 0, 1.5 -> 2, 14.5 -> 14.
-    let x: Vec<f32> = (0..32)
-        .map(|i| if i == 0 { 127.0 } else { i as f32 - 15.5 })
-        .collect();
+    let x: Vec<f32> = (0..32).map(|i| if i == 0 { 127.0 } else { i as f32 - 15.5 }).collect();
     let mut b = [BlockQ8_1::default()];
     quantize_row_q8_1(&x, &mut b);
     assert_eq!(&b[0].qs[..3], &[127, -14, -14]);
@@ -873,9 +864,7 @@ fn avx2_q8_1_quantizer_is_bit_identical() {
     }
     let mut r = Rng(33);
     for trial in 0..50 {
-        let mut x: Vec<f32> = (0..1024)
-            .map(|_| r.normal() * (1.0 + trial as f32))
-            .collect();
+        let mut x: Vec<f32> = (0..1024).map(|_| r.normal() * (1.0 + trial as f32)).collect();
         if trial == 1 {
             for (i, v) in x.iter_mut().enumerate() {
                 *v = (i % 64) as f32 - 31.5;
@@ -915,21 +904,11 @@ fn scalar_q4_1_dot_equals_dequantized_dot() {
         // m4 * s8 stands for m4 * d8 * sum(q8) with s8 rounded to f16: a
         // relative error of 2^-11 of that term per block.
         let want = dot64(&wd, &xd);
-        let terms: f64 = wd
-            .iter()
-            .zip(&xd)
-            .map(|(a, b)| f64::from((a * b).abs()))
-            .sum::<f64>();
-        let sterm: f64 = wq
-            .iter()
-            .zip(&xq)
-            .map(|(a, b)| f64::from((f16_to_f32(a.m) * f16_to_f32(b.s)).abs()))
-            .sum::<f64>();
+        let terms: f64 = wd.iter().zip(&xd).map(|(a, b)| f64::from((a * b).abs())).sum::<f64>();
+        let sterm: f64 =
+            wq.iter().zip(&xq).map(|(a, b)| f64::from((f16_to_f32(a.m) * f16_to_f32(b.s)).abs())).sum::<f64>();
         let got = f64::from(scalar::dot_q4_1(&wq, &xq));
-        assert!(
-            (got - want).abs() <= 1e-5 * terms + sterm / 1024.0 + 1e-9,
-            "nb={nb}: {got} vs {want}"
-        );
+        assert!((got - want).abs() <= 1e-5 * terms + sterm / 1024.0 + 1e-9, "nb={nb}: {got} vs {want}");
         // And close to the exact f32 dot.
         let scale = dot64(&w, &w).sqrt() * dot64(&x, &x).sqrt();
         assert!((got - dot64(&w, &x)).abs() < 0.1 * scale, "nb={nb}");
@@ -952,21 +931,13 @@ fn simd_q4_1_tiles_match_scalar_and_each_other() {
             for a in 0..4 {
                 for b in 0..4 {
                     let one = t::tile_q4_1::<1, 1>(t::token().unwrap(), [ws[a]], [xs[b]])[0][0];
-                    assert_eq!(
-                        t44[a][b].to_bits(),
-                        one.to_bits(),
-                        "{name} nb={nb} 4x4 [{a}][{b}]"
-                    );
+                    assert_eq!(t44[a][b].to_bits(), one.to_bits(), "{name} nb={nb} 4x4 [{a}][{b}]");
                     if a == 1 {
                         assert_eq!(t18[0][b].to_bits(), one.to_bits(), "{name} nb={nb} 1x4");
                     }
                     let want = scalar::dot_q4_1(ws[a], xs[b]);
-                    let s = (dot64(&cs[a].0, &cs[a].0).sqrt() * dot64(&cs[b].1, &cs[b].1).sqrt())
-                        as f32;
-                    assert!(
-                        close32(want, one, s * 4.0),
-                        "{name} nb={nb}: {want} vs {one}"
-                    );
+                    let s = (dot64(&cs[a].0, &cs[a].0).sqrt() * dot64(&cs[b].1, &cs[b].1).sqrt()) as f32;
+                    assert!(close32(want, one, s * 4.0), "{name} nb={nb}: {want} vs {one}");
                 }
             }
             // Every x86 level gives the same bits.
@@ -1042,8 +1013,7 @@ fn scalar_q5_1_dot_equals_dequantized_dot() {
         // As for Q4_1: s8 is rounded to f16.
         let want = dot64(&wd, &xd);
         let terms: f64 = wd.iter().zip(&xd).map(|(a, b)| f64::from((a * b).abs())).sum();
-        let sterm: f64 =
-            wq.iter().zip(&xq).map(|(a, b)| f64::from((f16_to_f32(a.m) * f16_to_f32(b.s)).abs())).sum();
+        let sterm: f64 = wq.iter().zip(&xq).map(|(a, b)| f64::from((f16_to_f32(a.m) * f16_to_f32(b.s)).abs())).sum();
         let got = f64::from(scalar::dot_q5_1(&wq, &xq));
         assert!((got - want).abs() <= 1e-5 * terms + sterm / 1024.0 + 1e-9, "nb={nb}: {got} vs {want}");
         let scale = dot64(&w, &w).sqrt() * dot64(&x, &x).sqrt();
@@ -1193,7 +1163,12 @@ fn iq4_nl_dots_match_scalar_and_dequantized_at_every_level() {
                 let sums: Vec<Vec<i32>> =
                     cs.iter().map(|c| c.3.iter().map(|b| b.qs.iter().map(|&q| i32::from(q)).sum()).collect()).collect();
                 let s8: [&[i32]; 8] = core::array::from_fn(|k| sums[k].as_slice());
-                let o = crate::arch::x86_64::avx512::oct_iq4_nl::<8>(crate::arch::x86_64::avx512::token().unwrap(), w8, x8, s8);
+                let o = crate::arch::x86_64::avx512::oct_iq4_nl::<8>(
+                    crate::arch::x86_64::avx512::token().unwrap(),
+                    w8,
+                    x8,
+                    s8,
+                );
                 for c in 0..8 {
                     for k in 0..8 {
                         let want = scalar::dot_iq4_nl(w8[k], x8[c]);
@@ -1330,7 +1305,11 @@ fn q2_k_q3_k_iq4_xs_matmul_equals_matvec() {
                 ops::dequantize_row(w, i, cols, &mut row);
                 let exact = dot64(&row, x);
                 let size: f64 = row.iter().zip(x).map(|(p, q)| f64::from((p * q).abs())).sum();
-                assert!((f64::from(a) - exact).abs() <= 0.02 * size + 1e-6, "{} row {i}: {a} vs {exact}", w.type_name());
+                assert!(
+                    (f64::from(a) - exact).abs() <= 0.02 * size + 1e-6,
+                    "{} row {i}: {a} vs {exact}",
+                    w.type_name()
+                );
             }
         }
     }

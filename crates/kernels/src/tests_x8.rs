@@ -44,11 +44,7 @@ fn repacking_in_place_interleaves_the_rows_of_each_octet() {
             let want = BlockQ4_0x8::pack(core::array::from_fn(|r| &q[(8 * o + r) * nb + b]));
             assert_eq!(*blk, want);
             for r in 0..8 {
-                assert_eq!(
-                    blk.row(r),
-                    q[(8 * o + r) * nb + b],
-                    "octet {o} block {b} row {r}"
-                );
+                assert_eq!(blk.row(r), q[(8 * o + r) * nb + b], "octet {o} block {b} row {r}");
                 // Group k, lane r holds bytes 4k..4k+4 of the row.
                 for k in 0..4 {
                     assert_eq!(
@@ -65,11 +61,7 @@ fn repacking_in_place_interleaves_the_rows_of_each_octet() {
     assert!(!repack_q4_0x8_in_place(&mut bytes, 20, nb));
     assert!(!repack_q4_0x8_in_place(&mut bytes, rows, nb + 1));
     assert!(!repack_q4_0x8_in_place(&mut bytes[..100], rows, nb));
-    assert!(!repack_q4_0x8_in_place(
-        &mut bytes,
-        usize::MAX / 4,
-        usize::MAX / 4
-    ));
+    assert!(!repack_q4_0x8_in_place(&mut bytes, usize::MAX / 4, usize::MAX / 4));
     assert_eq!(bytes, before);
 }
 
@@ -91,10 +83,7 @@ fn acts(seed: u64, n: usize, nb: usize) -> (Vec<BlockQ8_0>, Vec<f32>, Vec<i32>) 
     let mut q = std::vec![BlockQ8_0::default(); n * nb];
     quantize_row_q8_0(&x, &mut q);
     let d = q.iter().map(|b| crate::half::f16_to_f32(b.d)).collect();
-    let s = q
-        .iter()
-        .map(|b| b.qs.iter().map(|&v| i32::from(v)).sum())
-        .collect();
+    let s = q.iter().map(|b| b.qs.iter().map(|&v| i32::from(v)).sum()).collect();
     (q, d, s)
 }
 
@@ -106,11 +95,7 @@ fn scalar_octet_dot_equals_the_row_dots() {
         let got = scalar::dot_q4_0x8(&x8, &x);
         for r in 0..8 {
             let want = scalar::dot_q4_0(&q[r * nb..(r + 1) * nb], &x);
-            assert!(
-                (got[r] - want).abs() <= 1e-5 * (1.0 + want.abs()),
-                "nb={nb} row {r}: {} vs {want}",
-                got[r]
-            );
+            assert!((got[r] - want).abs() <= 1e-5 * (1.0 + want.abs()), "nb={nb} row {r}: {} vs {want}", got[r]);
         }
     }
 }
@@ -126,18 +111,25 @@ fn simd_octet_kernels_match_scalar_at_every_level() {
     for nb in [1usize, 2, 5, 17, 64] {
         let (_, x8) = matrix(10 + nb as u64, 8, nb * 32);
         let (x, d, s) = acts(11, 8, nb);
-        let want: Vec<[f32; 8]> = (0..8)
-            .map(|c| scalar::dot_q4_0x8(&x8, &x[c * nb..(c + 1) * nb]))
-            .collect();
+        let want: Vec<[f32; 8]> = (0..8).map(|c| scalar::dot_q4_0x8(&x8, &x[c * nb..(c + 1) * nb])).collect();
         let xs: [&[BlockQ8_0]; 8] = core::array::from_fn(|c| &x[c * nb..(c + 1) * nb]);
         let ds: [&[f32]; 8] = core::array::from_fn(|c| &d[c * nb..(c + 1) * nb]);
         let ss: [&[i32]; 8] = core::array::from_fn(|c| &s[c * nb..(c + 1) * nb]);
-        let a8 = crate::arch::x86_64::x8::avx2::q4_0x8::<8>(crate::arch::x86_64::x8::avx2::token().unwrap(), &x8, xs, ds, ss);
-        let a1 = crate::arch::x86_64::x8::avx2::q4_0x8::<1>(crate::arch::x86_64::x8::avx2::token().unwrap(), &x8, [xs[3]], [ds[3]], [ss[3]]);
-        assert_eq!(
-            a1[0], a8[3],
-            "nb={nb}: one activation or eight, the same bits"
+        let a8 = crate::arch::x86_64::x8::avx2::q4_0x8::<8>(
+            crate::arch::x86_64::x8::avx2::token().unwrap(),
+            &x8,
+            xs,
+            ds,
+            ss,
         );
+        let a1 = crate::arch::x86_64::x8::avx2::q4_0x8::<1>(
+            crate::arch::x86_64::x8::avx2::token().unwrap(),
+            &x8,
+            [xs[3]],
+            [ds[3]],
+            [ss[3]],
+        );
+        assert_eq!(a1[0], a8[3], "nb={nb}: one activation or eight, the same bits");
         let mut levels = std::vec![("avx2", a8)];
         if best >= SimdLevel::Avx512Vnni {
             let v = crate::arch::x86_64::x8::vnni::token().unwrap();
@@ -166,53 +158,20 @@ fn repacked_matvec_and_matmul_agree_with_the_gguf_layout() {
     let mut s = ActScratch::new(cols, 11);
     for n in [1usize, 2, 3, 8, 9, 11] {
         let mut mm = std::vec![0.0f32; n * rows];
-        ops::matmul(
-            &crate::exec::Serial,
-            Weights::Q4_0x8(&x8),
-            cols,
-            &xs,
-            n,
-            &mut s,
-            &mut mm,
-        );
+        ops::matmul(&crate::exec::Serial, Weights::Q4_0x8(&x8), cols, &xs, n, &mut s, &mut mm);
         let mut mm3 = std::vec![0.0f32; n * rows];
-        ops::matmul(
-            &Reversed(3),
-            Weights::Q4_0x8(&x8),
-            cols,
-            &xs,
-            n,
-            &mut s,
-            &mut mm3,
-        );
-        assert!(
-            mm.iter().zip(&mm3).all(|(a, b)| a.to_bits() == b.to_bits()),
-            "n={n}: thread count changed bits"
-        );
+        ops::matmul(&Reversed(3), Weights::Q4_0x8(&x8), cols, &xs, n, &mut s, &mut mm3);
+        assert!(mm.iter().zip(&mm3).all(|(a, b)| a.to_bits() == b.to_bits()), "n={n}: thread count changed bits");
         for j in 0..n {
             let x = &xs[j * cols..(j + 1) * cols];
             let mut mv = std::vec![0.0f32; rows];
             ops::matvec(&Reversed(2), Weights::Q4_0x8(&x8), cols, x, &mut s, &mut mv);
             let mut plain = std::vec![0.0f32; rows];
-            ops::matvec(
-                &crate::exec::Serial,
-                Weights::Q4_0(&q),
-                cols,
-                x,
-                &mut s,
-                &mut plain,
-            );
+            ops::matvec(&crate::exec::Serial, Weights::Q4_0(&q), cols, x, &mut s, &mut plain);
             for i in 0..rows {
                 let (a, b, p) = (mv[i], mm[j * rows + i], plain[i]);
-                assert_eq!(
-                    a.to_bits(),
-                    b.to_bits(),
-                    "n={n} act {j} row {i}: matvec {a} vs matmul {b}"
-                );
-                assert!(
-                    (a - p).abs() <= 1e-4 * (1.0 + p.abs()),
-                    "n={n} act {j} row {i}: {a} vs Q4_0 {p}"
-                );
+                assert_eq!(a.to_bits(), b.to_bits(), "n={n} act {j} row {i}: matvec {a} vs matmul {b}");
+                assert!((a - p).abs() <= 1e-4 * (1.0 + p.abs()), "n={n} act {j} row {i}: {a} vs Q4_0 {p}");
             }
         }
     }
@@ -224,14 +183,7 @@ fn repacked_matrices_need_whole_octets() {
     let (_, x8) = matrix(40, 16, 64);
     let mut s = ActScratch::new(64, 1);
     let mut out = std::vec![0.0f32; 12];
-    ops::matvec(
-        &crate::exec::Serial,
-        Weights::Q4_0x8(&x8),
-        64,
-        &[0.5; 64],
-        &mut s,
-        &mut out,
-    );
+    ops::matvec(&crate::exec::Serial, Weights::Q4_0x8(&x8), 64, &[0.5; 64], &mut s, &mut out);
 }
 
 // ------------------------------------------------------------------ Q4_K
@@ -307,11 +259,15 @@ fn simd_q4_k_octet_kernels_match_scalar_at_every_level() {
         let x = acts_k(71, 4, nb);
         let xs: [&[BlockQ8K]; 4] = core::array::from_fn(|c| &x[c * nb..(c + 1) * nb]);
         let a4 = crate::arch::x86_64::x8::avx2::q4_kx8::<4>(crate::arch::x86_64::x8::avx2::token().unwrap(), &x8, xs);
-        let a1 = crate::arch::x86_64::x8::avx2::q4_kx8::<1>(crate::arch::x86_64::x8::avx2::token().unwrap(), &x8, [xs[2]]);
+        let a1 =
+            crate::arch::x86_64::x8::avx2::q4_kx8::<1>(crate::arch::x86_64::x8::avx2::token().unwrap(), &x8, [xs[2]]);
         assert_eq!(a1[0], a4[2], "nb={nb}: one activation or four, the same bits");
         let mut levels = std::vec![("avx2", a4)];
         if best >= SimdLevel::Avx512Vnni {
-            levels.push(("vnni", crate::arch::x86_64::x8::vnni::q4_kx8::<4>(crate::arch::x86_64::x8::vnni::token().unwrap(), &x8, xs)));
+            levels.push((
+                "vnni",
+                crate::arch::x86_64::x8::vnni::q4_kx8::<4>(crate::arch::x86_64::x8::vnni::token().unwrap(), &x8, xs),
+            ));
         }
         for (name, got) in &levels {
             assert_eq!(got, &a4, "{name} nb={nb}: levels differ in bits");
@@ -319,7 +275,10 @@ fn simd_q4_k_octet_kernels_match_scalar_at_every_level() {
                 let want = scalar::dot_q4_kx8(&x8, xs[c]);
                 for r in 0..8 {
                     let (g, w) = (got[c][r], want[r]);
-                    assert!((g - w).abs() <= 2e-5 * (nb as f32).sqrt() * (1.0 + w.abs()), "{name} nb={nb} c={c} r={r}: {g} vs {w}");
+                    assert!(
+                        (g - w).abs() <= 2e-5 * (nb as f32).sqrt() * (1.0 + w.abs()),
+                        "{name} nb={nb} c={c} r={r}: {g} vs {w}"
+                    );
                 }
             }
         }
@@ -410,18 +369,25 @@ fn simd_q6_k_octet_kernels_match_scalar_at_every_level() {
             }
         }
         let a4 = crate::arch::x86_64::x8::avx2::q6_kx8::<4>(crate::arch::x86_64::x8::avx2::token().unwrap(), &x8, xs);
-        let a1 = crate::arch::x86_64::x8::avx2::q6_kx8::<1>(crate::arch::x86_64::x8::avx2::token().unwrap(), &x8, [xs[1]]);
+        let a1 =
+            crate::arch::x86_64::x8::avx2::q6_kx8::<1>(crate::arch::x86_64::x8::avx2::token().unwrap(), &x8, [xs[1]]);
         assert_eq!(a1[0], a4[1], "nb={nb}: one activation or four, the same bits");
         let mut levels = std::vec![("avx2", a4)];
         if best >= SimdLevel::Avx512Vnni {
-            levels.push(("vnni", crate::arch::x86_64::x8::vnni::q6_kx8::<4>(crate::arch::x86_64::x8::vnni::token().unwrap(), &x8, xs)));
+            levels.push((
+                "vnni",
+                crate::arch::x86_64::x8::vnni::q6_kx8::<4>(crate::arch::x86_64::x8::vnni::token().unwrap(), &x8, xs),
+            ));
         }
         for (name, got) in &levels {
             assert_eq!(got, &a4, "{name} nb={nb}: levels differ in bits");
             for c in 0..4 {
                 for r in 0..8 {
                     let (g, w) = (got[c][r], want[c][r]);
-                    assert!((g - w).abs() <= 2e-5 * (nb as f32).sqrt() * (1.0 + w.abs()), "{name} nb={nb} c={c} r={r}: {g} vs {w}");
+                    assert!(
+                        (g - w).abs() <= 2e-5 * (nb as f32).sqrt() * (1.0 + w.abs()),
+                        "{name} nb={nb} c={c} r={r}: {g} vs {w}"
+                    );
                 }
             }
         }

@@ -6,10 +6,10 @@ use common::*;
 
 use std::collections::VecDeque;
 
-use repl::{Chat, ChatSettings, ReplExit};
-use repl::{Console, Key};
 use engine::load::load;
 use kernels::exec::Serial;
+use repl::{Chat, ChatSettings, ReplExit};
+use repl::{Console, Key};
 
 /// A console fed from a script of keys; records everything written.
 struct Script {
@@ -50,10 +50,9 @@ impl Console for Script {
 }
 
 fn chat(n_ctx: usize) -> Chat {
-    let (model, tok) = load(
-        blob(read("testdata/stories260K/stories260K.bin")),
-        Some(&read("testdata/stories260K/tok512.bin")))
-    .expect("load");
+    let (model, tok) =
+        load(blob(read("testdata/stories260K/stories260K.bin")), Some(&read("testdata/stories260K/tok512.bin")))
+            .expect("load");
     Chat::new(model, tok, ChatSettings::default(), "stories260K".into(), n_ctx).expect("session")
 }
 
@@ -147,7 +146,8 @@ fn kv_cache_after_three_turns_equals_a_fresh_evaluation() {
     let probe = 400u32;
     let cached = c.session.eval(&c.model, &[probe], &Serial).unwrap().to_vec();
     let (fresh, _) =
-        load(blob(read("testdata/stories260K/stories260K.bin")), Some(&read("testdata/stories260K/tok512.bin"))).unwrap();
+        load(blob(read("testdata/stories260K/stories260K.bin")), Some(&read("testdata/stories260K/tok512.bin")))
+            .unwrap();
     let mut s = engine::model::Session::new(&fresh, 512).unwrap();
     for &t in &all[..n] {
         s.eval(&fresh, &[t], &Serial).unwrap();
@@ -198,12 +198,42 @@ fn line_editing_keys() {
     let mut con = Script::new(&[]);
     // "Lx" <Left> <Backspace>... build "Lily" with edits, then recall with Up.
     let keys = [
-        Key::Char('/'), Key::Char('t'), Key::Char('e'), Key::Tab, Key::Tab, Key::Char('0'), Key::Enter, // "/te" -> "/temp" -> "/temp "
-        Key::Char('/'), Key::Char('t'), Key::Char('o'), Key::Char('k'), Key::Tab, Key::Char('3'), Key::Enter,
-        Key::Char('i'), Key::Char('l'), Key::Char('y'), Key::Home, Key::Char('L'), Key::End, Key::Char('x'), Key::Backspace,
-        Key::Left, Key::Delete, Key::Char('y'), Key::Enter, // "Lily"
-        Key::Up, Key::Up, Key::Down, Key::Enter, // recalls "Lily" again
-        Key::Char('/'), Key::Char('e'), Key::Char('x'), Key::Char('i'), Key::Char('t'), Key::Enter,
+        Key::Char('/'),
+        Key::Char('t'),
+        Key::Char('e'),
+        Key::Tab,
+        Key::Tab,
+        Key::Char('0'),
+        Key::Enter, // "/te" -> "/temp" -> "/temp "
+        Key::Char('/'),
+        Key::Char('t'),
+        Key::Char('o'),
+        Key::Char('k'),
+        Key::Tab,
+        Key::Char('3'),
+        Key::Enter,
+        Key::Char('i'),
+        Key::Char('l'),
+        Key::Char('y'),
+        Key::Home,
+        Key::Char('L'),
+        Key::End,
+        Key::Char('x'),
+        Key::Backspace,
+        Key::Left,
+        Key::Delete,
+        Key::Char('y'),
+        Key::Enter, // "Lily"
+        Key::Up,
+        Key::Up,
+        Key::Down,
+        Key::Enter, // recalls "Lily" again
+        Key::Char('/'),
+        Key::Char('e'),
+        Key::Char('x'),
+        Key::Char('i'),
+        Key::Char('t'),
+        Key::Enter,
     ];
     con.keys = keys.into_iter().collect();
     assert_eq!(c.run(&mut con, &Serial), ReplExit::Exit);
@@ -216,10 +246,18 @@ fn line_editing_keys() {
 #[test]
 fn menu_answers_are_short_and_esc_or_ctrl_c_abandon_them() {
     let mut con = Script::new(&[]);
-    con.keys =
-        [Key::Char('1'), Key::Char('2'), Key::Char('3'), Key::Backspace, Key::Enter, Key::Char('9'), Key::Esc, Key::CtrlC]
-            .into_iter()
-            .collect();
+    con.keys = [
+        Key::Char('1'),
+        Key::Char('2'),
+        Key::Char('3'),
+        Key::Backspace,
+        Key::Enter,
+        Key::Char('9'),
+        Key::Esc,
+        Key::CtrlC,
+    ]
+    .into_iter()
+    .collect();
     // '3' is past the limit of 2; Backspace then erases the '2'.
     assert_eq!(repl::read_answer(&mut con, "pick: ", 2).as_deref(), Some("1"));
     assert_eq!(repl::read_answer(&mut con, "pick: ", 2).as_deref(), Some(""));

@@ -5,12 +5,12 @@
 mod common;
 use common::*;
 
-use repl::{Chat, ChatSettings};
-use repl::{Console, Key};
 use engine::gguf::Value;
 use engine::load::load;
 use engine::template::{Message, Template};
 use kernels::exec::Serial;
+use repl::{Chat, ChatSettings};
+use repl::{Console, Key};
 
 struct Quiet(String, u64);
 impl Console for Quiet {

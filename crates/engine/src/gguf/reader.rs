@@ -85,12 +85,7 @@ impl<'a> Cursor<'a> {
     fn check_count(&self, count: u64, min_size: u64, what: &str) -> Result<usize> {
         let need = count.saturating_mul(min_size);
         if need > self.file_remaining() {
-            return Err(Error::truncated(
-                format!("{count} {what}"),
-                self.offset(),
-                need,
-                self.file_remaining(),
-            ));
+            return Err(Error::truncated(format!("{count} {what}"), self.offset(), need, self.file_remaining()));
         }
         let present = (self.buf.len() - self.pos) as u64 / min_size.max(1);
         Ok(usize::try_from(count.min(present)).unwrap_or(0))
@@ -117,17 +112,9 @@ fn min_value_size(ty: u32) -> u64 {
 /// Prefixes the `what` of a truncation error with the key being read.
 fn in_key(e: Error, key: &str) -> Error {
     match e {
-        Error::Truncated {
-            what,
-            offset,
-            need,
-            have,
-        } => Error::Truncated {
-            what: format!("{what} of key '{key}'"),
-            offset,
-            need,
-            have,
-        },
+        Error::Truncated { what, offset, need, have } => {
+            Error::Truncated { what: format!("{what} of key '{key}'"), offset, need, have }
+        }
         e => e,
     }
 }
@@ -161,10 +148,7 @@ fn read_value(c: &mut Cursor, ty: u32, key: &str, depth: usize) -> Result<Value>
             let off = c.offset();
             let b = c.string_bytes("string")?;
             let s = core::str::from_utf8(b).map_err(|_| {
-                Error::invalid(
-                    format!("metadata key '{key}'"),
-                    format!("string at offset {off} is not valid UTF-8"),
-                )
+                Error::invalid(format!("metadata key '{key}'"), format!("string at offset {off} is not valid UTF-8"))
             })?;
             Value::String(s.to_string())
         }
@@ -184,12 +168,7 @@ fn read_value(c: &mut Cursor, ty: u32, key: &str, depth: usize) -> Result<Value>
             }
             Value::Array(v)
         }
-        _ => {
-            return Err(Error::invalid(
-                format!("metadata key '{key}'"),
-                format!("unknown value type {ty}"),
-            ))
-        }
+        _ => return Err(Error::invalid(format!("metadata key '{key}'"), format!("unknown value type {ty}"))),
     })
 }
 
@@ -221,30 +200,17 @@ impl Gguf {
         if bytes.len() as u64 > file_len {
             return Err(Error::invalid(
                 "GGUF input",
-                format!(
-                    "{} bytes given but the file length is {file_len}",
-                    bytes.len()
-                ),
+                format!("{} bytes given but the file length is {file_len}", bytes.len()),
             ));
         }
-        let mut c = Cursor {
-            buf: bytes,
-            pos: 0,
-            file_len,
-        };
+        let mut c = Cursor { buf: bytes, pos: 0, file_len };
         let magic = c.u32("GGUF magic")?;
         if magic != GGUF_MAGIC {
-            return Err(Error::BadMagic {
-                format: "GGUF",
-                found: magic,
-            });
+            return Err(Error::BadMagic { format: "GGUF", found: magic });
         }
         let version = c.u32("GGUF version")?;
         if !(2..=3).contains(&version) {
-            return Err(Error::UnsupportedVersion {
-                format: "GGUF",
-                version,
-            });
+            return Err(Error::UnsupportedVersion { format: "GGUF", version });
         }
         let n_tensors = c.u64("tensor count")?;
         let n_kv = c.u64("metadata count")?;
@@ -259,17 +225,11 @@ impl Gguf {
             let key = core::str::from_utf8(key).map_err(|_| {
                 Error::invalid(
                     "metadata key",
-                    format!(
-                        "key #{i} at offset {off} is not valid UTF-8: '{}'",
-                        String::from_utf8_lossy(key)
-                    ),
+                    format!("key #{i} at offset {off} is not valid UTF-8: '{}'", String::from_utf8_lossy(key)),
                 )
             })?;
             if key.is_empty() {
-                return Err(Error::invalid(
-                    "metadata key",
-                    format!("key #{i} at offset {off} is empty"),
-                ));
+                return Err(Error::invalid("metadata key", format!("key #{i} at offset {off} is empty")));
             }
             if kv_index.contains_key(key) {
                 return Err(Error::invalid(
@@ -287,10 +247,7 @@ impl Gguf {
             None => DEFAULT_ALIGNMENT,
             Some(Value::U32(a)) if a.is_power_of_two() => u64::from(*a),
             Some(Value::U32(a)) => {
-                return Err(Error::invalid(
-                    "general.alignment",
-                    format!("{a} is not a non-zero power of two"),
-                ))
+                return Err(Error::invalid("general.alignment", format!("{a} is not a non-zero power of two")))
             }
             Some(v) => {
                 return Err(Error::WrongKeyType {
@@ -311,10 +268,7 @@ impl Gguf {
             let name = core::str::from_utf8(name).map_err(|_| {
                 Error::invalid(
                     "tensor name",
-                    format!(
-                        "tensor #{i} name at offset {off} is not valid UTF-8: '{}'",
-                        String::from_utf8_lossy(name)
-                    ),
+                    format!("tensor #{i} name at offset {off} is not valid UTF-8: '{}'", String::from_utf8_lossy(name)),
                 )
             })?;
             let what = |e: Error| in_tensor(e, name);
@@ -350,19 +304,12 @@ impl Gguf {
             let (_, size) = tensor_size(name, &dims, ty)?;
             tensor_index.insert(name.to_string(), tensors.len());
             // `offset` is relative until the data section start is known.
-            tensors.push(TensorInfo {
-                name: name.to_string(),
-                dims,
-                ty,
-                offset: rel,
-                size,
-            });
+            tensors.push(TensorInfo { name: name.to_string(), dims, ty, offset: rel, size });
         }
 
         let end = c.offset();
-        let data_offset = end
-            .checked_next_multiple_of(alignment)
-            .ok_or_else(|| Error::overflow("GGUF data section offset"))?;
+        let data_offset =
+            end.checked_next_multiple_of(alignment).ok_or_else(|| Error::overflow("GGUF data section offset"))?;
         for t in &mut tensors {
             let abs = data_offset.checked_add(t.offset);
             match abs.and_then(|a| a.checked_add(t.size)) {
@@ -377,15 +324,7 @@ impl Gguf {
                 }
             }
         }
-        Ok(Gguf {
-            version,
-            metadata,
-            tensors,
-            alignment,
-            data_offset,
-            kv_index,
-            tensor_index,
-        })
+        Ok(Gguf { version, metadata, tensors, alignment, data_offset, kv_index, tensor_index })
     }
 
     /// The value of a metadata key.
@@ -394,8 +333,7 @@ impl Gguf {
     }
 
     fn need(&self, key: &str) -> Result<&Value> {
-        self.get(key)
-            .ok_or_else(|| Error::MissingKey(key.to_string()))
+        self.get(key).ok_or_else(|| Error::MissingKey(key.to_string()))
     }
 
     /// A non-negative integer of any width.
@@ -407,9 +345,7 @@ impl Gguf {
     /// A non-negative integer that fits in `u32`.
     pub fn get_u32(&self, key: &str) -> Result<u32> {
         let v = self.need(key)?;
-        v.as_u64()
-            .and_then(|x| u32::try_from(x).ok())
-            .ok_or_else(|| int_error(key, v, "u32"))
+        v.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or_else(|| int_error(key, v, "u32"))
     }
 
     /// An `f32` (or `f64` rounded to `f32`).
@@ -439,23 +375,13 @@ impl Gguf {
     /// An array of strings.
     pub fn get_str_array(&self, key: &str) -> Result<Vec<&str>> {
         let a = self.get_array(key)?;
-        a.iter()
-            .map(|e| {
-                e.as_str()
-                    .ok_or_else(|| wrong_array(key, "array of string", e))
-            })
-            .collect()
+        a.iter().map(|e| e.as_str().ok_or_else(|| wrong_array(key, "array of string", e))).collect()
     }
 
     /// An array of `f32` (or `f64`, rounded).
     pub fn get_f32_array(&self, key: &str) -> Result<Vec<f32>> {
         let a = self.get_array(key)?;
-        a.iter()
-            .map(|e| {
-                e.as_f32()
-                    .ok_or_else(|| wrong_array(key, "array of f32", e))
-            })
-            .collect()
+        a.iter().map(|e| e.as_f32().ok_or_else(|| wrong_array(key, "array of f32", e))).collect()
     }
 
     /// An array of integers of any type, each of which must fit in `i32`.
@@ -467,14 +393,9 @@ impl Gguf {
                 if !e.is_integer() {
                     return Err(wrong_array(key, "array of integers", e));
                 }
-                e.as_i64()
-                    .and_then(|x| i32::try_from(x).ok())
-                    .ok_or_else(|| {
-                        Error::invalid(
-                            format!("metadata key '{key}'"),
-                            format!("element {i} ({e:?}) does not fit in i32"),
-                        )
-                    })
+                e.as_i64().and_then(|x| i32::try_from(x).ok()).ok_or_else(|| {
+                    Error::invalid(format!("metadata key '{key}'"), format!("element {i} ({e:?}) does not fit in i32"))
+                })
             })
             .collect()
     }
@@ -486,10 +407,7 @@ impl Gguf {
 
     /// The info of the tensor called `name`.
     pub fn tensor(&self, name: &str) -> Result<&TensorInfo> {
-        self.tensor_index
-            .get(name)
-            .map(|&i| &self.tensors[i])
-            .ok_or_else(|| Error::MissingTensor(name.to_string()))
+        self.tensor_index.get(name).map(|&i| &self.tensors[i]).ok_or_else(|| Error::MissingTensor(name.to_string()))
     }
 
     /// The data of tensor `name`, sliced from the whole `file`.
@@ -499,30 +417,20 @@ impl Gguf {
             .ok()
             .zip(usize::try_from(t.size).ok())
             .and_then(|(o, s)| Some(o..o.checked_add(s)?));
-        range
-            .and_then(|r| file.get(r))
-            .ok_or_else(|| Error::TensorOutOfBounds {
-                name: t.name.clone(),
-                offset: t.offset,
-                size: t.size,
-                file_len: file.len() as u64,
-            })
+        range.and_then(|r| file.get(r)).ok_or_else(|| Error::TensorOutOfBounds {
+            name: t.name.clone(),
+            offset: t.offset,
+            size: t.size,
+            file_len: file.len() as u64,
+        })
     }
 }
 
 fn in_tensor(e: Error, name: &str) -> Error {
     match e {
-        Error::Truncated {
-            what,
-            offset,
-            need,
-            have,
-        } => Error::Truncated {
-            what: format!("{what} of tensor '{name}'"),
-            offset,
-            need,
-            have,
-        },
+        Error::Truncated { what, offset, need, have } => {
+            Error::Truncated { what: format!("{what} of tensor '{name}'"), offset, need, have }
+        }
         e => e,
     }
 }
@@ -539,28 +447,17 @@ fn describe(v: &Value) -> String {
 }
 
 fn wrong_type(key: &str, expected: &'static str, v: &Value) -> Error {
-    Error::WrongKeyType {
-        key: key.to_string(),
-        expected,
-        found: describe(v),
-    }
+    Error::WrongKeyType { key: key.to_string(), expected, found: describe(v) }
 }
 
 fn wrong_array(key: &str, expected: &'static str, elem: &Value) -> Error {
-    Error::WrongKeyType {
-        key: key.to_string(),
-        expected,
-        found: format!("array of {}", describe(elem)),
-    }
+    Error::WrongKeyType { key: key.to_string(), expected, found: format!("array of {}", describe(elem)) }
 }
 
 /// An integer that is negative or too large is `Invalid`; anything else is `WrongKeyType`.
 fn int_error(key: &str, v: &Value, expected: &'static str) -> Error {
     if v.is_integer() {
-        Error::invalid(
-            format!("metadata key '{key}'"),
-            format!("{v:?} does not fit in {expected}"),
-        )
+        Error::invalid(format!("metadata key '{key}'"), format!("{v:?} does not fit in {expected}"))
     } else {
         wrong_type(key, expected, v)
     }

@@ -82,9 +82,8 @@ impl GgmlType {
     pub const ALL: [GgmlType; 32] = {
         use GgmlType::*;
         [
-            F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K,
-            IQ2_XXS, IQ2_XS, IQ3_XXS, IQ1_S, IQ4_NL, IQ3_S, IQ2_S, IQ4_XS, I8, I16, I32, I64, F64,
-            IQ1_M, BF16, TQ1_0, TQ2_0, MXFP4,
+            F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, IQ2_XXS, IQ2_XS, IQ3_XXS,
+            IQ1_S, IQ4_NL, IQ3_S, IQ2_S, IQ4_XS, I8, I16, I32, I64, F64, IQ1_M, BF16, TQ1_0, TQ2_0, MXFP4,
         ]
     };
 
@@ -399,19 +398,12 @@ pub(crate) fn tensor_size(name: &str, dims: &[u64], ty: GgmlType) -> crate::Resu
     use crate::Error;
     use alloc::format;
     let overflow = || Error::overflow(format!("tensor '{name}' with dims {dims:?}"));
-    let n = dims
-        .iter()
-        .try_fold(1u64, |a, &d| a.checked_mul(d))
-        .ok_or_else(overflow)?;
+    let n = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).ok_or_else(overflow)?;
     let row = dims.first().copied().unwrap_or(1);
     if row % ty.block_size() != 0 {
         return Err(Error::invalid(
             format!("tensor '{name}'"),
-            format!(
-                "row length {row} is not a multiple of the {} block size {}",
-                ty.name(),
-                ty.block_size()
-            ),
+            format!("row length {row} is not a multiple of the {} block size {}", ty.name(), ty.block_size()),
         ));
     }
     let size = ty.row_bytes(n).ok_or_else(overflow)?;
@@ -458,21 +450,13 @@ mod tests {
 
     #[test]
     fn ids_and_names() {
-        let known: Vec<u32> = (0..=64)
-            .filter(|&i| GgmlType::from_u32(i).is_some())
-            .collect();
+        let known: Vec<u32> = (0..=64).filter(|&i| GgmlType::from_u32(i).is_some()).collect();
         let mut want: Vec<u32> = (0..=30).filter(|i| *i != 4 && *i != 5).collect();
         want.extend([34, 35, 39]);
         assert_eq!(known, want);
         for t in GgmlType::ALL {
             assert_eq!(GgmlType::from_u32(t.id()), Some(t));
-            assert_eq!(
-                GgmlType::ALL
-                    .iter()
-                    .filter(|u| u.name() == t.name())
-                    .count(),
-                1
-            );
+            assert_eq!(GgmlType::ALL.iter().filter(|u| u.name() == t.name()).count(), 1);
         }
         assert_eq!(GgmlType::Q6_K.name(), "Q6_K");
         assert_eq!(GgmlType::from_u32(12), Some(GgmlType::Q4_K));

@@ -202,11 +202,7 @@ fn check_value(key: &str, v: &Value, depth: usize) -> Result<()> {
         if e.type_id() != ty {
             return Err(Error::invalid(
                 format!("metadata key '{key}'"),
-                format!(
-                    "array element {i} is {} but element 0 is {}",
-                    e.type_name(),
-                    a[0].type_name()
-                ),
+                format!("array element {i} is {} but element 0 is {}", e.type_name(), a[0].type_name()),
             ));
         }
         check_value(key, e, depth + 1)?;
@@ -234,12 +230,7 @@ impl GgufWriter {
             w.add_kv(k, v.clone());
         }
         for t in &g.tensors {
-            w.add_tensor(
-                &t.name,
-                &t.dims,
-                t.ty,
-                g.tensor_data(file, &t.name)?.to_vec(),
-            )?;
+            w.add_tensor(&t.name, &t.dims, t.ty, g.tensor_data(file, &t.name)?.to_vec())?;
         }
         Ok(w)
     }
@@ -276,13 +267,7 @@ impl GgufWriter {
     /// Adds a tensor. `dims` are in GGUF `ne` order (`dims[0]` is the row
     /// length, which must be a whole number of `ty` blocks); `data` must be
     /// exactly the tensor's size in bytes and names must be unique.
-    pub fn add_tensor(
-        &mut self,
-        name: &str,
-        dims: &[u64],
-        ty: GgmlType,
-        data: Vec<u8>,
-    ) -> Result<()> {
+    pub fn add_tensor(&mut self, name: &str, dims: &[u64], ty: GgmlType, data: Vec<u8>) -> Result<()> {
         if self.tensor_index.contains_key(name) {
             return Err(Error::invalid(format!("tensor '{name}'"), "added twice"));
         }
@@ -296,31 +281,18 @@ impl GgufWriter {
         if data.len() as u64 != size {
             return Err(Error::invalid(
                 format!("tensor '{name}'"),
-                format!(
-                    "{} bytes of data, but {} {dims:?} needs {size}",
-                    data.len(),
-                    ty.name()
-                ),
+                format!("{} bytes of data, but {} {dims:?} needs {size}", data.len(), ty.name()),
             ));
         }
-        self.tensor_index
-            .insert(name.to_string(), self.tensors.len());
-        self.tensors.push(PendingTensor {
-            name: name.to_string(),
-            dims: dims.to_vec(),
-            ty,
-            data,
-        });
+        self.tensor_index.insert(name.to_string(), self.tensors.len());
+        self.tensors.push(PendingTensor { name: name.to_string(), dims: dims.to_vec(), ty, data });
         Ok(())
     }
 
     fn check(&self) -> Result<()> {
         let a = self.alignment;
         if !a.is_power_of_two() || a > u64::from(u32::MAX) {
-            return Err(Error::invalid(
-                "GGUF alignment",
-                format!("{a} is not a power of two that fits in u32"),
-            ));
+            return Err(Error::invalid("GGUF alignment", format!("{a} is not a power of two that fits in u32")));
         }
         match self.kv_index.get(ALIGNMENT_KEY).map(|&i| &self.kvs[i].1) {
             None | Some(Value::U32(_)) => {}
@@ -351,11 +323,7 @@ impl GgufWriter {
             .iter()
             .map(|t| TensorEntry { name: &t.name, dims: &t.dims, ty: t.ty, size: t.data.len() as u64 })
             .collect();
-        let mut out = Out {
-            sink,
-            buf: Vec::with_capacity(OUT_BUF),
-            written: 0,
-        };
+        let mut out = Out { sink, buf: Vec::with_capacity(OUT_BUF), written: 0 };
         out.header(&self.kvs, &entries, align)?;
         for t in &self.tensors {
             out.put(&t.data)?;
@@ -388,11 +356,7 @@ mod tests {
             all.extend_from_slice(b);
             Ok(())
         };
-        let mut out = Out {
-            sink: &mut sink,
-            buf: Vec::new(),
-            written: 0,
-        };
+        let mut out = Out { sink: &mut sink, buf: Vec::new(), written: 0 };
         let mut want = Vec::new();
         for i in 0..20_000u32 {
             out.u32(i).unwrap();

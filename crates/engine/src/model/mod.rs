@@ -213,7 +213,6 @@ pub type Blob = Box<dyn BlobBytes>;
 pub trait BlobBytes: AsRef<[u8]> + AsMut<[u8]> + Send + Sync {}
 impl<T: AsRef<[u8]> + AsMut<[u8]> + Send + Sync> BlobBytes for T {}
 
-
 /// A model ready to run: hyper-parameters and weights, immutable after load
 /// and shared (`Sync`) by every [`Session`] that runs on it. A session holds
 /// a conversation's state (KV cache, scratch buffers, position).
@@ -248,7 +247,10 @@ impl Model {
         }
         check_vec("output_norm", &weights.output_norm.w, c.dim)?;
         if weights.layers.len() != c.n_layers {
-            return Err(Error::invalid("layer count", alloc::format!("{} layers, config says {}", weights.layers.len(), c.n_layers)));
+            return Err(Error::invalid(
+                "layer count",
+                alloc::format!("{} layers, config says {}", weights.layers.len(), c.n_layers),
+            ));
         }
         for l in &weights.layers {
             check_shape(&l.wq, c.q_dim(), c.dim)?;
@@ -382,7 +384,11 @@ fn check_shape(t: &Tensor, rows: usize, cols: usize) -> Result<()> {
 
 fn shape_err(t: &Tensor, rows: usize, cols: usize) -> Error {
     // Reported in GGUF order: [cols, rows].
-    Error::TensorShape { name: t.name.clone(), expected: vec![cols as u64, rows as u64], found: vec![t.cols as u64, t.rows as u64] }
+    Error::TensorShape {
+        name: t.name.clone(),
+        expected: vec![cols as u64, rows as u64],
+        found: vec![t.cols as u64, t.rows as u64],
+    }
 }
 
 fn check_vec(name: &str, v: &[f32], len: usize) -> Result<()> {

@@ -65,7 +65,8 @@ impl KvStore {
             KvType::F32 => KvStore::F32(alloc_f32(len, "KV cache")?),
             KvType::F16 => {
                 let mut v = Vec::new();
-                v.try_reserve_exact(len).map_err(|_| Error::OutOfMemory { what: "KV cache".into(), bytes: len as u64 * 2 })?;
+                v.try_reserve_exact(len)
+                    .map_err(|_| Error::OutOfMemory { what: "KV cache".into(), bytes: len as u64 * 2 })?;
                 v.resize(len, 0u16);
                 KvStore::F16(v)
             }
@@ -88,20 +89,20 @@ impl KvStore {
 /// Buffers for one forward pass over up to [`BATCH`] tokens. Row-major with
 /// one row per token of the batch.
 struct State {
-    x: Vec<f32>,           // [BATCH, dim] residual stream
-    xn: Vec<f32>,          // [BATCH, dim] normed input of attention / MLP
-    att_out: Vec<f32>,     // [BATCH, q_dim] attention output
-    xb2: Vec<f32>,         // [BATCH, dim] projection outputs
-    q: Vec<f32>,           // [BATCH, q_dim]
-    k: Vec<f32>,           // [BATCH, kv_dim]
-    v: Vec<f32>,           // [BATCH, kv_dim]
-    hb: Vec<f32>,          // [BATCH, hidden_dim]
-    hb2: Vec<f32>,         // [BATCH, hidden_dim]
-    att: Vec<f32>,         // [n_heads, n_ctx] scores of one query
-    logits: Vec<f32>,      // [vocab_size] of the last evaluated token
-    key_cache: KvStore,    // [n_layers, n_ctx, kv_dim]
-    value_cache: KvStore,  // [n_layers, n_ctx, kv_dim]
-    xq: ActScratch,        // quantized activations (Q8_0 and Q8_K), [BATCH, max(dim, hidden, q_dim)]
+    x: Vec<f32>,          // [BATCH, dim] residual stream
+    xn: Vec<f32>,         // [BATCH, dim] normed input of attention / MLP
+    att_out: Vec<f32>,    // [BATCH, q_dim] attention output
+    xb2: Vec<f32>,        // [BATCH, dim] projection outputs
+    q: Vec<f32>,          // [BATCH, q_dim]
+    k: Vec<f32>,          // [BATCH, kv_dim]
+    v: Vec<f32>,          // [BATCH, kv_dim]
+    hb: Vec<f32>,         // [BATCH, hidden_dim]
+    hb2: Vec<f32>,        // [BATCH, hidden_dim]
+    att: Vec<f32>,        // [n_heads, n_ctx] scores of one query
+    logits: Vec<f32>,     // [vocab_size] of the last evaluated token
+    key_cache: KvStore,   // [n_layers, n_ctx, kv_dim]
+    value_cache: KvStore, // [n_layers, n_ctx, kv_dim]
+    xq: ActScratch,       // quantized activations (Q8_0 and Q8_K), [BATCH, max(dim, hidden, q_dim)]
 }
 
 /// One conversation on a model.

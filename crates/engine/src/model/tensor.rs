@@ -42,10 +42,20 @@ pub struct Tensor {
 impl Tensor {
     /// A tensor stored in the file at `offset`. Checks that the byte range
     /// matches the shape and lies inside the file.
-    pub(crate) fn in_file(name: &str, dtype: DType, rows: usize, cols: usize, offset: u64, file: &[u8]) -> Result<Self> {
+    pub(crate) fn in_file(
+        name: &str,
+        dtype: DType,
+        rows: usize,
+        cols: usize,
+        offset: u64,
+        file: &[u8],
+    ) -> Result<Self> {
         let n = rows.checked_mul(cols).ok_or_else(|| Error::overflow(alloc::format!("tensor '{name}' shape")))?;
         let len = dtype.bytes(n).ok_or_else(|| {
-            Error::invalid(alloc::format!("tensor '{name}'"), alloc::format!("{n} elements do not fit {} blocks", dtype.name()))
+            Error::invalid(
+                alloc::format!("tensor '{name}'"),
+                alloc::format!("{n} elements do not fit {} blocks", dtype.name()),
+            )
         })?;
         let offset = usize::try_from(offset).map_err(|_| Error::overflow(alloc::format!("tensor '{name}' offset")))?;
         let end = offset.checked_add(len);
@@ -122,9 +132,8 @@ impl Tensor {
             file_len: file.len() as u64,
         })?;
         let octets = matches!(self.data, Data::Octets { .. });
-        Weights::from_bytes(self.dtype, bytes, octets).ok_or_else(|| {
-            Error::invalid(alloc::format!("tensor '{}'", self.name), "data is not aligned in memory")
-        })
+        Weights::from_bytes(self.dtype, bytes, octets)
+            .ok_or_else(|| Error::invalid(alloc::format!("tensor '{}'", self.name), "data is not aligned in memory"))
     }
 
     /// The file byte range of a tensor read from the file.
@@ -172,4 +181,3 @@ impl Tensor {
         Ok(v)
     }
 }
-

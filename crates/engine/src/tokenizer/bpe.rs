@@ -173,28 +173,18 @@ impl BpeTokenizer {
         let mut slots: Vec<Option<String>> = vec![None; n];
         for (piece, id) in entries {
             let slot = slots.get_mut(id as usize).ok_or_else(|| {
-                Error::invalid(
-                    "encoder.json",
-                    format!("id {id} of '{piece}' leaves a gap: there are only {n} tokens"),
-                )
+                Error::invalid("encoder.json", format!("id {id} of '{piece}' leaves a gap: there are only {n} tokens"))
             })?;
             if let Some(other) = slot {
-                return Err(Error::invalid(
-                    "encoder.json",
-                    format!("id {id} is used by both '{other}' and '{piece}'"),
-                ));
+                return Err(Error::invalid("encoder.json", format!("id {id} is used by both '{other}' and '{piece}'")));
             }
             *slot = Some(piece);
         }
         // Every slot is filled: n distinct ids below n.
         let tokens: Vec<String> = slots.into_iter().flatten().collect();
 
-        let text = core::str::from_utf8(vocab_bpe).map_err(|e| {
-            Error::invalid(
-                "vocab.bpe",
-                format!("not UTF-8 at byte {}", e.valid_up_to()),
-            )
-        })?;
+        let text = core::str::from_utf8(vocab_bpe)
+            .map_err(|e| Error::invalid("vocab.bpe", format!("not UTF-8 at byte {}", e.valid_up_to())))?;
         if text.trim().is_empty() {
             return Err(Error::invalid("vocab.bpe", "the file is empty"));
         }
@@ -204,18 +194,12 @@ impl BpeTokenizer {
             .filter(|&(i, l)| !(l.trim().is_empty() || i == 0 && l.starts_with("#version")))
             .map(|(_, l)| l);
 
-        let eot = tokens
-            .iter()
-            .position(|t| t == "<|endoftext|>")
-            .unwrap_or(n - 1) as u32;
+        let eot = tokens.iter().position(|t| t == "<|endoftext|>").unwrap_or(n - 1) as u32;
         let mut tok = Self::build(tokens, lines, &[], eot, eot, PreTokenizer::Gpt2)?;
         if tok.by_piece.len() < n {
             let dup = (0..n as u32).find(|&id| tok.token_id(&tok.pieces[id as usize]) != Some(id));
             let piece = dup.map_or("", |id| tok.pieces[id as usize].as_str());
-            return Err(Error::invalid(
-                "encoder.json",
-                format!("token '{piece}' appears twice"),
-            ));
+            return Err(Error::invalid("encoder.json", format!("token '{piece}' appears twice")));
         }
         let mut reachable = vec![false; n];
         for id in tok.byte_ids.iter().chain(tok.merges.iter().map(|m| &m.id)) {
@@ -242,20 +226,14 @@ impl BpeTokenizer {
     /// [`crate::gguf_model::tokenizer`] reads the same keys but neither the
     /// missing-pre default nor `add_bos_token`; it can call this instead.
     pub fn from_gguf(g: &crate::gguf::Gguf) -> Result<Self> {
-        let tokens: Vec<String> = g
-            .get_str_array("tokenizer.ggml.tokens")?
-            .into_iter()
-            .map(String::from)
-            .collect();
+        let tokens: Vec<String> = g.get_str_array("tokenizer.ggml.tokens")?.into_iter().map(String::from).collect();
         let merges = g.get_str_array("tokenizer.ggml.merges")?;
         let types = match g.get("tokenizer.ggml.token_type") {
             Some(_) => g.get_i32_array("tokenizer.ggml.token_type")?,
             None => Vec::new(),
         };
         let pre = match g.get("tokenizer.ggml.pre") {
-            Some(_) => Some(PreTokenizer::from_gguf_pre(
-                g.get_str("tokenizer.ggml.pre")?,
-            )?),
+            Some(_) => Some(PreTokenizer::from_gguf_pre(g.get_str("tokenizer.ggml.pre")?)?),
             None => None,
         };
         let missing_pre = pre.is_none();
@@ -264,18 +242,8 @@ impl BpeTokenizer {
             Some(_) => g.get_u32(k),
             None => Ok(last),
         };
-        let (bos, eos) = (
-            id("tokenizer.ggml.bos_token_id")?,
-            id("tokenizer.ggml.eos_token_id")?,
-        );
-        let mut tok = Self::new(
-            tokens,
-            &merges,
-            &types,
-            bos,
-            eos,
-            pre.unwrap_or(PreTokenizer::Default),
-        )?;
+        let (bos, eos) = (id("tokenizer.ggml.bos_token_id")?, id("tokenizer.ggml.eos_token_id")?);
+        let mut tok = Self::new(tokens, &merges, &types, bos, eos, pre.unwrap_or(PreTokenizer::Default))?;
         if missing_pre {
             tok.warnings.push(String::from(
                 "no tokenizer.ggml.pre in the file: using llama.cpp's default pre-tokenizer, \
@@ -301,10 +269,7 @@ impl BpeTokenizer {
         if (id as usize) < self.pieces.len() {
             Ok(())
         } else {
-            Err(Error::TokenOutOfRange {
-                id,
-                vocab: self.pieces.len(),
-            })
+            Err(Error::TokenOutOfRange { id, vocab: self.pieces.len() })
         }
     }
 
@@ -329,18 +294,10 @@ impl BpeTokenizer {
         let types = match types.len() {
             0 => vec![TOKEN_NORMAL; n],
             len if len == n => types.to_vec(),
-            len => {
-                return Err(Error::invalid(
-                    "token types",
-                    format!("{len} types for {n} tokens"),
-                ))
-            }
+            len => return Err(Error::invalid("token types", format!("{len} types for {n} tokens"))),
         };
         if let Some(i) = types.iter().position(|t| !(0..=6).contains(t)) {
-            return Err(Error::invalid(
-                "token types",
-                format!("token {i} has unknown type {}", types[i]),
-            ));
+            return Err(Error::invalid("token types", format!("token {i} has unknown type {}", types[i])));
         }
 
         let mut by_piece: Vec<u32> = (0..n as u32).collect();
@@ -366,22 +323,14 @@ impl BpeTokenizer {
         tok.check_id(eos)?;
         let mut buf = [0; 4];
         for b in 0..=255u8 {
-            tok.byte_ids[b as usize] = tok
-                .token_id(byte_to_char(b).encode_utf8(&mut buf))
-                .unwrap_or(NONE);
+            tok.byte_ids[b as usize] = tok.token_id(byte_to_char(b).encode_utf8(&mut buf)).unwrap_or(NONE);
         }
 
         let mut joined = String::new();
         for (rank, line) in merges.enumerate() {
-            let bad = |detail: &str| {
-                Error::invalid("BPE merge", format!("merge {rank} '{line}': {detail}"))
-            };
-            let (a, b) =
-                split_merge(line).ok_or_else(|| bad("expected two tokens separated by a space"))?;
-            let id = |t: &str| {
-                tok.token_id(t)
-                    .ok_or_else(|| bad(&format!("'{t}' is not in the vocabulary")))
-            };
+            let bad = |detail: &str| Error::invalid("BPE merge", format!("merge {rank} '{line}': {detail}"));
+            let (a, b) = split_merge(line).ok_or_else(|| bad("expected two tokens separated by a space"))?;
+            let id = |t: &str| tok.token_id(t).ok_or_else(|| bad(&format!("'{t}' is not in the vocabulary")));
             joined.clear();
             joined.push_str(a);
             joined.push_str(b);
@@ -400,14 +349,10 @@ impl BpeTokenizer {
         self.specials = (0..pieces.len() as u32)
             .filter(|&id| {
                 let i = id as usize;
-                matches!(
-                    self.types[i],
-                    TOKEN_CONTROL | TOKEN_USER_DEFINED | TOKEN_UNKNOWN
-                ) && !pieces[i].is_empty()
+                matches!(self.types[i], TOKEN_CONTROL | TOKEN_USER_DEFINED | TOKEN_UNKNOWN) && !pieces[i].is_empty()
             })
             .collect();
-        self.specials
-            .sort_by_key(|&id| Reverse(pieces[id as usize].len()));
+        self.specials.sort_by_key(|&id| Reverse(pieces[id as usize].len()));
     }
 
     /// Number of tokens.
@@ -454,10 +399,7 @@ impl BpeTokenizer {
     /// The id of a token given as its vocabulary string (`"Ġthe"`); the lowest
     /// id if the vocabulary lists the string twice.
     pub fn token_id(&self, piece: &str) -> Option<u32> {
-        let i = self
-            .by_piece
-            .binary_search_by(|&id| self.pieces[id as usize].as_str().cmp(piece))
-            .ok()?;
+        let i = self.by_piece.binary_search_by(|&id| self.pieces[id as usize].as_str().cmp(piece)).ok()?;
         Some(self.by_piece[i])
     }
 
@@ -545,15 +487,12 @@ impl BpeTokenizer {
 
     fn encode_text(&self, text: &str, out: &mut Vec<u32>, scratch: &mut Scratch) {
         let mut words = core::mem::take(&mut scratch.words);
-        self.splitter
-            .split_ranges(text, &mut words, &mut scratch.split);
+        self.splitter.split_ranges(text, &mut words, &mut scratch.split);
         for &(a, b) in &words {
             let word = &text.as_bytes()[a..b];
             if self.ignore_merges {
                 scratch.encoded.clear();
-                scratch
-                    .encoded
-                    .extend(word.iter().map(|&b| byte_to_char(b)));
+                scratch.encoded.extend(word.iter().map(|&b| byte_to_char(b)));
                 if let Some(id) = self.token_id(&scratch.encoded) {
                     out.push(id);
                     continue;
@@ -582,37 +521,20 @@ impl BpeTokenizer {
         s.syms.extend(word.iter().enumerate().map(|(i, &b)| Sym {
             id: self.byte_ids[b as usize],
             prev: i.wrapping_sub(1),
-            next: if i + 1 < word.len() {
-                i + 1
-            } else {
-                usize::MAX
-            },
+            next: if i + 1 < word.len() { i + 1 } else { usize::MAX },
         }));
         let push = |heap: &mut BinaryHeap<_>, syms: &[Sym], l: usize| {
             let r = syms[l].next;
             if let Some(&Sym { id: b, .. }) = syms.get(r) {
                 if let Some((rank, id)) = self.merge(syms[l].id, b) {
-                    heap.push(Reverse(Candidate {
-                        rank,
-                        pos: l,
-                        left: syms[l].id,
-                        right: b,
-                        id,
-                    }));
+                    heap.push(Reverse(Candidate { rank, pos: l, left: syms[l].id, right: b, id }));
                 }
             }
         };
         for l in 0..s.syms.len() {
             push(&mut s.heap, &s.syms, l);
         }
-        while let Some(Reverse(Candidate {
-            pos: l,
-            left: a,
-            right: b,
-            id,
-            ..
-        })) = s.heap.pop()
-        {
+        while let Some(Reverse(Candidate { pos: l, left: a, right: b, id, .. })) = s.heap.pop() {
             // Skip stale entries: a merged symbol always gets a new (longer) token.
             let r = s.syms[l].next;
             if s.syms[l].id != a || s.syms.get(r).is_none_or(|sym| sym.id != b) {
@@ -644,8 +566,7 @@ impl BpeTokenizer {
     /// bytes. Control tokens and ids out of range give nothing; user-defined
     /// tokens are raw text.
     pub fn decode_token(&self, id: u32) -> Vec<u8> {
-        let (Some(piece), Some(&ty)) = (self.pieces.get(id as usize), self.types.get(id as usize))
-        else {
+        let (Some(piece), Some(&ty)) = (self.pieces.get(id as usize), self.types.get(id as usize)) else {
             return Vec::new();
         };
         match ty {

@@ -20,9 +20,7 @@ pub enum Tokenizer {
 impl Tokenizer {
     /// From a llama2.c `tokenizer.bin` for a model with `vocab_size` tokens.
     pub fn from_llama2c(bytes: &[u8], vocab_size: usize) -> Result<Self> {
-        Ok(Tokenizer::Spm(spm::SpmTokenizer::from_llama2c(
-            bytes, vocab_size,
-        )?))
+        Ok(Tokenizer::Spm(spm::SpmTokenizer::from_llama2c(bytes, vocab_size)?))
     }
     /// Number of tokens.
     pub fn vocab_size(&self) -> usize {
@@ -124,10 +122,7 @@ impl StreamDecoder {
     /// A decoder at the start of a text; `prev` is the token before the first
     /// one that will be pushed (e.g. BOS), if any.
     pub fn new(prev: Option<u32>) -> Self {
-        StreamDecoder {
-            pending: Vec::new(),
-            prev,
-        }
+        StreamDecoder { pending: Vec::new(), prev }
     }
 
     /// Adds a token and appends whatever complete text is now available to `out`.
@@ -154,10 +149,7 @@ impl StreamDecoder {
                 Err(e) => {
                     let valid = e.valid_up_to();
                     // The prefix was just validated by from_utf8.
-                    out.push_str(
-                        core::str::from_utf8(&self.pending[start..start + valid])
-                            .unwrap_or_default(),
-                    );
+                    out.push_str(core::str::from_utf8(&self.pending[start..start + valid]).unwrap_or_default());
                     start += valid;
                     match e.error_len() {
                         Some(bad) => {

@@ -140,11 +140,7 @@ impl SpmTokenizer {
         if scores.len() != n || types.len() != n {
             return Err(Error::invalid(
                 "tokenizer",
-                format!(
-                    "{n} pieces but {} scores and {} token types",
-                    scores.len(),
-                    types.len()
-                ),
+                format!("{n} pieces but {} scores and {} token types", scores.len(), types.len()),
             ));
         }
         for id in [bos, eos, unk] {
@@ -153,10 +149,7 @@ impl SpmTokenizer {
             }
         }
         if let Some(i) = scores.iter().position(|s| s.is_nan()) {
-            return Err(Error::invalid(
-                format!("tokenizer score of token {i}"),
-                "NaN",
-            ));
+            return Err(Error::invalid(format!("tokenizer score of token {i}"), "NaN"));
         }
         // Also rejects vocabularies of u32::MAX tokens or more, so ids fit in u32.
         let packed = Pieces::new(&pieces)?;
@@ -173,15 +166,12 @@ impl SpmTokenizer {
                 byte_ids[b as usize].get_or_insert(i as u32);
             }
         }
-        let mut specials: Vec<u32> = (0..n)
-            .filter(|&i| types[i].is_special() && !pieces[i].is_empty())
-            .map(|i| i as u32)
-            .collect();
+        let mut specials: Vec<u32> =
+            (0..n).filter(|&i| types[i].is_special() && !pieces[i].is_empty()).map(|i| i as u32).collect();
         // Stable sort: among equal pieces the lowest id comes first and is kept.
         specials.sort_by(|&a, &b| pieces[a as usize].cmp(&pieces[b as usize]));
         specials.dedup_by(|a, b| pieces[*a as usize] == pieces[*b as usize]);
-        let mut special_lens: Vec<usize> =
-            specials.iter().map(|&i| pieces[i as usize].len()).collect();
+        let mut special_lens: Vec<usize> = specials.iter().map(|&i| pieces[i as usize].len()).collect();
         special_lens.sort_unstable_by(|a, b| b.cmp(a));
         special_lens.dedup();
         let mut special_first = Box::new([false; 256]);
@@ -305,8 +295,7 @@ impl SpmTokenizer {
 
     /// The id of `piece` if BPE may produce it from text (Normal or UserDefined).
     fn text_piece_id(&self, piece: &str) -> Option<u32> {
-        self.token_id(piece)
-            .filter(|&id| self.info[id as usize].1.is_text())
+        self.token_id(piece).filter(|&id| self.info[id as usize].1.is_text())
     }
 
     /// Emits one final BPE symbol: its piece, or else byte tokens for each of
@@ -367,13 +356,7 @@ impl SpmTokenizer {
             let key = rest.get(..len)?;
             let i = self
                 .specials
-                .binary_search_by(|&id| {
-                    self.pieces
-                        .get(id as usize)
-                        .unwrap_or("")
-                        .as_bytes()
-                        .cmp(key)
-                })
+                .binary_search_by(|&id| self.pieces.get(id as usize).unwrap_or("").as_bytes().cmp(key))
                 .ok()?;
             Some((self.specials[i], len))
         })
@@ -396,11 +379,7 @@ impl SpmTokenizer {
         while pos < text.len() {
             match self.match_special(text, pos) {
                 Some((id, len)) => {
-                    self.encode_text(
-                        &text[start..pos],
-                        start == 0 && self.add_space_prefix,
-                        &mut out,
-                    );
+                    self.encode_text(&text[start..pos], start == 0 && self.add_space_prefix, &mut out);
                     out.push(id);
                     pos += len;
                     start = pos;
@@ -408,11 +387,7 @@ impl SpmTokenizer {
                 None => pos += 1,
             }
         }
-        self.encode_text(
-            &text[start..],
-            start == 0 && self.add_space_prefix,
-            &mut out,
-        );
+        self.encode_text(&text[start..], start == 0 && self.add_space_prefix, &mut out);
         out
     }
 
@@ -425,11 +400,7 @@ impl SpmTokenizer {
         match ty {
             TokenType::Normal | TokenType::UserDefined => {
                 let at_start = prev.is_none() || prev == Some(self.bos);
-                let piece = if at_start {
-                    piece.strip_prefix(SPACE).unwrap_or(piece)
-                } else {
-                    piece
-                };
+                let piece = if at_start { piece.strip_prefix(SPACE).unwrap_or(piece) } else { piece };
                 let mut parts = piece.split(SPACE);
                 out.extend_from_slice(parts.next().unwrap_or("").as_bytes());
                 for part in parts {

@@ -39,7 +39,15 @@ pub fn argmax(v: &[f32]) -> u32 {
 
 /// A random-weight Llama GGUF with the vocabulary (and any other metadata)
 /// of `vocab_gguf`, for tests that need a real tokenizer but no real weights.
-pub fn random_llama_gguf(vocab_gguf: &str, dim: usize, hidden: usize, layers: usize, heads: usize, kv_heads: usize, extra: &[(&str, engine::gguf::Value)]) -> Vec<u8> {
+pub fn random_llama_gguf(
+    vocab_gguf: &str,
+    dim: usize,
+    hidden: usize,
+    layers: usize,
+    heads: usize,
+    kv_heads: usize,
+    extra: &[(&str, engine::gguf::Value)],
+) -> Vec<u8> {
     use engine::gguf::{GgmlType, Gguf, GgufWriter, Value};
     let v = read(vocab_gguf);
     let g = Gguf::parse(&v, v.len() as u64).unwrap();
@@ -93,9 +101,11 @@ pub fn random_llama_gguf(vocab_gguf: &str, dim: usize, hidden: usize, layers: us
         w.add_tensor(&p("attn_k.weight"), &[dim as u64, kv as u64], GgmlType::F32, rand(dim * kv, s)).unwrap();
         w.add_tensor(&p("attn_v.weight"), &[dim as u64, kv as u64], GgmlType::F32, rand(dim * kv, s)).unwrap();
         w.add_tensor(&p("attn_output.weight"), &[dim as u64, dim as u64], GgmlType::F32, rand(dim * dim, s)).unwrap();
-        w.add_tensor(&p("ffn_gate.weight"), &[dim as u64, hidden as u64], GgmlType::F32, rand(dim * hidden, s)).unwrap();
+        w.add_tensor(&p("ffn_gate.weight"), &[dim as u64, hidden as u64], GgmlType::F32, rand(dim * hidden, s))
+            .unwrap();
         w.add_tensor(&p("ffn_up.weight"), &[dim as u64, hidden as u64], GgmlType::F32, rand(dim * hidden, s)).unwrap();
-        w.add_tensor(&p("ffn_down.weight"), &[hidden as u64, dim as u64], GgmlType::F32, rand(dim * hidden, s)).unwrap();
+        w.add_tensor(&p("ffn_down.weight"), &[hidden as u64, dim as u64], GgmlType::F32, rand(dim * hidden, s))
+            .unwrap();
     }
     w.to_bytes().unwrap()
 }

@@ -43,15 +43,10 @@ impl Reader<'_> {
     }
 
     fn hex4(&mut self) -> Result<u32> {
-        let digits = self
-            .s
-            .get(self.pos..self.pos + 4)
-            .ok_or_else(|| self.eof())?;
+        let digits = self.s.get(self.pos..self.pos + 4).ok_or_else(|| self.eof())?;
         let mut v = 0;
         for &d in digits {
-            let x = (d as char)
-                .to_digit(16)
-                .ok_or_else(|| self.invalid("bad \\u escape"))?;
+            let x = (d as char).to_digit(16).ok_or_else(|| self.invalid("bad \\u escape"))?;
             v = v * 16 + x;
         }
         self.pos += 4;
@@ -67,10 +62,7 @@ impl Reader<'_> {
                 self.pos += 1;
             }
             // The whole input was checked to be UTF-8 and we stop only at ASCII bytes.
-            out.push_str(
-                core::str::from_utf8(&self.s[start..self.pos])
-                    .map_err(|_| self.invalid("bad UTF-8"))?,
-            );
+            out.push_str(core::str::from_utf8(&self.s[start..self.pos]).map_err(|_| self.invalid("bad UTF-8"))?);
             let Some(&b) = self.s.get(self.pos) else {
                 return Err(self.eof());
             };
@@ -145,10 +137,7 @@ impl Reader<'_> {
 /// Parses `{"piece": id, ...}` into `(piece, id)` pairs in file order.
 pub(super) fn parse_object(bytes: &[u8]) -> Result<Vec<(String, u32)>> {
     if let Err(e) = core::str::from_utf8(bytes) {
-        return Err(Error::invalid(
-            WHAT,
-            format!("not UTF-8 at byte {}", e.valid_up_to()),
-        ));
+        return Err(Error::invalid(WHAT, format!("not UTF-8 at byte {}", e.valid_up_to())));
     }
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let mut r = Reader { s: bytes, pos: 0 };

@@ -173,10 +173,7 @@ impl PreTokenizer {
     /// [`PreTokenizer::Unknown`] (GPT-2 rules, with a warning), so this
     /// never fails; it returns a `Result` for the callers written when it could.
     pub fn from_gguf_pre(name: &str) -> Result<Self> {
-        Ok(NAMES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or_else(|| P::Unknown(name.to_string()), |(_, p)| p.clone()))
+        Ok(NAMES.iter().find(|(n, _)| *n == name).map_or_else(|| P::Unknown(name.to_string()), |(_, p)| p.clone()))
     }
 
     /// Every name [`from_gguf_pre`](Self::from_gguf_pre) knows, with its type.
@@ -228,24 +225,13 @@ impl PreTokenizer {
     pub fn regexes(&self) -> &'static [&'static str] {
         match self {
             P::Llama3 | P::Dbrx | P::Smaug | P::Chatglm4 => &[LLAMA3],
-            P::DeepseekLlm => &[
-                NEWLINE,
-                DS_LLM_LETTERS,
-                DS_LLM_PUNCT,
-                "\\s+$",
-                DS_CJK,
-                DIGITS,
-            ],
+            P::DeepseekLlm => &[NEWLINE, DS_LLM_LETTERS, DS_LLM_PUNCT, "\\s+$", DS_CJK, DIGITS],
             P::Deepseek3Llm => &[DIGITS3, DS3_CJK, DS3_MAIN],
             P::DeepseekCoder => &[NEWLINE, "\\s?\\p{L}+", "\\s?\\p{P}+", DS_CJK, DIGIT],
             P::Falcon => &[FALCON_PUNCT, GPT2, ASCII_DIGITS3],
-            P::Starcoder
-            | P::Refact
-            | P::CommandR
-            | P::Smollm
-            | P::Codeshell
-            | P::Exaone
-            | P::Minerva => &[DIGIT, GPT2],
+            P::Starcoder | P::Refact | P::CommandR | P::Smollm | P::Codeshell | P::Exaone | P::Minerva => {
+                &[DIGIT, GPT2]
+            }
             P::Gpt2 | P::Mpt | P::Olmo | P::Jais | P::Unknown(_) => &[GPT2],
             P::Stablelm2 | P::Qwen2 => &[QWEN2],
             P::Poro | P::Bloom | P::Gpt3Finnish => &[BLOOM],
@@ -310,10 +296,7 @@ pub(crate) struct SplitScratch {
 impl Splitter {
     /// Compiles `patterns`, to be applied in this order.
     pub fn new(patterns: &[&str]) -> Result<Self> {
-        let regexes = patterns
-            .iter()
-            .map(|p| Regex::new(p))
-            .collect::<Result<Vec<_>>>()?;
+        let regexes = patterns.iter().map(|p| Regex::new(p)).collect::<Result<Vec<_>>>()?;
         Ok(Splitter { regexes })
     }
 
@@ -325,12 +308,7 @@ impl Splitter {
     }
 
     /// The byte ranges of the words of `text`, into `out` (cleared first).
-    pub(crate) fn split_ranges(
-        &self,
-        text: &str,
-        out: &mut Vec<(usize, usize)>,
-        s: &mut SplitScratch,
-    ) {
+    pub(crate) fn split_ranges(&self, text: &str, out: &mut Vec<(usize, usize)>, s: &mut SplitScratch) {
         out.clear();
         if text.is_empty() {
             return;
@@ -421,17 +399,11 @@ mod tests {
         /// `fold`): its end.
         fn contraction(s: &str, i: usize, fold: bool) -> Option<usize> {
             let rest = s[i..].strip_prefix('\'')?.as_bytes();
-            ["s", "t", "re", "ve", "m", "ll", "d"]
-                .iter()
-                .find_map(|suf| {
-                    let head = rest.get(..suf.len())?;
-                    let ok = if fold {
-                        head.eq_ignore_ascii_case(suf.as_bytes())
-                    } else {
-                        head == suf.as_bytes()
-                    };
-                    ok.then(|| i + 1 + suf.len())
-                })
+            ["s", "t", "re", "ve", "m", "ll", "d"].iter().find_map(|suf| {
+                let head = rest.get(..suf.len())?;
+                let ok = if fold { head.eq_ignore_ascii_case(suf.as_bytes()) } else { head == suf.as_bytes() };
+                ok.then(|| i + 1 + suf.len())
+            })
         }
 
         /// GPT-2: `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`.
@@ -499,9 +471,7 @@ mod tests {
 
         /// `[\r\n]*` at `i`: its end.
         fn newlines(s: &str, i: usize) -> usize {
-            s[i..]
-                .find(|c| c != '\r' && c != '\n')
-                .map_or(s.len(), |n| i + n)
+            s[i..].find(|c| c != '\r' && c != '\n').map_or(s.len(), |n| i + n)
         }
     }
 
@@ -520,10 +490,9 @@ mod tests {
     /// Random text over an alphabet that exercises every branch.
     fn random_text(seed: &mut u64, len: usize) -> String {
         const ALPHABET: &[char] = &[
-            'a', 'b', 'Z', 's', 't', 'd', 'l', 'e', 'r', 'v', 'm', 'S', 'T', 'L', 'E', '\'', ' ',
-            ' ', ' ', '\n', '\r', '\t', '0', '7', '.', ',', '!', '-', '(', 'é', 'ß', 'Ж', '中',
-            '日', '²', '½', '٣', '\u{00A0}', '\u{3000}', '\u{2028}', '\u{0301}', '😀', '€', '~',
-            '\u{0085}', '\u{200B}', '\u{E000}', '\u{0378}',
+            'a', 'b', 'Z', 's', 't', 'd', 'l', 'e', 'r', 'v', 'm', 'S', 'T', 'L', 'E', '\'', ' ', ' ', ' ', '\n', '\r',
+            '\t', '0', '7', '.', ',', '!', '-', '(', 'é', 'ß', 'Ж', '中', '日', '²', '½', '٣', '\u{00A0}', '\u{3000}',
+            '\u{2028}', '\u{0301}', '😀', '€', '~', '\u{0085}', '\u{200B}', '\u{E000}', '\u{0378}',
         ];
         let mut s = String::new();
         for _ in 0..len {
@@ -545,25 +514,14 @@ mod tests {
             // engine's window of visited states many times.
             let len = if round % 100 == 0 { 3000 } else { round % 40 };
             let text = random_text(&mut seed, len);
-            assert_eq!(
-                gpt2.split(&text),
-                oracle_split(oracle::match_gpt2, &text),
-                "gpt2 {text:?}"
-            );
-            assert_eq!(
-                qwen2.split(&text),
-                oracle_split(oracle::match_qwen2, &text),
-                "qwen2 {text:?}"
-            );
+            assert_eq!(gpt2.split(&text), oracle_split(oracle::match_gpt2, &text), "gpt2 {text:?}");
+            assert_eq!(qwen2.split(&text), oracle_split(oracle::match_qwen2, &text), "qwen2 {text:?}");
         }
     }
 
     #[test]
     fn oracle_sanity() {
         // The oracle itself on a case worked out by hand.
-        assert_eq!(
-            oracle_split(oracle::match_gpt2, "I'm  ok\n"),
-            vec!["I", "'m", " ", " ok", "\n"]
-        );
+        assert_eq!(oracle_split(oracle::match_gpt2, "I'm  ok\n"), vec!["I", "'m", " ", " ok", "\n"]);
     }
 }

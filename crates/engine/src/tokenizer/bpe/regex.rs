@@ -120,11 +120,7 @@ struct CharSet {
 
 impl CharSet {
     fn new(negated: bool, items: Vec<Item>) -> Self {
-        let mut s = CharSet {
-            negated,
-            items,
-            ascii: 0,
-        };
+        let mut s = CharSet { negated, items, ascii: 0 };
         for b in 0..128u8 {
             if s.matches_slow(char::from(b)) {
                 s.ascii |= 1 << b;
@@ -180,16 +176,8 @@ enum Node {
     Set(CharSet),
     Concat(Vec<Node>),
     Alt(Vec<Node>),
-    Repeat {
-        node: Box<Node>,
-        min: u32,
-        max: Option<u32>,
-        greedy: bool,
-    },
-    Look {
-        node: Box<Node>,
-        negate: bool,
-    },
+    Repeat { node: Box<Node>, min: u32, max: Option<u32>, greedy: bool },
+    Look { node: Box<Node>, negate: bool },
     Start,
     End,
 }
@@ -199,13 +187,9 @@ impl Node {
     fn max_len(&self) -> Option<usize> {
         match self {
             Node::Set(_) => Some(4),
-            Node::Concat(v) => v
-                .iter()
-                .try_fold(0usize, |a, n| a.checked_add(n.max_len()?)),
+            Node::Concat(v) => v.iter().try_fold(0usize, |a, n| a.checked_add(n.max_len()?)),
             Node::Alt(v) => v.iter().try_fold(0usize, |a, n| Some(a.max(n.max_len()?))),
-            Node::Repeat { node, max, .. } => {
-                node.max_len()?.checked_mul(usize::try_from((*max)?).ok()?)
-            }
+            Node::Repeat { node, max, .. } => node.max_len()?.checked_mul(usize::try_from((*max)?).ok()?),
             Node::Look { .. } | Node::Start | Node::End => Some(0),
         }
     }
@@ -219,10 +203,7 @@ struct Parser<'p> {
 
 impl Parser<'_> {
     fn err(&self, detail: &str) -> Error {
-        Error::invalid(
-            "pre-tokenizer regex",
-            format!("'{}' at character {}: {detail}", self.pattern, self.i),
-        )
+        Error::invalid("pre-tokenizer regex", format!("'{}' at character {}: {detail}", self.pattern, self.i))
     }
 
     fn peek(&self) -> Option<char> {
@@ -250,11 +231,7 @@ impl Parser<'_> {
         while self.eat('|') {
             branches.push(self.concat(icase, depth)?);
         }
-        Ok(if branches.len() == 1 {
-            branches.pop().unwrap_or(Node::Concat(Vec::new()))
-        } else {
-            Node::Alt(branches)
-        })
+        Ok(if branches.len() == 1 { branches.pop().unwrap_or(Node::Concat(Vec::new())) } else { Node::Alt(branches) })
     }
 
     fn concat(&mut self, icase: bool, depth: usize) -> Result<Node> {
@@ -340,12 +317,7 @@ impl Parser<'_> {
         if matches!(atom, Node::Start | Node::End | Node::Look { .. }) {
             return Err(self.err("an anchor or lookahead cannot be repeated"));
         }
-        Ok(Node::Repeat {
-            node: Box::new(atom),
-            min,
-            max,
-            greedy,
-        })
+        Ok(Node::Repeat { node: Box::new(atom), min, max, greedy })
     }
 
     fn atom(&mut self, icase: bool, depth: usize) -> Result<Node> {
@@ -365,9 +337,7 @@ impl Parser<'_> {
                         }
                         Some('=') => look = Some(false),
                         Some('!') => look = Some(true),
-                        Some('<') => {
-                            return Err(self.err("lookbehind and named groups are not supported"))
-                        }
+                        Some('<') => return Err(self.err("lookbehind and named groups are not supported")),
                         _ => return Err(self.err("unsupported group flag")),
                     }
                     self.i += 1;
@@ -381,10 +351,7 @@ impl Parser<'_> {
                         if body.max_len().is_none() {
                             return Err(self.err("unbounded repetition inside a lookahead"));
                         }
-                        Node::Look {
-                            node: Box::new(body),
-                            negate,
-                        }
+                        Node::Look { node: Box::new(body), negate }
                     }
                     None => body,
                 }
@@ -393,11 +360,7 @@ impl Parser<'_> {
             '[' => Node::Set(self.class(icase)?),
             '.' => Node::Set(CharSet::new(
                 true,
-                vec![
-                    Item::Range(0x0A, 0x0A),
-                    Item::Range(0x0D, 0x0D),
-                    Item::Range(0x2028, 0x2029),
-                ],
+                vec![Item::Range(0x0A, 0x0A), Item::Range(0x0D, 0x0D), Item::Range(0x2028, 0x2029)],
             )),
             '^' => Node::Start,
             '$' => Node::End,
@@ -418,14 +381,8 @@ impl Parser<'_> {
         self.i += 1;
         let set = |negated, items| Esc::Item(Item::Set(Box::new(CharSet::new(negated, items))));
         let digit = || vec![Item::Range(0x30, 0x39)];
-        let word = || {
-            vec![
-                Item::Range(0x30, 0x39),
-                Item::Range(0x41, 0x5A),
-                Item::Range(0x5F, 0x5F),
-                Item::Range(0x61, 0x7A),
-            ]
-        };
+        let word =
+            || vec![Item::Range(0x30, 0x39), Item::Range(0x41, 0x5A), Item::Range(0x5F, 0x5F), Item::Range(0x61, 0x7A)];
         Ok(match c {
             's' => Esc::Item(Item::Space),
             'S' => set(true, vec![Item::Space]),
@@ -452,8 +409,8 @@ impl Parser<'_> {
                         None => return Err(self.err("'\\p' at the end")),
                     }
                 };
-                let mask = category_mask(&name)
-                    .ok_or_else(|| self.err(&format!("unknown Unicode category '{name}'")))?;
+                let mask =
+                    category_mask(&name).ok_or_else(|| self.err(&format!("unknown Unicode category '{name}'")))?;
                 if c == 'p' {
                     Esc::Item(Item::Cats(mask))
                 } else {
@@ -485,9 +442,7 @@ impl Parser<'_> {
                 } else {
                     self.hex(4)?
                 };
-                Esc::Char(
-                    char::from_u32(cp).ok_or_else(|| self.err("\\u escape is not a character"))?,
-                )
+                Esc::Char(char::from_u32(cp).ok_or_else(|| self.err("\\u escape is not a character"))?)
             }
             c if c.is_ascii_alphanumeric() => {
                 return Err(self.err(&format!("unsupported escape '\\{c}'")));
@@ -499,10 +454,7 @@ impl Parser<'_> {
     fn hex(&mut self, n: usize) -> Result<u32> {
         let mut v = 0;
         for _ in 0..n {
-            let d = self
-                .peek()
-                .and_then(|c| c.to_digit(16))
-                .ok_or_else(|| self.err("expected a hex digit"))?;
+            let d = self.peek().and_then(|c| c.to_digit(16)).ok_or_else(|| self.err("expected a hex digit"))?;
             v = v * 16 + d;
             self.i += 1;
         }
@@ -536,9 +488,7 @@ impl Parser<'_> {
                 let hi = match c {
                     '\\' => match self.escape(true)? {
                         Esc::Char(c) => c,
-                        Esc::Item(_) => {
-                            return Err(self.err("a class cannot be the end of a range"))
-                        }
+                        Esc::Item(_) => return Err(self.err("a class cannot be the end of a range")),
                     },
                     c => c,
                 };
@@ -612,10 +562,7 @@ impl Compiler<'_> {
         if self.total > MAX_INSTS {
             return Err(Error::invalid(
                 "pre-tokenizer regex",
-                format!(
-                    "'{}': the pattern compiles to more than {MAX_INSTS} instructions",
-                    self.pattern
-                ),
+                format!("'{}': the pattern compiles to more than {MAX_INSTS} instructions", self.pattern),
             ));
         }
         prog.push(inst);
@@ -660,12 +607,7 @@ impl Compiler<'_> {
                     Self::patch(prog, j, end, false);
                 }
             }
-            Node::Repeat {
-                node,
-                min,
-                max,
-                greedy,
-            } => {
+            Node::Repeat { node, min, max, greedy } => {
                 for _ in 0..*min {
                     self.emit(node, prog)?;
                 }
@@ -675,8 +617,7 @@ impl Compiler<'_> {
                     Self::patch(prog, at, at + 1, !*greedy);
                     Ok(at)
                 };
-                let exit =
-                    |prog: &mut [Inst], at: u32, end: u32| Self::patch(prog, at, end, *greedy);
+                let exit = |prog: &mut [Inst], at: u32, end: u32| Self::patch(prog, at, end, *greedy);
                 match max {
                     None => {
                         let top = split(self, prog)?;
@@ -700,13 +641,7 @@ impl Compiler<'_> {
             }
             Node::Look { node, negate } => {
                 let id = self.compile(node)?;
-                self.push(
-                    prog,
-                    Inst::Look {
-                        prog: id,
-                        negate: *negate,
-                    },
-                )?;
+                self.push(prog, Inst::Look { prog: id, negate: *negate })?;
             }
             Node::Start => {
                 self.push(prog, Inst::Start)?;
@@ -721,10 +656,7 @@ impl Compiler<'_> {
     /// Compiles `node` into a new program; its index.
     fn compile(&mut self, node: &Node) -> Result<u32> {
         let id = self.progs.len();
-        self.progs.push(Prog {
-            insts: Vec::new(),
-            max_len: node.max_len().unwrap_or(0),
-        });
+        self.progs.push(Prog { insts: Vec::new(), max_len: node.max_len().unwrap_or(0) });
         let mut insts = Vec::new();
         self.emit(node, &mut insts)?;
         self.push(&mut insts, Inst::Match)?;
@@ -793,10 +725,7 @@ impl Visited {
         };
         let mut bits = vec![0u64; words];
         for pos in self.base..self.base + self.cap {
-            let (from, to) = (
-                (pos & (self.cap - 1)) * self.stride,
-                (pos & (cap - 1)) * self.stride,
-            );
+            let (from, to) = ((pos & (self.cap - 1)) * self.stride, (pos & (cap - 1)) * self.stride);
             bits[to..to + self.stride].copy_from_slice(&self.bits[from..from + self.stride]);
         }
         self.bits = bits;
@@ -832,27 +761,14 @@ impl Visited {
 impl Regex {
     /// Parses and compiles `pattern`.
     pub fn new(pattern: &str) -> Result<Self> {
-        let mut p = Parser {
-            pattern,
-            chars: pattern.chars().collect(),
-            i: 0,
-        };
+        let mut p = Parser { pattern, chars: pattern.chars().collect(), i: 0 };
         let node = p.alt(false, 0)?;
         if p.i < p.chars.len() {
             return Err(p.err("unmatched ')'"));
         }
-        let mut c = Compiler {
-            pattern,
-            progs: Vec::new(),
-            sets: Vec::new(),
-            total: 0,
-        };
+        let mut c = Compiler { pattern, progs: Vec::new(), sets: Vec::new(), total: 0 };
         c.compile(&node)?;
-        Ok(Regex {
-            pattern: pattern.to_string(),
-            progs: c.progs,
-            sets: c.sets,
-        })
+        Ok(Regex { pattern: pattern.to_string(), progs: c.progs, sets: c.sets })
     }
 
     /// The pattern it was compiled from.

@@ -20,12 +20,7 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, n: usize, what: impl FnOnce() -> String) -> Result<&'a [u8]> {
         if n > self.remaining() {
-            return Err(Error::truncated(
-                what(),
-                self.pos as u64,
-                n as u64,
-                self.remaining() as u64,
-            ));
+            return Err(Error::truncated(what(), self.pos as u64, n as u64, self.remaining() as u64));
         }
         let out = &self.bytes[self.pos..self.pos + n];
         self.pos += n;
@@ -46,10 +41,7 @@ pub(super) fn parse(bytes: &[u8], vocab_size: usize) -> Result<(Vec<String>, Vec
     let mut r = Reader { bytes, pos: 0 };
     let max_len = i32::from_le_bytes(r.word(|| "tokenizer.bin header".to_string())?);
     if max_len < 0 {
-        return Err(Error::invalid(
-            "tokenizer.bin max_token_length",
-            format!("{max_len}"),
-        ));
+        return Err(Error::invalid("tokenizer.bin max_token_length", format!("{max_len}")));
     }
     let cap = vocab_size.min(bytes.len() / 8);
     let (mut pieces, mut scores) = (Vec::with_capacity(cap), Vec::with_capacity(cap));
@@ -58,19 +50,11 @@ pub(super) fn parse(bytes: &[u8], vocab_size: usize) -> Result<(Vec<String>, Vec
         let i = count;
         let score = f32::from_le_bytes(r.word(|| format!("tokenizer.bin token {i} score"))?);
         let len = i32::from_le_bytes(r.word(|| format!("tokenizer.bin token {i} length"))?);
-        let len = usize::try_from(len).map_err(|_| {
-            Error::invalid(
-                format!("tokenizer.bin token {i} length"),
-                format!("{len} is negative"),
-            )
-        })?;
+        let len = usize::try_from(len)
+            .map_err(|_| Error::invalid(format!("tokenizer.bin token {i} length"), format!("{len} is negative")))?;
         let raw = r.take(len, || format!("tokenizer.bin token {i} text"))?;
-        let text = core::str::from_utf8(raw).map_err(|e| {
-            Error::invalid(
-                format!("tokenizer.bin token {i} text"),
-                format!("not UTF-8 ({e})"),
-            )
-        })?;
+        let text = core::str::from_utf8(raw)
+            .map_err(|e| Error::invalid(format!("tokenizer.bin token {i} text"), format!("not UTF-8 ({e})")))?;
         if count < vocab_size {
             pieces.push(text.to_string());
             scores.push(score);
@@ -78,10 +62,7 @@ pub(super) fn parse(bytes: &[u8], vocab_size: usize) -> Result<(Vec<String>, Vec
         count += 1;
     }
     if count != vocab_size {
-        return Err(Error::VocabMismatch {
-            model: vocab_size,
-            tokenizer: count,
-        });
+        return Err(Error::VocabMismatch { model: vocab_size, tokenizer: count });
     }
     Ok((pieces, scores))
 }

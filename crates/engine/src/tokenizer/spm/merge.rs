@@ -30,9 +30,7 @@ struct Candidate {
 impl Ord for Candidate {
     /// Higher score first; on ties, the leftmost pair first.
     fn cmp(&self, other: &Self) -> Ordering {
-        self.score
-            .total_cmp(&other.score)
-            .then_with(|| other.left.cmp(&self.left))
+        self.score.total_cmp(&other.score).then_with(|| other.left.cmp(&self.left))
     }
 }
 
@@ -74,12 +72,7 @@ impl Merger<'_> {
         };
         if let Some(id) = self.tok.text_piece_id(piece) {
             let score = self.tok.info[id as usize].0;
-            self.heap.push(Candidate {
-                score,
-                left,
-                right,
-                len,
-            });
+            self.heap.push(Candidate { score, left, right, len });
         }
     }
 }
@@ -93,20 +86,11 @@ pub(super) fn encode(tok: &SpmTokenizer, text: &str, out: &mut Vec<u32>) {
             start,
             len: c.len_utf8(),
             prev: i.checked_sub(1).unwrap_or(NONE),
-            next: if start + c.len_utf8() < text.len() {
-                i + 1
-            } else {
-                NONE
-            },
+            next: if start + c.len_utf8() < text.len() { i + 1 } else { NONE },
         })
         .collect();
     let n = symbols.len();
-    let mut m = Merger {
-        tok,
-        text,
-        symbols,
-        heap: BinaryHeap::with_capacity(n),
-    };
+    let mut m = Merger { tok, text, symbols, heap: BinaryHeap::with_capacity(n) };
     for i in 1..n {
         m.consider(i - 1, i);
     }

@@ -233,7 +233,8 @@ macro_rules! tile_kernels {
         };
         use crate::half::{bf16_to_f32, f16_to_f32};
         use crate::quant::{
-            BlockIQ4NL, BlockIQ4XS, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1,
+            BlockIQ4NL, BlockIQ4XS, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1,
+            BlockQ6K, BlockQ8K, BlockQ8_0, BlockQ8_1,
         };
 
         /// F16 bits to f32 with F16C (exact). The half is broadcast first:
@@ -1137,7 +1138,15 @@ fn rotate_pairs_impl(h: &mut [f32], start: usize, cos: &[f32], sin: &[f32], neox
 }
 
 /// AVX2 twin of [`crate::scalar::rotate_pairs`] (bit-identical).
-pub(crate) fn rotate_pairs(_: Avx2Token, h: &mut [f32], start: usize, cos: &[f32], sin: &[f32], neox: bool, off: usize) {
+pub(crate) fn rotate_pairs(
+    _: Avx2Token,
+    h: &mut [f32],
+    start: usize,
+    cos: &[f32],
+    sin: &[f32],
+    neox: bool,
+    off: usize,
+) {
     // SAFETY: the token proves AVX2, FMA and F16C are present and enabled.
     unsafe { rotate_pairs_impl(h, start, cos, sin, neox, off) }
 }

@@ -59,8 +59,7 @@ macro_rules! octet_kernels {
                 };
                 // lo[k]: elements 4k..4k+4 of each row; hi[k]: elements 16+4k..16+4k+4.
                 let lo: [__m256i; 4] = core::array::from_fn(|k| _mm256_and_si256(v[k], m4));
-                let hi: [__m256i; 4] =
-                    core::array::from_fn(|k| _mm256_and_si256(_mm256_srli_epi16::<4>(v[k]), m4));
+                let hi: [__m256i; 4] = core::array::from_fn(|k| _mm256_and_si256(_mm256_srli_epi16::<4>(v[k]), m4));
                 for c in 0..C {
                     let x = &xs[c][i];
                     let g = |k: usize| {
@@ -73,20 +72,9 @@ macro_rules! octet_kernels {
                     };
                     let z = _mm256_setzero_si256();
                     // Two independent chains halve the latency of the sums.
-                    let s_lo = $mac(
-                        $mac($mac($mac(z, lo[0], g(0)), lo[1], g(1)), lo[2], g(2)),
-                        lo[3],
-                        g(3),
-                    );
-                    let s_hi = $mac(
-                        $mac($mac($mac(z, hi[0], g(4)), hi[1], g(5)), hi[2], g(6)),
-                        hi[3],
-                        g(7),
-                    );
-                    let isum = _mm256_sub_epi32(
-                        _mm256_add_epi32(s_lo, s_hi),
-                        _mm256_set1_epi32(sums[c][i] << 3),
-                    );
+                    let s_lo = $mac($mac($mac($mac(z, lo[0], g(0)), lo[1], g(1)), lo[2], g(2)), lo[3], g(3));
+                    let s_hi = $mac($mac($mac($mac(z, hi[0], g(4)), hi[1], g(5)), hi[2], g(6)), hi[3], g(7));
+                    let isum = _mm256_sub_epi32(_mm256_add_epi32(s_lo, s_hi), _mm256_set1_epi32(sums[c][i] << 3));
                     let d = _mm256_mul_ps(dw, _mm256_set1_ps(xd[c][i]));
                     acc[c] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc[c]);
                 }
@@ -192,8 +180,14 @@ macro_rules! octet_kernels {
                     let bs = |j: usize| (i32::from(x.bsums[2 * j]) + i32::from(x.bsums[2 * j + 1])) as u16 as u32;
                     let pair = |a: usize, b: usize| _mm256_set1_epi32((bs(a) | (bs(b) << 16)) as i32);
                     let msum = _mm256_add_epi32(
-                        _mm256_add_epi32(_mm256_madd_epi16(mins[0], pair(0, 2)), _mm256_madd_epi16(mins[1], pair(1, 3))),
-                        _mm256_add_epi32(_mm256_madd_epi16(mins[2], pair(4, 6)), _mm256_madd_epi16(mins[3], pair(5, 7))),
+                        _mm256_add_epi32(
+                            _mm256_madd_epi16(mins[0], pair(0, 2)),
+                            _mm256_madd_epi16(mins[1], pair(1, 3)),
+                        ),
+                        _mm256_add_epi32(
+                            _mm256_madd_epi16(mins[2], pair(4, 6)),
+                            _mm256_madd_epi16(mins[3], pair(5, 7)),
+                        ),
                     );
                     let dx = _mm256_set1_ps(x.d);
                     acc[c] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum[c]), acc[c]);
@@ -251,9 +245,18 @@ macro_rules! octet_kernels {
                             };
                             // Elements l, l + 32, l + 64, l + 96 of the half, l = 4g + (0..4).
                             let q = [
-                                _mm256_or_si256(_mm256_and_si256(qa, m4), _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m30)),
-                                _mm256_or_si256(_mm256_and_si256(qb, m4), _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m30)),
-                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(qa), m4), _mm256_and_si256(qh, m30)),
+                                _mm256_or_si256(
+                                    _mm256_and_si256(qa, m4),
+                                    _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m30),
+                                ),
+                                _mm256_or_si256(
+                                    _mm256_and_si256(qb, m4),
+                                    _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m30),
+                                ),
+                                _mm256_or_si256(
+                                    _mm256_and_si256(_mm256_srli_epi16::<4>(qa), m4),
+                                    _mm256_and_si256(qh, m30),
+                                ),
                                 _mm256_or_si256(
                                     _mm256_and_si256(_mm256_srli_epi16::<4>(qb), m4),
                                     _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m30),
@@ -276,10 +279,12 @@ macro_rules! octet_kernels {
                         for m in 0..4 {
                             let k = 8 * n + h + 2 * m;
                             // SAFETY: scales[8k..8k + 8] are 8 readable bytes (k < 16).
-                            let sc = unsafe { _mm256_cvtepi8_epi32(_mm_loadl_epi64(b.scales.as_ptr().add(8 * k).cast())) };
+                            let sc =
+                                unsafe { _mm256_cvtepi8_epi32(_mm_loadl_epi64(b.scales.as_ptr().add(8 * k).cast())) };
                             for c in 0..C {
                                 let off = _mm256_set1_epi32(32 * i32::from(xs[c][i].bsums[k]));
-                                isum[c] = _mm256_add_epi32(isum[c], _mm256_mullo_epi32(_mm256_sub_epi32(p[c][m], off), sc));
+                                isum[c] =
+                                    _mm256_add_epi32(isum[c], _mm256_mullo_epi32(_mm256_sub_epi32(p[c][m], off), sc));
                             }
                         }
                     }
