@@ -53,7 +53,7 @@ pub fn parse_size(s: &str) -> Result<u64> {
         let digits: u128 = frac.parse().map_err(|_| overflow())?;
         let scale = 10u128.pow(frac.len() as u32);
         let scaled = digits * u128::from(multiplier);
-        if scaled % scale != 0 {
+        if !scaled.is_multiple_of(scale) {
             bail!("size {s:?} does not come to a whole number of bytes");
         }
         let extra = u64::try_from(scaled / scale).map_err(|_| overflow())?;

@@ -223,10 +223,12 @@ unsafe fn rows_impl(
                         let acc: Acc<$rr, $cc> = if b == 0 {
                             [[_mm512_setzero_ps(); $cc]; $rr]
                         } else {
-                            // SAFETY: b > 0, so there are several blocks and at(..) + 16 <= scratch_len(cols, n)
-                            // floats of `buf` (asserted).
                             core::array::from_fn(|rr| {
-                                core::array::from_fn(|cc| unsafe { _mm512_loadu_ps(bp.add(at(rr, cc))) })
+                                core::array::from_fn(|cc| {
+                                    // SAFETY: b > 0, so there are several blocks and at(..) + 16 <=
+                                    // scratch_len(cols, n) floats of `buf` (asserted).
+                                    unsafe { _mm512_loadu_ps(bp.add(at(rr, cc))) }
+                                })
                             })
                         };
                         // SAFETY: rows r..r + $rr < r1 and activations j..j + $cc < n hold cols

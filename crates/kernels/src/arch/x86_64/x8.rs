@@ -278,9 +278,9 @@ macro_rules! octet_kernels {
                         }
                         for m in 0..4 {
                             let k = 8 * n + h + 2 * m;
-                            // SAFETY: scales[8k..8k + 8] are 8 readable bytes (k < 16).
-                            let sc =
-                                unsafe { _mm256_cvtepi8_epi32(_mm_loadl_epi64(b.scales.as_ptr().add(8 * k).cast())) };
+                            let sp = b.scales[8 * k..8 * k + 8].as_ptr();
+                            // SAFETY: sp points at 8 readable bytes (the slice above).
+                            let sc = unsafe { _mm256_cvtepi8_epi32(_mm_loadl_epi64(sp.cast())) };
                             for c in 0..C {
                                 let off = _mm256_set1_epi32(32 * i32::from(xs[c][i].bsums[k]));
                                 isum[c] =
