@@ -5,7 +5,7 @@
 
 use alloc::string::String;
 
-use crate::model::{Blob, Model};
+use crate::model::{Blob, Config, Model};
 use crate::tokenizer::Tokenizer;
 use crate::Result;
 
@@ -33,6 +33,30 @@ pub struct ModelSummary {
     pub n_kv_heads: usize,
     pub vocab_size: usize,
     pub n_ctx: usize,
+}
+
+impl ModelSummary {
+    /// What `cfg` says (dimensions, trained context) and the memory to run
+    /// the model: `weight_bytes` plus the state of a default-sized context.
+    /// The caller sets the parameter count, tensor type, file size and
+    /// whether a tokenizer file is needed.
+    pub(crate) fn of_config(cfg: &Config, format: &'static str, arch: String, weight_bytes: u64) -> Self {
+        ModelSummary {
+            format,
+            arch,
+            n_params: 0,
+            tensor_type: String::new(),
+            file_size: 0,
+            mem_needed: weight_bytes + cfg.state_bytes(cfg.max_ctx.min(DEFAULT_CTX)),
+            needs_tokenizer: true,
+            dim: cfg.dim,
+            n_layers: cfg.n_layers,
+            n_heads: cfg.n_heads,
+            n_kv_heads: cfg.n_kv_heads,
+            vocab_size: cfg.vocab_size,
+            n_ctx: cfg.max_ctx,
+        }
+    }
 }
 
 /// The context a session gets when the user gives none (clamped to the

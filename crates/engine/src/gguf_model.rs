@@ -5,7 +5,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use crate::format::{ModelFormat, ModelSummary, DEFAULT_CTX};
+use crate::format::{ModelFormat, ModelSummary};
 use crate::gguf::{Gguf, TensorInfo};
 use crate::model::{Arch, Blob, Config, DType, FfnKind, Layer, Model, Norm, NormKind, Tensor, Weights};
 use crate::tokenizer::{bpe, spm, Tokenizer};
@@ -105,10 +105,7 @@ pub fn probe(prefix: &[u8], file_len: u64) -> Result<ModelSummary> {
     let cfg = config(&g)?;
     let n_params = g.tensors.iter().map(TensorInfo::n_elements).sum();
     let main = g.tensor("blk.0.attn_q.weight").or_else(|_| g.tensor("blk.0.attn_qkv.weight"))?;
-    let n_ctx = cfg.max_ctx.min(DEFAULT_CTX);
     Ok(ModelSummary {
-        format: "gguf",
-        arch: g.architecture()?.to_string(),
         n_params,
         // The K-quant mixes ("Q4_K_M") say more than their first matrix's type.
         tensor_type: g
@@ -119,14 +116,8 @@ pub fn probe(prefix: &[u8], file_len: u64) -> Result<ModelSummary> {
             .unwrap_or(main.ty.name())
             .to_string(),
         file_size: file_len,
-        mem_needed: file_len + cfg.state_bytes(n_ctx),
         needs_tokenizer: g.get("tokenizer.ggml.tokens").is_none(),
-        dim: cfg.dim,
-        n_layers: cfg.n_layers,
-        n_heads: cfg.n_heads,
-        n_kv_heads: cfg.n_kv_heads,
-        vocab_size: cfg.vocab_size,
-        n_ctx: cfg.max_ctx,
+        ..ModelSummary::of_config(&cfg, "gguf", g.architecture()?.to_string(), file_len)
     })
 }
 

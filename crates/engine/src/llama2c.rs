@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 
 use kernels::quant::{BlockQ8_0, QK8_0};
 
-use crate::format::{ModelFormat, ModelSummary, DEFAULT_CTX};
+use crate::format::{ModelFormat, ModelSummary};
 use crate::model::{Arch, Blob, Config, DType, FfnKind, Layer, Model, Norm, NormKind, Tensor, Weights};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
@@ -391,22 +391,13 @@ impl ModelFormat for Llama2cFormat {
             ));
         }
         let n_params = count_params(&cfg, !h.shared_classifier);
-        let n_ctx = cfg.max_ctx.min(DEFAULT_CTX);
         let weights_in_memory = if h.version == 2 { n_params * 4 } else { file_len };
         Ok(ModelSummary {
-            format: h.format_name(),
-            arch: "llama".into(),
             n_params,
             tensor_type: (if h.version == 2 { "Q8_0" } else { "F32" }).into(),
             file_size: file_len,
-            mem_needed: weights_in_memory + cfg.state_bytes(n_ctx),
             needs_tokenizer: true,
-            dim: cfg.dim,
-            n_layers: cfg.n_layers,
-            n_heads: cfg.n_heads,
-            n_kv_heads: cfg.n_kv_heads,
-            vocab_size: cfg.vocab_size,
-            n_ctx: cfg.max_ctx,
+            ..ModelSummary::of_config(&cfg, h.format_name(), "llama".into(), weights_in_memory)
         })
     }
 

@@ -4,7 +4,7 @@
 use alloc::format;
 use alloc::vec::Vec;
 
-use crate::format::{ModelFormat, ModelSummary, DEFAULT_CTX};
+use crate::format::{ModelFormat, ModelSummary};
 use crate::model::{Arch, Blob, Config, DType, FfnKind, Layer, Model, Norm, NormKind, Tensor, Weights};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
@@ -222,21 +222,12 @@ impl ModelFormat for LlmcFormat {
                 file_len.saturating_sub(HEADER as u64),
             ));
         }
-        let n_ctx = cfg.max_ctx.min(DEFAULT_CTX);
         Ok(ModelSummary {
-            format: "llm.c",
-            arch: "gpt2".into(),
             n_params: h.n_params(),
             tensor_type: h.dtype.name().into(),
             file_size: file_len,
-            mem_needed: file_len + cfg.state_bytes(n_ctx),
             needs_tokenizer: true,
-            dim: cfg.dim,
-            n_layers: cfg.n_layers,
-            n_heads: cfg.n_heads,
-            n_kv_heads: cfg.n_kv_heads,
-            vocab_size: cfg.vocab_size,
-            n_ctx: cfg.max_ctx,
+            ..ModelSummary::of_config(&cfg, "llm.c", "gpt2".into(), file_len)
         })
     }
 
