@@ -3,6 +3,7 @@
 //! as published) loads, runs and continues a prompt as llama.cpp does.
 
 mod common;
+use common::{logits, max_err};
 
 use engine::gguf::{GgmlType, Gguf, GgufWriter};
 use engine::load::load_model;
@@ -41,22 +42,7 @@ fn dequantized(file: &[u8], main: GgmlType) -> (Vec<u8>, usize) {
     (w.to_bytes().unwrap(), n_main)
 }
 
-fn max_err(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(u, v)| (u - v).abs())
-        .fold(0.0f32, |m, e| if e.is_nan() || m.is_nan() { f32::NAN } else { m.max(e) })
-}
 
-fn logits(bytes: Vec<u8>, toks: &[u32], batched: bool) -> Vec<Vec<f32>> {
-    let m = load_model(common::blob(bytes)).unwrap();
-    let mut s = Session::new(&m, toks.len()).unwrap();
-    if batched {
-        s.eval(&m, &toks[..toks.len() - 1], &Serial).unwrap();
-        return vec![s.eval(&m, &toks[toks.len() - 1..], &Serial).unwrap().to_vec()];
-    }
-    toks.iter().map(|&t| s.eval(&m, &[t], &Serial).unwrap().to_vec()).collect()
-}
 
 #[test]
 fn q4_1_and_q5_1_models_equal_their_dequantized_weights() {

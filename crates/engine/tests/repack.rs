@@ -4,12 +4,11 @@
 //! whole row octets.
 
 mod common;
+use common::{logits, max_err};
 
 use engine::gguf::{GgmlType, Gguf, GgufWriter};
-use engine::load::load_model;
 use engine::quantize::{quantize_gguf, QuantType};
 use kernels::cast::view;
-use kernels::exec::Serial;
 use kernels::ops::{dequantize_row, Weights};
 
 /// The file with every quantized tensor dequantized to F32 (the same values).
@@ -47,29 +46,7 @@ fn dequantized(file: &[u8]) -> Vec<u8> {
 }
 
 /// Largest |a - b|; NaN if either holds a NaN.
-fn max_err(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(u, v)| (u - v).abs()).fold(
-        0.0f32,
-        |m, e| {
-            if e.is_nan() || m.is_nan() {
-                f32::NAN
-            } else {
-                m.max(e)
-            }
-        },
-    )
-}
 
-fn logits(bytes: Vec<u8>, toks: &[u32], batched: bool) -> Vec<Vec<f32>> {
-    let m = load_model(common::blob(bytes)).unwrap();
-    let mut s = engine::model::Session::new(&m, toks.len()).unwrap();
-    if batched {
-        // Everything but the last token as one prompt, then the last.
-        s.eval(&m, &toks[..toks.len() - 1], &Serial).unwrap();
-        return vec![s.eval(&m, &toks[toks.len() - 1..], &Serial).unwrap().to_vec()];
-    }
-    toks.iter().map(|&t| s.eval(&m, &[t], &Serial).unwrap().to_vec()).collect()
-}
 
 #[test]
 fn repacked_q4_0_and_q4_k_models_equal_their_dequantized_weights() {

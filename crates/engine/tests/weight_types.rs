@@ -4,6 +4,7 @@
 //! kernels lack is refused with the tensor's name.
 
 mod common;
+use common::max_err;
 
 use engine::gguf::{GgmlType, Gguf, GgufWriter};
 use engine::load::load_model;
@@ -43,12 +44,6 @@ fn encoded_and_dequantized(f32_file: &[u8], ty: GgmlType) -> (Vec<u8>, Vec<u8>) 
     (q.to_bytes().unwrap(), d.to_bytes().unwrap())
 }
 
-fn max_err(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(u, v)| (u - v).abs())
-        .fold(0.0f32, |m, e| if e.is_nan() || m.is_nan() { f32::NAN } else { m.max(e) })
-}
 
 #[test]
 fn every_table_type_runs_like_its_dequantized_weights() {

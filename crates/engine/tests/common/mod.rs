@@ -109,3 +109,26 @@ pub fn random_llama_gguf(
     }
     w.to_bytes().unwrap()
 }
+
+/// The largest absolute difference; NaN if either side has one.
+pub fn max_err(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(u, v)| (u - v).abs())
+        .fold(0.0f32, |m, e| if e.is_nan() || m.is_nan() { f32::NAN } else { m.max(e) })
+}
+
+/// The logits of `toks` on the model in `bytes`: after every token fed one
+/// at a time, or (`batched`) after all but the last as one prompt batch and
+/// then the last.
+pub fn logits(bytes: Vec<u8>, toks: &[u32], batched: bool) -> Vec<Vec<f32>> {
+    use engine::model::Session;
+    use kernels::exec::Serial;
+    let m = engine::load::load_model(blob(bytes)).unwrap();
+    let mut s = Session::new(&m, toks.len()).unwrap();
+    if batched {
+        s.eval(&m, &toks[..toks.len() - 1], &Serial).unwrap();
+        return vec![s.eval(&m, &toks[toks.len() - 1..], &Serial).unwrap().to_vec()];
+    }
+    toks.iter().map(|&t| s.eval(&m, &[t], &Serial).unwrap().to_vec()).collect()
+}
