@@ -42,8 +42,6 @@ fn dequantized(file: &[u8], main: GgmlType) -> (Vec<u8>, usize) {
     (w.to_bytes().unwrap(), n_main)
 }
 
-
-
 #[test]
 fn q4_1_and_q5_1_models_equal_their_dequantized_weights() {
     for (ty, main, dim, hidden, heads, kv_heads) in [

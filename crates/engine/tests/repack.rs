@@ -47,7 +47,6 @@ fn dequantized(file: &[u8]) -> Vec<u8> {
 
 /// Largest |a - b|; NaN if either holds a NaN.
 
-
 #[test]
 fn repacked_q4_0_and_q4_k_models_equal_their_dequantized_weights() {
     // The first model has whole row octets in every matrix; in the second,

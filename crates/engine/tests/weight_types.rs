@@ -44,7 +44,6 @@ fn encoded_and_dequantized(f32_file: &[u8], ty: GgmlType) -> (Vec<u8>, Vec<u8>) 
     (q.to_bytes().unwrap(), d.to_bytes().unwrap())
 }
 
-
 #[test]
 fn every_table_type_runs_like_its_dequantized_weights() {
     // Rows of 256: whole blocks of every type.
