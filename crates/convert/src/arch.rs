@@ -1,6 +1,10 @@
-//! The per-architecture tables: which Hugging Face tensor becomes which GGUF
-//! tensor, what it must look like, and which hyper-parameters the
-//! architecture records. Adding an architecture means adding one `Arch`.
+//! The Hugging Face side of each architecture: which checkpoint tensor
+//! becomes which GGUF tensor (by its engine `Role`, whose GGUF name the
+//! engine's table gives), what it must look like, and which config keys
+//! give the hyper-parameters. What the GGUF file says about the
+//! architecture (its name, norm, RoPE kind) comes from the engine's table
+//! (`engine::model::ARCHS`), which the GGUF loader reads too. Adding an
+//! architecture means a row there and one `Arch` here.
 //!
 //! The names and rules follow llama.cpp's `convert_hf_to_gguf.py` and its
 //! loader (`llama-model.cpp`) at commit c392e509 (the version the test data
@@ -8,24 +12,8 @@
 
 use super::config::JsonFile;
 use anyhow::{bail, ensure, Result};
-
-/// Normalisation layer kind: decides the epsilon key and whether norms have a bias.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Norm {
-    Rms,
-    Layer,
-}
-
-/// How the architecture applies rotary position embeddings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rope {
-    /// Learned absolute positions, no RoPE (GPT-2).
-    None,
-    /// RoPE over the whole head.
-    Full,
-    /// RoPE over the first `partial_rotary_factor` of each head (Phi).
-    Partial,
-}
+pub use engine::model::Role;
+use engine::model::{ArchSpec, NormKind, RopeKind};
 
 /// Where `output.weight` comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,23 +30,6 @@ pub enum OutputRule {
     CopyOfEmbedding,
 }
 
-/// What a tensor is; decides its expected shape and stored type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    TokenEmbd,
-    PosEmbd,
-    Output,
-    Norm,
-    AttnQ,
-    AttnK,
-    AttnV,
-    AttnOut,
-    AttnQkv,
-    FfnGate,
-    FfnUp,
-    FfnDown,
-}
-
 /// Whether a `.bias` goes with a weight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bias {
@@ -67,23 +38,23 @@ pub enum Bias {
     Required,
 }
 
-/// One mapping row: `hf` (without `.weight`/`.bias`) → `gguf`.
+/// One mapping row: `hf` (without `.weight`/`.bias`) → the GGUF tensor of
+/// `role` (its name is the engine's, `Role::gguf`).
 #[derive(Debug, Clone, Copy)]
 pub struct Map {
     pub hf: &'static str,
-    pub gguf: &'static str,
     pub role: Role,
     pub bias: Bias,
     /// The weight may be absent (an untied output head).
     pub optional: bool,
 }
 
-const fn m(hf: &'static str, gguf: &'static str, role: Role, bias: Bias) -> Map {
-    Map { hf, gguf, role, bias, optional: false }
+const fn m(hf: &'static str, role: Role, bias: Bias) -> Map {
+    Map { hf, role, bias, optional: false }
 }
 
-const fn opt(hf: &'static str, gguf: &'static str, role: Role, bias: Bias) -> Map {
-    Map { hf, gguf, role, bias, optional: true }
+const fn opt(hf: &'static str, role: Role, bias: Bias) -> Map {
+    Map { hf, role, bias, optional: true }
 }
 
 /// An architecture's conversion recipe.
@@ -92,14 +63,10 @@ pub struct Arch {
     pub hf_names: &'static [&'static str],
     /// `model_type` values, used only when `architectures` is missing.
     pub model_types: &'static [&'static str],
-    /// GGUF `general.architecture`.
-    pub name: &'static str,
-    pub norm: Norm,
-    pub rope: Rope,
-    /// Permute q/k rows from Hugging Face's rotate-half layout to GGML's
-    /// adjacent-pair ("normal") RoPE, as llama.cpp's LlamaModel does. Only
-    /// for archs llama.cpp runs with LLAMA_ROPE_TYPE_NORM.
-    pub permute_qk: bool,
+    /// What the engine knows of it: GGUF name, norm, RoPE, tensor names.
+    pub spec: &'static ArchSpec,
+    /// RoPE covers the first `partial_rotary_factor` of each head (Phi).
+    pub partial_rotary: bool,
     /// Store norm weights as `1 + w` (Gemma). llama.cpp's GemmaModel adds 1
     /// to every tensor whose name ends in `norm.weight`, because Gemma's
     /// RMSNorm multiplies by `(1 + w)` while ggml's multiplies by `w`.
@@ -126,85 +93,82 @@ use Bias::{No, Optional, Required};
 use Role::*;
 
 const LLAMA_BLOCK: &[Map] = &[
-    m("input_layernorm", "attn_norm", Norm, No),
-    m("self_attn.q_proj", "attn_q", AttnQ, Optional),
-    m("self_attn.k_proj", "attn_k", AttnK, Optional),
-    m("self_attn.v_proj", "attn_v", AttnV, Optional),
-    m("self_attn.o_proj", "attn_output", AttnOut, Optional),
-    m("post_attention_layernorm", "ffn_norm", Norm, No),
-    m("mlp.gate_proj", "ffn_gate", FfnGate, Optional),
-    m("mlp.up_proj", "ffn_up", FfnUp, Optional),
-    m("mlp.down_proj", "ffn_down", FfnDown, Optional),
+    m("input_layernorm", AttnNorm, No),
+    m("self_attn.q_proj", AttnQ, Optional),
+    m("self_attn.k_proj", AttnK, Optional),
+    m("self_attn.v_proj", AttnV, Optional),
+    m("self_attn.o_proj", AttnOut, Optional),
+    m("post_attention_layernorm", FfnNorm, No),
+    m("mlp.gate_proj", FfnGate, Optional),
+    m("mlp.up_proj", FfnUp, Optional),
+    m("mlp.down_proj", FfnDown, Optional),
 ];
 
 const QWEN2_BLOCK: &[Map] = &[
-    m("input_layernorm", "attn_norm", Norm, No),
-    m("self_attn.q_proj", "attn_q", AttnQ, Required),
-    m("self_attn.k_proj", "attn_k", AttnK, Required),
-    m("self_attn.v_proj", "attn_v", AttnV, Required),
-    m("self_attn.o_proj", "attn_output", AttnOut, No),
-    m("post_attention_layernorm", "ffn_norm", Norm, No),
-    m("mlp.gate_proj", "ffn_gate", FfnGate, No),
-    m("mlp.up_proj", "ffn_up", FfnUp, No),
-    m("mlp.down_proj", "ffn_down", FfnDown, No),
+    m("input_layernorm", AttnNorm, No),
+    m("self_attn.q_proj", AttnQ, Required),
+    m("self_attn.k_proj", AttnK, Required),
+    m("self_attn.v_proj", AttnV, Required),
+    m("self_attn.o_proj", AttnOut, No),
+    m("post_attention_layernorm", FfnNorm, No),
+    m("mlp.gate_proj", FfnGate, No),
+    m("mlp.up_proj", FfnUp, No),
+    m("mlp.down_proj", FfnDown, No),
 ];
 
 const GEMMA_BLOCK: &[Map] = &[
-    m("input_layernorm", "attn_norm", Norm, No),
-    m("self_attn.q_proj", "attn_q", AttnQ, No),
-    m("self_attn.k_proj", "attn_k", AttnK, No),
-    m("self_attn.v_proj", "attn_v", AttnV, No),
-    m("self_attn.o_proj", "attn_output", AttnOut, No),
-    m("post_attention_layernorm", "ffn_norm", Norm, No),
-    m("mlp.gate_proj", "ffn_gate", FfnGate, No),
-    m("mlp.up_proj", "ffn_up", FfnUp, No),
-    m("mlp.down_proj", "ffn_down", FfnDown, No),
+    m("input_layernorm", AttnNorm, No),
+    m("self_attn.q_proj", AttnQ, No),
+    m("self_attn.k_proj", AttnK, No),
+    m("self_attn.v_proj", AttnV, No),
+    m("self_attn.o_proj", AttnOut, No),
+    m("post_attention_layernorm", FfnNorm, No),
+    m("mlp.gate_proj", FfnGate, No),
+    m("mlp.up_proj", FfnUp, No),
+    m("mlp.down_proj", FfnDown, No),
 ];
 
 /// Llama, Mistral, Qwen2 and Gemma share these.
-const LLAMA_GLOBALS: &[Map] = &[
-    m("model.embed_tokens", "token_embd", TokenEmbd, No),
-    m("model.norm", "output_norm", Norm, No),
-    opt("lm_head", "output", Output, No),
-];
+const LLAMA_GLOBALS: &[Map] =
+    &[m("model.embed_tokens", TokenEmbd, No), m("model.norm", OutputNorm, No), opt("lm_head", Output, No)];
 
 /// Phi (phi-1, phi-1.5, phi-2): parallel attention and MLP share one
 /// LayerNorm, so there is no `ffn_norm`. llama.cpp's phi2 loader accepts
 /// either a fused `attn_qkv` or separate `attn_q/k/v`; its converter keeps
 /// Hugging Face's separate projections, and so do we.
 const PHI_BLOCK: &[Map] = &[
-    m("input_layernorm", "attn_norm", Norm, Required),
-    m("self_attn.q_proj", "attn_q", AttnQ, Required),
-    m("self_attn.k_proj", "attn_k", AttnK, Required),
-    m("self_attn.v_proj", "attn_v", AttnV, Required),
-    m("self_attn.dense", "attn_output", AttnOut, Required),
-    m("mlp.fc1", "ffn_up", FfnUp, Required),
-    m("mlp.fc2", "ffn_down", FfnDown, Required),
+    m("input_layernorm", AttnNorm, Required),
+    m("self_attn.q_proj", AttnQ, Required),
+    m("self_attn.k_proj", AttnK, Required),
+    m("self_attn.v_proj", AttnV, Required),
+    m("self_attn.dense", AttnOut, Required),
+    m("mlp.fc1", FfnUp, Required),
+    m("mlp.fc2", FfnDown, Required),
 ];
 
 const PHI_GLOBALS: &[Map] = &[
-    m("model.embed_tokens", "token_embd", TokenEmbd, No),
-    m("model.final_layernorm", "output_norm", Norm, Required),
+    m("model.embed_tokens", TokenEmbd, No),
+    m("model.final_layernorm", OutputNorm, Required),
     // llama.cpp's phi2 loader requires output.weight and output.bias.
-    m("lm_head", "output", Output, Required),
+    m("lm_head", Output, Required),
 ];
 
 const GPT2_BLOCK: &[Map] = &[
-    m("ln_1", "attn_norm", Norm, Required),
-    m("attn.c_attn", "attn_qkv", AttnQkv, Required),
-    m("attn.c_proj", "attn_output", AttnOut, Required),
-    m("ln_2", "ffn_norm", Norm, Required),
-    m("mlp.c_fc", "ffn_up", FfnUp, Required),
-    m("mlp.c_proj", "ffn_down", FfnDown, Required),
+    m("ln_1", AttnNorm, Required),
+    m("attn.c_attn", AttnQkv, Required),
+    m("attn.c_proj", AttnOut, Required),
+    m("ln_2", FfnNorm, Required),
+    m("mlp.c_fc", FfnUp, Required),
+    m("mlp.c_proj", FfnDown, Required),
 ];
 
 const GPT2_GLOBALS: &[Map] = &[
-    m("wte", "token_embd", TokenEmbd, No),
-    m("wpe", "position_embd", PosEmbd, No),
-    m("ln_f", "output_norm", Norm, Required),
+    m("wte", TokenEmbd, No),
+    m("wpe", PosEmbd, No),
+    m("ln_f", OutputNorm, Required),
     // GPT-2 ties its head to wte; a checkpoint that stores lm_head anyway is
     // accepted and its copy is checked for shape but not written twice.
-    opt("lm_head", "output", Output, No),
+    opt("lm_head", Output, No),
 ];
 
 /// Checkpoint buffers that are not parameters.
@@ -215,10 +179,8 @@ pub static ARCHS: &[Arch] = &[
     Arch {
         hf_names: &["LlamaForCausalLM", "LLaMAForCausalLM", "MistralForCausalLM"],
         model_types: &["llama", "mistral"],
-        name: "llama",
-        norm: Norm::Rms,
-        rope: Rope::Full,
-        permute_qk: true,
+        spec: &engine::model::LLAMA,
+        partial_rotary: false,
         norm_plus_one: false,
         conv1d: false,
         output: OutputRule::LmHeadIfPresent,
@@ -233,10 +195,8 @@ pub static ARCHS: &[Arch] = &[
     Arch {
         hf_names: &["Qwen2ForCausalLM"],
         model_types: &["qwen2"],
-        name: "qwen2",
-        norm: Norm::Rms,
-        rope: Rope::Full,
-        permute_qk: false,
+        spec: &engine::model::QWEN2,
+        partial_rotary: false,
         norm_plus_one: false,
         conv1d: false,
         output: OutputRule::LmHeadIfPresent,
@@ -251,10 +211,8 @@ pub static ARCHS: &[Arch] = &[
     Arch {
         hf_names: &["GemmaForCausalLM"],
         model_types: &["gemma"],
-        name: "gemma",
-        norm: Norm::Rms,
-        rope: Rope::Full,
-        permute_qk: false,
+        spec: &engine::model::GEMMA,
+        partial_rotary: false,
         norm_plus_one: true,
         conv1d: false,
         output: OutputRule::Never,
@@ -269,10 +227,8 @@ pub static ARCHS: &[Arch] = &[
     Arch {
         hf_names: &["PhiForCausalLM"],
         model_types: &["phi"],
-        name: "phi2",
-        norm: Norm::Layer,
-        rope: Rope::Partial,
-        permute_qk: false,
+        spec: &engine::model::PHI2,
+        partial_rotary: true,
         norm_plus_one: false,
         conv1d: false,
         output: OutputRule::LmHeadIfPresent,
@@ -287,10 +243,8 @@ pub static ARCHS: &[Arch] = &[
     Arch {
         hf_names: &["GPT2LMHeadModel"],
         model_types: &["gpt2"],
-        name: "gpt2",
-        norm: Norm::Layer,
-        rope: Rope::None,
-        permute_qk: false,
+        spec: &engine::model::GPT2,
+        partial_rotary: false,
         norm_plus_one: false,
         conv1d: true,
         output: OutputRule::CopyOfEmbedding,
@@ -303,6 +257,15 @@ pub static ARCHS: &[Arch] = &[
         sliding_window: false,
     },
 ];
+
+impl Arch {
+    /// Permute q/k rows from Hugging Face's rotate-half layout to GGML's
+    /// adjacent-pair ("normal") RoPE, as llama.cpp's LlamaModel does: for
+    /// the architectures the engine runs with normal RoPE.
+    pub fn permute_qk(&self) -> bool {
+        self.spec.rope == RopeKind::Normal
+    }
+}
 
 /// Picks the recipe named by `architectures[0]` (or, if that key is
 /// missing, by `model_type`).
@@ -404,7 +367,7 @@ impl HParams {
         // Deviation from llama.cpp's converter, which writes 4 x n_embd for
         // phi2 and gpt2 whatever the config says: its loader sizes ffn_up by
         // this key, so it must be the real width (phi golden: 192 = 3 x 64).
-        let n_ff = match (arch.name, c.uint(&["intermediate_size", "n_inner"], MAX_DIM * 4)?) {
+        let n_ff = match (arch.spec.name, c.uint(&["intermediate_size", "n_inner"], MAX_DIM * 4)?) {
             (_, Some(f)) => f,
             // GPT-2's n_inner = null means 4 x n_embd.
             ("gpt2", None) => 4 * n_embd,
@@ -414,9 +377,9 @@ impl HParams {
         let n_ctx = c.req_uint(&["max_position_embeddings", "n_positions", "n_ctx"], MAX_CTX)?;
         let vocab_size = c.uint(&["vocab_size"], MAX_VOCAB)?;
 
-        let eps_keys: &[&str] = match arch.norm {
-            Norm::Rms => &["rms_norm_eps"],
-            Norm::Layer => &["layer_norm_eps", "layer_norm_epsilon"],
+        let eps_keys: &[&str] = match arch.spec.norm {
+            NormKind::Rms => &["rms_norm_eps"],
+            NormKind::Layer => &["layer_norm_eps", "layer_norm_epsilon"],
         };
         let norm_eps = c.float(eps_keys)?.ok_or_else(|| c.missing(eps_keys))?;
         ensure!(
@@ -427,20 +390,20 @@ impl HParams {
         );
 
         let (mut rope_theta, mut rope_dim, mut rope_scaling) = (None, None, None);
-        if arch.rope != Rope::None {
+        if arch.spec.rope != RopeKind::Learned {
             // transformers 5 writes rope_parameters.rope_theta; older files a top-level rope_theta.
             let theta = c.float(&["rope_theta", "rope_parameters.rope_theta"])?.unwrap_or(10000.0);
             ensure!(theta > 0.0, "{}: 'rope_theta' must be positive, found {theta}", c.name);
             rope_theta = Some(theta);
-            let dim = match arch.rope {
-                Rope::Partial => {
+            let dim = match arch.partial_rotary {
+                true => {
                     let keys = ["partial_rotary_factor", "rope_parameters.partial_rotary_factor"];
                     let f = c.float(&keys)?.ok_or_else(|| c.missing(&keys))?;
                     ensure!(f > 0.0 && f <= 1.0, "{}: 'partial_rotary_factor' = {f} must be in (0, 1]", c.name);
                     // llama.cpp: int(partial_rotary_factor * n_embd) // n_head.
                     ((f * n_embd as f64) as u64) / n_head
                 }
-                _ => head_dim,
+                false => head_dim,
             };
             ensure!(
                 dim >= 2 && dim % 2 == 0 && dim <= head_dim,
@@ -450,7 +413,7 @@ impl HParams {
             rope_dim = Some(dim);
             rope_scaling = read_rope_scaling(c)?;
         }
-        if arch.permute_qk {
+        if arch.permute_qk() {
             ensure!(head_dim % 2 == 0, "{}: head_dim {head_dim} must be even for RoPE", c.name);
         }
         let sliding_window = if arch.sliding_window { c.uint(&["sliding_window"], MAX_CTX)? } else { None };
@@ -504,7 +467,7 @@ pub fn expected_shape(role: Role, hp: &HParams, n_vocab: u64) -> Vec<u64> {
     match role {
         TokenEmbd | Output => vec![n_vocab, e],
         PosEmbd => vec![hp.n_ctx, e],
-        Norm => vec![e],
+        OutputNorm | AttnNorm | FfnNorm => vec![e],
         AttnQ => vec![q, e],
         AttnK | AttnV => vec![kv, e],
         AttnOut => vec![e, q],

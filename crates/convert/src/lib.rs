@@ -74,15 +74,6 @@ struct Planned<'a> {
     src: source::Tensor<'a>,
 }
 
-/// GGUF name of a block tensor.
-fn blk(b: u64, name: &str, bias: bool) -> String {
-    format!("blk.{b}.{name}.{}", if bias { "bias" } else { "weight" })
-}
-
-fn glob(name: &str, bias: bool) -> String {
-    format!("{name}.{}", if bias { "bias" } else { "weight" })
-}
-
 /// Matches checkpoint names against the architecture's table.
 fn plan<'a>(
     arch: &Arch,
@@ -106,9 +97,9 @@ fn plan<'a>(
         } else if let Some(b) = n.strip_suffix(".bias") {
             (b, true)
         } else {
-            bail!("tensor '{name}' is not a weight or bias of a {} model", arch.name);
+            bail!("tensor '{name}' is not a weight or bias of a {} model", arch.spec.name);
         };
-        let unknown = || anyhow::anyhow!("tensor '{name}' has no place in a {} model (unknown name)", arch.name);
+        let unknown = || anyhow::anyhow!("tensor '{name}' has no place in a {} model (unknown name)", arch.spec.name);
         let (m, block, order) = if let Some(rest) = base.strip_prefix(arch.block_prefix) {
             let (num, sub) = rest.split_once('.').ok_or_else(unknown)?;
             ensure!(!num.is_empty() && num.bytes().all(|c| c.is_ascii_digit()), unknown());
@@ -126,11 +117,11 @@ fn plan<'a>(
             (m, None, (section, 0, i, bias))
         };
         if bias && m.bias == Bias::No {
-            bail!("tensor '{name}': a {} model has no bias for {}", arch.name, m.gguf);
+            bail!("tensor '{name}': a {} model has no bias for {}", arch.spec.name, m.role.gguf());
         }
         let gguf = match block {
-            Some(b) => blk(b, m.gguf, bias),
-            None => glob(m.gguf, bias),
+            Some(b) => m.role.name(Some(b as usize), bias),
+            None => m.role.name(None, bias),
         };
         out.push(Planned { hf: name.clone(), gguf, role: m.role, bias, order, src: t.clone() });
     }
@@ -145,24 +136,24 @@ fn check_complete(arch: &Arch, hp: &HParams, planned: &[Planned<'_>], uses_prefi
         format!("{}{base}.{}", if uses_prefix { arch.strip_prefix } else { "" }, if bias { "bias" } else { "weight" })
     };
     for m in arch.globals {
-        if !m.optional && !have.contains(glob(m.gguf, false).as_str()) {
-            bail!("missing tensor '{}' (GGUF {})", hf_name(m.hf, false), glob(m.gguf, false));
+        if !m.optional && !have.contains(m.role.name(None, false).as_str()) {
+            bail!("missing tensor '{}' (GGUF {})", hf_name(m.hf, false), m.role.name(None, false));
         }
         if m.bias == Bias::Required
-            && have.contains(glob(m.gguf, false).as_str())
-            && !have.contains(glob(m.gguf, true).as_str())
+            && have.contains(m.role.name(None, false).as_str())
+            && !have.contains(m.role.name(None, true).as_str())
         {
-            bail!("missing tensor '{}' (GGUF {})", hf_name(m.hf, true), glob(m.gguf, true));
+            bail!("missing tensor '{}' (GGUF {})", hf_name(m.hf, true), m.role.name(None, true));
         }
     }
     for b in 0..hp.n_layer {
         for m in arch.block {
             let base = format!("{}{b}.{}", arch.block_prefix, m.hf);
-            if !have.contains(blk(b, m.gguf, false).as_str()) {
-                bail!("missing tensor '{}' (GGUF {})", hf_name(&base, false), blk(b, m.gguf, false));
+            if !have.contains(m.role.name(Some(b as usize), false).as_str()) {
+                bail!("missing tensor '{}' (GGUF {})", hf_name(&base, false), m.role.name(Some(b as usize), false));
             }
-            if m.bias == Bias::Required && !have.contains(blk(b, m.gguf, true).as_str()) {
-                bail!("missing tensor '{}' (GGUF {})", hf_name(&base, true), blk(b, m.gguf, true));
+            if m.bias == Bias::Required && !have.contains(m.role.name(Some(b as usize), true).as_str()) {
+                bail!("missing tensor '{}' (GGUF {})", hf_name(&base, true), m.role.name(Some(b as usize), true));
             }
         }
     }
@@ -252,7 +243,7 @@ fn convert_tensor(
         data = transpose(&data, rows, cols);
         std::mem::swap(&mut rows, &mut cols);
     }
-    if arch.permute_qk {
+    if arch.permute_qk() {
         let heads = match p.role {
             Role::AttnQ => Some(hp.n_head),
             Role::AttnK => Some(hp.n_head_kv),
@@ -262,13 +253,13 @@ fn convert_tensor(
             data = permute_qk(&data, h as usize, hp.head_dim as usize, cols);
         }
     }
-    if arch.norm_plus_one && p.role == Role::Norm && !p.bias {
+    if arch.norm_plus_one && p.role.is_norm() && !p.bias {
         // Done in f32 after decoding; llama.cpp adds in the checkpoint's own
         // dtype when that is F16 (identical for F32 and BF16 checkpoints).
         data.iter_mut().for_each(|x| *x += 1.0);
     }
     // As llama.cpp: 1-D tensors, norms, biases and learned positions stay F32.
-    let keep_f32 = p.bias || shape.len() == 1 || matches!(p.role, Role::Norm | Role::PosEmbd);
+    let keep_f32 = p.bias || shape.len() == 1 || p.role.is_norm() || p.role == Role::PosEmbd;
     let ty = match (keep_f32, out_ty) {
         (false, OutType::F16) => GgmlType::F16,
         _ => GgmlType::F32,
@@ -283,7 +274,7 @@ fn model_name(input: &Path) -> String {
 }
 
 fn hparam_kvs(arch: &Arch, hp: &HParams, n_vocab: u64) -> Result<Vec<(String, Value)>> {
-    let a = arch.name;
+    let a = arch.spec.name;
     let u = |v: u64, what: &str| -> Result<Value> {
         Ok(Value::U32(u32::try_from(v).with_context(|| format!("{what} = {v} does not fit in 32 bits"))?))
     };
@@ -296,10 +287,7 @@ fn hparam_kvs(arch: &Arch, hp: &HParams, n_vocab: u64) -> Result<Vec<(String, Va
         (format!("{a}.attention.head_count"), u(hp.n_head, "head_count")?),
         (format!("{a}.attention.head_count_kv"), u(hp.n_head_kv, "head_count_kv")?),
     ];
-    let eps_key = match arch.norm {
-        arch::Norm::Rms => "layer_norm_rms_epsilon",
-        arch::Norm::Layer => "layer_norm_epsilon",
-    };
+    let eps_key = arch.spec.norm.eps_key();
     kv.push((format!("{a}.attention.{eps_key}"), Value::F32(hp.norm_eps as f32)));
     if let Some(d) = hp.rope_dim {
         kv.push((format!("{a}.rope.dimension_count"), u(d, "rope.dimension_count")?));
@@ -332,7 +320,7 @@ pub fn convert(opts: &ConvertOptions, log: &mut dyn FnMut(&str)) -> anyhow::Resu
     let hp = HParams::read(arch, &cfg)?;
     log(&format!(
         "architecture {}: {} layers, {} wide, {} heads ({} kv, {} each), ffn {}",
-        arch.name, hp.n_layer, hp.n_embd, hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_ff
+        arch.spec.name, hp.n_layer, hp.n_embd, hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_ff
     ));
 
     let files = source::Files::open(dir)?;
@@ -368,7 +356,7 @@ pub fn convert(opts: &ConvertOptions, log: &mut dyn FnMut(&str)) -> anyhow::Resu
     let tokenizer = vocab::load(dir, arch, n_vocab, &cfg, log)?;
 
     let mut w = GgufWriter::new();
-    w.add_kv("general.architecture", Value::String(arch.name.into()));
+    w.add_kv("general.architecture", Value::String(arch.spec.name.into()));
     w.add_kv("general.type", Value::String("model".into()));
     w.add_kv("general.name", Value::String(model_name(dir)));
     for (k, v) in hparam_kvs(arch, &hp, n_vocab)? {
@@ -386,9 +374,10 @@ pub fn convert(opts: &ConvertOptions, log: &mut dyn FnMut(&str)) -> anyhow::Resu
         log(&format!("{:<28} {:<4} {:?}  <- {}", p.gguf, ty.name(), dims, p.hf));
         if arch.output == OutputRule::CopyOfEmbedding && p.role == Role::TokenEmbd && !has_head {
             // llama.cpp's gpt2 loader requires output.weight: the tied head.
-            w.add_tensor("output.weight", &dims, ty, data.clone()).map_err(anyhow::Error::new)?;
+            let output = Role::Output.name(None, false);
+            w.add_tensor(&output, &dims, ty, data.clone()).map_err(anyhow::Error::new)?;
             total += data.len() as u64;
-            log(&format!("{:<28} {:<4} {:?}  <- {} (tied)", "output.weight", ty.name(), dims, p.hf));
+            log(&format!("{:<28} {:<4} {:?}  <- {} (tied)", output, ty.name(), dims, p.hf));
         }
         w.add_tensor(&p.gguf, &dims, ty, data).map_err(anyhow::Error::new)?;
     }

@@ -311,7 +311,7 @@ fn spm_vocab(
     let add_space_prefix = match files.tc_bool("add_prefix_space")? {
         Some(b) => b,
         // llama.cpp's GemmaModel always writes add_space_prefix = false.
-        None if arch.name == "gemma" => false,
+        None if arch.spec.arch == engine::model::Arch::Gemma => false,
         None => model.normalizer.add_dummy_prefix,
     };
     log(&format!("tokenizer: SentencePiece, {} pieces, {n_vocab} tokens", model.pieces.len()));
@@ -333,7 +333,7 @@ fn spm_vocab(
 
 fn add_bos(files: &Files, arch: &Arch, default: bool) -> Result<bool> {
     // llama.cpp's Phi2Model always writes add_bos_token = false.
-    if arch.name == "phi2" {
+    if arch.spec.arch == engine::model::Arch::Phi2 {
         return Ok(false);
     }
     Ok(files.tc_bool("add_bos_token")?.unwrap_or(default))
@@ -387,7 +387,11 @@ fn bpe_vocab(
     config: &JsonFile,
     log: &mut dyn FnMut(&str),
 ) -> Result<Vec<(String, Value)>> {
-    ensure!(!arch.bpe_pre.is_empty(), "a byte-level BPE tokenizer is not supported for architecture '{}'", arch.name);
+    ensure!(
+        !arch.bpe_pre.is_empty(),
+        "a byte-level BPE tokenizer is not supported for architecture '{}'",
+        arch.spec.name
+    );
     let files = Files::load(dir)?;
     // The base vocabulary: vocab.json, or tokenizer.json's model.vocab.
     let (source, vocab) = match read_json(&dir.join("vocab.json"))? {

@@ -7,19 +7,13 @@ use alloc::vec::Vec;
 
 use crate::format::{ModelFormat, ModelSummary};
 use crate::gguf::{Gguf, TensorInfo};
-use crate::model::{Arch, Blob, Config, DType, FfnKind, Layer, Model, Norm, NormKind, Tensor, Weights};
+use crate::model::{Arch, Blob, Config, DType, Layer, Model, Norm, NormKind, Role, RopeKind, Tensor, Weights};
 use crate::tokenizer::{bpe, spm, Tokenizer};
 use crate::{Error, Result};
 
 fn arch_of(g: &Gguf) -> Result<Arch> {
-    match g.architecture()? {
-        "llama" | "mistral" => Ok(Arch::Llama),
-        "gpt2" => Ok(Arch::Gpt2),
-        "qwen2" => Ok(Arch::Qwen2),
-        "gemma" => Ok(Arch::Gemma),
-        "phi2" => Ok(Arch::Phi2),
-        other => Err(Error::UnsupportedArchitecture(other.to_string())),
-    }
+    let name = g.architecture()?;
+    Arch::from_gguf(name).ok_or_else(|| Error::UnsupportedArchitecture(name.to_string()))
 }
 
 fn usize_key(g: &Gguf, key: &str) -> Result<usize> {
@@ -43,6 +37,7 @@ fn opt_f32(g: &Gguf, key: &str) -> Result<Option<f32>> {
 /// The model configuration from GGUF metadata.
 pub fn config(g: &Gguf) -> Result<Config> {
     let arch = arch_of(g)?;
+    let spec = arch.spec();
     let a = g.architecture()?;
     let k = |s: &str| format!("{a}.{s}");
     let dim = usize_key(g, &k("embedding_length"))?;
@@ -54,16 +49,15 @@ pub fn config(g: &Gguf) -> Result<Config> {
     let head_dim = opt_usize(g, &k("attention.key_length"))?.unwrap_or(dim / n_heads);
     let vocab_size = match g.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()) {
         Some(t) => t.len(),
-        None => g.tensor("token_embd.weight")?.dims.get(1).copied().unwrap_or(0) as usize,
+        None => g.tensor(&Role::TokenEmbd.name(None, false))?.dims.get(1).copied().unwrap_or(0) as usize,
     };
-    let layer_norm = matches!(arch, Arch::Gpt2 | Arch::Phi2);
-    let eps = if layer_norm {
-        g.get_f32(&k("attention.layer_norm_epsilon"))?
-    } else {
-        opt_f32(g, &k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5)
+    let eps_key = k(&format!("attention.{}", spec.norm.eps_key()));
+    let eps = match spec.norm {
+        NormKind::Layer => g.get_f32(&eps_key)?,
+        NormKind::Rms => opt_f32(g, &eps_key)?.unwrap_or(1e-5),
     };
-    let n_rot = match arch {
-        Arch::Gpt2 => 0,
+    let n_rot = match spec.rope {
+        RopeKind::Learned => 0,
         _ => opt_usize(g, &k("rope.dimension_count"))?.unwrap_or(head_dim),
     };
     let cfg = Config {
@@ -76,19 +70,15 @@ pub fn config(g: &Gguf) -> Result<Config> {
         head_dim,
         vocab_size,
         max_ctx: usize_key(g, &k("context_length"))?,
-        norm: if layer_norm { NormKind::Layer } else { NormKind::Rms },
+        norm: spec.norm,
         norm_eps: eps,
-        ffn: match arch {
-            Arch::Gpt2 | Arch::Phi2 => FfnKind::Gelu,
-            Arch::Gemma => FfnKind::GeGlu,
-            _ => FfnKind::SwiGlu,
-        },
+        ffn: spec.ffn,
         n_rot,
         rope_base: opt_f32(g, &k("rope.freq_base"))?.unwrap_or(10000.0),
-        rope_neox: matches!(arch, Arch::Qwen2 | Arch::Gemma | Arch::Phi2),
+        rope_neox: spec.rope == RopeKind::Neox,
         sliding_window: opt_usize(g, &k("attention.sliding_window"))?.filter(|&w| w > 0),
-        parallel_residual: arch == Arch::Phi2,
-        embed_scale: (arch == Arch::Gemma).then(|| kernels::ops::libm_sqrt(dim as f32)),
+        parallel_residual: spec.parallel_residual,
+        embed_scale: spec.embed_scale.then(|| kernels::ops::libm_sqrt(dim as f32)),
     };
     cfg.validate()?;
     Ok(cfg)
@@ -104,7 +94,8 @@ pub fn probe(prefix: &[u8], file_len: u64) -> Result<ModelSummary> {
     let g = Gguf::parse(prefix, file_len)?;
     let cfg = config(&g)?;
     let n_params = g.tensors.iter().map(TensorInfo::n_elements).sum();
-    let main = g.tensor("blk.0.attn_q.weight").or_else(|_| g.tensor("blk.0.attn_qkv.weight"))?;
+    let main =
+        g.tensor(&Role::AttnQ.name(Some(0), false)).or_else(|_| g.tensor(&Role::AttnQkv.name(Some(0), false)))?;
     Ok(ModelSummary {
         n_params,
         // The K-quant mixes ("Q4_K_M") say more than their first matrix's type.
@@ -160,8 +151,8 @@ impl Ctx<'_> {
         }
         self.vec(name, len).map(Some)
     }
-    fn norm(&self, prefix: &str, len: usize) -> Result<Norm> {
-        Ok(Norm { w: self.vec(&format!("{prefix}.weight"), len)?, b: self.opt_vec(&format!("{prefix}.bias"), len)? })
+    fn norm(&self, role: Role, layer: Option<usize>, len: usize) -> Result<Norm> {
+        Ok(Norm { w: self.vec(&role.name(layer, false), len)?, b: self.opt_vec(&role.name(layer, true), len)? })
     }
 }
 
@@ -201,55 +192,60 @@ fn load_parsed(g: &Gguf, blob: Blob) -> Result<Model> {
     let file: &[u8] = (*blob).as_ref();
     let c = config(g)?;
     let x = Ctx { g, file };
+    let spec = c.arch.spec();
     let (d, h, q, kv) = (c.dim, c.hidden_dim, c.q_dim(), c.kv_dim());
-    let token_embd = x.mat("token_embd.weight", c.vocab_size, d)?;
-    let pos_embd = if c.arch == Arch::Gpt2 { Some(x.mat("position_embd.weight", c.max_ctx, d)?) } else { None };
+    let token_embd = x.mat(&Role::TokenEmbd.name(None, false), c.vocab_size, d)?;
+    let pos_embd = match spec.rope {
+        RopeKind::Learned => Some(x.mat(&Role::PosEmbd.name(None, false), c.max_ctx, d)?),
+        _ => None,
+    };
     let mut layers = Vec::with_capacity(c.n_layers);
     for i in 0..c.n_layers {
-        let p = |s: &str| format!("blk.{i}.{s}");
-        let (wq, wk, wv, bq, bk, bv) = match x.opt_mat(&p("attn_qkv.weight"), q + 2 * kv, d)? {
+        let w = |r: Role| r.name(Some(i), false);
+        let b = |r: Role| r.name(Some(i), true);
+        let (wq, wk, wv, bq, bk, bv) = match x.opt_mat(&w(Role::AttnQkv), q + 2 * kv, d)? {
             Some(fused) => {
                 let [wq, wk, wv] = split_rows(&fused, [q, kv, kv])?;
-                let (bq, bk, bv) = match x.opt_vec(&p("attn_qkv.bias"), q + 2 * kv)? {
+                let (bq, bk, bv) = match x.opt_vec(&b(Role::AttnQkv), q + 2 * kv)? {
                     Some(b) => (Some(b[..q].to_vec()), Some(b[q..q + kv].to_vec()), Some(b[q + kv..].to_vec())),
                     None => (None, None, None),
                 };
                 (wq, wk, wv, bq, bk, bv)
             }
             None => (
-                x.mat(&p("attn_q.weight"), q, d)?,
-                x.mat(&p("attn_k.weight"), kv, d)?,
-                x.mat(&p("attn_v.weight"), kv, d)?,
-                x.opt_vec(&p("attn_q.bias"), q)?,
-                x.opt_vec(&p("attn_k.bias"), kv)?,
-                x.opt_vec(&p("attn_v.bias"), kv)?,
+                x.mat(&w(Role::AttnQ), q, d)?,
+                x.mat(&w(Role::AttnK), kv, d)?,
+                x.mat(&w(Role::AttnV), kv, d)?,
+                x.opt_vec(&b(Role::AttnQ), q)?,
+                x.opt_vec(&b(Role::AttnK), kv)?,
+                x.opt_vec(&b(Role::AttnV), kv)?,
             ),
         };
         layers.push(Layer {
-            attn_norm: x.norm(&p("attn_norm"), d)?,
+            attn_norm: x.norm(Role::AttnNorm, Some(i), d)?,
             wq,
             wk,
             wv,
             bq,
             bk,
             bv,
-            wo: x.mat(&p("attn_output.weight"), d, q)?,
-            bo: x.opt_vec(&p("attn_output.bias"), d)?,
-            ffn_norm: if c.parallel_residual { None } else { Some(x.norm(&p("ffn_norm"), d)?) },
-            w_gate: if c.ffn == FfnKind::Gelu { None } else { Some(x.mat(&p("ffn_gate.weight"), h, d)?) },
-            w_up: x.mat(&p("ffn_up.weight"), h, d)?,
-            b_up: x.opt_vec(&p("ffn_up.bias"), h)?,
-            w_down: x.mat(&p("ffn_down.weight"), d, h)?,
-            b_down: x.opt_vec(&p("ffn_down.bias"), d)?,
+            wo: x.mat(&w(Role::AttnOut), d, q)?,
+            bo: x.opt_vec(&b(Role::AttnOut), d)?,
+            ffn_norm: if spec.parallel_residual { None } else { Some(x.norm(Role::FfnNorm, Some(i), d)?) },
+            w_gate: if spec.has_gate() { Some(x.mat(&w(Role::FfnGate), h, d)?) } else { None },
+            w_up: x.mat(&w(Role::FfnUp), h, d)?,
+            b_up: x.opt_vec(&b(Role::FfnUp), h)?,
+            w_down: x.mat(&w(Role::FfnDown), d, h)?,
+            b_down: x.opt_vec(&b(Role::FfnDown), d)?,
         });
     }
     let weights = Weights {
         token_embd,
         pos_embd,
         layers,
-        output_norm: x.norm("output_norm", d)?,
-        output: x.opt_mat("output.weight", c.vocab_size, d)?,
-        output_bias: x.opt_vec("output.bias", c.vocab_size)?,
+        output_norm: x.norm(Role::OutputNorm, None, d)?,
+        output: x.opt_mat(&Role::Output.name(None, false), c.vocab_size, d)?,
+        output_bias: x.opt_vec(&Role::Output.name(None, true), c.vocab_size)?,
     };
     let name = g.get("general.name").and_then(|v| v.as_str()).unwrap_or("").to_string();
     let chat_template = g.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string);

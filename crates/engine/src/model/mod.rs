@@ -4,6 +4,7 @@
 //! building blocks in [`Config`] (norm, rope variant, attention biases, MLP
 //! variant, residual layout) plus the loader that maps its tensor names.
 
+mod arch;
 mod session;
 mod tensor;
 
@@ -18,49 +19,9 @@ use kernels::exec::Executor;
 use kernels::ops::{self, matmul, ActScratch};
 
 use crate::{Error, Result};
+pub use arch::{Arch, ArchSpec, FfnKind, NormKind, Role, RopeKind, ARCHS, GEMMA, GPT2, LLAMA, PHI2, QWEN2};
 pub use session::{KvType, Session, BATCH};
 pub use tensor::{DType, Tensor};
-
-/// Model family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arch {
-    Llama,
-    Gpt2,
-    Qwen2,
-    Gemma,
-    Phi2,
-}
-
-impl Arch {
-    /// The GGUF `general.architecture` name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Arch::Llama => "llama",
-            Arch::Gpt2 => "gpt2",
-            Arch::Qwen2 => "qwen2",
-            Arch::Gemma => "gemma",
-            Arch::Phi2 => "phi2",
-        }
-    }
-}
-
-/// Normalisation layer kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NormKind {
-    Rms,
-    Layer,
-}
-
-/// Feed-forward kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FfnKind {
-    /// down(silu(gate x) * up x)
-    SwiGlu,
-    /// down(gelu_tanh(gate x) * up x)
-    GeGlu,
-    /// down(gelu_tanh(up x + b) + b)
-    Gelu,
-}
 
 /// Hyper-parameters and building blocks.
 #[derive(Debug, Clone, PartialEq)]
