@@ -386,6 +386,14 @@ impl AsRef<[u8]> for Pages {
     }
 }
 
+// SAFETY: the page block is fixed for the value's life (moving `Pages`
+// moves only the pointer), `len` never changes, and `&self` only reads.
+unsafe impl kernels::store::StableBytes for Pages {
+    fn bytes(&self) -> &[u8] {
+        self.as_ref()
+    }
+}
+
 impl Drop for Pages {
     fn drop(&mut self) {
         if self.pages == 0 {

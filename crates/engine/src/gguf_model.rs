@@ -182,14 +182,14 @@ pub(crate) fn split_rows(t: &Tensor, parts: [usize; 3]) -> Result<[Tensor; 3]> {
 
 /// Loads a runnable model from a GGUF file.
 pub fn load(blob: Blob) -> Result<Model> {
-    let file: &[u8] = (*blob).as_ref();
+    let file: &[u8] = blob.bytes();
     let g = Gguf::parse(file, file.len() as u64)?;
     load_parsed(&g, blob)
 }
 
 /// Loads a runnable model from a GGUF file already parsed into `g`.
 fn load_parsed(g: &Gguf, blob: Blob) -> Result<Model> {
-    let file: &[u8] = (*blob).as_ref();
+    let file: &[u8] = blob.bytes();
     let c = config(g)?;
     let x = Ctx { g, file };
     let spec = c.arch.spec();
@@ -326,7 +326,7 @@ impl ModelFormat for GgufFormat {
     }
 
     fn load(&self, file: Blob, _tokenizer: Option<&[u8]>) -> Result<(Model, Tokenizer)> {
-        let bytes: &[u8] = (*file).as_ref();
+        let bytes: &[u8] = file.bytes();
         let g = Gguf::parse(bytes, bytes.len() as u64)?;
         let tok = tokenizer_from(&g)?;
         Ok((load_parsed(&g, file)?, tok))

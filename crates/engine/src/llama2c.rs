@@ -284,7 +284,7 @@ fn tensor_name(name: &str, i: usize, count: usize) -> alloc::string::String {
 /// Loads a checkpoint into a runnable model
 /// (clamped to the checkpoint's seq_len).
 pub fn load(blob: Blob) -> Result<Model> {
-    let file: &[u8] = (*blob).as_ref();
+    let file: &[u8] = blob.bytes();
     let h = Header::parse(file)?;
     let cfg = h.config();
     cfg.validate()?;
@@ -409,7 +409,7 @@ impl ModelFormat for Llama2cFormat {
         let Some(t) = tokenizer else {
             return Err(Error::Usage("a llama2.c checkpoint needs a tokenizer file (tokenizer.bin)".into()));
         };
-        let h = Header::parse((*file).as_ref())?;
+        let h = Header::parse(file.bytes())?;
         let tok = Tokenizer::from_llama2c(t, h.vocab_size)?;
         Ok((load(file)?, tok))
     }

@@ -130,7 +130,7 @@ impl Header {
 
 /// Loads an llm.c checkpoint.
 pub fn load(blob: Blob) -> Result<Model> {
-    let file: &[u8] = (*blob).as_ref();
+    let file: &[u8] = blob.bytes();
     let h = Header::parse(file)?;
     let cfg = h.config();
     cfg.validate()?;

@@ -46,14 +46,14 @@ pub fn probe(prefix: &[u8], file_len: u64) -> Result<ModelSummary> {
 
 /// Loads just the model (no tokenizer).
 pub fn load_model(file: Blob) -> Result<Model> {
-    detect((*file).as_ref()).format().load_model(file)
+    detect(file.bytes()).format().load_model(file)
 }
 
 /// Loads a model for running. `tokenizer` is the content of a llama2.c
 /// `tokenizer.bin` (needed for llama2.c checkpoints; GGUF carries its own).
 /// Conversations run in [`crate::model::Session`]s made on the model.
 pub fn load(file: Blob, tokenizer: Option<&[u8]>) -> Result<(Model, Tokenizer)> {
-    let (model, tok) = detect((*file).as_ref()).format().load(file, tokenizer)?;
+    let (model, tok) = detect(file.bytes()).format().load(file, tokenizer)?;
     if tok.vocab_size() != model.config.vocab_size {
         return Err(crate::Error::VocabMismatch { model: model.config.vocab_size, tokenizer: tok.vocab_size() });
     }

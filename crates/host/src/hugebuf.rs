@@ -66,6 +66,14 @@ impl AsMut<[u8]> for HugeBuf {
     }
 }
 
+// SAFETY: the allocation is fixed for the buffer's life (moving a HugeBuf
+// moves only the pointer), `len` never changes, and `&self` only reads.
+unsafe impl kernels::store::StableBytes for HugeBuf {
+    fn bytes(&self) -> &[u8] {
+        self.as_ref()
+    }
+}
+
 impl Drop for HugeBuf {
     fn drop(&mut self) {
         // SAFETY: allocated in `zeroed` with exactly this layout, freed once.

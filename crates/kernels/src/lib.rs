@@ -5,7 +5,8 @@
 //! [`quant`] (block layouts), [`scalar`] (portable references), the private
 //! per-ISA tree `arch/<isa>/` (e.g. `arch/x86_64/avx2.rs`), and [`ops`] (the
 //! dispatching entry points the engine calls). [`cpu`] detects the one
-//! [`cpu::SimdLevel`].
+//! [`cpu::SimdLevel`]; [`store`] owns a model's bytes and the views the
+//! kernels read.
 #![no_std]
 
 extern crate alloc;
@@ -21,6 +22,7 @@ pub mod math;
 pub mod ops;
 pub mod quant;
 pub mod scalar;
+pub mod store;
 pub mod types;
 
 #[cfg(test)]

@@ -140,6 +140,11 @@ impl<'a> Weights<'a> {
         self.ty().block_size()
     }
 
+    /// Bytes the view covers.
+    pub fn byte_len(&self) -> usize {
+        self.raw().2.len()
+    }
+
     /// Number of elements the view holds.
     pub fn n_elements(&self) -> usize {
         let (ty, _, b) = self.raw();

@@ -17,6 +17,8 @@ use alloc::vec::Vec;
 
 use kernels::exec::Executor;
 use kernels::ops::{self, matmul, ActScratch};
+pub use kernels::store::StableBytes;
+use kernels::store::Store;
 
 use crate::{Error, Result};
 pub use arch::{Arch, ArchSpec, FfnKind, NormKind, Role, RopeKind, ARCHS, GEMMA, GPT2, LLAMA, PHI2, QWEN2};
@@ -165,14 +167,16 @@ pub struct Weights {
 }
 
 /// The bytes of a model file, owned by the model once loaded. The host passes
-/// a `Vec<u8>`; the UEFI app passes its page allocation. Loading may rewrite
-/// weight matrices in place (Q4_0 matrices are repacked into row octets), so
-/// the bytes must be writable.
+/// a `Vec<u8>` or its huge-page buffer; the UEFI app passes its page
+/// allocation. Loading may rewrite weight matrices in place (Q4_0, Q4_K and
+/// Q6_K matrices are repacked into row octets), so the bytes must be
+/// writable; after that they are the model's read-only [`Store`].
 pub type Blob = Box<dyn BlobBytes>;
 
-/// What a [`Blob`] holds: writable bytes that may move between threads.
-pub trait BlobBytes: AsRef<[u8]> + AsMut<[u8]> + Send + Sync {}
-impl<T: AsRef<[u8]> + AsMut<[u8]> + Send + Sync> BlobBytes for T {}
+/// What a [`Blob`] holds: bytes at a stable address (see
+/// [`StableBytes`]), writable while the model is being assembled.
+pub trait BlobBytes: StableBytes + AsMut<[u8]> {}
+impl<T: StableBytes + AsMut<[u8]>> BlobBytes for T {}
 
 /// A model ready to run: hyper-parameters and weights, immutable after load
 /// and shared (`Sync`) by every [`Session`] that runs on it. A session holds
@@ -188,7 +192,8 @@ pub struct Model {
     pub chat_template: Option<String>,
     /// RoPE inverse frequencies, `[n_rot / 2]`.
     inv_freq: Vec<f32>,
-    blob: Blob,
+    /// The file's bytes, which every weight view points into.
+    store: Store,
 }
 
 impl Model {
@@ -246,20 +251,22 @@ impl Model {
         }
         // Every matrix must resolve to a kernel view (quantized rows a
         // multiple of the block size, bytes inside the file).
-        let file: &[u8] = blob.as_ref().as_ref();
-        for t in weights.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_up, &l.w_down]) {
-            t.weights(file)?;
-        }
-        for t in weights.layers.iter().filter_map(|l| l.w_gate.as_ref()).chain(weights.output.as_ref()) {
-            t.weights(file)?;
+        let file: &[u8] = blob.bytes();
+        for t in matrices(&weights) {
+            t.weights_in(file)?;
         }
         let mut weights = weights;
         let mut blob = blob;
         repack(&mut weights, (*blob).as_mut());
+        // From here on the bytes are read-only, and every tensor a view of them.
+        let store = Store::new(blob);
+        for t in matrices_mut(&mut weights) {
+            t.resolve(&store)?;
+        }
         let inv_freq = (0..c.n_rot / 2)
             .map(|i| ops::powf_f64(f64::from(c.rope_base), -(2.0 * i as f64) / c.n_rot as f64) as f32)
             .collect();
-        Ok(Model { config, weights, name: String::new(), format, chat_template: None, inv_freq, blob })
+        Ok(Model { config, weights, name: String::new(), format, chat_template: None, inv_freq, store })
     }
 
     /// The longest context a session on this model can have: the trained
@@ -293,7 +300,7 @@ impl Model {
     /// Bytes the weights take: the file bytes kept (converted weights are
     /// counted by the loader's summary).
     pub fn weight_bytes(&self) -> u64 {
-        self.blob.as_ref().as_ref().len() as u64
+        self.store.bytes().len() as u64
     }
 
     /// Bytes in use with one session of `n_ctx` positions.
@@ -301,10 +308,25 @@ impl Model {
         self.weight_bytes() + self.config.state_bytes(n_ctx)
     }
 
-    /// The model file's bytes (weights are views into them).
-    fn file(&self) -> &[u8] {
-        self.blob.as_ref().as_ref()
+    /// The model file's bytes, which the weights are views of.
+    fn store(&self) -> &Store {
+        &self.store
     }
+}
+
+/// Every tensor the forward pass reads through a view: the embeddings and
+/// the matrices.
+fn matrices(w: &Weights) -> impl Iterator<Item = &Tensor> {
+    let layers =
+        w.layers.iter().flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_up, &l.w_down].into_iter().chain(&l.w_gate));
+    [&w.token_embd].into_iter().chain(&w.pos_embd).chain(layers).chain(&w.output)
+}
+
+fn matrices_mut(w: &mut Weights) -> impl Iterator<Item = &mut Tensor> {
+    let layers = w.layers.iter_mut().flat_map(|l| {
+        [&mut l.wq, &mut l.wk, &mut l.wv, &mut l.wo, &mut l.w_up, &mut l.w_down].into_iter().chain(&mut l.w_gate)
+    });
+    [&mut w.token_embd].into_iter().chain(&mut w.pos_embd).chain(layers).chain(&mut w.output)
 }
 
 /// Repacks the Q4_0, Q4_K and Q6_K projection matrices (and such an output
@@ -384,7 +406,7 @@ fn add_into(v: &mut [f32], d: &[f32]) {
 fn ffn(
     c: &Config,
     l: &Layer,
-    file: &[u8],
+    store: &Store,
     exec: &dyn Executor,
     xin: &[f32],
     n: usize,
@@ -393,7 +415,7 @@ fn ffn(
     xq: &mut ActScratch,
 ) -> Result<()> {
     let (dim, hid) = (c.dim, c.hidden_dim);
-    matmul(exec, l.w_up.weights(file)?, dim, xin, n, xq, hb2);
+    matmul(exec, l.w_up.weights(store)?, dim, xin, n, xq, hb2);
     for b in 0..n {
         add_bias(&mut hb2[b * hid..(b + 1) * hid], &l.b_up);
     }
@@ -403,7 +425,7 @@ fn ffn(
             ops::geglu(hb, None);
         }
         (kind, Some(g)) => {
-            matmul(exec, g.weights(file)?, dim, xin, n, xq, hb);
+            matmul(exec, g.weights(store)?, dim, xin, n, xq, hb);
             if kind == FfnKind::SwiGlu {
                 ops::swiglu(hb, hb2);
             } else {

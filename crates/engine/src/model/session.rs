@@ -287,7 +287,7 @@ impl Session {
         let c = &model.config;
         let n = tokens.len();
         let pos0 = self.tokens.len();
-        let file = model.file();
+        let store = model.store();
         let w = &model.weights;
         let n_ctx = self.n_ctx;
         let f16_cache = self.kv_type == KvType::F16;
@@ -296,13 +296,13 @@ impl Session {
 
         for (b, &token) in tokens.iter().enumerate() {
             let x = &mut s.x[b * dim..(b + 1) * dim];
-            w.token_embd.row_f32(file, token as usize, x)?;
+            w.token_embd.row_f32(store, token as usize, x)?;
             if let Some(scale) = c.embed_scale {
                 x.iter_mut().for_each(|v| *v *= scale);
             }
             if let Some(p) = &w.pos_embd {
                 let pe = &mut s.xb2[..dim];
-                p.row_f32(file, pos0 + b, pe)?;
+                p.row_f32(store, pos0 + b, pe)?;
                 add_into(x, pe);
             }
         }
@@ -314,9 +314,9 @@ impl Session {
                 norm(c, &mut s.xn[b * dim..(b + 1) * dim], &s.x[b * dim..(b + 1) * dim], &l.attn_norm);
             }
             let xn = &s.xn[..n * dim];
-            matmul(exec, l.wq.weights(file)?, dim, xn, n, &mut s.xq, &mut s.q[..n * q_dim]);
-            matmul(exec, l.wk.weights(file)?, dim, xn, n, &mut s.xq, &mut s.k[..n * kv_dim]);
-            matmul(exec, l.wv.weights(file)?, dim, xn, n, &mut s.xq, &mut s.v[..n * kv_dim]);
+            matmul(exec, l.wq.weights(store)?, dim, xn, n, &mut s.xq, &mut s.q[..n * q_dim]);
+            matmul(exec, l.wk.weights(store)?, dim, xn, n, &mut s.xq, &mut s.k[..n * kv_dim]);
+            matmul(exec, l.wv.weights(store)?, dim, xn, n, &mut s.xq, &mut s.v[..n * kv_dim]);
             for b in 0..n {
                 let pos = pos0 + b;
                 let q = &mut s.q[b * q_dim..(b + 1) * q_dim];
@@ -353,7 +353,7 @@ impl Session {
                 &|pos| window.map_or(0, |win| (pos + 1).saturating_sub(win)),
                 scale,
             );
-            matmul(exec, l.wo.weights(file)?, q_dim, &s.att_out[..n * q_dim], n, &mut s.xq, &mut s.xb2[..n * dim]);
+            matmul(exec, l.wo.weights(store)?, q_dim, &s.att_out[..n * q_dim], n, &mut s.xq, &mut s.xb2[..n * dim]);
             for b in 0..n {
                 add_bias(&mut s.xb2[b * dim..(b + 1) * dim], &l.bo);
             }
@@ -366,14 +366,14 @@ impl Session {
             }
             // With a parallel residual (Phi-2) the MLP reads the attention's
             // normed input, which is still in xn.
-            ffn(c, l, file, exec, &s.xn[..n * dim], n, &mut s.hb[..n * hid], &mut s.hb2[..n * hid], &mut s.xq)?;
-            matmul(exec, l.w_down.weights(file)?, hid, &s.hb[..n * hid], n, &mut s.xq, &mut s.xb2[..n * dim]);
+            ffn(c, l, store, exec, &s.xn[..n * dim], n, &mut s.hb[..n * hid], &mut s.hb2[..n * hid], &mut s.xq)?;
+            matmul(exec, l.w_down.weights(store)?, hid, &s.hb[..n * hid], n, &mut s.xq, &mut s.xb2[..n * dim]);
             for b in 0..n {
                 add_bias(&mut s.xb2[b * dim..(b + 1) * dim], &l.b_down);
             }
             add_into(&mut s.x[..n * dim], &s.xb2[..n * dim]);
         }
-        let out_w = w.output.as_ref().unwrap_or(&w.token_embd).weights(file)?;
+        let out_w = w.output.as_ref().unwrap_or(&w.token_embd).weights(store)?;
         let vocab = c.vocab_size;
         match logits {
             Logits::None => {}
