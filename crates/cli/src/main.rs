@@ -17,8 +17,34 @@ use repl::{Chat, ChatSettings, PlatformInfo};
 #[derive(Parser)]
 #[command(name = "lbm", version, about = "llm-baremetal: run language models in a terminal or on bare metal")]
 struct Cli {
+    /// Cap the SIMD level the kernels use: scalar, avx2, avx512, avx512vnni
+    /// (never above what the CPU has); also the LBM_SIMD environment variable.
+    /// To measure the lower levels on a faster machine.
+    #[arg(long, global = true, value_parser = parse_simd)]
+    simd: Option<kernels::cpu::SimdLevel>,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+fn parse_simd(s: &str) -> Result<kernels::cpu::SimdLevel, String> {
+    kernels::cpu::SimdLevel::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = kernels::cpu::SimdLevel::ALL.iter().map(|l| l.name()).collect();
+        format!("unknown SIMD level '{s}' (known: {})", names.join(", "))
+    })
+}
+
+/// Applies `--simd` or, failing that, `LBM_SIMD`.
+fn cap_simd(flag: Option<kernels::cpu::SimdLevel>) -> Result<()> {
+    let level = match (flag, std::env::var("LBM_SIMD")) {
+        (Some(l), _) => l,
+        (None, Ok(v)) if !v.trim().is_empty() => parse_simd(&v).map_err(|e| anyhow::anyhow!("LBM_SIMD: {e}"))?,
+        _ => return Ok(()),
+    };
+    let got = kernels::cpu::force_level(level);
+    if got < level {
+        eprintln!("note: this CPU runs at most the {} level (asked for {})", got.name(), level.name());
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -686,6 +712,7 @@ fn cmd_perplexity(a: PerplexityArgs) -> Result<()> {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
+    cap_simd(cli.simd)?;
     match cli.cmd {
         Cmd::Generate(a) => cmd_generate(a),
         Cmd::Chat(a) => cmd_chat(a),

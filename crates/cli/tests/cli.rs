@@ -157,3 +157,38 @@ fn chat_repl_over_a_pipe() {
         assert!(o.contains(needle), "missing {needle:?} in\n{o}");
     }
 }
+
+#[test]
+fn simd_cap_from_the_flag_or_lbm_simd_is_the_level_bench_reports() {
+    let model = testdata::path("testdata/stories260K-gguf/stories260K.gguf");
+    let m = model.to_str().unwrap();
+    let level_of = |args: &[&str], env: Option<&str>| -> String {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_lbm"));
+        c.args(args).args(["bench", "-m", m, "-p", "8", "-n", "2", "-r", "1", "-t", "1", "--json"]);
+        match env {
+            Some(v) => c.env("LBM_SIMD", v),
+            None => c.env_remove("LBM_SIMD"),
+        };
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["simd"].as_str().unwrap().to_string()
+    };
+    // Scalar is every CPU's level, and the cap wins over detection.
+    assert_eq!(level_of(&["--simd", "scalar"], None), "scalar");
+    assert_eq!(level_of(&[], Some("scalar")), "scalar");
+    // The flag wins over the environment.
+    let best = level_of(&[], None);
+    assert_eq!(level_of(&["--simd", "avx512vnni"], Some("scalar")), best);
+    if kernels::cpu::detect().best_level() >= kernels::cpu::SimdLevel::Avx2 {
+        assert_eq!(level_of(&[], Some("avx2")), "avx2");
+    } else {
+        eprintln!("SKIPPED: the avx2 cap: this CPU has no AVX2");
+    }
+    let (code, _, err) = lbm(&["--simd", "sse9", "info", m]);
+    assert_ne!(code, 0);
+    assert!(err.contains("avx2"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_lbm")).args(["info", m]).env("LBM_SIMD", "sse9").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LBM_SIMD"));
+}

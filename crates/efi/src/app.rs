@@ -104,6 +104,11 @@ pub fn run() -> Status {
     hwtest(&mut esp, &mut con, &exec);
 
     let settings = load_settings(&mut esp);
+    if let Some(cap) = settings.simd {
+        let level = kernels::cpu::force_level(cap);
+        sayln(&format!("SIMD:   {} (capped by simd = {} in {CFG_PATH})", level.name(), cap.name()));
+        con.set_simd(level.name());
+    }
     menu_loop(&mut esp, &mut con, &exec, &settings)
 }
 

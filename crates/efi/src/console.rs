@@ -120,6 +120,11 @@ pub struct UefiConsole {
 }
 
 impl UefiConsole {
+    /// The SIMD level `/stats` reports (after a cap from the settings).
+    pub fn set_simd(&mut self, simd: &str) {
+        self.simd = String::from(simd);
+    }
+
     pub fn new(tsc_hz: u64, simd: &str, cores: usize) -> Self {
         UefiConsole {
             dec: KeyDecoder::new(),

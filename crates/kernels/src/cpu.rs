@@ -35,6 +35,14 @@ impl SimdLevel {
             SimdLevel::Avx512Vnni => "avx512vnni",
         }
     }
+
+    /// Every level, slowest first.
+    pub const ALL: [SimdLevel; 4] = [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512, SimdLevel::Avx512Vnni];
+
+    /// The level a [`name`](Self::name) names (case-insensitive).
+    pub fn from_name(s: &str) -> Option<SimdLevel> {
+        Self::ALL.into_iter().find(|l| l.name().eq_ignore_ascii_case(s.trim()))
+    }
 }
 
 /// What the processor and the OS (or firmware) allow.
@@ -166,8 +174,10 @@ pub fn level() -> SimdLevel {
     }
 }
 
-/// Caps the level (never raises it above what the CPU has). Used by tests and
-/// by `--simd scalar` to compare levels on the same machine.
+/// Caps the level (never raises it above what the CPU has) and returns the
+/// level now in use. Used by tests, by `lbm --simd`/`LBM_SIMD` and by
+/// `simd =` in the UEFI app's settings, to measure the lower levels on any
+/// machine.
 pub fn force_level(max: SimdLevel) -> SimdLevel {
     let l = detect().best_level().min(max);
     LEVEL.store(l as u8, Ordering::Relaxed);

@@ -35,6 +35,9 @@ pub struct ChatSettings {
     pub default_model: Option<String>,
     /// How the KV cache stores keys and values (settings file only).
     pub kv_type: KvType,
+    /// A cap on the SIMD level (settings file only; the app applies it at
+    /// start, to measure a lower level on a faster machine).
+    pub simd: Option<kernels::cpu::SimdLevel>,
 }
 
 impl Default for ChatSettings {
@@ -50,6 +53,7 @@ impl Default for ChatSettings {
             system_prompt: None,
             default_model: None,
             kv_type: KvType::F32,
+            simd: None,
         }
     }
 }
@@ -112,7 +116,7 @@ fn setting(key: &str, v: &str, s: &mut ChatSettings) -> Result<()> {
 impl ChatSettings {
     /// Parses a settings file (`key = value` lines, `#` comments) on top of
     /// the defaults. Keys: model, temperature, max_tokens, top_p, top_k,
-    /// min_p, repeat_penalty, seed, system, kv_type.
+    /// min_p, repeat_penalty, seed, system, kv_type, simd.
     pub fn parse_cfg(text: &str) -> Result<Self> {
         let mut s = ChatSettings::default();
         for (n, raw) in text.lines().enumerate() {
@@ -133,6 +137,13 @@ impl ChatSettings {
                     s.system_prompt = (!v.is_empty()).then(|| v.to_string());
                     Ok(())
                 }
+                "simd" => match kernels::cpu::SimdLevel::from_name(v) {
+                    Some(l) => {
+                        s.simd = Some(l);
+                        Ok(())
+                    }
+                    None => Err(Error::Usage(format!("simd must be scalar, avx2, avx512 or avx512vnni (got '{v}')"))),
+                },
                 "kv_type" => match KvType::from_name(v) {
                     Some(t) => {
                         s.kv_type = t;

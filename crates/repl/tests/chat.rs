@@ -190,6 +190,11 @@ fn settings_file_parses_and_rejects_bad_values() {
     assert!(e.to_string().contains("line 1"), "{e}");
     assert!(ChatSettings::parse_cfg("colour = blue").is_err());
     assert!(ChatSettings::parse_cfg("just words").is_err());
+    // The SIMD cap: a level name, or an error naming the choices.
+    assert_eq!(ChatSettings::parse_cfg("simd = AVX2").unwrap().simd, Some(kernels::cpu::SimdLevel::Avx2));
+    assert_eq!(ChatSettings::parse_cfg("").unwrap().simd, None);
+    let e = ChatSettings::parse_cfg("simd = sse9").unwrap_err();
+    assert!(e.to_string().contains("avx2"), "{e}");
 }
 
 #[test]
