@@ -18,7 +18,7 @@ use anyhow::{bail, ensure, Context, Result};
 use engine::gguf::{write_header, GgmlType, Gguf, TensorEntry, Value};
 use engine::load::load_model;
 use engine::model::Session;
-use engine::quantize::{encode, plan_tensors, QuantType, TensorPlan, TensorSpec};
+use engine::quantize::{encode, plan_tensors, ModelParams, QuantType, TensorPlan, TensorSpec};
 use kernels::exec::Executor;
 use kernels::ops::par_chunks_mut;
 
@@ -532,7 +532,8 @@ pub fn gen_model(
     let tensors = shape.tensors();
     let specs: Vec<TensorSpec<'_>> =
         tensors.iter().map(|(n, d)| TensorSpec { name: n, dims: d, ty: GgmlType::F32 }).collect();
-    let plan: Vec<TensorPlan> = plan_tensors(&specs, shape.layers as i64, ty)?;
+    let model = ModelParams::new(shape.arch, shape.layers as i64, shape.heads, shape.kv_heads);
+    let plan: Vec<TensorPlan> = plan_tensors(&specs, &model, ty)?;
     let mut meta = shape.metadata();
     meta.extend(match vocab {
         Some(p) => vocab_from(p, shape.vocab)?,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use engine::gguf::GgmlType;
-use engine::quantize::{plan_tensors, use_more_bits, QuantType, TensorSpec};
+use engine::quantize::{plan_tensors, use_more_bits, ModelParams, QuantType, TensorSpec};
 
 /// The tensors of a Llama-architecture model as (name, GGUF dims).
 fn llama_tensors(dim: u64, hidden: u64, layers: u64, kv: u64, vocab: u64, untied: bool) -> Vec<(String, Vec<u64>)> {
@@ -35,7 +35,7 @@ fn counts(tensors: &[(String, Vec<u64>)], layers: i64, ty: QuantType) -> BTreeMa
     let specs: Vec<TensorSpec<'_>> =
         tensors.iter().map(|(n, d)| TensorSpec { name: n, dims: d, ty: GgmlType::F32 }).collect();
     let mut c = BTreeMap::new();
-    for p in plan_tensors(&specs, layers, ty).unwrap() {
+    for p in plan_tensors(&specs, &ModelParams::new("llama", layers, 32, 32), ty).unwrap() {
         *c.entry(p.to.name()).or_insert(0) += 1;
     }
     c
@@ -69,7 +69,7 @@ fn q4_k_m_more_bits_layers_and_fallbacks() {
     let t = llama_tensors(4096, 11008, 32, 4096, 32000, true);
     let specs: Vec<TensorSpec<'_>> =
         t.iter().map(|(n, d)| TensorSpec { name: n, dims: d, ty: GgmlType::F32 }).collect();
-    let plan = plan_tensors(&specs, 32, QuantType::Q4_K_M).unwrap();
+    let plan = plan_tensors(&specs, &ModelParams::new("llama", 32, 32, 32), QuantType::Q4_K_M).unwrap();
     for p in &plan {
         if let Some(rest) = p.name.strip_prefix("blk.") {
             let layer: i64 = rest.split('.').next().unwrap().parse().unwrap();
@@ -85,7 +85,7 @@ fn q4_k_m_more_bits_layers_and_fallbacks() {
     let t = llama_tensors(896, 4864, 24, 128, 151936, false);
     let specs: Vec<TensorSpec<'_>> =
         t.iter().map(|(n, d)| TensorSpec { name: n, dims: d, ty: GgmlType::F32 }).collect();
-    let plan = plan_tensors(&specs, 24, QuantType::Q4_K_M).unwrap();
+    let plan = plan_tensors(&specs, &ModelParams::new("llama", 24, 32, 32), QuantType::Q4_K_M).unwrap();
     let ty = |n: &str| plan.iter().find(|p| p.name == n).unwrap().to;
     assert_eq!(ty("token_embd.weight"), GgmlType::Q8_0);
     assert_eq!(ty("blk.5.attn_q.weight"), GgmlType::Q5_0);
@@ -98,10 +98,10 @@ fn q4_k_m_more_bits_layers_and_fallbacks() {
     let t = llama_tensors(64, 172, 2, 32, 512, true);
     let specs: Vec<TensorSpec<'_>> =
         t.iter().map(|(n, d)| TensorSpec { name: n, dims: d, ty: GgmlType::F32 }).collect();
-    let err = plan_tensors(&specs, 2, QuantType::Q4_0).unwrap_err();
+    let err = plan_tensors(&specs, &ModelParams::new("llama", 2, 32, 32), QuantType::Q4_0).unwrap_err();
     assert!(err.to_string().contains("172"), "{err}");
     // ...but Q4_K_M falls back all the way to F16 for such rows.
-    let plan = plan_tensors(&specs, 2, QuantType::Q4_K_M).unwrap();
+    let plan = plan_tensors(&specs, &ModelParams::new("llama", 2, 32, 32), QuantType::Q4_K_M).unwrap();
     assert_eq!(plan.iter().find(|p| p.name == "blk.0.ffn_down.weight").unwrap().to, GgmlType::F16);
 }
 
