@@ -12,6 +12,7 @@ use engine::load::load_model;
 use engine::quantize::{plan, quantize_gguf, quantize_gguf_with, QuantType};
 use engine::sampler::argmax;
 use kernels::exec::{Executor, Serial};
+use lbm::bench::{gen_model, Shape, SHAPES};
 use lbm::quantize::{quantize, quantize_with};
 
 struct Reference {
@@ -356,4 +357,113 @@ fn the_summary_names_k_quant_mixes() {
     let q = quantize_gguf(&file, QuantType::Q4_0).unwrap().to_bytes().unwrap();
     assert_eq!(engine::load::probe(&q, q.len() as u64).unwrap().tensor_type, "Q4_0");
     assert_eq!(engine::load::probe(&file, file.len() as u64).unwrap().tensor_type, "F32");
+}
+
+// ---------------------------------------------------------------- byte identity with llama-quantize
+
+/// The small random-weight models whose quantized files are compared, byte
+/// for byte, with llama-quantize's (c392e50), as (name, shape, seed):
+/// - `llama-gqa4`: rows of 256 and 512 (K-quants fit everywhere), 8 layers
+///   (the n_layer / 8 and / 16 and `use_more_bits` rules pick different
+///   layers), 4 query heads per KV head (the n_gqa >= 4 rules for attn_v),
+///   a separate output;
+/// - `llama-288`: rows of 288 (not whole super-blocks: the fallbacks to
+///   IQ4_NL, Q5_0, Q5_1, Q8_0), n_gqa 1, the output tied to the embedding;
+/// - `phi2`: the fused attn_qkv layout, LayerNorm with biases.
+fn identity_shapes() -> Vec<(&'static str, Shape, u64)> {
+    let base = |s: &str| *SHAPES.iter().find(|x| x.name == s).unwrap();
+    vec![
+        (
+            "llama-gqa4",
+            Shape {
+                dim: 256,
+                hidden: 512,
+                layers: 8,
+                heads: 4,
+                kv_heads: 1,
+                vocab: 320,
+                ctx: 64,
+                ..base("stories15M")
+            },
+            11,
+        ),
+        (
+            "llama-288",
+            Shape {
+                dim: 288,
+                hidden: 768,
+                layers: 4,
+                heads: 6,
+                kv_heads: 6,
+                vocab: 300,
+                ctx: 64,
+                untied: false,
+                ..base("stories15M")
+            },
+            12,
+        ),
+        (
+            "phi2",
+            Shape {
+                dim: 256,
+                hidden: 512,
+                layers: 4,
+                heads: 4,
+                kv_heads: 4,
+                vocab: 300,
+                ctx: 64,
+                n_rot: Some(16),
+                ..base("phi-2")
+            },
+            13,
+        ),
+    ]
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes the F32 inputs of [`quantized_files_are_byte_identical_to_llama_quantize`]
+/// into `$LBM_QUANT_INPUTS` (how the reference hashes were made: see
+/// tests/data/testdata/SOURCES.md).
+#[test]
+#[ignore = "writes the inputs for llama-quantize; run by hand"]
+fn write_llama_quantize_inputs() {
+    let dir = PathBuf::from(std::env::var_os("LBM_QUANT_INPUTS").expect("set LBM_QUANT_INPUTS to a folder"));
+    for (name, shape, seed) in identity_shapes() {
+        gen_model(&shape, QuantType::F32, &dir.join(format!("{name}.gguf")), None, seed, 1, &mut |_| {}).unwrap();
+    }
+}
+
+#[test]
+fn quantized_files_are_byte_identical_to_llama_quantize() {
+    let path = testdata::path("testdata/expected/llama-quantize.json");
+    let want: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut mismatches = Vec::new();
+    for (name, shape, seed) in identity_shapes() {
+        let input = dir.path().join(format!("{name}.gguf"));
+        gen_model(&shape, QuantType::F32, &input, None, seed, 2, &mut |_| {}).unwrap();
+        let file = std::fs::read(&input).unwrap();
+        let w = &want["inputs"][name];
+        assert_eq!(sha256_hex(&file), w["sha256"].as_str().unwrap(), "{name}: the F32 input is not the same file");
+        for ty in QuantType::ALL {
+            let expected =
+                w["outputs"][ty.name()].as_str().unwrap_or_else(|| panic!("{name}: no hash for {}", ty.name()));
+            let q = quantize_gguf(&file, ty).unwrap().to_bytes().unwrap();
+            if sha256_hex(&q) != expected {
+                mismatches.push(format!("{name} {}", ty.name()));
+            }
+            // The file loads and gives finite logits.
+            let m = load_model(Box::new(q)).unwrap_or_else(|e| panic!("{name} {}: {e}", ty.name()));
+            let mut sess = engine::model::Session::new(&m, 8).unwrap();
+            for id in [1u32, 7, 200] {
+                let logits = sess.eval(&m, &[id], &Serial).unwrap();
+                assert!(logits.iter().all(|v| v.is_finite()), "{name} {}: logits not finite", ty.name());
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "not byte-identical to llama-quantize: {mismatches:?}");
 }
