@@ -420,6 +420,51 @@ fn identity_shapes() -> Vec<(&'static str, Shape, u64)> {
     ]
 }
 
+/// `file` with the first rows of every matrix overwritten by patterns that
+/// random weights never give, per group of 16 values: zeros, a constant, a
+/// lone outlier, values too small to quantize (below ggml's 1e-15 group
+/// threshold), large values, all negative, equal magnitudes of both signs,
+/// and exact halves (rounding ties).
+fn with_edge_cases(file: &[u8]) -> Vec<u8> {
+    let g = Gguf::parse(file, file.len() as u64).unwrap();
+    let mut w = GgufWriter::new();
+    for (k, v) in &g.metadata {
+        w.add_kv(k, v.clone());
+    }
+    for t in &g.tensors {
+        let mut x: Vec<f32> = g
+            .tensor_data(file, &t.name)
+            .unwrap()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        if t.dims.len() >= 2 {
+            let cols = t.dims[0] as usize;
+            for row in 0..8.min(x.len() / cols) {
+                for (gi, grp) in x[row * cols..(row + 1) * cols].chunks_mut(16).enumerate() {
+                    let r = grp[0];
+                    match (gi + row) % 8 {
+                        0 => grp.fill(0.0),
+                        1 => grp.fill(0.0123),
+                        2 => {
+                            grp.fill(0.0);
+                            grp[gi % 16] = -1.5;
+                        }
+                        3 => grp.iter_mut().for_each(|v| *v *= 1e-18),
+                        4 => grp.iter_mut().for_each(|v| *v *= 3e4),
+                        5 => grp.iter_mut().for_each(|v| *v = -v.abs()),
+                        6 => grp.iter_mut().enumerate().for_each(|(i, v)| *v = if i % 2 == 0 { r } else { -r }),
+                        _ => grp.iter_mut().enumerate().for_each(|(i, v)| *v = (i as f32 - 7.5) / 8.0),
+                    }
+                }
+            }
+        }
+        let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+        w.add_tensor(&t.name, &t.dims, t.ty, bytes).unwrap();
+    }
+    w.to_bytes().unwrap()
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
@@ -435,6 +480,8 @@ fn write_llama_quantize_inputs() {
     for (name, shape, seed) in identity_shapes() {
         gen_model(&shape, QuantType::F32, &dir.join(format!("{name}.gguf")), None, seed, 1, &mut |_| {}).unwrap();
     }
+    let f = std::fs::read(dir.join("llama-gqa4.gguf")).unwrap();
+    std::fs::write(dir.join("llama-gqa4-edges.gguf"), with_edge_cases(&f)).unwrap();
 }
 
 #[test]
@@ -443,10 +490,17 @@ fn quantized_files_are_byte_identical_to_llama_quantize() {
     let want: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut mismatches = Vec::new();
+    let mut inputs = Vec::new();
     for (name, shape, seed) in identity_shapes() {
         let input = dir.path().join(format!("{name}.gguf"));
         gen_model(&shape, QuantType::F32, &input, None, seed, 2, &mut |_| {}).unwrap();
         let file = std::fs::read(&input).unwrap();
+        if name == "llama-gqa4" {
+            inputs.push(("llama-gqa4-edges", with_edge_cases(&file)));
+        }
+        inputs.push((name, file));
+    }
+    for (name, file) in inputs {
         let w = &want["inputs"][name];
         assert_eq!(sha256_hex(&file), w["sha256"].as_str().unwrap(), "{name}: the F32 input is not the same file");
         for ty in QuantType::ALL {
@@ -456,7 +510,14 @@ fn quantized_files_are_byte_identical_to_llama_quantize() {
             if sha256_hex(&q) != expected {
                 mismatches.push(format!("{name} {}", ty.name()));
             }
-            // The file loads and gives finite logits.
+            // The file loads and gives finite logits. Not asked of the edge
+            // cases: their large rows make activations beyond the f16 scale of
+            // a Q8_0 activation block (amax / 127 > 65504), so the types that
+            // multiply with Q8_0 activations give infinities there (measured:
+            // F32, F16 and Q4_K_M stay finite, Q8_0, Q4_0 and IQ4_NL do not).
+            if name == "llama-gqa4-edges" {
+                continue;
+            }
             let m = load_model(Box::new(q)).unwrap_or_else(|e| panic!("{name} {}: {e}", ty.name()));
             let mut sess = engine::model::Session::new(&m, 8).unwrap();
             for id in [1u32, 7, 200] {
