@@ -490,6 +490,7 @@ fn quantized_files_are_byte_identical_to_llama_quantize() {
     let want: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut mismatches = Vec::new();
+    let pool = ThreadPool::new(2);
     let mut inputs = Vec::new();
     for (name, shape, seed) in identity_shapes() {
         let input = dir.path().join(format!("{name}.gguf"));
@@ -506,7 +507,8 @@ fn quantized_files_are_byte_identical_to_llama_quantize() {
         for ty in QuantType::ALL {
             let expected =
                 w["outputs"][ty.name()].as_str().unwrap_or_else(|| panic!("{name}: no hash for {}", ty.name()));
-            let q = quantize_gguf(&file, ty).unwrap().to_bytes().unwrap();
+            // Two threads: the bytes do not depend on them (results_do_not_depend_on_thread_count).
+            let q = quantize_gguf_with(&file, ty, &pool, &mut |_| {}).unwrap().to_bytes().unwrap();
             if sha256_hex(&q) != expected {
                 mismatches.push(format!("{name} {}", ty.name()));
             }
@@ -520,7 +522,7 @@ fn quantized_files_are_byte_identical_to_llama_quantize() {
             }
             let m = load_model(Box::new(q)).unwrap_or_else(|e| panic!("{name} {}: {e}", ty.name()));
             let mut sess = engine::model::Session::new(&m, 8).unwrap();
-            for id in [1u32, 7, 200] {
+            for id in [1u32, 200] {
                 let logits = sess.eval(&m, &[id], &Serial).unwrap();
                 assert!(logits.iter().all(|v| v.is_finite()), "{name} {}: logits not finite", ty.name());
             }
