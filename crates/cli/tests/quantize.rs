@@ -465,6 +465,145 @@ fn with_edge_cases(file: &[u8]) -> Vec<u8> {
     w.to_bytes().unwrap()
 }
 
+/// A GGUF of `arch` with hyper-parameters `meta` and the F32 `tensors`
+/// (name, dims) filled from a xorshift stream: not a model anything runs,
+/// only what llama-quantize's rules look at (few rows per matrix keep the
+/// 80-layer file small).
+fn rule_model(arch: &str, meta: &[(&str, Value)], tensors: &[(String, Vec<u64>)], seed: u64) -> Vec<u8> {
+    let mut w = GgufWriter::new();
+    w.add_kv("general.architecture", Value::String(arch.into()));
+    for (k, v) in meta {
+        w.add_kv(&format!("{arch}.{k}"), v.clone());
+    }
+    let mut s = seed | 1;
+    for (name, dims) in tensors {
+        let n: u64 = dims.iter().product();
+        let data: Vec<u8> = (0..n)
+            .flat_map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let u = ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1;
+                (if name.contains("norm") { 1.0 + u } else { u }).to_le_bytes()
+            })
+            .collect();
+        w.add_tensor(name, dims, GgmlType::F32, data).unwrap();
+    }
+    w.to_bytes().unwrap()
+}
+
+/// Models for the rules the generated shapes do not reach, as (name, file):
+/// - `llama-80`: 80 layers with grouped KV heads, which llama.cpp classes as
+///   a 70B (attn_v gets Q5_K for Q3_K/Q4_K); two-digit layers also check the
+///   tensor order;
+/// - `falcon`: Falcon's own rules (output always Q8_0, ffn_down, attn_output, attn_qkv);
+/// - `moe8`: a Mixtral-like model with 8 experts (attn_v and attn_k Q8_0,
+///   attn_output Q5_K), its ffn_down split per expert in the old way, so the
+///   layer comes from the name.
+fn rule_models() -> Vec<(&'static str, Vec<u8>)> {
+    let u = |v: u32| Value::U32(v);
+    let f = |v: f32| Value::F32(v);
+    let (d, h) = (256u64, 512u64);
+    let mut out = Vec::new();
+
+    let mut t = vec![
+        ("token_embd.weight".to_string(), vec![d, 8]),
+        ("output_norm.weight".to_string(), vec![d]),
+        ("output.weight".to_string(), vec![d, 8]),
+    ];
+    for i in 0..80 {
+        for (n, dims) in [
+            ("attn_norm.weight", vec![d]),
+            ("attn_q.weight", vec![d, 4]),
+            ("attn_k.weight", vec![d, 4]),
+            ("attn_v.weight", vec![d, 4]),
+            ("attn_output.weight", vec![d, 4]),
+            ("ffn_norm.weight", vec![d]),
+            ("ffn_gate.weight", vec![d, 4]),
+            ("ffn_up.weight", vec![d, 4]),
+            ("ffn_down.weight", vec![h, 4]),
+        ] {
+            t.push((format!("blk.{i}.{n}"), dims));
+        }
+    }
+    let meta = [
+        ("context_length", u(64)),
+        ("embedding_length", u(d as u32)),
+        ("block_count", u(80)),
+        ("feed_forward_length", u(h as u32)),
+        ("attention.head_count", u(8)),
+        ("attention.head_count_kv", u(2)),
+        ("attention.layer_norm_rms_epsilon", f(1e-5)),
+    ];
+    out.push(("llama-80", rule_model("llama", &meta, &t, 21)));
+
+    let mut t = vec![
+        ("token_embd.weight".to_string(), vec![d, 8]),
+        ("output_norm.weight".to_string(), vec![d]),
+        ("output_norm.bias".to_string(), vec![d]),
+        ("output.weight".to_string(), vec![d, 8]),
+    ];
+    for i in 0..32 {
+        for (n, dims) in [
+            ("attn_norm.weight", vec![d]),
+            ("attn_norm.bias", vec![d]),
+            ("attn_qkv.weight", vec![d, 12]),
+            ("attn_output.weight", vec![d, 4]),
+            ("ffn_up.weight", vec![d, 4]),
+            ("ffn_down.weight", vec![h, 4]),
+        ] {
+            t.push((format!("blk.{i}.{n}"), dims));
+        }
+    }
+    let meta = [
+        ("context_length", u(64)),
+        ("embedding_length", u(d as u32)),
+        ("block_count", u(32)),
+        ("feed_forward_length", u(h as u32)),
+        ("attention.head_count", u(4)),
+        ("attention.head_count_kv", u(1)),
+        ("attention.layer_norm_epsilon", f(1e-5)),
+    ];
+    out.push(("falcon", rule_model("falcon", &meta, &t, 22)));
+
+    let mut t = vec![
+        ("token_embd.weight".to_string(), vec![d, 8]),
+        ("output_norm.weight".to_string(), vec![d]),
+        ("output.weight".to_string(), vec![d, 8]),
+    ];
+    for i in 0..8 {
+        for (n, dims) in [
+            ("attn_norm.weight", vec![d]),
+            ("attn_q.weight", vec![d, 4]),
+            ("attn_k.weight", vec![d, 4]),
+            ("attn_v.weight", vec![d, 4]),
+            ("attn_output.weight", vec![d, 4]),
+            ("ffn_norm.weight", vec![d]),
+            ("ffn_gate_inp.weight", vec![d, 8]),
+            ("ffn_gate_exps.weight", vec![d, 4, 8]),
+            ("ffn_up_exps.weight", vec![d, 4, 8]),
+        ] {
+            t.push((format!("blk.{i}.{n}"), dims));
+        }
+        for e in 0..8 {
+            t.push((format!("blk.{i}.ffn_down.{e}.weight"), vec![h, 4]));
+        }
+    }
+    let meta = [
+        ("context_length", u(64)),
+        ("embedding_length", u(d as u32)),
+        ("block_count", u(8)),
+        ("feed_forward_length", u(h as u32)),
+        ("attention.head_count", u(4)),
+        ("attention.head_count_kv", u(4)),
+        ("attention.layer_norm_rms_epsilon", f(1e-5)),
+        ("expert_count", u(8)),
+        ("expert_used_count", u(2)),
+    ];
+    out.push(("moe8", rule_model("llama", &meta, &t, 23)));
+    out
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
@@ -482,6 +621,9 @@ fn write_llama_quantize_inputs() {
     }
     let f = std::fs::read(dir.join("llama-gqa4.gguf")).unwrap();
     std::fs::write(dir.join("llama-gqa4-edges.gguf"), with_edge_cases(&f)).unwrap();
+    for (name, file) in rule_models() {
+        std::fs::write(dir.join(format!("{name}.gguf")), file).unwrap();
+    }
 }
 
 #[test]
@@ -501,6 +643,7 @@ fn quantized_files_are_byte_identical_to_llama_quantize() {
         }
         inputs.push((name, file));
     }
+    inputs.extend(rule_models());
     for (name, file) in inputs {
         let w = &want["inputs"][name];
         assert_eq!(sha256_hex(&file), w["sha256"].as_str().unwrap(), "{name}: the F32 input is not the same file");
@@ -517,7 +660,9 @@ fn quantized_files_are_byte_identical_to_llama_quantize() {
             // a Q8_0 activation block (amax / 127 > 65504), so the types that
             // multiply with Q8_0 activations give infinities there (measured:
             // F32, F16 and Q4_K_M stay finite, Q8_0, Q4_0 and IQ4_NL do not).
-            if name == "llama-gqa4-edges" {
+            // Nor of the rule models, which are tensor lists rather than
+            // models (Falcon and per-expert tensors the engine does not load).
+            if name == "llama-gqa4-edges" || ["llama-80", "falcon", "moe8"].contains(&name) {
                 continue;
             }
             let m = load_model(Box::new(q)).unwrap_or_else(|e| panic!("{name} {}: {e}", ty.name()));

@@ -149,14 +149,18 @@ pub fn use_more_bits(i_layer: i64, n_layers: i64) -> bool {
     i_layer < n_layers / 8 || i_layer >= 7 * n_layers / 8 || (i_layer - n_layers / 8) % 3 == 2
 }
 
-/// The layer of a "blk.N." tensor, -1 for the others (as llama.cpp's sscanf).
+/// The layer of a "blk.N." tensor, -1 for the others: llama.cpp's
+/// `sscanf(name, "blk.%d.", ...)`, which takes the number whatever follows it.
 fn layer_of(name: &str) -> i64 {
     let Some(rest) = name.strip_prefix("blk.") else { return -1 };
-    let digits: &str = &rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())];
-    if digits.is_empty() || !rest[digits.len()..].starts_with('.') {
+    let rest = rest.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let signed = rest.starts_with(['-', '+']);
+    let end =
+        rest[usize::from(signed)..].find(|c: char| !c.is_ascii_digit()).map_or(rest.len(), |i| i + usize::from(signed));
+    if end == usize::from(signed) {
         return -1;
     }
-    digits.parse().unwrap_or(-1)
+    rest[..end].parse().unwrap_or(-1)
 }
 
 /// The llama.cpp name of a `general.file_type` value (`llama_ftype`).
@@ -572,6 +576,8 @@ mod tests {
         assert_eq!(layer_of("blk.0.attn_q.weight"), 0);
         assert_eq!(layer_of("output.weight"), -1);
         assert_eq!(layer_of("blk.x.y"), -1);
+        assert_eq!(layer_of("blk.7"), 7);
+        assert_eq!(layer_of("blk.-"), -1);
     }
 
     #[test]
