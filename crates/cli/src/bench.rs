@@ -48,7 +48,7 @@ pub struct BenchArgs {
     /// qwen2-0.5B, gemma-2b, phi-2, mistral-7b.
     #[arg(long, requires = "output")]
     pub gen_model: Option<String>,
-    /// Type of the generated model: f32, f16, q8_0, q4_0, q4_1, q5_1, q4_k_m, q6_k.
+    /// Type of the generated model: f32, f16 or any `lbm quantize` type (q8_0, q4_k_m, iq4_xs, ...).
     #[arg(long = "type", default_value = "q8_0")]
     pub ty: String,
     /// Where to write the generated model.
