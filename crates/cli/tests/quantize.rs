@@ -675,3 +675,16 @@ fn quantized_files_are_byte_identical_to_llama_quantize() {
     }
     assert!(mismatches.is_empty(), "not byte-identical to llama-quantize: {mismatches:?}");
 }
+
+#[test]
+fn help_lists_every_file_type() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbm")).args(["quantize", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    for ty in QuantType::ALL {
+        let name = ty.name().to_ascii_lowercase();
+        assert!(
+            help.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').any(|w| w == name),
+            "`lbm quantize --help` does not name {name}:\n{help}"
+        );
+    }
+}
