@@ -18,7 +18,7 @@ use anyhow::{bail, ensure, Context, Result};
 use engine::gguf::{write_header, GgmlType, Gguf, TensorEntry, Value};
 use engine::load::load_model;
 use engine::model::Session;
-use engine::quantize::{encode, plan_tensors, QuantType, TensorPlan, TensorSpec};
+use engine::quantize::{encode, plan_tensors, ModelParams, QuantType, TensorPlan, TensorSpec};
 use kernels::exec::Executor;
 use kernels::ops::par_chunks_mut;
 
@@ -48,7 +48,7 @@ pub struct BenchArgs {
     /// qwen2-0.5B, gemma-2b, phi-2, mistral-7b.
     #[arg(long, requires = "output")]
     pub gen_model: Option<String>,
-    /// Type of the generated model: f32, f16, q8_0, q4_0, q4_1, q5_1, q4_k_m, q6_k.
+    /// Type of the generated model: f32, f16 or any `lbm quantize` type (q8_0, q4_k_m, iq4_xs, ...).
     #[arg(long = "type", default_value = "q8_0")]
     pub ty: String,
     /// Where to write the generated model.
@@ -532,7 +532,8 @@ pub fn gen_model(
     let tensors = shape.tensors();
     let specs: Vec<TensorSpec<'_>> =
         tensors.iter().map(|(n, d)| TensorSpec { name: n, dims: d, ty: GgmlType::F32 }).collect();
-    let plan: Vec<TensorPlan> = plan_tensors(&specs, shape.layers as i64, ty)?;
+    let model = ModelParams::new(shape.arch, shape.layers as i64, shape.heads, shape.kv_heads);
+    let plan: Vec<TensorPlan> = plan_tensors(&specs, &model, ty)?;
     let mut meta = shape.metadata();
     meta.extend(match vocab {
         Some(p) => vocab_from(p, shape.vocab)?,

@@ -148,7 +148,8 @@ struct QuantizeArgs {
     /// The GGUF file to write.
     #[arg(short, long)]
     output: PathBuf,
-    /// Target: q8_0, q4_0, q4_1, q5_1, q4_k_m, q6_k, f16 or f32.
+    /// Target, as llama-quantize names them: q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k_s, q3_k_m,
+    /// q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k, iq4_nl, iq4_xs, f16 or f32.
     #[arg(long, value_parser = parse_quant_type)]
     r#type: engine::quantize::QuantType,
     /// Threads (default: all cores).

@@ -1,5 +1,7 @@
-//! `lbm quantize`: a GGUF file to Q8_0, Q4_0, Q4_1, Q5_1, Q4_K_M, Q6_K, F16 or F32, with
-//! llama.cpp's choice of type per tensor (see `engine::quantize`).
+//! `lbm quantize`: a GGUF file to any of llama-quantize's file types listed in
+//! `engine::quantize::QuantType` (Q8_0 ... Q2_K, the K-quant mixes, IQ4_NL,
+//! IQ4_XS, F16, F32), with llama.cpp's choice of type per tensor, byte for
+//! byte (see `engine::quantize`).
 
 use std::io::Write;
 use std::path::Path;

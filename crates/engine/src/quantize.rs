@@ -7,18 +7,23 @@
 //! not norms, position embeddings, token types or MoE gates. The others are
 //! copied as they are (1-D tensors stay F32).
 //!
-//! Which type a quantized file type gives each tensor (llama.cpp's
-//! `llama_tensor_get_type`, for the types offered here):
+//! Which type a quantized file type gives each tensor: llama.cpp's
+//! `llama_tensor_get_type` (c392e50), rule for rule, for the file types
+//! offered here, without an importance matrix. In short:
 //! - `output.weight`, or `token_embd.weight` when there is no separate
-//!   output: Q6_K, or Q8_0 when its rows are not a multiple of 256 (a Q8_0
-//!   file keeps Q8_0).
-//! - Q4_K_M: `attn_v.weight` and `ffn_down` get Q6_K on the layers
-//!   `use_more_bits` picks (the first and last eighth, and every third layer
-//!   in between), fused `attn_qkv.weight` gets Q5_K, everything else Q4_K.
+//!   output: Q6_K, or Q8_0 when its rows are not whole blocks of the file
+//!   type's main type, or for Falcon (a Q8_0 file keeps Q8_0).
+//! - The K-quant mixes raise some tensors: `attn_v.weight` (by the share of
+//!   query heads per KV head, `n_gqa`, and its running count), `ffn_down`
+//!   (by layer: `use_more_bits` picks the first and last eighth and every
+//!   third layer in between), `attn_output.weight`, fused `attn_qkv.weight`;
+//!   mixture-of-experts models with 8 experts, 70B models and Falcon have
+//!   their own rules. IQ4_NL and IQ4_XS give `attn_v` Q5_K when n_gqa >= 4
+//!   and the first eighth of `ffn_down` Q5_K.
 //! - A row length that is not a multiple of the chosen type's block falls
-//!   back: Q4_K to Q5_0, Q6_K to Q8_0, Q5_K to Q5_1, and then to F16 if even
-//!   that does not fit. Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 rows that are not
-//!   whole blocks are an error, as in
+//!   back: Q2_K, Q3_K and IQ4_XS to IQ4_NL, Q4_K to Q5_0, Q5_K to Q5_1, Q6_K
+//!   to Q8_0, and then to F16 if even that does not fit. Q8_0, Q4_0, Q4_1,
+//!   Q5_0, Q5_1 and IQ4_NL rows that are not whole blocks are an error, as in
 //!   llama.cpp.
 //!
 //! Tensors are written in llama.cpp's order (non-layer tensors, then layer by
@@ -45,24 +50,44 @@ pub enum QuantType {
     Q8_0,
     Q4_0,
     Q4_1,
+    Q5_0,
     Q5_1,
+    Q2_K,
+    Q3_K_S,
+    Q3_K_M,
+    Q3_K_L,
+    Q4_K_S,
     Q4_K_M,
+    Q5_K_S,
+    Q5_K_M,
     Q6_K,
+    IQ4_NL,
+    IQ4_XS,
 }
 
 /// One row per file type: (type, llama.cpp's name, `general.file_type`
 /// (llama.cpp's `llama_ftype`), the type most matrices get). Adding a
 /// single-type file type is a row here (its weight type's quantizer comes
 /// from the kernels' table, `kernels::types`).
-const FILE_TYPES: [(QuantType, &str, u32, GgmlType); 8] = [
+const FILE_TYPES: [(QuantType, &str, u32, GgmlType); 18] = [
     (QuantType::F32, "F32", 0, GgmlType::F32),
     (QuantType::F16, "F16", 1, GgmlType::F16),
     (QuantType::Q8_0, "Q8_0", 7, GgmlType::Q8_0),
     (QuantType::Q4_0, "Q4_0", 2, GgmlType::Q4_0),
     (QuantType::Q4_1, "Q4_1", 3, GgmlType::Q4_1),
+    (QuantType::Q5_0, "Q5_0", 8, GgmlType::Q5_0),
     (QuantType::Q5_1, "Q5_1", 9, GgmlType::Q5_1),
+    (QuantType::Q2_K, "Q2_K", 10, GgmlType::Q2_K),
+    (QuantType::Q3_K_S, "Q3_K_S", 11, GgmlType::Q3_K),
+    (QuantType::Q3_K_M, "Q3_K_M", 12, GgmlType::Q3_K),
+    (QuantType::Q3_K_L, "Q3_K_L", 13, GgmlType::Q3_K),
+    (QuantType::Q4_K_S, "Q4_K_S", 14, GgmlType::Q4_K),
     (QuantType::Q4_K_M, "Q4_K_M", 15, GgmlType::Q4_K),
+    (QuantType::Q5_K_S, "Q5_K_S", 16, GgmlType::Q5_K),
+    (QuantType::Q5_K_M, "Q5_K_M", 17, GgmlType::Q5_K),
     (QuantType::Q6_K, "Q6_K", 18, GgmlType::Q6_K),
+    (QuantType::IQ4_NL, "IQ4_NL", 25, GgmlType::IQ4_NL),
+    (QuantType::IQ4_XS, "IQ4_XS", 30, GgmlType::IQ4_XS),
 ];
 
 impl QuantType {
@@ -124,14 +149,18 @@ pub fn use_more_bits(i_layer: i64, n_layers: i64) -> bool {
     i_layer < n_layers / 8 || i_layer >= 7 * n_layers / 8 || (i_layer - n_layers / 8) % 3 == 2
 }
 
-/// The layer of a "blk.N." tensor, -1 for the others (as llama.cpp's sscanf).
+/// The layer of a "blk.N." tensor, -1 for the others: llama.cpp's
+/// `sscanf(name, "blk.%d.", ...)`, which takes the number whatever follows it.
 fn layer_of(name: &str) -> i64 {
     let Some(rest) = name.strip_prefix("blk.") else { return -1 };
-    let digits: &str = &rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len())];
-    if digits.is_empty() || !rest[digits.len()..].starts_with('.') {
+    let rest = rest.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let signed = rest.starts_with(['-', '+']);
+    let end =
+        rest[usize::from(signed)..].find(|c: char| !c.is_ascii_digit()).map_or(rest.len(), |i| i + usize::from(signed));
+    if end == usize::from(signed) {
         return -1;
     }
-    digits.parse().unwrap_or(-1)
+    rest[..end].parse().unwrap_or(-1)
 }
 
 /// The llama.cpp name of a `general.file_type` value (`llama_ftype`).
@@ -153,6 +182,8 @@ pub fn file_type_name(ft: u64) -> Option<&'static str> {
         16 => "Q5_K_S",
         17 => "Q5_K_M",
         18 => "Q6_K",
+        25 => "IQ4_NL",
+        30 => "IQ4_XS",
         32 => "BF16",
         _ => return None,
     })
@@ -179,6 +210,16 @@ fn is_quantizable(t: &TensorSpec<'_>) -> bool {
         && n != "token_types.weight"
         && !n.contains("ssm_conv1d.weight")
         && !n.contains("attn_rel_b.weight")
+        && ![
+            "time_mix_first.weight",
+            "time_mix_w1.weight",
+            "time_mix_w2.weight",
+            "time_mix_decay_w1.weight",
+            "time_mix_decay_w2.weight",
+            "time_mix_lerp_fused.weight",
+        ]
+        .iter()
+        .any(|s| n.contains(s))
 }
 
 /// ggml's `ggml_n_dims`: trailing dimensions of 1 do not count.
@@ -190,47 +231,192 @@ fn n_dims(dims: &[u64]) -> usize {
     n
 }
 
+/// What llama.cpp's rules look at besides the tensors: the architecture and
+/// the hyper-parameters it reads from the GGUF metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelParams<'a> {
+    /// `general.architecture`.
+    pub arch: &'a str,
+    /// `{arch}.block_count`.
+    pub n_layer: i64,
+    /// `{arch}.attention.head_count` (of the first layer).
+    pub n_head: u64,
+    /// `{arch}.attention.head_count_kv` (of the first layer; head_count when absent).
+    pub n_head_kv: u64,
+    /// `{arch}.expert_count` (0 when absent).
+    pub n_expert: u64,
+}
+
+impl<'a> ModelParams<'a> {
+    /// A model of `n_layer` layers of `arch` with `n_head` query and
+    /// `n_head_kv` key/value heads, without experts.
+    pub fn new(arch: &'a str, n_layer: i64, n_head: u64, n_head_kv: u64) -> Self {
+        ModelParams { arch, n_layer, n_head, n_head_kv, n_expert: 0 }
+    }
+
+    /// The parameters of a GGUF model, read as llama.cpp reads them.
+    pub fn of(g: &'a Gguf) -> Result<Self> {
+        let arch = g.architecture()?;
+        // A per-layer array counts by its first layer (llama.cpp's n_gqa() asks layer 0).
+        let first = |key: &str| -> Option<u64> {
+            match g.get(&format!("{arch}.{key}"))? {
+                Value::Array(a) => a.first().and_then(Value::as_u64),
+                v => v.as_u64(),
+            }
+        };
+        let n_layer = match first("block_count") {
+            Some(n) => n as i64,
+            None => g.tensors.iter().map(|t| layer_of(&t.name) + 1).max().unwrap_or(0),
+        };
+        let n_head = first("attention.head_count").unwrap_or(0);
+        let n_head_kv = first("attention.head_count_kv").unwrap_or(n_head);
+        let n_expert = first("expert_count").unwrap_or(0);
+        Ok(ModelParams { arch, n_layer, n_head, n_head_kv, n_expert })
+    }
+
+    /// llama.cpp's `n_gqa()`: query heads per key/value head, 0 without
+    /// key/value heads.
+    pub fn n_gqa(&self) -> u64 {
+        self.n_head.checked_div(self.n_head_kv).unwrap_or(0)
+    }
+
+    /// Whether llama.cpp classes the model as a 70B (80 layers of the
+    /// architectures that have that size; for Llama, with grouped KV heads).
+    fn is_70b(&self) -> bool {
+        self.n_layer == 80
+            && match self.arch {
+                "llama" => self.n_expert != 8 && self.n_head != self.n_head_kv,
+                "deci" | "qwen2" | "minicpm" | "olmo" => true,
+                _ => false,
+            }
+    }
+}
+
 /// The state llama.cpp carries while choosing types.
-struct Chooser {
+struct Chooser<'a> {
     ty: QuantType,
+    model: ModelParams<'a>,
     has_output: bool,
     n_attention_wv: i64,
     i_attention_wv: i64,
-    n_layer: i64,
     i_ffn_down: i64,
 }
 
-impl Chooser {
-    /// `llama_tensor_get_type` for the file types offered here.
+impl Chooser<'_> {
+    /// The layer a per-layer rule counts with: the running count of such
+    /// tensors, or, in mixture-of-experts models (whose expert tensors are not
+    /// in layer order), the layer in the name.
+    fn layer(&self, counter: i64, name: &str) -> Result<i64> {
+        if self.model.n_expert <= 1 {
+            return Ok(counter);
+        }
+        let i = layer_of(name);
+        if i < 0 || i >= self.model.n_layer {
+            return Err(Error::invalid(
+                format!("tensor '{name}'"),
+                format!("no layer in 0..{} in the name", self.model.n_layer),
+            ));
+        }
+        Ok(i)
+    }
+
+    /// `llama_tensor_get_type` for the file types offered here (no
+    /// importance matrix, no type overrides).
     fn choose(&mut self, name: &str, nx: u64) -> Result<GgmlType> {
-        let mut t = self.ty.default_type();
-        let q4km = self.ty == QuantType::Q4_K_M;
+        use GgmlType as G;
+        use QuantType as F;
+        let ft = self.ty;
+        let mut t = ft.default_type();
+        let falcon = self.model.arch == "falcon";
+        let (n_gqa, n_expert) = (self.model.n_gqa(), self.model.n_expert);
         if name == "output.weight" || (!self.has_output && name == "token_embd.weight") {
-            if !nx.is_multiple_of(t.block_size()) {
-                t = GgmlType::Q8_0;
-            } else if t != GgmlType::Q8_0 {
-                t = GgmlType::Q6_K;
+            // Shared embeddings get the output's type.
+            if falcon || !nx.is_multiple_of(t.block_size()) {
+                t = G::Q8_0;
+            } else if t != G::Q8_0 {
+                t = G::Q6_K;
             }
         } else if name == "token_embd.weight" {
             // No rule for these file types.
         } else if name.contains("attn_v.weight") {
-            if q4km && use_more_bits(self.i_attention_wv, self.n_attention_wv) {
-                t = GgmlType::Q6_K;
+            let (i, n) = (self.i_attention_wv, self.n_attention_wv);
+            t = match ft {
+                F::Q2_K if n_gqa >= 4 => G::Q4_K,
+                F::Q2_K => G::Q3_K,
+                F::Q3_K_M if i < 2 => G::Q5_K,
+                F::Q3_K_M => G::Q4_K,
+                F::Q3_K_L => G::Q5_K,
+                F::IQ4_NL | F::IQ4_XS if n_gqa >= 4 => G::Q5_K,
+                F::Q4_K_M | F::Q5_K_M if use_more_bits(i, n) => G::Q6_K,
+                F::Q4_K_S if i < 4 => G::Q5_K,
+                _ => t,
+            };
+            // A 70B's V matrix is 8 times smaller than Q's: more bits cost little.
+            if self.model.is_70b() && matches!(t, G::Q3_K | G::Q4_K) {
+                t = G::Q5_K;
+            }
+            if n_expert == 8 {
+                t = G::Q8_0;
             }
             self.i_attention_wv += 1;
-        } else if name.contains("ffn_down") {
-            if q4km && use_more_bits(self.i_ffn_down, self.n_layer) {
-                t = GgmlType::Q6_K;
+        } else if name.contains("attn_k.weight") {
+            if n_expert == 8 {
+                t = G::Q8_0;
             }
+        } else if name.contains("attn_q.weight") {
+            // No rule for these file types.
+        } else if name.contains("ffn_down") {
+            let (i, n) = (self.layer(self.i_ffn_down, name)?, self.model.n_layer);
+            t = match ft {
+                F::Q2_K => G::Q3_K,
+                F::Q3_K_M if i < n / 16 => G::Q5_K,
+                F::Q3_K_M if !falcon || use_more_bits(i, n) => G::Q4_K,
+                F::Q3_K_M => G::Q3_K,
+                F::Q3_K_L if falcon => G::Q4_K,
+                F::Q3_K_L => G::Q5_K,
+                F::Q4_K_M if falcon && i < n / 16 => G::Q6_K,
+                F::Q4_K_M if falcon && use_more_bits(i, n) => G::Q5_K,
+                F::Q4_K_M if falcon => G::Q4_K,
+                F::Q4_K_M if use_more_bits(i, n) => G::Q6_K,
+                F::IQ4_NL | F::IQ4_XS if i < n / 8 => G::Q5_K,
+                F::Q5_K_M if use_more_bits(i, n) => G::Q6_K,
+                F::Q4_K_S if !falcon && i < n / 8 => G::Q5_K,
+                _ => t,
+            };
             self.i_ffn_down += 1;
-        } else if name.contains("attn_qkv.weight") && q4km {
-            t = GgmlType::Q5_K;
+        } else if name.contains("attn_output.weight") {
+            t = match ft {
+                _ if falcon => {
+                    if ft == F::Q3_K_L {
+                        G::Q4_K
+                    } else {
+                        t
+                    }
+                }
+                F::Q2_K | F::Q3_K_S | F::Q3_K_M | F::IQ4_NL | F::Q4_K_S | F::Q4_K_M | F::IQ4_XS if n_expert == 8 => {
+                    G::Q5_K
+                }
+                _ if n_expert == 8 => t,
+                F::Q2_K => G::Q3_K,
+                F::Q3_K_M => G::Q4_K,
+                F::Q3_K_L => G::Q5_K,
+                _ => t,
+            };
+        } else if name.contains("attn_qkv.weight") {
+            t = match ft {
+                F::Q3_K_M | F::Q3_K_L => G::Q4_K,
+                F::Q4_K_M => G::Q5_K,
+                F::Q5_K_M => G::Q6_K,
+                _ => t,
+            };
         }
         if !nx.is_multiple_of(t.block_size()) {
+            // Rows that are not whole blocks: a nearby type with smaller blocks.
             t = match t {
-                GgmlType::Q4_K => GgmlType::Q5_0,
-                GgmlType::Q5_K => GgmlType::Q5_1,
-                GgmlType::Q6_K => GgmlType::Q8_0,
+                G::Q2_K | G::Q3_K | G::IQ4_XS => G::IQ4_NL,
+                G::Q4_K => G::Q5_0,
+                G::Q5_K => G::Q5_1,
+                G::Q6_K => G::Q8_0,
                 other => {
                     return Err(Error::invalid(
                         format!("tensor '{name}'"),
@@ -243,7 +429,7 @@ impl Chooser {
                 }
             };
             if !nx.is_multiple_of(t.block_size()) {
-                t = GgmlType::F16;
+                t = G::F16;
             }
         }
         Ok(t)
@@ -252,28 +438,24 @@ impl Chooser {
 
 /// The type every tensor of `g` gets for `ty`, in the order they are written.
 pub fn plan(g: &Gguf, ty: QuantType) -> Result<Vec<TensorPlan>> {
-    let arch = g.architecture()?;
-    let n_layer = match g.get(&format!("{arch}.block_count")).and_then(Value::as_u64) {
-        Some(n) => n as i64,
-        None => g.tensors.iter().map(|t| layer_of(&t.name) + 1).max().unwrap_or(0),
-    };
+    let model = ModelParams::of(g)?;
     let specs: Vec<TensorSpec<'_>> =
         g.tensors.iter().map(|t: &TensorInfo| TensorSpec { name: &t.name, dims: &t.dims, ty: t.ty }).collect();
-    plan_tensors(&specs, n_layer, ty)
+    plan_tensors(&specs, &model, ty)
 }
 
-/// [`plan`] for a model of `n_layer` layers described by its tensors (in any
-/// order): the plans come in llama.cpp's order (non-layer tensors first, then
-/// layer by layer, by name within each group).
-pub fn plan_tensors(tensors: &[TensorSpec<'_>], n_layer: i64, ty: QuantType) -> Result<Vec<TensorPlan>> {
+/// [`plan`] for a `model` described by its tensors (in any order): the plans
+/// come in llama.cpp's order (non-layer tensors first, then layer by layer,
+/// by name within each group).
+pub fn plan_tensors(tensors: &[TensorSpec<'_>], model: &ModelParams<'_>, ty: QuantType) -> Result<Vec<TensorPlan>> {
     let is_wv =
         |n: &str| n.contains("attn_v.weight") || n.contains("attn_qkv.weight") || n.contains("attn_kv_b.weight");
     let mut c = Chooser {
         ty,
+        model: *model,
         has_output: tensors.iter().any(|t| t.name == "output.weight"),
         n_attention_wv: tensors.iter().filter(|t| is_wv(t.name)).count() as i64,
         i_attention_wv: 0,
-        n_layer,
         i_ffn_down: 0,
     };
     let mut ordered: Vec<&TensorSpec<'_>> = tensors.iter().collect();
@@ -394,6 +576,8 @@ mod tests {
         assert_eq!(layer_of("blk.0.attn_q.weight"), 0);
         assert_eq!(layer_of("output.weight"), -1);
         assert_eq!(layer_of("blk.x.y"), -1);
+        assert_eq!(layer_of("blk.7"), 7);
+        assert_eq!(layer_of("blk.-"), -1);
     }
 
     #[test]
@@ -410,12 +594,13 @@ mod tests {
         // Fused QKV gets Q5_K in Q4_K_M; rows of 96 are not whole super-blocks.
         let dims = [96u64, 288];
         let t = [TensorSpec { name: "blk.0.attn_qkv.weight", dims: &dims, ty: GgmlType::F32 }];
-        let p = plan_tensors(&t, 1, QuantType::Q4_K_M).unwrap();
+        let m = ModelParams::new("llama", 1, 4, 4);
+        let p = plan_tensors(&t, &m, QuantType::Q4_K_M).unwrap();
         assert_eq!(p[0].to, GgmlType::Q5_1);
         // Rows that are not whole 32-blocks either go to F16.
         let dims = [80u64, 240];
         let t = [TensorSpec { name: "blk.0.attn_qkv.weight", dims: &dims, ty: GgmlType::F32 }];
-        assert_eq!(plan_tensors(&t, 1, QuantType::Q4_K_M).unwrap()[0].to, GgmlType::F16);
+        assert_eq!(plan_tensors(&t, &m, QuantType::Q4_K_M).unwrap()[0].to, GgmlType::F16);
     }
 
     #[test]
@@ -425,5 +610,10 @@ mod tests {
         assert_eq!(QuantType::parse("q4_1"), Some(QuantType::Q4_1));
         assert_eq!(QuantType::parse("Q5_1").map(QuantType::file_type), Some(9));
         assert_eq!(QuantType::parse("q3_k"), None);
+        assert_eq!(QuantType::parse("iq4_xs").map(QuantType::file_type), Some(30));
+        // Every file type's id names it back.
+        for t in QuantType::ALL {
+            assert_eq!(file_type_name(u64::from(t.file_type())), Some(t.name()));
+        }
     }
 }
