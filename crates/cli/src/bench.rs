@@ -13,7 +13,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ::host::pool::ThreadPool;
 use anyhow::{bail, ensure, Context, Result};
 use engine::gguf::{write_header, GgmlType, Gguf, TensorEntry, Value};
 use engine::load::load_model;
@@ -66,7 +65,7 @@ pub struct BenchArgs {
 
 /// Runs `lbm bench` with parsed arguments.
 pub fn run(a: &BenchArgs) -> Result<()> {
-    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let threads = crate::threads::count(a.threads);
     if let Some(shape) = &a.gen_model {
         let shape = Shape::find(shape)?;
         let ty = QuantType::parse(&a.ty).with_context(|| format!("unknown type '{}'", a.ty))?;
@@ -179,7 +178,7 @@ pub fn bench(o: &BenchOptions) -> Result<BenchReport> {
     };
     let ty = ty.unwrap_or_else(|| m.tensor_type().to_string());
     let vocab = m.config.vocab_size;
-    let pool = ThreadPool::new(o.threads);
+    let pool = crate::threads::pool(o.threads)?;
     let exec: &dyn Executor = &pool;
 
     let mut pp = Vec::new();
@@ -551,7 +550,7 @@ pub fn gen_model(
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = out.file_name().context("the output path has no file name")?.to_string_lossy();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let pool = ThreadPool::new(threads);
+    let pool = crate::threads::pool(threads)?;
     let t0 = Instant::now();
     let result = (|| -> Result<u64> {
         let f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;

@@ -386,9 +386,8 @@ struct InfoArgs {
     json: bool,
 }
 
-fn pool(threads: Option<usize>) -> ThreadPool {
-    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    ThreadPool::new(n.max(1))
+fn pool(threads: Option<usize>) -> Result<ThreadPool> {
+    lbm::threads::pool(lbm::threads::count(threads))
 }
 
 fn platform(exec: &dyn Executor) -> PlatformInfo {
@@ -419,7 +418,7 @@ impl Hooks for StdoutHooks {
 }
 
 fn cmd_generate(a: GenerateArgs) -> Result<()> {
-    let exec = pool(a.model.threads);
+    let exec = pool(a.model.threads)?;
     let loaded = host::load_any(&a.model.model, a.model.tokenizer.as_deref())?;
     let prompt_ids = match (&a.prompt, &a.ids) {
         (Some(p), _) => {
@@ -464,7 +463,7 @@ fn cmd_generate(a: GenerateArgs) -> Result<()> {
 }
 
 fn cmd_chat(a: ChatArgs) -> Result<()> {
-    let exec = pool(a.model.threads);
+    let exec = pool(a.model.threads)?;
     let mut settings = match &a.config {
         Some(p) => ChatSettings::parse_cfg(&String::from_utf8_lossy(&host::read_file(p)?))?,
         None => ChatSettings::default(),
@@ -511,7 +510,7 @@ fn cmd_chat(a: ChatArgs) -> Result<()> {
 }
 
 fn cmd_logits(a: LogitsArgs) -> Result<()> {
-    let exec = pool(a.model.threads);
+    let exec = pool(a.model.threads)?;
     let model = host::load_any(&a.model.model, a.model.tokenizer.as_deref())?.model;
     let mut session = Session::with_kv_type(&model, a.model.ctx, a.model.kv_type())?;
     let mut logits = vec![0.0f32; a.ids.len() * model.config.vocab_size];
@@ -674,7 +673,7 @@ fn cmd_image(a: ImageArgs) -> Result<()> {
 }
 
 fn cmd_perplexity(a: PerplexityArgs) -> Result<()> {
-    let exec = pool(a.threads);
+    let exec = pool(a.threads)?;
     let text = host::read_file(&a.file)?;
     let text = String::from_utf8(text).with_context(|| format!("{} is not UTF-8 text", a.file.display()))?;
     let (model, tok) = host::load(&a.model, a.tokenizer.as_deref())?;
@@ -778,7 +777,7 @@ fn run() -> Result<()> {
             Ok(())
         }
         Cmd::Quantize(a) => {
-            let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let threads = lbm::threads::count(a.threads);
             lbm::quantize::quantize_with(&a.input, &a.output, a.r#type, threads, &mut |m| eprintln!("{m}"))
         }
     }

@@ -4,13 +4,12 @@
 use std::io::Write;
 use std::path::Path;
 
-use ::host::pool::ThreadPool;
 use anyhow::{Context, Result};
 use engine::quantize::{quantize_gguf_with, summarize, QuantType, TensorPlan};
 
 /// Quantizes `input` into `output` with all cores.
 pub fn quantize(input: &Path, output: &Path, ty: QuantType) -> Result<()> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = crate::threads::cores();
     quantize_with(input, output, ty, threads, &mut |_| {})
 }
 
@@ -25,7 +24,7 @@ pub fn quantize_with(
     log: &mut dyn FnMut(&str),
 ) -> Result<()> {
     let file = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
-    let pool = ThreadPool::new(threads.max(1));
+    let pool = crate::threads::pool(threads)?;
     let mut plans: Vec<TensorPlan> = Vec::new();
     let writer = quantize_gguf_with(&file, ty, &pool, &mut |p| {
         log(&format!("{:<32} {:>16} {:>5} -> {}", p.name, format!("{:?}", p.dims), p.from.name(), p.to.name()));
