@@ -547,14 +547,10 @@ pub fn gen_model(
             .map(|r| r * rows)
             .with_context(|| format!("{}: rows do not fit {}", p.name, p.to.name()))
     };
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = out.file_name().context("the output path has no file name")?.to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let output = outfile::Output::create(out)?;
     let pool = crate::threads::pool(threads)?;
     let t0 = Instant::now();
-    let result = (|| -> Result<u64> {
-        let f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let mut w = std::io::BufWriter::with_capacity(4 << 20, f);
+    let result = output.write_with(4 << 20, |w| {
         let sizes = plan.iter().map(size).collect::<Result<Vec<u64>>>()?;
         let entries: Vec<TensorEntry<'_>> = plan
             .iter()
@@ -573,7 +569,7 @@ pub fn gen_model(
             return Err(e.into());
         }
         let mut written = header?;
-        let mut put = |w: &mut std::io::BufWriter<std::fs::File>, b: &[u8]| -> Result<()> {
+        let mut put = |w: &mut std::io::BufWriter<&std::fs::File>, b: &[u8]| -> Result<()> {
             w.write_all(b)?;
             written += b.len() as u64;
             Ok(())
@@ -600,20 +596,17 @@ pub fn gen_model(
                         xs.iter_mut().for_each(|v| *v += center);
                     }
                 });
-                put(&mut w, &encode(&pool, x, p.to)?)?;
+                put(w, &encode(&pool, x, p.to)?)?;
                 r0 += n;
             }
             // Zeros up to the alignment, as write_header expects.
             let pad = sizes[ti].next_multiple_of(align) - sizes[ti];
-            put(&mut w, &vec![0u8; pad as usize])?;
+            put(w, &vec![0u8; pad as usize])?;
         }
-        let f = w.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
         Ok(written)
-    })();
+    });
     match result {
         Ok(bytes) => {
-            std::fs::rename(&tmp, out).with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
             log(&format!(
                 "wrote {} ({} {}, {:.1} MiB, {} tensors) in {:.1} s",
                 out.display(),
@@ -626,7 +619,6 @@ pub fn gen_model(
             Ok(())
         }
         Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
             if e.downcast_ref::<std::io::Error>().is_some() {
                 bail!("writing {}: {e:#}", out.display());
             }

@@ -199,6 +199,18 @@ pub fn install_interrupt_flag() -> Arc<AtomicBool> {
     flag
 }
 
+/// Ctrl-C while an output file is being written removes its temporary file
+/// ([`outfile::remove_pending`]) and exits with status 130. Only SIGINT: the
+/// ctrlc crate is built without its `termination` feature, which would also
+/// turn SIGTERM into `lbm chat`'s stop-the-reply key.
+pub fn remove_outputs_on_interrupt() {
+    // If a handler is already installed (tests), keep going without one.
+    let _ = ctrlc::set_handler(|| {
+        outfile::remove_pending();
+        std::process::exit(130);
+    });
+}
+
 /// The terminal. On a tty the line discipline echoes and edits lines; from a
 /// pipe the REPL echoes what it reads, like the UEFI console.
 pub struct StdConsole {

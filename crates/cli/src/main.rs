@@ -510,16 +510,22 @@ fn cmd_chat(a: ChatArgs) -> Result<()> {
 }
 
 fn cmd_logits(a: LogitsArgs) -> Result<()> {
+    host::remove_outputs_on_interrupt();
+    // Checked and created first: a bad output fails before the work.
+    let output = outfile::Output::create(&a.output)?;
     let exec = pool(a.model.threads)?;
     let model = host::load_any(&a.model.model, a.model.tokenizer.as_deref())?.model;
     let mut session = Session::with_kv_type(&model, a.model.ctx, a.model.kv_type())?;
     let mut logits = vec![0.0f32; a.ids.len() * model.config.vocab_size];
     session.eval_all(&model, &a.ids, &exec, &mut logits)?;
-    let mut out = Vec::with_capacity(logits.len() * 4);
-    for v in logits {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    std::fs::write(&a.output, out).with_context(|| format!("writing {}", a.output.display()))?;
+    output
+        .write_with(1 << 20, |w| {
+            for v in logits {
+                w.write_all(&v.to_le_bytes())?;
+            }
+            Ok(())
+        })
+        .with_context(|| format!("writing {}", a.output.display()))?;
     eprintln!("wrote {} x {} logits to {}", a.ids.len(), model.config.vocab_size, a.output.display());
     Ok(())
 }
@@ -735,6 +741,7 @@ fn run() -> Result<()> {
         #[cfg(feature = "convert")]
         Cmd::Convert(a) => {
             use engine::quantize::QuantType;
+            host::remove_outputs_on_interrupt();
             let (ty, quant) = match a.r#type {
                 QuantType::F32 => (convert::OutType::F32, None),
                 QuantType::F16 => (convert::OutType::F16, None),
@@ -746,17 +753,23 @@ fn run() -> Result<()> {
                     convert::convert(&opts, &mut |m| eprintln!("{m}"))
                 }
                 Some(q) => {
-                    // Convert to F32 beside the output, then quantize it.
-                    let tmp = a.output.with_extension("f32.partial.gguf");
+                    // Convert to F32 in a temporary file beside the output (a
+                    // random name, removed when dropped, never committed),
+                    // then quantize it.
+                    let scratch = outfile::Output::create(&a.output)?;
+                    let tmp = scratch.temp_path().to_path_buf();
                     let opts = convert::ConvertOptions { input: a.input, output: tmp.clone(), ty };
-                    let r = convert::convert(&opts, &mut |m| eprintln!("{m}"))
-                        .and_then(|_| lbm::quantize::quantize(&tmp, &a.output, q));
-                    let _ = std::fs::remove_file(&tmp);
-                    r
+                    convert::convert(&opts, &mut |m| eprintln!("{m}"))?;
+                    lbm::quantize::quantize(&tmp, &a.output, q)
                 }
             }
         }
-        Cmd::Bench(a) => lbm::bench::run(&a),
+        Cmd::Bench(a) => {
+            if a.gen_model.is_some() {
+                host::remove_outputs_on_interrupt();
+            }
+            lbm::bench::run(&a)
+        }
         #[cfg(feature = "hub")]
         Cmd::Pull(a) => {
             let spec = hub::PullSpec::parse(&a.spec)?;
@@ -777,6 +790,7 @@ fn run() -> Result<()> {
             Ok(())
         }
         Cmd::Quantize(a) => {
+            host::remove_outputs_on_interrupt();
             let threads = lbm::threads::count(a.threads);
             lbm::quantize::quantize_with(&a.input, &a.output, a.r#type, threads, &mut |m| eprintln!("{m}"))
         }
