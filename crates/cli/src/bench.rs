@@ -498,8 +498,7 @@ fn placeholder_vocab(n: u64) -> Vec<(String, Value)> {
 
 /// The tokenizer.* keys of a GGUF file, checked against the vocabulary size.
 fn vocab_from(path: &Path, n: u64) -> Result<Vec<(String, Value)>> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let g = Gguf::parse(&bytes, bytes.len() as u64)?;
+    let (g, _, _) = crate::host::read_header(path, Gguf::parse)?;
     let have = g.get_array("tokenizer.ggml.tokens").map(|a| a.len() as u64).unwrap_or(0);
     ensure!(have == n, "{} has {have} tokens, the shape needs {n}", path.display());
     Ok(g.metadata.iter().filter(|(k, _)| k.starts_with("tokenizer.")).cloned().collect())

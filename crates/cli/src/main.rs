@@ -558,13 +558,12 @@ fn cmd_detokenize(a: DetokenizeArgs) -> Result<()> {
 }
 
 fn cmd_info(a: InfoArgs) -> Result<()> {
-    let bytes = host::read_file(&a.model)?;
-    let s =
-        engine::load::probe(&bytes, bytes.len() as u64).with_context(|| format!("reading {}", a.model.display()))?;
+    // Only the header: GGUF metadata and tensor infos are at the start.
+    let (s, bytes, len) = host::read_header(&a.model, engine::load::probe)?;
     let mut types: std::collections::BTreeMap<String, usize> = Default::default();
     let mut tokenizer = String::from("none (needs tokenizer.bin)");
     if bytes.starts_with(b"GGUF") {
-        let g = engine::gguf::Gguf::parse(&bytes, bytes.len() as u64)?;
+        let g = engine::gguf::Gguf::parse(&bytes, len).with_context(|| format!("reading {}", a.model.display()))?;
         for t in &g.tensors {
             *types.entry(t.ty.name().to_string()).or_default() += 1;
         }

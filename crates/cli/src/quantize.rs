@@ -26,7 +26,7 @@ pub fn quantize_with(
 ) -> Result<()> {
     // Checked and created first: a bad output fails before the work.
     let out = outfile::Output::create(output)?;
-    let file = crate::host::read_file(input)?;
+    let file = crate::host::read_model_bytes(input)?;
     let pool = crate::threads::pool(threads)?;
     let mut plans: Vec<TensorPlan> = Vec::new();
     let writer = quantize_gguf_with(&file, ty, &pool, &mut |p| {
