@@ -13,7 +13,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ::host::pool::ThreadPool;
 use anyhow::{bail, ensure, Context, Result};
 use engine::gguf::{write_header, GgmlType, Gguf, TensorEntry, Value};
 use engine::load::load_model;
@@ -66,7 +65,7 @@ pub struct BenchArgs {
 
 /// Runs `lbm bench` with parsed arguments.
 pub fn run(a: &BenchArgs) -> Result<()> {
-    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let threads = crate::threads::count(a.threads);
     if let Some(shape) = &a.gen_model {
         let shape = Shape::find(shape)?;
         let ty = QuantType::parse(&a.ty).with_context(|| format!("unknown type '{}'", a.ty))?;
@@ -179,7 +178,7 @@ pub fn bench(o: &BenchOptions) -> Result<BenchReport> {
     };
     let ty = ty.unwrap_or_else(|| m.tensor_type().to_string());
     let vocab = m.config.vocab_size;
-    let pool = ThreadPool::new(o.threads);
+    let pool = crate::threads::pool(o.threads)?;
     let exec: &dyn Executor = &pool;
 
     let mut pp = Vec::new();
@@ -499,8 +498,7 @@ fn placeholder_vocab(n: u64) -> Vec<(String, Value)> {
 
 /// The tokenizer.* keys of a GGUF file, checked against the vocabulary size.
 fn vocab_from(path: &Path, n: u64) -> Result<Vec<(String, Value)>> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let g = Gguf::parse(&bytes, bytes.len() as u64)?;
+    let (g, _, _) = crate::host::read_header(path, Gguf::parse)?;
     let have = g.get_array("tokenizer.ggml.tokens").map(|a| a.len() as u64).unwrap_or(0);
     ensure!(have == n, "{} has {have} tokens, the shape needs {n}", path.display());
     Ok(g.metadata.iter().filter(|(k, _)| k.starts_with("tokenizer.")).cloned().collect())
@@ -549,14 +547,10 @@ pub fn gen_model(
             .map(|r| r * rows)
             .with_context(|| format!("{}: rows do not fit {}", p.name, p.to.name()))
     };
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = out.file_name().context("the output path has no file name")?.to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let pool = ThreadPool::new(threads);
+    let output = outfile::Output::create(out)?;
+    let pool = crate::threads::pool(threads)?;
     let t0 = Instant::now();
-    let result = (|| -> Result<u64> {
-        let f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let mut w = std::io::BufWriter::with_capacity(4 << 20, f);
+    let result = output.write_with(4 << 20, |w| {
         let sizes = plan.iter().map(size).collect::<Result<Vec<u64>>>()?;
         let entries: Vec<TensorEntry<'_>> = plan
             .iter()
@@ -575,7 +569,7 @@ pub fn gen_model(
             return Err(e.into());
         }
         let mut written = header?;
-        let mut put = |w: &mut std::io::BufWriter<std::fs::File>, b: &[u8]| -> Result<()> {
+        let mut put = |w: &mut std::io::BufWriter<&std::fs::File>, b: &[u8]| -> Result<()> {
             w.write_all(b)?;
             written += b.len() as u64;
             Ok(())
@@ -602,20 +596,17 @@ pub fn gen_model(
                         xs.iter_mut().for_each(|v| *v += center);
                     }
                 });
-                put(&mut w, &encode(&pool, x, p.to)?)?;
+                put(w, &encode(&pool, x, p.to)?)?;
                 r0 += n;
             }
             // Zeros up to the alignment, as write_header expects.
             let pad = sizes[ti].next_multiple_of(align) - sizes[ti];
-            put(&mut w, &vec![0u8; pad as usize])?;
+            put(w, &vec![0u8; pad as usize])?;
         }
-        let f = w.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
         Ok(written)
-    })();
+    });
     match result {
         Ok(bytes) => {
-            std::fs::rename(&tmp, out).with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
             log(&format!(
                 "wrote {} ({} {}, {:.1} MiB, {} tensors) in {:.1} s",
                 out.display(),
@@ -628,7 +619,6 @@ pub fn gen_model(
             Ok(())
         }
         Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
             if e.downcast_ref::<std::io::Error>().is_some() {
                 bail!("writing {}: {e:#}", out.display());
             }

@@ -13,17 +13,88 @@ use engine::model::Model;
 use engine::tokenizer::Tokenizer;
 use repl::{Console, Key, KeyDecoder, PlatformInfo, RawKey};
 
-/// Reads a whole file.
+/// Reads a whole file (a text, a settings file).
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Opens a model or tokenizer file and gives its length, refusing anything
+/// that is not a regular file: a device such as /dev/zero would be read
+/// until memory runs out, a FIFO would block.
+pub fn open_regular(path: &Path) -> Result<(std::fs::File, u64)> {
+    // Looked at before opening: opening a FIFO blocks until a writer comes.
+    let m = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if m.is_dir() {
+        bail!("{} is a folder, not a model file", path.display());
+    }
+    if !m.is_file() {
+        bail!("{} is not a regular file (a device, FIFO or socket): give a model file", path.display());
+    }
+    let f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let m = f.metadata().with_context(|| format!("reading {}", path.display()))?;
+    if !m.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    Ok((f, m.len()))
+}
+
+/// Reads the first `n` bytes of `f` after the `buf.len()` already read.
+fn read_up_to(f: &mut std::fs::File, buf: &mut Vec<u8>, n: u64, path: &Path) -> Result<()> {
+    let more = n.saturating_sub(buf.len() as u64);
+    f.take(more).read_to_end(buf).with_context(|| format!("reading {}", path.display()))?;
+    if (buf.len() as u64) < n {
+        bail!("{} became shorter while it was read", path.display());
+    }
+    Ok(())
+}
+
+/// Reads a whole model or tokenizer file (a regular file only).
+pub fn read_model_bytes(path: &Path) -> Result<Vec<u8>> {
+    let (mut f, len) = open_regular(path)?;
+    let cap = usize::try_from(len).with_context(|| format!("{} is too large for this machine", path.display()))?;
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(cap).with_context(|| format!("out of memory: {} needs {len} bytes", path.display()))?;
+    read_up_to(&mut f, &mut buf, len, path)?;
+    Ok(buf)
+}
+
+/// The first read of [`read_header`].
+const HEADER_READ: u64 = 1 << 20;
+
+/// Reads only as much of a model file as `parse(prefix, file_len)` needs:
+/// 1 MiB, then more while it reports [`engine::Error::Truncated`] at an
+/// offset inside the file (never past the file's length). Returns what
+/// `parse` returned, the bytes read and the file's length.
+pub fn read_header<T>(
+    path: &Path,
+    mut parse: impl FnMut(&[u8], u64) -> engine::Result<T>,
+) -> Result<(T, Vec<u8>, u64)> {
+    let (mut f, len) = open_regular(path)?;
+    let mut buf = Vec::new();
+    let mut want = len.min(HEADER_READ);
+    loop {
+        read_up_to(&mut f, &mut buf, want, path)?;
+        let e = match parse(&buf, len) {
+            Ok(v) => return Ok((v, buf, len)),
+            Err(e) => e,
+        };
+        match &e {
+            engine::Error::Truncated { offset, need, .. }
+                if (buf.len() as u64) < len && offset.saturating_add(*need) <= len =>
+            {
+                // At least what was asked for, and at least twice as much as
+                // before: a large tokenizer takes a few reads, not thousands.
+                want = offset.saturating_add(*need).max(want.saturating_mul(2)).min(len);
+            }
+            _ => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
 }
 
 /// Reads a model file into memory backed by transparent huge pages
 /// (`host::hugebuf`): decoding streams every weight once per token.
 pub fn read_model(path: &Path) -> Result<HugeBuf> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let len = f.metadata().with_context(|| format!("reading {}", path.display()))?.len();
+    let (mut f, len) = open_regular(path)?;
     let len = usize::try_from(len).with_context(|| format!("{} is too large for this machine", path.display()))?;
     let mut buf =
         HugeBuf::zeroed(len).with_context(|| format!("out of memory: {} needs {len} bytes", path.display()))?;
@@ -111,7 +182,7 @@ pub fn load_any(model: &Path, tokenizer: Option<&Path>) -> Result<Loaded> {
                     format!("{} is a llama2.c checkpoint and no tokenizer was found next to it; pass -z tokenizer.bin", model.display())
                 })?,
             };
-            let tok_bytes = read_file(&tok_path)?;
+            let tok_bytes = read_model_bytes(&tok_path)?;
             let h = engine::llama2c::Header::parse(bytes.as_ref()).with_context(loading)?;
             Ok(Tokenizer::from_llama2c(&tok_bytes, h.vocab_size).with_context(|| format!("reading {}", tok_path.display()))?)
         }
@@ -147,32 +218,47 @@ pub fn load_tokenizer(path: &Path, tokenizer: Option<&Path>) -> Result<Tokenizer
         for (enc, merges) in [("encoder.json", "vocab.bpe"), ("vocab.json", "merges.txt")] {
             if path.join(enc).is_file() && path.join(merges).is_file() {
                 let t = engine::tokenizer::bpe::BpeTokenizer::from_encoder_json(
-                    &read_file(&path.join(enc))?,
-                    &read_file(&path.join(merges))?,
+                    &read_model_bytes(&path.join(enc))?,
+                    &read_model_bytes(&path.join(merges))?,
                 )?;
                 return Ok(Tokenizer::Bpe(t));
             }
         }
         bail!("{} has neither encoder.json + vocab.bpe nor vocab.json + merges.txt", path.display());
     }
-    let bytes = read_file(path)?;
-    if bytes.starts_with(b"GGUF") {
-        return Ok(engine::gguf_model::tokenizer(&bytes)?);
+    // Only the start of a model file: its header (GGUF: with the tokenizer).
+    let (head, len) = {
+        let (mut f, len) = open_regular(path)?;
+        let mut head = Vec::new();
+        read_up_to(&mut f, &mut head, len.min(4096), path)?;
+        (head, len)
+    };
+    if head.starts_with(b"GGUF") {
+        let (g, _, _) = read_header(path, engine::gguf::Gguf::parse)?;
+        return Ok(engine::gguf_model::tokenizer_from(&g)?);
     }
     // A llama2.c checkpoint (its header parses and the size matches) or a tokenizer.bin.
-    if let Ok(h) = engine::llama2c::Header::parse(&bytes) {
-        if h.expected_len().ok() == Some(bytes.len() as u64) {
+    if let Ok(h) = engine::llama2c::Header::parse(&head) {
+        if h.expected_len().ok() == Some(len) {
             let tp = match tokenizer {
                 Some(t) => t.to_path_buf(),
                 None => find_tokenizer(path).context("no tokenizer found next to the checkpoint; pass -z")?,
             };
-            return Ok(Tokenizer::from_llama2c(&read_file(&tp)?, h.vocab_size)?);
+            return Ok(Tokenizer::from_llama2c(&read_model_bytes(&tp)?, h.vocab_size)?);
         }
     }
+    if len > MAX_TOKENIZER_BIN {
+        bail!("{} is not a tokenizer or model file (and too large for a tokenizer.bin)", path.display());
+    }
+    let bytes = read_model_bytes(path)?;
     let n =
         llama2c_token_count(&bytes).with_context(|| format!("{} is not a tokenizer or model file", path.display()))?;
     Ok(Tokenizer::from_llama2c(&bytes, n)?)
 }
+
+/// The largest file read whole as a llama2.c tokenizer.bin (Llama 2's is
+/// 0.4 MiB, a 256k-token vocabulary would take about 4 MiB).
+const MAX_TOKENIZER_BIN: u64 = 256 << 20;
 
 /// Counts the entries of a llama2.c tokenizer.bin (the format has no count).
 fn llama2c_token_count(b: &[u8]) -> Option<usize> {
@@ -197,6 +283,18 @@ pub fn install_interrupt_flag() -> Arc<AtomicBool> {
     // If a handler is already installed (tests), keep going without one.
     let _ = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst));
     flag
+}
+
+/// Ctrl-C while an output file is being written removes its temporary file
+/// ([`outfile::remove_pending`]) and exits with status 130. Only SIGINT: the
+/// ctrlc crate is built without its `termination` feature, which would also
+/// turn SIGTERM into `lbm chat`'s stop-the-reply key.
+pub fn remove_outputs_on_interrupt() {
+    // If a handler is already installed (tests), keep going without one.
+    let _ = ctrlc::set_handler(|| {
+        outfile::remove_pending();
+        std::process::exit(130);
+    });
 }
 
 /// The terminal. On a tty the line discipline echoes and edits lines; from a

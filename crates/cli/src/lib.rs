@@ -8,3 +8,4 @@ pub mod bench;
 pub mod host;
 pub mod quantize;
 pub mod template_cmd;
+pub mod threads;

@@ -387,9 +387,8 @@ struct InfoArgs {
     json: bool,
 }
 
-fn pool(threads: Option<usize>) -> ThreadPool {
-    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    ThreadPool::new(n.max(1))
+fn pool(threads: Option<usize>) -> Result<ThreadPool> {
+    lbm::threads::pool(lbm::threads::count(threads))
 }
 
 fn platform(exec: &dyn Executor) -> PlatformInfo {
@@ -420,7 +419,7 @@ impl Hooks for StdoutHooks {
 }
 
 fn cmd_generate(a: GenerateArgs) -> Result<()> {
-    let exec = pool(a.model.threads);
+    let exec = pool(a.model.threads)?;
     let loaded = host::load_any(&a.model.model, a.model.tokenizer.as_deref())?;
     let prompt_ids = match (&a.prompt, &a.ids) {
         (Some(p), _) => {
@@ -465,7 +464,7 @@ fn cmd_generate(a: GenerateArgs) -> Result<()> {
 }
 
 fn cmd_chat(a: ChatArgs) -> Result<()> {
-    let exec = pool(a.model.threads);
+    let exec = pool(a.model.threads)?;
     let mut settings = match &a.config {
         Some(p) => ChatSettings::parse_cfg(&String::from_utf8_lossy(&host::read_file(p)?))?,
         None => ChatSettings::default(),
@@ -512,16 +511,22 @@ fn cmd_chat(a: ChatArgs) -> Result<()> {
 }
 
 fn cmd_logits(a: LogitsArgs) -> Result<()> {
-    let exec = pool(a.model.threads);
+    host::remove_outputs_on_interrupt();
+    // Checked and created first: a bad output fails before the work.
+    let output = outfile::Output::create(&a.output)?;
+    let exec = pool(a.model.threads)?;
     let model = host::load_any(&a.model.model, a.model.tokenizer.as_deref())?.model;
     let mut session = Session::with_kv_type(&model, a.model.ctx, a.model.kv_type())?;
     let mut logits = vec![0.0f32; a.ids.len() * model.config.vocab_size];
     session.eval_all(&model, &a.ids, &exec, &mut logits)?;
-    let mut out = Vec::with_capacity(logits.len() * 4);
-    for v in logits {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    std::fs::write(&a.output, out).with_context(|| format!("writing {}", a.output.display()))?;
+    output
+        .write_with(1 << 20, |w| {
+            for v in logits {
+                w.write_all(&v.to_le_bytes())?;
+            }
+            Ok(())
+        })
+        .with_context(|| format!("writing {}", a.output.display()))?;
     eprintln!("wrote {} x {} logits to {}", a.ids.len(), model.config.vocab_size, a.output.display());
     Ok(())
 }
@@ -554,13 +559,12 @@ fn cmd_detokenize(a: DetokenizeArgs) -> Result<()> {
 }
 
 fn cmd_info(a: InfoArgs) -> Result<()> {
-    let bytes = host::read_file(&a.model)?;
-    let s =
-        engine::load::probe(&bytes, bytes.len() as u64).with_context(|| format!("reading {}", a.model.display()))?;
+    // Only the header: GGUF metadata and tensor infos are at the start.
+    let (s, bytes, len) = host::read_header(&a.model, engine::load::probe)?;
     let mut types: std::collections::BTreeMap<String, usize> = Default::default();
     let mut tokenizer = String::from("none (needs tokenizer.bin)");
     if bytes.starts_with(b"GGUF") {
-        let g = engine::gguf::Gguf::parse(&bytes, bytes.len() as u64)?;
+        let g = engine::gguf::Gguf::parse(&bytes, len).with_context(|| format!("reading {}", a.model.display()))?;
         for t in &g.tensors {
             *types.entry(t.ty.name().to_string()).or_default() += 1;
         }
@@ -675,7 +679,7 @@ fn cmd_image(a: ImageArgs) -> Result<()> {
 }
 
 fn cmd_perplexity(a: PerplexityArgs) -> Result<()> {
-    let exec = pool(a.threads);
+    let exec = pool(a.threads)?;
     let text = host::read_file(&a.file)?;
     let text = String::from_utf8(text).with_context(|| format!("{} is not UTF-8 text", a.file.display()))?;
     let (model, tok) = host::load(&a.model, a.tokenizer.as_deref())?;
@@ -737,6 +741,7 @@ fn run() -> Result<()> {
         #[cfg(feature = "convert")]
         Cmd::Convert(a) => {
             use engine::quantize::QuantType;
+            host::remove_outputs_on_interrupt();
             let (ty, quant) = match a.r#type {
                 QuantType::F32 => (convert::OutType::F32, None),
                 QuantType::F16 => (convert::OutType::F16, None),
@@ -748,17 +753,23 @@ fn run() -> Result<()> {
                     convert::convert(&opts, &mut |m| eprintln!("{m}"))
                 }
                 Some(q) => {
-                    // Convert to F32 beside the output, then quantize it.
-                    let tmp = a.output.with_extension("f32.partial.gguf");
+                    // Convert to F32 in a temporary file beside the output (a
+                    // random name, removed when dropped, never committed),
+                    // then quantize it.
+                    let scratch = outfile::Output::create(&a.output)?;
+                    let tmp = scratch.temp_path().to_path_buf();
                     let opts = convert::ConvertOptions { input: a.input, output: tmp.clone(), ty };
-                    let r = convert::convert(&opts, &mut |m| eprintln!("{m}"))
-                        .and_then(|_| lbm::quantize::quantize(&tmp, &a.output, q));
-                    let _ = std::fs::remove_file(&tmp);
-                    r
+                    convert::convert(&opts, &mut |m| eprintln!("{m}"))?;
+                    lbm::quantize::quantize(&tmp, &a.output, q)
                 }
             }
         }
-        Cmd::Bench(a) => lbm::bench::run(&a),
+        Cmd::Bench(a) => {
+            if a.gen_model.is_some() {
+                host::remove_outputs_on_interrupt();
+            }
+            lbm::bench::run(&a)
+        }
         #[cfg(feature = "hub")]
         Cmd::Pull(a) => {
             let spec = hub::PullSpec::parse(&a.spec)?;
@@ -779,7 +790,8 @@ fn run() -> Result<()> {
             Ok(())
         }
         Cmd::Quantize(a) => {
-            let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            host::remove_outputs_on_interrupt();
+            let threads = lbm::threads::count(a.threads);
             lbm::quantize::quantize_with(&a.input, &a.output, a.r#type, threads, &mut |m| eprintln!("{m}"))
         }
     }

@@ -66,9 +66,8 @@ fn load(path: &Path, tokenizer: Option<&Path>) -> Result<(Tokenizer, Option<Stri
     if !is_gguf {
         return Ok((host::load_tokenizer(path, tokenizer)?, None, String::new()));
     }
-    let bytes = host::read_file(path)?;
-    let g =
-        engine::gguf::Gguf::parse(&bytes, bytes.len() as u64).with_context(|| format!("reading {}", path.display()))?;
+    // Only the header: the metadata is at the start of the file.
+    let (g, _, _) = host::read_header(path, engine::gguf::Gguf::parse)?;
     let template = g.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(str::to_string);
     let arch = g.get("general.architecture").and_then(|v| v.as_str()).unwrap_or("").to_string();
     let tok = engine::gguf_model::tokenizer_from(&g)

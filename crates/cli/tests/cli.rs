@@ -192,3 +192,21 @@ fn simd_cap_from_the_flag_or_lbm_simd_is_the_level_bench_reports() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("LBM_SIMD"));
 }
+
+#[test]
+fn a_huge_thread_count_is_clamped_with_a_note() {
+    let model = testdata::path("testdata/stories260K-gguf/stories260K.gguf");
+    let m = model.to_str().unwrap();
+    let (code, out, err) =
+        lbm(&["generate", "-m", m, "--ids", "1,403", "--temp", "0", "-n", "4", "--json", "-t", "18446744073709551615"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("note: -t 18446744073709551615 is outside 1..="), "{err}");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(err.contains(&format!("{} threads,", cores * 4)), "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["ids"].as_array().unwrap().len(), 4);
+    // The same clamp for every command that takes -t.
+    let (code, _, err) = lbm(&["bench", "-m", m, "-p", "8", "-n", "4", "-r", "1", "-t", "18446744073709551615"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("note: -t 18446744073709551615"), "{err}");
+}

@@ -313,6 +313,8 @@ fn hparam_kvs(arch: &Arch, hp: &HParams, n_vocab: u64) -> Result<Vec<(String, Va
 pub fn convert(opts: &ConvertOptions, log: &mut dyn FnMut(&str)) -> anyhow::Result<()> {
     let dir = &opts.input;
     ensure!(dir.is_dir(), "{} is not a folder", dir.display());
+    // Checked and created first: a bad output fails before the work.
+    let out = outfile::Output::create(&opts.output)?;
     let cfg_path = dir.join("config.json");
     ensure!(cfg_path.is_file(), "no config.json in {}", dir.display());
     let cfg = JsonFile::load(&cfg_path)?;
@@ -382,20 +384,16 @@ pub fn convert(opts: &ConvertOptions, log: &mut dyn FnMut(&str)) -> anyhow::Resu
         w.add_tensor(&p.gguf, &dims, ty, data).map_err(anyhow::Error::new)?;
     }
 
-    write_atomically(&opts.output, &w)?;
+    write_atomically(out, &opts.output, &w)?;
     log(&format!("wrote {} ({} tensor bytes)", opts.output.display(), total));
     Ok(())
 }
 
-/// Writes to a temporary file beside `out`, then renames it into place, so a
-/// failed conversion never leaves a half-written GGUF behind.
-fn write_atomically(out: &Path, w: &GgufWriter) -> Result<()> {
-    let mut tmp_name = out.file_name().context("the output path has no file name")?.to_os_string();
-    tmp_name.push(".partial");
-    let tmp = out.with_file_name(tmp_name);
-    let result = (|| -> Result<()> {
-        let f = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        let mut bw = std::io::BufWriter::with_capacity(1 << 20, f);
+/// Writes `out` through `output` (a temporary file beside it, renamed
+/// into place), so a failed conversion never leaves a half-written GGUF
+/// behind.
+fn write_atomically(output: outfile::Output, out: &Path, w: &GgufWriter) -> Result<()> {
+    output.write_with(1 << 20, |bw| {
         let mut io_err = None;
         let r = w.write(&mut |b: &[u8]| {
             bw.write_all(b).map_err(|e| {
@@ -405,17 +403,10 @@ fn write_atomically(out: &Path, w: &GgufWriter) -> Result<()> {
             })
         });
         if let Some(e) = io_err {
-            return Err(anyhow::Error::new(e).context(format!("cannot write {}", tmp.display())));
+            return Err(anyhow::Error::new(e).context(format!("cannot write {}", out.display())));
         }
-        r.map_err(anyhow::Error::new)?;
-        let f = bw.into_inner().map_err(|e| anyhow::anyhow!("cannot write {}: {}", tmp.display(), e.error()))?;
-        f.sync_all().with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, out).with_context(|| format!("cannot move {} to {}", tmp.display(), out.display()))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+        r.map_err(anyhow::Error::new)
+    })
 }
 
 #[cfg(test)]

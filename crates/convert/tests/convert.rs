@@ -130,7 +130,13 @@ fn convert_err(input: &Path) -> String {
     let out = input.parent().unwrap().join("out.gguf");
     let e = run(input, &out, OutType::F32).expect_err("conversion should fail");
     assert!(!out.exists(), "a failed conversion left {} behind", out.display());
-    assert!(!input.parent().unwrap().join("out.gguf.partial").exists());
+    // No temporary file either (they are named .out.gguf.*.partial).
+    let left: Vec<String> = std::fs::read_dir(input.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("out.gguf"))
+        .collect();
+    assert!(left.is_empty(), "a failed conversion left {left:?} behind");
     format!("{e:#}")
 }
 

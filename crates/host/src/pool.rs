@@ -62,7 +62,24 @@ pub struct ThreadPool {
 
 impl ThreadPool {
     /// A pool using `n_threads` cores in all (the caller plus n_threads - 1 workers).
+    ///
+    /// # Panics
+    /// When a worker thread cannot be started; [`ThreadPool::try_new`] returns that as an error.
     pub fn new(n_threads: usize) -> Self {
+        match Self::try_new(n_threads) {
+            Ok(p) => p,
+            Err(e) => panic!("spawning a worker thread: {e}"),
+        }
+    }
+
+    /// [`ThreadPool::new`], or an error naming the thread that could not be
+    /// started (the workers started before it are stopped and joined).
+    pub fn try_new(n_threads: usize) -> std::io::Result<Self> {
+        Self::build(n_threads, &mut |name, body| std::thread::Builder::new().name(name).spawn(body))
+    }
+
+    /// The pool, its workers started by `spawn(name, body)`.
+    fn build(n_threads: usize, spawn: &mut Spawner<'_>) -> std::io::Result<Self> {
         let n_threads = n_threads.max(1);
         let shared = Arc::new(Shared {
             state: Mutex::new(State { gen: 0, job: None, n_tasks: 0, shutdown: false }),
@@ -76,18 +93,24 @@ impl ThreadPool {
             all_done: Condvar::new(),
             caller_waiting: AtomicBool::new(false),
         });
-        let workers = (1..n_threads)
-            .map(|i| {
-                let s = Arc::clone(&shared);
-                std::thread::Builder::new()
-                    .name(format!("lbm-worker-{i}"))
-                    .spawn(move || worker(&s))
-                    .expect("spawning a worker thread")
-            })
-            .collect();
-        ThreadPool { shared, workers, n_threads, busy: Mutex::new(()) }
+        // Dropping the pool on an error stops the workers already started.
+        let mut pool = ThreadPool { shared, workers: Vec::new(), n_threads, busy: Mutex::new(()) };
+        for i in 1..n_threads {
+            let s = Arc::clone(&pool.shared);
+            let handle = spawn(format!("lbm-worker-{i}"), Box::new(move || worker(&s))).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot start worker thread {i} of {} (use fewer threads): {e}", n_threads - 1),
+                )
+            })?;
+            pool.workers.push(handle);
+        }
+        Ok(pool)
     }
 }
+
+/// Starts a named thread running a body.
+type Spawner<'a> = dyn FnMut(String, Box<dyn FnOnce() + Send>) -> std::io::Result<JoinHandle<()>> + 'a;
 
 /// Polls `done` for `SPIN`; true when it returned true.
 fn spin_until(done: impl Fn() -> bool) -> bool {
@@ -221,6 +244,44 @@ impl Drop for ThreadPool {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicU32;
+
+    #[test]
+    fn a_failed_spawn_is_an_error_and_stops_the_workers_already_started() {
+        let exited = Arc::new(AtomicUsize::new(0));
+        let mut started = 0;
+        let mut spawn = |name: String, body: Box<dyn FnOnce() + Send>| {
+            if started == 2 {
+                return Err(std::io::Error::new(std::io::ErrorKind::WouldBlock, "no more threads"));
+            }
+            started += 1;
+            let exited = Arc::clone(&exited);
+            std::thread::Builder::new().name(name).spawn(move || {
+                body();
+                exited.fetch_add(1, Ordering::SeqCst);
+            })
+        };
+        let err = match ThreadPool::build(5, &mut spawn) {
+            Ok(_) => panic!("the third worker could not start, yet the pool was built"),
+            Err(e) => e,
+        };
+        assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+        let msg = err.to_string();
+        assert!(msg.contains("worker thread 3 of 4") && msg.contains("no more threads"), "{msg}");
+        // The two workers that did start were told to stop and joined.
+        assert_eq!(exited.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn try_new_builds_a_working_pool() {
+        let pool = ThreadPool::try_new(3).unwrap();
+        assert_eq!(pool.n_threads(), 3);
+        let hits: Vec<AtomicU32> = (0..50).map(|_| AtomicU32::new(0)).collect();
+        pool.run(50, &|i| {
+            hits[i].fetch_add(1, Ordering::Relaxed);
+        });
+        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+        assert_eq!(ThreadPool::try_new(0).unwrap().n_threads(), 1);
+    }
 
     #[test]
     fn every_task_runs_exactly_once_across_many_jobs() {
