@@ -22,7 +22,6 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -158,10 +157,11 @@ impl Ovmf {
     }
 }
 
-/// Whether KVM works here: `/dev/kvm` opens read-write and QEMU can set up a
-/// q35 VM with `-cpu max` on it (on nested machines without VMX it cannot;
-/// QEMU then aborts). Probed once per process, ~0.1 s. `LBM_ACCEL=kvm|tcg`
-/// skips the probe.
+/// Whether KVM works here: `/dev/kvm` opens read-write and OVMF runs its
+/// first three seconds on a q35 VM with `-cpu max` under it (on nested
+/// machines without VMX QEMU aborts, and on some it starts and then fails
+/// to emulate the firmware). Probed once per process, 3 s.
+/// `LBM_ACCEL=kvm|tcg` skips the probe.
 pub fn kvm_usable() -> bool {
     static KVM: OnceLock<bool> = OnceLock::new();
     *KVM.get_or_init(|| match std::env::var("LBM_ACCEL").as_deref() {
@@ -176,29 +176,48 @@ fn probe_kvm() -> bool {
         return false;
     }
     let Ok(qemu) = find_qemu() else { return false };
-    let child = Command::new(qemu)
-        .args(["-accel", "kvm", "-machine", "q35", "-cpu", "max", "-m", "64M"])
-        .args(["-nodefaults", "-display", "none", "-S", "-monitor", "stdio"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let Ok(mut child) = child else { return false };
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(b"quit\n");
+    // Setting up the VM is not enough: on some nested hosts KVM starts and
+    // then cannot emulate the firmware's first instructions ("KVM internal
+    // error ... emulation failure" in OVMF's SEC phase, the VM paused for
+    // good). So run the firmware's first seconds and watch for that.
+    let mut cmd = Command::new(qemu);
+    cmd.args(["-accel", "kvm", "-machine", "q35", "-cpu", "max", "-m", "256M"]);
+    cmd.args(["-nodefaults", "-display", "none", "-serial", "none", "-monitor", "none"]);
+    match Ovmf::find() {
+        Ok(o) => {
+            cmd.arg("-drive").arg(drive_arg("if=pflash,format=raw,unit=0,file=", &o.code, ",readonly=on"));
+        }
+        Err(_) => return false,
     }
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn();
+    let Ok(mut child) = child else { return false };
+    let Some(mut stderr) = child.stderr.take() else { return false };
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let until = Instant::now() + Duration::from_secs(3);
+    let exited_ok = loop {
         match child.try_wait() {
-            Ok(Some(status)) => return status.success(),
-            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(10)),
-            _ => {
+            // The firmware alone (no disk, no variable store) may stop on its
+            // own; only a failed start counts against KVM.
+            Ok(Some(status)) => break status.success(),
+            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return false;
+                break true;
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break false;
             }
         }
-    }
+    };
+    let text = reader.join().unwrap_or_default();
+    exited_ok && !text.contains("KVM internal error") && !text.contains("emulation failure")
 }
 
 /// What the guest boots from.
