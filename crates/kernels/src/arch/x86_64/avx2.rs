@@ -493,8 +493,8 @@ macro_rules! tile_kernels {
 
         /// Q2_K, Q3_K and IQ4_XS: each super-block is reduced to one exact
         /// integer, as the scalar twins do, from eight groups of 32: `$unpack`
-        /// gives a group's signed weights and its scales per lane (lanes 0..4
-        /// hold elements 0..16, lanes 4..8 elements 16..32), and `$finish`
+        /// gives a group's signed weights and its scales per 16-bit lane
+        /// (lanes 0..8 for elements 0..16, lanes 8..16 for 16..32), and `$finish`
         /// turns (block, activations, integer) into the super-block's float.
         macro_rules! tile_kg {
             ($ws:expr, $xs:expr, $unpack:expr, $finish:expr) => {{
@@ -522,8 +522,12 @@ macro_rules! tile_kernels {
                         for c in 0..C {
                             let y = load_at(&xs[c][i].qs, 32 * g);
                             for r in 0..R {
-                                let p = $mulsum(aw[r], _mm256_sign_epi8(y, wv[r]));
-                                acc[r][c] = _mm256_add_epi32(acc[r][c], _mm256_mullo_epi32(p, sv[r]));
+                                // Pairs of products in 16 bits (at most 2 * 127 * 128: no
+                                // saturation), then pairs times the 16-bit scales in 32 bits:
+                                // the same integer as summing first and multiplying after,
+                                // without the slow 32-bit multiply on the accumulator's path.
+                                let p16 = _mm256_maddubs_epi16(aw[r], _mm256_sign_epi8(y, wv[r]));
+                                acc[r][c] = _mm256_add_epi32(acc[r][c], _mm256_madd_epi16(p16, sv[r]));
                             }
                         }
                     }
@@ -537,11 +541,12 @@ macro_rules! tile_kernels {
             }};
         }
 
-        /// Scales a and b over lanes 0..4 and 4..8.
+        /// Scales a and b (16-bit) over 16-bit lanes 0..8 and 8..16.
         #[inline]
         #[target_feature(enable = $feat)]
         fn scale_pair(a: i32, b: i32) -> __m256i {
-            _mm256_setr_epi32(a, a, a, a, b, b, b, b)
+            let (a, b) = (a as i16, b as i16);
+            _mm256_setr_epi16(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b)
         }
 
         /// The 2-bit values of group g (0..8) of a Q2_K/Q3_K `qs`.
@@ -598,7 +603,7 @@ macro_rules! tile_kernels {
                 |b: &BlockIQ4XS, g: usize| {
                     let qs: &[u8; 16] = b.qs[16 * g..16 * g + 16].try_into().expect("16 bytes");
                     let sc = i32::from(crate::quant::iq4_xs_scale(b, g)) - 32;
-                    (unpack_iq4nl(qs), _mm256_set1_epi32(sc))
+                    (unpack_iq4nl(qs), _mm256_set1_epi16(sc as i16))
                 },
                 |a: &BlockIQ4XS, y: &BlockQ8K, isum: i32| f16(a.d) * y.d * isum as f32
             )
