@@ -317,7 +317,7 @@ impl StdConsole {
             tty: std::io::stdin().is_terminal(),
             interrupt,
             pending: Vec::new(),
-            keys: KeyDecoder::new(),
+            keys: KeyDecoder::utf8(),
             platform,
             stdin: std::io::stdin(),
         }

@@ -210,3 +210,23 @@ fn a_huge_thread_count_is_clamped_with_a_note() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("note: -t 18446744073709551615"), "{err}");
 }
+
+#[test]
+fn chat_input_that_is_not_utf8_becomes_replacement_characters_and_keeps_its_lines() {
+    let model = testdata::path("testdata/stories260K/stories260K.bin");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lbm"))
+        .args(["chat", "-m", model.to_str().unwrap(), "-t", "1", "--temp", "0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"/tokens 2\nab\xffcd\n/system \xc3\nBe brief.\n/history\n/exit\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).expect("the chat writes UTF-8");
+    // The turn keeps the bytes after the invalid one, and the next lines stay lines.
+    assert!(text.contains("1. You: ab\u{fffd}cd"), "{text}");
+    assert!(!text.contains('\u{ff}'), "{text}");
+    assert!(text.contains("Be brief."), "{text}");
+}

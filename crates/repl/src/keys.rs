@@ -4,7 +4,10 @@
 //! on UEFI one UCS-2 char per byte of what the serial terminal sent (UTF-8
 //! text arrives as one Latin-1 char per byte). [`KeyDecoder`] turns them into
 //! [`Key`]s: Enter as CR, LF or CRLF, control characters, UTF-8 re-assembled
-//! (a sequence that turns out not to be UTF-8 is taken as Latin-1), and ANSI
+//! (on UEFI a sequence that turns out not to be UTF-8 is taken as Latin-1,
+//! which is what a real keyboard's 'é' is; from a byte stream that is UTF-8
+//! by convention, [`KeyDecoder::utf8`], each invalid sequence becomes one
+//! U+FFFD and the bytes after it are read as usual), and ANSI
 //! cursor sequences (`ESC [ A` ... `ESC [ 3 ~`). Keys the platform has already
 //! decoded (UEFI scan codes) are fed as [`RawKey::Key`].
 
@@ -45,12 +48,21 @@ pub struct KeyDecoder {
     have: usize,
     need: usize,
     out: VecDeque<Key>,
+    /// Invalid UTF-8 becomes U+FFFD instead of Latin-1.
+    strict: bool,
 }
 
 impl KeyDecoder {
-    /// A decoder with nothing pending.
+    /// A decoder with nothing pending, for UEFI input (invalid UTF-8 is
+    /// Latin-1).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A decoder for a byte stream that is UTF-8 (a terminal or a pipe):
+    /// every invalid or cut-off sequence is one U+FFFD.
+    pub fn utf8() -> Self {
+        KeyDecoder { strict: true, ..Self::default() }
     }
 
     /// The next decoded key.
@@ -77,8 +89,12 @@ impl KeyDecoder {
             self.out.push_back(Key::Esc);
         }
         self.escape = Escape::None;
-        for i in 0..self.have {
-            self.out.push_back(Key::Char(char::from(self.partial[i])));
+        if self.strict && self.have > 0 {
+            self.out.push_back(Key::Char(char::REPLACEMENT_CHARACTER));
+        } else {
+            for i in 0..self.have {
+                self.out.push_back(Key::Char(char::from(self.partial[i])));
+            }
         }
         self.have = 0;
         self.need = 0;
@@ -173,6 +189,8 @@ impl KeyDecoder {
                 return;
             }
             0x00..=0x1F => return,
+            // Bytes that never start a UTF-8 sequence (continuations, C0/C1, F5..FF).
+            0x80..=0xC1 | 0xF5..=0xFF if self.strict => Key::Char(char::REPLACEMENT_CHARACTER),
             0xC2..=0xF4 => {
                 self.partial[0] = c as u8;
                 self.have = 1;
@@ -281,5 +299,29 @@ mod tests {
         assert_eq!(decode(&[RawKey::Char(0xC3), RawKey::Key(Key::Left)]), [Key::Char('Ã'), Key::Left]);
         // UCS-2 chars beyond Latin-1 pass through; surrogates are dropped.
         assert_eq!(decode(&chars(&[0x20AC, 0xD800])), [Key::Char('€')]);
+    }
+
+    #[test]
+    fn strict_utf8_replaces_invalid_bytes_and_keeps_the_rest() {
+        let decode_utf8 = |bytes: &[u8]| {
+            let mut d = KeyDecoder::utf8();
+            for &b in bytes {
+                d.feed(RawKey::Char(u32::from(b)));
+            }
+            d.flush_partial();
+            core::iter::from_fn(|| d.pop()).collect::<Vec<_>>()
+        };
+        let c = Key::Char;
+        let r = Key::Char(char::REPLACEMENT_CHARACTER);
+        // A stray byte: one U+FFFD, the rest of the line and its newline kept.
+        assert_eq!(decode_utf8(b"ab\xffcd\n"), [c('a'), c('b'), r, c('c'), c('d'), Key::Enter]);
+        // A cut sequence before a newline, then the next line.
+        assert_eq!(decode_utf8(b"\xc3\nx"), [r, Key::Enter, c('x')]);
+        // Stray continuation bytes, an overlong sequence, valid text after.
+        assert_eq!(decode_utf8(b"\x80\xe0\x80\x80\xc3\xa9"), [r, r, c('\u{e9}')]);
+        // A lead byte cut off at the end of input.
+        assert_eq!(decode_utf8(b"ok\xe2\x82"), [c('o'), c('k'), r]);
+        // Valid UTF-8 is unchanged.
+        assert_eq!(decode_utf8("€😀".as_bytes()), [c('€'), c('😀')]);
     }
 }
