@@ -231,17 +231,7 @@ struct SamplingArgs {
 
 impl SamplingArgs {
     fn config(&self) -> Result<SamplerConfig> {
-        if !(0.0..=100.0).contains(&self.temp) {
-            bail!("--temp must be between 0 and 100");
-        }
-        let top_p_ok = self.top_p > 0.0 && self.top_p <= 1.0;
-        if !top_p_ok || !(0.0..=1.0).contains(&self.min_p) {
-            bail!("--top-p must be in (0, 1] and --min-p in [0, 1]");
-        }
-        if self.repeat_penalty.is_nan() || self.repeat_penalty <= 0.0 {
-            bail!("--repeat-penalty must be positive");
-        }
-        Ok(SamplerConfig {
+        let c = SamplerConfig {
             temperature: self.temp,
             top_k: self.top_k,
             top_p: self.top_p,
@@ -249,7 +239,9 @@ impl SamplingArgs {
             repeat_penalty: self.repeat_penalty,
             repeat_last_n: 64,
             seed: self.seed,
-        })
+        };
+        c.validate()?;
+        Ok(c)
     }
 }
 
@@ -490,6 +482,7 @@ fn cmd_chat(a: ChatArgs) -> Result<()> {
     if a.model.kv_type != "f32" {
         settings.kv_type = a.model.kv_type();
     }
+    settings.validate()?;
     let interrupt = host::install_interrupt_flag();
     let mut con = host::StdConsole::new(interrupt, platform(&exec));
     loop {
@@ -645,12 +638,16 @@ fn model_files(args: &[String]) -> Result<Vec<PathBuf>> {
 
 #[cfg(feature = "image")]
 fn cmd_image(a: ImageArgs) -> Result<()> {
-    let efi = find_efi(a.efi)?;
-    let size = a.size.as_deref().map(image::parse_size).transpose()?;
     let mut extra = Vec::new();
     if let Some(c) = a.config {
+        // The app reads it with the same parser: refuse a file it would reject.
+        let text = std::fs::read(&c).with_context(|| format!("reading {}", c.display()))?;
+        let text = std::str::from_utf8(&text).map_err(|e| anyhow::anyhow!("{}: not UTF-8 text ({e})", c.display()))?;
+        ChatSettings::parse_cfg(text).with_context(|| format!("{} is not a valid lbm.cfg", c.display()))?;
         extra.push((c, "lbm.cfg".to_string()));
     }
+    let efi = find_efi(a.efi)?;
+    let size = a.size.as_deref().map(image::parse_size).transpose()?;
     let models = model_files(&a.models)?;
     let opts = image::ImageOptions {
         output: a.output.clone(),

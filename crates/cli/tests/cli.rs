@@ -150,7 +150,7 @@ fn chat_repl_over_a_pipe() {
         "turns:       1/10",
         "1. You: Once upon a time",
         "temperature = 0.50",
-        "error: temperature must be between 0.0 and 2.0 (got 3)",
+        "error: invalid temperature: must be in [0, 2] (got 3)",
         "Conversation cleared.",
         "Bye.",
     ] {
@@ -229,4 +229,43 @@ fn chat_input_that_is_not_utf8_becomes_replacement_characters_and_keeps_its_line
     assert!(text.contains("1. You: ab\u{fffd}cd"), "{text}");
     assert!(!text.contains('\u{ff}'), "{text}");
     assert!(text.contains("Be brief."), "{text}");
+}
+
+#[test]
+fn sampling_settings_have_one_validation_everywhere() {
+    let model = testdata::path("testdata/stories260K/stories260K.bin");
+    let m = model.to_str().unwrap();
+    // generate and chat refuse the same values with the same message.
+    for (flag, value) in [("--temp", "nan"), ("--temp", "inf"), ("--temp", "-1"), ("--temp", "50"), ("--top-p", "5")] {
+        let arg = format!("{flag}={value}");
+        let (code, _, err) = lbm(&["generate", "-m", m, "-p", "Hi", "-n", "2", &arg]);
+        assert_ne!(code, 0, "generate {flag} {value}");
+        let (code2, _, err2) = lbm(&["chat", "-m", m, &arg]);
+        assert_ne!(code2, 0, "chat {flag} {value}");
+        let name = if flag == "--temp" { "temperature" } else { "top_p" };
+        assert!(err.contains(name) && err2.contains(name), "{err} / {err2}");
+        let line = |e: &str| e.lines().find(|l| l.contains(name)).unwrap_or_default().to_string();
+        assert_eq!(line(&err), line(&err2));
+    }
+    // The chat's command gives the same range.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lbm"))
+        .args(["chat", "-m", m, "-t", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"/temp 50\n/exit\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(all.contains("temperature: must be in [0, 2] (got 50)"), "{all}");
+    // lbm image refuses a settings file the app would reject, before doing anything.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("lbm.cfg");
+    std::fs::write(&cfg, "temperature = 9\n").unwrap();
+    let img = dir.path().join("x.img");
+    let (code, _, err) = lbm(&["image", "-o", img.to_str().unwrap(), "--config", cfg.to_str().unwrap(), "--model", m]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not a valid lbm.cfg") && err.contains("temperature"), "{err}");
+    assert!(!img.exists());
 }

@@ -108,7 +108,7 @@ fn boot_menu_chat_commands_and_exit() {
     vm.send_line("/temp 0.5").unwrap();
     vm.expect("temperature = 0.50", T).unwrap();
     vm.send_line("/temp 7").unwrap();
-    vm.expect("error: temperature must be between 0.0 and 2.0 (got 7)", T).unwrap();
+    vm.expect("error: invalid temperature: must be in [0, 2] (got 7)", T).unwrap();
     vm.send_line("/clear").unwrap();
     vm.expect("Conversation cleared.", T).unwrap();
     vm.send_line("/stats").unwrap();

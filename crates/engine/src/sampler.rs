@@ -41,7 +41,58 @@ impl SamplerConfig {
     pub fn greedy() -> Self {
         SamplerConfig { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, ..Default::default() }
     }
+
+    /// Checks every setting against its [`Limit`]: the one validation the
+    /// command-line flags, the chat's slash commands and the settings file
+    /// share.
+    pub fn validate(&self) -> crate::Result<()> {
+        TEMPERATURE.check(self.temperature)?;
+        TOP_P.check(self.top_p)?;
+        MIN_P.check(self.min_p)?;
+        REPEAT_PENALTY.check(self.repeat_penalty)?;
+        if self.top_k > MAX_TOP_K {
+            return Err(crate::Error::invalid(
+                "top_k",
+                alloc::format!("must be between 0 (off) and {MAX_TOP_K} (got {})", self.top_k),
+            ));
+        }
+        Ok(())
+    }
 }
+
+/// The accepted range of a floating-point sampling setting.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limit {
+    pub name: &'static str,
+    pub min: f32,
+    /// Whether `min` itself is excluded.
+    pub min_excluded: bool,
+    pub max: f32,
+}
+
+impl Limit {
+    /// `v` if it is a number in range; an error naming the setting and the
+    /// range otherwise (NaN and infinities included).
+    pub fn check(&self, v: f32) -> crate::Result<f32> {
+        let above_min = if self.min_excluded { v > self.min } else { v >= self.min };
+        if above_min && v <= self.max {
+            return Ok(v);
+        }
+        let open = if self.min_excluded { "(" } else { "[" };
+        Err(crate::Error::invalid(self.name, alloc::format!("must be in {open}{}, {}] (got {v})", self.min, self.max)))
+    }
+}
+
+/// 0 = greedy; 2 is OpenAI's upper bound, past which text is noise.
+pub const TEMPERATURE: Limit = Limit { name: "temperature", min: 0.0, min_excluded: false, max: 2.0 };
+/// 1 = off.
+pub const TOP_P: Limit = Limit { name: "top_p", min: 0.0, min_excluded: true, max: 1.0 };
+/// 0 = off.
+pub const MIN_P: Limit = Limit { name: "min_p", min: 0.0, min_excluded: false, max: 1.0 };
+/// 1 = off.
+pub const REPEAT_PENALTY: Limit = Limit { name: "repeat_penalty", min: 0.0, min_excluded: true, max: 10.0 };
+/// The largest top_k (0 = off).
+pub const MAX_TOP_K: usize = 1_000_000;
 
 /// xorshift64* (as llama2.c's run.c).
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 
 use engine::generate::{Generation, Hooks, StopReason};
 use engine::model::{KvType, Model, Session};
-use engine::sampler::{Sampler, SamplerConfig};
+use engine::sampler::{self, Sampler, SamplerConfig};
 use engine::template::{ChatEncoder, Stops, Template};
 use engine::tokenizer::Tokenizer;
 use engine::{Error, Result};
@@ -62,16 +62,15 @@ fn parse_num<T: core::str::FromStr>(what: &str, v: &str) -> Result<T> {
     v.trim().parse().map_err(|_| Error::Usage(format!("{what}: '{}' is not a valid number", v.trim())))
 }
 
+/// `v` within the engine's limit for the setting.
+fn limit(l: sampler::Limit, v: f32) -> Result<f32> {
+    l.check(v).map_err(|e| Error::Usage(format!("{e}")))
+}
+
 /// Checks and parses the value of a numeric setting.
 fn setting(key: &str, v: &str, s: &mut ChatSettings) -> Result<()> {
     match key {
-        "temperature" | "temp" => {
-            let t: f32 = parse_num("temperature", v)?;
-            if !(0.0..=2.0).contains(&t) {
-                return Err(Error::Usage(format!("temperature must be between 0.0 and 2.0 (got {t})")));
-            }
-            s.temperature = t;
-        }
+        "temperature" | "temp" => s.temperature = limit(sampler::TEMPERATURE, parse_num("temperature", v)?)?,
         "max_tokens" | "tokens" => {
             let n: usize = parse_num("max tokens", v)?;
             if !(1..=4096).contains(&n) {
@@ -79,34 +78,15 @@ fn setting(key: &str, v: &str, s: &mut ChatSettings) -> Result<()> {
             }
             s.max_tokens = n;
         }
-        "top_p" => {
-            let p: f32 = parse_num("top_p", v)?;
-            if !(p > 0.0 && p <= 1.0) {
-                return Err(Error::Usage(format!("top_p must be in (0, 1] (got {p})")));
-            }
-            s.top_p = p;
-        }
+        "top_p" => s.top_p = limit(sampler::TOP_P, parse_num("top_p", v)?)?,
         "top_k" => {
             let k: usize = parse_num("top_k", v)?;
-            if k > 1_000_000 {
-                return Err(Error::Usage(format!("top_k must be between 0 (off) and 1000000 (got {k})")));
-            }
+            let probe = SamplerConfig { top_k: k, ..SamplerConfig::default() };
+            probe.validate().map_err(|e| Error::Usage(format!("{e}")))?;
             s.top_k = k;
         }
-        "min_p" => {
-            let p: f32 = parse_num("min_p", v)?;
-            if !(0.0..=1.0).contains(&p) {
-                return Err(Error::Usage(format!("min_p must be between 0 and 1 (got {p})")));
-            }
-            s.min_p = p;
-        }
-        "repeat_penalty" => {
-            let r: f32 = parse_num("repeat_penalty", v)?;
-            if !(r > 0.0 && r <= 10.0) {
-                return Err(Error::Usage(format!("repeat_penalty must be in (0, 10] (got {r})")));
-            }
-            s.repeat_penalty = r;
-        }
+        "min_p" => s.min_p = limit(sampler::MIN_P, parse_num("min_p", v)?)?,
+        "repeat_penalty" => s.repeat_penalty = limit(sampler::REPEAT_PENALTY, parse_num("repeat_penalty", v)?)?,
         "seed" => s.seed = parse_num("seed", v)?,
         _ => return Err(Error::Usage(format!("unknown setting '{key}'"))),
     }
@@ -156,6 +136,15 @@ impl ChatSettings {
             r.map_err(|e| Error::Usage(format!("settings line {}: {e}", n + 1)))?;
         }
         Ok(s)
+    }
+
+    /// Checks settings given outside the file and the slash commands (the
+    /// command line's flags) against the same limits.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=4096).contains(&self.max_tokens) {
+            return Err(Error::Usage(format!("max tokens must be between 1 and 4096 (got {})", self.max_tokens)));
+        }
+        self.sampler_config().validate()
     }
 
     fn sampler_config(&self) -> SamplerConfig {

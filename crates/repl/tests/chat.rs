@@ -108,7 +108,7 @@ fn commands_answer_and_bad_arguments_change_nothing() {
     assert!(o.contains("context:     "), "{o}");
     assert!(o.contains("generated:   8 tokens"), "{o}");
     assert!(o.contains("1. You: Lily\n   AI: and Tom were"), "{o}");
-    assert!(o.contains("error: temperature must be between 0.0 and 2.0 (got 5)"), "{o}");
+    assert!(o.contains("error: invalid temperature: must be in [0, 2] (got 5)"), "{o}");
     assert!(o.contains("error: temperature: 'abc' is not a valid number"), "{o}");
     assert!(o.contains("error: max tokens must be between 1 and 4096 (got 0)"), "{o}");
     assert!(o.contains("error: unknown command /frobnicate"), "{o}");
