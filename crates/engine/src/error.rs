@@ -66,10 +66,13 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Names, keys and values may come from a (hostile) file: shown
+        // escaped and cut to an excerpt (`Shown`).
         match self {
             Error::Truncated { what, offset, need, have } => write!(
                 f,
-                "truncated input: {what} needs {need} bytes at offset {offset}, but only {have} remain"
+                "truncated input: {} needs {need} bytes at offset {offset}, but only {have} remain",
+                Shown(what)
             ),
             Error::BadMagic { format, found } => {
                 write!(f, "not a {format} file (magic 0x{found:08x})")
@@ -77,39 +80,83 @@ impl fmt::Display for Error {
             Error::UnsupportedVersion { format, version } => {
                 write!(f, "unsupported {format} version {version}")
             }
-            Error::MissingKey(k) => write!(f, "missing metadata key '{k}'"),
+            Error::MissingKey(k) => write!(f, "missing metadata key '{}'", Shown(k)),
             Error::WrongKeyType { key, expected, found } => {
-                write!(f, "metadata key '{key}' should be {expected}, found {found}")
+                write!(f, "metadata key '{}' should be {expected}, found {}", Shown(key), Shown(found))
             }
-            Error::MissingTensor(n) => write!(f, "missing tensor '{n}'"),
+            Error::MissingTensor(n) => write!(f, "missing tensor '{}'", Shown(n)),
             Error::TensorShape { name, expected, found } => {
-                write!(f, "tensor '{name}' has shape {found:?}, expected {expected:?}")
+                write!(f, "tensor '{}' has shape {found:?}, expected {expected:?}", Shown(name))
             }
             Error::TensorOutOfBounds { name, offset, size, file_len } => write!(
                 f,
-                "tensor '{name}' data at offset {offset} (+{size} bytes) lies past the end of the file ({file_len} bytes)"
+                "tensor '{}' data at offset {offset} (+{size} bytes) lies past the end of the file ({file_len} bytes)",
+                Shown(name)
             ),
             Error::UnsupportedTensorType { name, ty } => {
-                write!(f, "tensor '{name}' has unsupported type {ty}")
+                write!(f, "tensor '{}' has unsupported type {}", Shown(name), Shown(ty))
             }
-            Error::Overflow { what } => write!(f, "size overflow: {what}"),
-            Error::Invalid { what, detail } => write!(f, "invalid {what}: {detail}"),
-            Error::UnsupportedArchitecture(a) => write!(f, "unsupported architecture '{a}'"),
-            Error::VocabMismatch { model, tokenizer } => write!(
-                f,
-                "tokenizer has {tokenizer} tokens but the model's vocabulary has {model}"
-            ),
+            Error::Overflow { what } => write!(f, "size overflow: {}", Shown(what)),
+            Error::Invalid { what, detail } => write!(f, "invalid {}: {}", Shown(what), Shown(detail)),
+            Error::UnsupportedArchitecture(a) => write!(f, "unsupported architecture '{}'", Shown(a)),
+            Error::VocabMismatch { model, tokenizer } => {
+                write!(f, "tokenizer has {tokenizer} tokens but the model's vocabulary has {model}")
+            }
             Error::TokenOutOfRange { id, vocab } => {
                 write!(f, "token id {id} is outside the vocabulary (size {vocab})")
             }
             Error::ContextFull { n_ctx } => write!(f, "context full ({n_ctx} tokens)"),
             Error::OutOfMemory { what, bytes } => {
-                write!(f, "out of memory: {what} needs {bytes} bytes")
+                write!(f, "out of memory: {} needs {bytes} bytes", Shown(what))
             }
-            Error::Io(s) => write!(f, "I/O error: {s}"),
-            Error::Usage(s) => write!(f, "{s}"),
+            Error::Io(s) => write!(f, "I/O error: {}", Shown(s)),
+            Error::Usage(s) => write!(f, "{}", Shown(s)),
         }
     }
 }
 
+/// The longest excerpt of a string an error message shows, in chars.
+pub const EXCERPT_CHARS: usize = 200;
+
+/// A string as an error message shows it: control characters (terminal
+/// escape sequences, newlines) and bidirectional overrides escaped the way
+/// `{:?}` would, and cut after [`EXCERPT_CHARS`] chars with the length of
+/// what was left out, so a file cannot drive the terminal or flood it.
+pub struct Shown<'a>(pub &'a str);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (at, c)) in self.0.char_indices().enumerate() {
+            if i == EXCERPT_CHARS {
+                return write!(f, "... (+{} more bytes)", self.0.len() - at);
+            }
+            let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}');
+            if c.is_control() || bidi {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl core::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn file_strings_in_messages_are_escaped_and_cut() {
+        let e = Error::UnsupportedArchitecture("ll\u{1b}[2Jama\n".into());
+        assert_eq!(e.to_string(), "unsupported architecture 'll\\u{1b}[2Jama\\n'");
+        let long = "x".repeat(100_000);
+        let m = Error::MissingKey(long).to_string();
+        assert!(m.len() < EXCERPT_CHARS + 80, "{}", m.len());
+        assert!(m.contains("(+99800 more bytes)"), "{m}");
+        // Plain text, including non-ASCII, is shown as it is.
+        assert_eq!(Error::MissingTensor("blk.0.é".into()).to_string(), "missing tensor 'blk.0.é'");
+    }
+}
