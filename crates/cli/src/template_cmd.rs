@@ -100,6 +100,7 @@ pub fn render(a: &TemplateArgs) -> Result<(serde_json::Value, Option<String>)> {
             msgs.insert(0, Message::system(sys));
         }
     }
+    template.check(&msgs)?;
     let add_gen = !a.no_generation_prompt;
     let (bos, eos) = enc.bos_eos();
     let text = template.render(&msgs, add_gen, bos, eos);

@@ -184,6 +184,22 @@ fn bad_input_fails_clearly() {
     assert_ne!(code, 0);
     assert!(out.is_empty());
     assert!(err.contains("unknown chat template 'vicuna'") && err.contains("llama-2"), "{err}");
+    // Conversations llama-2 cannot express are refused, not rendered without their system messages.
+    for body in [
+        &br#"[{"role": "system", "content": "A"}, {"role": "system", "content": "B"}, {"role": "user", "content": "Hi"}]"#[..],
+        br#"[{"role": "user", "content": "Hi"}, {"role": "system", "content": "B"}]"#,
+        br#"[{"role": "system", "content": "A"}]"#,
+    ] {
+        let p = write(dir.path(), "sys.json", body);
+        let (code, out, err) = run(&p, &["--template", "llama-2"]);
+        assert_ne!(code, 0, "{}", String::from_utf8_lossy(body));
+        assert!(out.is_empty());
+        assert!(err.contains("llama-2 template") && err.contains("system message"), "{err}");
+        // ChatML expresses the same conversation.
+        let (code, out, err) = run(&p, &["--template", "chatml"]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("<|im_start|>system"), "{out}");
+    }
     for (body, what) in [
         (&br#"[{"role": "user", "content": "Hi"}"#[..], "not valid JSON"),
         (br#"{"role": "user", "content": "Hi"}"#, "must be a JSON list"),

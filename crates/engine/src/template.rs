@@ -260,6 +260,33 @@ impl Template {
         self == Template::Phi3
     }
 
+    /// Whether the template can express `messages` faithfully. Llama-2 and
+    /// Gemma have no system turn: they put a system message inside the first
+    /// user turn, so a system message anywhere but first (a second one, or
+    /// one after a user turn) and a system message with no turn after it
+    /// would vanish from the text; those conversations are refused, with the
+    /// same rule for both, rather than rendered without them. The other
+    /// templates express any order.
+    pub fn check(self, messages: &[Message]) -> crate::Result<()> {
+        if !matches!(self, Template::Llama2 | Template::Gemma) {
+            return Ok(());
+        }
+        if let Some(i) = messages.iter().skip(1).position(|m| m.role == Role::System) {
+            return Err(crate::Error::Usage(alloc::format!(
+                "message {}: the {} template can only take a system message first (it goes inside the first user turn)",
+                i + 1,
+                self.name()
+            )));
+        }
+        if messages.len() == 1 && messages[0].role == Role::System {
+            return Err(crate::Error::Usage(alloc::format!(
+                "the {} template needs a message after the system message (the system prompt goes inside it)",
+                self.name()
+            )));
+        }
+        Ok(())
+    }
+
     /// Renders a conversation to the text `apply_chat_template` gives, with
     /// or without the generation prompt (the header of the assistant reply
     /// to come). `bos`/`eos` are the tokenizer's BOS/EOS token strings

@@ -468,3 +468,23 @@ fn empty_and_bos_only_conversations() {
     assert_eq!(tokenize_conversation(&tok, Template::Llama2, &[], true), Vec::<u32>::new());
     assert_eq!(Template::Gemma.render(&[], true, "<bos>", "<eos>"), "<bos><start_of_turn>model\n");
 }
+
+#[test]
+fn templates_without_a_system_turn_refuse_what_they_cannot_express() {
+    let late = [Message::user("q"), Message::system("S")];
+    let twice = [Message::system("A"), Message::system("B"), Message::user("q")];
+    let alone = [Message::system("S")];
+    let fine = [Message::system("S"), Message::user("q"), Message::assistant("a"), Message::user("r")];
+    for t in [Template::Llama2, Template::Gemma] {
+        for m in [&late[..], &twice, &alone] {
+            let e = t.check(m).unwrap_err().to_string();
+            assert!(e.contains(t.name()) && e.contains("system message"), "{e}");
+        }
+        t.check(&fine).unwrap();
+    }
+    for t in [Template::ChatMl, Template::Zephyr, Template::Llama3, Template::Phi3] {
+        for m in [&late[..], &twice, &alone, &fine] {
+            t.check(m).unwrap();
+        }
+    }
+}
