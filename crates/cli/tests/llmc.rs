@@ -115,6 +115,13 @@ fn llmc_bad_headers() {
     let mut cut = good.clone();
     cut.truncate(good.len() - 4);
     assert!(load_model(Box::new(cut)).is_err());
+    // Bytes past the weights the header describes: dimensions that do not match the file.
+    let mut long = good.clone();
+    long.extend_from_slice(&[0; 8]);
+    let e = load_model(Box::new(long.clone())).err().unwrap().to_string();
+    assert!(e.contains("8 bytes after the weights"), "{e}");
+    let e = engine::load::probe(&long, long.len() as u64).err().unwrap().to_string();
+    assert!(e.contains("8 bytes after the weights"), "{e}");
     let mut v = good.clone();
     v[4] = 9;
     let e = load_model(Box::new(v)).err().unwrap();

@@ -305,6 +305,7 @@ pub fn load(blob: Blob) -> Result<Model> {
             off += size;
         }
     }
+    check_no_trailing(h.format_name(), expected, file.len() as u64)?;
     let mut cur = Cursor { file, off: h.header_len, h };
     let mut parts: Vec<(&str, Vec<Tensor>)> = Vec::new();
     for (name, rows, cols, count) in h.layout() {
@@ -390,6 +391,7 @@ impl ModelFormat for Llama2cFormat {
                 file_len.saturating_sub(h.header_len as u64),
             ));
         }
+        check_no_trailing(h.format_name(), expected, file_len)?;
         let n_params = count_params(&cfg, !h.shared_classifier);
         let weights_in_memory = if h.version == 2 { n_params * 4 } else { file_len };
         Ok(ModelSummary {
@@ -413,4 +415,20 @@ impl ModelFormat for Llama2cFormat {
         let tok = Tokenizer::from_llama2c(t, h.vocab_size)?;
         Ok((load(file)?, tok))
     }
+}
+
+/// A checkpoint longer than its header says: the header's dimensions do not
+/// describe the weights (reading them would give garbage), so it is refused.
+pub(crate) fn check_no_trailing(format: &str, expected: u64, file_len: u64) -> Result<()> {
+    if file_len > expected {
+        return Err(Error::invalid(
+            format!("{format} checkpoint"),
+            format!(
+                "{} bytes after the weights its header describes ({expected} bytes expected, the file has {file_len}): \
+                 the header's dimensions do not match the file",
+                file_len - expected
+            ),
+        ));
+    }
+    Ok(())
 }

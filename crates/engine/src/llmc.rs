@@ -143,6 +143,7 @@ pub fn load(blob: Blob) -> Result<Model> {
             file.len() as u64 - HEADER as u64,
         ));
     }
+    crate::llama2c::check_no_trailing("llm.c", expected, file.len() as u64)?;
     let es = if h.dtype == DType::F32 { 4 } else { 2 };
     let mut off = HEADER;
     let mut parts: Vec<Vec<Tensor>> = Vec::new();
@@ -222,6 +223,7 @@ impl ModelFormat for LlmcFormat {
                 file_len.saturating_sub(HEADER as u64),
             ));
         }
+        crate::llama2c::check_no_trailing("llm.c", expected, file_len)?;
         Ok(ModelSummary {
             n_params: h.n_params(),
             tensor_type: h.dtype.name().into(),

@@ -130,3 +130,20 @@ fn batched_prefill_matches_token_by_token() {
     let next_b = sb.eval(&b, &[ids[0]], &Serial).unwrap().to_vec();
     assert_eq!(next_a, next_b, "the KV caches agree");
 }
+
+#[test]
+fn checkpoints_longer_than_their_header_says_are_refused() {
+    for (file, format) in [
+        ("testdata/stories260K/stories260K.bin", "llama2c-v0"),
+        ("testdata/llama2c-q80/stories260K_q80.bin", "llama2c-v2"),
+    ] {
+        let good = testdata::read(file);
+        engine::load::load_model(Box::new(good.clone())).unwrap();
+        let mut long = good;
+        long.extend_from_slice(&[0; 12]);
+        let e = engine::load::load_model(Box::new(long.clone())).err().unwrap().to_string();
+        assert!(e.contains("12 bytes after the weights") && e.contains(format), "{file}: {e}");
+        let e = engine::load::probe(&long, long.len() as u64).err().unwrap().to_string();
+        assert!(e.contains("12 bytes after the weights"), "{file}: {e}");
+    }
+}
