@@ -176,6 +176,8 @@ pub fn load_any(model: &Path, tokenizer: Option<&Path>) -> Result<Loaded> {
             },
         },
         FileKind::Llama2c => {
+            // A file that is no checkpoint at all is reported as such, before any tokenizer is looked for.
+            engine::llama2c::Header::parse(bytes.as_ref()).with_context(loading)?;
             let tok_path = match tokenizer {
                 Some(t) => t.to_path_buf(),
                 None => find_tokenizer(model).with_context(|| {

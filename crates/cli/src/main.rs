@@ -26,6 +26,15 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// A context length: a whole number of tokens, at least 1.
+fn parse_ctx(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("a context holds at least 1 token".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{s}' is not a number of tokens")),
+    }
+}
+
 fn parse_simd(s: &str) -> Result<kernels::cpu::SimdLevel, String> {
     kernels::cpu::SimdLevel::from_name(s).ok_or_else(|| {
         let names: Vec<&str> = kernels::cpu::SimdLevel::ALL.iter().map(|l| l.name()).collect();
@@ -193,7 +202,7 @@ struct ModelArgs {
     #[arg(short, long)]
     threads: Option<usize>,
     /// Context length to allocate (default: the model's, at most 4096).
-    #[arg(short = 'c', long, default_value_t = 4096)]
+    #[arg(short = 'c', long, default_value_t = 4096, value_parser = parse_ctx)]
     ctx: usize,
     /// KV cache type: f32 (exact) or f16 (half the memory, computed as
     /// llama.cpp's default cache is).
@@ -317,7 +326,7 @@ struct PerplexityArgs {
     #[arg(short = 'f', long)]
     file: PathBuf,
     /// Tokens per chunk.
-    #[arg(short = 'c', long, default_value_t = 512)]
+    #[arg(short = 'c', long, default_value_t = 512, value_parser = parse_ctx)]
     ctx: usize,
     /// Chunks to score at most (default: all that fit).
     #[arg(long)]

@@ -269,3 +269,38 @@ fn sampling_settings_have_one_validation_everywhere() {
     assert!(err.contains("not a valid lbm.cfg") && err.contains("temperature"), "{err}");
     assert!(!img.exists());
 }
+
+#[test]
+fn unclear_messages_are_clear() {
+    let model = testdata::path("testdata/stories260K/stories260K.bin");
+    let m = model.to_str().unwrap();
+    // A context of 0 tokens is a usage error, not "context full".
+    let (code, _, err) = lbm(&["generate", "-m", m, "-p", "hi", "-n", "3", "-c", "0"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("at least 1 token") && !err.contains("context full"), "{err}");
+    // A file of two bytes is too short to be a model, whatever its name.
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short.bin");
+    std::fs::write(&short, b"ab").unwrap();
+    for cmd in ["info", "generate"] {
+        let mut args = vec![cmd, "-m", short.to_str().unwrap()];
+        if cmd == "info" {
+            args = vec![cmd, short.to_str().unwrap()];
+        } else {
+            args.extend(["-p", "hi"]);
+        }
+        let (code, _, err) = lbm(&args);
+        assert_ne!(code, 0);
+        assert!(err.contains("too short to be a model"), "{cmd}: {err}");
+        assert!(!err.contains("tokenizer"), "{cmd}: {err}");
+    }
+    // A GGUF with a vocabulary and no tensors says so.
+    let vocab = testdata::path("testdata/llamacpp-vocab/ggml-vocab-llama-spm.gguf");
+    for cmd in ["info", "generate"] {
+        let v = vocab.to_str().unwrap();
+        let args: Vec<&str> = if cmd == "info" { vec![cmd, v] } else { vec![cmd, "-m", v, "-p", "hi"] };
+        let (code, _, err) = lbm(&args);
+        assert_ne!(code, 0);
+        assert!(err.contains("no tensors") && err.contains("vocabulary"), "{cmd}: {err}");
+    }
+}

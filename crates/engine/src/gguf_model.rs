@@ -36,6 +36,12 @@ fn opt_f32(g: &Gguf, key: &str) -> Result<Option<f32>> {
 
 /// The model configuration from GGUF metadata.
 pub fn config(g: &Gguf) -> Result<Config> {
+    if g.tensors.is_empty() {
+        return Err(Error::invalid(
+            "model file",
+            "the GGUF has no tensors: it holds only a vocabulary (like llama.cpp's ggml-vocab-*.gguf), not a model",
+        ));
+    }
     let arch = arch_of(g)?;
     let spec = arch.spec();
     let a = g.architecture()?;

@@ -54,6 +54,10 @@ fn positive(v: i32, what: &str) -> Result<usize> {
 impl Header {
     /// Parses the header at the start of `b`.
     pub fn parse(b: &[u8]) -> Result<Self> {
+        // Every format's header is longer than this (GGUF's, llm.c's, llama2.c's).
+        if b.len() < 28 {
+            return Err(Error::truncated("a file too short to be a model", 0, 28, b.len() as u64));
+        }
         let first = i32_at(b, 0, "magic/dim")? as u32;
         let (version, p) = if first == MAGIC {
             let v = i32_at(b, 4, "version")?;
@@ -70,7 +74,11 @@ impl Header {
             f[i] = i32_at(b, p + 4 * i, n)?;
         }
         let (shared, vocab) = if version == 0 {
-            (f[5] > 0, f[5].checked_abs().unwrap_or(0))
+            // Negative: the classifier is not shared. i32::MIN has no absolute value.
+            let v = f[5]
+                .checked_abs()
+                .ok_or_else(|| Error::invalid("llama2.c header field vocab_size", format!("{}", f[5])))?;
+            (f[5] > 0, v)
         } else {
             let flag = *b.get(p + 28).ok_or_else(|| Error::truncated("llama2.c header flags", 36, 1, 0))?;
             (flag != 0, f[5])

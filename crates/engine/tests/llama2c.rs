@@ -147,3 +147,13 @@ fn checkpoints_longer_than_their_header_says_are_refused() {
         assert!(e.contains("12 bytes after the weights"), "{file}: {e}");
     }
 }
+
+#[test]
+fn a_vocab_size_without_an_absolute_value_is_reported_as_it_is() {
+    let mut b = testdata::read("testdata/stories260K/stories260K.bin");
+    b[20..24].copy_from_slice(&i32::MIN.to_le_bytes());
+    let e = engine::llama2c::Header::parse(&b).unwrap_err().to_string();
+    assert!(e.contains("vocab_size") && e.contains("-2147483648"), "{e}");
+    let e = engine::llama2c::Header::parse(b"ab").unwrap_err().to_string();
+    assert!(e.contains("too short to be a model") && e.contains("only 2 remain"), "{e}");
+}
