@@ -23,7 +23,9 @@ pub struct TemplateArgs {
     /// gemma, phi-3, phi-2, llama-3.
     #[arg(long)]
     pub template: Option<String>,
-    /// The conversation: a JSON list of {"role": "system"|"user"|"assistant", "content": "..."}.
+    /// A file holding the conversation, a JSON list of
+    /// {"role": "system"|"user"|"assistant", "content": "..."}; `-` reads it
+    /// from standard input.
     #[arg(long)]
     pub messages: PathBuf,
     /// Do not end with the header of the assistant's reply.
@@ -82,8 +84,16 @@ pub fn render(a: &TemplateArgs) -> Result<(serde_json::Value, Option<String>)> {
     if a.template.is_some() {
         choose(None, "", a.template.as_deref())?;
     }
-    let messages =
-        parse_messages(&host::read_file(&a.messages)?).with_context(|| format!("reading {}", a.messages.display()))?;
+    let bytes = if a.messages.as_os_str() == "-" {
+        let mut b = Vec::new();
+        // At most 64 MiB of conversation from a pipe.
+        std::io::Read::read_to_end(&mut std::io::Read::take(std::io::stdin(), 64 << 20), &mut b)
+            .context("reading the messages from standard input")?;
+        b
+    } else {
+        host::read_file(&a.messages)?
+    };
+    let messages = parse_messages(&bytes).with_context(|| format!("reading {}", a.messages.display()))?;
     let (tok, chat_template, arch) = load(&a.model, a.tokenizer.as_deref())?;
     let (template, warning) = choose(chat_template.as_deref(), &arch, a.template.as_deref())?;
     let enc = ChatEncoder::new(&tok, template);

@@ -184,6 +184,18 @@ fn bad_input_fails_clearly() {
     assert_ne!(code, 0);
     assert!(out.is_empty());
     assert!(err.contains("unknown chat template 'vicuna'") && err.contains("llama-2"), "{err}");
+    // `--messages -` reads the conversation from standard input.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lbm"))
+        .args(["template", "-m", model, "--messages", "-", "--template", "chatml"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), br#"[{"role": "user", "content": "Hi"}]"#).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(r"<|im_start|>user\nHi"));
     // Conversations llama-2 cannot express are refused, not rendered without their system messages.
     for body in [
         &br#"[{"role": "system", "content": "A"}, {"role": "system", "content": "B"}, {"role": "user", "content": "Hi"}]"#[..],

@@ -56,8 +56,17 @@ impl Header {
             channels: pos(6, "channels")?,
             padded_vocab_size: pos(7, "padded_vocab_size")?,
         };
-        if h.padded_vocab_size < h.vocab_size || !h.channels.is_multiple_of(h.n_heads) {
-            return Err(Error::invalid("llm.c header", format!("{h:?}")));
+        if h.padded_vocab_size < h.vocab_size {
+            return Err(Error::invalid(
+                "llm.c header",
+                format!("padded_vocab_size {} is smaller than vocab_size {}", h.padded_vocab_size, h.vocab_size),
+            ));
+        }
+        if !h.channels.is_multiple_of(h.n_heads) {
+            return Err(Error::invalid(
+                "llm.c header",
+                format!("channels {} is not a multiple of num_heads {}", h.channels, h.n_heads),
+            ));
         }
         Ok(h)
     }

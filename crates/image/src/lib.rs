@@ -239,6 +239,11 @@ fn auto_layout(entries: &[Entry]) -> Result<Layout> {
 
 /// The geometry of an image of `size` bytes (rounded up to whole sectors).
 fn sized_layout(size: u64) -> Result<Layout> {
+    // FAT32 stops at 2 TiB of sectors; anything near u64::MAX is refused here, before any arithmetic on it.
+    const MAX_IMAGE: u64 = (u32::MAX as u64) * SECTOR_SIZE;
+    if size > MAX_IMAGE {
+        bail!("an image of {} ({size} bytes) is larger than FAT32 allows (2 TiB)", format_size(size));
+    }
     let disk = size.div_ceil(SECTOR_SIZE) * SECTOR_SIZE;
     if disk < FAT32_MIN_IMAGE {
         bail!(

@@ -270,6 +270,12 @@ fn explicit_sizes() {
     opts.size = Some(16 * MIB);
     let err = format!("{:#}", build(&opts).unwrap_err());
     assert!(err.contains("too small") && err.contains("35.0 MiB"), "{err}");
+    // A size past FAT32's 2 TiB, up to u64::MAX, is "too large", without overflowing.
+    for size in [u64::MAX, u64::MAX - 511, 3 << 40] {
+        opts.size = Some(size);
+        let err = format!("{:#}", build(&opts).unwrap_err());
+        assert!(err.contains("larger than FAT32 allows"), "{size}: {err}");
+    }
 
     // Big images get 32 KiB clusters (checked in the boot sector: reading
     // the whole 3 GiB partition here would be slow; the file is sparse).

@@ -85,7 +85,17 @@ impl Config {
             }
         }
         if self.n_layers > 1024 || self.n_heads > 4096 || self.dim > MAX || self.hidden_dim > MAX * 4 {
-            return bad("model dimensions", alloc::format!("{self:?} are absurd"));
+            return bad(
+                "model dimensions",
+                alloc::format!(
+                    "{} layers, {} heads, dim {}, hidden_dim {} are absurd (limits 1024, 4096, {MAX}, {})",
+                    self.n_layers,
+                    self.n_heads,
+                    self.dim,
+                    self.hidden_dim,
+                    MAX * 4
+                ),
+            );
         }
         if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad("n_kv_heads", alloc::format!("{} does not divide n_heads {}", self.n_kv_heads, self.n_heads));
