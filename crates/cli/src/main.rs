@@ -668,18 +668,26 @@ fn cmd_image(a: ImageArgs) -> Result<()> {
     };
     let start = std::time::Instant::now();
     let mut last = String::new();
-    image::build_image(&opts, &mut |file, done, total| {
+    let mut open_line = false;
+    let built = image::build_image(&opts, &mut |file, done, total| {
         let secs = start.elapsed().as_secs_f64().max(1e-3);
         let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
         let line = format!("\r{file}: {:.1}/{:.1} MB ({:.0} MB/s)", mb(done), mb(total), mb(done) / secs);
         if line != last {
             eprint!("{line}");
             last = line;
+            open_line = true;
         }
         if done == total {
             eprintln!();
+            open_line = false;
         }
-    })?;
+    });
+    if built.is_err() && open_line {
+        // End the progress line so the error starts on its own.
+        eprintln!();
+    }
+    built?;
     println!("wrote {}", a.output.display());
     Ok(())
 }
