@@ -14,9 +14,34 @@ use engine::tokenizer::Tokenizer;
 use repl::{Console, Key, KeyDecoder, PlatformInfo, RawKey};
 
 /// Reads a whole file (a text, a settings file).
-pub fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+/// Reads a text input (settings, messages, a text to score) of at most
+/// `max` bytes, refusing what is not a regular file (a device would be read
+/// until memory runs out, a FIFO would block) and what is larger.
+pub fn read_file(path: &Path, max: u64) -> Result<Vec<u8>> {
+    let m = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if !m.is_file() {
+        bail!("{} is not a regular file (a folder, device, FIFO or socket)", path.display());
+    }
+    if m.len() > max {
+        bail!("{} is {} bytes, more than the {max} this input may have", path.display(), m.len());
+    }
+    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut buf = Vec::new();
+    // The file may grow between the check and the read: read at most max + 1.
+    std::io::Read::read_to_end(&mut std::io::Read::take(&mut f, max + 1), &mut buf)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if buf.len() as u64 > max {
+        bail!("{} is more than the {max} bytes this input may have", path.display());
+    }
+    Ok(buf)
 }
+
+/// The largest settings file (`--config`), as the UEFI app's limit.
+pub const MAX_SETTINGS: u64 = 1 << 20;
+/// The largest messages file (`lbm template --messages`).
+pub const MAX_MESSAGES: u64 = 64 << 20;
+/// The largest text `lbm perplexity -f` scores.
+pub const MAX_TEXT: u64 = 1 << 30;
 
 /// Opens a model or tokenizer file and gives its length, refusing anything
 /// that is not a regular file: a device such as /dev/zero would be read

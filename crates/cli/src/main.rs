@@ -467,7 +467,7 @@ fn cmd_generate(a: GenerateArgs) -> Result<()> {
 fn cmd_chat(a: ChatArgs) -> Result<()> {
     let exec = pool(a.model.threads)?;
     let mut settings = match &a.config {
-        Some(p) => ChatSettings::parse_cfg(&String::from_utf8_lossy(&host::read_file(p)?))?,
+        Some(p) => ChatSettings::parse_cfg(&String::from_utf8_lossy(&host::read_file(p, host::MAX_SETTINGS)?))?,
         None => ChatSettings::default(),
     };
     if let Some(t) = a.temp {
@@ -650,7 +650,7 @@ fn cmd_image(a: ImageArgs) -> Result<()> {
     let mut extra = Vec::new();
     if let Some(c) = a.config {
         // The app reads it with the same parser: refuse a file it would reject.
-        let text = std::fs::read(&c).with_context(|| format!("reading {}", c.display()))?;
+        let text = host::read_file(&c, host::MAX_SETTINGS)?;
         let text = std::str::from_utf8(&text).map_err(|e| anyhow::anyhow!("{}: not UTF-8 text ({e})", c.display()))?;
         ChatSettings::parse_cfg(text).with_context(|| format!("{} is not a valid lbm.cfg", c.display()))?;
         extra.push((c, "lbm.cfg".to_string()));
@@ -694,7 +694,7 @@ fn cmd_image(a: ImageArgs) -> Result<()> {
 
 fn cmd_perplexity(a: PerplexityArgs) -> Result<()> {
     let exec = pool(a.threads)?;
-    let text = host::read_file(&a.file)?;
+    let text = host::read_file(&a.file, host::MAX_TEXT)?;
     let text = String::from_utf8(text).with_context(|| format!("{} is not UTF-8 text", a.file.display()))?;
     let (model, tok) = host::load(&a.model, a.tokenizer.as_deref())?;
     let tokens = tok.encode(&text, tok.add_bos());

@@ -87,11 +87,11 @@ pub fn render(a: &TemplateArgs) -> Result<(serde_json::Value, Option<String>)> {
     let bytes = if a.messages.as_os_str() == "-" {
         let mut b = Vec::new();
         // At most 64 MiB of conversation from a pipe.
-        std::io::Read::read_to_end(&mut std::io::Read::take(std::io::stdin(), 64 << 20), &mut b)
+        std::io::Read::read_to_end(&mut std::io::Read::take(std::io::stdin(), host::MAX_MESSAGES), &mut b)
             .context("reading the messages from standard input")?;
         b
     } else {
-        host::read_file(&a.messages)?
+        host::read_file(&a.messages, host::MAX_MESSAGES)?
     };
     let messages = parse_messages(&bytes).with_context(|| format!("reading {}", a.messages.display()))?;
     let (tok, chat_template, arch) = load(&a.model, a.tokenizer.as_deref())?;

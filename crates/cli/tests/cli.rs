@@ -304,3 +304,27 @@ fn unclear_messages_are_clear() {
         assert!(err.contains("no tensors") && err.contains("vocabulary"), "{cmd}: {err}");
     }
 }
+
+#[test]
+fn text_inputs_refuse_devices_and_oversized_files() {
+    let model = testdata::path("testdata/stories260K/stories260K.bin");
+    let m = model.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.cfg");
+    std::fs::write(&big, vec![b'#'; (1 << 20) + 1]).unwrap();
+    let t0 = std::time::Instant::now();
+    for args in [
+        vec!["perplexity", "-m", m, "-f", "/dev/zero"],
+        vec!["chat", "-m", m, "--config", "/dev/zero"],
+        vec!["image", "-o", "/nonexistent/x.img", "--config", "/dev/zero", "--model", m],
+        vec!["template", "-m", m, "--messages", "/dev/zero"],
+    ] {
+        let (code, _, err) = lbm(&args);
+        assert_ne!(code, 0, "{args:?}");
+        assert!(err.contains("/dev/zero") && err.contains("not a regular file"), "{args:?}: {err}");
+    }
+    assert!(t0.elapsed().as_secs() < 30, "devices must be refused, not read");
+    let (code, _, err) = lbm(&["chat", "-m", m, "--config", big.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("more than the 1048576"), "{err}");
+}
