@@ -647,6 +647,7 @@ fn model_files(args: &[String]) -> Result<Vec<PathBuf>> {
 
 #[cfg(feature = "image")]
 fn cmd_image(a: ImageArgs) -> Result<()> {
+    host::remove_outputs_on_interrupt();
     let mut extra = Vec::new();
     if let Some(c) = a.config {
         // The app reads it with the same parser: refuse a file it would reject.

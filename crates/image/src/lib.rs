@@ -274,29 +274,12 @@ pub fn build_image(opts: &ImageOptions, progress: &mut dyn FnMut(&str, u64, u64)
         None => auto_layout(&entries)?,
     };
 
-    let dir = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let base = output.file_name().and_then(|n| n.to_str()).unwrap_or("image");
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{base}."))
-        .suffix(".partial")
-        .tempfile_in(&dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-
-    write_image(tmp.as_file(), &layout, &entries, progress)
-        .with_context(|| format!("building {}", output.display()))?;
-
-    tmp.as_file().sync_all().with_context(|| format!("cannot flush {} to disk", tmp.path().display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644))
-            .with_context(|| format!("cannot set the permissions of {}", tmp.path().display()))?;
-    }
-    tmp.persist(output).map_err(|e| anyhow!("cannot move the finished image to {}: {}", output.display(), e.error))?;
-    Ok(())
+    // A temporary file beside the output (symbolic links followed), renamed
+    // over it at the end with the replaced file's permissions (the shared
+    // `outfile` rules); removed on any error.
+    let out = outfile::Output::create(output)?;
+    write_image(out.file(), &layout, &entries, progress).with_context(|| format!("building {}", output.display()))?;
+    out.commit()
 }
 
 /// Refuses an output that is a directory or a device, or one of the inputs.

@@ -393,3 +393,33 @@ fn parse_sizes() {
         assert!(parse_size(bad).is_err(), "{bad:?} should not parse");
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn an_image_replacing_a_file_keeps_its_mode_and_follows_links() {
+    use std::os::unix::fs::PermissionsExt;
+    let inp = Inputs::new();
+    let mut opts = inp.options("kept.img");
+    opts.models = vec![inp.file("m.gguf", &noise(1024, 9))];
+    fs::write(&opts.output, b"old").unwrap();
+    fs::set_permissions(&opts.output, fs::Permissions::from_mode(0o600)).unwrap();
+    build(&opts).unwrap();
+    let m = fs::metadata(&opts.output).unwrap();
+    assert_eq!(m.permissions().mode() & 0o777, 0o600);
+    assert!(m.len() > 3);
+    // Through a symbolic link: the target gets the image, the link stays a link.
+    let link = inp.path("link.img");
+    std::os::unix::fs::symlink(&opts.output, &link).unwrap();
+    fs::write(&opts.output, b"old").unwrap();
+    opts.output = link.clone();
+    build(&opts).unwrap();
+    assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(fs::metadata(inp.path("kept.img")).unwrap().len() > 3);
+    // No temporary file is left beside it.
+    let left: Vec<_> = fs::read_dir(inp.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+        .collect();
+    assert!(left.is_empty());
+}
