@@ -312,16 +312,27 @@ pub fn install_interrupt_flag() -> Arc<AtomicBool> {
     flag
 }
 
-/// Ctrl-C while an output file is being written removes its temporary file
-/// ([`outfile::remove_pending`]) and exits with status 130. Only SIGINT: the
-/// ctrlc crate is built without its `termination` feature, which would also
-/// turn SIGTERM into `lbm chat`'s stop-the-reply key.
+/// Ctrl-C, SIGTERM or SIGHUP while an output file is being written removes
+/// its temporary file ([`outfile::remove_pending`]) and exits with 128 + the
+/// signal's number. SIGINT goes through the `ctrlc` handler (built without
+/// its `termination` feature, which would also turn SIGTERM into `lbm
+/// chat`'s stop-the-reply key); SIGTERM and SIGHUP through a `signal-hook`
+/// thread, installed only by the commands that write outputs.
 pub fn remove_outputs_on_interrupt() {
     // If a handler is already installed (tests), keep going without one.
     let _ = ctrlc::set_handler(|| {
         outfile::remove_pending();
         std::process::exit(130);
     });
+    use signal_hook::consts::{SIGHUP, SIGTERM};
+    if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP]) {
+        std::thread::spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                outfile::remove_pending();
+                std::process::exit(128 + sig);
+            }
+        });
+    }
 }
 
 /// The terminal. On a tty the line discipline echoes and edits lines; from a

@@ -787,6 +787,8 @@ fn run() -> Result<()> {
         }
         #[cfg(feature = "hub")]
         Cmd::Pull(a) => {
+            // A conversion it runs writes through outfile: an interrupted pull leaves no temporary file.
+            host::remove_outputs_on_interrupt();
             let spec = hub::PullSpec::parse(&a.spec)?;
             let mut opts = hub::PullOptions::from_env();
             opts.revision = a.revision;

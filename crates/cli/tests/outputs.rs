@@ -160,8 +160,9 @@ fn links_planted_at_the_old_temporary_names_are_not_followed() {
     }
 }
 
-#[test]
-fn ctrl_c_removes_the_temporary_file() {
+/// Interrupts a `--gen-model` run with `signal` once its temporary file
+/// exists, and checks it exits with `code` and leaves nothing.
+fn interrupted_run_removes_the_temporary_file(signal: &str, code: i32) {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("big.gguf");
     // Gigabytes of f32 weights: still being written when interrupted.
@@ -175,7 +176,7 @@ fn ctrl_c_removes_the_temporary_file() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let during = names(d.path());
-    let st = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let st = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
     assert!(st.success());
     let t0 = std::time::Instant::now();
     let status = loop {
@@ -191,6 +192,17 @@ fn ctrl_c_removes_the_temporary_file() {
     };
     assert_eq!(during.len(), 1, "{during:?}");
     assert!(during[0].starts_with(".big.gguf.") && during[0].ends_with(".partial"), "{during:?}");
-    assert_eq!(status.and_then(|s| s.code()), Some(130), "the interrupted run did not exit with 130");
+    assert_eq!(status.and_then(|s| s.code()), Some(code), "the run stopped by {signal} did not exit with {code}");
     assert!(names(d.path()).is_empty(), "{:?}", names(d.path()));
+}
+
+#[test]
+fn ctrl_c_removes_the_temporary_file() {
+    interrupted_run_removes_the_temporary_file("-INT", 130);
+}
+
+#[test]
+fn sigterm_and_sighup_remove_the_temporary_file() {
+    interrupted_run_removes_the_temporary_file("-TERM", 143);
+    interrupted_run_removes_the_temporary_file("-HUP", 129);
 }
