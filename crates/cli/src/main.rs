@@ -816,7 +816,29 @@ fn run() -> Result<()> {
 
 fn main() {
     if let Err(e) = run() {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", terminal_safe(&format!("{e:#}")));
         std::process::exit(1);
     }
+}
+
+/// An error message as the terminal gets it: whatever a file put into it
+/// (a tensor name, a config value) cannot drive the terminal (control
+/// characters other than newline and tab, and bidi overrides, are escaped)
+/// nor flood it (cut after 4,000 chars, saying how much was left out).
+fn terminal_safe(msg: &str) -> String {
+    const MAX: usize = 4000;
+    let mut out = String::new();
+    for (i, (at, c)) in msg.char_indices().enumerate() {
+        if i == MAX {
+            out.push_str(&format!("... (+{} more bytes)", msg.len() - at));
+            break;
+        }
+        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}');
+        if (c.is_control() && c != '\n' && c != '\t') || bidi {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -328,3 +328,15 @@ fn text_inputs_refuse_devices_and_oversized_files() {
     assert_ne!(code, 0);
     assert!(err.contains("more than the 1048576"), "{err}");
 }
+
+#[test]
+fn error_messages_cannot_drive_the_terminal() {
+    // A Hugging Face folder whose config.json names an architecture with an escape sequence.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), "{\"architectures\": [\"Evil\\u001b[2JModel\"]}").unwrap();
+    let out = dir.path().join("o.gguf");
+    let (code, _, err) = lbm(&["convert", dir.path().to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    assert!(err.contains("Evil\\u{1b}[2JModel"), "{err}");
+}
