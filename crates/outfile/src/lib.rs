@@ -200,6 +200,14 @@ impl Output {
 mod tests {
     use super::*;
 
+    /// `remove_pending` removes every pending file of the process, those of
+    /// tests running in parallel too: the tests take turns.
+    static TURN: Mutex<()> = Mutex::new(());
+
+    fn turn() -> std::sync::MutexGuard<'static, ()> {
+        TURN.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn names(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> =
             std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
@@ -209,6 +217,7 @@ mod tests {
 
     #[test]
     fn a_complete_write_replaces_the_file_and_leaves_nothing_else() {
+        let _turn = turn();
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("out.bin");
         std::fs::write(&p, b"old").unwrap();
@@ -224,6 +233,7 @@ mod tests {
 
     #[test]
     fn a_failed_write_keeps_the_old_file_and_removes_the_temporary() {
+        let _turn = turn();
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("out.bin");
         std::fs::write(&p, b"old").unwrap();
@@ -240,6 +250,7 @@ mod tests {
 
     #[test]
     fn remove_pending_removes_the_files_being_written() {
+        let _turn = turn();
         let d = tempfile::tempdir().unwrap();
         let out = Output::create(&d.path().join("x.gguf")).unwrap();
         let tmp = out.temp_path().to_path_buf();
@@ -252,6 +263,7 @@ mod tests {
 
     #[test]
     fn directories_are_refused() {
+        let _turn = turn();
         let d = tempfile::tempdir().unwrap();
         let e = Output::create(d.path()).err().unwrap().to_string();
         assert!(e.contains("is a directory"), "{e}");
@@ -262,6 +274,7 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn links_are_followed_and_modes_kept() {
+        let _turn = turn();
         use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
         let target = d.path().join("real.bin");
