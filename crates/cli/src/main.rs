@@ -826,19 +826,5 @@ fn main() {
 /// characters other than newline and tab, and bidi overrides, are escaped)
 /// nor flood it (cut after 4,000 chars, saying how much was left out).
 fn terminal_safe(msg: &str) -> String {
-    const MAX: usize = 4000;
-    let mut out = String::new();
-    for (i, (at, c)) in msg.char_indices().enumerate() {
-        if i == MAX {
-            out.push_str(&format!("... (+{} more bytes)", msg.len() - at));
-            break;
-        }
-        let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}');
-        if (c.is_control() && c != '\n' && c != '\t') || bidi {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    engine::error::Excerpt { text: msg, max_chars: 4000, keep_lines: true }.to_string()
 }

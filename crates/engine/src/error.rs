@@ -126,12 +126,28 @@ pub struct Shown<'a>(pub &'a str);
 
 impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, (at, c)) in self.0.char_indices().enumerate() {
-            if i == EXCERPT_CHARS {
-                return write!(f, "... (+{} more bytes)", self.0.len() - at);
+        Excerpt { text: self.0, max_chars: EXCERPT_CHARS, keep_lines: false }.fmt(f)
+    }
+}
+
+/// [`Shown`] with its knobs: at most `max_chars` chars, and with
+/// `keep_lines` newlines and tabs left as they are (for a whole message of
+/// several lines, as `lbm` prints its errors).
+pub struct Excerpt<'a> {
+    pub text: &'a str,
+    pub max_chars: usize,
+    pub keep_lines: bool,
+}
+
+impl fmt::Display for Excerpt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (at, c)) in self.text.char_indices().enumerate() {
+            if i == self.max_chars {
+                return write!(f, "... (+{} more bytes)", self.text.len() - at);
             }
             let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}');
-            if c.is_control() || bidi {
+            let kept = self.keep_lines && (c == '\n' || c == '\t');
+            if (c.is_control() && !kept) || bidi {
                 write!(f, "{}", c.escape_default())?;
             } else {
                 write!(f, "{c}")?;
