@@ -220,16 +220,21 @@ pub fn avx512_vnni() -> Option<Avx512VnniToken> {
 #[derive(Debug, Clone, Copy)]
 pub enum Caps {
     Scalar,
+    #[cfg(target_arch = "x86_64")]
     Avx2(Avx2Token),
+    #[cfg(target_arch = "x86_64")]
     Vnni(Avx512VnniToken),
 }
 
 /// The [`Caps`] of the level in use.
 #[inline]
 pub fn caps() -> Caps {
+    #[cfg(target_arch = "x86_64")]
     match (avx512_vnni(), avx2()) {
         (Some(v), _) => Caps::Vnni(v),
         (None, Some(a)) => Caps::Avx2(a),
         (None, None) => Caps::Scalar,
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    Caps::Scalar
 }
