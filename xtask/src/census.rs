@@ -4,6 +4,12 @@
 //! instructions (f32 arithmetic becomes library calls), and one whose SIMD
 //! kernels were not compiled for AVX2/FMA has no `vfmadd*`. Both are caught
 //! here from `objdump -d` output.
+//!
+//! The aarch64 app (`BOOTAA64.EFI`, PE machine 0xaa64) gets its own census
+//! ([`ArmCensus`], disassembled with `aarch64-linux-gnu-objdump`): NEON
+//! vector `fmla`, the dot-product extension's `sdot`, the i8mm extension's
+//! `smmla`, and scalar FP on `s` registers. `aarch64-unknown-uefi` is
+//! hard-float already; the census keeps it so.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -164,6 +170,134 @@ pub fn count(disassembly: &str) -> Census {
     c
 }
 
+/// Instruction counts from an aarch64 disassembly.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ArmCensus {
+    /// All decoded instructions.
+    pub instructions: u64,
+    /// NEON vector `fmla` on four f32 lanes (`v.4s`).
+    pub fmla_4s: u64,
+    /// `sdot` (FEAT_DotProd) on vector registers.
+    pub sdot: u64,
+    /// `smmla` (FEAT_I8MM).
+    pub smmla: u64,
+    /// Scalar FP arithmetic on single-precision registers (`fadd`/`fmul`/`fmadd`/`fsub` on `s`).
+    pub scalar_fp: u64,
+}
+
+impl ArmCensus {
+    /// Checks the counts; the error says what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        if self.instructions == 0 {
+            problems.push("no instructions were disassembled (is this an aarch64 PE file?)".to_string());
+        }
+        if self.fmla_4s == 0 {
+            problems.push("no NEON fmla on .4s vectors: the NEON f32 kernels are missing".to_string());
+        }
+        if self.sdot == 0 {
+            problems.push(
+                "no sdot instructions: the dot-product kernels of crates/kernels were not compiled \
+                 with target_feature(enable = \"dotprod\")"
+                    .to_string(),
+            );
+        }
+        if self.smmla == 0 {
+            problems.push(
+                "no smmla instructions: the i8mm kernels of crates/kernels were not compiled with \
+                 target_feature(enable = \"i8mm\")"
+                    .to_string(),
+            );
+        }
+        if self.scalar_fp == 0 {
+            problems.push("no scalar FP instructions on s registers: the build looks soft-float".to_string());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    /// The counts as a JSON object.
+    pub fn to_json(&self, path: &Path) -> String {
+        format!(
+            "{{\"path\":{},\"arch\":\"aarch64\",\"instructions\":{},\"fmla_4s\":{},\"sdot\":{},\"smmla\":{},\"scalar_fp\":{},\"ok\":{}}}",
+            json_string(&path.display().to_string()),
+            self.instructions,
+            self.fmla_4s,
+            self.sdot,
+            self.smmla,
+            self.scalar_fp,
+            self.check().is_ok()
+        )
+    }
+}
+
+/// The operands of an `objdump -d` instruction line (the field after the mnemonic).
+fn operands(line: &str) -> &str {
+    let text = line.split('\t').nth(2).unwrap_or("");
+    let rest = line.split('\t').nth(3).unwrap_or("");
+    // x86 objdump puts mnemonic and operands in one field, aarch64 in two.
+    let in_text = text.split_once(char::is_whitespace).map(|(_, r)| r.trim()).unwrap_or("");
+    if rest.is_empty() {
+        in_text
+    } else {
+        rest.trim()
+    }
+}
+
+/// Counts instructions in an aarch64 `objdump -d` output.
+pub fn count_arm(disassembly: &str) -> ArmCensus {
+    let mut c = ArmCensus::default();
+    for line in disassembly.lines() {
+        let Some(m) = mnemonic(line) else { continue };
+        if m.starts_with('.') || m == "(bad)" || m == "udf" {
+            continue;
+        }
+        c.instructions += 1;
+        let ops = operands(line);
+        let first = ops.split(',').next().unwrap_or("").trim();
+        match m {
+            "fmla" if first.ends_with(".4s") => c.fmla_4s += 1,
+            "sdot" if first.starts_with('v') => c.sdot += 1,
+            "smmla" => c.smmla += 1,
+            "fadd" | "fmul" | "fmadd" | "fsub" | "fmsub" | "fdiv"
+                if first.starts_with('s') && first[1..].bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                c.scalar_fp += 1
+            }
+            _ => {}
+        }
+    }
+    c
+}
+
+/// The PE machine type of a file (0x8664 x86-64, 0xaa64 aarch64), if it is a PE file.
+fn pe_machine(path: &Path) -> Option<u16> {
+    let head = std::fs::read(path).ok()?;
+    let pe = u32::from_le_bytes(head.get(0x3c..0x40)?.try_into().ok()?) as usize;
+    if head.get(pe..pe + 4)? != b"PE\0\0" {
+        return None;
+    }
+    Some(u16::from_le_bytes(head.get(pe + 4..pe + 6)?.try_into().ok()?))
+}
+
+/// `objdump -d` (or `prog -d`) of `path`.
+fn disassemble(prog: &str, path: &Path) -> Result<String, String> {
+    let out = Command::new(prog).arg("-d").arg(path).output().map_err(|e| {
+        format!("census: cannot run {prog} ({e}); `cargo xtask setup` installs binutils and gcc-aarch64-linux-gnu")
+    })?;
+    if !out.status.success() {
+        return Err(format!(
+            "census: {prog} -d {} failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// `cargo xtask census [PATH] [--json]`.
 pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
     let mut json = false;
@@ -184,19 +318,26 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
     if !path.exists() {
         return Err(format!("census: {} does not exist (run `cargo xtask build-efi` first)", path.display()));
     }
-    let out = Command::new("objdump")
-        .arg("-d")
-        .arg(&path)
-        .output()
-        .map_err(|e| format!("census: cannot run objdump ({e}); `cargo xtask setup` installs binutils"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "census: objdump -d {} failed: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+    if pe_machine(&path) == Some(0xaa64) {
+        let text = disassemble("aarch64-linux-gnu-objdump", &path)?;
+        let census = count_arm(&text);
+        if json {
+            println!("{}", census.to_json(&path));
+        } else {
+            println!("census of {} (aarch64)", path.display());
+            println!("  instructions  {}", census.instructions);
+            println!("  fmla .4s      {}", census.fmla_4s);
+            println!("  sdot          {}", census.sdot);
+            println!("  smmla         {}", census.smmla);
+            println!("  scalar fp (s) {}", census.scalar_fp);
+        }
+        census.check().map_err(|e| format!("census: {}: {e}", path.display()))?;
+        if !json {
+            println!("census: ok (hard-float aarch64 build with NEON, dotprod and i8mm kernels)");
+        }
+        return Ok(());
     }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = disassemble("objdump", &path)?;
     let census = count(&text);
     if json {
         println!("{}", census.to_json(&path));
@@ -299,6 +440,44 @@ Disassembly of section .text:
         assert_eq!(c, Census::default());
         let err = c.check().unwrap_err();
         assert!(err.contains("no instructions"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod arm_tests {
+    use super::*;
+
+    const SAMPLE: &str = "
+target/efi/BOOTAA64.EFI:     file format pei-aarch64-little
+
+0000000140001000 <.text>:
+   140001000:\t8b010009 \tadd\tx9, x0, x1
+   1400216bc:\t4e39cc1a \tfmla\tv26.4s, v0.4s, v25.4s
+   1400216c0:\t0f801000 \tfmla\ts0, s0, v0.s[0]
+   1400216c4:\t4e829420 \tsdot\tv0.4s, v1.16b, v2.16b
+   1400216c8:\t4e82a420 \tsmmla\tv0.4s, v1.16b, v2.16b
+   1400216cc:\t1e222820 \tfadd\ts0, s1, s2
+   1400216d0:\t1e620820 \tfmul\td0, d1, d2
+   1400216d4:\t00000000 \tudf\t#0
+   1400216d8:\td65f03c0 \tret
+";
+
+    #[test]
+    fn counts_sample() {
+        let c = count_arm(SAMPLE);
+        assert_eq!(c, ArmCensus { instructions: 8, fmla_4s: 1, sdot: 1, smmla: 1, scalar_fp: 1 });
+        assert!(c.check().is_ok());
+        assert!(c.to_json(Path::new("x.efi")).contains("\"sdot\":1"));
+    }
+
+    #[test]
+    fn missing_parts_fail() {
+        let soft = "   140001000:\t94000000 \tbl\t0x140002000\n   140001004:\t4e39cc1a \tfmla\tv26.4s, v0.4s, v25.4s\n";
+        let err = count_arm(soft).check().unwrap_err();
+        assert!(err.contains("soft-float"), "{err}");
+        assert!(err.contains("sdot"), "{err}");
+        assert!(err.contains("smmla"), "{err}");
+        assert!(!err.contains("fmla"), "{err}");
     }
 }
 

@@ -91,10 +91,69 @@ pub fn root() -> PathBuf {
     dir.parent().unwrap_or(dir).to_path_buf()
 }
 
-/// The target spec, relative to the root.
+/// The target spec of the x86-64 app, relative to the root: the stock
+/// `x86_64-unknown-uefi` made hard-float.
 const TARGET_SPEC: &str = "crates/efi/x86_64-lbm-uefi.json";
 /// The efi crate's own target directory, relative to the root.
 const EFI_TARGET_DIR: &str = "target/efi";
+
+/// The architectures the UEFI app builds for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    X86_64,
+    Aarch64,
+}
+
+impl Arch {
+    /// From `--arch NAME`.
+    pub fn parse(s: &str) -> Result<Arch, String> {
+        match s {
+            "x86_64" | "x86-64" | "x64" | "amd64" => Ok(Arch::X86_64),
+            "aarch64" | "arm64" | "aa64" => Ok(Arch::Aarch64),
+            other => Err(format!("unknown architecture '{other}' (x86_64 or aarch64)")),
+        }
+    }
+
+    /// The `--target` cargo gets: our hard-float spec on x86-64; the stock
+    /// `aarch64-unknown-uefi` is hard-float already (NEON is part of ARMv8-A).
+    fn target(self) -> &'static str {
+        match self {
+            Arch::X86_64 => TARGET_SPEC,
+            Arch::Aarch64 => "aarch64-unknown-uefi",
+        }
+    }
+
+    /// The target's directory name under the target dir.
+    fn target_name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64-lbm-uefi",
+            Arch::Aarch64 => "aarch64-unknown-uefi",
+        }
+    }
+
+    /// The removable-media boot file name.
+    pub fn boot_file(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "BOOTX64.EFI",
+            Arch::Aarch64 => "BOOTAA64.EFI",
+        }
+    }
+
+    /// `target/efi/BOOT*.EFI`.
+    pub fn built_app(self, root: &Path) -> PathBuf {
+        root.join(EFI_TARGET_DIR).join(self.boot_file())
+    }
+
+    /// The cargo arguments for the app's target.
+    fn cargo_target_args(self) -> Vec<&'static str> {
+        let mut v = vec!["-Zbuild-std=core,alloc,compiler_builtins", "-Zbuild-std-features=compiler-builtins-mem"];
+        if self == Arch::X86_64 {
+            v.push("-Zjson-target-spec");
+        }
+        v.extend(["--target", self.target(), "--target-dir", EFI_TARGET_DIR]);
+        v
+    }
+}
 
 /// A `cargo` on the nightly toolchain, cleaned of the variables that the
 /// stable `cargo xtask` invocation put into our environment.
@@ -129,10 +188,12 @@ fn run_status(cmd: &mut Command, what: &str) -> Result<(), String> {
     }
 }
 
-/// `cargo xtask build-efi [--debug]`: returns the path of `BOOTX64.EFI`.
+/// `cargo xtask build-efi [--debug] [--features F] [--arch A]`: returns the
+/// path of `BOOTX64.EFI` (or `BOOTAA64.EFI`).
 pub fn build_efi(args: &[String]) -> Result<PathBuf, String> {
     let mut debug = false;
     let mut features: Option<String> = None;
+    let mut arch = Arch::X86_64;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -140,33 +201,24 @@ pub fn build_efi(args: &[String]) -> Result<PathBuf, String> {
             "--features" => {
                 features = Some(it.next().ok_or("build-efi: --features needs a value")?.clone());
             }
+            "--arch" => arch = Arch::parse(it.next().ok_or("build-efi: --arch needs a value")?)?,
             other => return Err(format!("build-efi: unknown argument '{other}'")),
         }
     }
     let root = root();
     let mut cmd = nightly_cargo(&root);
-    cmd.args([
-        "build",
-        "--manifest-path",
-        "crates/efi/Cargo.toml",
-        "-Zbuild-std=core,alloc,compiler_builtins",
-        "-Zbuild-std-features=compiler-builtins-mem",
-        "-Zjson-target-spec",
-        "--target",
-        TARGET_SPEC,
-        "--target-dir",
-        EFI_TARGET_DIR,
-    ]);
+    cmd.args(["build", "--manifest-path", "crates/efi/Cargo.toml"]);
+    cmd.args(arch.cargo_target_args());
     if !debug {
         cmd.arg("--release");
     }
     if let Some(f) = &features {
         cmd.args(["--features", f]);
     }
-    run_status(&mut cmd, "cargo +nightly build (efi)")?;
+    run_status(&mut cmd, &format!("cargo +nightly build (efi, {})", arch.target_name()))?;
     let profile = if debug { "debug" } else { "release" };
-    let built = root.join(EFI_TARGET_DIR).join("x86_64-lbm-uefi").join(profile).join("lbm-efi.efi");
-    let out = root.join(EFI_TARGET_DIR).join("BOOTX64.EFI");
+    let built = root.join(EFI_TARGET_DIR).join(arch.target_name()).join(profile).join("lbm-efi.efi");
+    let out = arch.built_app(&root);
     std::fs::copy(&built, &out).map_err(|e| format!("cannot copy {} to {}: {e}", built.display(), out.display()))?;
     Ok(out)
 }
@@ -181,30 +233,28 @@ fn test_efi(args: &[String]) -> Result<(), String> {
     run_status(&mut cmd, "cargo +nightly test (efi, host)")
 }
 
-/// `cargo xtask clippy-efi`: clippy for the UEFI target, warnings denied.
+/// `cargo xtask clippy-efi [--arch A]`: clippy for the UEFI target, warnings denied.
 fn clippy_efi(args: &[String]) -> Result<(), String> {
-    if let Some(a) = args.first() {
-        return Err(format!("clippy-efi: unknown argument '{a}'"));
+    let mut arch = Arch::X86_64;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--arch" => arch = Arch::parse(it.next().ok_or("clippy-efi: --arch needs a value")?)?,
+            other => return Err(format!("clippy-efi: unknown argument '{other}'")),
+        }
     }
     let root = root();
     let mut cmd = nightly_cargo(&root);
-    cmd.args([
-        "clippy",
-        "--manifest-path",
-        "crates/efi/Cargo.toml",
-        "-Zbuild-std=core,alloc,compiler_builtins",
-        "-Zbuild-std-features=compiler-builtins-mem",
-        "-Zjson-target-spec",
-        "--target",
-        TARGET_SPEC,
-        "--target-dir",
-        EFI_TARGET_DIR,
-        "--all-features",
-        "--",
-        "-D",
-        "warnings",
-    ]);
-    run_status(&mut cmd, "cargo +nightly clippy (efi; `rustup component add clippy --toolchain nightly` if missing)")
+    cmd.args(["clippy", "--manifest-path", "crates/efi/Cargo.toml"]);
+    cmd.args(arch.cargo_target_args());
+    cmd.args(["--all-features", "--", "-D", "warnings"]);
+    run_status(
+        &mut cmd,
+        &format!(
+            "cargo +nightly clippy (efi, {}; `rustup component add clippy --toolchain nightly` if missing)",
+            arch.target_name()
+        ),
+    )
 }
 
 /// `cargo xtask lint`: formatting and clippy (warnings as errors) on the

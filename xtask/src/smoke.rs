@@ -34,6 +34,8 @@ options:
   --log PATH           also write the console output to PATH
   --image PATH         boot this disk image (e.g. from `lbm image`, opened
                        read-only) instead of an ESP made from --efi/--file
+  --arch A             x86_64 (default) or aarch64: the guest, and the default
+                       app (target/efi/BOOTAA64.EFI for aarch64)
 ";
 
 /// One step of a console script.
@@ -48,6 +50,8 @@ pub enum Step {
 /// What to boot and what to play.
 pub struct Opts {
     pub efi: PathBuf,
+    /// The guest's architecture.
+    pub arch: qemu::Arch,
     /// (source on the host, destination path inside the ESP with `/`).
     pub files: Vec<(PathBuf, String)>,
     /// (text, destination path inside the ESP).
@@ -68,6 +72,7 @@ impl Opts {
     pub fn new(root: &Path) -> Self {
         Opts {
             efi: root.join("target/efi/BOOTX64.EFI"),
+            arch: qemu::Arch::X86_64,
             files: Vec::new(),
             texts: Vec::new(),
             steps: Vec::new(),
@@ -120,12 +125,17 @@ pub fn unescape(s: &str) -> Result<Vec<u8>, String> {
 
 fn parse(root: &Path, args: &[String]) -> Result<Opts, String> {
     let mut o = Opts::new(root);
+    let mut efi_given = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = |name: &str| it.next().cloned().ok_or_else(|| format!("efi-smoke: {name} needs a value"));
         match a.as_str() {
             "-h" | "--help" => return Err(HELP.to_string()),
-            "--efi" => o.efi = PathBuf::from(val("--efi")?),
+            "--efi" => {
+                o.efi = PathBuf::from(val("--efi")?);
+                efi_given = true;
+            }
+            "--arch" => o.arch = qemu::Arch::parse(&val("--arch")?).map_err(|e| format!("efi-smoke: {e}"))?,
             "--file" => {
                 let v = val("--file")?;
                 let (src, dest) = match v.split_once('=') {
@@ -161,6 +171,9 @@ fn parse(root: &Path, args: &[String]) -> Result<Opts, String> {
             other => return Err(format!("efi-smoke: unknown argument '{other}'\n{HELP}")),
         }
     }
+    if !efi_given {
+        o.efi = root.join("target/efi").join(o.arch.boot_file());
+    }
     Ok(o)
 }
 
@@ -184,7 +197,8 @@ pub fn boot(root: &Path, o: &Opts) -> Result<Vec<u8>, String> {
     let esp = work.join("esp");
     let boot = esp.join("EFI").join("BOOT");
     std::fs::create_dir_all(&boot).map_err(|e| format!("cannot create {}: {e}", boot.display()))?;
-    std::fs::copy(&o.efi, boot.join("BOOTX64.EFI")).map_err(|e| format!("cannot copy {}: {e}", o.efi.display()))?;
+    std::fs::copy(&o.efi, boot.join(o.arch.boot_file()))
+        .map_err(|e| format!("cannot copy {}: {e}", o.efi.display()))?;
     for (src, dest) in &o.files {
         let to = esp.join(dest);
         if let Some(parent) = to.parent() {
@@ -216,6 +230,7 @@ fn boot_and_play(o: &Opts, disk: Disk) -> Result<Vec<u8>, String> {
         readonly: true,
         deadline: o.timeout,
         exclusive: false,
+        arch: o.arch,
         ..VmConfig::default()
     };
     let mut vm = Vm::boot_with(disk, config).map_err(|e| format!("efi-smoke: {e:#}"))?;

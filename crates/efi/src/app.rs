@@ -52,15 +52,13 @@ pub fn run() -> Status {
     let simd_state = cpu::enable_simd();
 
     sayln(&format!("llm-baremetal {}", env!("CARGO_PKG_VERSION")));
-    sayln(&format!("CPU:    {}", cpu::brand_string()));
+    sayln(&format!("CPU:    {} ({})", cpu::brand_string(), cpu::ARCH));
     let level = kernels::cpu::level().name();
-    let mut simd_line = format!("SIMD:   {level} (XCR0 {:#x})", simd_state.xcr0);
-    if let Some((fast, slow)) = cpu::fma_selftest() {
+    let mut simd_line = format!("SIMD:   {level} ({})", simd_state.describe());
+    if let Some((name, fast, slow)) = cpu::simd_selftest() {
         let ok = (fast - slow).abs() <= 1e-4 * slow.abs().max(1.0);
-        simd_line.push_str(&format!(
-            "; AVX2+FMA check: {fast:.6} vs scalar {slow:.6} {}",
-            if ok { "ok" } else { "MISMATCH" }
-        ));
+        simd_line
+            .push_str(&format!("; {name} check: {fast:.6} vs scalar {slow:.6} {}", if ok { "ok" } else { "MISMATCH" }));
         if !ok {
             // Never run kernels that compute wrong numbers.
             kernels::cpu::force_level(kernels::cpu::SimdLevel::Scalar);

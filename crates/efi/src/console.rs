@@ -91,11 +91,15 @@ fn read_raw() -> Option<RawKey> {
     }
 }
 
-/// The TSC rate, measured against the firmware's stall.
+/// The rate of `cpu::ticks`: the generic timer's stated frequency on
+/// aarch64, the TSC measured against the firmware's stall on x86-64.
 pub fn calibrate_tsc() -> u64 {
-    let t0 = cpu::rdtsc();
+    if let Some(hz) = cpu::ticks_hz() {
+        return hz;
+    }
+    let t0 = cpu::ticks();
     boot::stall(Duration::from_millis(200));
-    let t1 = cpu::rdtsc();
+    let t1 = cpu::ticks();
     let hz = t1.wrapping_sub(t0).saturating_mul(5);
     if hz < 1_000_000 {
         // A TSC that barely moves is useless; pretend 1 GHz so times stay finite.
@@ -129,7 +133,7 @@ impl UefiConsole {
         UefiConsole {
             dec: KeyDecoder::new(),
             tsc_hz: tsc_hz.max(1),
-            tsc0: cpu::rdtsc(),
+            tsc0: cpu::ticks(),
             partial_since_us: 0,
             simd: String::from(simd),
             cores,
@@ -137,7 +141,7 @@ impl UefiConsole {
     }
 
     fn elapsed_us(&self) -> u64 {
-        let ticks = cpu::rdtsc().wrapping_sub(self.tsc0);
+        let ticks = cpu::ticks().wrapping_sub(self.tsc0);
         (u128::from(ticks) * 1_000_000 / u128::from(self.tsc_hz)) as u64
     }
 

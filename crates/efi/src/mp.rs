@@ -121,7 +121,7 @@ extern "efiapi" fn ap_entry(_arg: *mut c_void) {
             Err(_) => return,
         };
     let idle_limit = TSC_HZ.load(Ordering::Relaxed).saturating_mul(IDLE_EXIT_SECS);
-    let mut idle_since = cpu::rdtsc();
+    let mut idle_since = cpu::ticks();
     let mut spins = 0u32;
     loop {
         let w = SLOT.load(Ordering::Acquire);
@@ -135,13 +135,13 @@ extern "efiapi" fn ap_entry(_arg: *mut c_void) {
                 work(unsafe { &*job });
                 exit_job();
             }
-            idle_since = cpu::rdtsc();
+            idle_since = cpu::ticks();
             spins = 0;
             continue;
         }
         core::hint::spin_loop();
         spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(1024) && cpu::rdtsc().wrapping_sub(idle_since) > idle_limit {
+        if spins.is_multiple_of(1024) && cpu::ticks().wrapping_sub(idle_since) > idle_limit {
             // Leave, unless a job was published meanwhile (then the CAS fails
             // and we take part in it).
             let leave = word(seen, members_of(w).saturating_sub(1));
@@ -274,9 +274,9 @@ pub fn start(tsc_hz: u64) -> Result<MpExecutor, String> {
     let ex = MpExecutor { aps, busy: AtomicBool::new(false), mp, event };
     ex.launch().map_err(|e| format!("cannot start the worker cores: {e}"))?;
     // Give the workers a moment to join (they normally need well under 100 ms).
-    let t0 = cpu::rdtsc();
+    let t0 = cpu::ticks();
     let limit = tsc_hz.max(1);
-    while (members_of(SLOT.load(Ordering::Acquire)) as usize) < aps && cpu::rdtsc().wrapping_sub(t0) < limit {
+    while (members_of(SLOT.load(Ordering::Acquire)) as usize) < aps && cpu::ticks().wrapping_sub(t0) < limit {
         boot::stall(core::time::Duration::from_micros(500));
     }
     // Workers that are late join when they arrive: the executor works with

@@ -15,9 +15,17 @@
 //! QEMU with status `(v << 1) | 1`. Each run gets a fresh copy of the OVMF
 //! variable store, since stale boot entries drop OVMF into its shell.
 //!
-//! Environment overrides: `LBM_QEMU` (the QEMU binary), `LBM_OVMF_CODE` and
-//! `LBM_OVMF_VARS` (firmware files; for a unified `OVMF.fd` give the same file
-//! twice), `LBM_ACCEL` (`kvm` or `tcg`, skipping the KVM probe).
+//! An aarch64 guest ([`VmConfig::arch`] = [`Arch::Aarch64`]) is a `virt`
+//! machine of `qemu-system-aarch64` with the AAVMF firmware (Debian packages
+//! `qemu-system-arm` and `qemu-efi-aarch64`), the same virtio-blk disk and
+//! serial console, no debug-exit device (the guest powers off through PSCI),
+//! under TCG unless the host itself is aarch64 with KVM.
+//!
+//! Environment overrides: `LBM_QEMU` (the QEMU binary; `LBM_QEMU_AARCH64` for
+//! aarch64), `LBM_OVMF_CODE` and `LBM_OVMF_VARS` (firmware files; for a
+//! unified `OVMF.fd` give the same file twice; `LBM_AAVMF_CODE` and
+//! `LBM_AAVMF_VARS` for aarch64), `LBM_ACCEL` (`kvm` or `tcg`, skipping the
+//! KVM probe).
 #![forbid(unsafe_code)]
 
 use std::ffi::OsString;
@@ -36,6 +44,74 @@ pub use vm::{strip_ansi, AnsiStripper, Vm, CHAR_DELAY};
 
 /// The QEMU binary looked for on `PATH`.
 pub const QEMU_BINARY: &str = "qemu-system-x86_64";
+/// The QEMU binary for aarch64 guests.
+pub const QEMU_BINARY_AARCH64: &str = "qemu-system-aarch64";
+
+/// The guest's architecture.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Arch {
+    /// A q35 PC with OVMF.
+    #[default]
+    X86_64,
+    /// A `virt` machine with AAVMF.
+    Aarch64,
+}
+
+impl Arch {
+    /// From a name such as `x86_64` or `aarch64` (also `x64`, `amd64`, `arm64`).
+    pub fn parse(s: &str) -> Result<Arch> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "x86_64" | "x86-64" | "x64" | "amd64" => Ok(Arch::X86_64),
+            "aarch64" | "arm64" | "aa64" => Ok(Arch::Aarch64),
+            other => bail!("unknown architecture '{other}': use x86_64 or aarch64"),
+        }
+    }
+
+    /// The canonical name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+
+    /// The removable-media boot file the firmware starts (`EFI/BOOT/...`).
+    pub fn boot_file(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "BOOTX64.EFI",
+            Arch::Aarch64 => "BOOTAA64.EFI",
+        }
+    }
+
+    fn binary(self) -> &'static str {
+        match self {
+            Arch::X86_64 => QEMU_BINARY,
+            Arch::Aarch64 => QEMU_BINARY_AARCH64,
+        }
+    }
+
+    fn qemu_env(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "LBM_QEMU",
+            Arch::Aarch64 => "LBM_QEMU_AARCH64",
+        }
+    }
+
+    fn qemu_package(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "qemu-system-x86",
+            Arch::Aarch64 => "qemu-system-arm",
+        }
+    }
+}
+
+/// AAVMF firmware pairs (code, variable-store template) for aarch64 guests.
+pub const AAVMF_CANDIDATES: &[(&str, &str)] = &[
+    // Debian, Ubuntu (package `qemu-efi-aarch64`)
+    ("/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd"),
+    // Fedora, Arch (edk2-aarch64)
+    ("/usr/share/edk2/aarch64/QEMU_EFI-pflash.raw", "/usr/share/edk2/aarch64/vars-template-pflash.raw"),
+];
 /// The I/O port of the `isa-debug-exit` device.
 pub const DEBUG_EXIT_PORT: u16 = 0xf4;
 
@@ -56,26 +132,32 @@ pub const OVMF_CANDIDATES: &[(&str, &str)] = &[
 
 /// `qemu-system-x86_64` from `LBM_QEMU` or `PATH`.
 pub fn find_qemu() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("LBM_QEMU") {
+    find_qemu_for(Arch::X86_64)
+}
+
+/// The QEMU binary for `arch` guests, from its environment variable or `PATH`.
+pub fn find_qemu_for(arch: Arch) -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os(arch.qemu_env()) {
         let p = PathBuf::from(p);
         if p.is_file() {
             return Ok(p);
         }
-        bail!("LBM_QEMU is set to {}, which is not a file", p.display());
+        bail!("{} is set to {}, which is not a file", arch.qemu_env(), p.display());
     }
-    find_qemu_in(&std::env::var_os("PATH").unwrap_or_default())
+    find_qemu_in(arch, &std::env::var_os("PATH").unwrap_or_default())
 }
 
-fn find_qemu_in(path: &std::ffi::OsStr) -> Result<PathBuf> {
+fn find_qemu_in(arch: Arch, path: &std::ffi::OsStr) -> Result<PathBuf> {
     for dir in std::env::split_paths(path) {
-        let candidate = dir.join(QEMU_BINARY);
+        let candidate = dir.join(arch.binary());
         if is_executable(&candidate) {
             return Ok(candidate);
         }
     }
     bail!(
-        "{QEMU_BINARY} was not found on PATH; install it with `sudo apt-get install qemu-system-x86` \
-         (or run `cargo xtask setup`)"
+        "{} was not found on PATH; install it with `sudo apt-get install {}` (or run `cargo xtask setup`)",
+        arch.binary(),
+        arch.qemu_package()
     )
 }
 
@@ -105,22 +187,35 @@ impl Ovmf {
     /// first of [`OVMF_CANDIDATES`] present. The error says how to install
     /// OVMF.
     pub fn find() -> Result<Ovmf> {
-        match (std::env::var_os("LBM_OVMF_CODE"), std::env::var_os("LBM_OVMF_VARS")) {
+        Ovmf::find_for(Arch::X86_64)
+    }
+
+    /// The firmware for `arch` guests: OVMF for x86-64, AAVMF for aarch64
+    /// (`LBM_AAVMF_CODE` and `LBM_AAVMF_VARS` override).
+    pub fn find_for(arch: Arch) -> Result<Ovmf> {
+        let (code_var, vars_var) = match arch {
+            Arch::X86_64 => ("LBM_OVMF_CODE", "LBM_OVMF_VARS"),
+            Arch::Aarch64 => ("LBM_AAVMF_CODE", "LBM_AAVMF_VARS"),
+        };
+        match (std::env::var_os(code_var), std::env::var_os(vars_var)) {
             (Some(code), Some(vars)) => {
                 let (code, vars) = (PathBuf::from(code), PathBuf::from(vars));
                 for p in [&code, &vars] {
                     if !p.is_file() {
-                        bail!("OVMF file {} (from LBM_OVMF_CODE/LBM_OVMF_VARS) does not exist", p.display());
+                        bail!("firmware file {} (from {code_var}/{vars_var}) does not exist", p.display());
                     }
                 }
                 Ok(Ovmf { code, vars })
             }
-            (None, None) => Ovmf::find_in(OVMF_CANDIDATES),
-            _ => bail!("set both LBM_OVMF_CODE and LBM_OVMF_VARS, or neither"),
+            (None, None) => match arch {
+                Arch::X86_64 => Ovmf::find_in(OVMF_CANDIDATES, "OVMF", "ovmf"),
+                Arch::Aarch64 => Ovmf::find_in(AAVMF_CANDIDATES, "AAVMF (aarch64)", "qemu-efi-aarch64"),
+            },
+            _ => bail!("set both {code_var} and {vars_var}, or neither"),
         }
     }
 
-    fn find_in(candidates: &[(&str, &str)]) -> Result<Ovmf> {
+    fn find_in(candidates: &[(&str, &str)], name: &str, package: &str) -> Result<Ovmf> {
         for (code, vars) in candidates {
             if Path::new(code).is_file() && Path::new(vars).is_file() {
                 return Ok(Ovmf { code: PathBuf::from(code), vars: PathBuf::from(vars) });
@@ -128,7 +223,7 @@ impl Ovmf {
         }
         let looked: Vec<&str> = candidates.iter().map(|(c, _)| *c).collect();
         bail!(
-            "no OVMF UEFI firmware found (looked for {}); install it with `sudo apt-get install ovmf` \
+            "no {name} UEFI firmware found (looked for {}); install it with `sudo apt-get install {package}` \
              (or run `cargo xtask setup`)",
             looked.join(", ")
         )
@@ -266,6 +361,8 @@ pub struct VmConfig {
     pub memory: String,
     /// Virtual CPUs.
     pub cores: usize,
+    /// The guest's architecture (x86-64 by default).
+    pub arch: Arch,
     /// Attach a [`Disk::Image`] read-only (several VMs can then share it).
     pub readonly: bool,
     /// Appended to QEMU's command line.
@@ -289,6 +386,7 @@ impl Default for VmConfig {
         VmConfig {
             memory: "1G".into(),
             cores: 1,
+            arch: Arch::X86_64,
             readonly: true,
             extra_args: Vec::new(),
             deadline: Duration::from_secs(secs),
@@ -344,8 +442,8 @@ impl Exit {
 /// `-no-reboot` (a reset ends QEMU), and an `isa-debug-exit` device at
 /// [`DEBUG_EXIT_PORT`].
 pub fn command(disk: &Disk, config: &VmConfig, serial: Serial, vars: &Path) -> Result<Command> {
-    let qemu = find_qemu()?;
-    let ovmf = Ovmf::find()?;
+    let qemu = find_qemu_for(config.arch)?;
+    let ovmf = Ovmf::find_for(config.arch)?;
     match disk {
         Disk::Image(p) if !p.is_file() => {
             bail!("disk image {} does not exist; build one with `lbm image`", p.display())
@@ -364,8 +462,23 @@ pub fn command(disk: &Disk, config: &VmConfig, serial: Serial, vars: &Path) -> R
     }
 
     let mut cmd = Command::new(qemu);
-    let accel = if kvm_usable() { "kvm" } else { "tcg" };
-    cmd.args(["-machine", "q35", "-accel", accel, "-cpu", "max"]);
+    match config.arch {
+        Arch::X86_64 => {
+            let accel = if kvm_usable() { "kvm" } else { "tcg" };
+            cmd.args(["-machine", "q35", "-accel", accel, "-cpu", "max"]);
+        }
+        Arch::Aarch64 => {
+            // KVM only on an aarch64 host that asks for it; TCG otherwise,
+            // with the implementation-defined pointer authentication (the
+            // architected one costs TCG a lot) and every extension of `max`
+            // (NEON, dotprod, i8mm).
+            if cfg!(target_arch = "aarch64") && std::env::var("LBM_ACCEL").as_deref() == Ok("kvm") {
+                cmd.args(["-machine", "virt", "-accel", "kvm", "-cpu", "host"]);
+            } else {
+                cmd.args(["-machine", "virt", "-accel", "tcg", "-cpu", "max,pauth-impdef=on"]);
+            }
+        }
+    }
     cmd.arg("-m").arg(&config.memory);
     cmd.arg("-smp").arg(config.cores.to_string());
     cmd.arg("-nodefaults");
@@ -386,8 +499,11 @@ pub fn command(disk: &Disk, config: &VmConfig, serial: Serial, vars: &Path) -> R
         }
     }
     cmd.args(["-device", "virtio-blk-pci,drive=disk0,bootindex=0"]);
-    cmd.args(["-vga", "none", "-display", "none", "-no-reboot"]);
-    cmd.args(["-device", &format!("isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04")]);
+    cmd.args(["-display", "none", "-no-reboot"]);
+    if config.arch == Arch::X86_64 {
+        cmd.args(["-vga", "none"]);
+        cmd.args(["-device", &format!("isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04")]);
+    }
     match serial {
         Serial::Terminal => {
             cmd.args(["-chardev", "stdio,id=con0,mux=on,signal=off"]);
@@ -422,7 +538,7 @@ pub fn run_on_terminal(disk: &Disk, config: &VmConfig) -> Result<Exit> {
         .prefix("lbm-qemu-")
         .tempdir()
         .context("cannot create a temporary directory for the OVMF variables")?;
-    let vars = Ovmf::find()?.fresh_vars(dir.path())?;
+    let vars = Ovmf::find_for(config.arch)?.fresh_vars(dir.path())?;
     let mut cmd = command(disk, config, Serial::Terminal, &vars)?;
     eprintln!("[lbm qemu] serial console on this terminal; Ctrl-A X quits QEMU");
     let status = cmd.status().map_err(|e| anyhow!("cannot start {}: {e}", cmd.get_program().to_string_lossy()))?;
@@ -434,7 +550,12 @@ pub fn run_on_terminal(disk: &Disk, config: &VmConfig) -> Result<Exit> {
 /// test must not pass silently in CI); otherwise prints a skip notice naming
 /// `test` and returns `false`.
 pub fn available(test: &str) -> bool {
-    let missing = match (find_qemu(), Ovmf::find()) {
+    available_for(test, Arch::X86_64)
+}
+
+/// [`available`] for `arch` guests (QEMU and its firmware for that architecture).
+pub fn available_for(test: &str, arch: Arch) -> bool {
+    let missing = match (find_qemu_for(arch), Ovmf::find_for(arch)) {
         (Ok(_), Ok(_)) => return true,
         (Err(e), _) | (_, Err(e)) => format!("{e:#}"),
     };
@@ -451,12 +572,28 @@ mod tests {
 
     #[test]
     fn missing_tools_say_how_to_install_them() {
-        let err = find_qemu_in(std::ffi::OsStr::new("/nonexistent-dir")).unwrap_err().to_string();
+        let err = find_qemu_in(Arch::X86_64, std::ffi::OsStr::new("/nonexistent-dir")).unwrap_err().to_string();
         assert!(err.contains("sudo apt-get install qemu-system-x86"), "{err}");
         assert!(err.contains("cargo xtask setup"), "{err}");
-        let err = Ovmf::find_in(&[("/nonexistent/OVMF_CODE.fd", "/nonexistent/OVMF_VARS.fd")]).unwrap_err().to_string();
+        let err = find_qemu_in(Arch::Aarch64, std::ffi::OsStr::new("/nonexistent-dir")).unwrap_err().to_string();
+        assert!(err.contains("qemu-system-aarch64") && err.contains("apt-get install qemu-system-arm"), "{err}");
+        let err = Ovmf::find_in(&[("/nonexistent/OVMF_CODE.fd", "/nonexistent/OVMF_VARS.fd")], "OVMF", "ovmf")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("sudo apt-get install ovmf"), "{err}");
         assert!(err.contains("/nonexistent/OVMF_CODE.fd"), "{err}");
+    }
+
+    #[test]
+    fn arch_names() {
+        for (s, a) in
+            [("x86_64", Arch::X86_64), ("amd64", Arch::X86_64), ("aarch64", Arch::Aarch64), ("ARM64", Arch::Aarch64)]
+        {
+            assert_eq!(Arch::parse(s).unwrap(), a);
+        }
+        assert!(Arch::parse("riscv64").unwrap_err().to_string().contains("x86_64 or aarch64"));
+        assert_eq!(Arch::Aarch64.boot_file(), "BOOTAA64.EFI");
+        assert_eq!(Arch::parse(Arch::Aarch64.name()).unwrap(), Arch::Aarch64);
     }
 
     #[test]

@@ -166,7 +166,7 @@ impl Vm {
             .prefix("lbm-vm-")
             .tempdir()
             .map_err(|e| anyhow!("cannot create a temporary directory: {e}"))?;
-        let vars = Ovmf::find()?.fresh_vars(dir.path())?;
+        let vars = Ovmf::find_for(config.arch)?.fresh_vars(dir.path())?;
         let mut cmd = command(&disk, &config, Serial::Pipe, &vars)?;
         eprintln!("[vm] starting {cmd:?}");
         let mut child = cmd.spawn().map_err(|e| anyhow!("cannot start QEMU: {e}"))?;

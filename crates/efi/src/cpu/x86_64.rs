@@ -1,13 +1,8 @@
-//! CPU state: enabling AVX (CR4.OSXSAVE + XCR0) on each core, the brand
-//! string, APIC ids and the TSC. The SIMD level is `kernels::cpu::level()`:
-//! detected once there, after [`enable_simd`] has enabled the state.
-//!
-//! Everything here except [`brand_string`] runs on application processors
-//! too: no allocation, no firmware calls, tiny stack.
+//! x86-64: enabling AVX (CR4.OSXSAVE + XCR0) on each core, the brand
+//! string, APIC ids and the TSC.
 
 use core::arch::asm;
 use core::arch::x86_64::{__cpuid_count, _rdtsc, CpuidResult};
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// CPUID for `leaf`/`sub`.
 pub fn cpuid(leaf: u32, sub: u32) -> CpuidResult {
@@ -18,14 +13,20 @@ pub fn cpuid(leaf: u32, sub: u32) -> CpuidResult {
     }
 }
 
-/// The time stamp counter.
-pub fn rdtsc() -> u64 {
+/// The time stamp counter (invariant, tracks real time).
+pub fn ticks() -> u64 {
     // SAFETY: RDTSC is unprivileged on x86-64 and has no side effects
     // (firmware does not set CR4.TSD).
     #[allow(unused_unsafe)]
     unsafe {
         _rdtsc()
     }
+}
+
+/// The rate of [`ticks`] when the hardware states it: never on x86-64 (the
+/// TSC is calibrated against the firmware's stall).
+pub fn ticks_hz() -> Option<u64> {
+    None
 }
 
 const CR4_OSXSAVE: u64 = 1 << 18;
@@ -51,6 +52,13 @@ fn xgetbv0() -> u64 {
 pub struct SimdState {
     /// XCR0 after enabling (0 if the CPU has no XSAVE).
     pub xcr0: u64,
+}
+
+impl SimdState {
+    /// For the banner: the register state enabled.
+    pub fn describe(&self) -> alloc::string::String {
+        alloc::format!("XCR0 {:#x}", self.xcr0)
+    }
 }
 
 /// Enables the AVX (and AVX-512 where present) register state on the calling
@@ -152,33 +160,14 @@ pub fn brand_from_bytes(bytes: &[u8]) -> alloc::string::String {
 }
 
 /// The calling core's APIC id (x2APIC id from leaf 0xB when present).
-pub fn apic_id() -> u32 {
+pub fn core_id() -> u64 {
     if cpuid(0, 0).eax >= 0xB {
         let r = cpuid(0xB, 0);
         if r.ebx != 0 {
-            return r.edx;
+            return u64::from(r.edx);
         }
     }
-    cpuid(1, 0).ebx >> 24
-}
-
-static MULTICORE: AtomicBool = AtomicBool::new(false);
-static BSP_APIC_ID: AtomicU32 = AtomicU32::new(0);
-
-/// Called on the bootstrap processor before any application processor runs
-/// our code: from then on [`on_bsp`] tells the cores apart.
-pub fn mark_multicore() {
-    BSP_APIC_ID.store(apic_id(), Ordering::SeqCst);
-    MULTICORE.store(true, Ordering::SeqCst);
-}
-
-/// Whether the calling core is the bootstrap processor (the only one that
-/// may call boot services).
-pub fn on_bsp() -> bool {
-    if !MULTICORE.load(Ordering::Acquire) {
-        return true;
-    }
-    apic_id() == BSP_APIC_ID.load(Ordering::Relaxed)
+    u64::from(cpuid(1, 0).ebx >> 24)
 }
 
 /// Dot product with AVX2 + FMA intrinsics (8 lanes, `vfmadd231ps`).
@@ -209,28 +198,17 @@ unsafe fn dot_fma(a: &[f32], b: &[f32]) -> f32 {
     sum
 }
 
-/// Scalar reference dot product (SSE `mulss`/`addss`).
-#[inline(never)]
-pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {
-    let mut sum = 0f32;
-    for (x, y) in a.iter().zip(b) {
-        sum += x * y;
-    }
-    sum
-}
-
-/// Checks that AVX2+FMA code runs on this core and agrees with scalar code.
-/// Returns (fma result, scalar result), or `None` if AVX2/FMA is not usable.
-pub fn fma_selftest() -> Option<(f32, f32)> {
+/// The vector dot product the banner's check runs, and its name; `None` if
+/// AVX2/FMA is not usable.
+pub fn vector_dot() -> Option<(&'static str, fn(&[f32], &[f32]) -> f32)> {
     // The level the kernels use, from the one detection in `kernels::cpu`.
     kernels::cpu::avx2()?;
-    let a: [f32; 67] = core::array::from_fn(|i| (i as f32) * 0.25 - 3.0);
-    let b: [f32; 67] = core::array::from_fn(|i| 1.0 / (i as f32 + 1.0));
-    let a = core::hint::black_box(a);
-    // SAFETY: kernels::cpu::avx2() gave its token: AVX2 and FMA exist and the
-    // YMM state is enabled on this core.
-    let fast = unsafe { dot_fma(&a, &b) };
-    Some((fast, dot_scalar(&a, &b)))
+    fn fma(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: only handed out after kernels::cpu::avx2() gave its token:
+        // AVX2 and FMA exist and the YMM state is enabled on this core.
+        unsafe { dot_fma(a, b) }
+    }
+    Some(("AVX2+FMA", fma))
 }
 
 #[cfg(test)]
@@ -251,16 +229,8 @@ mod tests {
     fn host_queries_do_not_crash() {
         // Unprivileged parts only: CPUID and TSC.
         assert!(!brand_string().is_empty());
-        let a = rdtsc();
-        let b = rdtsc();
+        let a = ticks();
+        let b = ticks();
         assert!(b >= a);
-        assert!(on_bsp());
-    }
-
-    #[test]
-    fn fma_matches_scalar() {
-        if let Some((fast, slow)) = fma_selftest() {
-            assert!((fast - slow).abs() <= 1e-4 * slow.abs().max(1.0), "{fast} vs {slow}");
-        }
     }
 }
