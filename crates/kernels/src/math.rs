@@ -3,7 +3,8 @@
 //! nothing from the crate, and `scalar`, `quant` and the ISA modules take
 //! their math from here.
 
-/// Square root. `core` has no `sqrt` on f32 in no_std; SSE2 has it in hardware.
+/// Square root, correctly rounded. `core` has no `sqrt` on f32 in no_std;
+/// SSE2 and aarch64 FP have it in hardware.
 #[inline]
 pub fn libm_sqrt(x: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
@@ -13,7 +14,15 @@ pub fn libm_sqrt(x: f32) -> f32 {
         // spec (+sse,+sse2), so these instructions always exist.
         unsafe { _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(x))) }
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    {
+        use core::arch::aarch64::{vdup_n_f32, vget_lane_f32, vsqrt_f32};
+        // SAFETY: FP and Advanced SIMD are part of the aarch64 baseline (both
+        // the Linux and the UEFI targets enable `neon`), so `fsqrt` exists;
+        // it is IEEE-754 square root, correctly rounded.
+        unsafe { vget_lane_f32::<0>(vsqrt_f32(vdup_n_f32(x))) }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         // Newton iterations from a bit-level guess.
         if x <= 0.0 {

@@ -299,6 +299,10 @@ pub fn quantize_row_q8_0(x: &[f32], out: &mut [BlockQ8_0]) {
     if let Some(t) = crate::cpu::avx2() {
         return crate::arch::x86_64::avx2::quantize_row_q8_0(t, x, out);
     }
+    #[cfg(target_arch = "aarch64")]
+    if let Some(t) = crate::cpu::neon() {
+        return crate::arch::aarch64::neon::quantize_row_q8_0(t, x, out);
+    }
     quant::quantize_row_q8_0(x, out)
 }
 
@@ -308,6 +312,10 @@ pub fn quantize_row_q8_1(x: &[f32], out: &mut [BlockQ8_1]) {
     if let Some(t) = crate::cpu::avx2() {
         return crate::arch::x86_64::avx2::quantize_row_q8_1(t, x, out);
     }
+    #[cfg(target_arch = "aarch64")]
+    if let Some(t) = crate::cpu::neon() {
+        return crate::arch::aarch64::neon::quantize_row_q8_1(t, x, out);
+    }
     quant::quantize_row_q8_1(x, out)
 }
 
@@ -316,6 +324,10 @@ pub fn quantize_row_q8_k(x: &[f32], out: &mut [BlockQ8K]) {
     #[cfg(target_arch = "x86_64")]
     if let Some(t) = crate::cpu::avx2() {
         return crate::arch::x86_64::avx2::quantize_row_q8_k(t, x, out);
+    }
+    #[cfg(target_arch = "aarch64")]
+    if let Some(t) = crate::cpu::neon() {
+        return crate::arch::aarch64::neon::quantize_row_q8_k(t, x, out);
     }
     quant::quantize_row_q8_k(x, out)
 }
@@ -327,6 +339,10 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     if let Some(t) = crate::cpu::avx2() {
         return crate::arch::x86_64::avx2::dot_f32(t, a, b);
     }
+    #[cfg(target_arch = "aarch64")]
+    if let Some(t) = crate::cpu::neon() {
+        return crate::arch::aarch64::neon::dot_f32(t, a, b);
+    }
     scalar::dot_f32(a, b)
 }
 
@@ -336,6 +352,10 @@ pub fn axpy(out: &mut [f32], a: f32, x: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     if let Some(t) = crate::cpu::avx2() {
         return crate::arch::x86_64::avx2::axpy(t, out, a, x);
+    }
+    #[cfg(target_arch = "aarch64")]
+    if let Some(t) = crate::cpu::neon() {
+        return crate::arch::aarch64::neon::axpy(t, out, a, x);
     }
     scalar::axpy(out, a, x)
 }
@@ -389,6 +409,12 @@ fn tile<const R: usize, const C: usize>(
                 Caps::Vnni(t) => crate::arch::x86_64::avx512::tiles::$name::<R, C>(t, ws, xs),
                 #[cfg(target_arch = "x86_64")]
                 Caps::Avx2(t) => crate::arch::x86_64::avx2::tiles::$name::<R, C>(t, ws, xs),
+                #[cfg(target_arch = "aarch64")]
+                Caps::I8mm(t) => crate::arch::aarch64::dotprod::tiles::$name::<R, C>(t.dotprod(), ws, xs),
+                #[cfg(target_arch = "aarch64")]
+                Caps::Dotprod(t) => crate::arch::aarch64::dotprod::tiles::$name::<R, C>(t, ws, xs),
+                #[cfg(target_arch = "aarch64")]
+                Caps::Neon(t) => crate::arch::aarch64::neon::tiles::$name::<R, C>(t, ws, xs),
                 Caps::Scalar => core::array::from_fn(|r| core::array::from_fn(|c| $scalar(ws[r], xs[c]))),
             }
         }};
@@ -635,8 +661,11 @@ fn drive_x8(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: 
             (Weights::Q4_0x8(m), Acts::Q8_0(q, sums, d, nb)) => {
                 let w = &m[r0 / 8 * nb..(r0 / 8 + 1) * nb];
                 let x = |c: usize| &q[(j + c) * nb..(j + c + 1) * nb];
+                #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
                 let xd = |c: usize| &d[(j + c) * nb..(j + c + 1) * nb];
+                #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
                 let s = |c: usize| &sums[(j + c) * nb..(j + c + 1) * nb];
+                #[cfg_attr(not(target_arch = "x86_64"), allow(unused_macros))]
                 macro_rules! call {
                     ($m:ident, $t:expr) => {{
                         if cw == C {
@@ -659,7 +688,7 @@ fn drive_x8(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: 
                     Caps::Vnni(t) => call!(vnni, t),
                     #[cfg(target_arch = "x86_64")]
                     Caps::Avx2(t) => call!(avx2, t),
-                    Caps::Scalar => {
+                    _ => {
                         for (c, oc) in o.iter_mut().enumerate().take(cw) {
                             *oc = scalar::dot_q4_0x8(w, x(c));
                         }
@@ -669,6 +698,7 @@ fn drive_x8(exec: &dyn Executor, w: Weights<'_>, acts: Acts<'_>, n: usize, out: 
             (Weights::Q4_Kx8(_) | Weights::Q6_Kx8(_), Acts::Q8K(q, nb)) => {
                 let x = |c: usize| &q[(j + c) * nb..(j + c + 1) * nb];
                 // Four activations at a time keep the sums in registers.
+                #[cfg_attr(not(target_arch = "x86_64"), allow(unused_macros))]
                 macro_rules! call {
                     ($m:ident, $t:expr, $f:ident, $w:expr) => {{
                         let w = $w;
@@ -808,6 +838,25 @@ fn matvec_rows(w: Weights<'_>, cols: usize, acts: Acts<'_>, r0: usize, out: &mut
                         *o = crate::arch::x86_64::avx2::tiles::$name::<1, 1>(t, [row], [x])[0][0];
                     }
                 }
+                // Decoding: the DotProd tiles (one row, one activation: i8mm has nothing to pair).
+                #[cfg(target_arch = "aarch64")]
+                Caps::I8mm(t) => {
+                    for (o, row) in out.iter_mut().zip(rows) {
+                        *o = crate::arch::aarch64::dotprod::tiles::$name::<1, 1>(t.dotprod(), [row], [x])[0][0];
+                    }
+                }
+                #[cfg(target_arch = "aarch64")]
+                Caps::Dotprod(t) => {
+                    for (o, row) in out.iter_mut().zip(rows) {
+                        *o = crate::arch::aarch64::dotprod::tiles::$name::<1, 1>(t, [row], [x])[0][0];
+                    }
+                }
+                #[cfg(target_arch = "aarch64")]
+                Caps::Neon(t) => {
+                    for (o, row) in out.iter_mut().zip(rows) {
+                        *o = crate::arch::aarch64::neon::tiles::$name::<1, 1>(t, [row], [x])[0][0];
+                    }
+                }
                 Caps::Scalar => {
                     for (o, row) in out.iter_mut().zip(rows) {
                         *o = $scalar(row, x);
@@ -881,6 +930,15 @@ pub fn matmul(
         (Caps::Avx2(_), ActKind::Q8_0 | ActKind::Q8_1) => drive::<1, 8>(exec, w, cols, acts, n, out),
         #[cfg(target_arch = "x86_64")]
         (Caps::Avx2(_), ActKind::F32) => drive::<4, 2>(exec, w, cols, acts, n, out),
+        // NEON's 32 registers: 2 x 2 tiles for the 32-blocks and floats (16
+        // accumulator vectors); one row against 4 activations for the K-quants,
+        // whose i8mm tiles take row pairs.
+        #[cfg(target_arch = "aarch64")]
+        (Caps::I8mm(_), ActKind::Q8_K) => drive::<2, 4>(exec, w, cols, acts, n, out),
+        #[cfg(target_arch = "aarch64")]
+        (_, ActKind::Q8_K) => drive::<1, 4>(exec, w, cols, acts, n, out),
+        #[cfg(target_arch = "aarch64")]
+        (_, _) => drive::<2, 2>(exec, w, cols, acts, n, out),
     }
 }
 
@@ -893,6 +951,10 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
     #[cfg(target_arch = "x86_64")]
     if let Some(t) = crate::cpu::avx2() {
         return crate::arch::x86_64::avx2::scale_mul(t, out, x, s, w);
+    }
+    #[cfg(target_arch = "aarch64")]
+    if let Some(t) = crate::cpu::neon() {
+        return crate::arch::aarch64::neon::scale_mul(t, out, x, s, w);
     }
     scalar::scale_mul(out, x, s, w)
 }
@@ -915,6 +977,10 @@ pub fn softmax(x: &mut [f32]) {
     if let Some(t) = crate::cpu::avx2() {
         return crate::arch::x86_64::avx2::softmax(t, x);
     }
+    #[cfg(target_arch = "aarch64")]
+    if let Some(t) = crate::cpu::neon() {
+        return crate::arch::aarch64::neon::softmax(t, x);
+    }
     scalar::softmax(x)
 }
 
@@ -924,6 +990,10 @@ pub fn swiglu(h: &mut [f32], u: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     if let Some(t) = crate::cpu::avx2() {
         return crate::arch::x86_64::avx2::swiglu(t, h, u);
+    }
+    #[cfg(target_arch = "aarch64")]
+    if let Some(t) = crate::cpu::neon() {
+        return crate::arch::aarch64::neon::swiglu(t, h, u);
     }
     scalar::swiglu(h, u)
 }
@@ -937,6 +1007,10 @@ pub fn geglu(h: &mut [f32], u: Option<&[f32]>) {
     #[cfg(target_arch = "x86_64")]
     if let Some(t) = crate::cpu::avx2() {
         return crate::arch::x86_64::avx2::geglu(t, h, u);
+    }
+    #[cfg(target_arch = "aarch64")]
+    if let Some(t) = crate::cpu::neon() {
+        return crate::arch::aarch64::neon::geglu(t, h, u);
     }
     scalar::geglu(h, u)
 }
@@ -974,6 +1048,11 @@ pub fn rope_heads(v: &mut [f32], head_dim: usize, pos: usize, n_rot: usize, inv_
             #[cfg(target_arch = "x86_64")]
             if let Some(t) = crate::cpu::avx2() {
                 crate::arch::x86_64::avx2::rotate_pairs(t, h, start, cos, sin, neox, n_rot / 2);
+                continue;
+            }
+            #[cfg(target_arch = "aarch64")]
+            if let Some(t) = crate::cpu::neon() {
+                crate::arch::aarch64::neon::rotate_pairs(t, h, start, cos, sin, neox, n_rot / 2);
                 continue;
             }
             scalar::rotate_pairs(h, start, cos, sin, neox, n_rot / 2);

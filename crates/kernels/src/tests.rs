@@ -30,33 +30,50 @@ fn close(a: f32, b: f32, n: usize) -> bool {
     (a - b).abs() <= 1e-5 * (n as f32).sqrt().max(1.0) * (1.0 + a.abs().max(b.abs()))
 }
 
-/// The AVX2 token (call only after [`have_avx2`] said yes).
+/// The element-wise SIMD twins of this architecture (AVX2 on x86_64, NEON
+/// on aarch64), with their token and the features they need.
 #[cfg(target_arch = "x86_64")]
-fn avx2_token() -> crate::cpu::Avx2Token {
-    crate::cpu::avx2().expect("AVX2 detected")
-}
-
-#[cfg(target_arch = "x86_64")]
-fn have_avx2() -> bool {
-    let ok = detect().best_level() >= SimdLevel::Avx2;
-    if !ok {
-        std::eprintln!("AVX2 not available on this CPU: comparing scalar only");
+pub(crate) mod simd {
+    pub(crate) use crate::arch::x86_64::avx2::*;
+    pub(crate) const NEEDS: &str = "AVX2+FMA+F16C";
+    pub(crate) type Token = crate::cpu::Avx2Token;
+    pub(crate) fn token() -> Option<Token> {
+        crate::cpu::avx2()
     }
-    ok
 }
 
-#[cfg(target_arch = "x86_64")]
+/// The element-wise SIMD twins of this architecture (AVX2 on x86_64, NEON
+/// on aarch64), with their token and the features they need.
+#[cfg(target_arch = "aarch64")]
+pub(crate) mod simd {
+    pub(crate) use crate::arch::aarch64::neon::*;
+    pub(crate) const NEEDS: &str = "NEON";
+    pub(crate) type Token = crate::cpu::NeonToken;
+    pub(crate) fn token() -> Option<Token> {
+        crate::cpu::neon()
+    }
+}
+
+/// The token of [`simd`], if this CPU has its features; says which test
+/// skipped its SIMD half if not.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) fn simd_token(test: &str) -> Option<simd::Token> {
+    let t = simd::token();
+    if t.is_none() {
+        skipped(test, simd::NEEDS);
+    }
+    t
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[test]
-fn avx2_dot_f32_matches_scalar() {
-    if !have_avx2() {
-        crate::tests::skipped("avx2_dot_f32_matches_scalar", "AVX2+FMA+F16C");
-        return;
-    }
+fn simd_dot_f32_matches_scalar() {
+    let Some(tok) = simd_token("simd_dot_f32_matches_scalar") else { return };
     let mut r = Rng(1);
     for n in LENGTHS {
         let (a, b) = (r.vec(n), r.vec(n));
         let s = scalar::dot_f32(&a, &b);
-        let v = crate::arch::x86_64::avx2::dot_f32(avx2_token(), &a, &b);
+        let v = simd::dot_f32(tok, &a, &b);
         assert!(close(s, v, n), "n={n}: {s} vs {v}");
     }
 }
@@ -66,11 +83,13 @@ fn avx2_dot_f32_matches_scalar() {
 #[cfg(target_arch = "x86_64")]
 macro_rules! for_each_level {
     (|$m:ident, $name:ident| $body:block) => {{
-        if have_avx2() {
+        if detect().best_level() >= SimdLevel::Avx2 {
             #[allow(unused_imports)]
             use crate::arch::x86_64::avx2::tiles as $m;
             let $name = "avx2";
             $body
+        } else {
+            std::eprintln!("AVX2 not available on this CPU: comparing scalar only");
         }
         if detect().best_level() >= SimdLevel::Avx512Vnni {
             #[allow(unused_imports)]
@@ -82,10 +101,33 @@ macro_rules! for_each_level {
         }
     }};
 }
-#[cfg(target_arch = "x86_64")]
+/// Runs `$body` with `$m` bound to the tile-kernel module of every SIMD
+/// level this CPU has (and `$name` to the level's name).
+#[cfg(target_arch = "aarch64")]
+macro_rules! for_each_level {
+    (|$m:ident, $name:ident| $body:block) => {{
+        if detect().best_level() >= SimdLevel::Neon {
+            #[allow(unused_imports)]
+            use crate::arch::aarch64::neon::tiles as $m;
+            let $name = "neon";
+            $body
+        } else {
+            std::eprintln!("NEON not available on this CPU: comparing scalar only");
+        }
+        if detect().best_level() >= SimdLevel::NeonDotprod {
+            #[allow(unused_imports)]
+            use crate::arch::aarch64::dotprod::tiles as $m;
+            let $name = "neon-dotprod";
+            $body
+        } else {
+            std::eprintln!("NEON DotProd not available on this CPU: not tested");
+        }
+    }};
+}
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) use for_each_level;
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[test]
 fn simd_float_tiles_match_scalar() {
     let mut r = Rng(2);
@@ -107,7 +149,7 @@ fn simd_float_tiles_match_scalar() {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[test]
 fn simd_q8_0_tiles_match_scalar() {
     let mut r = Rng(3);
@@ -128,20 +170,17 @@ fn simd_q8_0_tiles_match_scalar() {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[test]
-fn avx2_axpy_matches_scalar() {
-    if !have_avx2() {
-        crate::tests::skipped("avx2_axpy_matches_scalar", "AVX2+FMA+F16C");
-        return;
-    }
+fn simd_axpy_matches_scalar() {
+    let Some(tok) = simd_token("simd_axpy_matches_scalar") else { return };
     let mut r = Rng(4);
     for n in LENGTHS {
         let x = r.vec(n);
         let mut a = r.vec(n);
         let mut b = a.clone();
         scalar::axpy(&mut a, 0.7, &x);
-        crate::arch::x86_64::avx2::axpy(avx2_token(), &mut b, 0.7, &x);
+        simd::axpy(tok, &mut b, 0.7, &x);
         for (p, q) in a.iter().zip(&b) {
             assert!((p - q).abs() <= 1e-6 * (1.0 + p.abs()));
         }
@@ -298,6 +337,7 @@ impl crate::exec::Executor for Reversed {
 
 /// Whether matmul uses the row-octet kernels (rows in lanes) for `w` on this
 /// CPU: then it agrees with matvec to rounding, otherwise bit for bit.
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 pub(crate) fn matmul_uses_row_octets(w: &ops::Weights<'_>) -> bool {
     #[cfg(target_arch = "x86_64")]
     return crate::cpu::level() >= SimdLevel::Avx512Vnni && ops::has_oct_kernel(w);
@@ -413,20 +453,17 @@ fn fast_exp_is_within_two_ulp_of_std() {
     assert_eq!(ops::exp(f32::NEG_INFINITY), 0.0);
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[test]
-fn avx2_softmax_and_swiglu_are_bit_identical_to_scalar() {
-    if !have_avx2() {
-        crate::tests::skipped("avx2_softmax_and_swiglu_are_bit_identical_to_scalar", "AVX2+FMA+F16C");
-        return;
-    }
+fn simd_softmax_and_swiglu_are_bit_identical_to_scalar() {
+    let Some(tok) = simd_token("simd_softmax_and_swiglu_are_bit_identical_to_scalar") else { return };
     let mut r = Rng(41);
     for n in LENGTHS {
         let x: Vec<f32> = r.vec(n).iter().map(|v| v * 30.0).collect();
         let mut a = x.clone();
         let mut b = x.clone();
         scalar::softmax(&mut a);
-        crate::arch::x86_64::avx2::softmax(avx2_token(), &mut b);
+        simd::softmax(tok, &mut b);
         assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "softmax n={n}");
         if n > 0 {
             let s: f32 = a.iter().sum();
@@ -436,7 +473,7 @@ fn avx2_softmax_and_swiglu_are_bit_identical_to_scalar() {
         let mut a = x.clone();
         let mut b = x;
         scalar::swiglu(&mut a, &u);
-        crate::arch::x86_64::avx2::swiglu(avx2_token(), &mut b, &u);
+        simd::swiglu(tok, &mut b, &u);
         assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "swiglu n={n}");
     }
     // Large negative inputs (exp underflows) and huge ones.
@@ -444,7 +481,7 @@ fn avx2_softmax_and_swiglu_are_bit_identical_to_scalar() {
     let mut b = a;
     let u = [1.0f32; 9];
     scalar::swiglu(&mut a, &u);
-    crate::arch::x86_64::avx2::swiglu(avx2_token(), &mut b, &u);
+    simd::swiglu(tok, &mut b, &u);
     assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits));
 }
 
@@ -467,13 +504,10 @@ fn rope_heads_equals_rope_per_head() {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[test]
-fn avx2_rmsnorm_and_geglu_are_bit_identical_to_scalar() {
-    if !have_avx2() {
-        crate::tests::skipped("avx2_rmsnorm_and_geglu_are_bit_identical_to_scalar", "AVX2+FMA+F16C");
-        return;
-    }
+fn simd_rmsnorm_and_geglu_are_bit_identical_to_scalar() {
+    let Some(tok) = simd_token("simd_rmsnorm_and_geglu_are_bit_identical_to_scalar") else { return };
     let mut r = Rng(43);
     for n in LENGTHS {
         let x: Vec<f32> = r.vec(n).iter().map(|v| v * 7.0).collect();
@@ -483,20 +517,20 @@ fn avx2_rmsnorm_and_geglu_are_bit_identical_to_scalar() {
         assert!((v - exact).abs() <= 1e-7 * exact.max(1e-30), "sum_squares n={n}: {v} vs {exact}");
         let (mut a, mut b) = (std::vec![0.0f32; n], std::vec![0.0f32; n]);
         scalar::scale_mul(&mut a, &x, 0.37, &w);
-        crate::arch::x86_64::avx2::scale_mul(avx2_token(), &mut b, &x, 0.37, &w);
+        simd::scale_mul(tok, &mut b, &x, 0.37, &w);
         assert_eq!(a, b, "scale_mul n={n}");
         for gate in [false, true] {
             let u = gate.then(|| r.vec(n));
             let (mut a, mut b) = (x.clone(), x.clone());
             scalar::geglu(&mut a, u.as_deref());
-            crate::arch::x86_64::avx2::geglu(avx2_token(), &mut b, u.as_deref());
+            simd::geglu(tok, &mut b, u.as_deref());
             assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "geglu n={n} gate={gate}");
         }
     }
     let mut a = [-200.0f32, -90.0, -10.0, 0.0, 1e-30, -1e-30, 3.0, 60.0, 1e20, f32::NAN];
     let mut b = a;
     scalar::geglu(&mut a, None);
-    crate::arch::x86_64::avx2::geglu(avx2_token(), &mut b, None);
+    simd::geglu(tok, &mut b, None);
     assert_eq!(a.map(f32::to_bits), b.map(f32::to_bits));
     assert_eq!(&a[..9], &[-0.0, -0.0, -0.0, 0.0, 5e-31, -5e-31, a[6], 60.0, 1e20]);
     assert!(a[9].is_nan());
@@ -590,13 +624,10 @@ fn batched_attention_equals_one_query_at_a_time() {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[test]
-fn avx2_rope_rotation_is_bit_identical_to_scalar() {
-    if !have_avx2() {
-        crate::tests::skipped("avx2_rope_rotation_is_bit_identical_to_scalar", "AVX2+FMA+F16C");
-        return;
-    }
+fn simd_rope_rotation_is_bit_identical_to_scalar() {
+    let Some(tok) = simd_token("simd_rope_rotation_is_bit_identical_to_scalar") else { return };
     let mut r = Rng(46);
     for n in LENGTHS.iter().copied().filter(|&n| n <= 100) {
         let cos = r.vec(n);
@@ -608,7 +639,7 @@ fn avx2_rope_rotation_is_bit_identical_to_scalar() {
                 let h = r.vec(len);
                 let (mut a, mut b) = (h.clone(), h.clone());
                 scalar::rotate_pairs(&mut a, start, &cos, &sin, neox, off);
-                crate::arch::x86_64::avx2::rotate_pairs(avx2_token(), &mut b, start, &cos, &sin, neox, off);
+                simd::rotate_pairs(tok, &mut b, start, &cos, &sin, neox, off);
                 assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "n={n} start={start} neox={neox}");
                 if n > 0 {
                     assert_ne!(a, h, "n={n}: nothing rotated");

@@ -1,6 +1,7 @@
 //! The zmm F32 tiles (`avx512_f32`) against their scalar twin on odd shapes,
 //! and the F32 matmul against matvec (bit for bit) and across thread counts.
 
+#[cfg(target_arch = "x86_64")]
 use std::vec::Vec;
 
 #[cfg(target_arch = "x86_64")]
@@ -8,6 +9,7 @@ use crate::cpu::SimdLevel;
 use crate::ops;
 use crate::tests::Rng;
 
+#[cfg(target_arch = "x86_64")]
 /// `|a - b|` within `1e-5` of the sum of the magnitudes of the terms of
 /// `out[j * rows + r]`.
 fn check_close(w: &[f32], xs: &[f32], cols: usize, rows: usize, a: &[f32], b: &[f32], what: &str) {

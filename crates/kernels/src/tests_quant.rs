@@ -46,19 +46,6 @@ impl Rng {
     }
 }
 
-/// The AVX2 token (call only after [`have_avx2`] said yes).
-fn avx2_token() -> crate::cpu::Avx2Token {
-    crate::cpu::avx2().expect("AVX2 detected")
-}
-
-fn have_avx2() -> bool {
-    let ok = detect().best_level() >= SimdLevel::Avx2;
-    if !ok {
-        std::eprintln!("AVX2 not available on this CPU: comparing scalar only");
-    }
-    ok
-}
-
 // ------------------------------------------------------------ Q8_0 / Q4_0 / Q5_0 bytes
 
 /// ggml's documented Q8_0 formula, written out per element: d = amax / 127,
@@ -629,6 +616,7 @@ fn vnni_q4_0_row_kernel_has_the_bits_of_the_tiles() {
 }
 
 /// A [`Case`] of `n` values (a multiple of 32) with the 32-block types only.
+#[cfg(target_arch = "x86_64")]
 fn case32(r: &mut Rng, n: usize) -> Case {
     let mut c = case(r, n.next_multiple_of(256));
     c.w.truncate(n);
@@ -645,7 +633,7 @@ fn close32(a: f32, b: f32, scale: f32) -> bool {
     (a - b).abs() <= 1e-5 * scale.max(a.abs()).max(1e-3)
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[test]
 #[allow(unused_assignments)]
 fn simd_quant_tiles_match_scalar_at_every_level() {
@@ -695,7 +683,7 @@ fn simd_quant_tiles_match_scalar_at_every_level() {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[test]
 fn tiles_of_every_size_give_the_same_bits() {
     let mut r = Rng(17);
@@ -733,13 +721,11 @@ fn tiles_of_every_size_give_the_same_bits() {
     });
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[test]
-fn avx2_activation_quantizers_are_bit_identical() {
-    if !have_avx2() {
-        crate::tests::skipped("avx2_activation_quantizers_are_bit_identical", "AVX2+FMA+F16C");
-        return;
-    }
+fn simd_activation_quantizers_are_bit_identical() {
+    use crate::tests::simd;
+    let Some(tok) = crate::tests::simd_token("simd_activation_quantizers_are_bit_identical") else { return };
     let mut r = Rng(18);
     for trial in 0..50 {
         let mut x: Vec<f32> = (0..1024).map(|_| r.normal() * (1.0 + trial as f32)).collect();
@@ -758,12 +744,12 @@ fn avx2_activation_quantizers_are_bit_identical() {
         let mut a = std::vec![BlockQ8_0::default(); 32];
         let mut b = a.clone();
         quantize_row_q8_0(&x, &mut a);
-        crate::arch::x86_64::avx2::quantize_row_q8_0(avx2_token(), &x, &mut b);
+        simd::quantize_row_q8_0(tok, &x, &mut b);
         assert_eq!(a, b, "q8_0 trial {trial}");
         let mut a = std::vec![BlockQ8K::default(); 4];
         let mut b = a.clone();
         quantize_row_q8_k(&x, &mut a);
-        crate::arch::x86_64::avx2::quantize_row_q8_k(avx2_token(), &x, &mut b);
+        simd::quantize_row_q8_k(tok, &x, &mut b);
         for (p, q) in a.iter().zip(&b) {
             assert_eq!((p.d.to_bits(), p.qs, p.bsums), (q.d.to_bits(), q.qs, q.bsums), "q8_k trial {trial}");
         }
@@ -855,13 +841,11 @@ fn q8_1_quantizer_matches_llama_cpp_x86_formula() {
     assert_eq!((b[0].qs[16], b[0].qs[17], b[0].qs[30]), (0, 2, 14));
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[test]
-fn avx2_q8_1_quantizer_is_bit_identical() {
-    if !have_avx2() {
-        crate::tests::skipped("avx2_q8_1_quantizer_is_bit_identical", "AVX2+FMA+F16C");
-        return;
-    }
+fn simd_q8_1_quantizer_is_bit_identical() {
+    use crate::tests::simd;
+    let Some(tok) = crate::tests::simd_token("simd_q8_1_quantizer_is_bit_identical") else { return };
     let mut r = Rng(33);
     for trial in 0..50 {
         let mut x: Vec<f32> = (0..1024).map(|_| r.normal() * (1.0 + trial as f32)).collect();
@@ -877,7 +861,7 @@ fn avx2_q8_1_quantizer_is_bit_identical() {
         let mut a = std::vec![BlockQ8_1::default(); 32];
         let mut b = a.clone();
         quantize_row_q8_1(&x, &mut a);
-        crate::arch::x86_64::avx2::quantize_row_q8_1(avx2_token(), &x, &mut b);
+        simd::quantize_row_q8_1(tok, &x, &mut b);
         assert_eq!(a, b, "trial {trial}");
     }
 }
@@ -915,7 +899,7 @@ fn scalar_q4_1_dot_equals_dequantized_dot() {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[test]
 #[allow(unused_assignments)]
 fn simd_q4_1_tiles_match_scalar_and_each_other() {
@@ -1021,7 +1005,7 @@ fn scalar_q5_1_dot_equals_dequantized_dot() {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[test]
 #[allow(unused_assignments)]
 fn simd_q5_1_tiles_match_scalar_and_each_other() {
@@ -1137,7 +1121,7 @@ fn iq4_nl_dots_match_scalar_and_dequantized_at_every_level() {
             assert!((f64::from(got) - dot64(&wd, &xd)).abs() <= 1e-5 * terms + 1e-9, "nb={nb}");
             assert!((f64::from(got) - dot64(&c.0, &c.1)).abs() < 0.1 * f64::from(scale(a, a)), "nb={nb}");
         }
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
         {
             let ws: [&[BlockIQ4NL]; 4] = core::array::from_fn(|k| cs[k].2.as_slice());
             let xs: [&[BlockQ8_0]; 4] = core::array::from_fn(|k| cs[k].3.as_slice());
@@ -1157,6 +1141,7 @@ fn iq4_nl_dots_match_scalar_and_dequantized_at_every_level() {
                     Some(f) => assert_eq!(f, t44[3][0].to_bits(), "{name}: differs from AVX2"),
                 }
             });
+            #[cfg(target_arch = "x86_64")]
             if detect().best_level() >= SimdLevel::Avx512Vnni {
                 let w8: [&[BlockIQ4NL]; 8] = core::array::from_fn(|k| cs[k].2.as_slice());
                 let x8: [&[BlockQ8_0]; 8] = core::array::from_fn(|k| cs[k].3.as_slice());
@@ -1239,7 +1224,7 @@ fn q2_k_q3_k_iq4_xs_scalar_dots_equal_dequantized_dots() {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[test]
 fn q2_k_q3_k_iq4_xs_tiles_are_bit_identical_to_scalar() {
     let mut r = Rng(62);

@@ -5,6 +5,7 @@
 
 use std::vec::Vec;
 
+#[cfg(target_arch = "x86_64")]
 use crate::cpu::{detect, SimdLevel};
 use crate::ops::{self, ActScratch, Weights};
 use crate::quant::*;
