@@ -54,6 +54,10 @@ pub enum WType {
 /// A type repacked at load into octets of eight rows (see `quant`): the
 /// in-place repacker (bytes, rows, blocks per row) and one row's
 /// dequantizer (an octet's `nb` blocks, row 0..8, out).
+///
+/// `repack` declines (returns false, changing nothing) where the kernels
+/// have no SIMD path for the octets, so the engine keeps the GGUF layout:
+/// on aarch64 the NEON row tiles decode the plain rows.
 #[derive(Debug, Clone, Copy)]
 pub struct Octets {
     /// Name of the repacked layout ("Q4_0x8").
@@ -105,6 +109,16 @@ fn quantize_into<T: Pod + Default>(x: &[f32], out: &mut [u8], q: fn(&[f32], &mut
     let mut v = alloc::vec![T::default(); out.len() / core::mem::size_of::<T>()];
     q(x, &mut v);
     out.copy_from_slice(bytes_of(&v));
+}
+
+/// Whether matrices are repacked into octets at load on this architecture:
+/// the octet kernels are x86 (AVX2, AVX-512 VNNI) kernels; elsewhere the row
+/// tiles read the GGUF layout at least as fast as the scalar octet twins.
+pub const REPACK_OCTETS: bool = cfg!(target_arch = "x86_64");
+
+/// `repack` where [`REPACK_OCTETS`], else a refusal.
+fn repack_if(bytes: &mut [u8], rows: usize, nb: usize, repack: fn(&mut [u8], usize, usize) -> bool) -> bool {
+    REPACK_OCTETS && repack(bytes, rows, nb)
 }
 
 /// Row `r` of an octet, through an aligned copy if needed.
@@ -187,7 +201,7 @@ pub static TYPES: [TypeInfo; 15] = [
         Some(|x, o| quantize_into(x, o, quant::quantize_row_q4_0)),
         Some(Octets {
             name: "Q4_0x8",
-            repack: quant::repack_q4_0x8_in_place,
+            repack: |b, r, nb| repack_if(b, r, nb, quant::repack_q4_0x8_in_place),
             dequantize_row: |b, r, o| octet_row(b, r, o, quant::dequantize_row_q4_0x8),
         })
     ),
@@ -271,7 +285,7 @@ pub static TYPES: [TypeInfo; 15] = [
         Some(|x, o| quantize_into(x, o, quant::quantize_row_q4_k)),
         Some(Octets {
             name: "Q4_Kx8",
-            repack: quant::repack_q4_kx8_in_place,
+            repack: |b, r, nb| repack_if(b, r, nb, quant::repack_q4_kx8_in_place),
             dequantize_row: |b, r, o| octet_row(b, r, o, quant::dequantize_row_q4_kx8),
         })
     ),
@@ -295,7 +309,7 @@ pub static TYPES: [TypeInfo; 15] = [
         Some(|x, o| quantize_into(x, o, quant::quantize_row_q6_k)),
         Some(Octets {
             name: "Q6_Kx8",
-            repack: quant::repack_q6_kx8_in_place,
+            repack: |b, r, nb| repack_if(b, r, nb, quant::repack_q6_kx8_in_place),
             dequantize_row: |b, r, o| octet_row(b, r, o, quant::dequantize_row_q6_kx8),
         })
     ),
@@ -388,6 +402,21 @@ mod tests {
             assert_eq!(t.bytes(bs + 1).is_some(), bs == 1);
         }
         assert_eq!(WType::from_gguf_id(9), None, "Q8_1 is for activations only");
+    }
+
+    #[test]
+    fn octets_are_repacked_at_load_only_where_they_have_simd_kernels() {
+        let x: Vec<f32> = (0..8 * 256).map(|i| ((i as f32) * 0.61).sin()).collect();
+        for t in [WType::Q4_0, WType::Q4_K, WType::Q6_K] {
+            let info = t.info();
+            let mut buf = alloc::vec![0u8; t.bytes(x.len()).unwrap()];
+            (info.quantize.unwrap())(&x, &mut buf);
+            let before = buf.clone();
+            let oct = info.octets.expect("an octet layout");
+            assert_eq!((oct.repack)(&mut buf, 8, 256 / info.block_size), REPACK_OCTETS, "{}", info.name);
+            assert_eq!(buf == before, !REPACK_OCTETS, "{}", info.name);
+        }
+        assert_eq!(REPACK_OCTETS, cfg!(target_arch = "x86_64"));
     }
 
     #[test]
