@@ -3,6 +3,11 @@
 //! model, a greedy reply, `/model` back to the menu, `/exit` powering off.
 //! The reply must equal, byte for byte, what `lbm chat` prints on the host
 //! for the same model, prompt and settings.
+//!
+//! `--arch aarch64` boots `BOOTAA64.EFI` on QEMU's `virt` machine with AAVMF
+//! (software emulation of every instruction, so the same tiny model): the
+//! banner names the NEON level and says the app runs on one core when the
+//! firmware has no MP services, `/stats` names the level too.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,7 +20,7 @@ const PROMPT: &str = "Once upon a time";
 const MAX_TOKENS: u32 = 40;
 
 const HELP: &str = "\
-usage: cargo xtask efi-e2e [--no-build] [--no-host-check] [--timeout SECS] [--log PATH]
+usage: cargo xtask efi-e2e [--arch x86_64|aarch64] [--no-build] [--no-host-check] [--timeout SECS] [--log PATH]
 
 Builds the UEFI app (unless --no-build), boots it under QEMU with
 assets/stories260K in \\models\\, chats, changes model, exits, and compares the
@@ -38,6 +43,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
     let mut host_check = true;
     let mut timeout = 600u64;
     let mut log: Option<PathBuf> = None;
+    let mut arch = qemu::Arch::X86_64;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -48,6 +54,10 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
                 timeout = v.parse().map_err(|_| format!("efi-e2e: bad --timeout '{v}'"))?;
             }
             "--log" => log = Some(PathBuf::from(it.next().ok_or("efi-e2e: --log needs a value")?)),
+            "--arch" => {
+                let v = it.next().ok_or("efi-e2e: --arch needs a value")?;
+                arch = qemu::Arch::parse(v).map_err(|e| format!("efi-e2e: {e}"))?;
+            }
             "-h" | "--help" => {
                 print!("{HELP}");
                 return Ok(());
@@ -64,11 +74,13 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
         }
     }
     if build {
-        let p = crate::build_efi(&[])?;
+        let p = crate::build_efi(&["--arch".to_string(), arch.name().to_string()])?;
         eprintln!("efi-e2e: built {}", p.display());
     }
 
     let mut o = Opts::new(root);
+    o.arch = arch;
+    o.efi = root.join("target/efi").join(arch.boot_file());
     o.files.push((model.clone(), "models/stories260K.bin".into()));
     o.files.push((tok.clone(), "models/tok512.bin".into()));
     o.texts.push((
@@ -77,11 +89,20 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
     ));
     let expect = |t: &str| Step::Expect(t.to_string());
     let send = |t: &str| Step::Send(t.as_bytes().to_vec());
+    // What the banner must say about the vector unit and the cores: QEMU's
+    // `-cpu max` has AVX2 (no AVX-512 under TCG) and two cores through MP
+    // services on x86-64; NEON with dotprod and i8mm on aarch64, where
+    // AAVMF has no MP services.
+    let (simd, cores, level) = match arch {
+        qemu::Arch::X86_64 => ("SIMD:   avx2", "parallel-for check: 4096 tasks ran once each", "avx2"),
+        qemu::Arch::Aarch64 => ("SIMD:   neon", "Cores:  1 (no MP services in this firmware)", "neon-i8mm"),
+    };
     o.steps = vec![
         expect("llm-baremetal "),
-        expect("SIMD:   avx2"),
+        expect(simd),
+        expect("check: "),
         expect("ok\n"),
-        expect("parallel-for check: 4096 tasks ran once each"),
+        expect(cores),
         expect("Settings: \\lbm.cfg"),
         expect("  [1] models\\stories260K.bin  llama  "),
         expect("Only one model: models\\stories260K.bin"),
@@ -89,6 +110,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
         expect("You: "),
         send(&format!("{PROMPT}\r")),
         expect("tok/s]"),
+        expect("You: "),
+        send("/stats\r"),
+        expect(&format!("cpu:         {level} SIMD")),
         expect("You: "),
         send("/model\r"),
         expect("Select a model [1-1]: "),

@@ -18,7 +18,12 @@
 //! - `lint`: `cargo fmt --check` and clippy with warnings as errors, on the
 //!   host workspace and on the UEFI app.
 //! - `test`: setup, lint, then every test: the host workspace, the UEFI app's unit
-//!   tests, its build and instruction census, and the QEMU end-to-end tests.
+//!   tests, its build and instruction census, and the QEMU end-to-end tests;
+//!   then the same for aarch64 (`test-aarch64`, `build-efi --arch aarch64`, its
+//!   census, `efi-e2e --arch aarch64`).
+//! - `test-aarch64`: the kernels', engine's and golden-model tests built for
+//!   aarch64 Linux and run under qemu-user (once per NEON level), and `lbm`
+//!   for aarch64 generating the same text as the host build.
 #![forbid(unsafe_code)]
 
 mod census;
@@ -33,14 +38,17 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  build-efi [--debug] [--features F]
+  build-efi [--debug] [--features F] [--arch x86_64|aarch64]
                              build the UEFI app, copy it to target/efi/BOOTX64.EFI
+                             (aarch64: target/efi/BOOTAA64.EFI)
                              (feature hwtest: diagnostics and a key echo before the menu)
-  setup                      install nightly + rust-src + clippy, qemu, ovmf, binutils if missing
+  setup                      install nightly + rust-src + clippy, the aarch64-linux target, qemu
+                             (x86 and arm, user mode), ovmf, aavmf, binutils, the aarch64 cross gcc
   census [PATH] [--json]     count vfmadd / scalar SSE instructions in the .efi
                              (default PATH: target/efi/BOOTX64.EFI)
   test-efi                   run the UEFI app's unit tests on the host
-  clippy-efi                 clippy on the UEFI app for its target (needs clippy on nightly)
+  clippy-efi [--arch A]      clippy on the UEFI app for its target (needs clippy on nightly)
+  test-aarch64               kernels, engine and golden tests for aarch64 Linux under qemu-user
   lint                       cargo fmt --check and clippy -D warnings on the workspace and the UEFI app
   efi-smoke [OPTIONS]        boot the built app under QEMU (see --help)
   efi-e2e [OPTIONS]          build, boot with assets/stories260K, chat, compare the
@@ -65,6 +73,7 @@ fn main() -> ExitCode {
         "census" => census::run(&root(), rest),
         "test-efi" => test_efi(rest),
         "clippy-efi" => clippy_efi(rest),
+        "test-aarch64" => test_aarch64(rest),
         "efi-smoke" => smoke::run(&root(), rest),
         "efi-e2e" => e2e::run(&root(), rest),
         "demo" => demo(rest),
@@ -273,7 +282,84 @@ fn lint(args: &[String]) -> Result<(), String> {
         cargo(&root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
         "cargo clippy --workspace",
     )?;
-    clippy_efi(&[])
+    // The crates whose code differs on aarch64 (the NEON kernels, CPU detection).
+    run_status(
+        cargo(&root)
+            .args(["clippy", "--target", AARCH64_LINUX, "-p", "kernels", "-p", "engine", "--all-targets"])
+            .args(["--", "-D", "warnings"]),
+        "cargo clippy --target aarch64-unknown-linux-gnu",
+    )?;
+    clippy_efi(&[])?;
+    clippy_efi(&["--arch".into(), "aarch64".into()])
+}
+
+/// The aarch64 Linux target of the host-side tests (run under qemu-user).
+const AARCH64_LINUX: &str = "aarch64-unknown-linux-gnu";
+
+/// `cargo xtask test-aarch64`: the host tests whose code differs on aarch64,
+/// cross-built and run under qemu-user (the runner in .cargo/config.toml):
+/// the kernels' scalar-twin tests once per NEON level (QEMU CPU models
+/// without and with the dot-product and i8mm extensions), the engine's tests,
+/// the golden-model tests, and `lbm` itself, whose greedy text must equal the
+/// host build's.
+fn test_aarch64(args: &[String]) -> Result<(), String> {
+    if let Some(a) = args.first() {
+        return Err(format!("test-aarch64: unknown argument '{a}'"));
+    }
+    let root = root();
+    // (QEMU CPU model, the level the kernels must then detect)
+    for (cpu, level) in [("cortex-a53", "neon"), ("cortex-a76", "neon-dotprod"), ("max", "neon-i8mm")] {
+        println!("test-aarch64: kernels on a {cpu} (expected level {level})");
+        run_status(
+            cargo(&root)
+                .args(["test", "--release", "--target", AARCH64_LINUX, "-p", "kernels"])
+                .env("QEMU_CPU", cpu)
+                .env("LBM_EXPECT_SIMD", level),
+            &format!("cargo test -p kernels (aarch64, QEMU_CPU={cpu})"),
+        )?;
+    }
+    run_status(
+        cargo(&root).args(["test", "--release", "--target", AARCH64_LINUX, "-p", "engine", "-p", "repl"]),
+        "cargo test -p engine -p repl (aarch64)",
+    )?;
+    run_status(
+        cargo(&root).args(["test", "--release", "--target", AARCH64_LINUX, "-p", "lbm", "--test", "golden"]),
+        "cargo test -p lbm --test golden (aarch64)",
+    )?;
+    // lbm for aarch64 against the host build, greedy, same model and prompt.
+    run_status(
+        cargo(&root).args(["build", "--release", "-p", "lbm", "--target", AARCH64_LINUX]),
+        "cargo build -p lbm (aarch64)",
+    )?;
+    run_status(cargo(&root).args(["build", "--release", "-p", "lbm"]), "cargo build -p lbm")?;
+    let arm = root.join("target").join(AARCH64_LINUX).join("release/lbm");
+    let host = root.join("target/release/lbm");
+    let gen = |prog: &Path, runner: bool| -> Result<String, String> {
+        let model = root.join("assets/stories260K/stories260K.bin");
+        let tok = root.join("assets/stories260K/tok512.bin");
+        let mut cmd = if runner {
+            let mut c = Command::new("qemu-aarch64");
+            c.args(["-L", "/usr/aarch64-linux-gnu"]).arg(prog);
+            c
+        } else {
+            Command::new(prog)
+        };
+        cmd.args(["generate", "--temp", "0", "-n", "48", "-p", "Once upon a time", "--json", "-m"]);
+        cmd.arg(model).arg("-z").arg(tok);
+        let out = cmd.output().map_err(|e| format!("cannot run {}: {e}", prog.display()))?;
+        if !out.status.success() {
+            return Err(format!("{} generate failed: {}", prog.display(), String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (a, h) = (gen(&arm, true)?, gen(&host, false)?);
+    if a != h {
+        return Err(format!(
+            "test-aarch64: lbm generate differs between aarch64 and the host\n  aarch64: {a}\n  host:    {h}"
+        ));
+    }
+    println!("test-aarch64: lbm generate on aarch64 equals the host's: {}", a.trim());
+    Ok(())
 }
 
 /// Whether `prog` runs (is on PATH).
@@ -329,8 +415,36 @@ fn setup(args: &[String]) -> Result<(), String> {
         )?;
     }
 
+    // The aarch64 Linux target (stable, the workspace's toolchain) for the
+    // cross-built host tests.
+    let targets = output_of("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if targets.lines().any(|l| l.trim() == AARCH64_LINUX) {
+        println!("setup: {AARCH64_LINUX} target present");
+    } else {
+        println!("setup: adding the {AARCH64_LINUX} target");
+        run_status(Command::new("rustup").args(["target", "add", AARCH64_LINUX]), "rustup target add")?;
+    }
+
     // System packages: QEMU, OVMF firmware, binutils (objdump).
     let mut missing: Vec<&str> = Vec::new();
+    // aarch64: the system emulator and AAVMF, user-mode QEMU for the
+    // cross-built tests, the cross linker with its C library (also the
+    // objdump that reads aarch64 PE files).
+    if !have_program("qemu-system-aarch64", "--version") {
+        missing.push("qemu-system-arm");
+    }
+    if !Path::new("/usr/share/AAVMF/AAVMF_CODE.fd").exists() || !Path::new("/usr/share/AAVMF/AAVMF_VARS.fd").exists() {
+        missing.push("qemu-efi-aarch64");
+    }
+    if !have_program("qemu-aarch64", "--version") {
+        missing.push("qemu-user");
+    }
+    if !have_program("aarch64-linux-gnu-gcc", "--version") {
+        missing.push("gcc-aarch64-linux-gnu");
+    }
+    if !Path::new("/usr/aarch64-linux-gnu/lib/libc.so.6").exists() {
+        missing.push("libc6-dev-arm64-cross");
+    }
     if !have_program("qemu-system-x86_64", "--version") {
         missing.push("qemu-system-x86");
     }
@@ -467,6 +581,12 @@ fn test(args: &[String]) -> Result<(), String> {
         "cargo test --workspace",
     )?;
     e2e::run(&root, &["--no-build".to_string()])?;
+    // aarch64: the host tests under qemu-user, the UEFI app, its census and
+    // the end-to-end boot on QEMU's virt machine.
+    test_aarch64(&[])?;
+    let efi_arm = build_efi(&["--arch".to_string(), "aarch64".to_string()])?;
+    census::run(&root, &[efi_arm.display().to_string()])?;
+    e2e::run(&root, &["--no-build".to_string(), "--arch".to_string(), "aarch64".to_string()])?;
     println!("xtask test: all passed");
     Ok(())
 }

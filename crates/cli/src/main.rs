@@ -112,9 +112,14 @@ struct ImageArgs {
     /// Image size, e.g. 64M or 2G (default: fit the contents).
     #[arg(long)]
     size: Option<String>,
-    /// The UEFI application (default: $LBM_EFI, or target/efi/BOOTX64.EFI from `cargo xtask build-efi`).
+    /// A UEFI application to install (repeatable: one x86-64 and one aarch64 build go to
+    /// EFI/BOOT/BOOTX64.EFI and EFI/BOOT/BOOTAA64.EFI; the firmware starts its own).
+    /// Default: $LBM_EFI, else the builds of `cargo xtask build-efi [--arch aarch64]` in target/efi/.
     #[arg(long)]
-    efi: Option<PathBuf>,
+    efi: Vec<PathBuf>,
+    /// Which built apps to install when --efi is not given: x86_64, aarch64 or all (every one found).
+    #[arg(long, default_value = "all")]
+    arch: String,
 }
 
 #[cfg(feature = "qemu")]
@@ -128,6 +133,12 @@ struct QemuArgs {
     /// Virtual CPUs.
     #[arg(long, default_value_t = 2)]
     cores: usize,
+    /// The machine: x86_64 (q35 with OVMF) or aarch64 (virt with AAVMF; QEMU's software emulation).
+    #[arg(long, default_value = "x86_64")]
+    arch: String,
+    /// Forward 127.0.0.1:HOST to the guest's TCP port GUEST (repeatable), with QEMU's user-mode network.
+    #[arg(long = "forward", value_name = "HOST:GUEST")]
+    forwards: Vec<String>,
 }
 
 #[cfg(feature = "hub")]
@@ -605,26 +616,50 @@ fn cmd_info(a: InfoArgs) -> Result<()> {
 }
 
 #[cfg(feature = "image")]
-/// The UEFI app to install: --efi, $LBM_EFI, target/efi/BOOTX64.EFI under the
-/// current directory, or beside this executable's target directory.
-fn find_efi(arg: Option<PathBuf>) -> Result<PathBuf> {
-    if let Some(p) = arg {
-        return Ok(p);
+/// The UEFI apps to install: every --efi; else $LBM_EFI; else the builds in
+/// target/efi/ (under the current directory, or beside this executable's
+/// target directory) for `arch` (`x86_64`, `aarch64`, or `all` found).
+fn find_efi(args: Vec<PathBuf>, arch: &str) -> Result<Vec<PathBuf>> {
+    if !args.is_empty() {
+        return Ok(args);
     }
-    let mut cands = Vec::new();
     if let Some(p) = std::env::var_os("LBM_EFI") {
-        cands.push(PathBuf::from(p));
+        return Ok(vec![PathBuf::from(p)]);
     }
-    cands.push(PathBuf::from("target/efi/BOOTX64.EFI"));
+    let wanted: Vec<image::EfiArch> =
+        match arch {
+            "all" => vec![image::EfiArch::X86_64, image::EfiArch::Aarch64],
+            a => vec![image::EfiArch::parse(a)
+                .with_context(|| format!("unknown --arch '{a}': use x86_64, aarch64 or all"))?],
+        };
+    let mut dirs = vec![PathBuf::from("target/efi")];
     if let Ok(exe) = std::env::current_exe() {
-        // target/{release,debug}/lbm -> target/efi/BOOTX64.EFI
+        // target/{release,debug}/lbm -> target/efi/
         if let Some(t) = exe.parent().and_then(|p| p.parent()) {
-            cands.push(t.join("efi/BOOTX64.EFI"));
+            dirs.push(t.join("efi"));
         }
     }
-    cands.into_iter().find(|p| p.is_file()).context(
-        "no UEFI application found: build it with `cargo xtask build-efi` (writes target/efi/BOOTX64.EFI) or pass --efi",
-    )
+    let mut found = Vec::new();
+    for a in &wanted {
+        match dirs.iter().map(|d| d.join(a.file_name())).find(|p| p.is_file()) {
+            Some(p) => found.push(p),
+            None if arch == "all" => {}
+            None => bail!(
+                "no {} UEFI application found: build it with `cargo xtask build-efi --arch {}` (writes \
+                 target/efi/{}) or pass --efi",
+                a.name(),
+                a.cargo_name(),
+                a.file_name()
+            ),
+        }
+    }
+    if found.is_empty() {
+        bail!(
+            "no UEFI application found: build it with `cargo xtask build-efi` (writes target/efi/BOOTX64.EFI; \
+             with --arch aarch64, target/efi/BOOTAA64.EFI) or pass --efi"
+        );
+    }
+    Ok(found)
 }
 
 /// The model files `args` name, pulling `REPO:FILE` ones from the hub.
@@ -656,7 +691,7 @@ fn cmd_image(a: ImageArgs) -> Result<()> {
         ChatSettings::parse_cfg(text).with_context(|| format!("{} is not a valid lbm.cfg", c.display()))?;
         extra.push((c, "lbm.cfg".to_string()));
     }
-    let efi = find_efi(a.efi)?;
+    let efi = find_efi(a.efi, &a.arch)?;
     let size = a.size.as_deref().map(image::parse_size).transpose()?;
     let models = model_files(&a.models)?;
     let opts = image::ImageOptions {
@@ -746,7 +781,19 @@ fn run() -> Result<()> {
         Cmd::Image(a) => cmd_image(a),
         #[cfg(feature = "qemu")]
         Cmd::Qemu(a) => {
-            let config = qemu::VmConfig { memory: a.memory, cores: a.cores, readonly: false, ..Default::default() };
+            let arch = qemu::Arch::parse(&a.arch)?;
+            let mut extra_args = Vec::new();
+            if !a.forwards.is_empty() {
+                extra_args = qemu::user_net_args(arch, &qemu::parse_forwards(&a.forwards)?);
+            }
+            let config = qemu::VmConfig {
+                memory: a.memory,
+                cores: a.cores,
+                readonly: false,
+                arch,
+                extra_args,
+                ..Default::default()
+            };
             let exit = qemu::run_on_terminal(&qemu::Disk::Image(a.image), &config)?;
             match exit.code() {
                 Some(code) => std::process::exit(code),

@@ -42,7 +42,8 @@ fn two_layers_of(dir: &Path, shape: &str, vocab: Option<&str>, ty: QuantType) ->
 
 fn image(dir: &Path, efi: &Path, models: Vec<PathBuf>) -> PathBuf {
     let output = dir.join("disk.img");
-    let opts = image::ImageOptions { output: output.clone(), efi: efi.to_path_buf(), models, ..Default::default() };
+    let opts =
+        image::ImageOptions { output: output.clone(), efi: vec![efi.to_path_buf()], models, ..Default::default() };
     image::build_image(&opts, &mut |_, _, _| {}).expect("image");
     output
 }

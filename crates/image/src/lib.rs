@@ -9,7 +9,9 @@
 //! LBA 2..33        primary partition entry array (128 entries of 128 bytes)
 //! LBA 2048 (1 MiB) EFI System Partition, type C12A7328-F81F-11D2-BA4B-00A0C93EC93B,
 //!                  a whole number of MiB, holding a FAT file system:
-//!                    EFI/BOOT/BOOTX64.EFI   the UEFI application
+//!                    EFI/BOOT/BOOTX64.EFI   the UEFI application (x86-64)
+//!                    EFI/BOOT/BOOTAA64.EFI  and/or its aarch64 build: each
+//!                                           firmware starts its own
 //!                    models/...             models and their tokenizers
 //!                    ...                    extra files where asked
 //! last 33 sectors  backup partition entry array and backup GPT header
@@ -28,8 +30,8 @@
 //!
 //! The API: [`build_image`] from files ([`ImageOptions`]), or
 //! [`build_image_from_bytes`] from contents in memory; [`parse_size`] and
-//! [`format_size`] for sizes such as `64M`; [`efi_app_problem`] checks a
-//! UEFI application's header.
+//! [`format_size`] for sizes such as `64M`; [`efi_app_problem`] and
+//! [`efi_app_arch`] check a UEFI application's header.
 #![forbid(unsafe_code)]
 
 mod fat;
@@ -43,7 +45,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-pub use pe::efi_app_problem;
+pub use pe::{efi_app_arch, efi_app_problem, EfiArch};
 pub use size::{format_size, parse_size};
 
 /// Logical sector size of the image.
@@ -56,6 +58,8 @@ pub const PARTITION_START: u64 = ALIGNMENT;
 pub const ESP_TYPE_GUID: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 /// Where the UEFI application goes: the removable-media boot path for x86-64.
 pub const BOOT_FILE: &str = "EFI/BOOT/BOOTX64.EFI";
+/// The removable-media boot path for aarch64.
+pub const BOOT_FILE_AARCH64: &str = "EFI/BOOT/BOOTAA64.EFI";
 /// Directory of the models and their tokenizers.
 pub const MODELS_DIR: &str = "models";
 /// Files are copied in chunks of this many bytes.
@@ -80,8 +84,10 @@ const VOLUME_LABEL: [u8; 11] = *b"LBM-ESP    ";
 pub struct ImageOptions {
     /// The image file to write (replaced if it exists).
     pub output: PathBuf,
-    /// The UEFI application to install as `EFI/BOOT/BOOTX64.EFI`.
-    pub efi: PathBuf,
+    /// The UEFI applications: each is installed at its architecture's
+    /// removable-media path (`EFI/BOOT/BOOTX64.EFI`, `EFI/BOOT/BOOTAA64.EFI`),
+    /// found from its PE header; at most one per architecture.
+    pub efi: Vec<PathBuf>,
     /// Model files, copied to `models/<file name>`.
     pub models: Vec<PathBuf>,
     /// Tokenizer files, copied beside the models to `models/<file name>`.
@@ -166,7 +172,24 @@ fn collect_entries(opts: &ImageOptions) -> Result<Vec<Entry>> {
         entries.push(Entry { src: src.to_path_buf(), dest, len });
         Ok(())
     };
-    push(&opts.efi, BOOT_FILE.to_string(), "EFI application")?;
+    if opts.efi.is_empty() {
+        bail!("no UEFI application to install");
+    }
+    let mut arches: Vec<(EfiArch, &Path)> = Vec::new();
+    for app in &opts.efi {
+        file_len(app, "EFI application")?;
+        let arch = pe::check_efi_app(app)?;
+        if let Some((_, other)) = arches.iter().find(|(a, _)| *a == arch) {
+            bail!(
+                "two {} UEFI applications given ({} and {}); one per architecture",
+                arch.name(),
+                other.display(),
+                app.display()
+            );
+        }
+        arches.push((arch, app));
+        push(app, arch.boot_file().to_string(), "EFI application")?;
+    }
     for (src, dest) in &opts.extra_files {
         push(src, normalize_dest(dest)?, "file")?;
     }
@@ -178,7 +201,6 @@ fn collect_entries(opts: &ImageOptions) -> Result<Vec<Entry>> {
     }
     // Checks the destinations against each other (FAT names ignore case).
     fat::clusters_needed(&specs(&entries), 512)?;
-    pe::check_efi_app(&opts.efi)?;
     Ok(entries)
 }
 
@@ -417,7 +439,8 @@ pub fn build_image_from_bytes(output: &Path, efi: &[u8], files: &[(&str, &[u8])]
         fs::write(&p, bytes).with_context(|| format!("cannot write {}", p.display()))?;
         extra_files.push((p, dest.to_string()));
     }
-    let opts = ImageOptions { output: output.to_path_buf(), efi: efi_path, extra_files, size, ..Default::default() };
+    let opts =
+        ImageOptions { output: output.to_path_buf(), efi: vec![efi_path], extra_files, size, ..Default::default() };
     build_image(&opts, &mut |_, _, _| {})
 }
 

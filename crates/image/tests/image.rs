@@ -48,7 +48,7 @@ impl Inputs {
     }
 
     fn options(&self, output: &str) -> ImageOptions {
-        ImageOptions { output: self.path(output), efi: self.efi.clone(), ..Default::default() }
+        ImageOptions { output: self.path(output), efi: vec![self.efi.clone()], ..Default::default() }
     }
 }
 
@@ -335,14 +335,19 @@ fn missing_and_bad_inputs() {
     assert!(err.contains("model") && err.contains("nope.gguf") && err.contains("does not exist"), "{err}");
 
     let mut opts = inp.options("x.img");
-    opts.efi = inp.path("missing.efi");
+    opts.efi = vec![inp.path("missing.efi")];
     let err = format!("{:#}", build(&opts).unwrap_err());
     assert!(err.contains("EFI application") && err.contains("missing.efi"), "{err}");
 
     let mut opts = inp.options("x.img");
-    opts.efi = inp.file("linux-binary", b"\x7fELF\x02\x01\x01 not a PE file");
+    opts.efi = vec![inp.file("linux-binary", b"\x7fELF\x02\x01\x01 not a PE file")];
     let err = format!("{:#}", build(&opts).unwrap_err());
-    assert!(err.contains("not an x86-64 UEFI application"), "{err}");
+    assert!(err.contains("not an x86-64 or aarch64 UEFI application"), "{err}");
+
+    let mut opts = inp.options("x.img");
+    opts.efi = vec![];
+    let err = format!("{:#}", build(&opts).unwrap_err());
+    assert!(err.contains("no UEFI application"), "{err}");
 
     let mut opts = inp.options("x.img");
     opts.tokenizers = vec![inp.dir.path().to_path_buf()];
@@ -422,4 +427,46 @@ fn an_image_replacing_a_file_keeps_its_mode_and_follows_links() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
         .collect();
     assert!(left.is_empty());
+}
+
+/// The tiny x86-64 app with its PE machine type changed to aarch64 (0xaa64):
+/// enough for the image writer, which only reads the header.
+fn as_aarch64(mut app: Vec<u8>) -> Vec<u8> {
+    let pe = u32::from_le_bytes(app[0x3c..0x40].try_into().unwrap()) as usize;
+    app[pe + 4..pe + 6].copy_from_slice(&0xaa64u16.to_le_bytes());
+    app
+}
+
+#[test]
+fn each_architecture_gets_its_boot_file() {
+    let inp = Inputs::new();
+    let arm = inp.file("arm.efi", &as_aarch64(fs::read(&inp.efi).unwrap()));
+    assert_eq!(image::efi_app_arch(&fs::read(&arm).unwrap()), Ok(image::EfiArch::Aarch64));
+    assert_eq!(image::efi_app_arch(&fs::read(&inp.efi).unwrap()), Ok(image::EfiArch::X86_64));
+
+    // Both on one image: each firmware starts its own.
+    let mut opts = inp.options("both.img");
+    opts.efi = vec![arm.clone(), inp.efi.clone()];
+    build(&opts).unwrap();
+    let fs_ = open_fat(&opts.output);
+    assert_eq!(names_in(&fs_, "EFI/BOOT"), ["BOOTAA64.EFI", "BOOTX64.EFI"]);
+    assert_eq!(read_fat_file(&fs_, "EFI/BOOT/BOOTAA64.EFI"), fs::read(&arm).unwrap());
+    assert_eq!(read_fat_file(&fs_, "EFI/BOOT/BOOTX64.EFI"), fs::read(&inp.efi).unwrap());
+
+    // aarch64 alone.
+    let mut opts = inp.options("arm.img");
+    opts.efi = vec![arm.clone()];
+    build(&opts).unwrap();
+    assert_eq!(names_in(&open_fat(&opts.output), "EFI/BOOT"), ["BOOTAA64.EFI"]);
+
+    // Two of one architecture are refused, naming both.
+    let arm2 = inp.file("arm2.efi", &as_aarch64(fs::read(&inp.efi).unwrap()));
+    let mut opts = inp.options("two.img");
+    opts.efi = vec![arm.clone(), arm2];
+    let err = format!("{:#}", build(&opts).unwrap_err());
+    assert!(
+        err.contains("two aarch64 UEFI applications") && err.contains("arm.efi") && err.contains("arm2.efi"),
+        "{err}"
+    );
+    assert!(!opts.output.exists());
 }

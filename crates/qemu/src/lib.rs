@@ -518,6 +518,38 @@ pub fn command(disk: &Disk, config: &VmConfig, serial: Serial, vars: &Path) -> R
     Ok(cmd)
 }
 
+/// Parses `HOST:GUEST` TCP port pairs (`8080:80`; `8080` alone forwards the
+/// same port).
+pub fn parse_forwards(specs: &[String]) -> Result<Vec<(u16, u16)>> {
+    specs
+        .iter()
+        .map(|spec| {
+            let (h, g) = spec.split_once(':').unwrap_or((spec, spec));
+            let port = |p: &str| -> Result<u16> {
+                match p.trim().parse::<u16>() {
+                    Ok(v) if v > 0 => Ok(v),
+                    _ => bail!("bad port forward '{spec}': use HOSTPORT:GUESTPORT with ports 1-65535"),
+                }
+            };
+            Ok((port(h)?, port(g)?))
+        })
+        .collect()
+}
+
+/// QEMU arguments for a user-mode (slirp) network with a virtio NIC, where
+/// each `(host, guest)` forwards TCP `127.0.0.1:host` to the guest's port
+/// `guest`. The forwards are bound to the loopback address only: nothing
+/// outside this machine reaches the guest.
+pub fn user_net_args(_arch: Arch, forwards: &[(u16, u16)]) -> Vec<String> {
+    let mut netdev = String::from("user,id=net0");
+    for (h, g) in forwards {
+        netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{h}-:{g}"));
+    }
+    // No option ROM: the firmware's own virtio-net driver is enough, and
+    // iPXE would only add a network boot attempt.
+    vec!["-netdev".into(), netdev, "-device".into(), "virtio-net-pci,netdev=net0,romfile=".into()]
+}
+
 /// `prefix` + path (commas doubled, as QEMU's option syntax wants) + `suffix`.
 fn drive_arg(prefix: &str, path: &Path, suffix: &str) -> OsString {
     let mut s = OsString::from(prefix);
@@ -582,6 +614,18 @@ mod tests {
             .to_string();
         assert!(err.contains("sudo apt-get install ovmf"), "{err}");
         assert!(err.contains("/nonexistent/OVMF_CODE.fd"), "{err}");
+    }
+
+    #[test]
+    fn forwards_bind_loopback() {
+        let f = parse_forwards(&["8080:80".into(), "9000".into()]).unwrap();
+        assert_eq!(f, [(8080, 80), (9000, 9000)]);
+        for bad in ["0:80", "x:80", "70000:1", "1:"] {
+            assert!(parse_forwards(&[bad.into()]).is_err(), "{bad}");
+        }
+        let args = user_net_args(Arch::X86_64, &f);
+        assert_eq!(args[1], "user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:127.0.0.1:9000-:9000");
+        assert_eq!(args[3], "virtio-net-pci,netdev=net0,romfile=");
     }
 
     #[test]

@@ -225,7 +225,7 @@ fn real_app_starts() {
     }
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("real.img");
-    let opts = image::ImageOptions { output: image.clone(), efi: app, ..Default::default() };
+    let opts = image::ImageOptions { output: image.clone(), efi: vec![app], ..Default::default() };
     image::build_image(&opts, &mut |_, _, _| {}).unwrap();
     let mut vm = Vm::boot_with(&image, VmConfig { memory: "2G".into(), ..VmConfig::default() }).unwrap();
     vm.expect("BdsDxe: starting", BOOT).unwrap();

@@ -66,6 +66,7 @@ pub fn simd_selftest() -> Option<(&'static str, f32, f32)> {
 /// An Arm main ID register (MIDR_EL1) as a name: the implementer and, for
 /// the parts we know, the core ("Arm Neoverse-N1 r3p1"); otherwise the raw
 /// fields.
+#[cfg_attr(not(any(test, target_arch = "aarch64")), allow(dead_code))]
 pub fn describe_midr(midr: u64) -> alloc::string::String {
     let implementer = (midr >> 24) & 0xff;
     let variant = (midr >> 20) & 0xf;
