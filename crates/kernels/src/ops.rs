@@ -410,7 +410,7 @@ fn tile<const R: usize, const C: usize>(
                 #[cfg(target_arch = "x86_64")]
                 Caps::Avx2(t) => crate::arch::x86_64::avx2::tiles::$name::<R, C>(t, ws, xs),
                 #[cfg(target_arch = "aarch64")]
-                Caps::I8mm(t) => crate::arch::aarch64::dotprod::tiles::$name::<R, C>(t.dotprod(), ws, xs),
+                Caps::I8mm(t) => crate::arch::aarch64::i8mm::tiles::$name::<R, C>(t, ws, xs),
                 #[cfg(target_arch = "aarch64")]
                 Caps::Dotprod(t) => crate::arch::aarch64::dotprod::tiles::$name::<R, C>(t, ws, xs),
                 #[cfg(target_arch = "aarch64")]

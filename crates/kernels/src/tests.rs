@@ -122,6 +122,14 @@ macro_rules! for_each_level {
         } else {
             std::eprintln!("NEON DotProd not available on this CPU: not tested");
         }
+        if detect().best_level() >= SimdLevel::NeonI8mm {
+            #[allow(unused_imports)]
+            use crate::arch::aarch64::i8mm::tiles as $m;
+            let $name = "neon-i8mm";
+            $body
+        } else {
+            std::eprintln!("NEON I8MM not available on this CPU: not tested");
+        }
     }};
 }
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]

@@ -8,4 +8,5 @@
 //! scalar twins, as on x86.
 
 pub(crate) mod dotprod;
+pub(crate) mod i8mm;
 pub(crate) mod neon;
