@@ -36,6 +36,17 @@ pub fn efi_app() -> Option<PathBuf> {
     Some(target.join("efi/BOOTX64.EFI")).filter(|p| p.is_file())
 }
 
+/// The built aarch64 UEFI app (`cargo xtask build-efi --arch aarch64` makes
+/// `target/efi/BOOTAA64.EFI`), if it exists. `LBM_EFI_APP_AARCH64`
+/// overrides the path.
+pub fn efi_app_aarch64() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("LBM_EFI_APP_AARCH64") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
+    Some(target.join("efi/BOOTAA64.EFI")).filter(|p| p.is_file())
+}
+
 /// The cache folder `cargo xtask setup` downloads into.
 pub fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("LBM_CACHE") {
