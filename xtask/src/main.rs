@@ -322,9 +322,27 @@ fn test_aarch64(args: &[String]) -> Result<(), String> {
         cargo(&root).args(["test", "--release", "--target", AARCH64_LINUX, "-p", "engine", "-p", "repl"]),
         "cargo test -p engine -p repl (aarch64)",
     )?;
+    // The golden models (transformers' float64 logits) and SmolLM2 Q4_1
+    // (llama.cpp's greedy runs and chat reply); their tests also
+    // start the aarch64 `lbm`, so through qemu-user too.
     run_status(
-        cargo(&root).args(["test", "--release", "--target", AARCH64_LINUX, "-p", "lbm", "--test", "golden"]),
-        "cargo test -p lbm --test golden (aarch64)",
+        cargo(&root)
+            .args([
+                "test",
+                "--release",
+                "--target",
+                AARCH64_LINUX,
+                "-p",
+                "lbm",
+                "--test",
+                "golden",
+                "--test",
+                "smollm2",
+            ])
+            // The perplexity run (2,048 tokens) takes qemu-user over 20 minutes.
+            .args(["--", "--skip", "perplexity_within_one_percent_of_llama_cpp"])
+            .env("LBM_TEST_RUNNER", "qemu-aarch64 -L /usr/aarch64-linux-gnu"),
+        "cargo test -p lbm --test golden --test smollm2 (aarch64)",
     )?;
     // lbm for aarch64 against the host build, greedy, same model and prompt.
     run_status(

@@ -17,8 +17,9 @@ use repl::{Chat, ChatSettings, PlatformInfo};
 #[derive(Parser)]
 #[command(name = "lbm", version, about = "llm-baremetal: run language models in a terminal or on bare metal")]
 struct Cli {
-    /// Cap the SIMD level the kernels use: scalar, avx2, avx512, avx512vnni
-    /// (never above what the CPU has); also the LBM_SIMD environment variable.
+    /// Cap the SIMD level the kernels use: scalar, avx2, avx512, avx512vnni (x86-64), neon,
+    /// neon-dotprod, neon-i8mm (aarch64); never above what the CPU has, and a level of the other
+    /// architecture caps to scalar. Also the LBM_SIMD environment variable.
     /// To measure the lower levels on a faster machine.
     #[arg(long, global = true, value_parser = parse_simd)]
     simd: Option<kernels::cpu::SimdLevel>,

@@ -179,7 +179,11 @@ fn simd_cap_from_the_flag_or_lbm_simd_is_the_level_bench_reports() {
     assert_eq!(level_of(&[], Some("scalar")), "scalar");
     // The flag wins over the environment.
     let best = level_of(&[], None);
-    assert_eq!(level_of(&["--simd", "avx512vnni"], Some("scalar")), best);
+    let top = if cfg!(target_arch = "aarch64") { "neon-i8mm" } else { "avx512vnni" };
+    assert_eq!(level_of(&["--simd", top], Some("scalar")), best);
+    // A level of the other architecture caps to scalar.
+    let foreign = if cfg!(target_arch = "aarch64") { "avx2" } else { "neon" };
+    assert_eq!(level_of(&["--simd", foreign], None), "scalar");
     if kernels::cpu::detect().best_level() >= kernels::cpu::SimdLevel::Avx2 {
         assert_eq!(level_of(&[], Some("avx2")), "avx2");
     } else {

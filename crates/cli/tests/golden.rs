@@ -114,7 +114,7 @@ fn llama_gqa_f16_is_close() {
 }
 
 fn lbm(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lbm")).args(args).output().expect("run lbm");
+    let out = testdata::bin_command(env!("CARGO_BIN_EXE_lbm")).args(args).output().expect("run lbm");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 

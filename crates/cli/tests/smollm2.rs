@@ -14,7 +14,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 const MODEL: &str = "testdata/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 
@@ -27,7 +27,7 @@ fn reference() -> serde_json::Value {
 }
 
 fn lbm(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lbm")).args(args).output().expect("run lbm");
+    let out = testdata::bin_command(env!("CARGO_BIN_EXE_lbm")).args(args).output().expect("run lbm");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
@@ -103,7 +103,7 @@ fn chat_reply_equals_llama_cpp() {
     assert!(gen.len() == 48 && want.starts_with(&text), "lbm {text:?}, llama.cpp {want:?}");
 
     // The same turn through `lbm chat` (the REPL the UEFI app runs).
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lbm"))
+    let mut child = testdata::bin_command(env!("CARGO_BIN_EXE_lbm"))
         .args(["chat", "-m", ms, "--temp", "0", "--max-tokens", "16", "--kv-type", "f16"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

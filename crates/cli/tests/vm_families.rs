@@ -171,7 +171,7 @@ fn smollm2_answers_as_llama_cpp_does() {
     let output = dir.path().join("disk.img");
     let opts = image::ImageOptions {
         output: output.clone(),
-        efi,
+        efi: vec![efi],
         models: vec![model],
         extra_files: vec![(cfg, "lbm.cfg".into())],
         ..Default::default()

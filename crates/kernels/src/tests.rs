@@ -718,3 +718,14 @@ fn matmul_of_every_type_is_identical_on_1_2_and_4_threads() {
         }
     }
 }
+
+/// `LBM_EXPECT_SIMD` (set by `cargo xtask test-aarch64` for each QEMU CPU
+/// model it runs the tests on) names the level detection must find.
+#[test]
+fn detected_level_is_the_expected_one() {
+    let Ok(want) = std::env::var("LBM_EXPECT_SIMD") else {
+        crate::tests::skipped("detected_level_is_the_expected_one", "LBM_EXPECT_SIMD");
+        return;
+    };
+    assert_eq!(detect().best_level().name(), want.trim(), "features detected: {:?}", detect());
+}

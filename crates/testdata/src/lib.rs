@@ -47,6 +47,22 @@ pub fn efi_app_aarch64() -> Option<PathBuf> {
     Some(target.join("efi/BOOTAA64.EFI")).filter(|p| p.is_file())
 }
 
+/// A command running the program at `path` (a binary the tests built, such as
+/// `env!("CARGO_BIN_EXE_lbm")`), through `$LBM_TEST_RUNNER` when set: the
+/// cross-built tests (`cargo xtask test-aarch64`) run under qemu-user, and so
+/// must the binaries they start (no binfmt registration is assumed).
+pub fn bin_command(path: &str) -> std::process::Command {
+    match std::env::var("LBM_TEST_RUNNER").ok().filter(|r| !r.trim().is_empty()) {
+        Some(runner) => {
+            let mut words = runner.split_whitespace();
+            let mut cmd = std::process::Command::new(words.next().unwrap_or_default());
+            cmd.args(words).arg(path);
+            cmd
+        }
+        None => std::process::Command::new(path),
+    }
+}
+
 /// The cache folder `cargo xtask setup` downloads into.
 pub fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("LBM_CACHE") {
