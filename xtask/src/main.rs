@@ -591,19 +591,24 @@ fn test(args: &[String]) -> Result<(), String> {
     setup(&[])?;
     let root = root();
     lint(&[])?;
+    // Both UEFI apps first: the workspace's VM tests boot them.
     let efi = build_efi(&[])?;
     census::run(&root, &[efi.display().to_string()])?;
+    let efi_arm = build_efi(&["--arch".to_string(), "aarch64".to_string()])?;
+    census::run(&root, &[efi_arm.display().to_string()])?;
     test_efi(&[])?;
     run_status(
-        cargo(&root).args(["test", "--workspace"]).env("CI", "true").env("LBM_EFI_APP", &efi),
+        cargo(&root)
+            .args(["test", "--workspace"])
+            .env("CI", "true")
+            .env("LBM_EFI_APP", &efi)
+            .env("LBM_EFI_APP_AARCH64", &efi_arm),
         "cargo test --workspace",
     )?;
     e2e::run(&root, &["--no-build".to_string()])?;
-    // aarch64: the host tests under qemu-user, the UEFI app, its census and
-    // the end-to-end boot on QEMU's virt machine.
+    // aarch64: the host tests under qemu-user and the end-to-end boot on
+    // QEMU's virt machine.
     test_aarch64(&[])?;
-    let efi_arm = build_efi(&["--arch".to_string(), "aarch64".to_string()])?;
-    census::run(&root, &[efi_arm.display().to_string()])?;
     e2e::run(&root, &["--no-build".to_string(), "--arch".to_string(), "aarch64".to_string()])?;
     println!("xtask test: all passed");
     Ok(())

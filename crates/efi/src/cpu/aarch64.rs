@@ -114,6 +114,6 @@ fn dot_neon_impl(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// The vector dot product the banner's check runs (NEON is always there).
-pub fn vector_dot() -> Option<(&'static str, fn(&[f32], &[f32]) -> f32)> {
+pub fn vector_dot() -> Option<(&'static str, super::DotFn)> {
     Some(("NEON", dot_neon))
 }

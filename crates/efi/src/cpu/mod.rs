@@ -42,6 +42,9 @@ pub fn on_bsp() -> bool {
     core_id() == BSP_ID.load(Ordering::Relaxed)
 }
 
+/// A dot product of two f32 rows.
+pub type DotFn = fn(&[f32], &[f32]) -> f32;
+
 /// Scalar reference dot product (plain `mulss`/`addss` or `fmul`/`fadd`).
 #[inline(never)]
 pub fn dot_scalar(a: &[f32], b: &[f32]) -> f32 {

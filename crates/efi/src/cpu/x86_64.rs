@@ -200,7 +200,7 @@ unsafe fn dot_fma(a: &[f32], b: &[f32]) -> f32 {
 
 /// The vector dot product the banner's check runs, and its name; `None` if
 /// AVX2/FMA is not usable.
-pub fn vector_dot() -> Option<(&'static str, fn(&[f32], &[f32]) -> f32)> {
+pub fn vector_dot() -> Option<(&'static str, super::DotFn)> {
     // The level the kernels use, from the one detection in `kernels::cpu`.
     kernels::cpu::avx2()?;
     fn fma(a: &[f32], b: &[f32]) -> f32 {
