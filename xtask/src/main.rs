@@ -53,7 +53,7 @@ commands:
   efi-smoke [OPTIONS]        boot the built app under QEMU (see --help)
   efi-e2e [OPTIONS]          build, boot with assets/stories260K, chat, compare the
                              reply with `lbm chat` on the host (see --help)
-  demo [--memory M] [--cores N]
+  demo [--memory M] [--cores N] [--arch x86_64|aarch64]
                              setup, build, make target/demo.img with the bundled model,
                              boot it in QEMU (serial console here; /exit to leave)
   test                       setup, lint, then every test (host, efi unit tests, efi build +
@@ -529,17 +529,20 @@ fn cargo(root: &Path) -> Command {
 fn demo(args: &[String]) -> Result<(), String> {
     let mut memory = "2G".to_string();
     let mut cores = "2".to_string();
+    let mut arch = Arch::X86_64;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--memory" => memory = it.next().ok_or("demo: --memory needs a value")?.clone(),
             "--cores" => cores = it.next().ok_or("demo: --cores needs a value")?.clone(),
+            "--arch" => arch = Arch::parse(it.next().ok_or("demo: --arch needs a value")?)?,
             other => return Err(format!("demo: unknown argument '{other}'")),
         }
     }
     setup(&[])?;
     let root = root();
-    let efi = build_efi(&[])?;
+    let arch_name = if arch == Arch::Aarch64 { "aarch64" } else { "x86_64" };
+    let efi = build_efi(&["--arch".to_string(), arch_name.to_string()])?;
     run_status(cargo(&root).args(["build", "--release", "-p", "lbm"]), "cargo build -p lbm")?;
     let lbm = root.join("target/release/lbm");
     let img = root.join("target/demo.img");
@@ -572,7 +575,7 @@ fn demo(args: &[String]) -> Result<(), String> {
     let status = Command::new(&lbm)
         .arg("qemu")
         .arg(&img)
-        .args(["--memory", &memory, "--cores", &cores])
+        .args(["--memory", &memory, "--cores", &cores, "--arch", arch_name])
         .status()
         .map_err(|e| format!("cannot run lbm qemu: {e}"))?;
     if status.success() {
