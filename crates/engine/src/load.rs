@@ -59,3 +59,29 @@ pub fn load(file: Blob, tokenizer: Option<&[u8]>) -> Result<(Model, Tokenizer)> 
     }
     Ok((model, tok))
 }
+
+/// Merges a split GGUF set given as whole files, `(name, bytes)` in order,
+/// into the one file `llama-gguf-split --merge` writes (see
+/// [`crate::gguf::split`]); errors name the shard. A caller that reads files
+/// should rather read the headers, make a [`crate::gguf::split::MergePlan`]
+/// and read each shard's tensor data straight into place.
+pub fn merge_split(shards: &[(&str, &[u8])]) -> Result<alloc::vec::Vec<u8>> {
+    use crate::gguf::split::{in_shard, MergePlan, Shard};
+    let n = shards.len();
+    let parsed = shards
+        .iter()
+        .enumerate()
+        .map(|(i, (name, bytes))| {
+            let gguf = crate::gguf::Gguf::parse(bytes, bytes.len() as u64).map_err(|e| match e {
+                e @ crate::Error::Truncated { .. } => crate::Error::invalid(
+                    alloc::format!("split shard {} of {n} '{name}'", i + 1),
+                    alloc::format!("{e}"),
+                ),
+                e => in_shard(e, i, n, name),
+            })?;
+            Ok(Shard { name: alloc::string::String::from(*name), gguf, file_len: bytes.len() as u64 })
+        })
+        .collect::<Result<alloc::vec::Vec<_>>>()?;
+    let bytes: alloc::vec::Vec<&[u8]> = shards.iter().map(|(_, b)| *b).collect();
+    MergePlan::new(&parsed)?.merge(&bytes)
+}

@@ -9,6 +9,7 @@
 //! count and the elements.
 
 mod reader;
+pub mod split;
 mod types;
 mod writer;
 
