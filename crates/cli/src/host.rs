@@ -116,9 +116,202 @@ pub fn read_header<T>(
     }
 }
 
+/// A split GGUF set (llama.cpp's `NAME-00001-of-0000N.gguf` shards), found
+/// from its first shard, every shard's header checked, and how it merges.
+pub struct SplitSet {
+    /// The shards, in order.
+    pub paths: Vec<PathBuf>,
+    /// The merged file's layout (`engine::gguf::split::MergePlan`).
+    pub plan: engine::gguf::split::MergePlan,
+    /// The shards' sizes on disk, in order.
+    pub file_lens: Vec<u64>,
+}
+
+/// When `path` is the first shard of a split GGUF set (`split.count` > 1),
+/// finds the other shards beside it (named as llama.cpp names them) and
+/// checks every shard's header; `None` for any other file. A later shard,
+/// a missing shard or one that does not belong is an error naming it.
+pub fn find_split_set(path: &Path) -> Result<Option<SplitSet>> {
+    use engine::gguf::split::{self, MergePlan, Shard};
+    let (mut f, len) = open_regular(path)?;
+    let mut magic = Vec::new();
+    read_up_to(&mut f, &mut magic, len.min(4), path)?;
+    if magic != b"GGUF" {
+        return Ok(None);
+    }
+    let (g, _, len) = read_header(path, engine::gguf::Gguf::parse)?;
+    let keys = split::split_keys(&g).with_context(|| format!("reading {}", path.display()))?;
+    let Some(keys) = keys.filter(|k| k.count > 1) else { return Ok(None) };
+    let n = usize::from(keys.count);
+    let file = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let parsed = split::parse_shard_name(file);
+    if keys.no != 0 {
+        let first = parsed.map(|p| p.sibling(0)).unwrap_or_else(|| "its first shard".into());
+        bail!(
+            "{} is shard {} of a split set of {n} (split.no {}): give the first shard, {first}",
+            path.display(),
+            u32::from(keys.no) + 1,
+            keys.no
+        );
+    }
+    let name = match parsed {
+        Some(p) if p.no == 0 && p.count == keys.count => p,
+        _ => bail!(
+            "{} is the first shard of a split set of {n} (split.count {n}), but its name does not end in \
+             -00001-of-{n:05}.gguf, so the other shards cannot be found: rename the shards as llama.cpp's \
+             gguf-split names them (PREFIX-00001-of-{n:05}.gguf ...)",
+            path.display()
+        ),
+    };
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let mut shards = vec![Shard { name: file.to_string(), gguf: g, file_len: len }];
+    let mut paths = vec![path.to_path_buf()];
+    for i in 1..n {
+        let p = dir.join(name.sibling(i as u16));
+        if !p.exists() {
+            bail!("split shard {} of {n} of {} is missing: {} does not exist", i + 1, path.display(), p.display());
+        }
+        let (g, _, len) = read_header(&p, engine::gguf::Gguf::parse)
+            .with_context(|| format!("reading split shard {} of {n}", i + 1))?;
+        shards.push(Shard { name: name.sibling(i as u16), gguf: g, file_len: len });
+        paths.push(p);
+    }
+    let file_lens = shards.iter().map(|s| s.file_len).collect();
+    let plan = MergePlan::new(&shards).with_context(|| format!("reading the split set {}", path.display()))?;
+    Ok(Some(SplitSet { paths, plan, file_lens }))
+}
+
+/// Reads a split set's shards into `out` (the merged file's length): the
+/// merged header, then each tensor's data read from its shard into place.
+pub fn read_split_into(set: &SplitSet, out: &mut [u8]) -> Result<()> {
+    use std::io::{Seek, SeekFrom};
+    set.plan.place_header(out)?;
+    let mut open: Option<(usize, std::fs::File)> = None;
+    for p in set.plan.pieces() {
+        let path = &set.paths[p.shard];
+        if open.as_ref().map(|(i, _)| *i) != Some(p.shard) {
+            open = Some((p.shard, open_regular(path)?.0));
+        }
+        let f = &mut open.as_mut().expect("opened above").1;
+        let (d, l) = (p.dst as usize, p.len as usize);
+        f.seek(SeekFrom::Start(p.src)).with_context(|| format!("reading {}", path.display()))?;
+        f.read_exact(&mut out[d..d + l]).with_context(|| {
+            format!("reading {} bytes at offset {} of {} (did it change?)", p.len, p.src, path.display())
+        })?;
+    }
+    Ok(())
+}
+
+/// Copies `len` bytes at `offset` of `src` to `w`, in 4 MiB pieces.
+fn copy_range(src: &mut std::fs::File, path: &Path, offset: u64, len: u64, w: &mut dyn Write) -> Result<()> {
+    use std::io::{Seek, SeekFrom};
+    src.seek(SeekFrom::Start(offset)).with_context(|| format!("reading {}", path.display()))?;
+    let mut buf = vec![0u8; (4usize << 20).min(usize::try_from(len).unwrap_or(usize::MAX)).max(1)];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        src.read_exact(&mut buf[..n]).with_context(|| {
+            format!("reading {len} bytes at offset {offset} of {} (did it change?)", path.display())
+        })?;
+        w.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+fn zeros(w: &mut dyn Write, n: u64) -> Result<()> {
+    const Z: [u8; 64] = [0; 64];
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(64) as usize;
+        w.write_all(&Z[..k])?;
+        left -= k as u64;
+    }
+    Ok(())
+}
+
+/// The path of shard `no` (0-based) of `count` for the prefix `prefix`:
+/// `PREFIX-00002-of-00003.gguf`, as llama.cpp names shards.
+pub fn shard_path(prefix: &Path, no: u16, count: u16) -> PathBuf {
+    let mut s = prefix.as_os_str().to_owned();
+    s.push(format!("-{:05}-of-{:05}.gguf", u32::from(no) + 1, count));
+    PathBuf::from(s)
+}
+
+/// Splits the GGUF `input` as llama.cpp's `llama-gguf-split --split` does
+/// (see `engine::gguf::split::plan_split`) into `PREFIX-00001-of-0000N.gguf`
+/// .. beside `prefix`, streaming the tensor data; every shard is written
+/// through `outfile` and renamed into place only once all are complete.
+/// Returns each shard's path and length.
+pub fn write_split(input: &Path, prefix: &Path, by: engine::gguf::split::SplitBy) -> Result<Vec<(PathBuf, u64)>> {
+    let (g, _, _) = read_header(input, engine::gguf::Gguf::parse)?;
+    let plans = engine::gguf::split::plan_split(&g, by).with_context(|| format!("splitting {}", input.display()))?;
+    let n = plans.len() as u16;
+    let paths: Vec<PathBuf> = (0..n).map(|i| shard_path(prefix, i, n)).collect();
+    // Every output is checked and created first: a bad one fails before the work.
+    let outs = paths.iter().map(|p| outfile::Output::create(p)).collect::<Result<Vec<_>>>()?;
+    let (mut src, _) = open_regular(input)?;
+    let mut written = Vec::new();
+    for ((plan, out), path) in plans.iter().zip(outs).zip(&paths) {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, out.file());
+        let wrote: Result<()> = (|| {
+            w.write_all(&plan.header)?;
+            for &(offset, len) in &plan.tensors {
+                copy_range(&mut src, input, offset, len, &mut w)?;
+                zeros(&mut w, len.next_multiple_of(engine::gguf::split::SPLIT_ALIGNMENT) - len)?;
+            }
+            Ok(w.flush()?)
+        })();
+        drop(w);
+        // On an error, dropping the outputs removes every temporary file.
+        wrote.with_context(|| format!("writing {}", path.display()))?;
+        written.push((out, path.clone(), plan.len));
+    }
+    let mut done = Vec::new();
+    for (out, path, len) in written {
+        out.commit()?;
+        done.push((path, len));
+    }
+    Ok(done)
+}
+
+/// Writes the split set whose first shard is `first` merged into `output`,
+/// as `llama-gguf-split --merge` does. Returns the merged length.
+pub fn write_merged(first: &Path, output: &Path) -> Result<u64> {
+    let out = outfile::Output::create(output)?;
+    let set = find_split_set(first)?.with_context(|| {
+        format!("{} is not the first shard of a split set (it has no split.count above 1)", first.display())
+    })?;
+    let mut open: Option<(usize, std::fs::File)> = None;
+    out.write_with(1 << 20, |w| {
+        w.write_all(set.plan.header())?;
+        for p in set.plan.pieces() {
+            let path = &set.paths[p.shard];
+            if open.as_ref().map(|(i, _)| *i) != Some(p.shard) {
+                open = Some((p.shard, open_regular(path)?.0));
+            }
+            let f = &mut open.as_mut().expect("opened above").1;
+            copy_range(f, path, p.src, p.len, w)?;
+            zeros(w, p.pad)?;
+        }
+        Ok(())
+    })
+    .with_context(|| format!("writing {}", output.display()))?;
+    Ok(set.plan.merged_len())
+}
+
 /// Reads a model file into memory backed by transparent huge pages
-/// (`host::hugebuf`): decoding streams every weight once per token.
+/// (`host::hugebuf`): decoding streams every weight once per token. The
+/// first shard of a split GGUF set reads the whole set, merged.
 pub fn read_model(path: &Path) -> Result<HugeBuf> {
+    if let Some(set) = find_split_set(path)? {
+        let len = set.plan.merged_len();
+        let n = usize::try_from(len).with_context(|| format!("{} is too large for this machine", path.display()))?;
+        let mut buf =
+            HugeBuf::zeroed(n).with_context(|| format!("out of memory: {} needs {len} bytes", path.display()))?;
+        read_split_into(&set, buf.as_mut())?;
+        return Ok(buf);
+    }
     let (mut f, len) = open_regular(path)?;
     let len = usize::try_from(len).with_context(|| format!("{} is too large for this machine", path.display()))?;
     let mut buf =

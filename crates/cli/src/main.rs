@@ -91,8 +91,59 @@ enum Cmd {
     Qemu(QemuArgs),
     /// Quantize a GGUF file (llama.cpp's types per tensor).
     Quantize(QuantizeArgs),
+    /// Split a GGUF into shards as llama.cpp's llama-gguf-split does (PREFIX-00001-of-0000N.gguf ...),
+    /// or merge a split set back into one file (--merge).
+    #[cfg(feature = "image")]
+    Split(SplitArgs),
     /// Measure prompt and decode speed (like llama-bench), or write a random-weight model to measure.
     Bench(lbm::bench::BenchArgs),
+}
+
+#[cfg(feature = "image")]
+#[derive(Args)]
+struct SplitArgs {
+    /// The GGUF to split; with --merge, the first shard of a split set (NAME-00001-of-0000N.gguf).
+    input: PathBuf,
+    /// The shards' prefix: writes PREFIX-00001-of-0000N.gguf ...; with --merge, the file to write.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// At most this much tensor data per shard (the header adds a little), e.g. 3.9G or 500M
+    /// (K, M, G, T and KiB ... are powers of 1024; KB, MB, GB, TB powers of 1000).
+    #[arg(long, conflicts_with_all = ["max_tensors", "merge"])]
+    max_size: Option<String>,
+    /// At most this many tensors per shard (llama-gguf-split's --split-max-tensors).
+    #[arg(long, conflicts_with = "merge")]
+    max_tensors: Option<usize>,
+    /// Merge the split set whose first shard is INPUT into one file, as llama-gguf-split --merge.
+    #[arg(long)]
+    merge: bool,
+}
+
+#[cfg(feature = "image")]
+fn cmd_split(a: SplitArgs) -> Result<()> {
+    use engine::gguf::split::SplitBy;
+    host::remove_outputs_on_interrupt();
+    if a.merge {
+        let len = host::write_merged(&a.input, &a.output)?;
+        println!("wrote {} ({len} bytes)", a.output.display());
+        return Ok(());
+    }
+    let by = match (a.max_size, a.max_tensors) {
+        (Some(s), None) => {
+            let max = image::parse_size_floor(&s).with_context(|| format!("--max-size {s}"))?;
+            if max == 0 {
+                bail!("--max-size must be more than 0 bytes");
+            }
+            SplitBy::Bytes(max)
+        }
+        (None, Some(0)) => bail!("--max-tensors must be at least 1"),
+        (None, Some(n)) => SplitBy::Tensors(n),
+        _ => bail!("say where shards end: --max-size SIZE or --max-tensors N"),
+    };
+    for (path, len) in host::write_split(&a.input, &a.output, by)? {
+        println!("wrote {} ({len} bytes)", path.display());
+    }
+    Ok(())
 }
 
 #[cfg(feature = "image")]
@@ -574,7 +625,17 @@ fn cmd_detokenize(a: DetokenizeArgs) -> Result<()> {
 
 fn cmd_info(a: InfoArgs) -> Result<()> {
     // Only the header: GGUF metadata and tensor infos are at the start.
-    let (s, bytes, len) = host::read_header(&a.model, engine::load::probe)?;
+    // The first shard of a split set describes the whole set, merged.
+    let set = host::find_split_set(&a.model)?;
+    let (s, bytes, len) = match &set {
+        Some(set) => {
+            let (header, len) = (set.plan.header().to_vec(), set.plan.merged_len());
+            let s = engine::load::probe(&header, len).with_context(|| format!("reading {}", a.model.display()))?;
+            (s, header, len)
+        }
+        None => host::read_header(&a.model, engine::load::probe)?,
+    };
+    let shards: Vec<String> = set.iter().flat_map(|s| s.paths.iter().map(|p| p.display().to_string())).collect();
     let mut types: std::collections::BTreeMap<String, usize> = Default::default();
     let mut tokenizer = String::from("none (needs tokenizer.bin)");
     if bytes.starts_with(b"GGUF") {
@@ -596,12 +657,23 @@ fn cmd_info(a: InfoArgs) -> Result<()> {
             "format": s.format, "arch": s.arch, "n_params": s.n_params, "tensor_type": s.tensor_type,
             "tensor_types": types, "file_size": s.file_size, "mem_needed": s.mem_needed,
             "dim": s.dim, "n_layers": s.n_layers, "n_heads": s.n_heads, "n_kv_heads": s.n_kv_heads,
-            "vocab_size": s.vocab_size, "n_ctx": s.n_ctx, "tokenizer": tokenizer,
+            "vocab_size": s.vocab_size, "n_ctx": s.n_ctx, "tokenizer": tokenizer, "shards": shards,
         });
         println!("{v}");
         return Ok(());
     }
     println!("file:         {} ({})", a.model.display(), repl::format_size(s.file_size));
+    if let Some(set) = &set {
+        println!(
+            "split:        {} shards, {} on disk, merged {}",
+            shards.len(),
+            repl::format_size(set.file_lens.iter().sum()),
+            repl::format_size(set.plan.merged_len())
+        );
+        for p in &shards {
+            println!("              {p}");
+        }
+    }
     println!("format:       {}", s.format);
     println!("architecture: {}", s.arch);
     println!("parameters:   {} ({:.1}M)", s.n_params, s.n_params as f64 / 1e6);
@@ -854,6 +926,8 @@ fn run() -> Result<()> {
             println!("{}", path.display());
             Ok(())
         }
+        #[cfg(feature = "image")]
+        Cmd::Split(a) => cmd_split(a),
         Cmd::Quantize(a) => {
             host::remove_outputs_on_interrupt();
             let threads = lbm::threads::count(a.threads);

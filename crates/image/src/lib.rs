@@ -46,7 +46,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 
 pub use pe::{efi_app_arch, efi_app_problem, EfiArch};
-pub use size::{format_size, parse_size};
+pub use size::{format_size, parse_size, parse_size_floor};
 
 /// Logical sector size of the image.
 pub const SECTOR_SIZE: u64 = 512;

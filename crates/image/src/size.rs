@@ -11,6 +11,16 @@ use anyhow::{bail, Result};
 /// `"64M"`, `"2G"`, `"1.5GiB"`, `"700 MB"`. A size that does not come to a
 /// whole number of bytes (`"0.1K"`) is refused.
 pub fn parse_size(s: &str) -> Result<u64> {
+    parse(s, true)
+}
+
+/// [`parse_size`] for a limit, where a fraction of a byte does not matter:
+/// `"3.9G"` is 3.9 GiB rounded down to a whole byte.
+pub fn parse_size_floor(s: &str) -> Result<u64> {
+    parse(s, false)
+}
+
+fn parse(s: &str, exact: bool) -> Result<u64> {
     let text = s.trim();
     if text.is_empty() {
         bail!("empty size: expected a number of bytes, or a number with a unit such as 64M or 2G");
@@ -53,7 +63,7 @@ pub fn parse_size(s: &str) -> Result<u64> {
         let digits: u128 = frac.parse().map_err(|_| overflow())?;
         let scale = 10u128.pow(frac.len() as u32);
         let scaled = digits * u128::from(multiplier);
-        if !scaled.is_multiple_of(scale) {
+        if exact && !scaled.is_multiple_of(scale) {
             bail!("size {s:?} does not come to a whole number of bytes");
         }
         let extra = u64::try_from(scaled / scale).map_err(|_| overflow())?;
@@ -96,6 +106,10 @@ mod tests {
         assert_eq!(parse_size("700 MB").unwrap(), 700_000_000);
         assert_eq!(parse_size(".5K").unwrap(), 512);
         assert!(parse_size("0.1K").is_err());
+        assert_eq!(parse_size_floor("0.1K").unwrap(), 102);
+        assert_eq!(parse_size_floor("3.9G").unwrap(), 4_187_593_113);
+        assert_eq!(parse_size_floor("64M").unwrap(), 64 << 20);
+        assert!(parse_size_floor("1.2.3M").is_err());
         assert!(parse_size("").is_err());
         assert!(parse_size("12Q").is_err());
         assert!(parse_size("-5M").is_err());
