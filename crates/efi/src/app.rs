@@ -247,18 +247,28 @@ fn load_and_chat(
             format_size(mem_now.free)
         ));
     }
-    sayln(&format!("Loading {} ({})", entry.name, format_size(summary.file_size)));
+    match &entry.split {
+        Some(set) => {
+            sayln(&format!("Loading {} ({}, {} shards)", entry.name, format_size(summary.file_size), set.paths.len()))
+        }
+        None => sayln(&format!("Loading {} ({})", entry.name, format_size(summary.file_size))),
+    }
     let t0 = con.now_us();
     let mut last_draw = 0u64;
     let pages = {
         let con_ref = &mut *con;
-        esp.read_to_pages(&entry.path, &mut |done, total| {
+        let mut draw = |done: u64, total: u64| {
             let now = con_ref.now_us();
             if done == 0 || done == total || now.saturating_sub(last_draw) >= 100_000 {
                 last_draw = now;
                 say(&progress_line(done, total, now.saturating_sub(t0)));
             }
-        })
+        };
+        match &entry.split {
+            // A split set: every shard's tensors read into one merged file.
+            Some(set) => esp.read_split_to_pages(&set.paths, &set.plan, &mut draw),
+            None => esp.read_to_pages(&entry.path, &mut draw),
+        }
     };
     sayln("");
     let pages = pages?;

@@ -145,6 +145,54 @@ impl Esp {
     }
 }
 
+impl Esp {
+    /// Reads a split GGUF set (its shards' paths, in order, and the merge
+    /// plan made from their headers) into fresh pages as the one merged
+    /// file: the merged header, then each tensor's data read from its shard
+    /// straight into place, [`CHUNK`] bytes per call at most. `progress(done,
+    /// total)` counts bytes of the merged file, before the first and after
+    /// each read.
+    pub fn read_split_to_pages(
+        &mut self,
+        paths: &[String],
+        plan: &engine::gguf::split::MergePlan,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Pages, String> {
+        let total = plan.merged_len();
+        let len = usize::try_from(total).map_err(|_| format!("{} is too large", paths[0]))?;
+        let mut pages = Pages::alloc(len).map_err(|e| format!("{}: {e}", paths[0]))?;
+        progress(0, total);
+        // Touched once, before anything is written: touching writes a byte
+        // at the start of every page, which would clobber the end of the
+        // piece before in a shared page.
+        pages.touch(0, len);
+        plan.place_header(pages.as_mut_slice()).map_err(|e| format!("{e}"))?;
+        let mut done = plan.header().len() as u64;
+        let mut open: Option<(usize, RegularFile)> = None;
+        for p in plan.pieces() {
+            let path = paths.get(p.shard).ok_or("split set: a piece of an unknown shard")?;
+            if open.as_ref().map(|(i, _)| *i) != Some(p.shard) {
+                open = Some((p.shard, self.open_file(path)?));
+            }
+            let Some((_, f)) = open.as_mut() else { return Err("split set: no open shard".into()) };
+            f.set_position(p.src).map_err(|e| format!("cannot seek {path} to byte {}: {}", p.src, status_text(&e)))?;
+            // The plan keeps every piece inside `total`, which is `len`.
+            let (start, end) = (p.dst as usize, (p.dst + p.len) as usize);
+            let mut at = start;
+            while at < end {
+                let stop = (at + CHUNK).min(end);
+                read_exact(f, &mut pages.as_mut_slice()[at..stop], path)?;
+                done += (stop - at) as u64;
+                at = stop;
+                progress(done, total);
+            }
+            done += p.pad;
+        }
+        progress(total, total);
+        Ok(pages)
+    }
+}
+
 fn size_of_open(f: &mut RegularFile, path: &str) -> Result<u64, String> {
     let info: Box<FileInfo> = f.get_boxed_info().map_err(|e| format!("cannot stat {path}: {}", status_text(&e)))?;
     Ok(info.file_size())

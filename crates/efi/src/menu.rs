@@ -4,6 +4,8 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+use engine::gguf::split::{self, MergePlan, Shard};
+use engine::gguf::Gguf;
 use engine::load::ModelSummary;
 use repl::{format_params, format_size};
 
@@ -90,6 +92,19 @@ pub struct Entry {
     pub tokenizer: Option<String>,
     /// Header summary, or why the file cannot be used.
     pub summary: Result<ModelSummary, String>,
+    /// For a split GGUF set: its shards' paths, in order, and how they
+    /// merge; `None` for a single file.
+    pub split: Option<SplitSet>,
+}
+
+/// A split GGUF set on the ESP (`NAME-00001-of-0000N.gguf` ...), listed as
+/// one model.
+#[derive(Debug, Clone)]
+pub struct SplitSet {
+    /// The shards' ESP paths, in order.
+    pub paths: Vec<String>,
+    /// The merged file's layout, from the shards' headers.
+    pub plan: MergePlan,
 }
 
 impl Entry {
@@ -109,7 +124,12 @@ impl Entry {
         let w = wanted.trim().replace('/', "\\");
         let w = w.trim_start_matches('\\');
         let file = self.name.rsplit('\\').next().unwrap_or(&self.name);
-        w.eq_ignore_ascii_case(&self.name) || w.eq_ignore_ascii_case(file)
+        let first = self.path.trim_start_matches('\\');
+        let first_file = first.rsplit('\\').next().unwrap_or(first);
+        w.eq_ignore_ascii_case(&self.name)
+            || w.eq_ignore_ascii_case(file)
+            || w.eq_ignore_ascii_case(first)
+            || w.eq_ignore_ascii_case(first_file)
     }
 }
 
@@ -146,13 +166,18 @@ pub fn retry_after_truncated(offset: u64, need: u64, have: usize, size: u64) -> 
     }
 }
 
-/// Reads a header and probes it, re-reading more when the engine asks.
-fn probe_file(esp: &mut Esp, path: &str) -> Result<ModelSummary, String> {
+/// Reads a header and parses it with `parse`, re-reading more when the
+/// engine asks; gives the parsed value and the file's size.
+fn read_parsed<T>(
+    esp: &mut Esp,
+    path: &str,
+    parse: &dyn Fn(&[u8], u64) -> engine::Result<T>,
+) -> Result<(T, u64), String> {
     let mut want = PROBE_FIRST;
     loop {
         let (prefix, size) = esp.read_prefix(path, want)?;
-        match engine::load::probe(&prefix, size) {
-            Ok(s) => return Ok(s),
+        match parse(&prefix, size) {
+            Ok(s) => return Ok((s, size)),
             Err(e) => {
                 if let engine::Error::Truncated { offset, need, .. } = e {
                     if let Retry::Read(n) = retry_after_truncated(offset, need, prefix.len(), size) {
@@ -164,6 +189,46 @@ fn probe_file(esp: &mut Esp, path: &str) -> Result<ModelSummary, String> {
             }
         }
     }
+}
+
+/// Reads a header and probes it, re-reading more when the engine asks.
+fn probe_file(esp: &mut Esp, path: &str) -> Result<ModelSummary, String> {
+    read_parsed(esp, path, &engine::load::probe).map(|(s, _)| s)
+}
+
+/// Reads every shard's header of the set whose first shard is `dir\first`
+/// (present in `names`), checks them and probes the merged header.
+fn probe_set(
+    esp: &mut Esp,
+    dir: &str,
+    first: &split::ShardName<'_>,
+    names: &[&str],
+) -> (Vec<String>, Result<(ModelSummary, MergePlan), String>) {
+    let n = usize::from(first.count);
+    let mut paths = Vec::new();
+    let mut shards = Vec::new();
+    for i in 0..first.count {
+        let want = first.sibling(i);
+        // FAT names ignore case.
+        let Some(found) = names.iter().find(|n| n.eq_ignore_ascii_case(&want)) else {
+            let missing = join(dir, &want);
+            return (
+                paths,
+                Err(format!("shard {} of {n} is missing: {}", u32::from(i) + 1, missing.trim_start_matches('\\'))),
+            );
+        };
+        let path = join(dir, found);
+        match read_parsed(esp, &path, &Gguf::parse) {
+            Ok((gguf, file_len)) => shards.push(Shard { name: found.to_string(), gguf, file_len }),
+            Err(e) => return (paths, Err(format!("shard {} of {n} ({found}): {e}", u32::from(i) + 1))),
+        }
+        paths.push(path);
+    }
+    let summary = MergePlan::new(&shards).map_err(|e| e.to_string()).and_then(|plan| {
+        let s = engine::load::probe(plan.header(), plan.merged_len()).map_err(|e| e.to_string())?;
+        Ok((s, plan))
+    });
+    (paths, summary)
 }
 
 /// Scans the ESP root and `\models\` for models and probes each one.
@@ -181,9 +246,39 @@ pub fn scan(esp: &mut Esp, note: &mut dyn FnMut(&str)) -> Vec<Entry> {
         let mut files: Vec<&DirEntry> = entries.iter().filter(|e| !e.is_dir).collect();
         files.sort_by_key(|e| e.name.to_ascii_lowercase());
         let names: Vec<&str> = files.iter().map(|e| e.name.as_str()).collect();
+        // Split sets whose first shard is missing, listed once each.
+        let mut orphans: Vec<String> = Vec::new();
         for f in &files {
             let kind = classify(&f.name);
             if !matches!(kind, Kind::Gguf | Kind::Llama2c) {
+                continue;
+            }
+            if let Some(sn) = split::parse_shard_name(&f.name).filter(|sn| kind == Kind::Gguf && sn.count > 1) {
+                let first = sn.sibling(0);
+                let set_name = join(dir, &format!("{}{}", sn.prefix, sn.ext)).trim_start_matches('\\').to_string();
+                if sn.no == 0 {
+                    let (paths, probed) = probe_set(esp, dir, &sn, &names);
+                    let (summary, split) = match probed {
+                        Ok((s, plan)) => (Ok(s), Some(SplitSet { paths, plan })),
+                        Err(e) => (Err(format!("split set of {}: {e}", sn.count)), None),
+                    };
+                    out.push(Entry { path: join(dir, &f.name), name: set_name, tokenizer: None, summary, split });
+                } else if !names.iter().any(|n| n.eq_ignore_ascii_case(&first)) && !orphans.contains(&set_name) {
+                    let missing = join(dir, &first);
+                    out.push(Entry {
+                        path: join(dir, &f.name),
+                        summary: Err(format!(
+                            "split set of {}: shard 1 of {} is missing: {}",
+                            sn.count,
+                            sn.count,
+                            missing.trim_start_matches('\\')
+                        )),
+                        name: set_name.clone(),
+                        tokenizer: None,
+                        split: None,
+                    });
+                    orphans.push(set_name);
+                }
                 continue;
             }
             let path = join(dir, &f.name);
@@ -196,7 +291,7 @@ pub fn scan(esp: &mut Esp, note: &mut dyn FnMut(&str)) -> Vec<Entry> {
                     summary = Err(format!("no tokenizer: put {}.tok.bin or tokenizer.bin next to it", stem(&f.name)));
                 }
             }
-            out.push(Entry { path, name, tokenizer, summary });
+            out.push(Entry { path, name, tokenizer, summary, split: None });
         }
     }
     out
@@ -206,8 +301,9 @@ pub fn scan(esp: &mut Esp, note: &mut dyn FnMut(&str)) -> Vec<Entry> {
 pub fn entry_line(e: &Entry, n: Option<usize>) -> String {
     match (&e.summary, n) {
         (Ok(s), Some(n)) => format!(
-            "  [{n}] {}  {}  {}  {}  {}",
+            "  [{n}] {}{}  {}  {}  {}  {}",
             e.name,
+            e.split.as_ref().map(|s| format!(" ({} shards)", s.paths.len())).unwrap_or_default(),
             s.arch,
             format_params(s.n_params),
             s.tensor_type,
@@ -282,6 +378,7 @@ mod tests {
             name: "models\\stories15M.bin".into(),
             tokenizer: None,
             summary: Err("x".into()),
+            split: None,
         };
         assert_eq!(e.model_name(), "stories15M");
         assert!(e.matches("stories15M.bin"));
