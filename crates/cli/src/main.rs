@@ -164,6 +164,11 @@ struct ImageArgs {
     /// Image size, e.g. 64M or 2G (default: fit the contents).
     #[arg(long)]
     size: Option<String>,
+    /// A GGUF model larger than this is split into shards (as llama.cpp's gguf-split names them,
+    /// models/NAME-00001-of-0000N.gguf ...) that the app loads as one model. Default and most:
+    /// 4 GiB - 1 byte, the largest file FAT32 holds.
+    #[arg(long)]
+    max_file_size: Option<String>,
     /// A UEFI application to install (repeatable: one x86-64 and one aarch64 build go to
     /// EFI/BOOT/BOOTX64.EFI and EFI/BOOT/BOOTAA64.EFI; the firmware starts its own).
     /// Default: $LBM_EFI, else the builds of `cargo xtask build-efi [--arch aarch64]` in target/efi/.
@@ -753,6 +758,59 @@ fn model_files(args: &[String]) -> Result<Vec<PathBuf>> {
     Ok(args.iter().map(PathBuf::from).collect())
 }
 
+/// The models to copy: the first shard of a split set brings its other
+/// shards; a GGUF larger than `limit` is split into shards that each fit
+/// (streamed from the model as the image is written).
+#[cfg(feature = "image")]
+fn models_for_fat(models: Vec<PathBuf>, limit: u64) -> Result<(Vec<PathBuf>, Vec<image::ComposedFile>)> {
+    use engine::gguf::split::{max_shard_header, plan_split, shard_file_name, SplitBy, SPLIT_ALIGNMENT};
+    let mut files = Vec::new();
+    let mut composed = Vec::new();
+    for m in models {
+        let Ok(meta) = std::fs::metadata(&m) else {
+            files.push(m); // the image's own checks say what is wrong
+            continue;
+        };
+        if !meta.is_file() {
+            files.push(m);
+            continue;
+        }
+        if let Some(set) = host::find_split_set(&m)? {
+            files.extend(set.paths);
+            continue;
+        }
+        let mut magic = [0u8; 4];
+        let gguf = std::fs::File::open(&m).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
+            && &magic == b"GGUF";
+        if meta.len() <= limit || !gguf {
+            files.push(m);
+            continue;
+        }
+        let (g, _, _) = host::read_header(&m, engine::gguf::Gguf::parse)?;
+        let header = max_shard_header(&g).with_context(|| format!("splitting {}", m.display()))?;
+        let data = limit.checked_sub(header).filter(|&d| d >= SPLIT_ALIGNMENT).with_context(|| {
+            format!("{}: its header alone ({header} bytes) leaves no room in a {limit}-byte file", m.display())
+        })?;
+        let plans = plan_split(&g, SplitBy::Bytes(data))
+            .with_context(|| format!("splitting {} into files of at most {limit} bytes", m.display()))?;
+        let name =
+            m.file_name().and_then(|n| n.to_str()).with_context(|| format!("{} has no UTF-8 name", m.display()))?;
+        let stem = name.strip_suffix(".gguf").or_else(|| name.strip_suffix(".GGUF")).unwrap_or(name);
+        let n = plans.len() as u16;
+        eprintln!("{} is {} bytes: split into {n} shards of at most {limit} bytes", m.display(), meta.len());
+        for (i, p) in plans.into_iter().enumerate() {
+            let mut parts = vec![image::Part::Bytes(p.header)];
+            for (offset, len) in p.tensors {
+                parts.push(image::Part::Range { path: m.clone(), offset, len });
+                parts.push(image::Part::Zeros(len.next_multiple_of(SPLIT_ALIGNMENT) - len));
+            }
+            let dest = format!("{}/{}", image::MODELS_DIR, shard_file_name(stem, i as u16, n));
+            composed.push(image::ComposedFile { dest, parts });
+        }
+    }
+    Ok((files, composed))
+}
+
 #[cfg(feature = "image")]
 fn cmd_image(a: ImageArgs) -> Result<()> {
     host::remove_outputs_on_interrupt();
@@ -766,7 +824,14 @@ fn cmd_image(a: ImageArgs) -> Result<()> {
     }
     let efi = find_efi(a.efi, &a.arch)?;
     let size = a.size.as_deref().map(image::parse_size).transpose()?;
-    let models = model_files(&a.models)?;
+    let limit = match a.max_file_size.as_deref() {
+        Some(t) => image::parse_size(t).with_context(|| format!("--max-file-size {t}"))?,
+        None => image::MAX_FAT_FILE_SIZE,
+    };
+    if limit > image::MAX_FAT_FILE_SIZE {
+        bail!("--max-file-size: a FAT32 file holds at most {} bytes", image::MAX_FAT_FILE_SIZE);
+    }
+    let (models, composed) = models_for_fat(model_files(&a.models)?, limit)?;
     let opts = image::ImageOptions {
         output: a.output.clone(),
         efi,
@@ -778,7 +843,7 @@ fn cmd_image(a: ImageArgs) -> Result<()> {
     let start = std::time::Instant::now();
     let mut last = String::new();
     let mut open_line = false;
-    let built = image::build_image(&opts, &mut |file, done, total| {
+    let built = image::build_image_with(&opts, &composed, &mut |file, done, total| {
         let secs = start.elapsed().as_secs_f64().max(1e-3);
         let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
         let line = format!("\r{file}: {:.1}/{:.1} MB ({:.0} MB/s)", mb(done), mb(total), mb(done) / secs);

@@ -169,3 +169,95 @@ fn split_arguments_are_checked() {
     let e = fails(&["split", s(&shards[0]), "-o", s(&d.path().join("z")), "--max-tensors", "4"]);
     assert!(e.contains("shard 1 of a set of 3"), "{e}");
 }
+
+/// The files under `models/` of an image's FAT partition.
+fn image_models(img: &Path) -> Vec<(String, Vec<u8>)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let disk = gpt::GptConfig::new().writable(false).open(img).unwrap();
+    let part = &disk.partitions()[&1];
+    let mut f = std::fs::File::open(img).unwrap();
+    f.seek(SeekFrom::Start(part.first_lba * 512)).unwrap();
+    let mut bytes = vec![0u8; ((part.last_lba - part.first_lba + 1) * 512) as usize];
+    f.read_exact(&mut bytes).unwrap();
+    let fs = fatfs::FileSystem::new(std::io::Cursor::new(bytes), fatfs::FsOptions::new()).unwrap();
+    let mut out = Vec::new();
+    for e in fs.root_dir().open_dir("models").unwrap().iter() {
+        let e = e.unwrap();
+        if e.is_file() {
+            let mut b = Vec::new();
+            e.to_file().read_to_end(&mut b).unwrap();
+            out.push((e.file_name(), b));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn image_splits_a_model_too_large_for_one_file() {
+    let d = tempfile::tempdir().unwrap();
+    let efi = d.path().join("app.efi");
+    std::fs::write(&efi, qemu::tiny_efi::tiny_efi_app("x\r\n", qemu::tiny_efi::Finish::Return)).unwrap();
+    let img = d.path().join("disk.img");
+    // A limit small enough that stories260K (1.1 MiB) needs shards.
+    let (code, _, err) =
+        lbm(&["image", "-o", s(&img), "--efi", s(&efi), "--model", s(&stories()), "--max-file-size", "400K"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("split into 4 shards of at most 409600 bytes"), "{err}");
+    let files = image_models(&img);
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        (1..=4).map(|i| format!("stories260K-{i:05}-of-00004.gguf")).collect::<Vec<_>>(),
+        "the shards only, named as llama.cpp names them"
+    );
+    let out = d.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    for (n, b) in &files {
+        assert!(b.len() <= 400 << 10, "{n}: {} bytes", b.len());
+        std::fs::write(out.join(n), b).unwrap();
+    }
+    // The shards are those `lbm split` writes, and load as the whole file.
+    let whole = std::fs::read(stories()).unwrap();
+    let g = engine::gguf::Gguf::parse(&whole, whole.len() as u64).unwrap();
+    let data = (400 << 10) - engine::gguf::split::max_shard_header(&g).unwrap();
+    ok(&["split", s(&stories()), "-o", s(&d.path().join("stories260K")), "--max-size", &data.to_string()]);
+    for (n, b) in &files {
+        assert_eq!(b, &std::fs::read(d.path().join(n)).unwrap(), "{n} as lbm split writes it");
+    }
+    let first = out.join("stories260K-00001-of-00004.gguf");
+    assert_eq!(logits(&first, &d.path().join("a.f32")), logits(&stories(), &d.path().join("b.f32")));
+
+    // A split set given by its first shard brings all its shards; a small model stays whole.
+    let shards = split3(d.path(), "set");
+    let img2 = d.path().join("disk2.img");
+    let small = testdata::path("testdata/stories260K-gguf/stories260K-F16.gguf");
+    let (code, _, err) = lbm(&[
+        "image",
+        "-o",
+        s(&img2),
+        "--efi",
+        s(&efi),
+        "--model",
+        s(&shards[0]),
+        "--model",
+        s(&small),
+        "--max-file-size",
+        "1M",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let files = image_models(&img2);
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["set-00001-of-00003.gguf", "set-00002-of-00003.gguf", "set-00003-of-00003.gguf", "stories260K-F16.gguf"]
+    );
+    for (i, p) in shards.iter().enumerate() {
+        assert_eq!(files[i].1, std::fs::read(p).unwrap());
+    }
+    // A limit the largest tensor does not fit in is an error naming it.
+    let (code, _, err) =
+        lbm(&["image", "-o", s(&img2), "--efi", s(&efi), "--model", s(&stories()), "--max-file-size", "64K"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("a shard may hold") || err.contains("leaves no room"), "{err}");
+}

@@ -100,10 +100,75 @@ pub struct ImageOptions {
     pub size: Option<u64>,
 }
 
+/// A file of the image put together from pieces while it is copied (a
+/// shard of a model split to fit FAT32's file size limit; see
+/// [`build_image_with`]): nothing is staged on disk, each piece is read
+/// from its source as the file is written.
+#[derive(Debug, Clone)]
+pub struct ComposedFile {
+    /// Destination path on the partition (`/` or `\` separated).
+    pub dest: String,
+    pub parts: Vec<Part>,
+}
+
+/// A piece of a [`ComposedFile`].
+#[derive(Debug, Clone)]
+pub enum Part {
+    /// These bytes.
+    Bytes(Vec<u8>),
+    /// `len` bytes of the file `path` from byte `offset`.
+    Range { path: PathBuf, offset: u64, len: u64 },
+    /// This many zero bytes.
+    Zeros(u64),
+}
+
+impl Part {
+    fn len(&self) -> u64 {
+        match self {
+            Part::Bytes(b) => b.len() as u64,
+            Part::Range { len, .. } | Part::Zeros(len) => *len,
+        }
+    }
+}
+
+/// Reads the parts of a [`ComposedFile`] one after the other.
+struct PartsReader {
+    parts: std::vec::IntoIter<Part>,
+    current: Option<Box<dyn Read>>,
+}
+
+impl Read for PartsReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::io::{Seek, SeekFrom};
+        loop {
+            if self.current.is_none() {
+                self.current = Some(match self.parts.next() {
+                    None => return Ok(0),
+                    Some(Part::Bytes(b)) => Box::new(io::Cursor::new(b)),
+                    Some(Part::Zeros(n)) => Box::new(io::repeat(0).take(n)),
+                    Some(Part::Range { path, offset, len }) => {
+                        let mut f = File::open(&path)
+                            .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())))?;
+                        f.seek(SeekFrom::Start(offset))?;
+                        Box::new(f.take(len))
+                    }
+                });
+            }
+            let n = self.current.as_mut().map_or(Ok(0), |r| r.read(buf))?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            self.current = None;
+        }
+    }
+}
+
 /// One file to copy into the partition.
 #[derive(Debug)]
 struct Entry {
     src: PathBuf,
+    /// For a composed file, its parts (`src` is then its first source).
+    parts: Option<Vec<Part>>,
     /// Destination, `/` separated, no leading slash.
     dest: String,
     len: u64,
@@ -165,11 +230,11 @@ fn file_name_of(path: &Path, what: &str) -> Result<String> {
 
 /// Everything to copy, checked, in copy order: the application, extra files,
 /// tokenizers, then models (the big files last, small ones together).
-fn collect_entries(opts: &ImageOptions) -> Result<Vec<Entry>> {
+fn collect_entries(opts: &ImageOptions, composed: &[ComposedFile]) -> Result<Vec<Entry>> {
     let mut entries = Vec::new();
     let mut push = |src: &Path, dest: String, what: &str| -> Result<()> {
         let len = file_len(src, what)?;
-        entries.push(Entry { src: src.to_path_buf(), dest, len });
+        entries.push(Entry { src: src.to_path_buf(), parts: None, dest, len });
         Ok(())
     };
     if opts.efi.is_empty() {
@@ -198,6 +263,25 @@ fn collect_entries(opts: &ImageOptions) -> Result<Vec<Entry>> {
     }
     for m in &opts.models {
         push(m, normalize_dest(&format!("{MODELS_DIR}/{}", file_name_of(m, "model")?))?, "model")?;
+    }
+    for c in composed {
+        let len = c.parts.iter().try_fold(0u64, |a, p| a.checked_add(p.len())).unwrap_or(u64::MAX);
+        if len > MAX_FAT_FILE_SIZE {
+            bail!(
+                "{} would be {} ({len} bytes), more than a FAT file can hold ({MAX_FAT_FILE_SIZE} bytes)",
+                c.dest,
+                format_size(len)
+            );
+        }
+        let src = c
+            .parts
+            .iter()
+            .find_map(|p| match p {
+                Part::Range { path, .. } => Some(path.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        entries.push(Entry { src, parts: Some(c.parts.clone()), dest: normalize_dest(&c.dest)?, len });
     }
     // Checks the destinations against each other (FAT names ignore case).
     fat::clusters_needed(&specs(&entries), 512)?;
@@ -287,7 +371,18 @@ fn sized_layout(size: u64) -> Result<Layout> {
 /// called as each file is copied: `file` is its path on the partition,
 /// `done` and `total` are bytes of that file.
 pub fn build_image(opts: &ImageOptions, progress: &mut dyn FnMut(&str, u64, u64)) -> Result<()> {
-    let entries = collect_entries(opts)?;
+    build_image_with(opts, &[], progress)
+}
+
+/// [`build_image`] with files put together from pieces as well, copied
+/// after the models (`lbm image` splits a model too large for one FAT32
+/// file into shards this way).
+pub fn build_image_with(
+    opts: &ImageOptions,
+    composed: &[ComposedFile],
+    progress: &mut dyn FnMut(&str, u64, u64),
+) -> Result<()> {
+    let entries = collect_entries(opts, composed)?;
     let output = &opts.output;
     check_output(output, &entries)?;
 
@@ -351,6 +446,9 @@ fn write_image(
     file.set_len(layout.disk_size).context("cannot size the image file")?;
     write_gpt(file, layout)?;
     let mut open = |i: usize| -> Result<Box<dyn Read>> {
+        if let Some(parts) = &entries[i].parts {
+            return Ok(Box::new(PartsReader { parts: parts.clone().into_iter(), current: None }));
+        }
         let src = &entries[i].src;
         Ok(Box::new(File::open(src).with_context(|| format!("cannot open {}", src.display()))?))
     };

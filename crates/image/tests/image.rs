@@ -470,3 +470,53 @@ fn each_architecture_gets_its_boot_file() {
     );
     assert!(!opts.output.exists());
 }
+
+#[test]
+fn composed_files_are_written_from_their_parts() {
+    use image::{build_image_with, ComposedFile, Part};
+    let i = Inputs::new();
+    let src = noise(3 * MIB as usize + 17, 5);
+    let src_path = i.file("big.bin", &src);
+    let parts = vec![
+        Part::Bytes(b"HEAD".to_vec()),
+        Part::Range { path: src_path.clone(), offset: 1000, len: 2 * MIB + 3 },
+        Part::Zeros(29),
+        Part::Range { path: src_path.clone(), offset: 7, len: 5 },
+    ];
+    let mut want = b"HEAD".to_vec();
+    want.extend_from_slice(&src[1000..1000 + 2 * MIB as usize + 3]);
+    want.extend_from_slice(&[0; 29]);
+    want.extend_from_slice(&src[7..12]);
+    let opts = i.options("c.img");
+    let composed = [
+        ComposedFile { dest: "models/a-00001-of-00002.gguf".into(), parts },
+        ComposedFile { dest: "models/a-00002-of-00002.gguf".into(), parts: vec![Part::Zeros(0)] },
+    ];
+    let mut seen = Vec::new();
+    build_image_with(&opts, &composed, &mut |f, done, total| {
+        if done == total {
+            seen.push((f.to_string(), total));
+        }
+    })
+    .unwrap();
+    assert!(seen.contains(&("models/a-00001-of-00002.gguf".into(), want.len() as u64)), "{seen:?}");
+    let fs = open_fat(&opts.output);
+    assert_eq!(read_fat_file(&fs, "models/a-00001-of-00002.gguf"), want);
+    assert_eq!(read_fat_file(&fs, "models/a-00002-of-00002.gguf"), Vec::<u8>::new());
+
+    // A range past the end of its source fails, naming the file.
+    let short = [ComposedFile {
+        dest: "models/s.gguf".into(),
+        parts: vec![Part::Range { path: src_path.clone(), offset: src.len() as u64 - 4, len: 10 }],
+    }];
+    let e = format!("{:#}", build_image_with(&i.options("s.img"), &short, &mut |_, _, _| {}).unwrap_err());
+    assert!(e.contains("models/s.gguf"), "{e}");
+    assert!(!i.path("s.img").exists());
+    // More than a FAT file holds is refused before anything is written.
+    let huge = [ComposedFile {
+        dest: "models/h.gguf".into(),
+        parts: vec![Part::Zeros(image::MAX_FAT_FILE_SIZE), Part::Bytes(vec![1])],
+    }];
+    let e = format!("{:#}", build_image_with(&i.options("h.img"), &huge, &mut |_, _, _| {}).unwrap_err());
+    assert!(e.contains("more than a FAT file can hold"), "{e}");
+}
