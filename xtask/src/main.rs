@@ -377,6 +377,71 @@ fn test_aarch64(args: &[String]) -> Result<(), String> {
         ));
     }
     println!("test-aarch64: lbm generate on aarch64 equals the host's: {}", a.trim());
+    cross_arch_logits(&root, &host, &arm)
+}
+
+/// The NEON kernels follow the AVX2 kernels' lane order, so the logits of
+/// random-weight stories15M-shaped models must be the same bits on aarch64,
+/// at each of its three levels, as on x86-64 at the AVX2 level; for Q4_0,
+/// which x86-64 repacks into row octets (another float order) and aarch64
+/// does not, the three aarch64 levels must agree with each other.
+fn cross_arch_logits(root: &Path, host: &Path, arm: &Path) -> Result<(), String> {
+    let dir = root.join("target/xarch");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let ids = "1,100,200,300,400,500,600,700,800";
+    // The x86-64 reference needs the AVX2 level on this machine.
+    let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let host_avx2 = ["avx2", "fma", "f16c"].iter().all(|f| flags.split_whitespace().any(|w| w == *f));
+    if !host_avx2 {
+        println!("test-aarch64: SKIPPED: the comparison with x86-64's AVX2 level: this CPU has no AVX2 (the aarch64 levels are still compared)");
+    }
+    let logits = |cmd: &mut Command, model: &Path, out: &Path| -> Result<Vec<u8>, String> {
+        let st = cmd
+            .arg("logits")
+            .arg("-m")
+            .arg(model)
+            .args(["--ids", ids, "-o"])
+            .arg(out)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|e| format!("cannot run lbm logits: {e}"))?;
+        if !st.success() {
+            return Err(format!("lbm logits -m {} failed ({st})", model.display()));
+        }
+        std::fs::read(out).map_err(|e| format!("cannot read {}: {e}", out.display()))
+    };
+    for ty in ["f32", "f16", "q8_0", "q4_1", "q5_0", "q4_k_m", "q6_k", "iq4_xs", "q4_0"] {
+        let model = dir.join(format!("stories15M-{ty}.gguf"));
+        if !model.is_file() {
+            run_status(
+                Command::new(host)
+                    .args(["bench", "--gen-model", "stories15M", "--type", ty, "-o"])
+                    .arg(&model)
+                    .stdout(std::process::Stdio::null()),
+                &format!("lbm bench --gen-model stories15M --type {ty}"),
+            )?;
+        }
+        let x86 = logits(Command::new(host).args(["--simd", "avx2"]), &model, &dir.join("x86.f32"))?;
+        let mut arm_levels = Vec::new();
+        for cpu in ["cortex-a53", "cortex-a76", "max"] {
+            let mut c = Command::new("qemu-aarch64");
+            c.args(["-L", "/usr/aarch64-linux-gnu"]).arg(arm).env("QEMU_CPU", cpu);
+            arm_levels.push((cpu, logits(&mut c, &model, &dir.join(format!("{cpu}.f32")))?));
+        }
+        let reference = if ty == "q4_0" || !host_avx2 { &arm_levels[0].1 } else { &x86 };
+        for (cpu, l) in &arm_levels {
+            if l != reference {
+                return Err(format!(
+                    "test-aarch64: {ty} logits on aarch64 ({cpu}) differ from {}",
+                    if ty == "q4_0" { "the other aarch64 levels" } else { "x86-64 at the AVX2 level" }
+                ));
+            }
+        }
+        println!(
+            "test-aarch64: {ty}: aarch64 logits (neon, dotprod, i8mm) bit-identical to {}",
+            if ty == "q4_0" { "each other" } else { "x86-64 avx2" }
+        );
+    }
     Ok(())
 }
 
