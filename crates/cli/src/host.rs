@@ -300,24 +300,67 @@ pub fn write_merged(first: &Path, output: &Path) -> Result<u64> {
     Ok(set.plan.merged_len())
 }
 
-/// Reads a model file into memory backed by transparent huge pages
-/// (`host::hugebuf`): decoding streams every weight once per token. The
-/// first shard of a split GGUF set reads the whole set, merged.
-pub fn read_model(path: &Path) -> Result<HugeBuf> {
+/// How a model file gets into memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LoadMode {
+    /// Map the file copy-on-write (`host::mapfile`): nothing is copied but
+    /// the matrices the engine repacks; start-up costs what reading the page
+    /// cache's pages costs, and the weights sit on 4 KiB pages. The file
+    /// must not be changed or truncated while the model runs (see
+    /// `host::mapfile`). A split set is read as with [`LoadMode::Read`].
+    #[default]
+    Map,
+    /// Read the file into memory on transparent huge pages
+    /// (`host::hugebuf`, `--no-mmap`): a copy of the whole file, and faster
+    /// decoding where the TLB is the limit.
+    Read,
+}
+
+impl LoadMode {
+    /// `--no-mmap` given or not.
+    pub fn from_no_mmap(no_mmap: bool) -> LoadMode {
+        if no_mmap {
+            LoadMode::Read
+        } else {
+            LoadMode::Map
+        }
+    }
+}
+
+/// Gets a model file's bytes for the engine: mapped or read (see
+/// [`LoadMode`]). The first shard of a split GGUF set reads the whole set,
+/// merged, into huge pages whatever the mode. Devices, FIFOs and folders
+/// are refused; the bytes are exactly the file's length when opened, which
+/// the loader checks every tensor against (a file shorter than its header
+/// says is an error, not a crash).
+pub fn read_model(path: &Path, mode: LoadMode) -> Result<Blob> {
+    Ok(read_model_as(path, mode)?.0)
+}
+
+/// [`read_model`], and how the bytes were got: [`LoadMode::Read`] for a
+/// split set or where mapping is not available, whatever `mode` asked.
+pub fn read_model_as(path: &Path, mode: LoadMode) -> Result<(Blob, LoadMode)> {
     if let Some(set) = find_split_set(path)? {
         let len = set.plan.merged_len();
         let n = usize::try_from(len).with_context(|| format!("{} is too large for this machine", path.display()))?;
         let mut buf =
             HugeBuf::zeroed(n).with_context(|| format!("out of memory: {} needs {len} bytes", path.display()))?;
         read_split_into(&set, buf.as_mut())?;
-        return Ok(buf);
+        return Ok((Box::new(buf), LoadMode::Read));
     }
     let (mut f, len) = open_regular(path)?;
+    #[cfg(unix)]
+    if mode == LoadMode::Map {
+        let m = ::host::mapfile::MappedFile::map(&f, len).with_context(|| format!("mapping {}", path.display()))?;
+        return Ok((Box::new(m), LoadMode::Map));
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
     let len = usize::try_from(len).with_context(|| format!("{} is too large for this machine", path.display()))?;
     let mut buf =
         HugeBuf::zeroed(len).with_context(|| format!("out of memory: {} needs {len} bytes", path.display()))?;
     f.read_exact(buf.as_mut()).with_context(|| format!("reading {}", path.display()))?;
-    Ok(buf)
+    Ok((Box::new(buf), LoadMode::Read))
 }
 
 /// Finds the tokenizer for a llama2.c checkpoint: NAME.tok.bin, tokenizer.bin
@@ -361,8 +404,8 @@ impl Loaded {
 
 /// Loads a model and its tokenizer (see [`load_any`]); fails when there is
 /// no tokenizer.
-pub fn load(model: &Path, tokenizer: Option<&Path>) -> Result<(Model, Tokenizer)> {
-    let l = load_any(model, tokenizer)?;
+pub fn load(model: &Path, tokenizer: Option<&Path>, mode: LoadMode) -> Result<(Model, Tokenizer)> {
+    let l = load_any(model, tokenizer, mode)?;
     match l.tokenizer {
         Ok(t) => Ok((l.model, t)),
         Err(e) => bail!("{e}"),
@@ -373,16 +416,18 @@ pub fn load(model: &Path, tokenizer: Option<&Path>) -> Result<(Model, Tokenizer)
 /// theirs (or `tokenizer` names one: a GGUF, a tokenizer.bin, a GPT-2
 /// folder); llama2.c files need a tokenizer.bin (found next to the model
 /// when not given); llm.c files a GPT-2 folder. A model without a tokenizer
-/// still loads: commands that work on token ids need none.
-pub fn load_any(model: &Path, tokenizer: Option<&Path>) -> Result<Loaded> {
+/// still loads: commands that work on token ids need none. `mode`: mapped
+/// or read (see [`LoadMode`]).
+pub fn load_any(model: &Path, tokenizer: Option<&Path>, mode: LoadMode) -> Result<Loaded> {
     use engine::load::FileKind;
-    let bytes = read_model(model)?;
-    let kind = engine::load::detect(bytes.as_ref());
+    let blob = read_model(model, mode)?;
+    let bytes = blob.bytes();
+    let kind = engine::load::detect(bytes);
     let loading = || format!("loading {}", model.display());
     let tok: std::result::Result<Tokenizer, String> = match kind {
         FileKind::Gguf => match tokenizer {
             Some(t) => Ok(load_tokenizer(t, None).with_context(|| format!("reading the tokenizer {}", t.display()))?),
-            None => match engine::gguf_model::tokenizer(bytes.as_ref()) {
+            None => match engine::gguf_model::tokenizer(bytes) {
                 Ok(t) => Ok(t),
                 Err(engine::Error::MissingKey(k)) if k.starts_with("tokenizer.ggml.model") => Err(format!(
                     "{} has no tokenizer (no tokenizer.ggml.model in its metadata): give one with -z (a GGUF that has one, \
@@ -395,7 +440,7 @@ pub fn load_any(model: &Path, tokenizer: Option<&Path>) -> Result<Loaded> {
         },
         FileKind::Llama2c => {
             // A file that is no checkpoint at all is reported as such, before any tokenizer is looked for.
-            engine::llama2c::Header::parse(bytes.as_ref()).with_context(loading)?;
+            engine::llama2c::Header::parse(bytes).with_context(loading)?;
             let tok_path = match tokenizer {
                 Some(t) => t.to_path_buf(),
                 None => find_tokenizer(model).with_context(|| {
@@ -403,7 +448,7 @@ pub fn load_any(model: &Path, tokenizer: Option<&Path>) -> Result<Loaded> {
                 })?,
             };
             let tok_bytes = read_model_bytes(&tok_path)?;
-            let h = engine::llama2c::Header::parse(bytes.as_ref()).with_context(loading)?;
+            let h = engine::llama2c::Header::parse(bytes).with_context(loading)?;
             Ok(Tokenizer::from_llama2c(&tok_bytes, h.vocab_size).with_context(|| format!("reading {}", tok_path.display()))?)
         }
         FileKind::LlmC => {
@@ -414,7 +459,6 @@ pub fn load_any(model: &Path, tokenizer: Option<&Path>) -> Result<Loaded> {
             })?)
         }
     };
-    let blob: Blob = Box::new(bytes);
     let mut m = engine::load::load_model(blob).with_context(loading)?;
     if let Ok(t) = &tok {
         for w in t.warnings() {

@@ -276,11 +276,18 @@ struct ModelArgs {
     /// llama.cpp's default cache is).
     #[arg(long, default_value = "f32", value_parser = ["f32", "f16"])]
     kv_type: String,
+    /// Read the model into memory on huge pages instead of mapping the file
+    /// (see `lbm bench --help`): slower to start, can decode faster.
+    #[arg(long)]
+    no_mmap: bool,
 }
 
 impl ModelArgs {
     fn kv_type(&self) -> KvType {
         KvType::from_name(&self.kv_type).unwrap_or_default()
+    }
+    fn load_mode(&self) -> host::LoadMode {
+        host::LoadMode::from_no_mmap(self.no_mmap)
     }
 }
 
@@ -411,6 +418,9 @@ struct PerplexityArgs {
     /// Print one JSON object {"ppl", "ppl_err", "chunks"} instead of the running estimate.
     #[arg(long)]
     json: bool,
+    /// Read the model into memory on huge pages instead of mapping the file.
+    #[arg(long)]
+    no_mmap: bool,
 }
 
 #[derive(Args)]
@@ -489,7 +499,7 @@ impl Hooks for StdoutHooks {
 
 fn cmd_generate(a: GenerateArgs) -> Result<()> {
     let exec = pool(a.model.threads)?;
-    let loaded = host::load_any(&a.model.model, a.model.tokenizer.as_deref())?;
+    let loaded = host::load_any(&a.model.model, a.model.tokenizer.as_deref(), a.model.load_mode())?;
     let prompt_ids = match (&a.prompt, &a.ids) {
         (Some(p), _) => {
             let tok = loaded.need_tokenizer()?;
@@ -563,7 +573,7 @@ fn cmd_chat(a: ChatArgs) -> Result<()> {
     let interrupt = host::install_interrupt_flag();
     let mut con = host::StdConsole::new(interrupt, platform(&exec));
     loop {
-        let (model, tok) = host::load(&a.model.model, a.model.tokenizer.as_deref())?;
+        let (model, tok) = host::load(&a.model.model, a.model.tokenizer.as_deref(), a.model.load_mode())?;
         let name = model.name.clone();
         let mut chat = Chat::new(model, tok, settings.clone(), name, a.model.ctx)?;
         match chat.run(&mut con, &exec) {
@@ -585,7 +595,7 @@ fn cmd_logits(a: LogitsArgs) -> Result<()> {
     // Checked and created first: a bad output fails before the work.
     let output = outfile::Output::create(&a.output)?;
     let exec = pool(a.model.threads)?;
-    let model = host::load_any(&a.model.model, a.model.tokenizer.as_deref())?.model;
+    let model = host::load_any(&a.model.model, a.model.tokenizer.as_deref(), a.model.load_mode())?.model;
     let mut session = Session::with_kv_type(&model, a.model.ctx, a.model.kv_type())?;
     let mut logits = vec![0.0f32; a.ids.len() * model.config.vocab_size];
     session.eval_all(&model, &a.ids, &exec, &mut logits)?;
@@ -870,7 +880,7 @@ fn cmd_perplexity(a: PerplexityArgs) -> Result<()> {
     let exec = pool(a.threads)?;
     let text = host::read_file(&a.file, host::MAX_TEXT)?;
     let text = String::from_utf8(text).with_context(|| format!("{} is not UTF-8 text", a.file.display()))?;
-    let (model, tok) = host::load(&a.model, a.tokenizer.as_deref())?;
+    let (model, tok) = host::load(&a.model, a.tokenizer.as_deref(), host::LoadMode::from_no_mmap(a.no_mmap))?;
     let tokens = tok.encode(&text, tok.add_bos());
     let bos = tok.add_bos().then(|| tok.bos());
     let mut session = Session::with_kv_type(&model, a.ctx, KvType::from_name(&a.kv_type).unwrap_or_default())?;
