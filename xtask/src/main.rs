@@ -106,62 +106,40 @@ const TARGET_SPEC: &str = "crates/efi/x86_64-lbm-uefi.json";
 /// The efi crate's own target directory, relative to the root.
 const EFI_TARGET_DIR: &str = "target/efi";
 
-/// The architectures the UEFI app builds for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arch {
-    X86_64,
-    Aarch64,
+/// The architectures the UEFI app builds for: `qemu::Arch`, whose names and
+/// boot file names the VM driver uses too.
+pub use qemu::Arch;
+
+/// From `--arch NAME`.
+fn parse_arch(s: &str) -> Result<Arch, String> {
+    Arch::parse(s).map_err(|e| e.to_string())
 }
 
-impl Arch {
-    /// From `--arch NAME`.
-    pub fn parse(s: &str) -> Result<Arch, String> {
-        match s {
-            "x86_64" | "x86-64" | "x64" | "amd64" => Ok(Arch::X86_64),
-            "aarch64" | "arm64" | "aa64" => Ok(Arch::Aarch64),
-            other => Err(format!("unknown architecture '{other}' (x86_64 or aarch64)")),
-        }
+/// The `--target` cargo gets: our hard-float spec on x86-64; the stock
+/// `aarch64-unknown-uefi` is hard-float already (NEON is part of ARMv8-A).
+fn efi_target(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => TARGET_SPEC,
+        Arch::Aarch64 => "aarch64-unknown-uefi",
     }
+}
 
-    /// The `--target` cargo gets: our hard-float spec on x86-64; the stock
-    /// `aarch64-unknown-uefi` is hard-float already (NEON is part of ARMv8-A).
-    fn target(self) -> &'static str {
-        match self {
-            Arch::X86_64 => TARGET_SPEC,
-            Arch::Aarch64 => "aarch64-unknown-uefi",
-        }
+/// The target's directory name under the target dir.
+fn efi_target_name(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "x86_64-lbm-uefi",
+        Arch::Aarch64 => "aarch64-unknown-uefi",
     }
+}
 
-    /// The target's directory name under the target dir.
-    fn target_name(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "x86_64-lbm-uefi",
-            Arch::Aarch64 => "aarch64-unknown-uefi",
-        }
+/// The cargo arguments for the app's target.
+fn efi_cargo_args(arch: Arch) -> Vec<&'static str> {
+    let mut v = vec!["-Zbuild-std=core,alloc,compiler_builtins", "-Zbuild-std-features=compiler-builtins-mem"];
+    if arch == Arch::X86_64 {
+        v.push("-Zjson-target-spec");
     }
-
-    /// The removable-media boot file name.
-    pub fn boot_file(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "BOOTX64.EFI",
-            Arch::Aarch64 => "BOOTAA64.EFI",
-        }
-    }
-
-    /// `target/efi/BOOT*.EFI`.
-    pub fn built_app(self, root: &Path) -> PathBuf {
-        root.join(EFI_TARGET_DIR).join(self.boot_file())
-    }
-
-    /// The cargo arguments for the app's target.
-    fn cargo_target_args(self) -> Vec<&'static str> {
-        let mut v = vec!["-Zbuild-std=core,alloc,compiler_builtins", "-Zbuild-std-features=compiler-builtins-mem"];
-        if self == Arch::X86_64 {
-            v.push("-Zjson-target-spec");
-        }
-        v.extend(["--target", self.target(), "--target-dir", EFI_TARGET_DIR]);
-        v
-    }
+    v.extend(["--target", efi_target(arch), "--target-dir", EFI_TARGET_DIR]);
+    v
 }
 
 /// A `cargo` on the nightly toolchain, cleaned of the variables that the
@@ -210,24 +188,24 @@ pub fn build_efi(args: &[String]) -> Result<PathBuf, String> {
             "--features" => {
                 features = Some(it.next().ok_or("build-efi: --features needs a value")?.clone());
             }
-            "--arch" => arch = Arch::parse(it.next().ok_or("build-efi: --arch needs a value")?)?,
+            "--arch" => arch = parse_arch(it.next().ok_or("build-efi: --arch needs a value")?)?,
             other => return Err(format!("build-efi: unknown argument '{other}'")),
         }
     }
     let root = root();
     let mut cmd = nightly_cargo(&root);
     cmd.args(["build", "--manifest-path", "crates/efi/Cargo.toml"]);
-    cmd.args(arch.cargo_target_args());
+    cmd.args(efi_cargo_args(arch));
     if !debug {
         cmd.arg("--release");
     }
     if let Some(f) = &features {
         cmd.args(["--features", f]);
     }
-    run_status(&mut cmd, &format!("cargo +nightly build (efi, {})", arch.target_name()))?;
+    run_status(&mut cmd, &format!("cargo +nightly build (efi, {})", efi_target_name(arch)))?;
     let profile = if debug { "debug" } else { "release" };
-    let built = root.join(EFI_TARGET_DIR).join(arch.target_name()).join(profile).join("lbm-efi.efi");
-    let out = arch.built_app(&root);
+    let built = root.join(EFI_TARGET_DIR).join(efi_target_name(arch)).join(profile).join("lbm-efi.efi");
+    let out = root.join(EFI_TARGET_DIR).join(arch.boot_file());
     std::fs::copy(&built, &out).map_err(|e| format!("cannot copy {} to {}: {e}", built.display(), out.display()))?;
     Ok(out)
 }
@@ -248,20 +226,20 @@ fn clippy_efi(args: &[String]) -> Result<(), String> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--arch" => arch = Arch::parse(it.next().ok_or("clippy-efi: --arch needs a value")?)?,
+            "--arch" => arch = parse_arch(it.next().ok_or("clippy-efi: --arch needs a value")?)?,
             other => return Err(format!("clippy-efi: unknown argument '{other}'")),
         }
     }
     let root = root();
     let mut cmd = nightly_cargo(&root);
     cmd.args(["clippy", "--manifest-path", "crates/efi/Cargo.toml"]);
-    cmd.args(arch.cargo_target_args());
+    cmd.args(efi_cargo_args(arch));
     cmd.args(["--all-features", "--", "-D", "warnings"]);
     run_status(
         &mut cmd,
         &format!(
             "cargo +nightly clippy (efi, {}; `rustup component add clippy --toolchain nightly` if missing)",
-            arch.target_name()
+            efi_target_name(arch)
         ),
     )
 }
@@ -600,13 +578,13 @@ fn demo(args: &[String]) -> Result<(), String> {
         match a.as_str() {
             "--memory" => memory = it.next().ok_or("demo: --memory needs a value")?.clone(),
             "--cores" => cores = it.next().ok_or("demo: --cores needs a value")?.clone(),
-            "--arch" => arch = Arch::parse(it.next().ok_or("demo: --arch needs a value")?)?,
+            "--arch" => arch = parse_arch(it.next().ok_or("demo: --arch needs a value")?)?,
             other => return Err(format!("demo: unknown argument '{other}'")),
         }
     }
     setup(&[])?;
     let root = root();
-    let arch_name = if arch == Arch::Aarch64 { "aarch64" } else { "x86_64" };
+    let arch_name = arch.name();
     let efi = build_efi(&["--arch".to_string(), arch_name.to_string()])?;
     run_status(cargo(&root).args(["build", "--release", "-p", "lbm"]), "cargo build -p lbm")?;
     let lbm = root.join("target/release/lbm");
