@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use qemu::{Arch, Vm, VmConfig};
 
+mod common;
+
 const T: Duration = Duration::from_secs(180);
 
 /// Both apps, or None (with a skip notice) when one is not built and CI is
@@ -31,13 +33,6 @@ fn apps(test: &str) -> Option<(PathBuf, PathBuf)> {
             None
         }
     }
-}
-
-fn expected_text(prompt: &str) -> String {
-    let raw = std::fs::read(testdata::path("testdata/expected/llama2c-generation.json")).unwrap();
-    let e: serde_json::Value = serde_json::from_slice(&raw).unwrap();
-    let run = e["stories260K"]["runs"].as_array().unwrap().iter().find(|r| r["prompt"] == prompt).unwrap().clone();
-    run["text"].as_str().unwrap().to_string()
 }
 
 #[test]
@@ -74,13 +69,7 @@ fn one_image_boots_on_aarch64_and_x86_64() {
     assert!(simd.contains("NEON check: ") && simd.ends_with(" ok"), "{simd}");
     assert!(banner.contains("Cores:  1 (no MP services in this firmware)"), "{banner}");
     vm.expect("You: ", T).unwrap();
-    vm.send_line("Once upon a time").unwrap();
-    vm.expect("AI: ", T).unwrap();
-    let out = vm.expect("tok/s]", T).unwrap();
-    let reply = &out[..out.find("\n[").expect("stats line")];
-    let want = expected_text("Once upon a time");
-    assert!(reply.len() > 40, "{reply:?}");
-    assert_eq!(format!("Once upon a time{reply}"), want[..16 + reply.len()], "streamed text");
+    common::vm::once_upon_a_time_as_llama2c(&mut vm, T);
     vm.send_line("/stats").unwrap();
     let stats = vm.expect("memory:", T).unwrap();
     assert!(stats.contains("cpu:         neon-i8mm SIMD, 1 core\n"), "{stats}");

@@ -6,30 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::vm::{app, expected_text};
 use qemu::{Vm, VmConfig};
+
+mod common;
 
 fn read(rel: &str) -> Vec<u8> {
     std::fs::read(testdata::path(rel)).unwrap()
-}
-
-/// The UEFI app, or None (with a skip notice) when it is not built and CI is
-/// not set; with CI set a missing app fails the test.
-fn app(test: &str) -> Option<Vec<u8>> {
-    if !qemu::available(test) {
-        return None;
-    }
-    match testdata::efi_app() {
-        Some(p) => Some(std::fs::read(p).unwrap()),
-        None if std::env::var_os("CI").is_some() => {
-            panic!(
-                "{test}: target/efi/BOOTX64.EFI is missing; run `cargo xtask build-efi` first (cargo xtask test does)"
-            )
-        }
-        None => {
-            eprintln!("SKIPPING {test}: the UEFI app is not built (cargo xtask build-efi)");
-            None
-        }
-    }
 }
 
 fn config() -> VmConfig {
@@ -44,12 +27,6 @@ fn make_image(dir: &Path, name: &str, efi: &[u8], files: &[(&str, &[u8])], size:
 }
 
 const T: Duration = Duration::from_secs(120);
-
-fn expected_text(prompt: &str) -> String {
-    let e: serde_json::Value = serde_json::from_slice(&read("testdata/expected/llama2c-generation.json")).unwrap();
-    let run = e["stories260K"]["runs"].as_array().unwrap().iter().find(|r| r["prompt"] == prompt).unwrap().clone();
-    run["text"].as_str().unwrap().to_string()
-}
 
 /// The number the menu gives the model whose line mentions `name`.
 fn menu_number(menu: &str, name: &str) -> String {
@@ -87,13 +64,7 @@ fn boot_menu_chat_commands_and_exit() {
     vm.expect("temperature = 0.00", T).unwrap();
     vm.send_line("/tokens 24").unwrap();
     vm.expect("max tokens = 24", T).unwrap();
-    vm.send_line("Once upon a time").unwrap();
-    vm.expect("AI: ", T).unwrap();
-    let out = vm.expect("tok/s]", T).unwrap();
-    let reply = &out[..out.find("\n[").expect("stats line")];
-    let want = expected_text("Once upon a time");
-    assert!(reply.len() > 40, "{reply:?}");
-    assert_eq!(format!("Once upon a time{reply}"), want[..16 + reply.len()], "streamed text");
+    let out = common::vm::once_upon_a_time_as_llama2c(&mut vm, T);
     assert!(out.contains("[24 tokens, token limit;"), "{out}");
     vm.send_line("/stats").unwrap();
     let stats = vm.expect("memory:", T).unwrap();

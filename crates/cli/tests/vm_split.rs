@@ -5,41 +5,18 @@
 
 use std::time::Duration;
 
+use common::vm::app;
 use engine::gguf::split::{plan_split, shard_file_name, SplitBy};
 use engine::gguf::Gguf;
 use qemu::{Vm, VmConfig};
+
+mod common;
 
 fn read(rel: &str) -> Vec<u8> {
     std::fs::read(testdata::path(rel)).unwrap()
 }
 
-/// The UEFI app, or None (with a skip notice) when it is not built and CI is
-/// not set; with CI set a missing app fails the test.
-fn app(test: &str) -> Option<Vec<u8>> {
-    if !qemu::available(test) {
-        return None;
-    }
-    match testdata::efi_app() {
-        Some(p) => Some(std::fs::read(p).unwrap()),
-        None if std::env::var_os("CI").is_some() => {
-            panic!(
-                "{test}: target/efi/BOOTX64.EFI is missing; run `cargo xtask build-efi` first (cargo xtask test does)"
-            )
-        }
-        None => {
-            eprintln!("SKIPPING {test}: the UEFI app is not built (cargo xtask build-efi)");
-            None
-        }
-    }
-}
-
 const T: Duration = Duration::from_secs(120);
-
-fn expected_text(prompt: &str) -> String {
-    let e: serde_json::Value = serde_json::from_slice(&read("testdata/expected/llama2c-generation.json")).unwrap();
-    let run = e["stories260K"]["runs"].as_array().unwrap().iter().find(|r| r["prompt"] == prompt).unwrap().clone();
-    run["text"].as_str().unwrap().to_string()
-}
 
 #[test]
 fn split_set_is_one_model_and_chats_as_the_whole_file() {
@@ -77,13 +54,7 @@ fn split_set_is_one_model_and_chats_as_the_whole_file() {
     vm.expect("temperature = 0.00", T).unwrap();
     vm.send_line("/tokens 24").unwrap();
     vm.expect("max tokens = 24", T).unwrap();
-    vm.send_line("Once upon a time").unwrap();
-    vm.expect("AI: ", T).unwrap();
-    let out = vm.expect("tok/s]", T).unwrap();
-    let reply = &out[..out.find("\n[").expect("stats line")];
-    let want = expected_text("Once upon a time");
-    assert!(reply.len() > 40, "{reply:?}");
-    assert_eq!(format!("Once upon a time{reply}"), want[..16 + reply.len()], "streamed text");
+    common::vm::once_upon_a_time_as_llama2c(&mut vm, T);
     vm.send_line("/exit").unwrap();
     vm.expect("Bye.", T).unwrap();
     assert_eq!(vm.wait_exit(Duration::from_secs(60)), Some(0), "QEMU exits 0 after /exit");
